@@ -1,0 +1,18 @@
+//! vxswitch: a userspace virtual switch dataplane for containers.
+//!
+//! One daemon attaches one TAP port per container, learns MAC addresses in
+//! a concurrent forwarding database, bridges frames between local ports and
+//! (later) carries them between hosts in VXLAN. See `docs/architecture.md`.
+//!
+//! Dependencies flow one way: `ctl -> switch -> {fdb, ports, wire}`; all
+//! `unsafe` lives in the private `sys` module.
+
+pub mod fdb;
+pub mod ports;
+pub mod switch;
+pub mod time;
+pub mod wire;
+
+mod sys;
+
+pub use sys::fd::seqpacket_pair;

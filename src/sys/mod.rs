@@ -1,0 +1,7 @@
+//! The only place with `unsafe`: thin, documented wrappers over the Linux
+//! system calls that `std` and `mio` do not cover. Everything above this
+//! module handles `OwnedFd`/`BorrowedFd` and `io::Result`, never raw fds
+//! it has to close by hand.
+#![allow(unsafe_code)]
+
+pub mod fd;
