@@ -502,10 +502,12 @@ fn transmit(port: &Port, frame: &[u8], gone: &mut Vec<(PortId, String)>) {
         return;
     }
     match (&port.file).write(frame) {
-        Ok(_) => {
+        Ok(n) if n == frame.len() => {
             port.stats.tx_frames.inc();
             port.stats.tx_bytes.add(frame.len() as u64);
         }
+        // TAPs and SEQPACKET sockets take a frame whole or not at all.
+        Ok(_) => port.stats.count_drop(DropReason::TxError),
         Err(e) => {
             let why = match e.raw_os_error() {
                 Some(libc::EAGAIN | libc::ENOBUFS) => DropReason::TxQueueFull,
