@@ -7,6 +7,7 @@
 
 pub mod ethernet;
 pub mod mac;
+pub mod vxlan;
 
 pub use ethernet::{EtherType, EthernetFrame, EthernetRepr};
 pub use mac::MacAddr;

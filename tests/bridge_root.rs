@@ -1,0 +1,449 @@
+//! One host, real containers: network namespaces with TAP ports created by
+//! the daemon, traffic from `ping` and `iperf3`. Needs root (CI runs as root).
+
+mod support;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{can_run, Daemon, Netns, Proc};
+
+/// A daemon with one network and `n` containers on it, 10.77.x.(11+i)/24.
+struct Lan {
+    daemon: Daemon,
+    containers: Vec<Netns>,
+}
+
+fn lan(subnet_octet: u8, n: usize) -> Lan {
+    let daemon = Daemon::start(&[]);
+    daemon.cli(&[
+        "network",
+        "create",
+        "red",
+        "--subnet",
+        &format!("10.77.{subnet_octet}.0/24"),
+        "--gateway",
+        &format!("10.77.{subnet_octet}.1"),
+    ]);
+    let containers: Vec<Netns> = (0..n).map(|_| Netns::new("vxc")).collect();
+    for (i, c) in containers.iter().enumerate() {
+        daemon.cli(&[
+            "port",
+            "add",
+            &format!("c{i}"),
+            "--network",
+            "red",
+            "--netns",
+            &c.path(),
+            "--ip",
+            &format!("10.77.{subnet_octet}.{}/24", 11 + i),
+        ]);
+    }
+    Lan { daemon, containers }
+}
+
+fn ip_of(octet: u8, i: usize) -> String {
+    format!("10.77.{octet}.{}", 11 + i)
+}
+
+#[test]
+fn three_containers_all_ping_each_other() {
+    if !can_run(&["ip", "ping"]) {
+        return;
+    }
+    let l = lan(1, 3);
+    for (i, c) in l.containers.iter().enumerate() {
+        for j in 0..3 {
+            if i != j {
+                assert!(
+                    c.ping_within(&ip_of(1, j), Duration::from_secs(5)),
+                    "c{i} cannot ping c{j}\n{}",
+                    l.daemon.log()
+                );
+            }
+        }
+    }
+    // The FDB lists the three container MACs, each on its own port.
+    let fdb = l.daemon.json(&["fdb", "show"]);
+    let rows = fdb
+        .as_array()
+        .or_else(|| fdb["entries"].as_array())
+        .expect("fdb show --json is a list");
+    for i in 0..3 {
+        let port = format!("c{i}");
+        assert!(
+            rows.iter().any(|r| r["port"] == port.as_str()),
+            "no FDB entry on {port}: {fdb}"
+        );
+    }
+    // And `stats` counted frames both ways on every port.
+    let stats = l.daemon.cli(&["stats"]);
+    for i in 0..3 {
+        assert!(
+            stats.contains(&format!("c{i}")),
+            "stats lacks c{i}:\n{stats}"
+        );
+    }
+}
+
+#[test]
+fn two_networks_are_isolated() {
+    if !can_run(&["ip", "ping"]) {
+        return;
+    }
+    let daemon = Daemon::start(&[]);
+    daemon.cli(&["network", "create", "red", "--subnet", "10.78.0.0/24"]);
+    daemon.cli(&["network", "create", "blue", "--subnet", "10.78.0.0/24"]);
+    let (r1, r2, b1) = (Netns::new("vxr"), Netns::new("vxr"), Netns::new("vxb"));
+    daemon.cli(&[
+        "port",
+        "add",
+        "r1",
+        "--network",
+        "red",
+        "--netns",
+        &r1.path(),
+        "--ip",
+        "10.78.0.11/24",
+    ]);
+    daemon.cli(&[
+        "port",
+        "add",
+        "r2",
+        "--network",
+        "red",
+        "--netns",
+        &r2.path(),
+        "--ip",
+        "10.78.0.12/24",
+    ]);
+    // Same subnet on purpose: only the switch keeps them apart.
+    daemon.cli(&[
+        "port",
+        "add",
+        "b1",
+        "--network",
+        "blue",
+        "--netns",
+        &b1.path(),
+        "--ip",
+        "10.78.0.13/24",
+    ]);
+    assert!(
+        r1.ping_within("10.78.0.12", Duration::from_secs(5)),
+        "same network must work"
+    );
+    assert!(!b1.ping("10.78.0.11"), "blue reached red");
+    assert!(!r2.ping("10.78.0.13"), "red reached blue");
+    // Nothing from red was ever sent to blue's port.
+    let stats = daemon.json(&["stats"]);
+    let b1_tx = find_port(&stats, "b1")["tx_frames"].as_u64().unwrap();
+    assert_eq!(b1_tx, 0, "blue's port received red's frames: {stats}");
+}
+
+fn find_port<'a>(stats: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    let ports = stats["ports"]
+        .as_array()
+        .unwrap_or_else(|| panic!("stats --json has no ports list: {stats}"));
+    let p = ports
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no port {name} in {stats}"));
+    if p.get("stats").is_some() {
+        &p["stats"]
+    } else {
+        p
+    }
+}
+
+#[test]
+fn iperf3_tcp_transfer_completes_with_matching_byte_count() {
+    if !can_run(&["ip", "ping", "iperf3"]) {
+        return;
+    }
+    let l = lan(2, 2);
+    let (client, server) = (&l.containers[0], &l.containers[1]);
+    assert!(client.ping_within(&ip_of(2, 1), Duration::from_secs(5)));
+    let _srv = Proc(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &server.name,
+                "iperf3",
+                "-s",
+                "-1",
+                "-B",
+                &ip_of(2, 1),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The server needs a moment to listen: retry the client for up to 5 s.
+    let bytes: u64 = 64 * 1024 * 1024;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let out = loop {
+        let out = client.exec(
+            "iperf3",
+            &[
+                "-c",
+                &ip_of(2, 1),
+                "-n",
+                &bytes.to_string(),
+                "-J",
+                "--connect-timeout",
+                "2000",
+            ],
+        );
+        if out.status.success() || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        out.status.success(),
+        "iperf3 failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sent = j["end"]["sum_sent"]["bytes"].as_u64().unwrap();
+    let received = j["end"]["sum_received"]["bytes"].as_u64().unwrap();
+    assert!(sent >= bytes, "sent {sent} < requested {bytes}");
+    assert_eq!(sent, received, "bytes sent and received differ");
+    // The switch saw at least that many bytes go to the server's port.
+    let stats = l.daemon.json(&["stats"]);
+    let tx = find_port(&stats, "c1")["tx_bytes"].as_u64().unwrap();
+    assert!(
+        tx >= bytes,
+        "port c1 transmitted {tx} bytes, less than the {bytes} payload"
+    );
+}
+
+#[test]
+fn port_rm_removes_the_tap_and_flushes_its_entries() {
+    if !can_run(&["ip", "ping"]) {
+        return;
+    }
+    let l = lan(3, 2);
+    assert!(l.containers[0].ping_within(&ip_of(3, 1), Duration::from_secs(5)));
+    let before = l.daemon.json(&["fdb", "show", "--port", "c1"]);
+    assert!(
+        !as_rows(&before).is_empty(),
+        "c1 has no FDB entry after a ping: {before}"
+    );
+    l.daemon.cli(&["port", "rm", "c1"]);
+    // The TAP is gone from the container...
+    let links = support::run("ip", &["-n", &l.containers[1].name, "-br", "link"]);
+    assert!(
+        !links.contains("eth0"),
+        "eth0 still in c1 after port rm:\n{links}"
+    );
+    // ...its FDB entries are flushed, and it is no longer listed.
+    let fdb = l.daemon.json(&["fdb", "show"]);
+    assert!(
+        as_rows(&fdb).iter().all(|r| r["port"] != "c1"),
+        "c1 entries survived: {fdb}"
+    );
+    assert!(!l.daemon.cli(&["port", "ls"]).contains("c1"));
+    // Removing again is a clear error.
+    let out = l.daemon.cli_raw(&["port", "rm", "c1"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("c1"),
+        "error does not name the port"
+    );
+}
+
+fn as_rows(v: &serde_json::Value) -> Vec<serde_json::Value> {
+    v.as_array()
+        .or_else(|| v["entries"].as_array())
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn garbage_and_huge_requests_do_not_disturb_forwarding() {
+    if !can_run(&["ip", "ping"]) {
+        return;
+    }
+    let l = lan(4, 2);
+    assert!(l.containers[0].ping_within(&ip_of(4, 1), Duration::from_secs(5)));
+
+    // Garbage: an error reply that names the problem.
+    let mut s = UnixStream::connect(&l.daemon.socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"this is not json\n").unwrap();
+    let reply = read_line(&mut s);
+    let v: serde_json::Value =
+        serde_json::from_str(&reply).unwrap_or_else(|e| panic!("reply is not JSON ({e}): {reply}"));
+    assert_eq!(v["ok"], false);
+    assert!(
+        !v["error"]["message"].as_str().unwrap_or("").is_empty(),
+        "{reply}"
+    );
+
+    // A 10 MB line: refused with a line-limit error, the daemon carries on.
+    let mut s = UnixStream::connect(&l.daemon.socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let big = vec![b'x'; 10 * 1024 * 1024];
+    let writer = {
+        let mut s = s.try_clone().unwrap();
+        std::thread::spawn(move || {
+            // The daemon may close the connection before taking it all.
+            let _ = s.write_all(&big);
+            let _ = s.write_all(b"\n");
+        })
+    };
+    let reply = read_line(&mut s);
+    assert!(
+        reply.contains("longer than"),
+        "no line-limit error: {reply}"
+    );
+    drop(s);
+    let _ = writer.join();
+
+    // Still answering, still forwarding.
+    l.daemon.cli(&["ping"]);
+    assert!(
+        l.containers[1].ping_within(&ip_of(4, 0), Duration::from_secs(5)),
+        "forwarding stopped\n{}",
+        l.daemon.log()
+    );
+}
+
+fn read_line(s: &mut UnixStream) -> String {
+    let mut out = Vec::new();
+    let mut b = [0u8; 1];
+    while out.len() < 1 << 20 {
+        match s.read(&mut b) {
+            Ok(1) if b[0] == b'\n' => break,
+            Ok(1) => out.push(b[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn a_tap_deleted_underneath_is_detected_and_removed() {
+    if !can_run(&["ip", "ping"]) {
+        return;
+    }
+    let l = lan(5, 2);
+    assert!(l.containers[0].ping_within(&ip_of(5, 1), Duration::from_secs(5)));
+    support::run("ip", &["-n", &l.containers[1].name, "link", "del", "eth0"]);
+    let gone = support::wait_until(Duration::from_secs(5), || {
+        !l.daemon.cli(&["port", "ls"]).contains("c1")
+    });
+    assert!(
+        gone,
+        "port c1 still listed after its TAP was deleted:\n{}",
+        l.daemon.cli(&["port", "ls"])
+    );
+    let fdb = l.daemon.json(&["fdb", "show"]);
+    assert!(as_rows(&fdb).iter().all(|r| r["port"] != "c1"), "{fdb}");
+    // The daemon still serves and forwards for the remaining port.
+    l.daemon.cli(&["ping"]);
+}
+
+#[test]
+fn sigterm_removes_created_taps_and_the_socket() {
+    if !can_run(&["ip"]) {
+        return;
+    }
+    let mut l = lan(6, 2);
+    let st = l.daemon.terminate();
+    assert!(st.success(), "daemon exited with {st}:\n{}", l.daemon.log());
+    assert!(!l.daemon.socket.exists(), "socket file left behind");
+    for c in &l.containers {
+        let links = support::run("ip", &["-n", &c.name, "-br", "link"]);
+        assert!(
+            !links.contains("eth0"),
+            "TAP left in {} after shutdown:\n{links}",
+            c.name
+        );
+    }
+}
+
+#[test]
+fn existing_tap_attaches_without_cap_net_admin() {
+    if !can_run(&["ip", "setpriv"]) {
+        return;
+    }
+    // The lab case: an admin pre-creates TAPs owned by a user; the daemon
+    // runs as that user with no capabilities, in its own namespace.
+    let host = Netns::new("vxh");
+    let nobody = "65534";
+    for t in ["lab0", "lab1"] {
+        support::run(
+            "ip",
+            &[
+                "-n", &host.name, "tuntap", "add", "dev", t, "mode", "tap", "user", nobody,
+            ],
+        );
+        support::run("ip", &["-n", &host.name, "link", "set", t, "up"]);
+    }
+    let dir = std::env::temp_dir().join(support::unique("vxsw-lab-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    support::run("chown", &[nobody, dir.to_str().unwrap()]);
+    let sock = dir.join("s.sock");
+    let log = std::fs::File::create(dir.join("log")).unwrap();
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &host.name,
+            "setpriv",
+            "--reuid",
+            nobody,
+            "--regid",
+            nobody,
+            "--clear-groups",
+        ])
+        .args([
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            support::BIN,
+            "--socket",
+            sock.to_str().unwrap(),
+            "daemon",
+        ])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let _proc = Proc(child);
+    let cli = |args: &[&str]| {
+        let mut all = vec!["--socket", sock.to_str().unwrap()];
+        all.extend_from_slice(args);
+        support::run_raw(support::BIN, &all)
+    };
+    let log_text = || std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+    assert!(
+        support::wait_until(Duration::from_secs(10), || cli(&["ping"]).status.success()),
+        "unprivileged daemon did not start: {}",
+        log_text()
+    );
+    assert!(cli(&["network", "create", "lab"]).status.success());
+    for t in ["lab0", "lab1"] {
+        let out = cli(&["port", "add", t, "--network", "lab", "--existing"]);
+        assert!(
+            out.status.success(),
+            "attach {t}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            log_text()
+        );
+    }
+    // Removing the port leaves the admin's device in place.
+    assert!(cli(&["port", "rm", "lab1"]).status.success());
+    let links = support::run("ip", &["-n", &host.name, "-br", "link"]);
+    assert!(
+        links.contains("lab1"),
+        "port rm deleted a TAP the switch did not create:\n{links}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

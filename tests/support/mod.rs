@@ -1,0 +1,278 @@
+//! Fixtures for the root integration tests: uniquely named network
+//! namespaces, a vxswitch daemon process, and the traffic tools, each
+//! cleaned up by `Drop` even when the test panics.
+//!
+//! Outside CI a test that needs root (or a tool) skips with a printed
+//! reason; with `CI=true` a skip is a failure.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_vxswitch");
+
+/// Returns false (after printing why) when the test cannot run here; panics
+/// instead under CI, where every test must run.
+pub fn can_run(tools: &[&str]) -> bool {
+    let mut missing = Vec::new();
+    // SAFETY-free root check: /proc/self/status Uid line.
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2).unwrap_or("1").to_string())
+        })
+        .unwrap_or_default();
+    if uid != "0" {
+        missing.push("root (network namespaces and TAP devices)".to_string());
+    }
+    for t in tools {
+        if which(t).is_none() {
+            missing.push(format!("the `{t}` command"));
+        }
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!("needs {}", missing.join(", "));
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true and this test cannot run: {msg}");
+    }
+    eprintln!("SKIPPED: {msg}");
+    false
+}
+
+pub fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
+        .map(|d| Path::new(d).join(tool))
+        .find(|p| p.is_file())
+}
+
+/// A short name unique to this process and call, usable in interface and
+/// namespace names (at most 15 bytes with the prefix).
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}{}{n}", std::process::id() % 100_000)
+}
+
+/// Runs a command, returns its output; panics with its stderr on failure.
+pub fn run(cmd: &str, args: &[&str]) -> String {
+    let out = run_raw(cmd, args);
+    assert!(
+        out.status.success(),
+        "`{cmd} {}` failed ({}): {}{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn run_raw(cmd: &str, args: &[&str]) -> Output {
+    Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"))
+}
+
+/// Polls `f` every 20 ms until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A network namespace created with `ip netns add`, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(prefix: &str) -> Netns {
+        let name = unique(prefix);
+        run("ip", &["netns", "add", &name]);
+        run("ip", &["-n", &name, "link", "set", "lo", "up"]);
+        Netns { name }
+    }
+
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
+    }
+
+    /// Runs a command inside the namespace.
+    pub fn exec(&self, cmd: &str, args: &[&str]) -> Output {
+        let mut all = vec!["netns", "exec", &self.name, cmd];
+        all.extend_from_slice(args);
+        run_raw("ip", &all)
+    }
+
+    /// One ping with a 2-second deadline; true when a reply came back.
+    pub fn ping(&self, dst: &str) -> bool {
+        self.exec("ping", &["-c", "1", "-W", "2", "-n", "-q", dst])
+            .status
+            .success()
+    }
+
+    /// Pings until one succeeds (ARP and learning may take a moment), at most `timeout`.
+    pub fn ping_within(&self, dst: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || {
+            self.exec("ping", &["-c", "1", "-W", "1", "-n", "-q", dst])
+                .status
+                .success()
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = run_raw("ip", &["netns", "del", &self.name]);
+    }
+}
+
+/// A `vxswitch daemon` child process on its own socket, killed (by PID) on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub socket: PathBuf,
+    pub dir: PathBuf,
+    /// Namespace the daemon runs in (None: the test's own).
+    pub netns: Option<String>,
+}
+
+impl Daemon {
+    pub fn start(extra: &[&str]) -> Daemon {
+        Self::start_in(None, extra)
+    }
+
+    /// Starts a daemon, inside `netns` when given, and waits until it answers.
+    pub fn start_in(netns: Option<&Netns>, extra: &[&str]) -> Daemon {
+        let dir = std::env::temp_dir().join(unique("vxsw-test-"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("vxswitch.sock");
+        let sock = socket.to_str().unwrap().to_string();
+        let mut args: Vec<String> = Vec::new();
+        let prog = match netns {
+            Some(ns) => {
+                args.extend(["netns", "exec", &ns.name, BIN].map(String::from));
+                "ip".to_string()
+            }
+            None => BIN.to_string(),
+        };
+        args.extend(["--socket".to_string(), sock.clone(), "daemon".to_string()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
+        let child = Command::new(prog)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn vxswitch daemon");
+        let mut d = Daemon {
+            child,
+            socket,
+            dir,
+            netns: netns.map(|n| n.name.clone()),
+        };
+        let up = wait_until(Duration::from_secs(10), || {
+            d.cli_raw(&["ping"]).status.success() || d.child.try_wait().ok().flatten().is_some()
+        });
+        assert!(
+            up && d.child.try_wait().unwrap().is_none(),
+            "daemon did not start:\n{}",
+            d.log()
+        );
+        d
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Runs `vxswitch --socket S ARGS...`.
+    pub fn cli_raw(&self, args: &[&str]) -> Output {
+        let mut all = vec!["--socket", self.socket.to_str().unwrap()];
+        all.extend_from_slice(args);
+        run_raw(BIN, &all)
+    }
+
+    /// Runs a CLI command that must succeed; returns stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = self.cli_raw(args);
+        assert!(
+            out.status.success(),
+            "`vxswitch {}` failed: {}{}\ndaemon log:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs a CLI command with `--json` and parses its output.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.cli(&all);
+        serde_json::from_str(&out).unwrap_or_else(|e| {
+            panic!(
+                "`vxswitch --json {}` printed non-JSON ({e}): {out}",
+                args.join(" ")
+            )
+        })
+    }
+
+    /// Sends SIGTERM and waits for a clean exit (at most 10 s).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = run_raw("kill", &["-TERM", &pid]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not exit within 10 s of SIGTERM:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A child process (iperf3 server and the like) killed by PID on drop.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
