@@ -489,3 +489,85 @@ fn entering_a_non_namespace_file_is_a_clear_error() {
         "{e}"
     );
 }
+
+/// Environment variable that turns [`helper_attach_without_capabilities`]
+/// into the child side of [`attach_existing_needs_no_capability_when_owned`].
+const CHILD_ENV: &str = "VXSWITCH_TEST_ATTACH_CHILD";
+
+/// Child half of [`attach_existing_needs_no_capability_when_owned`]: run
+/// as a separate process without capabilities, it attaches to the TAP
+/// named in [`CHILD_ENV`] and prints what happened. A no-op otherwise.
+#[test]
+fn helper_attach_without_capabilities() {
+    let Ok(name) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let cap_eff = status
+        .lines()
+        .find(|l| l.starts_with("CapEff:"))
+        .unwrap_or("CapEff: ?")
+        .to_string();
+    match ports::attach_existing(&name) {
+        Ok(tap) => println!("{cap_eff}\nATTACH-OK {}", tap.mac),
+        Err(e) => println!("{cap_eff}\nATTACH-ERR {e}"),
+    }
+}
+
+/// Runs the child half inside `ns` as uid 0 with every capability dropped
+/// (so `/dev/net/tun`, mode 0600 root here, still opens, but the kernel's
+/// TAP owner check applies), and returns its output.
+fn attach_without_caps(ns: &TestNetns, name: &str) -> String {
+    let exe = std::env::current_exe().expect("test binary path");
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            "setpriv",
+            "--inh-caps=-all",
+            "--ambient-caps=-all",
+        ])
+        .args(["--bounding-set=-all", "--no-new-privs", "--"])
+        .arg(exe)
+        .args([
+            "--exact",
+            "helper_attach_without_capabilities",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, name)
+        .output()
+        .expect("run the child test process");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("CapEff:\t0000000000000000"),
+        "child kept capabilities: {text}"
+    );
+    text
+}
+
+#[test]
+fn attach_existing_needs_no_capability_when_owned() {
+    if !require_root("attach_existing_needs_no_capability_when_owned") {
+        return;
+    }
+    let ns = TestNetns::new();
+    ns.ip_ok(&[
+        "tuntap", "add", "dev", "vxmine0", "mode", "tap", "user", "0",
+    ]);
+    ns.ip_ok(&[
+        "tuntap", "add", "dev", "vxother0", "mode", "tap", "user", "65534",
+    ]);
+    let mac = ip_link(&ns, "vxmine0")["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = attach_without_caps(&ns, "vxmine0");
+    assert!(out.contains(&format!("ATTACH-OK {mac}")), "{out}");
+    let out = attach_without_caps(&ns, "vxother0");
+    assert!(
+        out.contains("ATTACH-ERR cannot attach TAP vxother0: permission denied: vxother0 is owned by uid 65534"),
+        "{out}"
+    );
+}
