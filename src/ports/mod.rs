@@ -15,9 +15,10 @@
 //! What the dataplane can rely on (measured on kernel 6.18, checked by
 //! `tests/ports_root.rs`):
 //! - When the device is deleted underneath (`ip link del`), the fd polls
-//!   `POLLERR` (level-triggered, so it keeps reporting it) and every
-//!   `read`/`write` fails with `EBADFD`. Such a port is dead: deregister it
-//!   and drop it.
+//!   `POLLERR` alone (no `POLLIN`/`POLLHUP`), and from the first call on
+//!   every `read`/`write` fails with `EBADFD`; frames still queued are lost.
+//!   Edge-triggered epoll (mio) reports that `EPOLLERR` *once*, so act on
+//!   that event: the port is dead, deregister it and drop it.
 //! - While the link is down, `write` fails with `EIO` (count, do not close).
 //! - Deleting the *namespace* (`ip netns del`, or the container's last
 //!   process exiting) does **not** delete the TAP: its fd holds a reference
