@@ -11,12 +11,45 @@
 //! - [`attach_existing`] opens a persistent TAP that already exists in the
 //!   daemon's namespace (the lab case: `ip tuntap add ... user U`); closing
 //!   the fd leaves the device in place.
+//!
+//! What the dataplane can rely on (measured on kernel 6.18, checked by
+//! `tests/ports_root.rs`):
+//! - When the device is deleted underneath (`ip link del`), the fd polls
+//!   `POLLERR` alone (no `POLLIN`/`POLLHUP`), and from the first call on
+//!   every `read`/`write` fails with `EBADFD`; frames still queued are lost.
+//!   Edge-triggered epoll (mio) reports that `EPOLLERR` *once*, so act on
+//!   that event: the port is dead, deregister it and drop it.
+//! - While the link is down, `write` fails with `EIO` (count, do not close).
+//! - Deleting the *namespace* (`ip netns del`, or the container's last
+//!   process exiting) does **not** delete the TAP: its fd holds a reference
+//!   to the namespace, which lives on, unnamed, with the device working in
+//!   it, until the fd is closed. Ports of a dead container must be removed
+//!   explicitly.
+//!
+//! Why every namespace switch happens on a throwaway thread: `setns` moves
+//! only the calling thread, and a thread that went into a container's
+//! namespace and came back could be left behind there by an error between
+//! the two calls, after which every socket the daemon opens on it would
+//! silently be the container's. A helper thread that enters and then ends
+//! cannot leak that way. What it creates keeps its namespace: the TAP lives
+//! in the namespace of whoever opened `/dev/net/tun`, and a netlink socket
+//! stays bound to the namespace it was created in.
 
+use std::fmt;
+use std::io;
 use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 use crate::wire::MacAddr;
+
+pub mod link;
+mod netlink;
+pub mod netns;
+mod tap;
+
+pub use netlink::{LinkInfo, TunInfo};
+pub use tap::{attach_existing, create_tap, validate_ifname};
 
 /// A network namespace: the container's sandbox.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +60,32 @@ pub enum Netns {
     Path(PathBuf),
     /// The namespace of a process (`/proc/PID/ns/net`).
     Pid(u32),
+}
+
+impl Netns {
+    /// A namespace made by `ip netns add NAME` or [`netns::create_named`].
+    pub fn named(name: &str) -> Netns {
+        Netns::Path(PathBuf::from(netns::NETNS_RUN_DIR).join(name))
+    }
+
+    /// The file to `setns` into; `None` for [`Netns::Current`].
+    pub fn path(&self) -> Option<PathBuf> {
+        match self {
+            Netns::Current => None,
+            Netns::Path(p) => Some(p.clone()),
+            Netns::Pid(pid) => Some(PathBuf::from(format!("/proc/{pid}/ns/net"))),
+        }
+    }
+}
+
+impl fmt::Display for Netns {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Netns::Current => f.write_str("(the daemon's own)"),
+            Netns::Path(p) => write!(f, "{}", p.display()),
+            Netns::Pid(pid) => write!(f, "/proc/{pid}/ns/net"),
+        }
+    }
 }
 
 /// What a new container-side TAP should look like.
@@ -81,9 +140,26 @@ pub enum PortError {
         name: String,
         source: std::io::Error,
     },
-    #[error("configuring {ifname}: {step} failed: {source}")]
+    /// `step` is the action ("add address"), `detail` its object
+    /// ("10.77.0.11/24"), empty when the step says it all.
+    #[error("configuring {ifname}: {step}{} failed: {source}", spaced(.detail))]
     Configure {
         ifname: String,
+        step: &'static str,
+        detail: String,
+        source: std::io::Error,
+    },
+    /// Reading an interface's state (netlink) failed.
+    #[error("reading interface {ifname}: {step} failed: {source}")]
+    Inspect {
+        ifname: String,
+        step: &'static str,
+        source: std::io::Error,
+    },
+    /// Creating or deleting a named namespace (`/run/netns/NAME`) failed.
+    #[error("network namespace {name}: {step} failed: {source}")]
+    Namespace {
+        name: String,
         step: &'static str,
         source: std::io::Error,
     },
@@ -91,18 +167,75 @@ pub enum PortError {
     Unsupported(&'static str),
 }
 
-/// Creates a TAP in `spec.netns`, configured and up.
-pub fn create_tap(spec: &TapSpec) -> Result<Tap, PortError> {
-    let _ = spec;
-    Err(PortError::Unsupported(
-        "TAP creation is not implemented yet",
-    ))
+fn spaced(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(" {detail}")
+    }
 }
 
-/// Attaches to an existing persistent TAP named `name` in the daemon's namespace.
-pub fn attach_existing(name: &str) -> Result<Tap, PortError> {
-    let _ = name;
-    Err(PortError::Unsupported(
-        "attaching existing TAPs is not implemented yet",
-    ))
+impl PortError {
+    /// The underlying OS error number, when there is one (e.g. `EEXIST`).
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            PortError::Netns { source, .. }
+            | PortError::OpenTun(source)
+            | PortError::CreateTap { source, .. }
+            | PortError::AttachTap { source, .. }
+            | PortError::Configure { source, .. }
+            | PortError::Inspect { source, .. }
+            | PortError::Namespace { source, .. } => source.raw_os_error(),
+            PortError::InvalidName { .. } | PortError::Unsupported(_) => None,
+        }
+    }
+
+    pub(crate) fn configure(
+        ifname: &str,
+        step: &'static str,
+        detail: &dyn fmt::Display,
+    ) -> impl FnOnce(io::Error) -> PortError {
+        let (ifname, detail) = (ifname.to_string(), detail.to_string());
+        move |source| PortError::Configure {
+            ifname,
+            step,
+            detail,
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configure_error_names_interface_step_and_object() {
+        let e = PortError::configure("eth0", "add address", &"10.77.0.11/24")(
+            io::Error::from_raw_os_error(libc::EEXIST),
+        );
+        let s = e.to_string();
+        assert!(
+            s.starts_with("configuring eth0: add address 10.77.0.11/24 failed: File exists"),
+            "{s}"
+        );
+        assert_eq!(e.raw_os_error(), Some(libc::EEXIST));
+        let e = PortError::configure("eth0", "set link up", &"")(io::Error::from_raw_os_error(
+            libc::EPERM,
+        ));
+        assert!(e
+            .to_string()
+            .starts_with("configuring eth0: set link up failed: "));
+    }
+
+    #[test]
+    fn netns_paths_and_display() {
+        assert_eq!(Netns::Current.path(), None);
+        assert_eq!(
+            Netns::Pid(42).path(),
+            Some(PathBuf::from("/proc/42/ns/net"))
+        );
+        assert_eq!(Netns::named("c1").to_string(), "/run/netns/c1");
+        assert_eq!(Netns::Pid(42).to_string(), "/proc/42/ns/net");
+    }
 }

@@ -5,3 +5,6 @@
 #![allow(unsafe_code)]
 
 pub mod fd;
+pub mod netlink;
+pub mod netns;
+pub mod tun;
