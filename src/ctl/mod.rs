@@ -33,6 +33,10 @@
 //! # }
 //! ```
 
+pub mod config;
 pub mod proto;
+pub mod state;
 
+pub use config::{Config, ConfigError};
 pub use proto::{CtlError, ErrorKind, Reply, Request};
+pub use state::Daemon;
