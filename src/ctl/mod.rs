@@ -14,7 +14,7 @@
 //!
 //! Running a daemon in-process (tests, demos):
 //!
-//! ```ignore
+//! ```no_run
 //! use vxswitch::ctl::{Server, ServerOptions};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let server = Server::bind(ServerOptions::new("/tmp/vx.sock"))?;
@@ -33,10 +33,14 @@
 //! # }
 //! ```
 
+pub mod client;
 pub mod config;
 pub mod proto;
+pub mod server;
 pub mod state;
 
+pub use client::{Client, ClientError};
 pub use config::{Config, ConfigError};
 pub use proto::{CtlError, ErrorKind, Reply, Request};
+pub use server::{Server, ServerError, ServerHandle, ServerOptions, ServerStopped, DEFAULT_SOCKET};
 pub use state::Daemon;
