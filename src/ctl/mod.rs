@@ -36,6 +36,7 @@
 pub mod client;
 pub mod config;
 pub mod proto;
+pub mod render;
 pub mod server;
 pub mod state;
 
