@@ -421,9 +421,9 @@ impl Conn {
 /// [`Server::daemon_mut`] (apply a config file), then [`Server::run`] it
 /// on this thread or [`Server::spawn`] it on its own.
 pub struct Server {
-    // Fields drop in this order: signal handlers go first, then clients,
-    // then the dataplane (closing TAP fds), then the socket file.
-    signals: Option<Signals>,
+    // Fields drop in declaration order: clients first, then the dataplane
+    // (closing TAP fds), then the socket file, and the signal handlers
+    // last, so a second signal during a stuck shutdown still exits.
     conns: Vec<Option<Conn>>,
     ready: Vec<usize>,
     daemon: Daemon,
@@ -437,6 +437,7 @@ pub struct Server {
     limits: Limits,
     max_clients: usize,
     scratch: Box<[u8]>,
+    signals: Option<Signals>,
 }
 
 impl std::fmt::Debug for Server {

@@ -233,22 +233,21 @@ impl Daemon {
             net: Some(id),
             ..Filter::default()
         });
-        self.networks.insert(
-            a.name.clone(),
-            Network {
-                id,
-                subnet,
-                gateway,
-                mtu,
-            },
-        );
-        Ok(self.network_info(&a.name))
+        let net = Network {
+            id,
+            subnet,
+            gateway,
+            mtu,
+        };
+        let info = self.network_info(&a.name, &net);
+        self.networks.insert(a.name.clone(), net);
+        Ok(info)
     }
 
     pub fn network_ls(&self) -> Vec<NetworkInfo> {
         self.networks
-            .keys()
-            .map(|name| self.network_info(name))
+            .iter()
+            .map(|(name, net)| self.network_info(name, net))
             .collect()
     }
 
@@ -288,8 +287,7 @@ impl Daemon {
         })
     }
 
-    fn network_info(&self, name: &str) -> NetworkInfo {
-        let net = &self.networks[name];
+    fn network_info(&self, name: &str, net: &Network) -> NetworkInfo {
         NetworkInfo {
             name: name.to_string(),
             subnet: net.subnet,
@@ -492,22 +490,21 @@ impl Daemon {
                 stats: stats.clone(),
             })
             .map_err(|e| engine_error(&format!("port {name:?}"), e))?;
-        self.ports.insert(
-            name.to_string(),
-            Port {
-                id,
-                network: network.to_string(),
-                net,
-                kind: meta.kind,
-                netns: meta.netns,
-                ifname: meta.ifname,
-                mac: meta.mac,
-                ip: meta.ip,
-                mtu,
-                stats,
-            },
-        );
-        Ok(self.port_info(name, &self.ports[name]))
+        let port = Port {
+            id,
+            network: network.to_string(),
+            net,
+            kind: meta.kind,
+            netns: meta.netns,
+            ifname: meta.ifname,
+            mac: meta.mac,
+            ip: meta.ip,
+            mtu,
+            stats,
+        };
+        let info = self.port_info(name, &port);
+        self.ports.insert(name.to_string(), port);
+        Ok(info)
     }
 
     pub fn port_ls(&self) -> Vec<PortInfo> {
