@@ -130,6 +130,7 @@ enum PortCmd {
 struct PortAddArgs {
     /// Port name (with --existing: the name of the TAP to attach).
     name: String,
+    /// The network to attach to.
     #[arg(long)]
     network: String,
     /// The container's namespace file, e.g. /run/netns/c1.
@@ -141,6 +142,7 @@ struct PortAddArgs {
     /// Interface name in the container (default eth0).
     #[arg(long)]
     ifname: Option<String>,
+    /// The container's MAC (default: a generated locally administered one).
     #[arg(long)]
     mac: Option<MacAddr>,
     /// Address with prefix length, e.g. 10.77.0.11/24.
