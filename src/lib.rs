@@ -7,6 +7,7 @@
 //! Dependencies flow one way: `ctl -> switch -> {fdb, ports, wire}`; all
 //! `unsafe` lives in the private `sys` module.
 
+pub mod ctl;
 pub mod fdb;
 pub mod ports;
 pub mod switch;

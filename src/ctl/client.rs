@@ -1,0 +1,226 @@
+//! A blocking client of the control socket: connect, send one request
+//! line, read one reply line.
+//!
+//! Blocking is right here: the CLI does one thing and exits. The reply is
+//! awaited with a deadline (not a per-`read` timeout, which a daemon
+//! trickling bytes could extend forever) and read up to a size cap, so a
+//! wedged or confused peer costs the CLI a bounded wait and bounded memory.
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::proto::{CtlError, Request, Response};
+
+/// How long the client waits for a reply by default. `port.add` does
+/// netlink work in the daemon; everything else answers in microseconds.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest reply the client accepts (a full 64k-entry `fdb show` is ~10 MB).
+pub const MAX_REPLY: usize = 256 * 1024 * 1024;
+
+/// Why a request did not produce a result.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "cannot connect to vxswitch daemon at {}: {} (is 'vxswitch daemon' running?)",
+        path.display(),
+        os_message(source)
+    )]
+    Connect { path: PathBuf, source: io::Error },
+    #[error("talking to the vxswitch daemon at {}: {}", path.display(), os_message(source))]
+    Io { path: PathBuf, source: io::Error },
+    #[error(
+        "the vxswitch daemon at {} did not answer within {timeout:?}; it may be overloaded \
+         or stuck",
+        path.display()
+    )]
+    Timeout { path: PathBuf, timeout: Duration },
+    #[error(
+        "the vxswitch daemon at {} closed the connection without replying; see its log",
+        path.display()
+    )]
+    Closed { path: PathBuf },
+    #[error(
+        "unexpected reply from the vxswitch daemon at {}: {message} (is it the same version \
+         as this CLI?)",
+        path.display()
+    )]
+    Protocol { path: PathBuf, message: String },
+    /// The daemon refused the request; the message says why.
+    #[error("{0}")]
+    Remote(CtlError),
+}
+
+/// `io::Error`'s text without the " (os error N)" suffix, which says
+/// nothing to a person.
+fn os_message(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" (os error ") {
+        Some(i) if s.ends_with(')') => s[..i].to_string(),
+        _ => s,
+    }
+}
+
+/// A connection to the daemon.
+#[derive(Debug)]
+pub struct Client {
+    path: PathBuf,
+    stream: UnixStream,
+    timeout: Duration,
+    /// Bytes read past the last reply line.
+    pending: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(path: impl AsRef<Path>) -> Result<Client, ClientError> {
+        let path = path.as_ref().to_path_buf();
+        let stream = UnixStream::connect(&path).map_err(|source| ClientError::Connect {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Client {
+            path,
+            stream,
+            timeout: DEFAULT_TIMEOUT,
+            pending: Vec::new(),
+        })
+    }
+
+    /// Sets how long to wait for each reply.
+    pub fn with_timeout(mut self, timeout: Duration) -> Client {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sends `req` and returns the result payload as JSON.
+    pub fn call(&mut self, req: &Request) -> Result<Value, ClientError> {
+        let line = req.to_line();
+        self.stream
+            .set_write_timeout(Some(self.timeout))
+            .map_err(|e| self.io(e))?;
+        let reply = match self.stream.write_all(&line) {
+            Ok(()) => self.read_line()?,
+            // The daemon may have refused the connection with a reply
+            // (too many clients) and closed it: show that reply if any.
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                self.read_line().map_err(|_| self.io(e))?
+            }
+            Err(e) => return Err(self.io(e)),
+        };
+        let resp: Response = serde_json::from_slice(&reply).map_err(|e| ClientError::Protocol {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })?;
+        match (resp.ok, resp.result, resp.error) {
+            (true, Some(v), _) => Ok(v),
+            (false, _, Some(e)) => Err(ClientError::Remote(e)),
+            _ => Err(ClientError::Protocol {
+                path: self.path.clone(),
+                message: "neither a result nor an error".into(),
+            }),
+        }
+    }
+
+    /// Sends `req` and decodes the result as `T`.
+    pub fn call_as<T: DeserializeOwned>(&mut self, req: &Request) -> Result<T, ClientError> {
+        let v = self.call(req)?;
+        serde_json::from_value(v).map_err(|e| ClientError::Protocol {
+            path: self.path.clone(),
+            message: format!("{} result: {e}", req.name()),
+        })
+    }
+
+    fn io(&self, source: io::Error) -> ClientError {
+        if matches!(
+            source.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ) {
+            return ClientError::Timeout {
+                path: self.path.clone(),
+                timeout: self.timeout,
+            };
+        }
+        ClientError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn read_line(&mut self) -> Result<Vec<u8>, ClientError> {
+        let deadline = Instant::now() + self.timeout;
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            if let Some(pos) = self.pending.iter().position(|&b| b == b'\n') {
+                let mut line: Vec<u8> = self.pending.drain(..=pos).collect();
+                line.pop();
+                return Ok(line);
+            }
+            if self.pending.len() > MAX_REPLY {
+                return Err(ClientError::Protocol {
+                    path: self.path.clone(),
+                    message: format!("reply longer than {MAX_REPLY} bytes"),
+                });
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(self.io(io::ErrorKind::TimedOut.into()));
+            }
+            self.stream
+                .set_read_timeout(Some(left))
+                .map_err(|e| self.io(e))?;
+            match self.stream.read(&mut buf) {
+                Ok(0) => {
+                    return Err(ClientError::Closed {
+                        path: self.path.clone(),
+                    })
+                }
+                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // A daemon that closed after replying may reset the
+                // connection; the reply, if any, was read above.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                    return Err(ClientError::Closed {
+                        path: self.path.clone(),
+                    })
+                }
+                Err(e) => return Err(self.io(e)),
+            }
+        }
+    }
+}
+
+/// Connects, sends one request and decodes its result.
+pub fn request<T: DeserializeOwned>(path: &Path, req: &Request) -> Result<T, ClientError> {
+    Client::connect(path)?.call_as(req)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_error_says_what_to_do() {
+        let path =
+            std::env::temp_dir().join(format!("vxswitch-nonexistent-{}.sock", std::process::id()));
+        let e = Client::connect(&path).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "cannot connect to vxswitch daemon at {}: No such file or directory (is \
+                 'vxswitch daemon' running?)",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn os_message_strips_the_errno() {
+        let e = io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert_eq!(os_message(&e), "Connection refused");
+        assert_eq!(os_message(&io::Error::other("plain")), "plain");
+    }
+}

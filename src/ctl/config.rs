@@ -1,0 +1,200 @@
+//! The daemon's TOML start-up configuration:
+//!
+//! ```toml
+//! [fdb]
+//! ageing_ms = 300000
+//! max_entries = 65536
+//! max_per_dest = 4096
+//!
+//! [[network]]
+//! name = "red"
+//! subnet = "10.77.0.0/24"
+//! gateway = "10.77.0.1"
+//! mtu = 1500
+//!
+//! [[port]]
+//! name = "c1"
+//! network = "red"
+//! netns = "/run/netns/c1"
+//! ip = "10.77.0.11/24"
+//! ```
+//!
+//! `[[network]]` and `[[port]]` tables have exactly the fields of the
+//! `network.create` and `port.add` requests and are applied through the
+//! same code, in file order, so a config can do nothing a client could not.
+//! Unknown keys are errors (a misspelt `subnett` must not be ignored), and
+//! the first failing entry aborts the start with a message naming the file,
+//! the entry and the problem: a daemon that came up half-configured would
+//! be worse than one that did not come up.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::proto::{NetworkCreate, PortAdd};
+use super::state::Daemon;
+use crate::fdb::FdbConfig;
+
+/// A parsed configuration file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// FDB limits and ageing; absent keys keep their defaults.
+    #[serde(default)]
+    pub fdb: Option<FdbConfig>,
+    #[serde(default)]
+    pub network: Vec<NetworkCreate>,
+    #[serde(default)]
+    pub port: Vec<PortAdd>,
+}
+
+/// A configuration that cannot be read or applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("config {}: {entry}: {message}", path.display())]
+    Entry {
+        path: PathBuf,
+        entry: String,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and parses `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses config text; `path` is only for messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            // toml's message spans several lines (it quotes the offending
+            // line); keep it, but without the trailing newline.
+            message: e.to_string().trim_end().replace('`', "\""),
+        })
+    }
+
+    /// Creates the networks, then the ports, in file order. Stops at the
+    /// first error; the caller is expected to drop the daemon then, which
+    /// removes whatever was created.
+    pub fn apply(&self, daemon: &mut Daemon, path: &Path) -> Result<(), ConfigError> {
+        let entry_err = |entry: String, message: String| ConfigError::Entry {
+            path: path.to_path_buf(),
+            entry,
+            message,
+        };
+        for (i, n) in self.network.iter().enumerate() {
+            daemon.network_create(n).map_err(|e| {
+                entry_err(format!("[[network]] #{} ({:?})", i + 1, n.name), e.message)
+            })?;
+        }
+        for (i, p) in self.port.iter().enumerate() {
+            daemon
+                .port_add(p)
+                .map_err(|e| entry_err(format!("[[port]] #{} ({:?})", i + 1, p.name), e.message))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::switch::EngineConfig;
+    use crate::time::MonotonicClock;
+    use std::sync::Arc;
+
+    const FILE: &str = "/etc/vxswitch.toml";
+
+    #[test]
+    fn parses_all_sections() {
+        let c = Config::parse(
+            r#"
+            [fdb]
+            ageing_ms = 1000
+            [[network]]
+            name = "red"
+            subnet = "10.77.0.0/24"
+            gateway = "10.77.0.1"
+            [[network]]
+            name = "blue"
+            mtu = 9000
+            [[port]]
+            name = "c1"
+            network = "red"
+            netns = "/run/netns/c1"
+            ip = "10.77.0.11/24"
+            mac = "02:00:00:00:00:01"
+            "#,
+            Path::new(FILE),
+        )
+        .unwrap();
+        let fdb = c.fdb.unwrap();
+        assert_eq!(fdb.ageing_ms, 1000);
+        assert_eq!(fdb.max_entries, FdbConfig::default().max_entries);
+        assert_eq!(c.network.len(), 2);
+        assert_eq!(c.network[1].mtu, Some(9000));
+        assert_eq!(c.port[0].netns.as_deref(), Some("/run/netns/c1"));
+    }
+
+    #[test]
+    fn unknown_keys_name_the_file_and_key() {
+        let e = Config::parse(
+            "[[network]]\nname = \"red\"\nsubnett = \"x\"\n",
+            Path::new(FILE),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("config /etc/vxswitch.toml: "), "{e}");
+        assert!(e.contains("unknown field \"subnett\""), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+        let e = Config::parse("[fdb]\nageing = 5\n", Path::new(FILE))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field \"ageing\""), "{e}");
+    }
+
+    #[test]
+    fn a_failing_entry_is_named() {
+        let c = Config::parse(
+            "[[network]]\nname = \"red\"\n[[network]]\nname = \"blue\"\nsubnet = \"10.0.0.1/8\"\n",
+            Path::new(FILE),
+        )
+        .unwrap();
+        let mut d = Daemon::new(
+            EngineConfig::default(),
+            Arc::new(MonotonicClock::new()),
+            None,
+        )
+        .unwrap();
+        let e = c.apply(&mut d, Path::new(FILE)).unwrap_err().to_string();
+        assert!(
+            e.starts_with("config /etc/vxswitch.toml: [[network]] #2 (\"blue\"): "),
+            "{e}"
+        );
+        assert!(e.contains("host bits set"), "{e}");
+        let c = Config::parse(
+            "[[port]]\nname = \"c1\"\nnetwork = \"green\"\n",
+            Path::new(FILE),
+        )
+        .unwrap();
+        let e = c.apply(&mut d, Path::new(FILE)).unwrap_err().to_string();
+        assert!(
+            e.contains("[[port]] #1 (\"c1\"): network \"green\" does not exist"),
+            "{e}"
+        );
+        d.shutdown();
+    }
+}

@@ -1,0 +1,745 @@
+//! The control protocol: newline-delimited JSON over a Unix stream socket.
+//!
+//! A request is one line `{"cmd": "port.add", "args": {...}}`; the reply is
+//! one line `{"ok": true, "result": ...}` or
+//! `{"ok": false, "error": {"kind": "...", "message": "..."}}`.
+//!
+//! Why JSON lines: any language (and `socat`/`nc -U` by hand) can speak
+//! it, one read of one line is one request, and a line limit bounds what a
+//! client can make the daemon buffer. Why names and not ids: ports and
+//! networks are identified by the names the operator gave them; the dense
+//! `NetId`/`PortId` the dataplane indexes vectors by are reused and never
+//! leave the daemon.
+//!
+//! Parsing is done in two steps ([`parse_request`]) so every failure names
+//! its cause: first the envelope (malformed JSON gets serde's message with
+//! line and column), then the command name against [`COMMANDS`] (an unknown
+//! command lists the known ones), then the arguments with
+//! `deny_unknown_fields` (a typo in a field name lists the valid fields, a
+//! missing field is named, both prefixed with the command).
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::fdb::{EntryKind, FdbStats};
+use crate::switch::PortStatsSnapshot;
+use crate::wire::MacAddr;
+
+/// Version of the wire protocol; bumped when a reply shape changes incompatibly.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Longest request line the daemon accepts, in bytes, not counting the newline.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Every command name, in the order `--help` and error messages list them.
+pub const COMMANDS: &[&str] = &[
+    "ping",
+    "version",
+    "network.create",
+    "network.ls",
+    "network.rm",
+    "port.add",
+    "port.ls",
+    "port.rm",
+    "fdb.show",
+    "fdb.add",
+    "fdb.del",
+    "fdb.flush",
+    "stats",
+];
+
+/// One request. Serialized as `{"cmd": NAME, "args": {...}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", content = "args")]
+pub enum Request {
+    #[serde(rename = "ping")]
+    Ping(NoArgs),
+    #[serde(rename = "version")]
+    Version(NoArgs),
+    #[serde(rename = "network.create")]
+    NetworkCreate(NetworkCreate),
+    #[serde(rename = "network.ls")]
+    NetworkLs(NoArgs),
+    #[serde(rename = "network.rm")]
+    NetworkRm(NetworkRm),
+    #[serde(rename = "port.add")]
+    PortAdd(PortAdd),
+    #[serde(rename = "port.ls")]
+    PortLs(NoArgs),
+    #[serde(rename = "port.rm")]
+    PortRm(PortRm),
+    #[serde(rename = "fdb.show")]
+    FdbShow(FdbSelect),
+    #[serde(rename = "fdb.add")]
+    FdbAdd(FdbAdd),
+    #[serde(rename = "fdb.del")]
+    FdbDel(FdbDel),
+    #[serde(rename = "fdb.flush")]
+    FdbFlush(FdbSelect),
+    #[serde(rename = "stats")]
+    Stats(StatsArgs),
+}
+
+impl Request {
+    /// The command name as it appears on the wire.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Ping(_) => "ping",
+            Request::Version(_) => "version",
+            Request::NetworkCreate(_) => "network.create",
+            Request::NetworkLs(_) => "network.ls",
+            Request::NetworkRm(_) => "network.rm",
+            Request::PortAdd(_) => "port.add",
+            Request::PortLs(_) => "port.ls",
+            Request::PortRm(_) => "port.rm",
+            Request::FdbShow(_) => "fdb.show",
+            Request::FdbAdd(_) => "fdb.add",
+            Request::FdbDel(_) => "fdb.del",
+            Request::FdbFlush(_) => "fdb.flush",
+            Request::Stats(_) => "stats",
+        }
+    }
+
+    /// The request as one line, newline included.
+    pub fn to_line(&self) -> Vec<u8> {
+        // A Request is plain data with string keys: serializing cannot fail.
+        let mut line = serde_json::to_vec(self).unwrap_or_default();
+        line.push(b'\n');
+        line
+    }
+}
+
+/// Arguments of commands that take none (`{}` or absent).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}
+
+/// `network.create`: a new L2 broadcast domain.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkCreate {
+    pub name: String,
+    /// CIDR such as `10.77.0.0/24`; port addresses must lie in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<String>,
+    /// Address in the subnet that ports get their default route via.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    /// Default MTU of the network's ports (1500 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+}
+
+/// `network.rm`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkRm {
+    pub name: String,
+    /// Remove attached ports first instead of refusing with `busy`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub force: bool,
+}
+
+/// `port.add`: attach a container (or an existing TAP) to a network.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortAdd {
+    pub name: String,
+    pub network: String,
+    /// Network namespace file of the container, e.g. `/run/netns/c1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
+    /// PID whose network namespace the container's TAP goes into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// Interface name in the container (default `eth0`; the port name when
+    /// the TAP stays in the daemon's namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<MacAddr>,
+    /// Address with prefix length, e.g. `10.77.0.11/24`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    /// `name` is an existing persistent TAP in the daemon's namespace.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub existing: bool,
+}
+
+/// `port.rm`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortRm {
+    pub name: String,
+}
+
+/// `fdb.show` and `fdb.flush`: which entries.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FdbSelect {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+}
+
+/// `fdb.add`: a static entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FdbAdd {
+    pub network: String,
+    pub mac: MacAddr,
+    pub port: String,
+}
+
+/// `fdb.del`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FdbDel {
+    pub network: String,
+    pub mac: MacAddr,
+}
+
+/// `stats`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsArgs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+// ---------------------------------------------------------------------------
+// Replies
+
+/// Result of `ping`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pong {
+    pub pong: bool,
+    pub version: String,
+}
+
+/// Result of `version`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    pub version: String,
+    pub protocol: u32,
+}
+
+/// One network, as `network.create` and `network.ls` report it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkInfo {
+    pub name: String,
+    pub subnet: Option<ipnet::IpNet>,
+    pub gateway: Option<IpAddr>,
+    pub mtu: u32,
+    /// Names of the attached ports, sorted.
+    pub ports: Vec<String>,
+}
+
+/// Result of `network.rm`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkRemoved {
+    pub name: String,
+    /// Ports removed with it (only with `force`).
+    pub removed_ports: Vec<String>,
+}
+
+/// How a port's fd came to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PortKind {
+    /// A TAP vxswitch created; removing the port deletes it.
+    Created,
+    /// A persistent TAP that existed before; removing the port leaves it.
+    Existing,
+    /// An fd handed over in-process (tests, embedding).
+    Fd,
+}
+
+/// One port, as `port.add` and `port.ls` report it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortInfo {
+    pub name: String,
+    pub network: String,
+    pub kind: PortKind,
+    /// The container's namespace file; `None` is the daemon's own.
+    pub netns: Option<String>,
+    /// The interface name as the kernel has it (`None` for fd ports).
+    pub ifname: Option<String>,
+    pub mac: Option<MacAddr>,
+    pub ip: Option<ipnet::IpNet>,
+    pub mtu: u32,
+}
+
+/// Result of `port.rm`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortRemoved {
+    pub name: String,
+    pub network: String,
+    /// FDB entries that pointed at the port and were flushed with it.
+    pub fdb_flushed: usize,
+}
+
+/// One row of `fdb.show`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdbRow {
+    pub network: String,
+    pub mac: MacAddr,
+    /// The port's name (`vtep#N` for a remote destination).
+    pub port: String,
+    pub kind: EntryKind,
+    /// Milliseconds since the MAC was last seen (0 for static entries).
+    pub age_ms: u64,
+}
+
+/// Result of `fdb.add` and `fdb.del`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdbChanged {
+    pub network: String,
+    pub mac: MacAddr,
+    /// The port of the added entry, or the one the deleted entry pointed at.
+    pub port: String,
+}
+
+/// Result of `fdb.flush`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdbFlushed {
+    pub removed: usize,
+}
+
+/// Counters of one port.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortStatsRow {
+    pub name: String,
+    pub network: String,
+    pub stats: PortStatsSnapshot,
+}
+
+/// Result of `stats`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsReply {
+    pub ports: Vec<PortStatsRow>,
+    pub fdb: FdbStats,
+}
+
+/// A successful result, whichever command produced it. Serialized as the
+/// bare payload: the client knows which command it sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Reply {
+    Pong(Pong),
+    Version(VersionInfo),
+    Network(NetworkInfo),
+    Networks(Vec<NetworkInfo>),
+    NetworkRemoved(NetworkRemoved),
+    Port(PortInfo),
+    Ports(Vec<PortInfo>),
+    PortRemoved(PortRemoved),
+    Fdb(Vec<FdbRow>),
+    FdbChanged(FdbChanged),
+    FdbFlushed(FdbFlushed),
+    Stats(StatsReply),
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+
+/// The class of a failed request, for programs; the message is for people.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The request could not be parsed: malformed JSON, unknown command,
+    /// unknown or missing field, over-long line, timeout.
+    BadRequest,
+    /// A named network, port or FDB entry does not exist.
+    NotFound,
+    /// A name (or address) is already taken.
+    Exists,
+    /// The object is in use (a network with ports), or a limit is reached.
+    Busy,
+    /// A value is out of range or inconsistent (IP outside the subnet, ...).
+    InvalidArgument,
+    /// Creating or attaching the TAP failed.
+    PortError,
+    /// The daemon itself failed; worth a bug report.
+    Internal,
+    /// A kind this client does not know (a newer daemon).
+    #[serde(other)]
+    Other,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Exists => "exists",
+            ErrorKind::Busy => "busy",
+            ErrorKind::InvalidArgument => "invalid_argument",
+            ErrorKind::PortError => "port_error",
+            ErrorKind::Internal => "internal",
+            ErrorKind::Other => "other",
+        }
+    }
+}
+
+/// A failed request: what went wrong and what to do about it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct CtlError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl CtlError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        CtlError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::BadRequest, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+
+    pub fn exists(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Exists, message)
+    }
+
+    pub fn busy(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Busy, message)
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidArgument, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+}
+
+/// The envelope of a reply line, as a client reads it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<CtlError>,
+}
+
+#[derive(Serialize)]
+struct OkLine<'a> {
+    ok: bool,
+    result: &'a Reply,
+}
+
+#[derive(Serialize)]
+struct ErrLine<'a> {
+    ok: bool,
+    error: &'a CtlError,
+}
+
+/// Encodes a reply as one line, newline included.
+pub fn encode_reply(reply: &Result<Reply, CtlError>) -> Vec<u8> {
+    let encoded = match reply {
+        Ok(r) => serde_json::to_vec(&OkLine {
+            ok: true,
+            result: r,
+        }),
+        Err(e) => serde_json::to_vec(&ErrLine {
+            ok: false,
+            error: e,
+        }),
+    };
+    let mut line = encoded.unwrap_or_else(|e| {
+        // Replies are plain data; this is a bug, but the client still gets a line.
+        let err = CtlError::internal(format!("cannot encode the reply: {e}"));
+        serde_json::to_vec(&ErrLine {
+            ok: false,
+            error: &err,
+        })
+        .unwrap_or_default()
+    });
+    line.push(b'\n');
+    line
+}
+
+/// The envelope, checked before the arguments so that the command name is
+/// known when an argument error is reported.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope {
+    cmd: String,
+    #[serde(default)]
+    args: Option<Value>,
+}
+
+/// Parses one request line (without its newline). Every error is a
+/// `bad_request` whose message names the problem.
+pub fn parse_request(line: &[u8]) -> Result<Request, CtlError> {
+    let env: Envelope = serde_json::from_slice(line).map_err(|e| {
+        CtlError::bad_request(format!(
+            "malformed request: {}; send one JSON object per line, like {{\"cmd\": \"ping\"}}",
+            quote_ticks(&e.to_string())
+        ))
+    })?;
+    if !COMMANDS.contains(&env.cmd.as_str()) {
+        return Err(CtlError::bad_request(format!(
+            "unknown command {:?}; known commands: {}",
+            env.cmd,
+            COMMANDS.join(", ")
+        )));
+    }
+    let args = match env.args {
+        None | Some(Value::Null) => Value::Object(Default::default()),
+        Some(v @ Value::Object(_)) => v,
+        Some(other) => {
+            return Err(CtlError::bad_request(format!(
+                "{}: \"args\" must be a JSON object, not {}",
+                env.cmd,
+                json_type(&other)
+            )))
+        }
+    };
+    let mut obj = serde_json::Map::new();
+    obj.insert("cmd".into(), Value::String(env.cmd.clone()));
+    obj.insert("args".into(), args);
+    serde_json::from_value(Value::Object(obj))
+        .map_err(|e| CtlError::bad_request(format!("{}: {}", env.cmd, quote_ticks(&e.to_string()))))
+}
+
+/// serde writes names in backticks (`` `network` ``); people and JSON
+/// tooling expect double quotes.
+fn quote_ticks(s: &str) -> String {
+    s.replace('`', "\"")
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(line: &str) -> CtlError {
+        parse_request(line.as_bytes()).expect_err(line)
+    }
+
+    #[test]
+    fn parses_commands_with_and_without_args() {
+        assert_eq!(
+            parse_request(br#"{"cmd":"ping"}"#).unwrap(),
+            Request::Ping(NoArgs {})
+        );
+        assert_eq!(
+            parse_request(br#"{"cmd":"network.ls","args":null}"#).unwrap(),
+            Request::NetworkLs(NoArgs {})
+        );
+        assert_eq!(
+            parse_request(br#"{"cmd":"fdb.show"}"#).unwrap(),
+            Request::FdbShow(FdbSelect::default())
+        );
+        let r = parse_request(
+            br#"{"cmd":"port.add","args":{"name":"c1","network":"red","ip":"10.77.0.11/24","mac":"02:00:00:00:00:01"}}"#,
+        )
+        .unwrap();
+        let Request::PortAdd(p) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(p.name, "c1");
+        assert_eq!(p.ip.as_deref(), Some("10.77.0.11/24"));
+        assert_eq!(p.mac, Some(MacAddr([2, 0, 0, 0, 0, 1])));
+        assert!(!p.existing);
+    }
+
+    #[test]
+    fn requests_round_trip_through_lines() {
+        let reqs = [
+            Request::Ping(NoArgs {}),
+            Request::NetworkCreate(NetworkCreate {
+                name: "red".into(),
+                subnet: Some("10.77.0.0/24".into()),
+                gateway: None,
+                mtu: Some(9000),
+            }),
+            Request::NetworkRm(NetworkRm {
+                name: "red".into(),
+                force: true,
+            }),
+            Request::FdbAdd(FdbAdd {
+                network: "red".into(),
+                mac: MacAddr([2, 0, 0, 0, 0, 9]),
+                port: "c1".into(),
+            }),
+            Request::Stats(StatsArgs::default()),
+        ];
+        for r in reqs {
+            let line = r.to_line();
+            assert_eq!(line.last(), Some(&b'\n'));
+            assert_eq!(parse_request(&line[..line.len() - 1]).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn every_command_name_is_known() {
+        let all = [
+            Request::Ping(NoArgs {}),
+            Request::Version(NoArgs {}),
+            Request::NetworkCreate(NetworkCreate::default()),
+            Request::NetworkLs(NoArgs {}),
+            Request::NetworkRm(NetworkRm::default()),
+            Request::PortAdd(PortAdd::default()),
+            Request::PortLs(NoArgs {}),
+            Request::PortRm(PortRm::default()),
+            Request::FdbShow(FdbSelect::default()),
+            Request::FdbAdd(FdbAdd {
+                network: String::new(),
+                mac: MacAddr::ZERO,
+                port: String::new(),
+            }),
+            Request::FdbDel(FdbDel {
+                network: String::new(),
+                mac: MacAddr::ZERO,
+            }),
+            Request::FdbFlush(FdbSelect::default()),
+            Request::Stats(StatsArgs::default()),
+        ];
+        assert_eq!(all.len(), COMMANDS.len());
+        for r in &all {
+            assert!(COMMANDS.contains(&r.name()), "{}", r.name());
+            let v = serde_json::to_value(r).unwrap();
+            assert_eq!(v["cmd"], r.name());
+        }
+    }
+
+    #[test]
+    fn unknown_command_lists_the_known_ones() {
+        let e = err(r#"{"cmd":"port.ad","args":{}}"#);
+        assert_eq!(e.kind, ErrorKind::BadRequest);
+        assert!(
+            e.message
+                .starts_with(r#"unknown command "port.ad"; known commands: ping, version,"#),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("port.add"));
+    }
+
+    #[test]
+    fn missing_and_unknown_fields_are_named() {
+        let e = err(r#"{"cmd":"port.add","args":{"name":"c1"}}"#);
+        assert_eq!(e.message, r#"port.add: missing field "network""#);
+        let e = err(r#"{"cmd":"port.add","args":{"name":"c1","network":"red","netnz":"x"}}"#);
+        assert!(
+            e.message
+                .starts_with(r#"port.add: unknown field "netnz", expected one of"#),
+            "{}",
+            e.message
+        );
+        let e = err(r#"{"cmd":"ping","args":{"x":1}}"#);
+        assert!(
+            e.message.starts_with(r#"ping: unknown field "x""#),
+            "{}",
+            e.message
+        );
+        let e = err(r#"{"cmd":"ping","argz":{}}"#);
+        assert!(
+            e.message.contains(r#"unknown field "argz""#),
+            "{}",
+            e.message
+        );
+        let e = err(r#"{"args":{}}"#);
+        assert!(
+            e.message.contains(r#"missing field "cmd""#),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn wrong_types_are_named() {
+        let e = err(r#"{"cmd":"network.create","args":{"name":"red","mtu":"big"}}"#);
+        assert!(
+            e.message
+                .starts_with("network.create: invalid type: string"),
+            "{}",
+            e.message
+        );
+        let e = err(r#"{"cmd":"port.rm","args":["c1"]}"#);
+        assert_eq!(
+            e.message,
+            r#"port.rm: "args" must be a JSON object, not an array"#
+        );
+        let e = err(r#"{"cmd":"fdb.del","args":{"network":"red","mac":"zz"}}"#);
+        assert!(
+            e.message.contains(r#"invalid MAC address "zz""#),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn malformed_json_names_line_and_column() {
+        let e = err(r#"{"cmd": "ping""#);
+        assert_eq!(e.kind, ErrorKind::BadRequest);
+        assert!(
+            e.message.starts_with("malformed request: "),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("line 1 column"), "{}", e.message);
+        let e = err("hello");
+        assert!(
+            e.message.contains("expected value at line 1 column 1"),
+            "{}",
+            e.message
+        );
+        let e = err("[1,2]");
+        assert!(
+            e.message.starts_with("malformed request: "),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn replies_encode_as_the_envelope() {
+        let ok = encode_reply(&Ok(Reply::FdbFlushed(FdbFlushed { removed: 3 })));
+        assert_eq!(ok, b"{\"ok\":true,\"result\":{\"removed\":3}}\n");
+        let e = encode_reply(&Err(CtlError::not_found("no such port")));
+        assert_eq!(
+            std::str::from_utf8(&e).unwrap(),
+            "{\"ok\":false,\"error\":{\"kind\":\"not_found\",\"message\":\"no such port\"}}\n"
+        );
+        let r: Response = serde_json::from_slice(&e).unwrap();
+        assert!(!r.ok);
+        assert_eq!(r.error.unwrap().kind, ErrorKind::NotFound);
+        let r: Response =
+            serde_json::from_str(r#"{"ok":false,"error":{"kind":"new_kind","message":"m"}}"#)
+                .unwrap();
+        assert_eq!(r.error.unwrap().kind, ErrorKind::Other);
+    }
+}

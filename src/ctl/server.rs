@@ -1,0 +1,826 @@
+//! The control socket server: one thread, one `mio::Poll`, many clients.
+//!
+//! Why it looks like this (see EXEMPLARS "Avoid" 1: boringtun reads client
+//! lines while holding the device lock, so one slow client stalls every
+//! worker):
+//!
+//! - Nothing here blocks. Clients are non-blocking, edge-triggered, and
+//!   served from a per-client input buffer and output buffer. The dataplane
+//!   runs on its own thread and never waits for this one.
+//! - Memory per client is bounded: a request line may be at most
+//!   [`MAX_LINE`] bytes (longer gets an error reply and the connection is
+//!   closed after it), and a client's next request is not read until the
+//!   reply to the previous one has been written out, so a client that sends
+//!   without reading holds one reply, not an unbounded queue.
+//! - Time per client is bounded too: a partial line must be completed
+//!   within `request_timeout` (slowloris), a reply must be taken within the
+//!   same time, idle connections are closed after `idle_timeout`, and at
+//!   most [`REQUESTS_PER_TURN`] pipelined requests are answered per client
+//!   before the others get their turn.
+//! - Engine events (a port whose fd died) and in-process calls
+//!   ([`ServerHandle::with_daemon`]) arrive through the poll's one `Waker`
+//!   (mio allows only one per poll).
+//! - SIGINT/SIGTERM arrive through a socket pair written by the signal
+//!   handler (`signal_hook::low_level::pipe`), so shutdown happens on this
+//!   thread, in order: clients closed, dataplane stopped (which closes TAP
+//!   fds, so TAPs vxswitch created vanish), socket file removed. A second
+//!   signal during a stuck shutdown exits at once.
+//!
+//! The socket file: its directory is created (0755) if missing; a file
+//! already there is replaced only if it is a socket nobody answers on (a
+//! crashed daemon's leftover). If a daemon answers, start-up fails instead
+//! of stealing its path. Between that probe and `bind` another daemon could
+//! start; the loser of that race fails to bind, which is the right outcome.
+//! The socket is chmod 0660 right after bind (set the group to the one
+//! allowed to control the switch); on exit it is removed only if it is
+//! still the same file (same device and inode).
+
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use mio::net::{UnixListener, UnixStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::proto::{encode_reply, parse_request, CtlError, MAX_LINE};
+use super::state::Daemon;
+use crate::switch::EngineConfig;
+use crate::time::{Clock, MonotonicClock};
+
+/// Where the daemon listens unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/vxswitch/vxswitch.sock";
+/// Pipelined requests answered for one client before serving others.
+pub const REQUESTS_PER_TURN: usize = 16;
+
+const LISTENER: Token = Token(usize::MAX);
+const WAKER: Token = Token(usize::MAX - 1);
+const SIGNAL: Token = Token(usize::MAX - 2);
+/// Bytes read from a client per `read` call.
+const READ_CHUNK: usize = 16 * 1024;
+/// Output buffers larger than this are freed after being written, so one
+/// big `fdb show` does not pin its memory for the connection's lifetime.
+const KEEP_OUT_CAPACITY: usize = 64 * 1024;
+/// Longest the loop sleeps when nothing is due.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+/// How to run the server.
+#[derive(Clone)]
+pub struct ServerOptions {
+    pub socket: PathBuf,
+    pub engine: EngineConfig,
+    pub clock: Arc<dyn Clock>,
+    /// A partial request line must be completed, and a reply taken, within this.
+    pub request_timeout: Duration,
+    /// A connection with nothing pending is closed after this long.
+    pub idle_timeout: Duration,
+    /// Connections beyond this get a `busy` error and are closed.
+    pub max_clients: usize,
+    /// Stop cleanly on SIGINT/SIGTERM (for the `vxswitch daemon` process;
+    /// leave off when embedding, the handlers are process-wide).
+    pub handle_signals: bool,
+    /// Log ports that go away to stderr.
+    pub log_events: bool,
+}
+
+impl ServerOptions {
+    pub fn new(socket: impl Into<PathBuf>) -> Self {
+        ServerOptions {
+            socket: socket.into(),
+            engine: EngineConfig::default(),
+            clock: Arc::new(MonotonicClock::new()),
+            request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            max_clients: 128,
+            handle_signals: false,
+            log_events: true,
+        }
+    }
+}
+
+impl std::fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field("socket", &self.socket)
+            .field("engine", &self.engine)
+            .field("request_timeout", &self.request_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_clients", &self.max_clients)
+            .field("handle_signals", &self.handle_signals)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the server could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(
+        "another vxswitch daemon is already listening on {}; stop it first, or start this one \
+         with --socket PATH",
+        .0.display()
+    )]
+    AlreadyRunning(PathBuf),
+    #[error(
+        "{} exists and is not a socket; remove it or choose another path with --socket",
+        .0.display()
+    )]
+    NotASocket(PathBuf),
+    #[error(
+        "cannot check whether a daemon is listening on {}: {source}; if none is, remove the \
+         file and retry",
+        path.display()
+    )]
+    Probe { path: PathBuf, source: io::Error },
+    #[error(
+        "cannot create the socket directory {}: {source} (run as root, or choose a writable \
+         place with --socket)",
+        path.display()
+    )]
+    CreateDir { path: PathBuf, source: io::Error },
+    #[error("cannot listen on {}: {source}", path.display())]
+    Bind { path: PathBuf, source: io::Error },
+    #[error("cannot set up the control event loop: {0}")]
+    Poll(#[source] io::Error),
+    #[error("cannot start the dataplane: {0}")]
+    Engine(#[source] io::Error),
+    #[error("cannot install the SIGINT/SIGTERM handlers: {0}")]
+    Signals(#[source] io::Error),
+    #[error("the control server thread panicked; see the message above")]
+    Panicked,
+}
+
+/// The server is gone (stopped, or it failed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the vxswitch control server has stopped")]
+pub struct ServerStopped;
+
+type Call = Box<dyn FnOnce(&mut Daemon) + Send>;
+
+/// The listening socket file; removed on drop if it is still ours.
+struct SocketFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        if let Ok(m) = std::fs::symlink_metadata(&self.path) {
+            if m.dev() == self.dev && m.ino() == self.ino {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+/// SIGINT/SIGTERM delivered as bytes on a socket pair.
+struct Signals {
+    pipe: UnixStream,
+    ids: Vec<signal_hook::SigId>,
+    /// Set once shutdown starts: another signal then exits at once.
+    terminating: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn install(registry: &mio::Registry) -> io::Result<Signals> {
+        let (read, write) = std::os::unix::net::UnixStream::pair()?;
+        read.set_nonblocking(true)?;
+        write.set_nonblocking(true)?;
+        let mut read = UnixStream::from_std(read);
+        registry.register(&mut read, SIGNAL, Interest::READABLE)?;
+        let terminating = Arc::new(AtomicBool::new(false));
+        let mut ids = Vec::new();
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            ids.push(signal_hook::flag::register_conditional_shutdown(
+                sig,
+                1,
+                terminating.clone(),
+            )?);
+            ids.push(signal_hook::low_level::pipe::register(
+                sig,
+                write.try_clone()?,
+            )?);
+        }
+        Ok(Signals {
+            pipe: read,
+            ids,
+            terminating,
+        })
+    }
+
+    /// Drains the pipe; true if a signal arrived.
+    fn take(&mut self) -> bool {
+        let mut got = false;
+        let mut buf = [0u8; 64];
+        loop {
+            match self.pipe.read(&mut buf) {
+                Ok(0) => return got,
+                Ok(_) => got = true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return got,
+            }
+        }
+    }
+}
+
+impl Drop for Signals {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
+}
+
+/// One client connection.
+struct Conn {
+    stream: UnixStream,
+    /// Received bytes not yet consumed: at most `MAX_LINE + 1`.
+    inbuf: Vec<u8>,
+    /// Prefix of `inbuf` already searched for a newline.
+    scanned: usize,
+    /// The reply being written, and how much of it is out.
+    out: Vec<u8>,
+    out_pos: usize,
+    /// When the pending partial line started arriving.
+    partial_since: Option<Instant>,
+    /// When a write last hit `WouldBlock` with reply bytes left.
+    stalled_since: Option<Instant>,
+    last_activity: Instant,
+    eof: bool,
+    /// Close once `out` is written.
+    closing: bool,
+    /// On the ready list.
+    queued: bool,
+}
+
+enum Pump {
+    /// Waiting for readiness.
+    Wait,
+    /// Budget spent with requests left: serve again after the others.
+    More,
+    Close,
+}
+
+struct Limits {
+    request_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+impl Conn {
+    fn new(stream: UnixStream, now: Instant) -> Conn {
+        Conn {
+            stream,
+            inbuf: Vec::new(),
+            scanned: 0,
+            out: Vec::new(),
+            out_pos: 0,
+            partial_since: None,
+            stalled_since: None,
+            last_activity: now,
+            eof: false,
+            closing: false,
+            queued: false,
+        }
+    }
+
+    /// Takes the next complete line out of `inbuf`, without its newline.
+    fn take_line(&mut self, now: Instant) -> Option<Vec<u8>> {
+        let pos = self.inbuf[self.scanned..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|p| p + self.scanned);
+        let Some(pos) = pos else {
+            self.scanned = self.inbuf.len();
+            return None;
+        };
+        let mut line: Vec<u8> = self.inbuf.drain(..=pos).collect();
+        line.pop();
+        self.scanned = 0;
+        self.partial_since = if self.inbuf.is_empty() {
+            None
+        } else {
+            Some(now)
+        };
+        Some(line)
+    }
+
+    fn has_line(&self) -> bool {
+        self.inbuf[self.scanned..].contains(&b'\n')
+    }
+
+    /// Queues an error reply and closes the connection after it.
+    fn fail(&mut self, err: CtlError) {
+        self.out.extend_from_slice(&encode_reply(&Err(err)));
+        self.closing = true;
+        self.inbuf = Vec::new();
+        self.scanned = 0;
+        self.partial_since = None;
+    }
+
+    fn answer(&mut self, line: &[u8], daemon: &mut Daemon) {
+        let trimmed = line.trim_ascii();
+        if trimmed.is_empty() {
+            return;
+        }
+        let reply = parse_request(trimmed).and_then(|req| daemon.handle(req));
+        self.out.extend_from_slice(&encode_reply(&reply));
+    }
+
+    /// Writes what is pending, answers complete lines, reads more; until
+    /// the socket would block, the budget is spent or the connection ends.
+    fn pump(&mut self, daemon: &mut Daemon, scratch: &mut [u8], now: Instant) -> Pump {
+        let mut handled = 0;
+        loop {
+            if self.out_pos < self.out.len() {
+                match self.stream.write(&self.out[self.out_pos..]) {
+                    Ok(0) => return Pump::Close,
+                    Ok(n) => {
+                        self.out_pos += n;
+                        self.last_activity = now;
+                        self.stalled_since = None;
+                        continue;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.stalled_since.get_or_insert(now);
+                        return Pump::Wait;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => return Pump::Close,
+                }
+            }
+            if self.out.capacity() > KEEP_OUT_CAPACITY {
+                self.out = Vec::new();
+            } else {
+                self.out.clear();
+            }
+            self.out_pos = 0;
+            self.stalled_since = None;
+            if self.closing {
+                return Pump::Close;
+            }
+            if self.has_line() {
+                if handled >= REQUESTS_PER_TURN {
+                    return Pump::More;
+                }
+                if let Some(line) = self.take_line(now) {
+                    handled += 1;
+                    self.answer(&line, daemon);
+                }
+                continue;
+            }
+            if self.inbuf.len() > MAX_LINE {
+                self.fail(CtlError::bad_request(format!(
+                    "request line longer than {MAX_LINE} bytes; send one JSON request per \
+                     line (closing the connection)"
+                )));
+                continue;
+            }
+            if self.eof {
+                if self.inbuf.is_empty() {
+                    return Pump::Close;
+                }
+                // A last request without its newline (`printf ... | nc -U`).
+                let line = std::mem::take(&mut self.inbuf);
+                self.answer(&line, daemon);
+                self.closing = true;
+                continue;
+            }
+            let room = (MAX_LINE + 1 - self.inbuf.len()).min(scratch.len());
+            match self.stream.read(&mut scratch[..room]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => {
+                    self.inbuf.extend_from_slice(&scratch[..n]);
+                    self.last_activity = now;
+                    self.partial_since.get_or_insert(now);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Pump::Wait,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Pump::Close,
+            }
+        }
+    }
+
+    /// The next moment a timeout is due.
+    fn deadline(&self, lim: &Limits) -> Instant {
+        let mut due = self.last_activity + lim.idle_timeout;
+        if let Some(t) = self.partial_since {
+            due = due.min(t + lim.request_timeout);
+        }
+        if let Some(t) = self.stalled_since {
+            due = due.min(t + lim.request_timeout);
+        }
+        due
+    }
+}
+
+/// A bound, not yet running server. Configure the daemon through
+/// [`Server::daemon_mut`] (apply a config file), then [`Server::run`] it
+/// on this thread or [`Server::spawn`] it on its own.
+pub struct Server {
+    // Fields drop in declaration order: clients first, then the dataplane
+    // (closing TAP fds), then the socket file, and the signal handlers
+    // last, so a second signal during a stuck shutdown still exits.
+    conns: Vec<Option<Conn>>,
+    ready: Vec<usize>,
+    daemon: Daemon,
+    poll: Poll,
+    waker: Arc<Waker>,
+    listener: UnixListener,
+    socket: SocketFile,
+    calls_tx: Sender<Call>,
+    calls: Receiver<Call>,
+    stop: Arc<AtomicBool>,
+    limits: Limits,
+    max_clients: usize,
+    scratch: Box<[u8]>,
+    signals: Option<Signals>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("socket", &self.socket.path)
+            .field("clients", &self.conns.iter().flatten().count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Claims the socket path, starts the dataplane and, if asked, installs
+    /// the signal handlers. Clients may connect from here on; they are
+    /// answered once the server runs.
+    pub fn bind(opts: ServerOptions) -> Result<Server, ServerError> {
+        let listener = claim_socket(&opts.socket)?;
+        let socket = socket_file(&opts.socket)?;
+        let mut listener = listener;
+        let poll = Poll::new().map_err(ServerError::Poll)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(ServerError::Poll)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(ServerError::Poll)?);
+        let mut daemon = Daemon::new(opts.engine, opts.clock.clone(), Some(waker.clone()))
+            .map_err(ServerError::Engine)?;
+        daemon.set_log_events(opts.log_events);
+        let signals = if opts.handle_signals {
+            Some(Signals::install(poll.registry()).map_err(ServerError::Signals)?)
+        } else {
+            None
+        };
+        let (calls_tx, calls) = crossbeam_channel::unbounded();
+        Ok(Server {
+            signals,
+            conns: Vec::new(),
+            ready: Vec::new(),
+            daemon,
+            poll,
+            waker,
+            listener,
+            socket,
+            calls_tx,
+            calls,
+            stop: Arc::new(AtomicBool::new(false)),
+            limits: Limits {
+                request_timeout: opts.request_timeout,
+                idle_timeout: opts.idle_timeout,
+            },
+            max_clients: opts.max_clients.max(1),
+            scratch: vec![0u8; READ_CHUNK].into_boxed_slice(),
+        })
+    }
+
+    pub fn socket_path(&self) -> &Path {
+        &self.socket.path
+    }
+
+    /// The daemon, for configuring it before the server runs.
+    pub fn daemon_mut(&mut self) -> &mut Daemon {
+        &mut self.daemon
+    }
+
+    /// Serves until [`ServerHandle::shutdown`] or a signal; then closes
+    /// every client, stops the dataplane and removes the socket file.
+    pub fn run(mut self) -> Result<(), ServerError> {
+        let res = self.serve();
+        if let Some(s) = &self.signals {
+            s.terminating.store(true, Ordering::SeqCst);
+        }
+        drop(self);
+        res
+    }
+
+    /// Runs the server on its own thread.
+    pub fn spawn(self) -> io::Result<ServerHandle> {
+        let socket = self.socket.path.clone();
+        let stop = self.stop.clone();
+        let waker = self.waker.clone();
+        let calls = self.calls_tx.clone();
+        let thread = std::thread::Builder::new()
+            .name("vxswitch-ctl".into())
+            .spawn(move || self.run())?;
+        Ok(ServerHandle {
+            socket,
+            stop,
+            waker,
+            calls,
+            thread: Some(thread),
+        })
+    }
+
+    fn serve(&mut self) -> Result<(), ServerError> {
+        let mut events = Events::with_capacity(128);
+        loop {
+            let timeout = self.next_timeout(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(ServerError::Poll(e));
+            }
+            let mut woken = false;
+            let mut signalled = false;
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept(),
+                    WAKER => woken = true,
+                    SIGNAL => signalled = true,
+                    Token(i) => self.mark_ready(i),
+                }
+            }
+            if woken {
+                self.daemon.process_events();
+                while let Ok(call) = self.calls.try_recv() {
+                    call(&mut self.daemon);
+                }
+                if self.stop.load(Ordering::SeqCst) {
+                    return Ok(());
+                }
+            }
+            if signalled && self.signals.as_mut().is_some_and(Signals::take) {
+                eprintln!("vxswitch: signal received, shutting down");
+                return Ok(());
+            }
+            let now = Instant::now();
+            self.serve_ready(now);
+            self.expire(now);
+        }
+    }
+
+    fn next_timeout(&self, now: Instant) -> Duration {
+        if !self.ready.is_empty() {
+            return Duration::ZERO;
+        }
+        self.conns
+            .iter()
+            .flatten()
+            .map(|c| c.deadline(&self.limits))
+            .min()
+            .map_or(MAX_SLEEP, |due| due.saturating_duration_since(now))
+            .min(MAX_SLEEP)
+    }
+
+    fn mark_ready(&mut self, i: usize) {
+        if let Some(Some(c)) = self.conns.get_mut(i) {
+            if !c.queued {
+                c.queued = true;
+                self.ready.push(i);
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, _)) => {
+                    let live = self.conns.iter().flatten().count();
+                    if live >= self.max_clients {
+                        let busy = CtlError::busy(format!(
+                            "too many clients ({}) are connected to the daemon; try again later",
+                            self.max_clients
+                        ));
+                        // Best effort: a fresh socket's buffer takes one short line.
+                        let _ = stream.write(&encode_reply(&Err(busy)));
+                        continue;
+                    }
+                    let idx = match self.conns.iter().position(Option::is_none) {
+                        Some(i) => i,
+                        None => {
+                            self.conns.push(None);
+                            self.conns.len() - 1
+                        }
+                    };
+                    if let Err(e) = self.poll.registry().register(
+                        &mut stream,
+                        Token(idx),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        eprintln!("vxswitch: cannot watch a new control client, dropping it: {e}");
+                        continue;
+                    }
+                    self.conns[idx] = Some(Conn::new(stream, Instant::now()));
+                    self.mark_ready(idx);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // E.g. out of fds: the waiting client stays in the backlog
+                    // and is accepted on the next connection or wake-up.
+                    eprintln!("vxswitch: cannot accept a control client: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn serve_ready(&mut self, now: Instant) {
+        let ready = std::mem::take(&mut self.ready);
+        for i in ready {
+            let Some(Some(conn)) = self.conns.get_mut(i) else {
+                continue;
+            };
+            match conn.pump(&mut self.daemon, &mut self.scratch, now) {
+                Pump::Wait => conn.queued = false,
+                Pump::More => self.ready.push(i),
+                Pump::Close => self.close(i),
+            }
+        }
+    }
+
+    fn close(&mut self, i: usize) {
+        if let Some(slot) = self.conns.get_mut(i) {
+            if let Some(mut c) = slot.take() {
+                let _ = self.poll.registry().deregister(&mut c.stream);
+            }
+        }
+        self.ready.retain(|&r| r != i);
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let rt = self.limits.request_timeout;
+        let idle = self.limits.idle_timeout;
+        for i in 0..self.conns.len() {
+            let Some(Some(c)) = self.conns.get_mut(i) else {
+                continue;
+            };
+            if c.stalled_since.is_some_and(|t| now.duration_since(t) >= rt) {
+                // The client does not read its replies: nothing to tell it.
+                self.close(i);
+                continue;
+            }
+            if c.closing {
+                continue;
+            }
+            if c.partial_since.is_some_and(|t| now.duration_since(t) >= rt) {
+                c.fail(CtlError::bad_request(format!(
+                    "no complete request line within {rt:?}; send one JSON request per line, \
+                     ending in a newline (closing the connection)"
+                )));
+                if !c.queued {
+                    c.queued = true;
+                    self.ready.push(i);
+                }
+                continue;
+            }
+            let quiet = c.inbuf.is_empty() && c.out.len() == c.out_pos && !c.queued;
+            if quiet && now.duration_since(c.last_activity) >= idle {
+                self.close(i);
+            }
+        }
+        if !self.ready.is_empty() {
+            self.serve_ready(now);
+        }
+    }
+}
+
+/// Makes sure `path` is free to bind, then binds it (mode 0660).
+fn claim_socket(path: &Path) -> Result<UnixListener, ServerError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(dir)
+                .map_err(|source| ServerError::CreateDir {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+        }
+    }
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(ServerError::Probe {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+        Ok(m) if !m.file_type().is_socket() => {
+            return Err(ServerError::NotASocket(path.to_path_buf()))
+        }
+        Ok(_) => match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => return Err(ServerError::AlreadyRunning(path.to_path_buf())),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                // A leftover of a daemon that did not exit cleanly.
+                std::fs::remove_file(path).map_err(|source| ServerError::Bind {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+            }
+            Err(source) => {
+                return Err(ServerError::Probe {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        },
+    }
+    let listener = UnixListener::bind(path).map_err(|source| ServerError::Bind {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(listener)
+}
+
+/// Sets the socket's mode and remembers its identity for removal.
+fn socket_file(path: &Path) -> Result<SocketFile, ServerError> {
+    let bind_err = |source| ServerError::Bind {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::symlink_metadata(path).map_err(bind_err)?;
+    let file = SocketFile {
+        path: path.to_path_buf(),
+        dev: meta.dev(),
+        ino: meta.ino(),
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(bind_err)?;
+    Ok(file)
+}
+
+/// Controls a server running on its own thread. Dropping it shuts the
+/// server down.
+pub struct ServerHandle {
+    socket: PathBuf,
+    stop: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    calls: Sender<Call>,
+    thread: Option<JoinHandle<Result<(), ServerError>>>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("socket", &self.socket)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerHandle {
+    pub fn socket_path(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Runs `f` on the server thread, between requests, and returns its
+    /// result: the in-process way to do what the protocol cannot carry,
+    /// such as [`Daemon::attach_fd`].
+    pub fn with_daemon<R, F>(&self, f: F) -> Result<R, ServerStopped>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Daemon) -> R + Send + 'static,
+    {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.calls
+            .send(Box::new(move |d: &mut Daemon| {
+                let _ = tx.send(f(d));
+            }))
+            .map_err(|_| ServerStopped)?;
+        self.waker.wake().map_err(|_| ServerStopped)?;
+        // If the server exits first, the queued call is dropped with its
+        // sender and this returns an error instead of hanging.
+        rx.recv().map_err(|_| ServerStopped)
+    }
+
+    /// Stops the server and waits for it: clients closed, dataplane
+    /// stopped, socket file removed.
+    pub fn shutdown(mut self) -> Result<(), ServerError> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> Result<(), ServerError> {
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
+        };
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.waker.wake();
+        thread.join().map_err(|_| ServerError::Panicked)?
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        let _ = self.stop_and_join();
+    }
+}

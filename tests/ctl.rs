@@ -1,0 +1,670 @@
+//! The control plane end to end, without root: a daemon in-process on a
+//! temporary socket, socketpair ends as ports, requests over the real
+//! socket, and the `vxswitch` binary against it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use vxswitch::ctl::{Server, ServerError, ServerHandle, ServerOptions};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A unique, self-removing directory for one test's socket.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "vxswitch-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.0.join("ctl.sock")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct TestDaemon {
+    handle: Option<ServerHandle>,
+    dir: TempDir,
+}
+
+impl TestDaemon {
+    fn start(tag: &str) -> TestDaemon {
+        Self::start_with(tag, |_| {})
+    }
+
+    fn start_with(tag: &str, tweak: impl FnOnce(&mut ServerOptions)) -> TestDaemon {
+        let dir = TempDir::new(tag);
+        let mut opts = ServerOptions::new(dir.socket());
+        tweak(&mut opts);
+        let handle = Server::bind(opts).unwrap().spawn().unwrap();
+        TestDaemon {
+            handle: Some(handle),
+            dir,
+        }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.socket()
+    }
+
+    fn handle(&self) -> &ServerHandle {
+        self.handle.as_ref().unwrap()
+    }
+
+    /// Attaches a socketpair port; returns the test's end, blocking with a
+    /// read timeout so a missing frame fails the test instead of hanging it.
+    fn attach(&self, name: &str, network: &str) -> UnixStream {
+        let (ours, theirs) = vxswitch::seqpacket_pair().unwrap();
+        let (name, network) = (name.to_string(), network.to_string());
+        self.handle()
+            .with_daemon(move |d| d.attach_fd(&name, &network, theirs, None))
+            .unwrap()
+            .unwrap();
+        // A SOCK_SEQPACKET fd: std's UnixStream reads and writes it fine,
+        // one record per call.
+        let s = UnixStream::from(ours);
+        s.set_nonblocking(false).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s
+    }
+
+    fn call(&self, cmd: &str, args: Value) -> Value {
+        call(&self.socket(), cmd, args)
+    }
+
+    fn ok(&self, cmd: &str, args: Value) -> Value {
+        let r = self.call(cmd, args);
+        assert_eq!(r["ok"], true, "{cmd}: {r}");
+        r["result"].clone()
+    }
+
+    fn shutdown(mut self) {
+        self.handle.take().unwrap().shutdown().unwrap();
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            let _ = h.shutdown();
+        }
+    }
+}
+
+fn connect(path: &Path) -> UnixStream {
+    let s = UnixStream::connect(path).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.set_write_timeout(Some(WAIT)).unwrap();
+    s
+}
+
+/// Reads one reply line.
+fn read_reply(r: &mut impl BufRead) -> Value {
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.ends_with('\n'), "incomplete reply {line:?}");
+    serde_json::from_str(&line).unwrap()
+}
+
+fn send_line(path: &Path, line: &[u8]) -> Value {
+    let mut s = connect(path);
+    s.write_all(line).unwrap();
+    read_reply(&mut BufReader::new(s))
+}
+
+fn call(path: &Path, cmd: &str, args: Value) -> Value {
+    let mut line = serde_json::to_vec(&json!({"cmd": cmd, "args": args})).unwrap();
+    line.push(b'\n');
+    send_line(path, &line)
+}
+
+fn error_message(r: &Value) -> String {
+    assert_eq!(r["ok"], false, "{r}");
+    r["error"]["message"].as_str().unwrap().to_string()
+}
+
+const A_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
+const B_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
+
+fn frame(dst: [u8; 6], src: [u8; 6], tag: u8) -> Vec<u8> {
+    let mut f = Vec::with_capacity(64);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend(std::iter::repeat_n(tag, 50));
+    f
+}
+
+fn recv(port: &mut UnixStream) -> Vec<u8> {
+    let mut buf = [0u8; 2048];
+    let n = port.read(&mut buf).expect("no frame within the deadline");
+    buf[..n].to_vec()
+}
+
+/// Waits until `cond` holds, or fails after `WAIT`.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn two_ports(tag: &str) -> (TestDaemon, UnixStream, UnixStream) {
+    let d = TestDaemon::start(tag);
+    d.ok(
+        "network.create",
+        json!({"name": "red", "subnet": "10.77.0.0/24"}),
+    );
+    let a = d.attach("a", "red");
+    let b = d.attach("b", "red");
+    (d, a, b)
+}
+
+/// A broadcast from a reaches b; b's reply is unicast back to a.
+fn exchange(a: &mut UnixStream, b: &mut UnixStream, tag: u8) {
+    let bc = frame([0xff; 6], A_MAC, tag);
+    a.write_all(&bc).unwrap();
+    assert_eq!(recv(b), bc);
+    let uc = frame(A_MAC, B_MAC, tag);
+    b.write_all(&uc).unwrap();
+    assert_eq!(recv(a), uc);
+}
+
+#[test]
+fn frames_forward_and_show_up_in_fdb_and_stats() {
+    let (d, mut a, mut b) = two_ports("fwd");
+    exchange(&mut a, &mut b, 1);
+
+    let rows = d.ok("fdb.show", json!({}));
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["mac"], "02:00:00:00:00:0a");
+    assert_eq!(rows[0]["port"], "a");
+    assert_eq!(rows[0]["network"], "red");
+    assert_eq!(rows[0]["kind"], "learned");
+    assert_eq!(rows[1]["mac"], "02:00:00:00:00:0b");
+    assert_eq!(rows[1]["port"], "b");
+    let only_b = d.ok("fdb.show", json!({"port": "b"}));
+    assert_eq!(only_b.as_array().unwrap().len(), 1);
+
+    let st = d.ok("stats", json!({}));
+    let ports = st["ports"].as_array().unwrap();
+    assert_eq!(ports[0]["name"], "a");
+    assert_eq!(ports[0]["stats"]["rx_frames"], 1);
+    assert_eq!(ports[0]["stats"]["tx_frames"], 1);
+    assert_eq!(ports[0]["stats"]["rx_bytes"], 64);
+    assert_eq!(ports[1]["stats"]["tx_frames"], 1);
+    assert_eq!(ports[1]["stats"]["drops"]["runt"], 0);
+    assert_eq!(st["fdb"]["entries"], 2);
+
+    // A runt is counted under its reason.
+    a.write_all(&[1, 2, 3]).unwrap();
+    wait_until("a runt drop to be counted", || {
+        d.ok("stats", json!({"port": "a"}))["ports"][0]["stats"]["drops"]["runt"] == 1
+    });
+
+    let ls = d.ok("port.ls", json!({}));
+    assert_eq!(ls[0]["kind"], "fd");
+    assert_eq!(ls[0]["mtu"], 1500);
+    d.shutdown();
+}
+
+#[test]
+fn garbage_and_huge_lines_do_not_disturb_others() {
+    let (d, mut a, mut b) = two_ports("garbage");
+    let path = d.socket();
+
+    // Garbage gets an error naming the problem, and the connection stays usable.
+    let mut s = connect(&path);
+    s.write_all(b"\x00\xffhello\n{\"cmd\":\"port.ad\"}\n{\"cmd\":\"ping\"}\n")
+        .unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let m = error_message(&read_reply(&mut r));
+    assert!(m.starts_with("malformed request: "), "{m}");
+    assert!(m.contains("line 1 column"), "{m}");
+    let m = error_message(&read_reply(&mut r));
+    assert!(
+        m.starts_with("unknown command \"port.ad\"; known commands: ping,"),
+        "{m}"
+    );
+    assert_eq!(read_reply(&mut r)["result"]["pong"], true);
+    drop((s, r));
+
+    // 10 MB without a newline: the line-limit error, then the connection closes.
+    let big = connect(&path);
+    let writer = {
+        let mut w = big.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let chunk = vec![b'x'; 1 << 20];
+            for _ in 0..10 {
+                if w.write_all(&chunk).is_err() {
+                    return; // the daemon closed on us, as it should
+                }
+            }
+        })
+    };
+    let mut r = BufReader::new(big.try_clone().unwrap());
+    let reply = read_reply(&mut r);
+    assert_eq!(reply["error"]["kind"], "bad_request");
+    let m = error_message(&reply);
+    assert!(m.starts_with("request line longer than 65536 bytes"), "{m}");
+    let mut rest = Vec::new();
+    // EOF (or a reset) follows the reply: the daemon closed the connection.
+    let _ = r.read_to_end(&mut rest);
+    assert!(
+        rest.is_empty(),
+        "more after the error: {} bytes",
+        rest.len()
+    );
+    writer.join().unwrap();
+    let _ = big.shutdown(std::net::Shutdown::Both);
+
+    // Others are still served, and frames still forward.
+    assert_eq!(d.ok("ping", json!({}))["pong"], true);
+    exchange(&mut a, &mut b, 2);
+
+    // Exactly the limit is accepted (it is then just bad JSON).
+    let mut line = b"{\"cmd\":\"ping\"}".to_vec();
+    line.resize(65_536, b' ');
+    line.push(b'\n');
+    assert_eq!(send_line(&path, &line)["result"]["pong"], true);
+    d.shutdown();
+}
+
+#[test]
+fn a_stalled_client_does_not_block_others_and_times_out() {
+    let d = TestDaemon::start_with("stall", |o| {
+        o.request_timeout = Duration::from_millis(1500);
+    });
+    let path = d.socket();
+    let mut stalled = connect(&path);
+    stalled.write_all(b"{\"cmd\": \"pi").unwrap();
+    let t0 = Instant::now();
+    for _ in 0..5 {
+        assert_eq!(d.ok("ping", json!({}))["pong"], true);
+    }
+    assert!(t0.elapsed() < Duration::from_secs(1), "others were delayed");
+    // The stalled client gets a timeout error and is disconnected.
+    let mut r = BufReader::new(stalled.try_clone().unwrap());
+    let m = error_message(&read_reply(&mut r));
+    assert!(m.starts_with("no complete request line within 1.5s"), "{m}");
+    let mut rest = Vec::new();
+    let _ = r.read_to_end(&mut rest);
+    assert!(rest.is_empty());
+    assert!(t0.elapsed() < WAIT);
+    d.shutdown();
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let d = TestDaemon::start("pipeline");
+    let mut s = connect(&d.socket());
+    let mut burst = Vec::new();
+    for i in 0..40 {
+        burst.extend_from_slice(
+            format!("{{\"cmd\":\"network.create\",\"args\":{{\"name\":\"n{i}\"}}}}\n").as_bytes(),
+        );
+    }
+    s.write_all(&burst).unwrap();
+    let mut r = BufReader::new(s);
+    for i in 0..40 {
+        assert_eq!(read_reply(&mut r)["result"]["name"], format!("n{i}"));
+    }
+    assert_eq!(d.ok("network.ls", json!({})).as_array().unwrap().len(), 40);
+    d.shutdown();
+}
+
+#[test]
+fn too_many_clients_get_busy() {
+    let d = TestDaemon::start_with("busy", |o| o.max_clients = 2);
+    let path = d.socket();
+    let mut held: Vec<UnixStream> = Vec::new();
+    for _ in 0..2 {
+        let mut s = connect(&path);
+        // A round trip makes sure the daemon has accepted this one.
+        s.write_all(b"{\"cmd\":\"ping\"}\n").unwrap();
+        read_reply(&mut BufReader::new(s.try_clone().unwrap()));
+        held.push(s);
+    }
+    let s = connect(&path);
+    let reply = read_reply(&mut BufReader::new(s));
+    assert_eq!(reply["error"]["kind"], "busy");
+    assert!(error_message(&reply).contains("too many clients (2)"));
+    held.clear();
+    wait_until("a slot to free up", || {
+        let mut s = connect(&path);
+        let _ = s.write_all(b"{\"cmd\":\"ping\"}\n");
+        let mut line = String::new();
+        let _ = BufReader::new(s).read_line(&mut line);
+        line.contains("\"pong\":true")
+    });
+    d.shutdown();
+}
+
+#[test]
+fn network_rm_is_busy_and_port_rm_flushes() {
+    let (d, mut a, mut b) = two_ports("rm");
+    exchange(&mut a, &mut b, 3);
+    let r = d.call("network.rm", json!({"name": "red"}));
+    assert_eq!(r["error"]["kind"], "busy");
+    let m = error_message(&r);
+    assert!(m.contains("2 port(s) attached (a, b)"), "{m}");
+
+    let removed = d.ok("port.rm", json!({"name": "b"}));
+    assert_eq!(removed["fdb_flushed"], 1);
+    let rows = d.ok("fdb.show", json!({}));
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["port"], "a");
+    // The switch closed b's fd: the test end sees end of file.
+    let mut buf = [0u8; 64];
+    assert_eq!(b.read(&mut buf).unwrap(), 0);
+
+    let r = d.call("port.rm", json!({"name": "b"}));
+    assert_eq!(r["error"]["kind"], "not_found");
+
+    let r = d.ok("network.rm", json!({"name": "red", "force": true}));
+    assert_eq!(r["removed_ports"], json!(["a"]));
+    assert_eq!(d.ok("fdb.show", json!({})), json!([]));
+    d.shutdown();
+}
+
+#[test]
+fn static_entries_and_flush() {
+    let (d, mut a, mut b) = two_ports("static");
+    exchange(&mut a, &mut b, 4);
+    d.ok(
+        "fdb.add",
+        json!({"network": "red", "mac": "02:00:00:00:00:99", "port": "b"}),
+    );
+    // Frames to the static MAC go to b only.
+    let f = frame([2, 0, 0, 0, 0, 0x99], A_MAC, 5);
+    a.write_all(&f).unwrap();
+    assert_eq!(recv(&mut b), f);
+    assert_eq!(d.ok("fdb.flush", json!({"network": "red"}))["removed"], 2);
+    let rows = d.ok("fdb.show", json!({}));
+    assert_eq!(rows.as_array().unwrap().len(), 1);
+    assert_eq!(rows[0]["kind"], "static");
+    d.ok(
+        "fdb.del",
+        json!({"network": "red", "mac": "02:00:00:00:00:99"}),
+    );
+    let r = d.call(
+        "fdb.del",
+        json!({"network": "red", "mac": "02:00:00:00:00:99"}),
+    );
+    assert_eq!(r["error"]["kind"], "not_found");
+    let r = d.call(
+        "fdb.add",
+        json!({"network": "red", "mac": "ff:ff:ff:ff:ff:ff", "port": "a"}),
+    );
+    assert_eq!(r["error"]["kind"], "invalid_argument");
+    d.shutdown();
+}
+
+#[test]
+fn a_port_whose_peer_closes_is_removed() {
+    let (d, a, _b) = two_ports("gone");
+    drop(a);
+    wait_until("port a to disappear", || {
+        d.ok("port.ls", json!({})).as_array().unwrap().len() == 1
+    });
+    assert_eq!(d.ok("port.ls", json!({}))[0]["name"], "b");
+    // The name is free again.
+    let _a2 = d.attach("a", "red");
+    d.shutdown();
+}
+
+#[test]
+fn socket_is_claimed_once_and_stale_files_are_replaced() {
+    let d = TestDaemon::start("claim");
+    match Server::bind(ServerOptions::new(d.socket())) {
+        Err(ServerError::AlreadyRunning(p)) => assert_eq!(p, d.socket()),
+        other => panic!("expected AlreadyRunning, got {other:?}"),
+    }
+    // The live daemon is unharmed.
+    assert_eq!(d.ok("ping", json!({}))["pong"], true);
+    let path = d.socket();
+    d.shutdown();
+    assert!(!path.exists(), "socket file left behind");
+
+    // A socket file nobody listens on is a leftover: replaced.
+    let dir = TempDir::new("stale");
+    let stale = dir.socket();
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    assert!(stale.exists());
+    let h = Server::bind(ServerOptions::new(&stale))
+        .unwrap()
+        .spawn()
+        .unwrap();
+    assert_eq!(call(&stale, "ping", json!({}))["ok"], true);
+    h.shutdown().unwrap();
+
+    // A regular file is never replaced.
+    std::fs::write(&stale, b"precious").unwrap();
+    let e = Server::bind(ServerOptions::new(&stale)).unwrap_err();
+    assert!(e.to_string().contains("is not a socket"), "{e}");
+    assert_eq!(std::fs::read(&stale).unwrap(), b"precious");
+}
+
+// -- the CLI binary ---------------------------------------------------------
+
+fn cli(socket: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vxswitch"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .env_remove("VXSWITCH_SOCKET")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn cli_talks_to_the_daemon() {
+    let (d, mut a, mut b) = two_ports("cli");
+    let path = d.socket();
+    let out = cli(&path, &["network", "ls", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["name"], "red");
+    assert_eq!(v[0]["subnet"], "10.77.0.0/24");
+    assert_eq!(v[0]["ports"], json!(["a", "b"]));
+
+    let out = cli(
+        &path,
+        &["network", "create", "blue", "--subnet", "10.9.0.0/16"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "network blue created, subnet 10.9.0.0/16, mtu 1500\n"
+    );
+
+    exchange(&mut a, &mut b, 6);
+    let out = cli(&path, &["fdb", "show"]);
+    let shown = text(&out.stdout);
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines[0], "NETWORK  MAC                PORT  TYPE     AGE");
+    assert!(
+        lines[1].starts_with("red      02:00:00:00:00:0a  a     learned"),
+        "{shown}"
+    );
+    let out = cli(&path, &["stats"]);
+    let shown = text(&out.stdout);
+    assert!(shown.starts_with("PORT  NETWORK  RX_FRAMES"), "{shown}");
+
+    // Env var instead of --socket.
+    let out = Command::new(env!("CARGO_BIN_EXE_vxswitch"))
+        .arg("ping")
+        .env("VXSWITCH_SOCKET", &path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    d.shutdown();
+}
+
+#[test]
+fn cli_errors_are_one_line_and_exit_1() {
+    let d = TestDaemon::start("clierr");
+    let out = cli(&d.socket(), &["network", "rm", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "vxswitch: error: network \"nosuch\" does not exist; create it with 'vxswitch network \
+         create nosuch' or list networks with 'vxswitch network ls'\n"
+    );
+    assert!(out.stdout.is_empty());
+    // The TAP backend is reached only with valid arguments.
+    d.ok(
+        "network.create",
+        json!({"name": "red", "subnet": "10.77.0.0/24"}),
+    );
+    let out = cli(
+        &d.socket(),
+        &[
+            "port",
+            "add",
+            "c1",
+            "--network",
+            "red",
+            "--ip",
+            "10.1.0.1/24",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("ip 10.1.0.1 is outside subnet 10.77.0.0/24"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Usage errors are clap's: exit code 2.
+    let out = cli(&d.socket(), &["port", "add", "c1"]);
+    assert_eq!(out.status.code(), Some(2));
+    d.shutdown();
+}
+
+#[test]
+fn cli_says_when_the_daemon_is_not_running() {
+    let dir = TempDir::new("nodaemon");
+    let path = dir.socket();
+    let out = cli(&path, &["network", "ls"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "vxswitch: error: cannot connect to vxswitch daemon at {}: No such file or \
+             directory (is 'vxswitch daemon' running?)\n",
+            path.display()
+        )
+    );
+}
+
+/// Kills a child process on drop so a failed assertion leaves no daemon behind.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(st) = child.0.try_wait().unwrap() {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "daemon did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn daemon_binary_applies_config_and_stops_on_sigterm() {
+    let dir = TempDir::new("bin");
+    let path = dir.0.join("run").join("ctl.sock");
+    let cfg = dir.0.join("vxswitch.toml");
+    std::fs::write(
+        &cfg,
+        "[fdb]\nageing_ms = 60000\n\n[[network]]\nname = \"red\"\nsubnet = \"10.77.0.0/24\"\n\
+         gateway = \"10.77.0.1\"\n",
+    )
+    .unwrap();
+    let mut child = Child(
+        Command::new(env!("CARGO_BIN_EXE_vxswitch"))
+            .arg("--socket")
+            .arg(&path)
+            .args(["daemon", "--config"])
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until("the daemon to answer", || {
+        UnixStream::connect(&path).is_ok()
+    });
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+    let out = cli(&path, &["network", "ls", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["gateway"], "10.77.0.1");
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let st = wait_for_exit(&mut child);
+    assert_eq!(st.code(), Some(0));
+    assert!(!path.exists(), "socket file left behind");
+
+    // A bad config names the file and the entry, and the daemon does not start.
+    std::fs::write(
+        &cfg,
+        "[[network]]\nname = \"red\"\n[[port]]\nname = \"c1\"\nnetwork = \"blue\"\n",
+    )
+    .unwrap();
+    let out = cli(&path, &["daemon", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with(&format!(
+            "vxswitch: error: config {}: [[port]] #1 (\"c1\"): network \"blue\" does not exist",
+            cfg.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        !path.exists(),
+        "socket file left behind after a failed start"
+    );
+}
