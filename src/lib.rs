@@ -8,6 +8,7 @@
 //! `unsafe` lives in the private `sys` module.
 
 pub mod ctl;
+pub mod demo;
 pub mod fdb;
 pub mod ports;
 pub mod switch;

@@ -68,6 +68,17 @@ enum Cmd {
     Ping,
     /// Show the CLI's and the daemon's versions.
     Version,
+    /// Run the whole job once with an embedded default (needs root): a
+    /// switch, containers in network namespaces, pings, a TCP transfer,
+    /// FDB and counters; everything it creates is removed at the end.
+    Demo {
+        /// Number of containers (2 to 8).
+        #[arg(long, default_value_t = 3)]
+        containers: usize,
+        /// Seconds of TCP transfer.
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -213,6 +224,13 @@ fn run(cli: Cli) -> Result<(), String> {
     };
     match cli.cmd {
         Cmd::Daemon(a) => daemon(&ctx.socket, a),
+        Cmd::Demo {
+            containers,
+            seconds,
+        } => vxswitch::demo::run(&vxswitch::demo::DemoOptions {
+            containers,
+            seconds,
+        }),
         Cmd::Network(NetworkCmd::Create {
             name,
             subnet,

@@ -174,7 +174,6 @@ fn iperf3_tcp_transfer_completes_with_matching_byte_count() {
                 &server.name,
                 "iperf3",
                 "-s",
-                "-1",
                 "-B",
                 &ip_of(2, 1),
             ])
@@ -186,7 +185,7 @@ fn iperf3_tcp_transfer_completes_with_matching_byte_count() {
     // The server needs a moment to listen: retry the client for up to 5 s.
     let bytes: u64 = 64 * 1024 * 1024;
     let deadline = Instant::now() + Duration::from_secs(5);
-    let out = loop {
+    let j: serde_json::Value = loop {
         let out = client.exec(
             "iperf3",
             &[
@@ -199,28 +198,90 @@ fn iperf3_tcp_transfer_completes_with_matching_byte_count() {
                 "2000",
             ],
         );
-        if out.status.success() || Instant::now() > deadline {
-            break out;
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if (out.status.success() && j.get("error").is_none()) || Instant::now() > deadline {
+            break j;
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert!(
-        out.status.success(),
-        "iperf3 failed: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let sent = j["end"]["sum_sent"]["bytes"].as_u64().unwrap();
-    let received = j["end"]["sum_received"]["bytes"].as_u64().unwrap();
+    assert!(j.get("error").is_none(), "iperf3 failed: {j}");
+    // cJSON may print large integers as floats: read as f64.
+    let field = |k: &str| {
+        j["end"][k]["bytes"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no end.{k}.bytes in {j}")) as u64
+    };
+    let (sent, received) = (field("sum_sent"), field("sum_received"));
     assert!(sent >= bytes, "sent {sent} < requested {bytes}");
-    assert_eq!(sent, received, "bytes sent and received differ");
-    // The switch saw at least that many bytes go to the server's port.
+    // iperf3 3.12 in -n mode stops the server's count when the client says
+    // it is done, so bytes still in flight are not in sum_received; the
+    // exact comparison is the second transfer below.
+    assert!(
+        received > 0 && received <= sent,
+        "iperf3 sent {sent}, received {received}"
+    );
+    // The switch delivered at least the payload to the server's port.
     let stats = l.daemon.json(&["stats"]);
     let tx = find_port(&stats, "c1")["tx_bytes"].as_u64().unwrap();
     assert!(
-        tx >= bytes,
-        "port c1 transmitted {tx} bytes, less than the {bytes} payload"
+        tx >= received,
+        "port c1 transmitted {tx} bytes, less than the {received} iperf3 received"
     );
+
+    // Exact: a TCP stream of known content, counted and checked at the far end.
+    let (n, digest_sent, got, digest_got) =
+        exact_transfer(client, server, &ip_of(2, 1), 32 * 1024 * 1024);
+    assert_eq!(
+        (got, digest_got),
+        (n, digest_sent),
+        "the bytes that arrived differ from those sent"
+    );
+}
+
+/// Sends `len` bytes of a known pattern over TCP from `client` to `server`
+/// (sockets opened inside the namespaces); returns (sent, digest, received, digest).
+fn exact_transfer(client: &Netns, server: &Netns, ip: &str, len: u64) -> (u64, u64, u64, u64) {
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use vxswitch::ports::{netns::run_in, Netns as Ns};
+    let addr: SocketAddr = format!("{ip}:5301").parse().unwrap();
+    let listener = run_in(&Ns::named(&server.name), || TcpListener::bind(addr))
+        .unwrap()
+        .unwrap();
+    let rx = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let (mut total, mut digest, mut buf) = (0u64, 0u64, vec![0u8; 1 << 16]);
+        loop {
+            let n = s.read(&mut buf).unwrap();
+            if n == 0 {
+                return (total, digest);
+            }
+            for &b in &buf[..n] {
+                digest = digest.wrapping_mul(31).wrapping_add(u64::from(b));
+            }
+            total += n as u64;
+        }
+    });
+    let mut s = run_in(&Ns::named(&client.name), || {
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+    })
+    .unwrap()
+    .unwrap();
+    let (mut sent, mut digest) = (0u64, 0u64);
+    let mut chunk = vec![0u8; 1 << 16];
+    while sent < len {
+        for (i, b) in chunk.iter_mut().enumerate() {
+            *b = ((sent + i as u64) % 251) as u8;
+        }
+        s.write_all(&chunk).unwrap();
+        for &b in &chunk {
+            digest = digest.wrapping_mul(31).wrapping_add(u64::from(b));
+        }
+        sent += chunk.len() as u64;
+    }
+    drop(s);
+    let (got, digest_got) = rx.join().unwrap();
+    (sent, digest, got, digest_got)
 }
 
 #[test]
@@ -370,26 +431,24 @@ fn sigterm_removes_created_taps_and_the_socket() {
 }
 
 #[test]
-fn existing_tap_attaches_without_cap_net_admin() {
-    if !can_run(&["ip", "setpriv"]) {
+fn existing_taps_attach_without_capabilities_and_forward() {
+    if !can_run(&["ip", "ping", "setpriv"]) {
         return;
     }
-    // The lab case: an admin pre-creates TAPs owned by a user; the daemon
-    // runs as that user with no capabilities, in its own namespace.
+    // The lab case: an admin pre-creates persistent TAPs; the daemon runs
+    // with no capabilities at all (uid 0 with an empty bounding set here,
+    // because /dev/net/tun on this kind of machine is mode 0600; with the
+    // usual 0666 any uid owning the TAPs works the same way).
     let host = Netns::new("vxh");
-    let nobody = "65534";
+    let (c0, c1) = (Netns::new("vxl"), Netns::new("vxl"));
     for t in ["lab0", "lab1"] {
         support::run(
             "ip",
-            &[
-                "-n", &host.name, "tuntap", "add", "dev", t, "mode", "tap", "user", nobody,
-            ],
+            &["-n", &host.name, "tuntap", "add", "dev", t, "mode", "tap"],
         );
-        support::run("ip", &["-n", &host.name, "link", "set", t, "up"]);
     }
     let dir = std::env::temp_dir().join(support::unique("vxsw-lab-"));
     std::fs::create_dir_all(&dir).unwrap();
-    support::run("chown", &[nobody, dir.to_str().unwrap()]);
     let sock = dir.join("s.sock");
     let log = std::fs::File::create(dir.join("log")).unwrap();
     let child = Command::new("ip")
@@ -398,25 +457,18 @@ fn existing_tap_attaches_without_cap_net_admin() {
             "exec",
             &host.name,
             "setpriv",
-            "--reuid",
-            nobody,
-            "--regid",
-            nobody,
-            "--clear-groups",
-        ])
-        .args([
             "--inh-caps=-all",
+            "--ambient-caps=-all",
             "--bounding-set=-all",
-            support::BIN,
-            "--socket",
-            sock.to_str().unwrap(),
-            "daemon",
         ])
+        .args([support::BIN, "--socket", sock.to_str().unwrap(), "daemon"])
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
         .unwrap();
-    let _proc = Proc(child);
+    let daemon = Proc(child);
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", daemon.0.id())).unwrap_or_default();
     let cli = |args: &[&str]| {
         let mut all = vec!["--socket", sock.to_str().unwrap()];
         all.extend_from_slice(args);
@@ -425,8 +477,13 @@ fn existing_tap_attaches_without_cap_net_admin() {
     let log_text = || std::fs::read_to_string(dir.join("log")).unwrap_or_default();
     assert!(
         support::wait_until(Duration::from_secs(10), || cli(&["ping"]).status.success()),
-        "unprivileged daemon did not start: {}",
+        "capability-less daemon did not start: {}",
         log_text()
+    );
+    let caps = std::fs::read_to_string(format!("/proc/{}/status", daemon.0.id())).unwrap_or(status);
+    assert!(
+        caps.contains("CapEff:\t0000000000000000"),
+        "daemon still has capabilities:\n{caps}"
     );
     assert!(cli(&["network", "create", "lab"]).status.success());
     for t in ["lab0", "lab1"] {
@@ -438,12 +495,28 @@ fn existing_tap_attaches_without_cap_net_admin() {
             log_text()
         );
     }
-    // Removing the port leaves the admin's device in place.
+    // The admin moves each TAP into a container (as Docker does with a
+    // Join's SrcName); the daemon's fds keep carrying frames.
+    for (t, c, ip) in [("lab0", &c0, "10.79.0.1/24"), ("lab1", &c1, "10.79.0.2/24")] {
+        support::run(
+            "ip",
+            &["-n", &host.name, "link", "set", t, "netns", &c.name],
+        );
+        support::run("ip", &["-n", &c.name, "addr", "add", ip, "dev", t]);
+        support::run("ip", &["-n", &c.name, "link", "set", t, "up"]);
+    }
+    assert!(
+        c0.ping_within("10.79.0.2", Duration::from_secs(5)),
+        "no forwarding between existing TAPs\n{}",
+        log_text()
+    );
+    // Removing a port leaves the admin's device in place.
     assert!(cli(&["port", "rm", "lab1"]).status.success());
-    let links = support::run("ip", &["-n", &host.name, "-br", "link"]);
+    let links = support::run("ip", &["-n", &c1.name, "-br", "link"]);
     assert!(
         links.contains("lab1"),
         "port rm deleted a TAP the switch did not create:\n{links}"
     );
+    drop(daemon);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -18,6 +18,16 @@ use vxswitch::wire::MacAddr;
 
 const WAIT: Duration = Duration::from_secs(5);
 
+/// Counters are bumped after the write that delivers a frame, so a test
+/// that has just received the frame waits (bounded) for the count.
+fn eventually(what: &str, f: impl Fn() -> u64, want: u64) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while f() != want && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(f(), want, "{what}");
+}
+
 struct TestPort {
     end: UnixDatagram,
     stats: Arc<PortStats>,
@@ -134,10 +144,18 @@ fn floods_unknown_then_forwards_learned_unicast() {
     assert_eq!(find(mac(0xa)), Some(Dest::Local(PortId(0))));
     assert_eq!(find(mac(0xb)), Some(Dest::Local(PortId(1))));
 
-    assert_eq!(a.stats.rx_frames.get(), 1);
-    assert_eq!(a.stats.tx_frames.get(), 2); // f2 and B's marker
-    assert_eq!(c.stats.tx_frames.get(), 2); // f1 and B's marker
-    assert_eq!(c.stats.tx_bytes.get(), 160);
+    eventually("a rx_frames", || a.stats.rx_frames.get(), 1);
+    eventually(
+        "a tx_frames (f2 and B's marker)",
+        || a.stats.tx_frames.get(),
+        2,
+    );
+    eventually(
+        "c tx_frames (f1 and B's marker)",
+        || c.stats.tx_frames.get(),
+        2,
+    );
+    eventually("c tx_bytes", || c.stats.tx_bytes.get(), 160);
 }
 
 #[test]
@@ -156,7 +174,11 @@ fn networks_are_isolated() {
     x.barrier(mac(0x10), &[&y]);
     a.barrier(mac(0xa), &[&b]);
     y.barrier(mac(0x11), &[&x]);
-    assert_eq!(x.stats.tx_frames.get() + y.stats.tx_frames.get(), 3);
+    eventually(
+        "network 1 tx_frames",
+        || x.stats.tx_frames.get() + y.stats.tx_frames.get(),
+        3,
+    );
 }
 
 #[test]
@@ -174,7 +196,7 @@ fn moves_follow_the_mac() {
     c.send(&frame(MacAddr::BROADCAST, mac(0xa), 2, 60));
     a.recv();
     b.recv();
-    assert_eq!(c.stats.moves_in.get(), 1);
+    eventually("c moves_in", || c.stats.moves_in.get(), 1);
     let f = frame(mac(0xa), mac(0xb), 3, 60);
     b.send(&f);
     assert_eq!(c.recv(), f);
@@ -195,9 +217,13 @@ fn no_hairpin_and_invalid_sources_are_counted() {
     a.send(&frame(mac(0xb), MacAddr([0x01, 0, 0x5e, 0, 0, 1]), 4, 60));
     a.send(&[0u8; 10]);
     a.barrier(mac(0xa), &[&b]);
-    assert_eq!(a.stats.drops(DropReason::Hairpin), 1);
-    assert_eq!(a.stats.drops(DropReason::InvalidSource), 2);
-    assert_eq!(a.stats.drops(DropReason::Runt), 1);
+    eventually("hairpin drops", || a.stats.drops(DropReason::Hairpin), 1);
+    eventually(
+        "invalid_source drops",
+        || a.stats.drops(DropReason::InvalidSource),
+        2,
+    );
+    eventually("runt drops", || a.stats.drops(DropReason::Runt), 1);
     assert_eq!(a.stats.tx_frames.get(), 0, "nothing went back out of A");
 }
 
@@ -222,6 +248,7 @@ fn learned_entries_age_out_on_the_clock() {
 
     // 31 s later A has aged out: a frame to A floods again, reaching C too.
     rig.clock.advance(Duration::from_secs(31));
+    rig.engine.barrier().unwrap();
     // B's own entry aged too; the barrier re-learns it, so send the data first.
     b.send(&to_a);
     assert_eq!(a.recv(), to_a);
@@ -241,7 +268,11 @@ fn fdb_limits_refuse_learning_but_keep_forwarding() {
     for i in 0..10u8 {
         assert_eq!(b.recv()[14], i, "frame {i} forwarded despite the limit");
     }
-    assert_eq!(a.stats.learn_refused_port_limit.get(), 6);
+    eventually(
+        "learn_refused_port_limit",
+        || a.stats.learn_refused_port_limit.get(),
+        6,
+    );
     assert_eq!(rig.engine.fdb().dest_count(Dest::Local(PortId(0))), 4);
     // Another port still learns.
     b.send(&frame(MacAddr::BROADCAST, mac(0xb), 0, 60));
@@ -261,7 +292,11 @@ fn oversize_frames_are_dropped_on_egress() {
     a.send(&big);
     assert_eq!(b.recv(), big);
     a.barrier(mac(0xa), &[&b, &small]);
-    assert_eq!(small.stats.drops(DropReason::Oversize), 1);
+    eventually(
+        "oversize drops",
+        || small.stats.drops(DropReason::Oversize),
+        1,
+    );
     assert_eq!(b.stats.drops(DropReason::Oversize), 0);
 }
 

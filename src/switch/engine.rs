@@ -101,6 +101,7 @@ pub enum EngineError {
 enum Command {
     AddPort(PortAttach, Sender<Result<(), EngineError>>),
     RemovePort(PortId, Sender<bool>),
+    Barrier(Sender<()>),
     Stop,
 }
 
@@ -176,6 +177,16 @@ impl Engine {
     pub fn remove_port(&self, id: PortId) -> Result<bool, EngineError> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.send(Command::RemovePort(id, tx))?;
+        rx.recv().map_err(|_| EngineError::Stopped)
+    }
+
+    /// Returns once the worker has finished the round it is in. Frames
+    /// sent after this returns are handled in a later round, with a fresh
+    /// clock reading (the clock is read once per round): tests that move a
+    /// manual clock use this as a fence.
+    pub fn barrier(&self) -> Result<(), EngineError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.send(Command::Barrier(tx))?;
         rx.recv().map_err(|_| EngineError::Stopped)
     }
 
@@ -394,6 +405,9 @@ impl Worker {
                 }
                 Command::RemovePort(id, reply) => {
                     let _ = reply.send(self.detach(id));
+                }
+                Command::Barrier(reply) => {
+                    let _ = reply.send(());
                 }
                 Command::Stop => return false,
             }

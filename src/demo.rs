@@ -1,0 +1,468 @@
+//! `vxswitch demo`: the switch's main job end to end, with an embedded
+//! default and nothing to prepare.
+//!
+//! It starts a daemon (this same binary, as a child process on a private
+//! socket), creates a network and three containers (network namespaces),
+//! gives each a TAP port, pings every pair, runs a TCP transfer (iperf3 when
+//! installed, a built-in one otherwise), prints the port list, the FDB and the
+//! counters, removes one port to show its entries flushed, and then removes
+//! everything it created — also when interrupted with Ctrl-C or when a step
+//! fails. Pings and the built-in transfer use sockets opened inside the
+//! containers' namespaces, so the demo needs no `ping` binary.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::ctl::client;
+use crate::ctl::proto::{
+    FdbRow, FdbSelect, NetworkCreate, NoArgs, PortAdd, PortInfo, PortRm, Request, StatsArgs,
+    StatsReply,
+};
+use crate::ctl::render;
+use crate::ports::{netns, Netns};
+
+/// What the demo builds.
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    /// Number of containers (2..=8).
+    pub containers: usize,
+    /// Seconds of TCP transfer.
+    pub seconds: u64,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            containers: 3,
+            seconds: 3,
+        }
+    }
+}
+
+const SUBNET: &str = "10.99.0.0/24";
+const GATEWAY: &str = "10.99.0.1";
+const NETWORK: &str = "demo";
+
+fn container_ip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 99, 0, 11 + i as u8)
+}
+
+/// Everything the demo created, removed on drop in reverse order.
+struct Cleanup {
+    daemon: Option<Child>,
+    namespaces: Vec<String>,
+    dir: PathBuf,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            // The daemon's TAPs are non-persistent: they go with its fds.
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        for ns in self.namespaces.drain(..).rev() {
+            if let Err(e) = netns::delete_named(&ns) {
+                eprintln!("vxswitch demo: could not delete namespace {ns}: {e}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs the demo; returns a one-line error for the CLI on failure.
+pub fn run(opts: &DemoOptions) -> Result<(), String> {
+    let n = opts.containers.clamp(2, 8);
+    if std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(1)
+        != 0
+    {
+        return Err(
+            "the demo creates network namespaces and TAP devices: run it as root (e.g. sudo)"
+                .into(),
+        );
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())
+            .map_err(|e| format!("cannot handle signals: {e}"))?;
+    }
+    let check = || {
+        if stop.load(Ordering::Relaxed) {
+            Err("interrupted; cleaned up".to_string())
+        } else {
+            Ok(())
+        }
+    };
+
+    let tag = std::process::id();
+    let dir = std::env::temp_dir().join(format!("vxswitch-demo-{tag}"));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut cleanup = Cleanup {
+        daemon: None,
+        namespaces: Vec::new(),
+        dir: dir.clone(),
+    };
+    let sock = dir.join("vxswitch.sock");
+
+    println!("vxswitch demo: one switch, {n} containers on network \"{NETWORK}\" ({SUBNET})\n");
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find the vxswitch binary: {e}"))?;
+    let log = std::fs::File::create(dir.join("daemon.log")).map_err(|e| e.to_string())?;
+    let child = Command::new(&exe)
+        .arg("--socket")
+        .arg(&sock)
+        .arg("daemon")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot start the daemon: {e}"))?;
+    let pid = child.id();
+    cleanup.daemon = Some(child);
+    wait_for_daemon(&sock, &mut cleanup)?;
+    println!("  daemon     pid {pid}, socket {}", sock.display());
+
+    call::<serde_json::Value>(
+        &sock,
+        &Request::NetworkCreate(NetworkCreate {
+            name: NETWORK.into(),
+            subnet: Some(SUBNET.into()),
+            gateway: Some(GATEWAY.into()),
+            mtu: None,
+        }),
+    )?;
+    println!("  network    {NETWORK} {SUBNET} gateway {GATEWAY}");
+
+    for i in 0..n {
+        check()?;
+        let ns = format!("vxdemo-{tag}-c{}", i + 1);
+        let path = netns::create_named(&ns).map_err(|e| e.to_string())?;
+        cleanup.namespaces.push(ns.clone());
+        let p: PortInfo = call(
+            &sock,
+            &Request::PortAdd(PortAdd {
+                name: format!("c{}", i + 1),
+                network: NETWORK.into(),
+                netns: Some(path.display().to_string()),
+                ip: Some(format!("{}/24", container_ip(i))),
+                ..PortAdd::default()
+            }),
+        )?;
+        println!(
+            "  container  c{}  netns {}  {} {}  {}",
+            i + 1,
+            path.display(),
+            p.ifname.as_deref().unwrap_or("-"),
+            p.mac.map(|m| m.to_string()).unwrap_or_default(),
+            container_ip(i)
+        );
+    }
+    let ns_of = |i: usize| Netns::named(&cleanup.namespaces[i]);
+
+    println!("\nping (ICMP echo from inside each container)");
+    let mut failures = 0;
+    for i in 0..n {
+        for j in 0..n {
+            if i == j {
+                continue;
+            }
+            check()?;
+            match ping(&ns_of(i), container_ip(j), Duration::from_secs(2)) {
+                Ok(rtt) => println!(
+                    "  c{} -> c{}  {}  ok  {:.3} ms",
+                    i + 1,
+                    j + 1,
+                    container_ip(j),
+                    rtt.as_secs_f64() * 1e3
+                ),
+                Err(e) => {
+                    failures += 1;
+                    println!(
+                        "  c{} -> c{}  {}  FAILED: {e}",
+                        i + 1,
+                        j + 1,
+                        container_ip(j)
+                    );
+                }
+            }
+        }
+    }
+
+    check()?;
+    println!("\nTCP transfer c1 -> c2 ({} s)", opts.seconds);
+    match transfer(
+        &ns_of(0),
+        &ns_of(1),
+        &cleanup.namespaces,
+        container_ip(1),
+        opts.seconds,
+    ) {
+        Ok(line) => println!("  {line}"),
+        Err(e) => {
+            failures += 1;
+            println!("  FAILED: {e}");
+        }
+    }
+
+    check()?;
+    let ports: Vec<PortInfo> = call(&sock, &Request::PortLs(NoArgs {}))?;
+    println!("\n$ vxswitch port ls\n{}", render::ports(&ports));
+    let fdb: Vec<FdbRow> = call(&sock, &Request::FdbShow(FdbSelect::default()))?;
+    println!("$ vxswitch fdb show\n{}", render::fdb(&fdb));
+    let stats: StatsReply = call(&sock, &Request::Stats(StatsArgs::default()))?;
+    println!("$ vxswitch stats\n{}", render::stats(&stats));
+
+    let last = format!("c{n}");
+    call::<serde_json::Value>(&sock, &Request::PortRm(PortRm { name: last.clone() }))?;
+    let fdb: Vec<FdbRow> = call(&sock, &Request::FdbShow(FdbSelect::default()))?;
+    println!(
+        "$ vxswitch port rm {last}   (its TAP is deleted; FDB now has {} entries, none on {last})",
+        fdb.len()
+    );
+
+    drop(cleanup);
+    println!("\ncleaned up: daemon stopped, {n} namespaces and their TAPs removed");
+    if failures > 0 {
+        return Err(format!("{failures} demo step(s) failed; see above"));
+    }
+    Ok(())
+}
+
+fn call<T: serde::de::DeserializeOwned>(sock: &Path, req: &Request) -> Result<T, String> {
+    client::request(sock, req).map_err(|e| format!("{}: {e}", req.name()))
+}
+
+fn wait_for_daemon(sock: &Path, cleanup: &mut Cleanup) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if client::request::<serde_json::Value>(sock, &Request::Ping(NoArgs {})).is_ok() {
+            return Ok(());
+        }
+        if let Some(d) = cleanup.daemon.as_mut() {
+            if let Ok(Some(st)) = d.try_wait() {
+                let log =
+                    std::fs::read_to_string(cleanup.dir.join("daemon.log")).unwrap_or_default();
+                return Err(format!("the daemon exited ({st}): {}", log.trim()));
+            }
+        }
+        if Instant::now() > deadline {
+            return Err("the daemon did not answer within 10 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One ICMP echo from inside `ns` to `dst`; returns the round-trip time.
+fn ping(ns: &Netns, dst: Ipv4Addr, timeout: Duration) -> Result<Duration, String> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = netns::run_in(ns, || {
+        Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
+    })
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("raw ICMP socket: {e}"))?;
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .map_err(|e| e.to_string())?;
+    let id = (std::process::id() & 0xffff) as u16;
+    let addr = SocketAddr::new(IpAddr::V4(dst), 0);
+    let deadline = Instant::now() + timeout;
+    // Resend every 200 ms: the first echo may be spent on ARP.
+    for seq in 1u16.. {
+        let mut echo = [0u8; 16];
+        echo[0] = 8; // echo request
+        echo[4..6].copy_from_slice(&id.to_be_bytes());
+        echo[6..8].copy_from_slice(&seq.to_be_bytes());
+        echo[8..16].copy_from_slice(b"vxswitch");
+        let sum = checksum(&echo);
+        echo[2..4].copy_from_slice(&sum.to_be_bytes());
+        let sent = Instant::now();
+        sock.send_to(&echo, &addr.into())
+            .map_err(|e| format!("send: {e}"))?;
+        let mut buf = [0u8; 1500];
+        while sent.elapsed() < Duration::from_millis(200) {
+            let Ok(len) = (&sock).read(&mut buf) else {
+                break;
+            };
+            // Raw IPv4 sockets deliver the IP header; skip it.
+            let ihl = usize::from(buf[0] & 0x0f) * 4;
+            let icmp = buf.get(ihl..len).unwrap_or(&[]);
+            let from = Ipv4Addr::new(buf[12], buf[13], buf[14], buf[15]);
+            if from == dst
+                && icmp.len() >= 8
+                && icmp[0] == 0
+                && icmp[4..6] == id.to_be_bytes()
+                && icmp[6..8] == seq.to_be_bytes()
+            {
+                return Ok(sent.elapsed());
+            }
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+    }
+    Err(format!("no reply within {} s", timeout.as_secs()))
+}
+
+/// The Internet checksum (RFC 1071).
+fn checksum(b: &[u8]) -> u16 {
+    let mut sum: u32 = b
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// A TCP transfer from `client` to `server`: iperf3 when installed, else
+/// a built-in sender/receiver pair whose byte counts are compared.
+fn transfer(
+    client: &Netns,
+    server: &Netns,
+    names: &[String],
+    dst: Ipv4Addr,
+    seconds: u64,
+) -> Result<String, String> {
+    if let Some(line) = iperf3(&names[0], &names[1], dst, seconds)? {
+        return Ok(line);
+    }
+    let addr = SocketAddr::new(IpAddr::V4(dst), 5201);
+    let listener = netns::run_in(server, || TcpListener::bind(addr))
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("listen on {addr}: {e}"))?;
+    let receiver = std::thread::spawn(move || -> std::io::Result<u64> {
+        let (mut s, _) = listener.accept()?;
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut total = 0u64;
+        loop {
+            match s.read(&mut buf)? {
+                0 => return Ok(total),
+                n => total += n as u64,
+            }
+        }
+    });
+    let mut stream = netns::run_in(client, || {
+        TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+    })
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("connect to {addr}: {e}"))?;
+    let chunk = vec![0x5au8; 256 * 1024];
+    let started = Instant::now();
+    let mut sent = 0u64;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        stream.write_all(&chunk).map_err(|e| format!("send: {e}"))?;
+        sent += chunk.len() as u64;
+    }
+    drop(stream);
+    let received = receiver
+        .join()
+        .map_err(|_| "receiver panicked".to_string())?
+        .map_err(|e| format!("receive: {e}"))?;
+    let secs = started.elapsed().as_secs_f64();
+    if received != sent {
+        return Err(format!("sent {sent} bytes but {received} arrived"));
+    }
+    Ok(format!(
+        "built-in TCP transfer (iperf3 not installed): {:.1} MB in {secs:.1} s = {:.2} Gbit/s, byte counts match",
+        sent as f64 / 1e6,
+        sent as f64 * 8.0 / secs / 1e9
+    ))
+}
+
+/// Runs iperf3 through `ip netns exec` when both are installed.
+fn iperf3(
+    client_ns: &str,
+    server_ns: &str,
+    dst: Ipv4Addr,
+    seconds: u64,
+) -> Result<Option<String>, String> {
+    if Command::new("iperf3")
+        .arg("-v")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_err()
+    {
+        return Ok(None);
+    }
+    let mut server = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            server_ns,
+            "iperf3",
+            "-s",
+            "-1",
+            "-B",
+            &dst.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("start iperf3 server: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let result = loop {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                client_ns,
+                "iperf3",
+                "-c",
+                &dst.to_string(),
+                "-t",
+                &seconds.to_string(),
+                "-J",
+            ])
+            .stderr(Stdio::null())
+            .output()
+            .map_err(|e| format!("run iperf3: {e}"))?;
+        if out.status.success() {
+            break Ok(out.stdout);
+        }
+        if Instant::now() > deadline {
+            break Err(format!(
+                "iperf3 failed: {}",
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .find(|l| l.contains("error"))
+                    .unwrap_or("")
+                    .trim()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = server.kill();
+    let _ = server.wait();
+    let j: serde_json::Value =
+        serde_json::from_slice(&result?).map_err(|e| format!("iperf3 output: {e}"))?;
+    let bps = j["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or(0.0);
+    let sent = j["end"]["sum_sent"]["bytes"].as_u64().unwrap_or(0);
+    let recv = j["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
+    Ok(Some(format!(
+        "iperf3: {:.2} Gbit/s, {:.1} MB sent, {:.1} MB received",
+        bps / 1e9,
+        sent as f64 / 1e6,
+        recv as f64 / 1e6
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn checksum_matches_rfc1071_example() {
+        // RFC 1071 section 3 example bytes: sum 0xddf2, checksum !0xddf2.
+        let b = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(super::checksum(&b), !0xddf2);
+    }
+}
