@@ -140,10 +140,7 @@ fn bench_decide(c: &mut Criterion) {
     unicast[0..6].copy_from_slice(&mac(10).0);
     unicast[6..12].copy_from_slice(&mac(11).0);
     unicast[12..14].copy_from_slice(&[0x08, 0x00]);
-    let ingress = Ingress {
-        port: PortId(11),
-        net: NET,
-    };
+    let ingress = Ingress::port(PortId(11), NET);
     g.bench_function("known_unicast", |b| {
         b.iter(|| black_box(decide(&guard, ingress, black_box(&unicast), NOW)))
     });

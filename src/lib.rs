@@ -13,6 +13,7 @@ pub mod fdb;
 pub mod ports;
 pub mod switch;
 pub mod time;
+pub mod vxlan;
 pub mod wire;
 
 mod sys;

@@ -166,6 +166,8 @@ impl Daemon {
         let mut gone = Vec::new();
         while let Ok(ev) = self.engine.events().try_recv() {
             match ev {
+                // Recorded once `vtep ls` exists in the control plane.
+                Event::VtepLearned(_) => {}
                 Event::PortGone { id, cause } => {
                     let Some(name) = self
                         .ports

@@ -7,6 +7,8 @@
 //! up; a known unicast goes to exactly one destination, never back out of
 //! the port it came in on; broadcast, multicast and unknown unicast flood to
 //! every other port of the same network and never to another network.
+//! Frames decapsulated from VXLAN learn their source behind the sending
+//! VTEP and are never sent back into the overlay (split horizon).
 
 use crate::fdb::{Dest, FdbGuard, Learned, Lookup, NetId, PortId, VtepId};
 use crate::switch::DropReason;
@@ -14,11 +16,27 @@ use crate::time::Millis;
 use crate::wire::ethernet::HEADER_LEN;
 use crate::wire::MacAddr;
 
-/// Where a frame came from.
+/// Where a frame came from: a local port, or a remote VTEP (decapsulated).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ingress {
-    pub port: PortId,
+    pub from: Dest,
     pub net: NetId,
+}
+
+impl Ingress {
+    pub fn port(port: PortId, net: NetId) -> Ingress {
+        Ingress {
+            from: Dest::Local(port),
+            net,
+        }
+    }
+
+    pub fn vtep(vtep: VtepId, net: NetId) -> Ingress {
+        Ingress {
+            from: Dest::Remote(vtep),
+            net,
+        }
+    }
 }
 
 /// What to do with a frame.
@@ -28,7 +46,8 @@ pub enum Decision {
     Forward(PortId),
     /// Known unicast to one remote VTEP.
     Encap(VtepId),
-    /// To every other port of the ingress network (and its VTEPs).
+    /// To every other port of the ingress network, and to its VTEPs when
+    /// the frame came from a local port.
     Flood,
     Drop(DropReason),
 }
@@ -62,15 +81,19 @@ pub fn decide(fdb: &FdbGuard<'_>, ingress: Ingress, frame: &[u8], now: Millis) -
     if !src.is_valid_source() {
         return Verdict::drop(DropReason::InvalidSource);
     }
-    let learned = Some(fdb.learn(ingress.net, src, Dest::Local(ingress.port), now));
+    let learned = Some(fdb.learn(ingress.net, src, ingress.from, now));
     let decision = if dst.is_multicast() {
         Decision::Flood
     } else {
-        match fdb.lookup(ingress.net, dst, now) {
-            Lookup::Hit(Dest::Local(p)) if p == ingress.port => Decision::Drop(DropReason::Hairpin),
-            Lookup::Hit(Dest::Local(p)) => Decision::Forward(p),
-            Lookup::Hit(Dest::Remote(v)) => Decision::Encap(v),
-            Lookup::Miss => Decision::Flood,
+        match (fdb.lookup(ingress.net, dst, now), ingress.from) {
+            (Lookup::Hit(d), from) if d == from => Decision::Drop(DropReason::Hairpin),
+            (Lookup::Hit(Dest::Local(p)), _) => Decision::Forward(p),
+            // Split horizon: what came out of the overlay never goes back in.
+            (Lookup::Hit(Dest::Remote(_)), Dest::Remote(_)) => {
+                Decision::Drop(DropReason::SplitHorizon)
+            }
+            (Lookup::Hit(Dest::Remote(v)), Dest::Local(_)) => Decision::Encap(v),
+            (Lookup::Miss, _) => Decision::Flood,
         }
     };
     Verdict { decision, learned }
@@ -94,10 +117,7 @@ mod tests {
     }
 
     fn at(port: u32) -> Ingress {
-        Ingress {
-            port: PortId(port),
-            net: NET,
-        }
+        Ingress::port(PortId(port), NET)
     }
 
     #[test]
@@ -182,20 +202,14 @@ mod tests {
         let g = fdb.pin();
         decide(
             &g,
-            Ingress {
-                port: PortId(1),
-                net: NetId(1),
-            },
+            Ingress::port(PortId(1), NetId(1)),
             &frame(MacAddr::BROADCAST, B),
             Millis(0),
         );
         // B is known in network 1 only; in network 2 the frame floods (within network 2).
         let v = decide(
             &g,
-            Ingress {
-                port: PortId(5),
-                net: NetId(2),
-            },
+            Ingress::port(PortId(5), NetId(2)),
             &frame(B, A),
             Millis(0),
         );
@@ -212,6 +226,47 @@ mod tests {
             decide(&g, at(1), &frame(B, A), Millis(0)).decision,
             Decision::Encap(VtepId(3))
         );
+    }
+
+    #[test]
+    fn remote_sources_are_learned_behind_their_vtep_and_split_horizon_holds() {
+        let fdb = Fdb::new(FdbConfig::default());
+        let g = fdb.pin();
+        let from_vtep = Ingress::vtep(VtepId(7), NET);
+        // Unknown destination from the overlay: flood (the engine floods to local ports only).
+        let v = decide(&g, from_vtep, &frame(A, B), Millis(0));
+        assert_eq!(
+            v,
+            Verdict {
+                decision: Decision::Flood,
+                learned: Some(Learned::Inserted)
+            }
+        );
+        assert_eq!(
+            fdb.lookup(NET, B, Millis(0)),
+            Lookup::Hit(Dest::Remote(VtepId(7)))
+        );
+        // A local port answers B: encapsulate to VTEP 7.
+        assert_eq!(
+            decide(&g, at(1), &frame(B, A), Millis(1)).decision,
+            Decision::Encap(VtepId(7))
+        );
+        // A frame from another VTEP to B (known behind VTEP 7): never back into the overlay.
+        let v = decide(
+            &g,
+            Ingress::vtep(VtepId(8), NET),
+            &frame(B, MacAddr([2, 0, 0, 0, 0, 0xc])),
+            Millis(2),
+        );
+        assert_eq!(v.decision, Decision::Drop(DropReason::SplitHorizon));
+        // And from VTEP 7 itself: hairpin.
+        let v = decide(
+            &g,
+            from_vtep,
+            &frame(B, MacAddr([2, 0, 0, 0, 0, 0xd])),
+            Millis(3),
+        );
+        assert_eq!(v.decision, Decision::Drop(DropReason::Hairpin));
     }
 
     #[test]

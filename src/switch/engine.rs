@@ -19,10 +19,13 @@
 //! [`Event::PortGone`].
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -32,11 +35,17 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::decide::{decide, Decision, Ingress};
 use super::stats::{DropReason, PortStats};
-use crate::fdb::{Dest, Fdb, FdbConfig, Learned, NetId, PortId, Refusal};
+use crate::fdb::{Dest, Fdb, FdbConfig, FdbGuard, Learned, NetId, PortId, Refusal, VtepId};
 use crate::sys;
 use crate::time::{Clock, Millis};
+use crate::vxlan::{
+    flow_hash, SocketError, Sockets, VxlanConfig, VxlanDrop, VxlanSnapshot, VxlanStats,
+};
+use crate::wire::vxlan::{VxlanPacket, HEADER_LEN as VXLAN_HEADER_LEN};
 
 const WAKER: Token = Token(usize::MAX);
+/// Tokens at and above this are VXLAN sockets: `TUNNEL_BASE + family * 1024 + index`.
+const TUNNEL_BASE: usize = 1 << 40;
 /// Room in front of every received frame, so an outer VXLAN header
 /// (50 bytes for IPv4, 70 for IPv6, rounded up) can be written in place.
 pub const HEADROOM: usize = 128;
@@ -51,21 +60,15 @@ const MAX_RX_ERRORS: u32 = 64;
 const HOUSEKEEPING: Duration = Duration::from_millis(500);
 
 /// Tuning of the dataplane.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct EngineConfig {
     pub fdb: FdbConfig,
-    /// Frames read from one port per turn before serving the others.
+    /// Frames read from one port per turn before serving the others (0: default 64).
     pub budget: usize,
+    pub vxlan: VxlanConfig,
 }
 
-impl Default for EngineConfig {
-    fn default() -> Self {
-        EngineConfig {
-            fdb: FdbConfig::default(),
-            budget: 64,
-        }
-    }
-}
+const DEFAULT_BUDGET: usize = 64;
 
 /// A port handed to the engine.
 #[derive(Debug)]
@@ -80,11 +83,35 @@ pub struct PortAttach {
     pub stats: Arc<PortStats>,
 }
 
+/// A network's dataplane settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetworkSpec {
+    pub id: NetId,
+    /// The VXLAN network identifier, when the network spans hosts.
+    pub vni: Option<u32>,
+    /// Accept frames from senders that are not configured VTEPs, and add
+    /// them as (dynamic) VTEPs, up to `max_learned_vteps`.
+    pub learn_vteps: bool,
+}
+
+/// A VTEP as the dataplane knows it.
+#[derive(Clone, Debug)]
+pub struct VtepInfo {
+    pub id: VtepId,
+    pub net: NetId,
+    pub addr: SocketAddr,
+    /// Learned from traffic (a network with `learn_vteps`), not configured.
+    pub dynamic: bool,
+    pub stats: Arc<PortStats>,
+}
+
 /// Something the dataplane decided on its own.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Event {
     /// The port's fd failed for good; it was removed and its FDB entries flushed.
     PortGone { id: PortId, cause: String },
+    /// A network with `learn_vteps` accepted a new sender as a VTEP.
+    VtepLearned(VtepInfo),
 }
 
 /// Errors of control requests to the engine.
@@ -94,6 +121,16 @@ pub enum EngineError {
     PortExists(u32),
     #[error("cannot register the port's fd with the event loop: {0}")]
     Register(#[source] io::Error),
+    #[error(transparent)]
+    Tunnel(#[from] SocketError),
+    #[error("VNI {vni} is already used by another network")]
+    VniInUse { vni: u32 },
+    #[error("the network has no VNI: create it with --vni to add VTEPs")]
+    NoVni,
+    #[error("{addr} is already a VTEP of this network")]
+    VtepExists { addr: SocketAddr },
+    #[error("no IPv6 VXLAN socket: this host could not bind [::]:{port}")]
+    NoIpv6 { port: u16 },
     #[error("the dataplane thread has stopped")]
     Stopped,
 }
@@ -101,6 +138,11 @@ pub enum EngineError {
 enum Command {
     AddPort(PortAttach, Sender<Result<(), EngineError>>),
     RemovePort(PortId, Sender<bool>),
+    SetNetwork(NetworkSpec, Sender<Result<(), EngineError>>),
+    RemoveNetwork(NetId, Sender<()>),
+    OpenTunnel(Box<Sockets>, Sender<Result<(), EngineError>>),
+    AddVtep(NetId, SocketAddr, Sender<Result<VtepInfo, EngineError>>),
+    RemoveVtep(VtepId, Sender<bool>),
     Barrier(Sender<()>),
     Stop,
 }
@@ -112,6 +154,12 @@ pub struct Engine {
     fdb: Arc<Fdb>,
     events: Receiver<Event>,
     thread: Option<JoinHandle<()>>,
+    vxlan_cfg: VxlanConfig,
+    vxlan_stats: Arc<VxlanStats>,
+    /// Source ports of the open tunnel sockets; `None` until a network with
+    /// a VNI is set up (the UDP port is bound only when needed).
+    tunnel: Mutex<Option<Vec<u16>>>,
+    has_ipv6: AtomicBool,
 }
 
 impl Engine {
@@ -127,11 +175,18 @@ impl Engine {
         let fdb = Arc::new(Fdb::new(cfg.fdb));
         let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
         let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+        let vxlan_stats = Arc::new(VxlanStats::default());
         let now = clock.now();
         let mut worker = Worker {
             poll,
             ports: Vec::new(),
             nets: Vec::new(),
+            vteps: Vec::new(),
+            sockets: None,
+            by_vni: HashMap::new(),
+            by_src: HashMap::new(),
+            vxlan_cfg: cfg.vxlan,
+            vxlan_stats: vxlan_stats.clone(),
             fdb: fdb.clone(),
             clock,
             cmds: cmd_rx,
@@ -141,7 +196,12 @@ impl Engine {
             pending: Vec::new(),
             ready: Vec::new(),
             gone: Vec::new(),
-            budget: cfg.budget.max(1),
+            learned_vteps: Vec::new(),
+            budget: if cfg.budget == 0 {
+                DEFAULT_BUDGET
+            } else {
+                cfg.budget
+            },
             next_housekeeping: now,
         };
         let thread = std::thread::Builder::new()
@@ -153,6 +213,10 @@ impl Engine {
             fdb,
             events: ev_rx,
             thread: Some(thread),
+            vxlan_cfg: cfg.vxlan,
+            vxlan_stats,
+            tunnel: Mutex::new(None),
+            has_ipv6: AtomicBool::new(false),
         })
     }
 
@@ -165,19 +229,58 @@ impl Engine {
         &self.events
     }
 
+    pub fn vxlan_config(&self) -> &VxlanConfig {
+        &self.vxlan_cfg
+    }
+
+    /// Counters of the VXLAN sockets, once they are open.
+    pub fn vxlan_stats(&self) -> Option<VxlanSnapshot> {
+        let tunnel = self.tunnel.lock().unwrap_or_else(|e| e.into_inner());
+        tunnel.as_ref().map(|ports| {
+            self.vxlan_stats
+                .snapshot(self.vxlan_cfg.port, ports.clone())
+        })
+    }
+
     /// Attaches a port; returns once the worker polls its fd.
     pub fn add_port(&self, port: PortAttach) -> Result<(), EngineError> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        self.send(Command::AddPort(port, tx))?;
-        rx.recv().map_err(|_| EngineError::Stopped)?
+        self.ask(|tx| Command::AddPort(port, tx))?
     }
 
     /// Detaches a port, closes its fd and flushes its FDB entries. Returns
     /// whether the port was attached.
     pub fn remove_port(&self, id: PortId) -> Result<bool, EngineError> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        self.send(Command::RemovePort(id, tx))?;
-        rx.recv().map_err(|_| EngineError::Stopped)
+        self.ask(|tx| Command::RemovePort(id, tx))
+    }
+
+    /// Creates or updates a network. A VNI opens the VXLAN sockets on first
+    /// use (so a host that never uses VXLAN never binds its port).
+    pub fn set_network(&self, spec: NetworkSpec) -> Result<(), EngineError> {
+        if spec.vni.is_some() {
+            self.open_tunnel()?;
+        }
+        self.ask(|tx| Command::SetNetwork(spec, tx))?
+    }
+
+    /// Removes a network's VTEPs (flushing their FDB entries) and its VNI.
+    /// Its ports must have been removed first.
+    pub fn remove_network(&self, id: NetId) -> Result<(), EngineError> {
+        self.ask(|tx| Command::RemoveNetwork(id, tx))
+    }
+
+    /// Adds a VTEP to a network that has a VNI.
+    pub fn add_vtep(&self, net: NetId, addr: SocketAddr) -> Result<VtepInfo, EngineError> {
+        if addr.is_ipv6() && !self.has_ipv6.load(Ordering::Relaxed) {
+            return Err(EngineError::NoIpv6 {
+                port: self.vxlan_cfg.port,
+            });
+        }
+        self.ask(|tx| Command::AddVtep(net, canonical(addr), tx))?
+    }
+
+    /// Removes a VTEP and flushes the MACs learned behind it.
+    pub fn remove_vtep(&self, id: VtepId) -> Result<bool, EngineError> {
+        self.ask(|tx| Command::RemoveVtep(id, tx))
     }
 
     /// Returns once the worker has finished the round it is in. Frames
@@ -185,14 +288,28 @@ impl Engine {
     /// clock reading (the clock is read once per round): tests that move a
     /// manual clock use this as a fence.
     pub fn barrier(&self) -> Result<(), EngineError> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        self.send(Command::Barrier(tx))?;
-        rx.recv().map_err(|_| EngineError::Stopped)
+        self.ask(Command::Barrier)
     }
 
-    fn send(&self, cmd: Command) -> Result<(), EngineError> {
-        self.cmds.send(cmd).map_err(|_| EngineError::Stopped)?;
-        self.waker.wake().map_err(|_| EngineError::Stopped)
+    fn open_tunnel(&self) -> Result<(), EngineError> {
+        let mut tunnel = self.tunnel.lock().unwrap_or_else(|e| e.into_inner());
+        if tunnel.is_some() {
+            return Ok(());
+        }
+        let sockets = Sockets::open(&self.vxlan_cfg)?;
+        let ports = sockets.source_ports();
+        self.has_ipv6.store(sockets.v6.is_some(), Ordering::Relaxed);
+        self.ask(|tx| Command::OpenTunnel(Box::new(sockets), tx))??;
+        *tunnel = Some(ports);
+        Ok(())
+    }
+
+    /// Sends a command and waits for the worker's answer.
+    fn ask<T>(&self, cmd: impl FnOnce(Sender<T>) -> Command) -> Result<T, EngineError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.cmds.send(cmd(tx)).map_err(|_| EngineError::Stopped)?;
+        self.waker.wake().map_err(|_| EngineError::Stopped)?;
+        rx.recv().map_err(|_| EngineError::Stopped)
     }
 
     /// Stops the worker and closes every port's fd.
@@ -215,6 +332,17 @@ impl Drop for Engine {
     }
 }
 
+/// IPv4-mapped IPv6 addresses become IPv4, so one sender has one key.
+fn canonical(a: SocketAddr) -> SocketAddr {
+    match a.ip() {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), a.port()),
+            None => a,
+        },
+        IpAddr::V4(_) => a,
+    }
+}
+
 struct Port {
     id: PortId,
     net: NetId,
@@ -226,24 +354,78 @@ struct Port {
     rx_errors: Cell<u32>,
 }
 
+#[derive(Default)]
+struct Net {
+    members: Vec<PortId>,
+    vni: Option<u32>,
+    vteps: Vec<VtepId>,
+    learn_vteps: bool,
+    learned_vteps: usize,
+}
+
+struct Vtep {
+    net: NetId,
+    addr: SocketAddr,
+    /// Largest inner frame that fits the underlay to this VTEP.
+    max_frame: usize,
+    stats: Arc<PortStats>,
+    dynamic: bool,
+}
+
+/// Something the worker reads from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    Port(PortId),
+    /// A VXLAN socket: family (v6?) and index (0 = listening, 1.. = pool).
+    Tunnel(bool, usize),
+}
+
+impl Source {
+    fn token(self) -> Token {
+        match self {
+            Source::Port(p) => Token(p.0 as usize),
+            Source::Tunnel(v6, i) => Token(TUNNEL_BASE + usize::from(v6) * 1024 + i),
+        }
+    }
+
+    fn from_token(t: Token) -> Source {
+        if t.0 >= TUNNEL_BASE {
+            let k = t.0 - TUNNEL_BASE;
+            Source::Tunnel(k >= 1024, k % 1024)
+        } else {
+            Source::Port(PortId(t.0 as u32))
+        }
+    }
+}
+
 struct Worker {
     poll: Poll,
     /// Indexed by `PortId`.
     ports: Vec<Option<Port>>,
-    /// Members of each network, indexed by `NetId`.
-    nets: Vec<Vec<PortId>>,
+    /// Indexed by `NetId`.
+    nets: Vec<Net>,
+    /// Indexed by `VtepId`.
+    vteps: Vec<Option<Vtep>>,
+    sockets: Option<Sockets>,
+    by_vni: HashMap<u32, NetId>,
+    /// (sender IP, VNI) -> VTEP: which senders a network accepts.
+    by_src: HashMap<(IpAddr, u32), VtepId>,
+    vxlan_cfg: VxlanConfig,
+    vxlan_stats: Arc<VxlanStats>,
     fdb: Arc<Fdb>,
     clock: Arc<dyn Clock>,
     cmds: Receiver<Command>,
     events: Sender<Event>,
     notify: Option<Arc<Waker>>,
     buf: Box<[u8]>,
-    /// Ports whose last turn ended on the budget.
-    pending: Vec<PortId>,
-    /// Ports to serve this round (scratch, reused).
-    ready: Vec<PortId>,
+    /// Sources whose last turn ended on the budget.
+    pending: Vec<Source>,
+    /// Sources to serve this round (scratch, reused).
+    ready: Vec<Source>,
     /// Ports found dead this round, with why.
     gone: Vec<(PortId, String)>,
+    /// VTEPs learned this round, announced after it.
+    learned_vteps: Vec<VtepInfo>,
     budget: usize,
     next_housekeeping: Millis,
 }
@@ -261,11 +443,11 @@ impl Worker {
         let mut events = Events::with_capacity(256);
         loop {
             let timeout = if self.pending.is_empty() {
-                Some(HOUSEKEEPING)
+                HOUSEKEEPING
             } else {
-                Some(Duration::ZERO)
+                Duration::ZERO
             };
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -277,18 +459,20 @@ impl Worker {
             self.ready.append(&mut self.pending);
             let mut woken = false;
             for ev in events.iter() {
-                match ev.token() {
-                    WAKER => woken = true,
-                    Token(t) => {
-                        let id = PortId(t as u32);
-                        if let Some(Some(p)) = self.ports.get_mut(t) {
-                            if !p.pending {
-                                p.pending = true;
-                                self.ready.push(id);
-                            }
-                        }
-                    }
+                if ev.token() == WAKER {
+                    woken = true;
+                    continue;
                 }
+                let src = Source::from_token(ev.token());
+                if let Source::Port(id) = src {
+                    match self.ports.get_mut(id.0 as usize) {
+                        Some(Some(p)) if !p.pending => p.pending = true,
+                        _ => continue,
+                    }
+                } else if self.ready.contains(&src) {
+                    continue;
+                }
+                self.ready.push(src);
             }
             self.serve_ready();
             if woken && !self.handle_commands() {
@@ -302,7 +486,7 @@ impl Worker {
         }
     }
 
-    /// Gives every ready port one turn of up to `budget` frames.
+    /// Gives every ready source one turn of up to `budget` frames.
     fn serve_ready(&mut self) {
         if self.ready.is_empty() {
             return;
@@ -311,37 +495,63 @@ impl Worker {
         let fdb = self.fdb.clone();
         let guard = fdb.pin();
         let ready = std::mem::take(&mut self.ready);
-        for &id in &ready {
-            match self.turn(id, &guard, now) {
-                Turn::Idle => {
+        for &src in &ready {
+            let turn = match src {
+                Source::Port(id) => self.port_turn(id, &guard, now),
+                Source::Tunnel(v6, i) => self.tunnel_turn(v6, i, &guard, now),
+            };
+            match (turn, src) {
+                (Turn::Idle, Source::Port(id)) => {
                     if let Some(Some(p)) = self.ports.get_mut(id.0 as usize) {
                         p.pending = false;
                     }
                 }
-                Turn::More => self.pending.push(id),
-                Turn::Dead(cause) => self.gone.push((id, cause)),
+                (Turn::Idle, Source::Tunnel(..)) => {}
+                (Turn::More, _) => self.pending.push(src),
+                (Turn::Dead(cause), Source::Port(id)) => self.gone.push((id, cause)),
+                (Turn::Dead(_), Source::Tunnel(..)) => {}
             }
         }
         self.ready = ready;
         drop(guard);
+        let mut raised = false;
         while let Some((id, cause)) = self.gone.pop() {
             if self.detach(id) {
                 let _ = self.events.send(Event::PortGone { id, cause });
-                if let Some(w) = &self.notify {
-                    let _ = w.wake();
-                }
+                raised = true;
+            }
+        }
+        for v in self.learned_vteps.drain(..) {
+            let _ = self.events.send(Event::VtepLearned(v));
+            raised = true;
+        }
+        if raised {
+            if let Some(w) = &self.notify {
+                let _ = w.wake();
             }
         }
     }
 
     /// Reads and forwards up to `budget` frames from one port.
-    fn turn(&mut self, id: PortId, fdb: &crate::fdb::FdbGuard<'_>, now: Millis) -> Turn {
-        // Disjoint borrows of the worker's fields: ports and networks are
-        // only read here, the buffer and the dead list written.
-        let (ports, nets, buf, gone) = (&self.ports, &self.nets, &mut self.buf, &mut self.gone);
+    fn port_turn(&mut self, id: PortId, fdb: &FdbGuard<'_>, now: Millis) -> Turn {
+        // Disjoint borrows of the worker's fields: ports, networks, VTEPs
+        // and sockets are only read here; the buffer and the dead list written.
+        let (ports, nets, vteps, buf, gone) = (
+            &self.ports,
+            &self.nets,
+            &self.vteps,
+            &mut self.buf,
+            &mut self.gone,
+        );
+        let tunnel = Tunnel {
+            sockets: self.sockets.as_ref(),
+            stats: &self.vxlan_stats,
+        };
         let Some(Some(port)) = ports.get(id.0 as usize) else {
             return Turn::Idle;
         };
+        let net = nets.get(port.net.0 as usize);
+        let vni = net.and_then(|n| n.vni);
         for _ in 0..self.budget {
             let len = match (&port.file).read(&mut buf[HEADROOM..]) {
                 Ok(0) => return Turn::Dead("the port's fd reached end of file".into()),
@@ -362,34 +572,144 @@ impl Worker {
             let stats = &port.stats;
             stats.rx_frames.inc();
             stats.rx_bytes.add(len as u64);
-            let ingress = Ingress {
-                port: id,
-                net: port.net,
-            };
-            let frame = &buf[HEADROOM..HEADROOM + len];
-            let verdict = decide(fdb, ingress, frame, now);
-            match verdict.learned {
-                Some(Learned::Refused(Refusal::TableFull)) => stats.learn_refused_table_full.inc(),
-                Some(Learned::Refused(Refusal::DestLimit)) => stats.learn_refused_port_limit.inc(),
-                Some(Learned::Moved { .. }) => stats.moves_in.inc(),
-                _ => {}
+            if let Some(vni) = vni {
+                // The VXLAN header goes in front of the frame now, so that
+                // any number of VTEPs can be sent the same bytes.
+                VxlanPacket::new_unchecked(&mut buf[HEADROOM - VXLAN_HEADER_LEN..HEADROOM])
+                    .set_header(vni);
             }
+            let packet = &buf[HEADROOM - VXLAN_HEADER_LEN..HEADROOM + len];
+            let frame = &packet[VXLAN_HEADER_LEN..];
+            let ingress = Ingress::port(id, port.net);
+            let verdict = decide(fdb, ingress, frame, now);
+            count_learning(stats, verdict.learned);
+            let Some(net) = net else {
+                stats.count_drop(DropReason::NoNetwork);
+                continue;
+            };
             match verdict.decision {
                 Decision::Forward(out) => match ports.get(out.0 as usize) {
                     Some(Some(egress)) if egress.net == ingress.net => {
                         transmit(egress, frame, gone)
                     }
                     // A stale entry for a port that is gone: flood instead.
-                    _ => flood(ports, nets, ingress, frame, gone),
+                    _ => flood(ports, net, ingress.from, frame, gone),
                 },
                 Decision::Flood => {
-                    if nets.get(ingress.net.0 as usize).is_none() {
-                        stats.count_drop(DropReason::NoNetwork);
-                    } else {
-                        flood(ports, nets, ingress, frame, gone);
+                    flood(ports, net, ingress.from, frame, gone);
+                    if !net.vteps.is_empty() {
+                        let flow = flow_hash(frame);
+                        for &v in &net.vteps {
+                            if let Some(Some(vtep)) = vteps.get(v.0 as usize) {
+                                tunnel.send(vtep, packet, flow);
+                            }
+                        }
                     }
                 }
-                Decision::Encap(_) => stats.count_drop(DropReason::NoTunnel),
+                Decision::Encap(v) => match (vni, vteps.get(v.0 as usize)) {
+                    (Some(_), Some(Some(vtep))) if vtep.net == ingress.net => {
+                        tunnel.send(vtep, packet, flow_hash(frame));
+                    }
+                    _ => stats.count_drop(DropReason::NoTunnel),
+                },
+                Decision::Drop(why) => stats.count_drop(why),
+            }
+        }
+        Turn::More
+    }
+
+    /// Receives and forwards up to `budget` datagrams from one VXLAN socket.
+    fn tunnel_turn(&mut self, v6: bool, index: usize, fdb: &FdbGuard<'_>, now: Millis) -> Turn {
+        let Some(sock) = self.sockets.as_ref().and_then(|s| s.get(v6, index)) else {
+            return Turn::Idle;
+        };
+        let xs = &self.vxlan_stats;
+        for _ in 0..self.budget {
+            // The datagram lands so that the inner frame starts at HEADROOM.
+            let (n, from) = match sock.recv_from(&mut self.buf[HEADROOM - VXLAN_HEADER_LEN..]) {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Turn::Idle,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    // E.g. an ICMP error queued on the socket; keep draining.
+                    xs.count_drop(VxlanDrop::RxError);
+                    continue;
+                }
+            };
+            xs.rx_datagrams.inc();
+            xs.rx_bytes.add(n as u64);
+            let packet = &self.buf[HEADROOM - VXLAN_HEADER_LEN..HEADROOM - VXLAN_HEADER_LEN + n];
+            let Ok(hdr) = VxlanPacket::new_checked(packet) else {
+                xs.count_drop(VxlanDrop::Truncated);
+                continue;
+            };
+            if !hdr.has_vni() {
+                xs.count_drop(VxlanDrop::BadFlags);
+                continue;
+            }
+            let vni = hdr.vni();
+            let Some(&net_id) = self.by_vni.get(&vni) else {
+                xs.count_drop(VxlanDrop::UnknownVni);
+                continue;
+            };
+            let from = canonical(from);
+            let vtep_id = match self.by_src.get(&(from.ip(), vni)) {
+                Some(&v) => v,
+                None => match learn_vtep(
+                    &mut self.nets,
+                    &mut self.vteps,
+                    &mut self.by_src,
+                    &self.vxlan_cfg,
+                    net_id,
+                    vni,
+                    from,
+                ) {
+                    Ok(info) => {
+                        let id = info.id;
+                        self.learned_vteps.push(info);
+                        id
+                    }
+                    Err(why) => {
+                        xs.count_drop(why);
+                        continue;
+                    }
+                },
+            };
+            let Some(Some(vtep)) = self.vteps.get(vtep_id.0 as usize) else {
+                continue;
+            };
+            let frame = &self.buf[HEADROOM..HEADROOM + n - VXLAN_HEADER_LEN];
+            let stats = &vtep.stats;
+            stats.rx_frames.inc();
+            stats.rx_bytes.add(frame.len() as u64);
+            let verdict = decide(fdb, Ingress::vtep(vtep_id, net_id), frame, now);
+            count_learning(stats, verdict.learned);
+            let Some(net) = self.nets.get(net_id.0 as usize) else {
+                stats.count_drop(DropReason::NoNetwork);
+                continue;
+            };
+            match verdict.decision {
+                Decision::Forward(out) => match self.ports.get(out.0 as usize) {
+                    Some(Some(egress)) if egress.net == net_id => {
+                        transmit(egress, frame, &mut self.gone)
+                    }
+                    _ => flood(
+                        &self.ports,
+                        net,
+                        Dest::Remote(vtep_id),
+                        frame,
+                        &mut self.gone,
+                    ),
+                },
+                // Split horizon: local ports only.
+                Decision::Flood => flood(
+                    &self.ports,
+                    net,
+                    Dest::Remote(vtep_id),
+                    frame,
+                    &mut self.gone,
+                ),
+                Decision::Encap(_) => stats.count_drop(DropReason::SplitHorizon),
                 Decision::Drop(why) => stats.count_drop(why),
             }
         }
@@ -406,6 +726,22 @@ impl Worker {
                 Command::RemovePort(id, reply) => {
                     let _ = reply.send(self.detach(id));
                 }
+                Command::SetNetwork(spec, reply) => {
+                    let _ = reply.send(self.set_network(spec));
+                }
+                Command::RemoveNetwork(id, reply) => {
+                    self.remove_network(id);
+                    let _ = reply.send(());
+                }
+                Command::OpenTunnel(sockets, reply) => {
+                    let _ = reply.send(self.open_tunnel(*sockets));
+                }
+                Command::AddVtep(net, addr, reply) => {
+                    let _ = reply.send(self.add_vtep(net, addr, false));
+                }
+                Command::RemoveVtep(id, reply) => {
+                    let _ = reply.send(self.remove_vtep(id));
+                }
                 Command::Barrier(reply) => {
                     let _ = reply.send(());
                 }
@@ -413,6 +749,14 @@ impl Worker {
             }
         }
         true
+    }
+
+    fn net_mut(&mut self, id: NetId) -> &mut Net {
+        let i = id.0 as usize;
+        if self.nets.len() <= i {
+            self.nets.resize_with(i + 1, Net::default);
+        }
+        &mut self.nets[i]
     }
 
     fn attach(&mut self, p: PortAttach) -> Result<(), EngineError> {
@@ -424,16 +768,16 @@ impl Worker {
         let raw = p.fd.as_raw_fd();
         self.poll
             .registry()
-            .register(&mut SourceFd(&raw), Token(idx), Interest::READABLE)
+            .register(
+                &mut SourceFd(&raw),
+                Source::Port(p.id).token(),
+                Interest::READABLE,
+            )
             .map_err(EngineError::Register)?;
         if self.ports.len() <= idx {
             self.ports.resize_with(idx + 1, || None);
         }
-        let net = p.net.0 as usize;
-        if self.nets.len() <= net {
-            self.nets.resize_with(net + 1, Vec::new);
-        }
-        self.nets[net].push(p.id);
+        self.net_mut(p.net).members.push(p.id);
         let mtu = usize::try_from(p.mtu).unwrap_or(usize::MAX);
         self.ports[idx] = Some(Port {
             id: p.id,
@@ -446,7 +790,7 @@ impl Worker {
             pending: true,
             rx_errors: Cell::new(0),
         });
-        self.pending.push(p.id);
+        self.pending.push(Source::Port(p.id));
         Ok(())
     }
 
@@ -461,12 +805,106 @@ impl Worker {
         let raw = port.file.as_raw_fd();
         // May fail if the fd is already broken; closing it removes it from epoll anyway.
         let _ = self.poll.registry().deregister(&mut SourceFd(&raw));
-        if let Some(members) = self.nets.get_mut(port.net.0 as usize) {
-            members.retain(|&m| m != port.id);
+        if let Some(net) = self.nets.get_mut(port.net.0 as usize) {
+            net.members.retain(|&m| m != port.id);
         }
-        self.pending.retain(|&m| m != port.id);
+        self.pending.retain(|&s| s != Source::Port(port.id));
         self.fdb.forget_dest(Dest::Local(port.id));
         drop(port);
+        true
+    }
+
+    fn set_network(&mut self, spec: NetworkSpec) -> Result<(), EngineError> {
+        if let Some(vni) = spec.vni {
+            if self.by_vni.get(&vni).is_some_and(|&n| n != spec.id) {
+                return Err(EngineError::VniInUse { vni });
+            }
+        }
+        let old_vni = self.net_mut(spec.id).vni;
+        if let Some(old) = old_vni.filter(|&o| Some(o) != spec.vni) {
+            self.by_vni.remove(&old);
+            self.by_src.retain(|&(_, vni), _| vni != old);
+        }
+        if let Some(vni) = spec.vni {
+            self.by_vni.insert(vni, spec.id);
+        }
+        let net = self.net_mut(spec.id);
+        net.vni = spec.vni;
+        net.learn_vteps = spec.learn_vteps;
+        Ok(())
+    }
+
+    fn remove_network(&mut self, id: NetId) {
+        let vteps = self
+            .nets
+            .get(id.0 as usize)
+            .map(|n| n.vteps.clone())
+            .unwrap_or_default();
+        for v in vteps {
+            self.remove_vtep(v);
+        }
+        if let Some(net) = self.nets.get_mut(id.0 as usize) {
+            if let Some(vni) = net.vni.take() {
+                self.by_vni.remove(&vni);
+            }
+            *net = Net::default();
+        }
+        self.fdb.flush(crate::fdb::Filter {
+            net: Some(id),
+            ..Default::default()
+        });
+    }
+
+    fn open_tunnel(&mut self, mut sockets: Sockets) -> Result<(), EngineError> {
+        for (v6, i, s) in sockets.all_mut() {
+            self.poll
+                .registry()
+                .register(s, Source::Tunnel(v6, i).token(), Interest::READABLE)
+                .map_err(EngineError::Register)?;
+        }
+        self.sockets = Some(sockets);
+        Ok(())
+    }
+
+    fn add_vtep(
+        &mut self,
+        net_id: NetId,
+        addr: SocketAddr,
+        dynamic: bool,
+    ) -> Result<VtepInfo, EngineError> {
+        let net = self.net_mut(net_id);
+        let Some(vni) = net.vni else {
+            return Err(EngineError::NoVni);
+        };
+        if self.by_src.contains_key(&(addr.ip(), vni)) {
+            return Err(EngineError::VtepExists { addr });
+        }
+        Ok(insert_vtep(
+            &mut self.nets,
+            &mut self.vteps,
+            &mut self.by_src,
+            &self.vxlan_cfg,
+            net_id,
+            vni,
+            addr,
+            dynamic,
+        ))
+    }
+
+    fn remove_vtep(&mut self, id: VtepId) -> bool {
+        let Some(vtep) = self.vteps.get_mut(id.0 as usize).and_then(Option::take) else {
+            return false;
+        };
+        if let Some(net) = self.nets.get_mut(vtep.net.0 as usize) {
+            net.vteps.retain(|&v| v != id);
+            if vtep.dynamic {
+                net.learned_vteps = net.learned_vteps.saturating_sub(1);
+            }
+            if let Some(vni) = net.vni {
+                self.by_src.remove(&(vtep.addr.ip(), vni));
+            }
+        }
+        self.fdb.forget_dest(Dest::Remote(id));
         true
     }
 
@@ -485,10 +923,87 @@ impl Worker {
             if let Some(Some(p)) = self.ports.get_mut(id.0 as usize) {
                 if !p.pending {
                     p.pending = true;
-                    self.pending.push(id);
+                    self.pending.push(Source::Port(id));
                 }
             }
         }
+    }
+}
+
+/// Adds a VTEP to the tables (the caller checked the VNI and duplicates).
+#[allow(clippy::too_many_arguments)]
+fn insert_vtep(
+    nets: &mut [Net],
+    vteps: &mut Vec<Option<Vtep>>,
+    by_src: &mut HashMap<(IpAddr, u32), VtepId>,
+    cfg: &VxlanConfig,
+    net_id: NetId,
+    vni: u32,
+    addr: SocketAddr,
+    dynamic: bool,
+) -> VtepInfo {
+    let idx = vteps
+        .iter()
+        .position(Option::is_none)
+        .unwrap_or(vteps.len());
+    if idx == vteps.len() {
+        vteps.push(None);
+    }
+    let id = VtepId(idx as u32);
+    let stats = Arc::new(PortStats::default());
+    vteps[idx] = Some(Vtep {
+        net: net_id,
+        addr,
+        max_frame: cfg.max_inner_frame(addr.is_ipv6()),
+        stats: stats.clone(),
+        dynamic,
+    });
+    by_src.insert((addr.ip(), vni), id);
+    if let Some(net) = nets.get_mut(net_id.0 as usize) {
+        net.vteps.push(id);
+        if dynamic {
+            net.learned_vteps += 1;
+        }
+    }
+    VtepInfo {
+        id,
+        net: net_id,
+        addr,
+        dynamic,
+        stats,
+    }
+}
+
+/// Accepts an unknown sender as a VTEP if its network learns VTEPs and has room.
+fn learn_vtep(
+    nets: &mut [Net],
+    vteps: &mut Vec<Option<Vtep>>,
+    by_src: &mut HashMap<(IpAddr, u32), VtepId>,
+    cfg: &VxlanConfig,
+    net_id: NetId,
+    vni: u32,
+    from: SocketAddr,
+) -> Result<VtepInfo, VxlanDrop> {
+    let net = nets.get(net_id.0 as usize).ok_or(VxlanDrop::UnknownVni)?;
+    if !net.learn_vteps {
+        return Err(VxlanDrop::UnknownVtep);
+    }
+    if net.learned_vteps >= cfg.max_learned_vteps {
+        return Err(VxlanDrop::VtepLimit);
+    }
+    // Replies go to the VXLAN port, not to the sender's (flow-hashed) source port.
+    let addr = SocketAddr::new(from.ip(), cfg.port);
+    Ok(insert_vtep(
+        nets, vteps, by_src, cfg, net_id, vni, addr, true,
+    ))
+}
+
+fn count_learning(stats: &PortStats, learned: Option<Learned>) {
+    match learned {
+        Some(Learned::Refused(Refusal::TableFull)) => stats.learn_refused_table_full.inc(),
+        Some(Learned::Refused(Refusal::DestLimit)) => stats.learn_refused_port_limit.inc(),
+        Some(Learned::Moved { .. }) => stats.moves_in.inc(),
+        _ => {}
     }
 }
 
@@ -523,12 +1038,7 @@ fn transmit(port: &Port, frame: &[u8], gone: &mut Vec<(PortId, String)>) {
         // TAPs and SEQPACKET sockets take a frame whole or not at all.
         Ok(_) => port.stats.count_drop(DropReason::TxError),
         Err(e) => {
-            let why = match e.raw_os_error() {
-                Some(libc::EAGAIN | libc::ENOBUFS) => DropReason::TxQueueFull,
-                Some(libc::EIO) => DropReason::TxLinkDown,
-                _ => DropReason::TxError,
-            };
-            port.stats.count_drop(why);
+            port.stats.count_drop(tx_drop_reason(&e));
             if is_fatal(&e) && !gone.iter().any(|(id, _)| *id == port.id) {
                 gone.push((port.id, format!("write failed: {e}")));
             }
@@ -536,24 +1046,63 @@ fn transmit(port: &Port, frame: &[u8], gone: &mut Vec<(PortId, String)>) {
     }
 }
 
-/// Sends a frame to every port of the ingress network except the ingress.
+fn tx_drop_reason(e: &io::Error) -> DropReason {
+    match e.raw_os_error() {
+        Some(libc::EAGAIN | libc::ENOBUFS) => DropReason::TxQueueFull,
+        Some(libc::EIO) => DropReason::TxLinkDown,
+        Some(libc::EMSGSIZE) => DropReason::Oversize,
+        _ => DropReason::TxError,
+    }
+}
+
+/// Sends a frame to every local port of the network except where it came from.
 #[inline]
 fn flood(
     ports: &[Option<Port>],
-    nets: &[Vec<PortId>],
-    ingress: Ingress,
+    net: &Net,
+    from: Dest,
     frame: &[u8],
     gone: &mut Vec<(PortId, String)>,
 ) {
-    let Some(members) = nets.get(ingress.net.0 as usize) else {
-        return;
-    };
-    for &m in members {
-        if m == ingress.port {
+    for &m in &net.members {
+        if from == Dest::Local(m) {
             continue;
         }
         if let Some(Some(p)) = ports.get(m.0 as usize) {
             transmit(p, frame, gone);
+        }
+    }
+}
+
+/// What encapsulation needs, borrowed from the worker.
+struct Tunnel<'a> {
+    sockets: Option<&'a Sockets>,
+    stats: &'a VxlanStats,
+}
+
+impl Tunnel<'_> {
+    /// Sends `packet` (VXLAN header + inner frame) to one VTEP, counting the
+    /// outcome on the VTEP and the socket totals.
+    #[inline]
+    fn send(&self, vtep: &Vtep, packet: &[u8], flow: u32) {
+        let frame_len = packet.len() - VXLAN_HEADER_LEN;
+        if frame_len > vtep.max_frame {
+            vtep.stats.count_drop(DropReason::Oversize);
+            return;
+        }
+        let Some(family) = self.sockets.and_then(|s| s.family(vtep.addr.is_ipv6())) else {
+            vtep.stats.count_drop(DropReason::NoTunnel);
+            return;
+        };
+        match family.sender(flow).send_to(packet, vtep.addr) {
+            Ok(n) if n == packet.len() => {
+                vtep.stats.tx_frames.inc();
+                vtep.stats.tx_bytes.add(frame_len as u64);
+                self.stats.tx_datagrams.inc();
+                self.stats.tx_bytes.add(n as u64);
+            }
+            Ok(_) => vtep.stats.count_drop(DropReason::TxError),
+            Err(e) => vtep.stats.count_drop(tx_drop_reason(&e)),
         }
     }
 }

@@ -6,5 +6,5 @@ pub mod engine;
 pub mod stats;
 
 pub use decide::{decide, Decision, Ingress, Verdict};
-pub use engine::{Engine, EngineConfig, EngineError, Event, PortAttach};
+pub use engine::{Engine, EngineConfig, EngineError, Event, NetworkSpec, PortAttach, VtepInfo};
 pub use stats::{DropReason, PortStats, PortStatsSnapshot};

@@ -25,7 +25,11 @@ pub enum DropReason {
     Hairpin,
     /// The destination is a remote VTEP but the network has no tunnel (ingress).
     NoTunnel,
-    /// Larger than the egress port's MTU allows (egress).
+    /// A decapsulated frame whose destination is behind another VTEP: what
+    /// comes out of the overlay never goes back in (ingress, on the VTEP).
+    SplitHorizon,
+    /// Larger than the egress port's MTU allows, or (on a VTEP) too large
+    /// to encapsulate within the underlay MTU (egress).
     Oversize,
     /// The egress queue was full: EAGAIN/ENOBUFS on write (egress).
     TxQueueFull,
@@ -38,12 +42,13 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::Runt,
         DropReason::InvalidSource,
         DropReason::NoNetwork,
         DropReason::Hairpin,
         DropReason::NoTunnel,
+        DropReason::SplitHorizon,
         DropReason::Oversize,
         DropReason::TxQueueFull,
         DropReason::TxLinkDown,
@@ -59,6 +64,7 @@ impl DropReason {
             DropReason::NoNetwork => "no_network",
             DropReason::Hairpin => "hairpin",
             DropReason::NoTunnel => "no_tunnel",
+            DropReason::SplitHorizon => "split_horizon",
             DropReason::Oversize => "oversize",
             DropReason::TxQueueFull => "tx_queue_full",
             DropReason::TxLinkDown => "tx_link_down",

@@ -8,3 +8,4 @@ pub mod fd;
 pub mod netlink;
 pub mod netns;
 pub mod tun;
+pub mod udp;
