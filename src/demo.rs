@@ -137,6 +137,7 @@ pub fn run(opts: &DemoOptions) -> Result<(), String> {
             subnet: Some(SUBNET.into()),
             gateway: Some(GATEWAY.into()),
             mtu: None,
+            ..NetworkCreate::default()
         }),
     )?;
     println!("  network    {NETWORK} {SUBNET} gateway {GATEWAY}");

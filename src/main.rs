@@ -202,6 +202,7 @@ impl From<FdbSelectArgs> for FdbSelect {
         FdbSelect {
             network: a.network,
             port: a.port,
+            vtep: None,
         }
     }
 }
@@ -242,6 +243,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 subnet,
                 gateway,
                 mtu,
+                ..NetworkCreate::default()
             }),
             render::network_created,
         ),
@@ -276,7 +278,12 @@ fn run(cli: Cli) -> Result<(), String> {
             ctx.show(Request::FdbShow(a.into()), |r: &Vec<_>| render::fdb(r))
         }
         Cmd::Fdb(FdbCmd::Add { mac, network, port }) => ctx.show(
-            Request::FdbAdd(FdbAdd { network, mac, port }),
+            Request::FdbAdd(FdbAdd {
+                network,
+                mac,
+                port: Some(port),
+                vtep: None,
+            }),
             render::fdb_added,
         ),
         Cmd::Fdb(FdbCmd::Del { mac, network }) => ctx.show(

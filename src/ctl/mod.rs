@@ -3,12 +3,13 @@
 //!
 //! - [`proto`]: newline-delimited JSON requests and replies, and their
 //!   parsing with errors that name the problem.
-//! - [`state`]: [`Daemon`], the networks and ports by name, driving the
-//!   dataplane [`Engine`](crate::switch::Engine); every request is a method,
-//!   testable without a socket.
+//! - [`state`]: [`Daemon`], the networks, ports and VTEPs by name and
+//!   address, driving the dataplane [`Engine`](crate::switch::Engine);
+//!   every request is a method, testable without a socket.
 //! - [`server`]: the non-blocking, single-threaded socket server with line
 //!   limits and timeouts, and signal handling for the `daemon` command.
-//! - [`config`]: the TOML start-up configuration.
+//! - [`config`]: the TOML start-up configuration, and the checks of the
+//!   daemon-wide VXLAN settings.
 //! - [`client`]: the blocking one-request client.
 //! - [`render`]: the CLI's human-readable tables.
 //!

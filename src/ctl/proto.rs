@@ -25,10 +25,13 @@ use serde_json::Value;
 
 use crate::fdb::{EntryKind, FdbStats};
 use crate::switch::PortStatsSnapshot;
+use crate::vxlan::VxlanSnapshot;
 use crate::wire::MacAddr;
 
 /// Version of the wire protocol; bumped when a reply shape changes incompatibly.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: VXLAN. `fdb.show` rows and `fdb.add`/`fdb.del` results carry
+/// `port` *or* `vtep` (the other is null); `stats` has `vxlan` and `vteps`.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Longest request line the daemon accepts, in bytes, not counting the newline.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -47,6 +50,9 @@ pub const COMMANDS: &[&str] = &[
     "fdb.add",
     "fdb.del",
     "fdb.flush",
+    "vtep.add",
+    "vtep.ls",
+    "vtep.rm",
     "stats",
 ];
 
@@ -78,6 +84,12 @@ pub enum Request {
     FdbDel(FdbDel),
     #[serde(rename = "fdb.flush")]
     FdbFlush(FdbSelect),
+    #[serde(rename = "vtep.add")]
+    VtepAdd(VtepAdd),
+    #[serde(rename = "vtep.ls")]
+    VtepLs(VtepLs),
+    #[serde(rename = "vtep.rm")]
+    VtepRm(VtepRm),
     #[serde(rename = "stats")]
     Stats(StatsArgs),
 }
@@ -98,6 +110,9 @@ impl Request {
             Request::FdbAdd(_) => "fdb.add",
             Request::FdbDel(_) => "fdb.del",
             Request::FdbFlush(_) => "fdb.flush",
+            Request::VtepAdd(_) => "vtep.add",
+            Request::VtepLs(_) => "vtep.ls",
+            Request::VtepRm(_) => "vtep.rm",
             Request::Stats(_) => "stats",
         }
     }
@@ -127,9 +142,23 @@ pub struct NetworkCreate {
     /// Address in the subnet that ports get their default route via.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<String>,
-    /// Default MTU of the network's ports (1500 when absent).
+    /// Default MTU of the network's ports. When absent: 1500, or for a
+    /// network with a VNI the underlay MTU minus 50 (minus 70 if one of
+    /// `vteps` is IPv6).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
+    /// VXLAN network identifier (0 to 16777215): the network spans hosts,
+    /// its frames travel to its VTEPs in VXLAN with this VNI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
+    /// Accept VXLAN from senders that are not configured VTEPs and add them
+    /// as dynamic VTEPs (needs `vni`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub learn_vteps: bool,
+    /// VTEPs to add right after the network, as `vtep.add` takes them
+    /// (`ADDR` or `ADDR:PORT`; needs `vni`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vteps: Vec<String>,
 }
 
 /// `network.rm`.
@@ -183,17 +212,25 @@ pub struct PortRm {
 pub struct FdbSelect {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<String>,
+    /// Entries pointing at this local port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<String>,
+    /// Entries pointing at this VTEP (`ADDR` or `ADDR:PORT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vtep: Option<String>,
 }
 
-/// `fdb.add`: a static entry.
+/// `fdb.add`: a static entry, to a local port or to a VTEP (exactly one).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FdbAdd {
     pub network: String,
     pub mac: MacAddr,
-    pub port: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// A VTEP of the network (`ADDR` or `ADDR:PORT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vtep: Option<String>,
 }
 
 /// `fdb.del`.
@@ -202,6 +239,35 @@ pub struct FdbAdd {
 pub struct FdbDel {
     pub network: String,
     pub mac: MacAddr,
+}
+
+/// `vtep.add`: a remote tunnel endpoint of a network with a VNI.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VtepAdd {
+    pub network: String,
+    /// `198.18.0.2`, `198.18.0.2:4789`, `fd00::2` or `[fd00::2]:4789`; the
+    /// port defaults to the daemon's VXLAN port.
+    pub addr: String,
+}
+
+/// `vtep.rm`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VtepRm {
+    pub network: String,
+    /// As in `vtep.add`; without a port, the network's VTEP at that IP is
+    /// removed whatever its port (a network has at most one VTEP per IP).
+    pub addr: String,
+}
+
+/// `vtep.ls`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VtepLs {
+    /// Only this network's VTEPs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
 }
 
 /// `stats`.
@@ -240,6 +306,12 @@ pub struct NetworkInfo {
     pub subnet: Option<ipnet::IpNet>,
     pub gateway: Option<IpAddr>,
     pub mtu: u32,
+    /// The VXLAN network identifier, if the network spans hosts.
+    pub vni: Option<u32>,
+    /// Whether unknown senders become dynamic VTEPs.
+    pub learn_vteps: bool,
+    /// Addresses of the VTEPs (configured and learned), sorted.
+    pub vteps: Vec<String>,
     /// Names of the attached ports, sorted.
     pub ports: Vec<String>,
 }
@@ -250,6 +322,8 @@ pub struct NetworkRemoved {
     pub name: String,
     /// Ports removed with it (only with `force`).
     pub removed_ports: Vec<String>,
+    /// Its VTEPs, removed with it (with the MACs learned behind them).
+    pub removed_vteps: Vec<String>,
 }
 
 /// How a port's fd came to be.
@@ -288,25 +362,28 @@ pub struct PortRemoved {
     pub fdb_flushed: usize,
 }
 
-/// One row of `fdb.show`.
+/// One row of `fdb.show`. Exactly one of `port` and `vtep` is set.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FdbRow {
     pub network: String,
     pub mac: MacAddr,
-    /// The port's name (`vtep#N` for a remote destination).
-    pub port: String,
+    /// The local port's name, for a MAC on this host.
+    pub port: Option<String>,
+    /// The VTEP's address (`IP:PORT`), for a MAC behind a remote host.
+    pub vtep: Option<String>,
     pub kind: EntryKind,
     /// Milliseconds since the MAC was last seen (0 for static entries).
     pub age_ms: u64,
 }
 
-/// Result of `fdb.add` and `fdb.del`.
+/// Result of `fdb.add` and `fdb.del`: where the entry points (one of
+/// `port` and `vtep`; both null if a deleted entry's destination had gone).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FdbChanged {
     pub network: String,
     pub mac: MacAddr,
-    /// The port of the added entry, or the one the deleted entry pointed at.
-    pub port: String,
+    pub port: Option<String>,
+    pub vtep: Option<String>,
 }
 
 /// Result of `fdb.flush`.
@@ -323,11 +400,38 @@ pub struct PortStatsRow {
     pub stats: PortStatsSnapshot,
 }
 
+/// One VTEP, as `vtep.add`, `vtep.ls` and `stats` report it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VtepRow {
+    pub network: String,
+    pub vni: u32,
+    /// `IP:PORT` (IPv6 as `[fd00::2]:4789`).
+    pub addr: String,
+    /// Learned from traffic (a network with `learn_vteps`), not configured.
+    pub dynamic: bool,
+    /// Frames decapsulated from (rx) and encapsulated to (tx) this VTEP;
+    /// bytes are inner-frame bytes.
+    pub stats: PortStatsSnapshot,
+}
+
+/// Result of `vtep.rm`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VtepRemoved {
+    pub network: String,
+    pub addr: String,
+    /// FDB entries that pointed at the VTEP and were flushed with it.
+    pub fdb_flushed: usize,
+}
+
 /// Result of `stats`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatsReply {
     pub ports: Vec<PortStatsRow>,
     pub fdb: FdbStats,
+    /// The VXLAN sockets' counters; null until a network with a VNI exists.
+    pub vxlan: Option<VxlanSnapshot>,
+    /// Every VTEP (empty when `stats` is asked about one port).
+    pub vteps: Vec<VtepRow>,
 }
 
 /// A successful result, whichever command produced it. Serialized as the
@@ -346,6 +450,9 @@ pub enum Reply {
     Fdb(Vec<FdbRow>),
     FdbChanged(FdbChanged),
     FdbFlushed(FdbFlushed),
+    Vtep(VtepRow),
+    Vteps(Vec<VtepRow>),
+    VtepRemoved(VtepRemoved),
     Stats(StatsReply),
 }
 
@@ -369,6 +476,8 @@ pub enum ErrorKind {
     InvalidArgument,
     /// Creating or attaching the TAP failed.
     PortError,
+    /// The VXLAN sockets could not be opened (the UDP port is taken, ...).
+    TunnelError,
     /// The daemon itself failed; worth a bug report.
     Internal,
     /// A kind this client does not know (a newer daemon).
@@ -385,6 +494,7 @@ impl ErrorKind {
             ErrorKind::Busy => "busy",
             ErrorKind::InvalidArgument => "invalid_argument",
             ErrorKind::PortError => "port_error",
+            ErrorKind::TunnelError => "tunnel_error",
             ErrorKind::Internal => "internal",
             ErrorKind::Other => "other",
         }
@@ -584,6 +694,14 @@ mod tests {
                 subnet: Some("10.77.0.0/24".into()),
                 gateway: None,
                 mtu: Some(9000),
+                ..Default::default()
+            }),
+            Request::NetworkCreate(NetworkCreate {
+                name: "blue".into(),
+                vni: Some(4242),
+                learn_vteps: true,
+                vteps: vec!["198.18.0.2".into(), "[fd00::2]:4789".into()],
+                ..Default::default()
             }),
             Request::NetworkRm(NetworkRm {
                 name: "red".into(),
@@ -592,7 +710,25 @@ mod tests {
             Request::FdbAdd(FdbAdd {
                 network: "red".into(),
                 mac: MacAddr([2, 0, 0, 0, 0, 9]),
-                port: "c1".into(),
+                port: Some("c1".into()),
+                vtep: None,
+            }),
+            Request::FdbAdd(FdbAdd {
+                network: "blue".into(),
+                mac: MacAddr([2, 0, 0, 0, 0, 9]),
+                port: None,
+                vtep: Some("198.18.0.2".into()),
+            }),
+            Request::VtepAdd(VtepAdd {
+                network: "blue".into(),
+                addr: "[fd00::2]:4789".into(),
+            }),
+            Request::VtepLs(VtepLs {
+                network: Some("blue".into()),
+            }),
+            Request::VtepRm(VtepRm {
+                network: "blue".into(),
+                addr: "198.18.0.2".into(),
             }),
             Request::Stats(StatsArgs::default()),
         ];
@@ -618,13 +754,17 @@ mod tests {
             Request::FdbAdd(FdbAdd {
                 network: String::new(),
                 mac: MacAddr::ZERO,
-                port: String::new(),
+                port: None,
+                vtep: None,
             }),
             Request::FdbDel(FdbDel {
                 network: String::new(),
                 mac: MacAddr::ZERO,
             }),
             Request::FdbFlush(FdbSelect::default()),
+            Request::VtepAdd(VtepAdd::default()),
+            Request::VtepLs(VtepLs::default()),
+            Request::VtepRm(VtepRm::default()),
             Request::Stats(StatsArgs::default()),
         ];
         assert_eq!(all.len(), COMMANDS.len());
@@ -722,6 +862,50 @@ mod tests {
             e.message.starts_with("malformed request: "),
             "{}",
             e.message
+        );
+    }
+
+    #[test]
+    fn vxlan_requests_parse_from_their_wire_form() {
+        let r = parse_request(
+            br#"{"cmd":"network.create","args":{"name":"blue","vni":4242,"learn_vteps":true,"vteps":["198.18.0.2"]}}"#,
+        )
+        .unwrap();
+        let Request::NetworkCreate(n) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!((n.vni, n.learn_vteps), (Some(4242), true));
+        assert_eq!(n.vteps, vec!["198.18.0.2"]);
+        assert_eq!(
+            parse_request(br#"{"cmd":"vtep.ls"}"#).unwrap(),
+            Request::VtepLs(VtepLs::default())
+        );
+        let e = err(r#"{"cmd":"vtep.add","args":{"network":"blue"}}"#);
+        assert_eq!(e.message, r#"vtep.add: missing field "addr""#);
+        let r = parse_request(
+            br#"{"cmd":"fdb.add","args":{"network":"blue","mac":"02:00:00:00:00:01","vtep":"198.18.0.2"}}"#,
+        )
+        .unwrap();
+        let Request::FdbAdd(f) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!((f.port, f.vtep.as_deref()), (None, Some("198.18.0.2")));
+    }
+
+    #[test]
+    fn fdb_rows_carry_port_or_vtep_and_both_keys() {
+        let row = FdbRow {
+            network: "blue".into(),
+            mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            port: None,
+            vtep: Some("198.18.0.2:4789".into()),
+            kind: EntryKind::Learned,
+            age_ms: 5,
+        };
+        assert_eq!(
+            serde_json::to_value(&row).unwrap(),
+            serde_json::json!({"network": "blue", "mac": "02:00:00:00:00:01", "port": null,
+                "vtep": "198.18.0.2:4789", "kind": "learned", "age_ms": 5})
         );
     }
 

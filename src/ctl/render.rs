@@ -8,8 +8,11 @@ use std::fmt::Write as _;
 
 use super::proto::{
     FdbChanged, FdbFlushed, FdbRow, NetworkInfo, NetworkRemoved, PortInfo, PortRemoved, StatsReply,
+    VtepRemoved, VtepRow,
 };
 use crate::fdb::EntryKind;
+use crate::switch::PortStatsSnapshot;
+use crate::vxlan::VxlanSnapshot;
 
 /// Columns separated by two spaces; numeric columns right-aligned; no
 /// trailing spaces.
@@ -94,13 +97,21 @@ pub fn age(ms: u64) -> String {
 }
 
 pub fn networks(nets: &[NetworkInfo]) -> String {
-    let mut t = Table::new(&["NAME", "SUBNET", "GATEWAY", "MTU", "PORTS"]).right_align(&[3, 4]);
+    let mut t = Table::new(&["NAME", "SUBNET", "GATEWAY", "MTU", "VNI", "VTEPS", "PORTS"])
+        .right_align(&[3, 4, 5, 6]);
     for n in nets {
+        let vteps = match n.vni {
+            Some(_) if n.learn_vteps => format!("{}+learn", n.vteps.len()),
+            Some(_) => n.vteps.len().to_string(),
+            None => "-".to_string(),
+        };
         t.row(vec![
             n.name.clone(),
             or_dash(&n.subnet),
             or_dash(&n.gateway),
             n.mtu.to_string(),
+            or_dash(&n.vni),
+            vteps,
             n.ports.len().to_string(),
         ]);
     }
@@ -115,19 +126,32 @@ pub fn network_created(n: &NetworkInfo) -> String {
     if let Some(gw) = n.gateway {
         let _ = write!(s, ", gateway {gw}");
     }
-    let _ = writeln!(s, ", mtu {}", n.mtu);
+    let _ = write!(s, ", mtu {}", n.mtu);
+    if let Some(vni) = n.vni {
+        let _ = write!(s, ", vni {vni}");
+    }
+    if !n.vteps.is_empty() {
+        let _ = write!(s, ", vteps {}", n.vteps.join(" "));
+    }
+    if n.learn_vteps {
+        s.push_str(", learning VTEPs");
+    }
+    s.push('\n');
     s
 }
 
 pub fn network_removed(r: &NetworkRemoved) -> String {
-    if r.removed_ports.is_empty() {
+    let mut with = Vec::new();
+    if !r.removed_ports.is_empty() {
+        with.push(format!("its ports {}", r.removed_ports.join(", ")));
+    }
+    if !r.removed_vteps.is_empty() {
+        with.push(format!("its VTEPs {}", r.removed_vteps.join(", ")));
+    }
+    if with.is_empty() {
         format!("network {} removed\n", r.name)
     } else {
-        format!(
-            "network {} removed with its ports {}\n",
-            r.name,
-            r.removed_ports.join(", ")
-        )
+        format!("network {} removed with {}\n", r.name, with.join(" and "))
     }
 }
 
@@ -184,7 +208,7 @@ pub fn fdb(rows: &[FdbRow]) -> String {
         t.row(vec![
             r.network.clone(),
             r.mac.to_string(),
-            r.port.clone(),
+            dest(&r.port, &r.vtep),
             kind.to_string(),
             age,
         ]);
@@ -192,10 +216,23 @@ pub fn fdb(rows: &[FdbRow]) -> String {
     t.render()
 }
 
+/// Where an FDB entry points: a port's name, or `vtep ADDR`.
+fn dest(port: &Option<String>, vtep: &Option<String>) -> String {
+    match (port, vtep) {
+        (Some(p), _) => p.clone(),
+        (None, Some(v)) => format!("vtep {v}"),
+        (None, None) => "-".to_string(),
+    }
+}
+
 pub fn fdb_added(c: &FdbChanged) -> String {
+    let to = match (&c.port, &c.vtep) {
+        (Some(p), _) => format!("port {p}"),
+        _ => dest(&c.port, &c.vtep),
+    };
     format!(
-        "static entry {} -> port {} added to network {}\n",
-        c.mac, c.port, c.network
+        "static entry {} -> {to} added to network {}\n",
+        c.mac, c.network
     )
 }
 
@@ -209,6 +246,102 @@ pub fn fdb_flushed(f: &FdbFlushed) -> String {
         f.removed,
         if f.removed == 1 { "y" } else { "ies" }
     )
+}
+
+pub fn vteps(vteps: &[VtepRow]) -> String {
+    let mut t = Table::new(&[
+        "NETWORK",
+        "VNI",
+        "VTEP",
+        "TYPE",
+        "RX_FRAMES",
+        "TX_FRAMES",
+        "DROPS",
+    ])
+    .right_align(&[1, 4, 5, 6]);
+    for v in vteps {
+        t.row(vec![
+            v.network.clone(),
+            v.vni.to_string(),
+            v.addr.clone(),
+            if v.dynamic { "dynamic" } else { "static" }.to_string(),
+            v.stats.rx_frames.to_string(),
+            v.stats.tx_frames.to_string(),
+            v.stats.total_drops().to_string(),
+        ]);
+    }
+    let mut out = t.render();
+    for v in vteps {
+        let notes = counter_notes(&v.stats);
+        if !notes.is_empty() {
+            let _ = writeln!(out, "  {} {}: {}", v.network, v.addr, notes.join("; "));
+        }
+    }
+    out
+}
+
+pub fn vtep_added(v: &VtepRow) -> String {
+    format!(
+        "vtep {} added to network {} (VNI {})\n",
+        v.addr, v.network, v.vni
+    )
+}
+
+pub fn vtep_removed(r: &VtepRemoved) -> String {
+    format!(
+        "vtep {} removed from network {} ({} FDB entr{} flushed)\n",
+        r.addr,
+        r.network,
+        r.fdb_flushed,
+        if r.fdb_flushed == 1 { "y" } else { "ies" }
+    )
+}
+
+/// The non-zero drop reasons and learning refusals of a port or VTEP.
+fn counter_notes(st: &PortStatsSnapshot) -> Vec<String> {
+    let drops: Vec<String> = st
+        .drops
+        .iter()
+        .filter(|(_, &n)| n > 0)
+        .map(|(why, n)| format!("{why}={n}"))
+        .collect();
+    let mut notes = Vec::new();
+    if !drops.is_empty() {
+        notes.push(format!("drops {}", drops.join(" ")));
+    }
+    let mut unlearned = Vec::new();
+    if st.learn_refused_table_full > 0 {
+        unlearned.push(format!("table_full={}", st.learn_refused_table_full));
+    }
+    if st.learn_refused_port_limit > 0 {
+        unlearned.push(format!("port_limit={}", st.learn_refused_port_limit));
+    }
+    if !unlearned.is_empty() {
+        notes.push(format!("not learned {}", unlearned.join(" ")));
+    }
+    if st.moves_in > 0 {
+        notes.push(format!("moves_in={}", st.moves_in));
+    }
+    notes
+}
+
+/// One line of VXLAN socket totals, with the non-zero drop reasons.
+fn vxlan_line(x: &VxlanSnapshot) -> String {
+    let mut s = format!(
+        "vxlan: udp port {}, rx {} datagrams ({} bytes), tx {} datagrams ({} bytes)",
+        x.port, x.rx_datagrams, x.rx_bytes, x.tx_datagrams, x.tx_bytes
+    );
+    let drops: Vec<String> = x
+        .drops
+        .iter()
+        .filter(|(_, &n)| n > 0)
+        .map(|(why, n)| format!("{why}={n}"))
+        .collect();
+    if !drops.is_empty() {
+        let _ = write!(s, ", drops {}", drops.join(" "));
+    }
+    s.push('\n');
+    s
 }
 
 pub fn stats(s: &StatsReply) -> String {
@@ -236,33 +369,44 @@ pub fn stats(s: &StatsReply) -> String {
     }
     let mut out = t.render();
     for p in &s.ports {
-        let st = &p.stats;
-        let drops: Vec<String> = st
-            .drops
-            .iter()
-            .filter(|(_, &n)| n > 0)
-            .map(|(why, n)| format!("{why}={n}"))
-            .collect();
-        let mut notes = Vec::new();
-        if !drops.is_empty() {
-            notes.push(format!("drops {}", drops.join(" ")));
-        }
-        let mut unlearned = Vec::new();
-        if st.learn_refused_table_full > 0 {
-            unlearned.push(format!("table_full={}", st.learn_refused_table_full));
-        }
-        if st.learn_refused_port_limit > 0 {
-            unlearned.push(format!("port_limit={}", st.learn_refused_port_limit));
-        }
-        if !unlearned.is_empty() {
-            notes.push(format!("not learned {}", unlearned.join(" ")));
-        }
-        if st.moves_in > 0 {
-            notes.push(format!("moves_in={}", st.moves_in));
-        }
+        let notes = counter_notes(&p.stats);
         if !notes.is_empty() {
             let _ = writeln!(out, "  {}: {}", p.name, notes.join("; "));
         }
+    }
+    if !s.vteps.is_empty() {
+        let mut t = Table::new(&[
+            "VTEP",
+            "NETWORK",
+            "RX_FRAMES",
+            "RX_BYTES",
+            "TX_FRAMES",
+            "TX_BYTES",
+            "DROPS",
+        ])
+        .right_align(&[2, 3, 4, 5, 6]);
+        for v in &s.vteps {
+            let st = &v.stats;
+            t.row(vec![
+                v.addr.clone(),
+                v.network.clone(),
+                st.rx_frames.to_string(),
+                st.rx_bytes.to_string(),
+                st.tx_frames.to_string(),
+                st.tx_bytes.to_string(),
+                st.total_drops().to_string(),
+            ]);
+        }
+        out.push_str(&t.render());
+        for v in &s.vteps {
+            let notes = counter_notes(&v.stats);
+            if !notes.is_empty() {
+                let _ = writeln!(out, "  {} ({}): {}", v.addr, v.network, notes.join("; "));
+            }
+        }
+    }
+    if let Some(x) = &s.vxlan {
+        out.push_str(&vxlan_line(x));
     }
     let f = &s.fdb;
     let _ = writeln!(
@@ -314,23 +458,34 @@ mod tests {
             FdbRow {
                 network: "red".into(),
                 mac: MacAddr([2, 0, 0, 0, 0, 1]),
-                port: "c1".into(),
+                port: Some("c1".into()),
+                vtep: None,
                 kind: EntryKind::Learned,
                 age_ms: 12_300,
             },
             FdbRow {
                 network: "red".into(),
                 mac: MacAddr([2, 0, 0, 0, 0, 2]),
-                port: "c2".into(),
+                port: Some("c2".into()),
+                vtep: None,
                 kind: EntryKind::Static,
                 age_ms: 0,
+            },
+            FdbRow {
+                network: "red".into(),
+                mac: MacAddr([2, 0, 0, 0, 0, 3]),
+                port: None,
+                vtep: Some("198.18.0.2:4789".into()),
+                kind: EntryKind::Learned,
+                age_ms: 1_000,
             },
         ];
         assert_eq!(
             fdb(&rows),
-            "NETWORK  MAC                PORT  TYPE     AGE\n\
-             red      02:00:00:00:00:01  c1    learned  12s\n\
-             red      02:00:00:00:00:02  c2    static     -\n"
+            "NETWORK  MAC                PORT                  TYPE     AGE\n\
+             red      02:00:00:00:00:01  c1                    learned  12s\n\
+             red      02:00:00:00:00:02  c2                    static     -\n\
+             red      02:00:00:00:00:03  vtep 198.18.0.2:4789  learned   1s\n"
         );
         let p = PortInfo {
             name: "c1".into(),
@@ -375,6 +530,8 @@ mod tests {
                 },
             ],
             fdb: FdbStats::default(),
+            vxlan: None,
+            vteps: Vec::new(),
         };
         let out = stats(&s);
         let lines: Vec<&str> = out.lines().collect();
@@ -388,5 +545,109 @@ mod tests {
         );
         assert_eq!(lines[3], "  a: drops runt=1 tx_queue_full=2");
         assert!(lines[4].starts_with("fdb: 0 entries"), "{out}");
+    }
+
+    fn vtep_row(addr: &str, dynamic: bool, stats: &PortStats) -> VtepRow {
+        VtepRow {
+            network: "blue".into(),
+            vni: 4242,
+            addr: addr.into(),
+            dynamic,
+            stats: stats.snapshot(),
+        }
+    }
+
+    #[test]
+    fn vtep_tables_and_the_vxlan_line() {
+        let busy = PortStats::default();
+        busy.rx_frames.add(7);
+        busy.tx_frames.add(5);
+        busy.count_drop(DropReason::Oversize);
+        let rows = vec![
+            vtep_row("198.18.0.2:4789", false, &busy),
+            vtep_row("[fd00::9]:4789", true, &PortStats::default()),
+        ];
+        assert_eq!(
+            vteps(&rows),
+            "NETWORK   VNI  VTEP             TYPE     RX_FRAMES  TX_FRAMES  DROPS\n\
+             blue     4242  198.18.0.2:4789  static           7          5      1\n\
+             blue     4242  [fd00::9]:4789   dynamic          0          0      0\n  \
+             blue 198.18.0.2:4789: drops oversize=1\n"
+        );
+        assert_eq!(
+            vtep_added(&rows[0]),
+            "vtep 198.18.0.2:4789 added to network blue (VNI 4242)\n"
+        );
+        let mut x = VxlanSnapshot {
+            port: 4789,
+            rx_datagrams: 3,
+            rx_bytes: 300,
+            ..Default::default()
+        };
+        x.drops.insert("unknown_vtep".into(), 2);
+        x.drops.insert("truncated".into(), 0);
+        let s = StatsReply {
+            ports: Vec::new(),
+            fdb: FdbStats::default(),
+            vxlan: Some(x),
+            vteps: rows,
+        };
+        let out = stats(&s);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[1],
+            "VTEP             NETWORK  RX_FRAMES  RX_BYTES  TX_FRAMES  TX_BYTES  DROPS"
+        );
+        assert!(
+            lines[2].starts_with("198.18.0.2:4789  blue             7"),
+            "{out}"
+        );
+        assert_eq!(lines[4], "  198.18.0.2:4789 (blue): drops oversize=1");
+        assert_eq!(
+            lines[5],
+            "vxlan: udp port 4789, rx 3 datagrams (300 bytes), tx 0 datagrams (0 bytes), drops \
+             unknown_vtep=2"
+        );
+        assert!(lines[6].starts_with("fdb: "), "{out}");
+    }
+
+    #[test]
+    fn networks_show_vni_and_vteps() {
+        let n = NetworkInfo {
+            name: "blue".into(),
+            subnet: None,
+            gateway: None,
+            mtu: 1450,
+            vni: Some(4242),
+            learn_vteps: false,
+            vteps: vec!["198.18.0.2:4789".into()],
+            ports: vec!["c1".into()],
+        };
+        let plain = NetworkInfo {
+            name: "red".into(),
+            vni: None,
+            vteps: Vec::new(),
+            mtu: 1500,
+            ..n.clone()
+        };
+        assert_eq!(
+            networks(&[n.clone(), plain]),
+            "NAME  SUBNET  GATEWAY   MTU   VNI  VTEPS  PORTS\n\
+             blue  -       -        1450  4242      1      1\n\
+             red   -       -        1500     -      -      1\n"
+        );
+        assert_eq!(
+            network_created(&n),
+            "network blue created, mtu 1450, vni 4242, vteps 198.18.0.2:4789\n"
+        );
+        let r = NetworkRemoved {
+            name: "blue".into(),
+            removed_ports: vec!["c1".into()],
+            removed_vteps: vec!["198.18.0.2:4789".into()],
+        };
+        assert_eq!(
+            network_removed(&r),
+            "network blue removed with its ports c1 and its VTEPs 198.18.0.2:4789\n"
+        );
     }
 }

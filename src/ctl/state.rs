@@ -17,10 +17,19 @@
 //! whenever the engine says the port was no longer attached: the worker
 //! queues the event before it answers the removal, so the id is forgotten
 //! before it can be handed out again.
+//!
+//! VXLAN: a network created with a VNI spans hosts; its VTEPs (the remote
+//! hosts' tunnel endpoints) are kept per network, keyed by address. The
+//! dataplane accepts a datagram by its sender's IP and VNI, so a network
+//! has at most one VTEP per IP. VTEPs the dataplane learned on its own (a
+//! network with `learn_vteps`) arrive as [`Event::VtepLearned`] and are
+//! recorded as dynamic. Stale events cannot leak into a reused network id:
+//! the worker queues events before it answers a command, and `network.rm`
+//! drains them after the network is gone from this state.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
@@ -30,12 +39,17 @@ use mio::Waker;
 use super::proto::{
     CtlError, ErrorKind, FdbAdd, FdbChanged, FdbDel, FdbFlushed, FdbRow, FdbSelect, NetworkCreate,
     NetworkInfo, NetworkRemoved, NetworkRm, Pong, PortAdd, PortInfo, PortKind, PortRemoved, PortRm,
-    PortStatsRow, Reply, Request, StatsArgs, StatsReply, VersionInfo, PROTOCOL_VERSION,
+    PortStatsRow, Reply, Request, StatsArgs, StatsReply, VersionInfo, VtepAdd, VtepLs, VtepRemoved,
+    VtepRm, VtepRow, PROTOCOL_VERSION,
 };
-use crate::fdb::{Dest, Fdb, FdbError, Filter, NetId, PortId};
+use crate::fdb::{Dest, Fdb, FdbError, Filter, NetId, PortId, VtepId};
 use crate::ports::{self, Netns, TapSpec};
-use crate::switch::{Engine, EngineConfig, EngineError, Event, PortAttach, PortStats};
+use crate::switch::{
+    Engine, EngineConfig, EngineError, Event, NetworkSpec, PortAttach, PortStats, VtepInfo,
+};
 use crate::time::Clock;
+use crate::vxlan::VxlanConfig;
+use crate::wire::vxlan::MAX_VNI;
 use crate::wire::MacAddr;
 
 /// MTU of a network's ports when neither the network nor the port says.
@@ -58,6 +72,18 @@ struct Network {
     subnet: Option<IpNet>,
     gateway: Option<IpAddr>,
     mtu: u32,
+    vni: Option<u32>,
+    learn_vteps: bool,
+    /// By address; at most one per IP (the dataplane's key).
+    vteps: BTreeMap<SocketAddr, Vtep>,
+}
+
+#[derive(Debug)]
+struct Vtep {
+    id: VtepId,
+    /// Learned from traffic, not configured.
+    dynamic: bool,
+    stats: Arc<PortStats>,
 }
 
 #[derive(Debug)]
@@ -157,17 +183,25 @@ impl Daemon {
             Request::FdbAdd(a) => Reply::FdbChanged(self.fdb_add(&a)?),
             Request::FdbDel(a) => Reply::FdbChanged(self.fdb_del(&a)?),
             Request::FdbFlush(a) => Reply::FdbFlushed(self.fdb_flush(&a)?),
+            Request::VtepAdd(a) => Reply::Vtep(self.vtep_add(&a)?),
+            Request::VtepLs(a) => Reply::Vteps(self.vtep_ls(&a)?),
+            Request::VtepRm(a) => Reply::VtepRemoved(self.vtep_rm(&a)?),
             Request::Stats(a) => Reply::Stats(self.stats(&a)?),
         })
     }
 
-    /// Forgets ports the dataplane removed on its own, logging one line each.
+    /// The daemon-wide VXLAN settings.
+    pub fn vxlan_config(&self) -> &VxlanConfig {
+        self.engine.vxlan_config()
+    }
+
+    /// Forgets ports the dataplane removed on its own and records VTEPs it
+    /// learned, logging one line each. Returns the ports that went away.
     pub fn process_events(&mut self) -> Vec<GonePort> {
         let mut gone = Vec::new();
         while let Ok(ev) = self.engine.events().try_recv() {
             match ev {
-                // Recorded once `vtep ls` exists in the control plane.
-                Event::VtepLearned(_) => {}
+                Event::VtepLearned(info) => self.vtep_learned(info),
                 Event::PortGone { id, cause } => {
                     let Some(name) = self
                         .ports
@@ -225,25 +259,91 @@ impl Daemon {
             }
             (Some(g), Some(net)) => Some(parse_gateway(&a.name, g, net)?),
         };
-        let mtu = check_mtu(
-            &format!("network {:?}", a.name),
-            a.mtu.unwrap_or(DEFAULT_MTU),
-        )?;
+        let what = format!("network {:?}", a.name);
+        let mut vteps = Vec::new();
+        match a.vni {
+            Some(vni) => {
+                check_vni(&what, vni)?;
+                if let Some((other, _)) = self.networks.iter().find(|(_, n)| n.vni == Some(vni)) {
+                    return Err(CtlError::exists(format!(
+                        "{what}: VNI {vni} is already used by network {other:?}; choose \
+                         another VNI (one VNI is one network on every host)"
+                    )));
+                }
+                for raw in &a.vteps {
+                    let (addr, _) = self.parse_vtep(&what, raw)?;
+                    check_not_self(&what, addr, self.vxlan_config().port)?;
+                    if let Some(first) = vteps.iter().find(|v: &&SocketAddr| v.ip() == addr.ip()) {
+                        return Err(CtlError::exists(format!(
+                            "{what}: VTEP {addr} is given twice (as {first} already); a \
+                             network has one VTEP per IP address"
+                        )));
+                    }
+                    vteps.push(addr);
+                }
+            }
+            None if a.learn_vteps || !a.vteps.is_empty() => {
+                return Err(CtlError::invalid(format!(
+                    "{what}: {} need a VNI; add --vni N (0 to {MAX_VNI}) to carry the \
+                     network over VXLAN",
+                    if a.vteps.is_empty() {
+                        "learn_vteps (--learn-vteps) and VTEPs"
+                    } else {
+                        "VTEPs (--vtep)"
+                    }
+                )))
+            }
+            None => {}
+        }
+        let default_mtu = match a.vni {
+            // Room for the outer headers: an IPv6 underlay needs 20 bytes more.
+            Some(_) => self
+                .vxlan_config()
+                .default_port_mtu(vteps.iter().any(SocketAddr::is_ipv6)),
+            None => DEFAULT_MTU,
+        };
+        let mtu = check_mtu(&what, a.mtu.unwrap_or(default_mtu))?;
         let id = NetId(lowest_free(self.networks.values().map(|n| n.id.0)));
         // A reused id must not inherit entries of the network that had it.
         self.fdb().flush(Filter {
             net: Some(id),
             ..Filter::default()
         });
+        let spec = NetworkSpec {
+            id,
+            vni: a.vni,
+            learn_vteps: a.learn_vteps,
+        };
+        if let Err(e) = self.engine.set_network(spec) {
+            // Nothing of the network may stay behind in the dataplane.
+            let _ = self.engine.remove_network(id);
+            let what = match a.vni {
+                Some(vni) => format!("{what}: cannot carry VNI {vni} over VXLAN"),
+                None => what,
+            };
+            return Err(vxlan_error(&what, e));
+        }
         let net = Network {
             id,
             subnet,
             gateway,
             mtu,
+            vni: a.vni,
+            learn_vteps: a.learn_vteps,
+            vteps: BTreeMap::new(),
         };
-        let info = self.network_info(&a.name, &net);
         self.networks.insert(a.name.clone(), net);
-        Ok(info)
+        for addr in vteps {
+            if let Err(e) = self.insert_vtep(&a.name, addr) {
+                // All or nothing: a half-created network would be worse.
+                self.networks.remove(&a.name);
+                let _ = self.engine.remove_network(id);
+                self.process_events();
+                return Err(e);
+            }
+        }
+        let net = self.network(&a.name)?;
+        Ok(self.network_info(&a.name, net))
     }
 
     pub fn network_ls(&self) -> Vec<NetworkInfo> {
@@ -269,7 +369,19 @@ impl Daemon {
         for p in &attached {
             self.port_rm(&PortRm { name: p.clone() })?;
         }
-        self.networks.remove(&a.name);
+        let removed_vteps = self
+            .networks
+            .remove(&a.name)
+            .map(|n| n.vteps.keys().map(ToString::to_string).collect())
+            .unwrap_or_default();
+        // The dataplane drops the network's VTEPs (and the MACs behind them)
+        // and its VNI.
+        self.engine
+            .remove_network(id)
+            .map_err(|e| engine_error(&format!("network {:?}", a.name), e))?;
+        // A VTEP learned just before the removal is announced before the
+        // engine answered it: drain it now, while its network id is unused.
+        self.process_events();
         self.fdb().flush(Filter {
             net: Some(id),
             ..Filter::default()
@@ -277,6 +389,7 @@ impl Daemon {
         Ok(NetworkRemoved {
             name: a.name.clone(),
             removed_ports: attached,
+            removed_vteps,
         })
     }
 
@@ -295,6 +408,9 @@ impl Daemon {
             subnet: net.subnet,
             gateway: net.gateway,
             mtu: net.mtu,
+            vni: net.vni,
+            learn_vteps: net.learn_vteps,
+            vteps: net.vteps.keys().map(ToString::to_string).collect(),
             ports: self.ports_of(name),
         }
     }
@@ -560,28 +676,213 @@ impl Daemon {
         }
     }
 
+    // -- VTEPs ------------------------------------------------------------
+
+    /// `vtep.add`: a remote host's tunnel endpoint for a network with a VNI.
+    pub fn vtep_add(&mut self, a: &VtepAdd) -> Result<VtepRow, CtlError> {
+        self.vni_of(&a.network)?;
+        let (addr, _) = self.parse_vtep(&format!("network {:?}", a.network), &a.addr)?;
+        self.insert_vtep(&a.network, addr)
+    }
+
+    pub fn vtep_ls(&self, a: &VtepLs) -> Result<Vec<VtepRow>, CtlError> {
+        if let Some(n) = &a.network {
+            self.network(n)?;
+        }
+        Ok(self
+            .networks
+            .iter()
+            .filter(|(n, _)| a.network.as_ref().is_none_or(|want| want == *n))
+            .flat_map(|(n, net)| {
+                net.vteps
+                    .iter()
+                    .map(move |(addr, v)| vtep_row(n, net, *addr, v))
+            })
+            .collect())
+    }
+
+    /// `vtep.rm`: removes the VTEP and flushes the MACs behind it, static
+    /// entries included.
+    pub fn vtep_rm(&mut self, a: &VtepRm) -> Result<VtepRemoved, CtlError> {
+        let what = format!("network {:?}", a.network);
+        let (addr, id) = self.find_vtep(&a.network, &a.addr, &ls_hint(&a.network))?;
+        let fdb_flushed = self.fdb().dest_count(Dest::Remote(id));
+        self.engine
+            .remove_vtep(id)
+            .map_err(|e| engine_error(&format!("{what}: VTEP {addr}"), e))?;
+        if let Some(net) = self.networks.get_mut(&a.network) {
+            net.vteps.remove(&addr);
+        }
+        Ok(VtepRemoved {
+            network: a.network.clone(),
+            addr: addr.to_string(),
+            fdb_flushed,
+        })
+    }
+
+    /// The network's VNI, or why it has none.
+    fn vni_of(&self, network: &str) -> Result<u32, CtlError> {
+        self.network(network)?.vni.ok_or_else(|| {
+            CtlError::invalid(format!(
+                "network {network:?} has no VNI; create it with --vni to carry it over VXLAN"
+            ))
+        })
+    }
+
+    /// Parses `ADDR[:PORT]` (IPv6 with a port in brackets); the port
+    /// defaults to the daemon's VXLAN port. Returns whether a port was given.
+    fn parse_vtep(&self, what: &str, raw: &str) -> Result<(SocketAddr, bool), CtlError> {
+        parse_vtep_addr(what, raw, self.vxlan_config().port)
+    }
+
+    /// The network's VTEP that `raw` names: the one at that IP, and if
+    /// `raw` has a port, only if the port matches too. `hint` ends the
+    /// message when there is none.
+    fn find_vtep(
+        &self,
+        network: &str,
+        raw: &str,
+        hint: &str,
+    ) -> Result<(SocketAddr, VtepId), CtlError> {
+        let what = format!("network {network:?}");
+        let net = self.network(network)?;
+        let (addr, port_given) = self.parse_vtep(&what, raw)?;
+        match net.vteps.iter().find(|(have, _)| have.ip() == addr.ip()) {
+            Some((have, v)) if !port_given || *have == addr => Ok((*have, v.id)),
+            Some((have, _)) => Err(CtlError::not_found(format!(
+                "{addr} is not a VTEP of network {network:?}: the network's VTEP at {} is \
+                 {have}; give that address, or the IP alone",
+                addr.ip()
+            ))),
+            None if net.vni.is_none() => Err(CtlError::not_found(format!(
+                "{addr} is not a VTEP of network {network:?}: the network has no VNI, so it \
+                 has no VTEPs"
+            ))),
+            None => Err(CtlError::not_found(format!(
+                "{addr} is not a VTEP of network {network:?}; {hint}"
+            ))),
+        }
+    }
+
+    /// Adds a configured VTEP to a network that has a VNI.
+    fn insert_vtep(&mut self, network: &str, addr: SocketAddr) -> Result<VtepRow, CtlError> {
+        self.vni_of(network)?;
+        check_not_self(
+            &format!("network {network:?}"),
+            addr,
+            self.vxlan_config().port,
+        )?;
+        let net = self.network(network)?;
+        if let Some((have, v)) = net.vteps.iter().find(|(have, _)| have.ip() == addr.ip()) {
+            return Err(CtlError::exists(format!(
+                "network {network:?} already has {}VTEP {have} (one per IP address); remove \
+                 it first with 'vxswitch vtep rm {network} {have}'",
+                if v.dynamic { "the learned " } else { "" }
+            )));
+        }
+        let net_id = net.id;
+        let info = match self.engine.add_vtep(net_id, addr) {
+            Ok(info) => info,
+            Err(e) => {
+                // The dataplane may have learned it a moment ago: record that.
+                self.process_events();
+                return Err(vxlan_error(&format!("network {network:?}: VTEP {addr}"), e));
+            }
+        };
+        let Some(net) = self.networks.get_mut(network) else {
+            return Err(CtlError::internal(format!(
+                "network {network:?} vanished while its VTEP was added; this is a bug"
+            )));
+        };
+        let v = Vtep {
+            id: info.id,
+            dynamic: false,
+            stats: info.stats,
+        };
+        let row = vtep_row(network, net, info.addr, &v);
+        net.vteps.insert(info.addr, v);
+        Ok(row)
+    }
+
+    /// Records a VTEP the dataplane learned from traffic.
+    fn vtep_learned(&mut self, info: VtepInfo) {
+        let Some((name, net)) = self.networks.iter_mut().find(|(_, n)| n.id == info.net) else {
+            // Its network was removed after the dataplane learned it.
+            return;
+        };
+        if self.log_events {
+            eprintln!(
+                "vxswitch: network {name} (VNI {}) learned VTEP {} from its traffic; \
+                 'vxswitch vtep rm {name} {}' removes it",
+                net.vni.map_or_else(|| "-".to_string(), |v| v.to_string()),
+                info.addr,
+                info.addr
+            );
+        }
+        net.vteps.insert(
+            info.addr,
+            Vtep {
+                id: info.id,
+                dynamic: info.dynamic,
+                stats: info.stats,
+            },
+        );
+    }
+
     // -- FDB --------------------------------------------------------------
 
-    fn filter(&self, sel: &FdbSelect, learned_only: bool) -> Result<Filter, CtlError> {
+    /// The FDB filters a selection means: one, or with a VTEP given
+    /// without a network, one per network that has that VTEP.
+    fn filters(&self, sel: &FdbSelect, learned_only: bool) -> Result<Vec<Filter>, CtlError> {
         let net = sel
             .network
             .as_deref()
             .map(|n| self.network(n).map(|n| n.id))
             .transpose()?;
-        let dest = sel
-            .port
-            .as_deref()
-            .map(|p| self.port(p).map(|p| Dest::Local(p.id)))
-            .transpose()?;
-        Ok(Filter {
+        let filter = |dest| Filter {
             net,
             dest,
             learned_only,
-        })
+        };
+        match (&sel.port, &sel.vtep) {
+            (Some(_), Some(_)) => Err(CtlError::invalid(
+                "give port or vtep, not both: an entry points at one of them",
+            )),
+            (Some(p), None) => Ok(vec![filter(Some(Dest::Local(self.port(p)?.id)))]),
+            (None, Some(raw)) => {
+                let dests = match &sel.network {
+                    Some(n) => vec![self.find_vtep(n, raw, &ls_hint(n))?.1],
+                    None => {
+                        let (addr, port_given) = self.parse_vtep("fdb", raw)?;
+                        let found: Vec<VtepId> = self
+                            .networks
+                            .values()
+                            .flat_map(|n| &n.vteps)
+                            .filter(|(have, _)| {
+                                have.ip() == addr.ip() && (!port_given || **have == addr)
+                            })
+                            .map(|(_, v)| v.id)
+                            .collect();
+                        if found.is_empty() {
+                            return Err(CtlError::not_found(format!(
+                                "{addr} is not a VTEP of any network; list VTEPs with \
+                                 'vxswitch vtep ls'"
+                            )));
+                        }
+                        found
+                    }
+                };
+                Ok(dests
+                    .into_iter()
+                    .map(|v| filter(Some(Dest::Remote(v))))
+                    .collect())
+            }
+            (None, None) => Ok(vec![filter(None)]),
+        }
     }
 
     pub fn fdb_show(&self, sel: &FdbSelect) -> Result<Vec<FdbRow>, CtlError> {
-        let filter = self.filter(sel, false)?;
+        let filters = self.filters(sel, false)?;
         let nets: HashMap<NetId, &str> = self
             .networks
             .iter()
@@ -589,23 +890,43 @@ impl Daemon {
             .collect();
         let ports: HashMap<PortId, &str> =
             self.ports.iter().map(|(n, p)| (p.id, n.as_str())).collect();
-        let mut rows: Vec<FdbRow> = self
-            .fdb()
-            .entries(filter, self.clock.now())
+        let vteps: HashMap<VtepId, SocketAddr> = self
+            .networks
+            .values()
+            .flat_map(|n| n.vteps.iter().map(|(addr, v)| (v.id, *addr)))
+            .collect();
+        let now = self.clock.now();
+        let mut rows: Vec<FdbRow> = filters
             .into_iter()
+            .flat_map(|f| self.fdb().entries(f, now))
             .filter_map(|e| {
                 // Entries of a network being torn down are skipped, not shown nameless.
                 let network = nets.get(&e.net)?.to_string();
-                let port = match e.dest {
-                    Dest::Local(p) => ports
-                        .get(&p)
-                        .map_or_else(|| e.dest.to_string(), |n| n.to_string()),
-                    Dest::Remote(_) => e.dest.to_string(),
+                // An entry whose destination is being removed keeps the
+                // dataplane's name for it (port#N, vtep#N).
+                let (port, vtep) = match e.dest {
+                    Dest::Local(p) => (
+                        Some(
+                            ports
+                                .get(&p)
+                                .map_or_else(|| e.dest.to_string(), |n| n.to_string()),
+                        ),
+                        None,
+                    ),
+                    Dest::Remote(v) => (
+                        None,
+                        Some(
+                            vteps
+                                .get(&v)
+                                .map_or_else(|| e.dest.to_string(), |a| a.to_string()),
+                        ),
+                    ),
                 };
                 Some(FdbRow {
                     network,
                     mac: e.mac,
                     port,
+                    vtep,
                     kind: e.kind,
                     age_ms: e.age_ms,
                 })
@@ -615,32 +936,60 @@ impl Daemon {
         Ok(rows)
     }
 
+    /// `fdb.add`: a static entry pointing at a local port or at a VTEP.
     pub fn fdb_add(&mut self, a: &FdbAdd) -> Result<FdbChanged, CtlError> {
         let net = self.network(&a.network)?.id;
-        let port = self.port(&a.port)?;
-        if port.net != net {
-            return Err(CtlError::invalid(format!(
-                "port {:?} is on network {:?}, not {:?}; an entry can only point at a port \
-                 of its own network",
-                a.port, port.network, a.network
-            )));
-        }
-        let dest = Dest::Local(port.id);
+        let (dest, port, vtep, owner) = match (&a.port, &a.vtep) {
+            (Some(_), Some(_)) | (None, None) => {
+                return Err(CtlError::invalid(format!(
+                    "static entry {}: give exactly one of port (--port NAME, a MAC on this \
+                     host) and vtep (--vtep ADDR, a MAC behind a remote VTEP)",
+                    a.mac
+                )))
+            }
+            (Some(name), None) => {
+                let port = self.port(name)?;
+                if port.net != net {
+                    return Err(CtlError::invalid(format!(
+                        "port {name:?} is on network {:?}, not {:?}; an entry can only point \
+                         at a port of its own network",
+                        port.network, a.network
+                    )));
+                }
+                (
+                    Dest::Local(port.id),
+                    Some(name.clone()),
+                    None,
+                    format!("port {name:?}"),
+                )
+            }
+            (None, Some(raw)) => {
+                self.vni_of(&a.network)?;
+                let hint = format!("add it first with 'vxswitch vtep add {} {raw}'", a.network);
+                let (addr, id) = self.find_vtep(&a.network, raw, &hint)?;
+                (
+                    Dest::Remote(id),
+                    None,
+                    Some(addr.to_string()),
+                    format!("VTEP {addr}"),
+                )
+            }
+        };
         self.fdb()
             .add_static(net, a.mac, dest, self.clock.now())
             .map_err(|e| match e {
                 FdbError::NotUnicast { .. } => CtlError::invalid(e.to_string()),
                 FdbError::TableFull { .. } => CtlError::busy(e.to_string()),
                 FdbError::DestLimit { max, .. } => CtlError::busy(format!(
-                    "port {:?} already has {max} FDB entries (the per-port limit); delete \
-                     some or start the daemon with a higher --fdb-max-per-port",
-                    a.port
+                    "{owner} already has {max} FDB entries (the per-destination limit); \
+                     delete some or start the daemon with a higher --fdb-max-per-port"
                 )),
             })?;
         Ok(FdbChanged {
             network: a.network.clone(),
             mac: a.mac,
-            port: a.port.clone(),
+            port,
+            vtep,
         })
     }
 
@@ -648,12 +997,12 @@ impl Daemon {
         let net = self.network(&a.network)?.id;
         let rows = self.fdb_show(&FdbSelect {
             network: Some(a.network.clone()),
-            port: None,
+            ..FdbSelect::default()
         })?;
-        let port = rows
-            .iter()
+        let (port, vtep) = rows
+            .into_iter()
             .find(|r| r.mac == a.mac)
-            .map(|r| r.port.clone())
+            .map(|r| (r.port, r.vtep))
             .unwrap_or_default();
         if !self.fdb().remove(net, a.mac) {
             return Err(CtlError::not_found(format!(
@@ -665,14 +1014,15 @@ impl Daemon {
             network: a.network.clone(),
             mac: a.mac,
             port,
+            vtep,
         })
     }
 
     /// Removes learned entries (static ones stay: delete those one by one).
     pub fn fdb_flush(&mut self, sel: &FdbSelect) -> Result<FdbFlushed, CtlError> {
-        let filter = self.filter(sel, true)?;
+        let filters = self.filters(sel, true)?;
         Ok(FdbFlushed {
-            removed: self.fdb().flush(filter),
+            removed: filters.into_iter().map(|f| self.fdb().flush(f)).sum(),
         })
     }
 
@@ -692,10 +1042,31 @@ impl Daemon {
                 stats: p.stats.snapshot(),
             })
             .collect();
+        let vteps = match a.port {
+            Some(_) => Vec::new(),
+            None => self.vtep_ls(&VtepLs::default())?,
+        };
         Ok(StatsReply {
             ports,
             fdb: self.fdb().stats(),
+            vxlan: self.engine.vxlan_stats(),
+            vteps,
         })
+    }
+}
+
+fn ls_hint(network: &str) -> String {
+    format!("list its VTEPs with 'vxswitch vtep ls {network}'")
+}
+
+fn vtep_row(network: &str, net: &Network, addr: SocketAddr, v: &Vtep) -> VtepRow {
+    VtepRow {
+        network: network.to_string(),
+        // Only networks with a VNI have VTEPs.
+        vni: net.vni.unwrap_or_default(),
+        addr: addr.to_string(),
+        dynamic: v.dynamic,
+        stats: v.stats.snapshot(),
     }
 }
 
@@ -717,6 +1088,31 @@ fn netns_label(n: &Netns) -> Option<String> {
 
 fn port_error(what: &str, e: ports::PortError) -> CtlError {
     CtlError::new(ErrorKind::PortError, format!("{what}: {e}"))
+}
+
+/// Errors of the engine's VXLAN side, which the operator can act on.
+fn vxlan_error(what: &str, e: EngineError) -> CtlError {
+    match e {
+        EngineError::Tunnel(e) => CtlError::new(ErrorKind::TunnelError, format!("{what}: {e}")),
+        EngineError::NoIpv6 { port } => CtlError::new(
+            ErrorKind::TunnelError,
+            format!(
+                "{what}: this host has no IPv6 VXLAN socket (binding [::]:{port} failed when \
+                 the first network with a VNI was created); use the VTEP's IPv4 address"
+            ),
+        ),
+        EngineError::VniInUse { vni } => CtlError::exists(format!(
+            "{what}: VNI {vni} is already used by another network; choose another VNI"
+        )),
+        EngineError::VtepExists { addr } => CtlError::exists(format!(
+            "{what}: {addr} is already a VTEP of this network (perhaps just learned from its \
+             traffic); see 'vxswitch vtep ls'"
+        )),
+        EngineError::NoVni => CtlError::invalid(format!(
+            "{what}: the network has no VNI; create it with --vni to carry it over VXLAN"
+        )),
+        other => engine_error(what, other),
+    }
 }
 
 fn engine_error(what: &str, e: EngineError) -> CtlError {
@@ -786,6 +1182,73 @@ fn check_mtu(what: &str, mtu: u32) -> Result<u32, CtlError> {
             "{what}: MTU {mtu} is out of range; use {MIN_MTU} to {MAX_MTU} (1500 is usual)"
         )))
     }
+}
+
+fn check_vni(what: &str, vni: u32) -> Result<(), CtlError> {
+    if vni <= MAX_VNI {
+        Ok(())
+    } else {
+        Err(CtlError::invalid(format!(
+            "{what}: VNI {vni} is out of range; a VNI has 24 bits: use 0 to {MAX_VNI}"
+        )))
+    }
+}
+
+/// Parses a VTEP address: `198.18.0.2`, `198.18.0.2:4789`, `fd00::2`,
+/// `[fd00::2]` or `[fd00::2]:4789`; `default_port` when none is given.
+/// Returns whether a port was given. IPv4-mapped IPv6 becomes IPv4, as the
+/// dataplane keys senders that way.
+pub fn parse_vtep_addr(
+    what: &str,
+    raw: &str,
+    default_port: u16,
+) -> Result<(SocketAddr, bool), CtlError> {
+    let bare = raw
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(raw);
+    let (addr, port_given) = if let Ok(a) = raw.parse::<SocketAddr>() {
+        (a, true)
+    } else if let Ok(ip) = bare.parse::<IpAddr>() {
+        (SocketAddr::new(ip, default_port), false)
+    } else {
+        return Err(CtlError::invalid(format!(
+            "{what}: invalid VTEP address {raw:?}; write the remote host's underlay IP \
+             address with an optional UDP port, like 198.18.0.2, 198.18.0.2:{default_port}, \
+             fd00::2 or [fd00::2]:{default_port}"
+        )));
+    };
+    let ip = match addr.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    let addr = SocketAddr::new(ip, addr.port());
+    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    if ip.is_unspecified() || ip.is_multicast() || broadcast {
+        return Err(CtlError::invalid(format!(
+            "{what}: VTEP address {ip} is not a unicast address; give the remote host's \
+             underlay address (vxswitch sends to every VTEP by unicast; multicast groups are \
+             not supported)"
+        )));
+    }
+    if addr.port() == 0 {
+        return Err(CtlError::invalid(format!(
+            "{what}: VTEP port 0 is invalid; leave the port out to use the daemon's VXLAN \
+             port {default_port}"
+        )));
+    }
+    Ok((addr, port_given))
+}
+
+/// Refuses a VTEP that is this daemon's own listening socket: every frame
+/// sent there would come straight back.
+fn check_not_self(what: &str, addr: SocketAddr, vxlan_port: u16) -> Result<(), CtlError> {
+    if addr.ip().is_loopback() && addr.port() == vxlan_port {
+        return Err(CtlError::invalid(format!(
+            "{what}: {addr} is this daemon's own VXLAN socket; give the remote host's address"
+        )));
+    }
+    Ok(())
 }
 
 fn parse_subnet(network: &str, raw: &str) -> Result<IpNet, CtlError> {
@@ -920,6 +1383,7 @@ fn example_host(net: IpNet, n: u32) -> IpAddr {
 mod tests {
     use super::*;
     use crate::time::MonotonicClock;
+    use crate::vxlan::VxlanConfig;
     use std::fs::File;
     use std::io::{Read, Write};
 
@@ -939,7 +1403,7 @@ mod tests {
             name: name.into(),
             subnet: subnet.map(Into::into),
             gateway: gw.map(Into::into),
-            mtu: None,
+            ..Default::default()
         })
         .unwrap()
     }
@@ -998,6 +1462,7 @@ mod tests {
                     subnet: Some(subnet.into()),
                     gateway: gw.map(Into::into),
                     mtu,
+                    ..Default::default()
                 })
                 .unwrap_err();
             assert_eq!(e.kind, ErrorKind::InvalidArgument);
@@ -1218,21 +1683,23 @@ mod tests {
         let rows = d.fdb_show(&FdbSelect::default()).unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(
-            (rows[0].network.as_str(), rows[0].port.as_str()),
-            ("red", "a")
+            (rows[0].network.as_str(), rows[0].port.as_deref()),
+            ("red", Some("a"))
         );
         let mac = MacAddr([2, 0, 0, 0, 0, 0xbb]);
         d.fdb_add(&FdbAdd {
             network: "red".into(),
             mac,
-            port: "b".into(),
+            port: Some("b".into()),
+            vtep: None,
         })
         .unwrap();
         let e = d
             .fdb_add(&FdbAdd {
                 network: "red".into(),
                 mac,
-                port: "c".into(),
+                port: Some("c".into()),
+                vtep: None,
             })
             .unwrap_err();
         assert!(
@@ -1259,6 +1726,578 @@ mod tests {
         let st = d.stats(&StatsArgs::default()).unwrap();
         assert_eq!(st.ports.len(), 2);
         assert_eq!(st.ports[0].stats.rx_frames, 1);
+        d.shutdown();
+    }
+
+    /// A UDP port nobody uses right now: a dual-stack `[::]:0` socket gets
+    /// one free in both families (IPv4 alone on a host without IPv6).
+    fn free_udp_port() -> u16 {
+        std::net::UdpSocket::bind("[::]:0")
+            .or_else(|_| std::net::UdpSocket::bind("0.0.0.0:0"))
+            .and_then(|s| s.local_addr())
+            .unwrap()
+            .port()
+    }
+
+    /// A daemon whose VXLAN sockets use their own free port (and no
+    /// source-port pool), so tests run in parallel and next to a real daemon.
+    fn vx_daemon() -> (Daemon, u16) {
+        let port = free_udp_port();
+        let cfg = EngineConfig {
+            vxlan: VxlanConfig {
+                port,
+                src_port_min: port,
+                src_port_max: port,
+                ..VxlanConfig::default()
+            },
+            ..EngineConfig::default()
+        };
+        let mut d = Daemon::new(cfg, Arc::new(MonotonicClock::new()), None).unwrap();
+        d.set_log_events(false);
+        (d, port)
+    }
+
+    fn vx_net(d: &mut Daemon, name: &str, vni: Option<u32>, vteps: &[&str]) -> NetworkInfo {
+        d.network_create(&NetworkCreate {
+            name: name.into(),
+            vni,
+            vteps: vteps.iter().map(|v| v.to_string()).collect(),
+            ..Default::default()
+        })
+        .unwrap_or_else(|e| panic!("network {name}: {e}"))
+    }
+
+    fn vtep(network: &str, addr: &str) -> VtepAdd {
+        VtepAdd {
+            network: network.into(),
+            addr: addr.into(),
+        }
+    }
+
+    fn vtep_rm(network: &str, addr: &str) -> VtepRm {
+        VtepRm {
+            network: network.into(),
+            addr: addr.into(),
+        }
+    }
+
+    #[test]
+    fn vtep_addresses_parse_with_and_without_port() {
+        let ok = [
+            ("198.18.0.2", "198.18.0.2:4789", false),
+            ("198.18.0.2:8472", "198.18.0.2:8472", true),
+            ("fd00::2", "[fd00::2]:4789", false),
+            ("[fd00::2]", "[fd00::2]:4789", false),
+            ("[fd00::2]:9", "[fd00::2]:9", true),
+            ("::ffff:198.18.0.2", "198.18.0.2:4789", false),
+            ("127.0.0.1:5000", "127.0.0.1:5000", true),
+        ];
+        for (raw, want, port_given) in ok {
+            let (a, given) = parse_vtep_addr("x", raw, 4789).unwrap();
+            assert_eq!((a.to_string().as_str(), given), (want, port_given), "{raw}");
+        }
+        let bad = [
+            ("host.example", "invalid VTEP address \"host.example\""),
+            ("198.18.0.2:", "invalid VTEP address"),
+            ("198.18.0.2:70000", "invalid VTEP address"),
+            ("fd00::2:4789x", "invalid VTEP address"),
+            ("0.0.0.0", "not a unicast address"),
+            ("239.1.1.1", "multicast groups are not supported"),
+            ("ff02::1", "not a unicast address"),
+            ("255.255.255.255", "not a unicast address"),
+            ("198.18.0.2:0", "VTEP port 0 is invalid"),
+        ];
+        for (raw, want) in bad {
+            let e = parse_vtep_addr("network \"blue\"", raw, 4789).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidArgument, "{raw}");
+            assert!(e.message.starts_with("network \"blue\": "), "{}", e.message);
+            assert!(e.message.contains(want), "{raw}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn vni_is_checked_for_range_and_uniqueness() {
+        let (mut d, _) = vx_daemon();
+        let e = d
+            .network_create(&NetworkCreate {
+                name: "big".into(),
+                vni: Some(MAX_VNI + 1),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidArgument);
+        assert_eq!(
+            e.message,
+            "network \"big\": VNI 16777216 is out of range; a VNI has 24 bits: use 0 to \
+             16777215"
+        );
+        let zero = vx_net(&mut d, "zero", Some(0), &[]);
+        assert_eq!(zero.vni, Some(0));
+        let top = vx_net(&mut d, "top", Some(MAX_VNI), &[]);
+        // Default MTU on an IPv4 underlay of 1500: 1450.
+        assert_eq!(top.mtu, 1450);
+        let e = d
+            .network_create(&NetworkCreate {
+                name: "again".into(),
+                vni: Some(0),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Exists);
+        assert!(
+            e.message
+                .contains("VNI 0 is already used by network \"zero\""),
+            "{}",
+            e.message
+        );
+        for (learn, vteps, want) in [
+            (
+                true,
+                vec![],
+                "learn_vteps (--learn-vteps) and VTEPs need a VNI",
+            ),
+            (
+                false,
+                vec!["198.18.0.2".to_string()],
+                "VTEPs (--vtep) need a VNI",
+            ),
+        ] {
+            let e = d
+                .network_create(&NetworkCreate {
+                    name: "novni".into(),
+                    learn_vteps: learn,
+                    vteps,
+                    ..Default::default()
+                })
+                .unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidArgument);
+            assert!(e.message.contains(want), "{}", e.message);
+            assert!(e.message.contains("add --vni N"), "{}", e.message);
+        }
+        // An explicit MTU wins; a plain network keeps 1500.
+        let n = d
+            .network_create(&NetworkCreate {
+                name: "jumbo".into(),
+                vni: Some(7),
+                mtu: Some(8950),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(n.mtu, 8950);
+        assert_eq!(net(&mut d, "plain", None, None).mtu, DEFAULT_MTU);
+        // Removing a network frees its VNI.
+        d.network_rm(&NetworkRm {
+            name: "zero".into(),
+            force: false,
+        })
+        .unwrap();
+        vx_net(&mut d, "zero2", Some(0), &[]);
+        let ls = d.network_ls();
+        assert_eq!(ls.len(), 4);
+        assert_eq!(ls.iter().find(|n| n.name == "plain").unwrap().vni, None);
+        d.shutdown();
+    }
+
+    #[test]
+    fn an_ipv6_vtep_at_create_lowers_the_default_mtu() {
+        let (mut d, _) = vx_daemon();
+        match d.network_create(&NetworkCreate {
+            name: "v6".into(),
+            vni: Some(6),
+            vteps: vec!["198.18.0.2".into(), "fd00::2".into()],
+            ..Default::default()
+        }) {
+            Ok(n) => {
+                assert_eq!(n.mtu, 1430);
+                assert_eq!(n.vteps.len(), 2);
+            }
+            // A host without IPv6 cannot have IPv6 VTEPs at all.
+            Err(e) if e.kind == ErrorKind::TunnelError => {
+                assert!(e.message.contains("no IPv6 VXLAN socket"), "{}", e.message);
+                eprintln!("SKIPPED the IPv6 part: {e}");
+            }
+            Err(e) => panic!("{e}"),
+        }
+        d.shutdown();
+    }
+
+    #[test]
+    fn vteps_are_added_listed_and_removed() {
+        let (mut d, port) = vx_daemon();
+        net(&mut d, "plain", None, None);
+        vx_net(&mut d, "blue", Some(4242), &[]);
+        let e = d.vtep_add(&vtep("plain", "198.18.0.2")).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidArgument);
+        assert_eq!(
+            e.message,
+            "network \"plain\" has no VNI; create it with --vni to carry it over VXLAN"
+        );
+        let e = d.vtep_add(&vtep("green", "198.18.0.2")).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        for (raw, want) in [
+            ("nonsense", "invalid VTEP address \"nonsense\""),
+            ("127.0.0.1", "this daemon's own VXLAN socket"),
+        ] {
+            let e = d.vtep_add(&vtep("blue", raw)).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidArgument);
+            assert!(e.message.contains(want), "{raw}: {}", e.message);
+        }
+
+        let v = d.vtep_add(&vtep("blue", "198.18.0.2")).unwrap();
+        assert_eq!(v.addr, format!("198.18.0.2:{port}"));
+        assert_eq!(
+            (v.network.as_str(), v.vni, v.dynamic),
+            ("blue", 4242, false)
+        );
+        d.vtep_add(&vtep("blue", "198.18.0.3:8472")).unwrap();
+        // One VTEP per IP and network, whatever the port.
+        let e = d.vtep_add(&vtep("blue", "198.18.0.2:9999")).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Exists);
+        assert!(
+            e.message.contains(&format!(
+                "already has VTEP 198.18.0.2:{port} (one per IP address); remove it first \
+                 with 'vxswitch vtep rm blue 198.18.0.2:{port}'"
+            )),
+            "{}",
+            e.message
+        );
+        // The same IP may serve another VNI.
+        vx_net(&mut d, "red", Some(77), &["198.18.0.2"]);
+
+        let all = d.vtep_ls(&VtepLs::default()).unwrap();
+        let addrs: Vec<(&str, &str)> = all
+            .iter()
+            .map(|v| (v.network.as_str(), v.addr.as_str()))
+            .collect();
+        let p = format!("198.18.0.2:{port}");
+        assert_eq!(
+            addrs,
+            vec![
+                ("blue", p.as_str()),
+                ("blue", "198.18.0.3:8472"),
+                ("red", p.as_str())
+            ]
+        );
+        let blue = d
+            .vtep_ls(&VtepLs {
+                network: Some("blue".into()),
+            })
+            .unwrap();
+        assert_eq!(blue.len(), 2);
+        assert_eq!(blue[0].stats.tx_frames, 0);
+        let e = d
+            .vtep_ls(&VtepLs {
+                network: Some("nope".into()),
+            })
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        let ls = d.network_ls();
+        let b = ls.iter().find(|n| n.name == "blue").unwrap();
+        assert_eq!(b.vteps, vec![p.clone(), "198.18.0.3:8472".to_string()]);
+
+        // Removal: by IP alone, or by the exact address; a wrong port is named.
+        let e = d.vtep_rm(&vtep_rm("blue", "198.18.0.3:4789")).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        assert!(
+            e.message.contains("VTEP at 198.18.0.3 is 198.18.0.3:8472"),
+            "{}",
+            e.message
+        );
+        let e = d.vtep_rm(&vtep_rm("blue", "198.18.0.9")).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        assert_eq!(
+            e.message,
+            format!(
+                "198.18.0.9:{port} is not a VTEP of network \"blue\"; list its VTEPs with \
+                 'vxswitch vtep ls blue'"
+            )
+        );
+        let e = d.vtep_rm(&vtep_rm("plain", "198.18.0.9")).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        assert!(e.message.contains("has no VNI"), "{}", e.message);
+        let r = d.vtep_rm(&vtep_rm("blue", "198.18.0.3")).unwrap();
+        assert_eq!((r.addr.as_str(), r.fdb_flushed), ("198.18.0.3:8472", 0));
+        d.vtep_rm(&vtep_rm("blue", &p)).unwrap();
+        assert!(d
+            .vtep_ls(&VtepLs {
+                network: Some("blue".into())
+            })
+            .unwrap()
+            .is_empty());
+        // Freed: the address can be added again.
+        d.vtep_add(&vtep("blue", "198.18.0.2")).unwrap();
+
+        // Removing a network removes its VTEPs.
+        let r = d
+            .network_rm(&NetworkRm {
+                name: "red".into(),
+                force: false,
+            })
+            .unwrap();
+        assert_eq!(r.removed_vteps, vec![p]);
+        assert_eq!(d.vtep_ls(&VtepLs::default()).unwrap().len(), 1);
+        d.shutdown();
+    }
+
+    #[test]
+    fn network_create_with_vteps_is_all_or_nothing() {
+        let (mut d, port) = vx_daemon();
+        for (vteps, kind, want) in [
+            (
+                vec!["198.18.0.2", "198.18.0.2:1"],
+                ErrorKind::Exists,
+                "is given twice",
+            ),
+            (
+                vec!["198.18.0.2", "bogus"],
+                ErrorKind::InvalidArgument,
+                "invalid VTEP address \"bogus\"",
+            ),
+        ] {
+            let e = d
+                .network_create(&NetworkCreate {
+                    name: "blue".into(),
+                    vni: Some(1),
+                    vteps: vteps.iter().map(|v| v.to_string()).collect(),
+                    ..Default::default()
+                })
+                .unwrap_err();
+            assert_eq!(e.kind, kind);
+            assert!(e.message.contains(want), "{}", e.message);
+            assert!(d.network_ls().is_empty());
+        }
+        let n = vx_net(&mut d, "blue", Some(1), &["198.18.0.2", "198.18.0.3:9"]);
+        assert_eq!(
+            n.vteps,
+            vec![format!("198.18.0.2:{port}"), "198.18.0.3:9".to_string()]
+        );
+        d.shutdown();
+    }
+
+    #[test]
+    fn a_taken_vxlan_port_is_a_clear_error() {
+        let taken = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let cfg = EngineConfig {
+            vxlan: VxlanConfig {
+                port,
+                src_port_min: port,
+                src_port_max: port,
+                ..VxlanConfig::default()
+            },
+            ..EngineConfig::default()
+        };
+        let mut d = Daemon::new(cfg, Arc::new(MonotonicClock::new()), None).unwrap();
+        let e = d
+            .network_create(&NetworkCreate {
+                name: "blue".into(),
+                vni: Some(5),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::TunnelError);
+        assert!(
+            e.message.starts_with(&format!(
+                "network \"blue\": cannot carry VNI 5 over VXLAN: cannot bind the VXLAN UDP \
+                 port 0.0.0.0:{port}: "
+            )),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("--vxlan-port"), "{}", e.message);
+        assert!(d.network_ls().is_empty());
+        // Networks without a VNI never need the port.
+        net(&mut d, "blue", None, None);
+        d.shutdown();
+    }
+
+    /// A VXLAN datagram carrying `frame` with `vni`.
+    fn vxlan(vni: u32, frame: &[u8]) -> Vec<u8> {
+        let mut d = vec![0x08, 0, 0, 0];
+        d.extend_from_slice(&(vni << 8).to_be_bytes());
+        d.extend_from_slice(frame);
+        d
+    }
+
+    #[test]
+    fn fdb_entries_can_point_at_vteps() {
+        let (mut d, port) = vx_daemon();
+        vx_net(&mut d, "blue", Some(4242), &["198.18.0.2"]);
+        net(&mut d, "plain", None, None);
+        let mut a = fd_port(&mut d, "a", "blue");
+        let _b = fd_port(&mut d, "b", "blue");
+        a.write_all(&frame([0xff; 6], [2, 0, 0, 0, 0, 0xaa]))
+            .unwrap();
+        let mac = MacAddr([2, 0, 0, 0, 0, 0xbb]);
+        let add = |port: Option<&str>, vtep: Option<&str>| FdbAdd {
+            network: "blue".into(),
+            mac,
+            port: port.map(Into::into),
+            vtep: vtep.map(Into::into),
+        };
+        for (p, v) in [(None, None), (Some("a"), Some("198.18.0.2"))] {
+            let e = d.fdb_add(&add(p, v)).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidArgument);
+            assert!(
+                e.message.contains("give exactly one of port"),
+                "{}",
+                e.message
+            );
+        }
+        let e = d.fdb_add(&add(None, Some("198.18.0.9"))).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        assert!(
+            e.message
+                .ends_with("add it first with 'vxswitch vtep add blue 198.18.0.9'"),
+            "{}",
+            e.message
+        );
+        let e = d
+            .fdb_add(&FdbAdd {
+                network: "plain".into(),
+                ..add(None, Some("198.18.0.2"))
+            })
+            .unwrap_err();
+        assert!(e.message.contains("has no VNI"), "{}", e.message);
+
+        let c = d.fdb_add(&add(None, Some("198.18.0.2"))).unwrap();
+        let addr = format!("198.18.0.2:{port}");
+        assert_eq!((c.port, c.vtep.as_deref()), (None, Some(addr.as_str())));
+        // The learned local MAC and the static remote one, each with one destination.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let rows = loop {
+            let rows = d.fdb_show(&FdbSelect::default()).unwrap();
+            if rows.len() == 2 {
+                break rows;
+            }
+            assert!(std::time::Instant::now() < deadline, "{rows:?}");
+            d.engine.barrier().unwrap();
+        };
+        assert_eq!(
+            (rows[0].port.as_deref(), rows[0].vtep.as_deref()),
+            (Some("a"), None)
+        );
+        assert_eq!(rows[1].mac, mac);
+        assert_eq!(
+            (rows[1].port.as_deref(), rows[1].vtep.as_deref()),
+            (None, Some(addr.as_str()))
+        );
+        assert_eq!(rows[1].kind, crate::fdb::EntryKind::Static);
+        // Filters: by port (local only), by VTEP (with and without network or port).
+        let sel = |port: Option<&str>, vtep: Option<&str>, network: Option<&str>| FdbSelect {
+            network: network.map(Into::into),
+            port: port.map(Into::into),
+            vtep: vtep.map(Into::into),
+        };
+        assert_eq!(d.fdb_show(&sel(Some("a"), None, None)).unwrap().len(), 1);
+        for (v, n) in [
+            ("198.18.0.2", None),
+            (addr.as_str(), None),
+            ("198.18.0.2", Some("blue")),
+        ] {
+            let rows = d.fdb_show(&sel(None, Some(v), n)).unwrap();
+            assert_eq!(rows.len(), 1, "{v} {n:?}");
+            assert_eq!(rows[0].mac, mac);
+        }
+        let e = d
+            .fdb_show(&sel(None, Some("198.18.0.7"), None))
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        assert!(
+            e.message.contains("not a VTEP of any network"),
+            "{}",
+            e.message
+        );
+        let e = d
+            .fdb_show(&sel(Some("a"), Some("198.18.0.2"), None))
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidArgument);
+        // Flushing by VTEP leaves the static entry.
+        assert_eq!(
+            d.fdb_flush(&sel(None, Some("198.18.0.2"), None))
+                .unwrap()
+                .removed,
+            0
+        );
+        // Removing the VTEP flushes what pointed at it.
+        let r = d.vtep_rm(&vtep_rm("blue", "198.18.0.2")).unwrap();
+        assert_eq!(r.fdb_flushed, 1);
+        let rows = d.fdb_show(&FdbSelect::default()).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].port.as_deref(), Some("a"));
+        d.shutdown();
+    }
+
+    #[test]
+    fn learned_vteps_are_recorded_as_dynamic() {
+        let (mut d, port) = vx_daemon();
+        d.network_create(&NetworkCreate {
+            name: "blue".into(),
+            vni: Some(99),
+            learn_vteps: true,
+            ..Default::default()
+        })
+        .unwrap();
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let src = [2, 0, 0, 0, 0, 0x77];
+        peer.send_to(&vxlan(99, &frame([0xff; 6], src)), ("127.0.0.1", port))
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let v = loop {
+            d.process_events();
+            if let Some(v) = d.vtep_ls(&VtepLs::default()).unwrap().pop() {
+                break v;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no VTEP learned within 5 s"
+            );
+            d.engine.barrier().unwrap();
+        };
+        // Learned VTEPs are answered on the VXLAN port, not the sender's.
+        assert_eq!(v.addr, format!("127.0.0.1:{port}"));
+        assert!(v.dynamic);
+        assert_eq!(v.stats.rx_frames, 1);
+        let rows = d.fdb_show(&FdbSelect::default()).unwrap();
+        assert_eq!(rows[0].mac, MacAddr(src));
+        assert_eq!(rows[0].vtep.as_deref(), Some(v.addr.as_str()));
+        assert_eq!(d.network_ls()[0].vteps, vec![v.addr.clone()]);
+        // A configured VTEP at the same IP is refused, naming the learned one.
+        let e = d.vtep_add(&vtep("blue", "127.0.0.1:5")).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Exists);
+        assert!(e.message.contains("the learned VTEP"), "{}", e.message);
+        // The network goes with its learned VTEP; a new one on its id starts empty.
+        let r = d
+            .network_rm(&NetworkRm {
+                name: "blue".into(),
+                force: false,
+            })
+            .unwrap();
+        assert_eq!(r.removed_vteps, vec![v.addr]);
+        vx_net(&mut d, "green", Some(99), &[]);
+        assert!(d.vtep_ls(&VtepLs::default()).unwrap().is_empty());
+        assert!(d.fdb_show(&FdbSelect::default()).unwrap().is_empty());
+        let st = d.stats(&StatsArgs::default()).unwrap();
+        assert_eq!(st.vxlan.unwrap().rx_datagrams, 1);
+        d.shutdown();
+    }
+
+    #[test]
+    fn stats_include_vxlan_and_vteps() {
+        let (mut d, port) = vx_daemon();
+        let st = d.stats(&StatsArgs::default()).unwrap();
+        assert!(st.vxlan.is_none(), "sockets open before any VNI");
+        vx_net(&mut d, "blue", Some(1), &["198.18.0.2"]);
+        let _a = fd_port(&mut d, "a", "blue");
+        let st = d.stats(&StatsArgs::default()).unwrap();
+        assert_eq!(st.vxlan.unwrap().port, port);
+        assert_eq!(st.vteps.len(), 1);
+        let st = d
+            .stats(&StatsArgs {
+                port: Some("a".into()),
+            })
+            .unwrap();
+        assert!(st.vteps.is_empty());
         d.shutdown();
     }
 
