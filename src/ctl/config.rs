@@ -6,11 +6,24 @@
 //! max_entries = 65536
 //! max_per_dest = 4096
 //!
+//! [vxlan]
+//! port = 4789
+//! underlay_mtu = 1500
+//! src_port_min = 49152
+//! src_port_max = 65535
+//! max_learned_vteps = 64
+//!
 //! [[network]]
 //! name = "red"
 //! subnet = "10.77.0.0/24"
 //! gateway = "10.77.0.1"
 //! mtu = 1500
+//!
+//! [[network]]
+//! name = "blue"
+//! vni = 4242
+//! vteps = ["198.18.0.2", "[fd00::2]:4789"]
+//! learn_vteps = false
 //!
 //! [[port]]
 //! name = "c1"
@@ -21,7 +34,10 @@
 //!
 //! `[[network]]` and `[[port]]` tables have exactly the fields of the
 //! `network.create` and `port.add` requests and are applied through the
-//! same code, in file order, so a config can do nothing a client could not.
+//! same code, in file order, so a config can do nothing a client could not
+//! (a network's `vteps` are added right after it, as `vtep.add` would).
+//! `[vxlan]` holds the daemon-wide VXLAN settings; `--vxlan-port` and
+//! `--underlay-mtu` override it, and [`check_vxlan`] checks the result.
 //! Unknown keys are errors (a misspelt `subnett` must not be ignored), and
 //! the first failing entry aborts the start with a message naming the file,
 //! the entry and the problem: a daemon that came up half-configured would
@@ -32,8 +48,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::proto::{NetworkCreate, PortAdd};
-use super::state::Daemon;
+use super::state::{Daemon, MAX_MTU, MIN_MTU};
 use crate::fdb::FdbConfig;
+use crate::vxlan::{VxlanConfig, OVERHEAD_V6};
 
 /// A parsed configuration file.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -42,6 +59,9 @@ pub struct Config {
     /// FDB limits and ageing; absent keys keep their defaults.
     #[serde(default)]
     pub fdb: Option<FdbConfig>,
+    /// VXLAN port, underlay MTU and source ports; absent keys keep their defaults.
+    #[serde(default)]
+    pub vxlan: Option<VxlanConfig>,
     #[serde(default)]
     pub network: Vec<NetworkCreate>,
     #[serde(default)]
@@ -109,6 +129,38 @@ impl Config {
     }
 }
 
+/// Smallest underlay MTU: an IPv6 underlay's headers plus a minimal inner
+/// Ethernet frame carrying a minimal IPv4 packet.
+pub const MIN_UNDERLAY_MTU: u32 = OVERHEAD_V6 + 14 + MIN_MTU;
+
+/// Checks the daemon-wide VXLAN settings (the `[vxlan]` table merged with
+/// the command line); the message names the setting and a valid value.
+pub fn check_vxlan(v: &VxlanConfig) -> Result<(), String> {
+    if v.port == 0 {
+        return Err(
+            "VXLAN port 0 is invalid (--vxlan-port, [vxlan] port); use 4789, the IANA port, \
+             or 8472 to talk to Linux vxlan devices created without dstport"
+                .into(),
+        );
+    }
+    if !(MIN_UNDERLAY_MTU..=MAX_MTU).contains(&v.underlay_mtu) {
+        return Err(format!(
+            "underlay MTU {} is out of range (--underlay-mtu, [vxlan] underlay_mtu); use \
+             {MIN_UNDERLAY_MTU} to {MAX_MTU}: the MTU of the network between the hosts, \
+             usually 1500",
+            v.underlay_mtu
+        ));
+    }
+    if v.src_port_min == 0 || v.src_port_min > v.src_port_max {
+        return Err(format!(
+            "VXLAN source ports {}-{} are not a range ([vxlan] src_port_min, src_port_max); \
+             use 1 <= src_port_min <= src_port_max, e.g. the default 49152-65535",
+            v.src_port_min, v.src_port_max
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +199,98 @@ mod tests {
         assert_eq!(c.network.len(), 2);
         assert_eq!(c.network[1].mtu, Some(9000));
         assert_eq!(c.port[0].netns.as_deref(), Some("/run/netns/c1"));
+    }
+
+    #[test]
+    fn vxlan_table_and_network_vteps() {
+        let c = Config::parse(
+            r#"
+            [vxlan]
+            port = 8472
+            underlay_mtu = 9000
+            [[network]]
+            name = "blue"
+            vni = 4242
+            learn_vteps = true
+            vteps = ["198.18.0.2", "[fd00::2]:4789"]
+            "#,
+            Path::new(FILE),
+        )
+        .unwrap();
+        let v = c.vxlan.unwrap();
+        assert_eq!((v.port, v.underlay_mtu), (8472, 9000));
+        assert_eq!(v.src_port_min, VxlanConfig::default().src_port_min);
+        assert_eq!(c.network[0].vni, Some(4242));
+        assert!(c.network[0].learn_vteps);
+        assert_eq!(c.network[0].vteps, vec!["198.18.0.2", "[fd00::2]:4789"]);
+        let e = Config::parse("[vxlan]\nmtu = 1500\n", Path::new(FILE))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field \"mtu\""), "{e}");
+    }
+
+    #[test]
+    fn vxlan_settings_are_checked() {
+        assert_eq!(check_vxlan(&VxlanConfig::default()), Ok(()));
+        let d = VxlanConfig::default();
+        for (bad, want) in [
+            (VxlanConfig { port: 0, ..d }, "VXLAN port 0 is invalid"),
+            (
+                VxlanConfig {
+                    underlay_mtu: 100,
+                    ..d
+                },
+                "underlay MTU 100 is out of range (--underlay-mtu, [vxlan] underlay_mtu); \
+                 use 138 to 65535",
+            ),
+            (
+                VxlanConfig {
+                    src_port_min: 6000,
+                    src_port_max: 5000,
+                    ..d
+                },
+                "VXLAN source ports 6000-5000 are not a range",
+            ),
+        ] {
+            let e = check_vxlan(&bad).unwrap_err();
+            assert!(e.contains(want), "{e}");
+        }
+    }
+
+    #[test]
+    fn network_vteps_are_applied_after_their_network() {
+        let port = std::net::UdpSocket::bind("[::]:0")
+            .or_else(|_| std::net::UdpSocket::bind("0.0.0.0:0"))
+            .and_then(|s| s.local_addr())
+            .unwrap()
+            .port();
+        let text = format!(
+            "[vxlan]\nport = {port}\nsrc_port_min = {port}\nsrc_port_max = {port}\n\
+             [[network]]\nname = \"blue\"\nvni = 7\nvteps = [\"198.18.0.2\"]\n\
+             [[network]]\nname = \"red\"\nvni = 8\nvteps = [\"198.18.0.3\", \"nope\"]\n"
+        );
+        let c = Config::parse(&text, Path::new(FILE)).unwrap();
+        let mut d = Daemon::new(
+            EngineConfig {
+                vxlan: c.vxlan.unwrap(),
+                ..EngineConfig::default()
+            },
+            Arc::new(MonotonicClock::new()),
+            None,
+        )
+        .unwrap();
+        let e = c.apply(&mut d, Path::new(FILE)).unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "config /etc/vxswitch.toml: [[network]] #2 (\"red\"): network \"red\": \
+                 invalid VTEP address \"nope\""
+            ),
+            "{e}"
+        );
+        let nets = d.network_ls();
+        assert_eq!(nets.len(), 1);
+        assert_eq!(nets[0].vteps, vec![format!("198.18.0.2:{port}")]);
+        d.shutdown();
     }
 
     #[test]
