@@ -13,13 +13,15 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use serde::de::DeserializeOwned;
 
+use vxswitch::ctl::config::check_vxlan;
 use vxswitch::ctl::proto::{
     FdbAdd, FdbDel, FdbSelect, NetworkCreate, NetworkRm, NoArgs, PortAdd, PortRm, StatsArgs,
-    VersionInfo,
+    VersionInfo, VtepAdd, VtepLs, VtepRm,
 };
 use vxswitch::ctl::{render, Client, Config, Request, Server, ServerOptions, DEFAULT_SOCKET};
 use vxswitch::fdb::FdbConfig;
 use vxswitch::switch::EngineConfig;
+use vxswitch::vxlan::VxlanConfig;
 use vxswitch::wire::MacAddr;
 
 #[derive(Parser, Debug)]
@@ -56,10 +58,14 @@ enum Cmd {
     /// Attach containers to networks, list and detach them.
     #[command(subcommand)]
     Port(PortCmd),
-    /// Show and edit the forwarding database (MAC -> port).
+    /// Add, list and remove the VTEPs (remote hosts) of VXLAN networks.
+    #[command(subcommand)]
+    Vtep(VtepCmd),
+    /// Show and edit the forwarding database (MAC -> port or VTEP).
     #[command(subcommand)]
     Fdb(FdbCmd),
-    /// Per-port frame, byte and drop counters, and FDB counters.
+    /// Per-port and per-VTEP frame, byte and drop counters, VXLAN socket
+    /// and FDB counters.
     Stats {
         /// Only this port.
         port: Option<String>,
@@ -83,7 +89,7 @@ enum Cmd {
 
 #[derive(Args, Debug)]
 struct DaemonArgs {
-    /// TOML file with [fdb], [[network]] and [[port]] entries to apply at start.
+    /// TOML file with [fdb], [vxlan], [[network]] and [[port]] entries to apply at start.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Forget learned MACs not seen for this long (0: never). Default 300.
@@ -92,14 +98,22 @@ struct DaemonArgs {
     /// Most FDB entries in total. Default 65536.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     fdb_max_entries: Option<u64>,
-    /// Most FDB entries pointing at one port. Default 4096.
+    /// Most FDB entries pointing at one port (or VTEP). Default 4096.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     fdb_max_per_port: Option<u64>,
+    /// UDP port of VXLAN: listened on, and sent to when a VTEP has no port.
+    /// Default 4789 (Linux vxlan devices created without dstport use 8472).
+    #[arg(long, value_name = "PORT")]
+    vxlan_port: Option<u16>,
+    /// MTU of the network between the hosts. Default 1500. Ports of VXLAN
+    /// networks default to this minus 50 (IPv4 underlay).
+    #[arg(long, value_name = "BYTES")]
+    underlay_mtu: Option<u32>,
 }
 
 #[derive(Subcommand, Debug)]
 enum NetworkCmd {
-    /// Create a network.
+    /// Create a network; with --vni it spans hosts over VXLAN.
     Create {
         name: String,
         /// Subnet of the network's ports, e.g. 10.77.0.0/24.
@@ -108,9 +122,24 @@ enum NetworkCmd {
         /// Default gateway of the network's ports (needs --subnet).
         #[arg(long)]
         gateway: Option<String>,
-        /// MTU of the network's ports (default 1500).
+        /// MTU of the network's ports. Default 1500; with --vni, the
+        /// daemon's underlay MTU minus 50, or minus 70 if a --vtep is IPv6.
+        /// For an IPv6 underlay whose VTEPs are added later with 'vtep
+        /// add', give --mtu = underlay MTU - 70 (e.g. 1430).
         #[arg(long)]
         mtu: Option<u32>,
+        /// VXLAN network identifier, 0 to 16777215: the same VNI on every
+        /// host joins the network's ports into one L2 domain.
+        #[arg(long)]
+        vni: Option<u32>,
+        /// Accept VXLAN from any sender with this VNI and add it as a
+        /// (dynamic) VTEP; default: only from configured VTEPs.
+        #[arg(long, requires = "vni")]
+        learn_vteps: bool,
+        /// A remote host's VTEP, ADDR[:PORT] (IPv6 as fd00::2 or
+        /// [fd00::2]:4789); repeat for more.
+        #[arg(long = "vtep", value_name = "ADDR", requires = "vni")]
+        vteps: Vec<String>,
     },
     /// List networks.
     #[command(alias = "list")]
@@ -168,16 +197,44 @@ struct PortAddArgs {
 }
 
 #[derive(Subcommand, Debug)]
+enum VtepCmd {
+    /// Add a remote host's VXLAN tunnel endpoint to a network with a VNI.
+    Add {
+        network: String,
+        /// ADDR[:PORT]: the host's underlay address; PORT defaults to the
+        /// daemon's --vxlan-port. IPv6 as fd00::2 or [fd00::2]:4789.
+        addr: String,
+    },
+    /// List VTEPs with their counters.
+    #[command(alias = "list")]
+    Ls {
+        /// Only this network's.
+        network: Option<String>,
+    },
+    /// Remove a VTEP and the MACs behind it.
+    #[command(alias = "remove")]
+    Rm {
+        network: String,
+        /// ADDR[:PORT]; without a port, the VTEP at that address.
+        addr: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum FdbCmd {
     /// List entries.
     Show(FdbSelectArgs),
-    /// Add a static entry (never ages, never moves).
+    /// Add a static entry (never ages, never moves) to a port or a VTEP.
     Add {
         mac: MacAddr,
         #[arg(long)]
         network: String,
-        #[arg(long)]
-        port: String,
+        /// The MAC is on this port.
+        #[arg(long, required_unless_present = "vtep", conflicts_with = "vtep")]
+        port: Option<String>,
+        /// The MAC is behind this VTEP of the network (ADDR[:PORT]).
+        #[arg(long, value_name = "ADDR")]
+        vtep: Option<String>,
     },
     /// Delete an entry.
     Del {
@@ -193,8 +250,12 @@ enum FdbCmd {
 struct FdbSelectArgs {
     #[arg(long)]
     network: Option<String>,
-    #[arg(long)]
+    /// Entries pointing at this port.
+    #[arg(long, conflicts_with = "vtep")]
     port: Option<String>,
+    /// Entries pointing at this VTEP (ADDR[:PORT]).
+    #[arg(long, value_name = "ADDR")]
+    vtep: Option<String>,
 }
 
 impl From<FdbSelectArgs> for FdbSelect {
@@ -202,7 +263,7 @@ impl From<FdbSelectArgs> for FdbSelect {
         FdbSelect {
             network: a.network,
             port: a.port,
-            vtep: None,
+            vtep: a.vtep,
         }
     }
 }
@@ -237,13 +298,18 @@ fn run(cli: Cli) -> Result<(), String> {
             subnet,
             gateway,
             mtu,
+            vni,
+            learn_vteps,
+            vteps,
         }) => ctx.show(
             Request::NetworkCreate(NetworkCreate {
                 name,
                 subnet,
                 gateway,
                 mtu,
-                ..NetworkCreate::default()
+                vni,
+                learn_vteps,
+                vteps,
             }),
             render::network_created,
         ),
@@ -277,12 +343,29 @@ fn run(cli: Cli) -> Result<(), String> {
         Cmd::Fdb(FdbCmd::Show(a)) => {
             ctx.show(Request::FdbShow(a.into()), |r: &Vec<_>| render::fdb(r))
         }
-        Cmd::Fdb(FdbCmd::Add { mac, network, port }) => ctx.show(
+        Cmd::Vtep(VtepCmd::Add { network, addr }) => ctx.show(
+            Request::VtepAdd(VtepAdd { network, addr }),
+            render::vtep_added,
+        ),
+        Cmd::Vtep(VtepCmd::Ls { network }) => ctx
+            .show(Request::VtepLs(VtepLs { network }), |v: &Vec<_>| {
+                render::vteps(v)
+            }),
+        Cmd::Vtep(VtepCmd::Rm { network, addr }) => ctx.show(
+            Request::VtepRm(VtepRm { network, addr }),
+            render::vtep_removed,
+        ),
+        Cmd::Fdb(FdbCmd::Add {
+            mac,
+            network,
+            port,
+            vtep,
+        }) => ctx.show(
             Request::FdbAdd(FdbAdd {
                 network,
                 mac,
-                port: Some(port),
-                vtep: None,
+                port,
+                vtep,
             }),
             render::fdb_added,
         ),
@@ -359,9 +442,21 @@ fn daemon(socket: &Path, a: DaemonArgs) -> Result<(), String> {
     if let Some(n) = a.fdb_max_per_port {
         fdb.max_per_dest = usize::try_from(n).unwrap_or(usize::MAX);
     }
+    let mut vxlan = config.vxlan.unwrap_or_else(VxlanConfig::default);
+    if let Some(port) = a.vxlan_port {
+        vxlan.port = port;
+    }
+    if let Some(mtu) = a.underlay_mtu {
+        vxlan.underlay_mtu = mtu;
+    }
+    check_vxlan(&vxlan).map_err(|e| match &a.config {
+        Some(path) => format!("{e} (config {})", path.display()),
+        None => e,
+    })?;
     let mut opts = ServerOptions::new(socket);
     opts.engine = EngineConfig {
         fdb,
+        vxlan,
         ..EngineConfig::default()
     };
     opts.handle_signals = true;
