@@ -1,8 +1,11 @@
 //! The control plane end to end, without root: a daemon in-process on a
 //! temporary socket, socketpair ends as ports, requests over the real
-//! socket, and the `vxswitch` binary against it.
+//! socket, and the `vxswitch` binary against it. VXLAN runs over loopback:
+//! the daemon's tunnel socket on a free port, a plain UDP socket as the
+//! remote VTEP.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::net::UdpSocket;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -11,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use vxswitch::ctl::{Server, ServerError, ServerHandle, ServerOptions};
+use vxswitch::vxlan::VxlanConfig;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -467,6 +471,335 @@ fn socket_is_claimed_once_and_stale_files_are_replaced() {
     assert_eq!(std::fs::read(&stale).unwrap(), b"precious");
 }
 
+// -- VXLAN ------------------------------------------------------------------
+
+const VNI: u32 = 4242;
+const C_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0c];
+
+/// A UDP port free right now: a dual-stack `[::]:0` socket gets one free
+/// in both families (IPv4 alone on a host without IPv6).
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("[::]:0")
+        .or_else(|_| UdpSocket::bind("0.0.0.0:0"))
+        .and_then(|s| s.local_addr())
+        .unwrap()
+        .port()
+}
+
+/// A daemon whose VXLAN sockets listen on their own free port. The
+/// source-port pool is that port alone, so the daemon binds nothing else.
+fn vxlan_daemon(tag: &str) -> (TestDaemon, u16) {
+    let port = free_udp_port();
+    let d = TestDaemon::start_with(tag, |o| {
+        o.engine.vxlan = VxlanConfig {
+            port,
+            src_port_min: port,
+            src_port_max: port,
+            ..VxlanConfig::default()
+        };
+    });
+    (d, port)
+}
+
+/// A VXLAN datagram: the header with the I flag and `vni`, then `frame`.
+fn vxlan(vni: u32, frame: &[u8]) -> Vec<u8> {
+    let mut d = vec![0x08, 0, 0, 0];
+    d.extend_from_slice(&(vni << 8).to_be_bytes());
+    d.extend_from_slice(frame);
+    d
+}
+
+/// A UDP socket standing in for a remote VTEP on `ip`.
+fn peer(ip: &str) -> UdpSocket {
+    let s = UdpSocket::bind((ip, 0)).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s
+}
+
+/// Receives one datagram, checks its VXLAN header, returns the inner frame.
+fn recv_vxlan(peer: &UdpSocket, daemon_port: u16) -> Vec<u8> {
+    let mut buf = [0u8; 2048];
+    let (n, from) = peer
+        .recv_from(&mut buf)
+        .expect("no VXLAN datagram within the deadline");
+    assert_eq!(from.port(), daemon_port, "sent from an unexpected port");
+    assert!(n >= 8, "a {n}-byte datagram is no VXLAN");
+    assert_eq!(buf[0], 0x08, "flags: I set, reserved bits clear");
+    assert_eq!(&buf[1..4], &[0, 0, 0], "reserved");
+    let vni = u32::from_be_bytes([0, buf[4], buf[5], buf[6]]);
+    assert_eq!(vni, VNI);
+    assert_eq!(buf[7], 0, "reserved");
+    buf[8..n].to_vec()
+}
+
+fn vtep_stats(d: &TestDaemon, addr: &str) -> Value {
+    let st = d.ok("stats", json!({}));
+    st["vteps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["addr"] == addr)
+        .unwrap_or_else(|| panic!("no VTEP {addr} in {st}"))["stats"]
+        .clone()
+}
+
+#[test]
+fn vxlan_carries_frames_to_and_from_a_vtep() {
+    let (d, vx_port) = vxlan_daemon("vxlan");
+    let remote = peer("127.0.0.1");
+    let remote_addr = remote.local_addr().unwrap().to_string();
+
+    let n = d.ok(
+        "network.create",
+        json!({"name": "blue", "vni": VNI, "subnet": "10.88.0.0/24"}),
+    );
+    assert_eq!(
+        (n["vni"].as_u64(), n["mtu"].as_u64()),
+        (Some(4242), Some(1450))
+    );
+    let v = d.ok("vtep.add", json!({"network": "blue", "addr": remote_addr}));
+    assert_eq!(
+        v,
+        json!({"network": "blue", "vni": VNI, "addr": remote_addr, "dynamic": false,
+               "stats": v["stats"].clone()})
+    );
+    assert_eq!(v["stats"]["rx_frames"], 0);
+    let mut a = d.attach("a", "blue");
+    let mut b = d.attach("b", "blue");
+
+    // A broadcast from a: flooded to b and, in VXLAN, to the VTEP.
+    let bc = frame([0xff; 6], A_MAC, 1);
+    a.write_all(&bc).unwrap();
+    assert_eq!(recv(&mut b), bc);
+    assert_eq!(recv_vxlan(&remote, vx_port), bc);
+
+    // From the VTEP: a broadcast from a new MAC reaches both local ports,
+    // and the MAC is learned behind the VTEP.
+    let from_c = frame([0xff; 6], C_MAC, 2);
+    remote
+        .send_to(&vxlan(VNI, &from_c), ("127.0.0.1", vx_port))
+        .unwrap();
+    assert_eq!(recv(&mut a), from_c);
+    assert_eq!(recv(&mut b), from_c);
+    let rows = d.ok("fdb.show", json!({}));
+    assert_eq!(
+        rows,
+        json!([
+            {"network": "blue", "mac": "02:00:00:00:00:0a", "port": "a", "vtep": null,
+             "kind": "learned", "age_ms": rows[0]["age_ms"].clone()},
+            {"network": "blue", "mac": "02:00:00:00:00:0c", "port": null, "vtep": remote_addr,
+             "kind": "learned", "age_ms": rows[1]["age_ms"].clone()},
+        ])
+    );
+    let behind = d.ok("fdb.show", json!({"vtep": remote_addr}));
+    assert_eq!(behind.as_array().unwrap().len(), 1);
+    assert_eq!(
+        d.ok("fdb.show", json!({"port": "a"}))
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Unicast to the remote MAC goes to the VTEP.
+    let to_c = frame(C_MAC, A_MAC, 3);
+    a.write_all(&to_c).unwrap();
+    assert_eq!(recv_vxlan(&remote, vx_port), to_c);
+    wait_until("the VTEP's counters", || {
+        let st = vtep_stats(&d, &remote_addr);
+        st["tx_frames"] == 2 && st["rx_frames"] == 1
+    });
+
+    // A sender that is not a VTEP of the network is dropped and counted.
+    let stranger = peer("127.0.0.2");
+    let from_d = frame([0xff; 6], [0x02, 0, 0, 0, 0, 0x0d], 4);
+    let before = d.ok("stats", json!({}))["vxlan"]["drops"]["unknown_vtep"]
+        .as_u64()
+        .unwrap();
+    stranger
+        .send_to(&vxlan(VNI, &from_d), ("127.0.0.1", vx_port))
+        .unwrap();
+    wait_until("the unknown_vtep drop", || {
+        d.ok("stats", json!({}))["vxlan"]["drops"]["unknown_vtep"] == before + 1
+    });
+    let st = d.ok("stats", json!({}));
+    assert_eq!(st["vxlan"]["port"], vx_port);
+    assert_eq!(st["vxlan"]["rx_datagrams"], 2);
+    assert_eq!(st["vxlan"]["tx_datagrams"], 2);
+    assert_eq!(st["vteps"].as_array().unwrap().len(), 1);
+    assert_eq!(d.ok("fdb.show", json!({})).as_array().unwrap().len(), 2);
+    // Nothing from the stranger reached the ports: the next frame b gets is a's.
+    let next = frame([0xff; 6], A_MAC, 5);
+    a.write_all(&next).unwrap();
+    assert_eq!(recv(&mut b), next);
+
+    // The CLI lists the VTEP as JSON and as a table.
+    let out = cli(&d.socket(), &["--json", "vtep", "ls"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ls: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ls[0]["network"], "blue");
+    assert_eq!(ls[0]["vni"], VNI);
+    assert_eq!(ls[0]["addr"], remote_addr.as_str());
+    assert_eq!(ls[0]["dynamic"], false);
+    assert_eq!(ls[0]["stats"]["rx_frames"], 1);
+    assert!(ls[0]["stats"]["drops"].is_object(), "{ls}");
+    let out = cli(&d.socket(), &["vtep", "ls", "blue"]);
+    let shown = text(&out.stdout);
+    assert!(
+        shown.starts_with("NETWORK   VNI  VTEP"),
+        "{shown}{}",
+        text(&out.stderr)
+    );
+    assert!(
+        shown.contains(&format!("blue     4242  {remote_addr}  static")),
+        "{shown}"
+    );
+    let out = cli(&d.socket(), &["fdb", "show", "--vtep", &remote_addr]);
+    assert!(
+        text(&out.stdout).contains(&format!("02:00:00:00:00:0c  vtep {remote_addr}  learned")),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+
+    // Removing the VTEP flushes the MAC behind it.
+    let r = d.ok("vtep.rm", json!({"network": "blue", "addr": "127.0.0.1"}));
+    assert_eq!(r["fdb_flushed"], 1);
+    assert_eq!(d.ok("fdb.show", json!({})).as_array().unwrap().len(), 1);
+    assert_eq!(d.ok("vtep.ls", json!({})), json!([]));
+    d.shutdown();
+}
+
+#[test]
+fn vtep_and_vni_errors_say_what_to_do() {
+    let (d, vx_port) = vxlan_daemon("vxerr");
+    d.ok("network.create", json!({"name": "red"}));
+    d.ok("network.create", json!({"name": "blue", "vni": 7}));
+    let cases = [
+        (
+            "network.create",
+            json!({"name": "big", "vni": 16_777_216}),
+            "invalid_argument",
+            "VNI 16777216 is out of range; a VNI has 24 bits: use 0 to 16777215",
+        ),
+        (
+            "network.create",
+            json!({"name": "again", "vni": 7}),
+            "exists",
+            "VNI 7 is already used by network \"blue\"",
+        ),
+        (
+            "vtep.add",
+            json!({"network": "red", "addr": "198.18.0.2"}),
+            "invalid_argument",
+            "network \"red\" has no VNI; create it with --vni to carry it over VXLAN",
+        ),
+        (
+            "vtep.add",
+            json!({"network": "green", "addr": "198.18.0.2"}),
+            "not_found",
+            "network \"green\" does not exist",
+        ),
+        (
+            "vtep.rm",
+            json!({"network": "blue", "addr": "198.18.0.2"}),
+            "not_found",
+            "is not a VTEP of network \"blue\"",
+        ),
+        (
+            "fdb.add",
+            json!({"network": "blue", "mac": "02:00:00:00:00:01"}),
+            "invalid_argument",
+            "give exactly one of port",
+        ),
+    ];
+    for (cmd, args, kind, want) in cases {
+        let r = d.call(cmd, args.clone());
+        assert_eq!(r["error"]["kind"], kind, "{cmd} {args}: {r}");
+        let m = error_message(&r);
+        assert!(m.contains(want), "{cmd} {args}: {m}");
+    }
+    d.ok("vtep.add", json!({"network": "blue", "addr": "198.18.0.2"}));
+    let r = d.call("vtep.add", json!({"network": "blue", "addr": "198.18.0.2"}));
+    assert_eq!(r["error"]["kind"], "exists", "{r}");
+    let e = d.ok(
+        "fdb.add",
+        json!({"network": "blue", "mac": "02:00:00:00:00:01", "vtep": "198.18.0.2"}),
+    );
+    assert_eq!(e["vtep"], format!("198.18.0.2:{vx_port}"));
+    assert_eq!(e["port"], Value::Null);
+
+    // The CLI: create with VTEPs, list, static entry to a VTEP, and usage errors.
+    let out = cli(
+        &d.socket(),
+        &[
+            "network",
+            "create",
+            "green",
+            "--vni",
+            "8",
+            "--vtep",
+            "198.18.0.3",
+            "--vtep",
+            "198.18.0.4:8472",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "network green created, mtu 1450, vni 8, vteps 198.18.0.3:{vx_port} \
+             198.18.0.4:8472\n"
+        )
+    );
+    let out = cli(&d.socket(), &["network", "ls"]);
+    let shown = text(&out.stdout);
+    assert!(
+        shown.starts_with("NAME   SUBNET  GATEWAY   MTU  VNI  VTEPS  PORTS\n"),
+        "{shown}"
+    );
+    let out = cli(
+        &d.socket(),
+        &[
+            "fdb",
+            "add",
+            "02:00:00:00:00:02",
+            "--network",
+            "green",
+            "--vtep",
+            "198.18.0.4",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "static entry 02:00:00:00:00:02 -> vtep 198.18.0.4:8472 added to network green\n"
+    );
+    let out = cli(&d.socket(), &["vtep", "add", "red", "198.18.0.2"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "vxswitch: error: network \"red\" has no VNI; create it with --vni to carry it over \
+         VXLAN\n"
+    );
+    let out = cli(
+        &d.socket(),
+        &["fdb", "add", "02:00:00:00:00:03", "--network", "green"],
+    );
+    assert_eq!(out.status.code(), Some(2), "neither --port nor --vtep");
+    let out = cli(
+        &d.socket(),
+        &["network", "create", "x", "--vtep", "198.18.0.2"],
+    );
+    assert_eq!(out.status.code(), Some(2), "--vtep without --vni");
+    let r = d.ok("network.rm", json!({"name": "green"}));
+    assert_eq!(
+        r["removed_vteps"],
+        json!([format!("198.18.0.3:{vx_port}"), "198.18.0.4:8472"])
+    );
+    d.shutdown();
+}
+
 // -- the CLI binary ---------------------------------------------------------
 
 fn cli(socket: &Path, args: &[&str]) -> Output {
@@ -666,5 +999,65 @@ fn daemon_binary_applies_config_and_stops_on_sigterm() {
     assert!(
         !path.exists(),
         "socket file left behind after a failed start"
+    );
+}
+
+#[test]
+fn daemon_binary_takes_vxlan_settings() {
+    let dir = TempDir::new("binvx");
+    let path = dir.0.join("ctl.sock");
+    let cfg = dir.0.join("vxswitch.toml");
+    let port = free_udp_port();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[vxlan]\nport = 1\nunderlay_mtu = 9000\nsrc_port_min = {port}\nsrc_port_max = \
+             {port}\n\n[[network]]\nname = \"blue\"\nvni = 9\nvteps = [\"198.18.0.2\"]\n"
+        ),
+    )
+    .unwrap();
+    // --vxlan-port overrides the file's port.
+    let mut child = Child(
+        Command::new(env!("CARGO_BIN_EXE_vxswitch"))
+            .arg("--socket")
+            .arg(&path)
+            .args(["daemon", "--vxlan-port", &port.to_string(), "--config"])
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until("the daemon to answer", || {
+        cli(&path, &["ping"]).status.success() || child.0.try_wait().unwrap().is_some()
+    });
+    let out = cli(&path, &["--json", "stats"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let st: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["vxlan"]["port"], port);
+    assert_eq!(st["vteps"][0]["addr"], format!("198.18.0.2:{port}"));
+    let out = cli(&path, &["--json", "network", "ls"]);
+    let nets: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(nets[0]["mtu"], 8950);
+    assert_eq!(nets[0]["vni"], 9);
+    let out = cli(&path, &["stats"]);
+    assert!(
+        text(&out.stdout).contains(&format!("vxlan: udp port {port}, rx 0 datagrams")),
+        "{}",
+        text(&out.stdout)
+    );
+    drop(child);
+
+    // Bad settings stop the start with a message naming the setting.
+    let out = cli(&path, &["daemon", "--underlay-mtu", "100"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).starts_with(
+            "vxswitch: error: underlay MTU 100 is out of range (--underlay-mtu, [vxlan] \
+             underlay_mtu); use 138 to 65535"
+        ),
+        "{}",
+        text(&out.stderr)
     );
 }
