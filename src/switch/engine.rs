@@ -181,11 +181,13 @@ impl Engine {
             poll,
             ports: Vec::new(),
             nets: Vec::new(),
-            vteps: Vec::new(),
+            vteps: VtepTable {
+                slots: Vec::new(),
+                by_src: HashMap::new(),
+                cfg: cfg.vxlan,
+            },
             sockets: None,
             by_vni: HashMap::new(),
-            by_src: HashMap::new(),
-            vxlan_cfg: cfg.vxlan,
             vxlan_stats: vxlan_stats.clone(),
             fdb: fdb.clone(),
             clock,
@@ -404,13 +406,9 @@ struct Worker {
     ports: Vec<Option<Port>>,
     /// Indexed by `NetId`.
     nets: Vec<Net>,
-    /// Indexed by `VtepId`.
-    vteps: Vec<Option<Vtep>>,
+    vteps: VtepTable,
     sockets: Option<Sockets>,
     by_vni: HashMap<u32, NetId>,
-    /// (sender IP, VNI) -> VTEP: which senders a network accepts.
-    by_src: HashMap<(IpAddr, u32), VtepId>,
-    vxlan_cfg: VxlanConfig,
     vxlan_stats: Arc<VxlanStats>,
     fdb: Arc<Fdb>,
     clock: Arc<dyn Clock>,
@@ -600,14 +598,14 @@ impl Worker {
                     if !net.vteps.is_empty() {
                         let flow = flow_hash(frame);
                         for &v in &net.vteps {
-                            if let Some(Some(vtep)) = vteps.get(v.0 as usize) {
+                            if let Some(vtep) = vteps.get(v) {
                                 tunnel.send(vtep, packet, flow);
                             }
                         }
                     }
                 }
-                Decision::Encap(v) => match (vni, vteps.get(v.0 as usize)) {
-                    (Some(_), Some(Some(vtep))) if vtep.net == ingress.net => {
+                Decision::Encap(v) => match (vni, vteps.get(v)) {
+                    (Some(_), Some(vtep)) if vtep.net == ingress.net => {
                         tunnel.send(vtep, packet, flow_hash(frame));
                     }
                     _ => stats.count_drop(DropReason::NoTunnel),
@@ -653,17 +651,9 @@ impl Worker {
                 continue;
             };
             let from = canonical(from);
-            let vtep_id = match self.by_src.get(&(from.ip(), vni)) {
+            let vtep_id = match self.vteps.by_src.get(&(from.ip(), vni)) {
                 Some(&v) => v,
-                None => match learn_vtep(
-                    &mut self.nets,
-                    &mut self.vteps,
-                    &mut self.by_src,
-                    &self.vxlan_cfg,
-                    net_id,
-                    vni,
-                    from,
-                ) {
+                None => match self.vteps.learn(&mut self.nets, net_id, vni, from) {
                     Ok(info) => {
                         let id = info.id;
                         self.learned_vteps.push(info);
@@ -675,7 +665,7 @@ impl Worker {
                     }
                 },
             };
-            let Some(Some(vtep)) = self.vteps.get(vtep_id.0 as usize) else {
+            let Some(vtep) = self.vteps.get(vtep_id) else {
                 continue;
             };
             let frame = &self.buf[HEADROOM..HEADROOM + n - VXLAN_HEADER_LEN];
@@ -737,7 +727,7 @@ impl Worker {
                     let _ = reply.send(self.open_tunnel(*sockets));
                 }
                 Command::AddVtep(net, addr, reply) => {
-                    let _ = reply.send(self.add_vtep(net, addr, false));
+                    let _ = reply.send(self.add_vtep(net, addr));
                 }
                 Command::RemoveVtep(id, reply) => {
                     let _ = reply.send(self.remove_vtep(id));
@@ -823,7 +813,7 @@ impl Worker {
         let old_vni = self.net_mut(spec.id).vni;
         if let Some(old) = old_vni.filter(|&o| Some(o) != spec.vni) {
             self.by_vni.remove(&old);
-            self.by_src.retain(|&(_, vni), _| vni != old);
+            self.vteps.by_src.retain(|&(_, vni), _| vni != old);
         }
         if let Some(vni) = spec.vni {
             self.by_vni.insert(vni, spec.id);
@@ -866,46 +856,22 @@ impl Worker {
         Ok(())
     }
 
-    fn add_vtep(
-        &mut self,
-        net_id: NetId,
-        addr: SocketAddr,
-        dynamic: bool,
-    ) -> Result<VtepInfo, EngineError> {
-        let net = self.net_mut(net_id);
-        let Some(vni) = net.vni else {
+    fn add_vtep(&mut self, net_id: NetId, addr: SocketAddr) -> Result<VtepInfo, EngineError> {
+        let Some(vni) = self.net_mut(net_id).vni else {
             return Err(EngineError::NoVni);
         };
-        if self.by_src.contains_key(&(addr.ip(), vni)) {
+        if self.vteps.by_src.contains_key(&(addr.ip(), vni)) {
             return Err(EngineError::VtepExists { addr });
         }
-        Ok(insert_vtep(
-            &mut self.nets,
-            &mut self.vteps,
-            &mut self.by_src,
-            &self.vxlan_cfg,
-            net_id,
-            vni,
-            addr,
-            dynamic,
-        ))
+        Ok(self.vteps.insert(&mut self.nets, net_id, vni, addr, false))
     }
 
     fn remove_vtep(&mut self, id: VtepId) -> bool {
-        let Some(vtep) = self.vteps.get_mut(id.0 as usize).and_then(Option::take) else {
-            return false;
-        };
-        if let Some(net) = self.nets.get_mut(vtep.net.0 as usize) {
-            net.vteps.retain(|&v| v != id);
-            if vtep.dynamic {
-                net.learned_vteps = net.learned_vteps.saturating_sub(1);
-            }
-            if let Some(vni) = net.vni {
-                self.by_src.remove(&(vtep.addr.ip(), vni));
-            }
+        let removed = self.vteps.remove(&mut self.nets, id);
+        if removed {
+            self.fdb.forget_dest(Dest::Remote(id));
         }
-        self.fdb.forget_dest(Dest::Remote(id));
-        true
+        removed
     }
 
     fn housekeeping(&mut self, now: Millis) {
@@ -930,72 +896,99 @@ impl Worker {
     }
 }
 
-/// Adds a VTEP to the tables (the caller checked the VNI and duplicates).
-#[allow(clippy::too_many_arguments)]
-fn insert_vtep(
-    nets: &mut [Net],
-    vteps: &mut Vec<Option<Vtep>>,
-    by_src: &mut HashMap<(IpAddr, u32), VtepId>,
-    cfg: &VxlanConfig,
-    net_id: NetId,
-    vni: u32,
-    addr: SocketAddr,
-    dynamic: bool,
-) -> VtepInfo {
-    let idx = vteps
-        .iter()
-        .position(Option::is_none)
-        .unwrap_or(vteps.len());
-    if idx == vteps.len() {
-        vteps.push(None);
-    }
-    let id = VtepId(idx as u32);
-    let stats = Arc::new(PortStats::default());
-    vteps[idx] = Some(Vtep {
-        net: net_id,
-        addr,
-        max_frame: cfg.max_inner_frame(addr.is_ipv6()),
-        stats: stats.clone(),
-        dynamic,
-    });
-    by_src.insert((addr.ip(), vni), id);
-    if let Some(net) = nets.get_mut(net_id.0 as usize) {
-        net.vteps.push(id);
-        if dynamic {
-            net.learned_vteps += 1;
-        }
-    }
-    VtepInfo {
-        id,
-        net: net_id,
-        addr,
-        dynamic,
-        stats,
-    }
+/// The VTEPs of all networks, and which senders each VNI accepts.
+struct VtepTable {
+    /// Indexed by `VtepId`.
+    slots: Vec<Option<Vtep>>,
+    /// (sender IP, VNI) -> VTEP.
+    by_src: HashMap<(IpAddr, u32), VtepId>,
+    cfg: VxlanConfig,
 }
 
-/// Accepts an unknown sender as a VTEP if its network learns VTEPs and has room.
-fn learn_vtep(
-    nets: &mut [Net],
-    vteps: &mut Vec<Option<Vtep>>,
-    by_src: &mut HashMap<(IpAddr, u32), VtepId>,
-    cfg: &VxlanConfig,
-    net_id: NetId,
-    vni: u32,
-    from: SocketAddr,
-) -> Result<VtepInfo, VxlanDrop> {
-    let net = nets.get(net_id.0 as usize).ok_or(VxlanDrop::UnknownVni)?;
-    if !net.learn_vteps {
-        return Err(VxlanDrop::UnknownVtep);
+impl VtepTable {
+    #[inline]
+    fn get(&self, id: VtepId) -> Option<&Vtep> {
+        self.slots.get(id.0 as usize).and_then(Option::as_ref)
     }
-    if net.learned_vteps >= cfg.max_learned_vteps {
-        return Err(VxlanDrop::VtepLimit);
+
+    /// Adds a VTEP (the caller checked the VNI and duplicates).
+    fn insert(
+        &mut self,
+        nets: &mut [Net],
+        net_id: NetId,
+        vni: u32,
+        addr: SocketAddr,
+        dynamic: bool,
+    ) -> VtepInfo {
+        let idx = self
+            .slots
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(self.slots.len());
+        if idx == self.slots.len() {
+            self.slots.push(None);
+        }
+        let id = VtepId(idx as u32);
+        let stats = Arc::new(PortStats::default());
+        self.slots[idx] = Some(Vtep {
+            net: net_id,
+            addr,
+            max_frame: self.cfg.max_inner_frame(addr.is_ipv6()),
+            stats: stats.clone(),
+            dynamic,
+        });
+        self.by_src.insert((addr.ip(), vni), id);
+        if let Some(net) = nets.get_mut(net_id.0 as usize) {
+            net.vteps.push(id);
+            if dynamic {
+                net.learned_vteps += 1;
+            }
+        }
+        VtepInfo {
+            id,
+            net: net_id,
+            addr,
+            dynamic,
+            stats,
+        }
     }
-    // Replies go to the VXLAN port, not to the sender's (flow-hashed) source port.
-    let addr = SocketAddr::new(from.ip(), cfg.port);
-    Ok(insert_vtep(
-        nets, vteps, by_src, cfg, net_id, vni, addr, true,
-    ))
+
+    /// Accepts an unknown sender as a VTEP if its network learns VTEPs and has room.
+    fn learn(
+        &mut self,
+        nets: &mut [Net],
+        net_id: NetId,
+        vni: u32,
+        from: SocketAddr,
+    ) -> Result<VtepInfo, VxlanDrop> {
+        let net = nets.get(net_id.0 as usize).ok_or(VxlanDrop::UnknownVni)?;
+        if !net.learn_vteps {
+            return Err(VxlanDrop::UnknownVtep);
+        }
+        if net.learned_vteps >= self.cfg.max_learned_vteps {
+            return Err(VxlanDrop::VtepLimit);
+        }
+        // Replies go to the VXLAN port, not to the sender's (flow-hashed) source port.
+        let addr = SocketAddr::new(from.ip(), self.cfg.port);
+        Ok(self.insert(nets, net_id, vni, addr, true))
+    }
+
+    /// Forgets a VTEP; the caller flushes its FDB entries.
+    fn remove(&mut self, nets: &mut [Net], id: VtepId) -> bool {
+        let Some(vtep) = self.slots.get_mut(id.0 as usize).and_then(Option::take) else {
+            return false;
+        };
+        if let Some(net) = nets.get_mut(vtep.net.0 as usize) {
+            net.vteps.retain(|&v| v != id);
+            if vtep.dynamic {
+                net.learned_vteps = net.learned_vteps.saturating_sub(1);
+            }
+            if let Some(vni) = net.vni {
+                self.by_src.remove(&(vtep.addr.ip(), vni));
+            }
+        }
+        true
+    }
 }
 
 fn count_learning(stats: &PortStats, learned: Option<Learned>) {
