@@ -19,7 +19,6 @@
 //! [`Event::PortGone`].
 
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -42,6 +41,9 @@ use crate::vxlan::{
     flow_hash, SocketError, Sockets, VxlanConfig, VxlanDrop, VxlanSnapshot, VxlanStats,
 };
 use crate::wire::vxlan::{VxlanPacket, HEADER_LEN as VXLAN_HEADER_LEN};
+
+/// Maps consulted per datagram use ahash, not std's SipHash.
+type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 
 const WAKER: Token = Token(usize::MAX);
 /// Tokens at and above this are VXLAN sockets: `TUNNEL_BASE + family * 1024 + index`.
@@ -183,11 +185,11 @@ impl Engine {
             nets: Vec::new(),
             vteps: VtepTable {
                 slots: Vec::new(),
-                by_src: HashMap::new(),
+                by_src: HashMap::default(),
                 cfg: cfg.vxlan,
             },
             sockets: None,
-            by_vni: HashMap::new(),
+            by_vni: HashMap::default(),
             vxlan_stats: vxlan_stats.clone(),
             fdb: fdb.clone(),
             clock,
