@@ -54,12 +54,14 @@ pub fn which(tool: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// A short name unique to this process and call, usable in interface and
-/// namespace names (at most 15 bytes with the prefix).
+/// A short name unique among live test processes and calls, usable in
+/// namespace and file names: PREFIX, the full PID, "-", a counter. The
+/// separator matters: without it PID 1234 call 11 and PID 12341 call 1 (two
+/// test binaries run at once) would both be "PREFIX123411".
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}{}{n}", std::process::id() % 100_000)
+    format!("{prefix}{}-{n}", std::process::id())
 }
 
 /// Runs a command, returns its output; panics with its stderr on failure.
