@@ -591,7 +591,10 @@ impl Capture {
             std::fs::read_to_string(self.dir.0.join("tshark.out"))
                 .unwrap_or_default()
                 .lines()
-                .filter(|l| l.contains("ICMP") && l.contains(&self.peer))
+                .filter(|l| {
+                    let cols: Vec<&str> = l.split_whitespace().collect();
+                    cols.contains(&"ICMP") && cols.contains(&self.peer.as_str())
+                })
                 .count()
         };
         let before = markers();
@@ -711,10 +714,14 @@ fn two_hosts_one_vni_all_ping_and_transfer_and_a_second_vni_is_isolated() {
     assert!(row["port"].is_null(), "b1's entry on A names a port: {row}");
     assert_eq!(row["network"], "blue", "{row}");
     assert_eq!(row["kind"], "learned", "{row}");
+    // The table, compared column by column: b1's MAC and B's VTEP.
     let text = a.daemon.cli(&["fdb", "show"]);
     assert!(
-        text.lines()
-            .any(|l| l.to_lowercase().contains(&b1.mac) && l.contains(&u.b_ip)),
+        text.lines().any(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols.iter().any(|c| c.eq_ignore_ascii_case(&b1.mac))
+                && cols.iter().any(|&c| c == vtep_b || c == u.b_ip)
+        }),
         "`vxswitch fdb show` on A does not show {} -> {}:\n{text}",
         b1.mac,
         u.b_ip
@@ -834,11 +841,15 @@ fn interop_with_the_kernel_vxlan_device_both_ways() {
         .unwrap_or_else(|| panic!("vxswitch did not learn k1's MAC {k1_mac}"));
     assert_eq!(row["vtep"], format!("{}:4789", u.b_ip).as_str(), "{row}");
     assert_eq!(row["kind"], "learned", "{row}");
-    let kfdb = run("bridge", &["-n", &u.b.name, "fdb", "show", "dev", "vx0"]);
-    let dst_a = format!("dst {} ", u.a_ip);
+    let kfdb = run(
+        "bridge",
+        &["-n", &u.b.name, "-j", "fdb", "show", "dev", "vx0"],
+    );
+    let kfdb: Value = serde_json::from_str(&kfdb).unwrap_or_else(|e| panic!("{e}: {kfdb}"));
     assert!(
-        kfdb.lines()
-            .any(|l| l.contains(&a1.mac) && l.contains(&dst_a)),
+        rows(&kfdb)
+            .iter()
+            .any(|r| same_mac(&r["mac"], &a1.mac) && r["dst"] == u.a_ip.as_str()),
         "the kernel did not learn a1 ({}) behind {}:\n{kfdb}",
         a1.mac,
         u.a_ip
@@ -945,14 +956,22 @@ fn a_frame_from_a_non_vtep_address_is_dropped_and_counted() {
     assert_eq!(a.vxlan_drops("unknown_vtep"), dropped + 1);
     assert_eq!(a.port_tx("a1"), 0, "the stray frame was delivered to a1");
     assert!(a.fdb_row(arp.mac).is_none(), "A learned the stray MAC");
-    let a1_neigh = || run("ip", &["-n", &a1.ns.name, "neigh", "show", arp.ip]);
-    assert!(a1_neigh().trim().is_empty(), "a1 saw the stray ARP request");
+    // a1's neighbour entries for the stray IP (none, or one with its MAC).
+    let a1_neigh = || -> Vec<Value> {
+        neighbours(&a1.ns)
+            .into_iter()
+            .filter(|n| n["dst"] == arp.ip)
+            .collect()
+    };
+    assert!(a1_neigh().is_empty(), "a1 saw the stray ARP request");
 
     // The same datagram from B's VTEP address is taken: the source address
     // was all that decided. a1 sees the ARP, A learns the MAC behind B.
     inject_vxlan(&u.b, &u.b_ip, &u.a_ip, VNI, &arp);
     assert!(
-        wait_until(Duration::from_secs(5), || a1_neigh().contains(arp.mac)),
+        wait_until(Duration::from_secs(5), || a1_neigh()
+            .iter()
+            .any(|n| same_mac(&n["lladdr"], arp.mac))),
         "the datagram from the VTEP was not delivered either: injector broken?\n{}",
         a.stats()
     );

@@ -100,6 +100,19 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// The interface names in namespace `netns`, from `ip -j link`: for exact
+/// comparison (`ip -br link` prints veths as `NAME@PEER`).
+pub fn link_names(netns: &str) -> Vec<String> {
+    let out = run("ip", &["-n", netns, "-j", "link", "show"]);
+    let v: serde_json::Value = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("`ip -n {netns} -j link` printed non-JSON ({e}): {out}"));
+    v.as_array()
+        .unwrap_or_else(|| panic!("`ip -n {netns} -j link` is no list: {out}"))
+        .iter()
+        .filter_map(|l| l["ifname"].as_str().map(String::from))
+        .collect()
+}
+
 /// A network namespace created with `ip netns add`, deleted on drop.
 pub struct Netns {
     pub name: String,
@@ -238,6 +251,23 @@ impl Daemon {
                 args.join(" ")
             )
         })
+    }
+
+    /// The names of the ports `port ls --json` lists, for exact comparison
+    /// (a substring test on the table would also match namespace paths).
+    pub fn port_names(&self) -> Vec<String> {
+        let ls = self.json(&["port", "ls"]);
+        ls.as_array()
+            .or_else(|| ls["ports"].as_array())
+            .unwrap_or_else(|| panic!("`port ls --json` is no list: {ls}"))
+            .iter()
+            .map(|p| {
+                p["name"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("port without a name: {ls}"))
+                    .to_string()
+            })
+            .collect()
     }
 
     /// Sends SIGTERM and waits for a clean exit (at most 10 s).
