@@ -104,9 +104,16 @@ impl Client {
             .map_err(|e| self.io(e))?;
         let reply = match self.stream.write_all(&line) {
             Ok(()) => self.read_line()?,
-            // The daemon may have refused the connection with a reply
-            // (too many clients) and closed it: show that reply if any.
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+            // The daemon may have refused the request with a reply (too
+            // many clients) and closed the connection: show that reply if
+            // any. Writing then fails with EPIPE, or with ECONNRESET when
+            // the daemon closed with our bytes unread.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) =>
+            {
                 self.read_line().map_err(|_| self.io(e))?
             }
             Err(e) => return Err(self.io(e)),

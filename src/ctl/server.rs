@@ -8,10 +8,14 @@
 //!   served from a per-client input buffer and output buffer. The dataplane
 //!   runs on its own thread and never waits for this one.
 //! - Memory per client is bounded: a request line may be at most
-//!   [`MAX_LINE`] bytes (longer gets an error reply and the connection is
-//!   closed after it), and a client's next request is not read until the
+//!   [`MAX_LINE`] bytes, and a client's next request is not read until the
 //!   reply to the previous one has been written out, so a client that sends
-//!   without reading holds one reply, not an unbounded queue.
+//!   without reading holds one reply, not an unbounded queue. A longer line
+//!   gets an error reply, and the rest of it is read and thrown away up to
+//!   its newline, never buffered; the connection then serves the next line.
+//!   Closing instead would leave the line's bytes unread, and a Unix socket
+//!   closed with unread input resets the peer, which could then fail its
+//!   write with ECONNRESET before it ever reads the reply.
 //! - Time per client is bounded too: a partial line must be completed
 //!   within `request_timeout` (slowloris), a reply must be taken within the
 //!   same time, idle connections are closed after `idle_timeout`, and at
@@ -65,6 +69,9 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Output buffers larger than this are freed after being written, so one
 /// big `fdb show` does not pin its memory for the connection's lifetime.
 const KEEP_OUT_CAPACITY: usize = 64 * 1024;
+/// Bytes of an over-long line thrown away for one client before serving
+/// others.
+const DISCARD_PER_TURN: usize = 1024 * 1024;
 /// Longest the loop sleeps when nothing is due.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
@@ -253,6 +260,8 @@ struct Conn {
     eof: bool,
     /// Close once `out` is written.
     closing: bool,
+    /// Throwing away the rest of an over-long line, up to its newline.
+    discarding: bool,
     /// On the ready list.
     queued: bool,
 }
@@ -283,6 +292,7 @@ impl Conn {
             last_activity: now,
             eof: false,
             closing: false,
+            discarding: false,
             queued: false,
         }
     }
@@ -316,6 +326,7 @@ impl Conn {
     fn fail(&mut self, err: CtlError) {
         self.out.extend_from_slice(&encode_reply(&Err(err)));
         self.closing = true;
+        self.discarding = false;
         self.inbuf = Vec::new();
         self.scanned = 0;
         self.partial_since = None;
@@ -334,6 +345,7 @@ impl Conn {
     /// the socket would block, the budget is spent or the connection ends.
     fn pump(&mut self, daemon: &mut Daemon, scratch: &mut [u8], now: Instant) -> Pump {
         let mut handled = 0;
+        let mut discarded = 0;
         loop {
             if self.out_pos < self.out.len() {
                 match self.stream.write(&self.out[self.out_pos..]) {
@@ -373,10 +385,16 @@ impl Conn {
                 continue;
             }
             if self.inbuf.len() > MAX_LINE {
-                self.fail(CtlError::bad_request(format!(
-                    "request line longer than {MAX_LINE} bytes; send one JSON request per \
-                     line (closing the connection)"
-                )));
+                self.out
+                    .extend_from_slice(&encode_reply(&Err(CtlError::bad_request(format!(
+                        "request line longer than {MAX_LINE} bytes; send one JSON request \
+                         per line (the rest of this line is skipped)"
+                    )))));
+                self.inbuf = Vec::new();
+                self.scanned = 0;
+                self.discarding = true;
+                // The rest of the line must arrive within the request timeout too.
+                self.partial_since = Some(now);
                 continue;
             }
             if self.eof {
@@ -389,9 +407,23 @@ impl Conn {
                 self.closing = true;
                 continue;
             }
+            if self.discarding && discarded >= DISCARD_PER_TURN {
+                return Pump::More;
+            }
             let room = (MAX_LINE + 1 - self.inbuf.len()).min(scratch.len());
             match self.stream.read(&mut scratch[..room]) {
                 Ok(0) => self.eof = true,
+                Ok(n) if self.discarding => {
+                    self.last_activity = now;
+                    match scratch[..n].iter().position(|&b| b == b'\n') {
+                        Some(pos) => {
+                            self.discarding = false;
+                            self.inbuf.extend_from_slice(&scratch[pos + 1..n]);
+                            self.partial_since = (!self.inbuf.is_empty()).then_some(now);
+                        }
+                        None => discarded += n,
+                    }
+                }
                 Ok(n) => {
                     self.inbuf.extend_from_slice(&scratch[..n]);
                     self.last_activity = now;
