@@ -15,8 +15,8 @@ use serde::de::DeserializeOwned;
 
 use vxswitch::ctl::config::check_vxlan;
 use vxswitch::ctl::proto::{
-    FdbAdd, FdbDel, FdbSelect, NetworkCreate, NetworkRm, NoArgs, PortAdd, PortRm, StatsArgs,
-    VersionInfo, VtepAdd, VtepLs, VtepRm,
+    strip_os_error, FdbAdd, FdbDel, FdbSelect, NetworkCreate, NetworkRm, NoArgs, PortAdd, PortRm,
+    StatsArgs, VersionInfo, VtepAdd, VtepLs, VtepRm,
 };
 use vxswitch::ctl::{render, Client, Config, Request, Server, ServerOptions, DEFAULT_SOCKET};
 use vxswitch::fdb::FdbConfig;
@@ -273,7 +273,9 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
-            eprintln!("vxswitch: error: {msg}");
+            // Library errors may carry io::Error's " (os error N)"; the
+            // CLI's messages never show it (see `strip_os_error`).
+            eprintln!("vxswitch: error: {}", strip_os_error(&msg));
             ExitCode::from(1)
         }
     }

@@ -935,6 +935,25 @@ fn cli_errors_are_one_line_and_exit_1() {
         "{}",
         text(&out.stderr)
     );
+    // The daemon's port errors leave out the errno's number, as the CLI's own do.
+    let out = cli(
+        &d.socket(),
+        &[
+            "port",
+            "add",
+            "c1",
+            "--network",
+            "red",
+            "--netns",
+            "/nonexistent/netns/c1",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "vxswitch: error: port \"c1\": cannot enter network namespace \
+         /nonexistent/netns/c1: No such file or directory\n"
+    );
     // Usage errors are clap's: exit code 2.
     let out = cli(&d.socket(), &["port", "add", "c1"]);
     assert_eq!(out.status.code(), Some(2));

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::proto::{CtlError, Request, Response};
+use super::proto::{strip_os_error, CtlError, Request, Response};
 
 /// How long the client waits for a reply by default. `port.add` does
 /// netlink work in the daemon; everything else answers in microseconds.
@@ -58,11 +58,7 @@ pub enum ClientError {
 /// `io::Error`'s text without the " (os error N)" suffix, which says
 /// nothing to a person.
 fn os_message(e: &io::Error) -> String {
-    let s = e.to_string();
-    match s.rfind(" (os error ") {
-        Some(i) if s.ends_with(')') => s[..i].to_string(),
-        _ => s,
-    }
+    strip_os_error(&e.to_string())
 }
 
 /// A connection to the daemon.

@@ -633,6 +633,33 @@ pub fn parse_request(line: &[u8]) -> Result<Request, CtlError> {
         .map_err(|e| CtlError::bad_request(format!("{}: {}", env.cmd, quote_ticks(&e.to_string()))))
 }
 
+/// `msg` without the " (os error N)" that `io::Error` appends to the
+/// system's text: the number says nothing to a person, and every message
+/// the daemon and the CLI print leaves it out, wherever it occurs (netlink
+/// errors carry it in the middle: "Invalid argument (os error 22): MTU
+/// greater than device maximum").
+pub fn strip_os_error(msg: &str) -> String {
+    const MARK: &str = " (os error ";
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(i) = rest.find(MARK) {
+        let after = &rest[i + MARK.len()..];
+        let digits = after
+            .bytes()
+            .take_while(|b| b.is_ascii_digit() || *b == b'-')
+            .count();
+        if digits > 0 && after[digits..].starts_with(')') {
+            out.push_str(&rest[..i]);
+            rest = &after[digits + 1..];
+        } else {
+            out.push_str(&rest[..i + MARK.len()]);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// serde writes names in backticks (`` `network` ``); people and JSON
 /// tooling expect double quotes.
 fn quote_ticks(s: &str) -> String {
@@ -907,6 +934,24 @@ mod tests {
             serde_json::json!({"network": "blue", "mac": "02:00:00:00:00:01", "port": null,
                 "vtep": "198.18.0.2:4789", "kind": "learned", "age_ms": 5})
         );
+    }
+
+    #[test]
+    fn os_error_numbers_are_stripped_wherever_they_are() {
+        assert_eq!(
+            strip_os_error("No such file or directory (os error 2)"),
+            "No such file or directory"
+        );
+        assert_eq!(
+            strip_os_error(
+                "configuring eth0: set MTU 65535 failed: Invalid argument (os error 22): MTU \
+                 greater than device maximum"
+            ),
+            "configuring eth0: set MTU 65535 failed: Invalid argument: MTU greater than device \
+             maximum"
+        );
+        assert_eq!(strip_os_error("a (os error x) b"), "a (os error x) b");
+        assert_eq!(strip_os_error("plain"), "plain");
     }
 
     #[test]

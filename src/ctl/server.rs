@@ -51,7 +51,7 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::proto::{encode_reply, parse_request, CtlError, MAX_LINE};
+use super::proto::{encode_reply, parse_request, strip_os_error, CtlError, MAX_LINE};
 use super::state::Daemon;
 use crate::switch::EngineConfig;
 use crate::time::{Clock, MonotonicClock};
@@ -649,7 +649,10 @@ impl Server {
                         Token(idx),
                         Interest::READABLE | Interest::WRITABLE,
                     ) {
-                        eprintln!("vxswitch: cannot watch a new control client, dropping it: {e}");
+                        eprintln!(
+                            "vxswitch: cannot watch a new control client, dropping it: {}",
+                            strip_os_error(&e.to_string())
+                        );
                         continue;
                     }
                     self.conns[idx] = Some(Conn::new(stream, Instant::now()));
@@ -660,7 +663,10 @@ impl Server {
                 Err(e) => {
                     // E.g. out of fds: the waiting client stays in the backlog
                     // and is accepted on the next connection or wake-up.
-                    eprintln!("vxswitch: cannot accept a control client: {e}");
+                    eprintln!(
+                        "vxswitch: cannot accept a control client: {}",
+                        strip_os_error(&e.to_string())
+                    );
                     return;
                 }
             }

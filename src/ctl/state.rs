@@ -37,10 +37,10 @@ use ipnet::IpNet;
 use mio::Waker;
 
 use super::proto::{
-    CtlError, ErrorKind, FdbAdd, FdbChanged, FdbDel, FdbFlushed, FdbRow, FdbSelect, NetworkCreate,
-    NetworkInfo, NetworkRemoved, NetworkRm, Pong, PortAdd, PortInfo, PortKind, PortRemoved, PortRm,
-    PortStatsRow, Reply, Request, StatsArgs, StatsReply, VersionInfo, VtepAdd, VtepLs, VtepRemoved,
-    VtepRm, VtepRow, PROTOCOL_VERSION,
+    strip_os_error, CtlError, ErrorKind, FdbAdd, FdbChanged, FdbDel, FdbFlushed, FdbRow, FdbSelect,
+    NetworkCreate, NetworkInfo, NetworkRemoved, NetworkRm, Pong, PortAdd, PortInfo, PortKind,
+    PortRemoved, PortRm, PortStatsRow, Reply, Request, StatsArgs, StatsReply, VersionInfo, VtepAdd,
+    VtepLs, VtepRemoved, VtepRm, VtepRow, PROTOCOL_VERSION,
 };
 use crate::fdb::{Dest, Fdb, FdbError, Filter, NetId, PortId, VtepId};
 use crate::ports::{self, Netns, TapSpec};
@@ -216,9 +216,10 @@ impl Daemon {
                     };
                     if self.log_events {
                         eprintln!(
-                            "vxswitch: port {name} (network {}) went away: {cause}; \
+                            "vxswitch: port {name} (network {}) went away: {}; \
                              removed it and flushed its FDB entries",
-                            port.network
+                            port.network,
+                            strip_os_error(&cause)
                         );
                     }
                     gone.push(GonePort {
@@ -1086,14 +1087,22 @@ fn netns_label(n: &Netns) -> Option<String> {
     }
 }
 
+/// The errno's number is left out, as the CLI leaves it out of its own
+/// errors: the text names the error.
 fn port_error(what: &str, e: ports::PortError) -> CtlError {
-    CtlError::new(ErrorKind::PortError, format!("{what}: {e}"))
+    CtlError::new(
+        ErrorKind::PortError,
+        strip_os_error(&format!("{what}: {e}")),
+    )
 }
 
 /// Errors of the engine's VXLAN side, which the operator can act on.
 fn vxlan_error(what: &str, e: EngineError) -> CtlError {
     match e {
-        EngineError::Tunnel(e) => CtlError::new(ErrorKind::TunnelError, format!("{what}: {e}")),
+        EngineError::Tunnel(e) => CtlError::new(
+            ErrorKind::TunnelError,
+            strip_os_error(&format!("{what}: {e}")),
+        ),
         EngineError::NoIpv6 { port } => CtlError::new(
             ErrorKind::TunnelError,
             format!(
@@ -1116,10 +1125,10 @@ fn vxlan_error(what: &str, e: EngineError) -> CtlError {
 }
 
 fn engine_error(what: &str, e: EngineError) -> CtlError {
-    CtlError::internal(format!(
+    CtlError::internal(strip_os_error(&format!(
         "{what}: the dataplane refused it: {e}; this is a bug, please report it with the \
          daemon's log"
-    ))
+    )))
 }
 
 /// The lowest id not in `used`.
