@@ -26,9 +26,10 @@ pub const MAX_REPLY: usize = 256 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(
-        "cannot connect to vxswitch daemon at {}: {} (is 'vxswitch daemon' running?)",
+        "cannot connect to vxswitch daemon at {}: {}{}",
         path.display(),
-        os_message(source)
+        os_message(source),
+        connect_hint(path, source)
     )]
     Connect { path: PathBuf, source: io::Error },
     #[error("talking to the vxswitch daemon at {}: {}", path.display(), os_message(source))]
@@ -59,6 +60,50 @@ pub enum ClientError {
 /// nothing to a person.
 fn os_message(e: &io::Error) -> String {
     strip_os_error(&e.to_string())
+}
+
+/// What to do about a failed connect, in parentheses, by cause: nobody
+/// listening (no file, or a dead daemon's leftover) is not the same
+/// problem as a socket this user may not open (mode 0660).
+fn connect_hint(path: &Path, e: &io::Error) -> String {
+    use std::os::unix::fs::MetadataExt;
+    match e.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
+            " (is 'vxswitch daemon' running?)".into()
+        }
+        io::ErrorKind::PermissionDenied => match std::fs::metadata(path) {
+            Ok(m) => {
+                let group = account_name("/etc/group", m.gid());
+                format!(
+                    " (the socket belongs to {}:{group} with mode {:04o}: run as root, or as a \
+                     member of group {group})",
+                    account_name("/etc/passwd", m.uid()),
+                    m.mode() & 0o7777
+                )
+            }
+            Err(_) => " (run as root, or as a member of the socket's group)".into(),
+        },
+        io::ErrorKind::WouldBlock => {
+            " (the daemon has too many connections waiting to be accepted; try again)".into()
+        }
+        _ => String::new(),
+    }
+}
+
+/// The name of user or group `id` from `/etc/passwd` or `/etc/group`
+/// (`name:x:id:...`), else the number.
+fn account_name(file: &str, id: u32) -> String {
+    let id_text = id.to_string();
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let mut f = line.split(':');
+                let name = f.next()?;
+                (f.nth(1)? == id_text).then(|| name.to_string())
+            })
+        })
+        .unwrap_or(id_text)
 }
 
 /// A connection to the daemon.
@@ -218,6 +263,30 @@ mod tests {
                 path.display()
             )
         );
+    }
+
+    #[test]
+    fn permission_denied_says_who_may_connect() {
+        let dir = std::env::temp_dir();
+        let e = io::Error::from_raw_os_error(libc::EACCES);
+        let hint = connect_hint(&dir, &e);
+        assert!(
+            hint.starts_with(" (the socket belongs to ")
+                && hint.contains(": run as root, or as a member of group "),
+            "{hint}"
+        );
+        let gone = dir.join(format!("vxswitch-nonexistent-{}.sock", std::process::id()));
+        assert_eq!(
+            connect_hint(&gone, &e),
+            " (run as root, or as a member of the socket's group)"
+        );
+        let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert_eq!(
+            connect_hint(&gone, &refused),
+            " (is 'vxswitch daemon' running?)"
+        );
+        assert_eq!(account_name("/etc/passwd", 0), "root");
+        assert_eq!(account_name("/nonexistent", 4242), "4242");
     }
 
     #[test]
