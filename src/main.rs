@@ -122,7 +122,7 @@ enum NetworkCmd {
         /// Default gateway of the network's ports (needs --subnet).
         #[arg(long)]
         gateway: Option<String>,
-        /// MTU of the network's ports. Default 1500; with --vni, the
+        /// MTU of the network's ports, 68 to 65521. Default 1500; with --vni, the
         /// daemon's underlay MTU minus 50, or minus 70 if a --vtep is IPv6.
         /// For an IPv6 underlay whose VTEPs are added later with 'vtep
         /// add', give --mtu = underlay MTU - 70 (e.g. 1430).
@@ -188,7 +188,7 @@ struct PortAddArgs {
     /// Address with prefix length, e.g. 10.77.0.11/24.
     #[arg(long)]
     ip: Option<String>,
-    /// Link MTU (default: the network's).
+    /// Link MTU, 68 to 65521, the largest a TAP accepts (default: the network's).
     #[arg(long)]
     mtu: Option<u32>,
     /// Attach the existing persistent TAP NAME in the daemon's namespace.

@@ -56,8 +56,12 @@ use crate::wire::MacAddr;
 pub const DEFAULT_MTU: u32 = 1500;
 /// Smallest MTU an IPv4 link may have (RFC 791).
 pub const MIN_MTU: u32 = 68;
-/// Largest MTU a TAP accepts.
+/// Largest MTU of an IP link (a 16-bit packet length): the bound of the
+/// underlay MTU.
 pub const MAX_MTU: u32 = 65_535;
+/// Largest MTU a TAP accepts: 65535 minus its 14-byte Ethernet header (the
+/// kernel's `max_mtu` of a tun/tap device). The bound of network and port MTUs.
+pub const MAX_PORT_MTU: u32 = MAX_MTU - 14;
 /// Interface names are at most 15 bytes (IFNAMSIZ - 1).
 const MAX_IFNAME: usize = 15;
 /// Network and port names are labels; this keeps tables and messages sane.
@@ -1184,11 +1188,12 @@ fn check_ifname(name: &str) -> Result<(), CtlError> {
 }
 
 fn check_mtu(what: &str, mtu: u32) -> Result<u32, CtlError> {
-    if (MIN_MTU..=MAX_MTU).contains(&mtu) {
+    if (MIN_MTU..=MAX_PORT_MTU).contains(&mtu) {
         Ok(mtu)
     } else {
         Err(CtlError::invalid(format!(
-            "{what}: MTU {mtu} is out of range; use {MIN_MTU} to {MAX_MTU} (1500 is usual)"
+            "{what}: MTU {mtu} is out of range; use {MIN_MTU} to {MAX_PORT_MTU}, the largest a \
+             TAP accepts (1500 is usual)"
         )))
     }
 }
@@ -1620,6 +1625,20 @@ mod tests {
         };
         let e = d.port_add(&mcast).unwrap_err();
         assert!(e.message.contains("not a unicast address"), "{}", e.message);
+        // An MTU a TAP cannot have is refused before any TAP is created.
+        let e = d
+            .port_add(&PortAdd {
+                mac: None,
+                mtu: Some(65_535),
+                ..mcast.clone()
+            })
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidArgument);
+        assert_eq!(
+            e.message,
+            "port \"c1\": MTU 65535 is out of range; use 68 to 65521, the largest a TAP \
+             accepts (1500 is usual)"
+        );
         assert!(d.port_ls().is_empty());
         d.shutdown();
     }
