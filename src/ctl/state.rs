@@ -502,12 +502,7 @@ impl Daemon {
         };
         check_ifname(&ifname)?;
         if let Some(mac) = a.mac {
-            if !mac.is_valid_source() {
-                return Err(CtlError::invalid(format!(
-                    "{what}: MAC {mac} is not a unicast address; use one whose first octet \
-                     is even, e.g. 02:00:00:00:00:01"
-                )));
-            }
+            check_unicast_mac(&what, mac)?;
         }
         let ip =
             a.ip.as_deref()
@@ -944,6 +939,7 @@ impl Daemon {
     /// `fdb.add`: a static entry pointing at a local port or at a VTEP.
     pub fn fdb_add(&mut self, a: &FdbAdd) -> Result<FdbChanged, CtlError> {
         let net = self.network(&a.network)?.id;
+        check_unicast_mac("static entry", a.mac)?;
         let (dest, port, vtep, owner) = match (&a.port, &a.vtep) {
             (Some(_), Some(_)) | (None, None) => {
                 return Err(CtlError::invalid(format!(
@@ -1196,6 +1192,29 @@ fn check_mtu(what: &str, mtu: u32) -> Result<u32, CtlError> {
              TAP accepts (1500 is usual)"
         )))
     }
+}
+
+/// A MAC a port may have or an FDB entry may point to: unicast and not
+/// all-zero. The message says which rule the MAC breaks.
+fn check_unicast_mac(what: &str, mac: MacAddr) -> Result<(), CtlError> {
+    if mac.is_zero() {
+        return Err(CtlError::invalid(format!(
+            "{what}: MAC {mac} is all-zero, which no interface may have; use a locally \
+             administered unicast MAC such as 02:00:00:00:00:01"
+        )));
+    }
+    if mac.is_multicast() {
+        let what_kind = if mac == MacAddr::BROADCAST {
+            "the broadcast address"
+        } else {
+            "a multicast address (its first octet is odd)"
+        };
+        return Err(CtlError::invalid(format!(
+            "{what}: MAC {mac} is {what_kind}; use a unicast MAC, whose first octet is even, \
+             such as 02:00:00:00:00:01"
+        )));
+    }
+    Ok(())
 }
 
 fn check_vni(what: &str, vni: u32) -> Result<(), CtlError> {
@@ -1624,7 +1643,40 @@ mod tests {
             ..Default::default()
         };
         let e = d.port_add(&mcast).unwrap_err();
-        assert!(e.message.contains("not a unicast address"), "{}", e.message);
+        assert!(
+            e.message.ends_with(
+                "MAC ff:ff:ff:ff:ff:ff is the broadcast address; use a unicast MAC, \
+                 whose first octet is even, such as 02:00:00:00:00:01"
+            ),
+            "{}",
+            e.message
+        );
+        for (mac, want) in [
+            (
+                MacAddr([0x01, 0, 0x5e, 0, 0, 1]),
+                "MAC 01:00:5e:00:00:01 is a multicast address (its first octet is odd)",
+            ),
+            (
+                MacAddr::ZERO,
+                "MAC 00:00:00:00:00:00 is all-zero, which no interface may have",
+            ),
+        ] {
+            let e = d
+                .port_add(&PortAdd {
+                    mac: Some(mac),
+                    ..mcast.clone()
+                })
+                .unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidArgument);
+            assert!(e.message.contains(want), "{}", e.message);
+            // 00 is even: the zero MAC's message must not blame the octet.
+            assert_eq!(
+                mac.is_zero(),
+                !e.message.contains("first octet"),
+                "{}",
+                e.message
+            );
+        }
         // An MTU a TAP cannot have is refused before any TAP is created.
         let e = d
             .port_add(&PortAdd {
