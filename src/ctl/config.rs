@@ -98,12 +98,51 @@ impl Config {
 
     /// Parses config text; `path` is only for messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             // toml's message spans several lines (it quotes the offending
             // line); keep it, but without the trailing newline.
             message: e.to_string().trim_end().replace('`', "\""),
-        })
+        })?;
+        config.check_fdb(path)?;
+        Ok(config)
+    }
+
+    /// The FDB limits must let the daemon learn something, as the command
+    /// line's `--fdb-max-entries` and `--fdb-max-per-port` require.
+    fn check_fdb(&self, path: &Path) -> Result<(), ConfigError> {
+        let Some(fdb) = &self.fdb else {
+            return Ok(());
+        };
+        let defaults = FdbConfig::default();
+        for (key, value, default, what, flag) in [
+            (
+                "max_entries",
+                fdb.max_entries,
+                defaults.max_entries,
+                "leaves the forwarding table no room",
+                "--fdb-max-entries",
+            ),
+            (
+                "max_per_dest",
+                fdb.max_per_dest,
+                defaults.max_per_dest,
+                "lets no port or VTEP have an entry",
+                "--fdb-max-per-port",
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Entry {
+                    path: path.to_path_buf(),
+                    entry: format!("[fdb] {key}"),
+                    message: format!(
+                        "0 {what}: nothing would be learned and every frame flooded; use \
+                         at least 1 (default {default}, like {flag})"
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Creates the networks, then the ports, in file order. Stops at the
@@ -291,6 +330,30 @@ mod tests {
         assert_eq!(nets.len(), 1);
         assert_eq!(nets[0].vteps, vec![format!("198.18.0.2:{port}")]);
         d.shutdown();
+    }
+
+    #[test]
+    fn zero_fdb_limits_are_refused_with_file_table_and_key() {
+        for (key, tail) in [
+            (
+                "max_entries",
+                "0 leaves the forwarding table no room: nothing would be learned and every \
+                 frame flooded; use at least 1 (default 65536, like --fdb-max-entries)",
+            ),
+            (
+                "max_per_dest",
+                "0 lets no port or VTEP have an entry: nothing would be learned and every \
+                 frame flooded; use at least 1 (default 4096, like --fdb-max-per-port)",
+            ),
+        ] {
+            let e = Config::parse(&format!("[fdb]\n{key} = 0\n"), Path::new(FILE))
+                .unwrap_err()
+                .to_string();
+            assert_eq!(e, format!("config /etc/vxswitch.toml: [fdb] {key}: {tail}"));
+        }
+        // ageing_ms = 0 is valid: learned entries never expire.
+        let c = Config::parse("[fdb]\nageing_ms = 0\n", Path::new(FILE)).unwrap();
+        assert_eq!(c.fdb.unwrap().ageing_ms, 0);
     }
 
     #[test]
