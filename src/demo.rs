@@ -30,7 +30,8 @@ use crate::ports::{netns, Netns};
 /// What the demo builds.
 #[derive(Clone, Debug)]
 pub struct DemoOptions {
-    /// Number of containers (2..=8).
+    /// Number of containers, [`MIN_CONTAINERS`] to [`MAX_CONTAINERS`];
+    /// [`run`] refuses others.
     pub containers: usize,
     /// Seconds of TCP transfer.
     pub seconds: u64,
@@ -44,6 +45,11 @@ impl Default for DemoOptions {
         }
     }
 }
+
+/// Fewest containers the demo runs: a pair to ping between.
+pub const MIN_CONTAINERS: usize = 2;
+/// Most containers the demo runs (every pair pings: n*(n-1) pings).
+pub const MAX_CONTAINERS: usize = 8;
 
 const SUBNET: &str = "10.99.0.0/24";
 const GATEWAY: &str = "10.99.0.1";
@@ -78,7 +84,13 @@ impl Drop for Cleanup {
 
 /// Runs the demo; returns a one-line error for the CLI on failure.
 pub fn run(opts: &DemoOptions) -> Result<(), String> {
-    let n = opts.containers.clamp(2, 8);
+    if !(MIN_CONTAINERS..=MAX_CONTAINERS).contains(&opts.containers) {
+        return Err(format!(
+            "the demo runs {MIN_CONTAINERS} to {MAX_CONTAINERS} containers, not {}",
+            opts.containers
+        ));
+    }
+    let n = opts.containers;
     if std::fs::metadata("/proc/self")
         .map(|m| m.uid())
         .unwrap_or(1)

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use serde::de::DeserializeOwned;
 
 use vxswitch::ctl::config::check_vxlan;
@@ -19,6 +19,7 @@ use vxswitch::ctl::proto::{
     StatsArgs, VersionInfo, VtepAdd, VtepLs, VtepRm,
 };
 use vxswitch::ctl::{render, Client, Config, Request, Server, ServerOptions, DEFAULT_SOCKET};
+use vxswitch::demo::{MAX_CONTAINERS, MIN_CONTAINERS};
 use vxswitch::fdb::FdbConfig;
 use vxswitch::switch::EngineConfig;
 use vxswitch::vxlan::VxlanConfig;
@@ -51,6 +52,10 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Run the switch in the foreground (stop with Ctrl-C or SIGTERM).
+    #[command(
+        after_help = "The daemon listens on --socket (or VXSWITCH_SOCKET) and logs \
+                            to stderr; it has no result to print, so --json is refused."
+    )]
     Daemon(DaemonArgs),
     /// Create, list and remove networks (L2 broadcast domains).
     #[command(subcommand)]
@@ -77,12 +82,23 @@ enum Cmd {
     /// Run the whole job once with an embedded default (needs root): a
     /// switch, containers in network namespaces, pings, a TCP transfer,
     /// FDB and counters; everything it creates is removed at the end.
+    #[command(
+        after_help = "The demo runs a private daemon of its own on a socket in a \
+                            temporary directory, so --socket and VXSWITCH_SOCKET are ignored. \
+                            It prints a narrative, not a result: --json is refused."
+    )]
     Demo {
-        /// Number of containers (2 to 8).
-        #[arg(long, default_value_t = 3)]
+        /// Number of containers, 2 to 8.
+        #[arg(
+            long,
+            default_value_t = 3,
+            value_name = "N",
+            value_parser = clap::builder::RangedU64ValueParser::<usize>::new()
+                .range(MIN_CONTAINERS as u64..=MAX_CONTAINERS as u64)
+        )]
         containers: usize,
         /// Seconds of TCP transfer.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_name = "S")]
         seconds: u64,
     },
 }
@@ -270,6 +286,21 @@ impl From<FdbSelectArgs> for FdbSelect {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.json {
+        let refused = match cli.cmd {
+            Cmd::Daemon(_) => Some("'daemon' runs the switch and prints only its log"),
+            Cmd::Demo { .. } => Some("'demo' prints a narrative of what it does"),
+            _ => None,
+        };
+        if let Some(why) = refused {
+            Cli::command()
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!("--json has no result to print: {why}; leave out --json"),
+                )
+                .exit();
+        }
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {

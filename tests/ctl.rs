@@ -961,6 +961,39 @@ fn cli_errors_are_one_line_and_exit_1() {
 }
 
 #[test]
+fn demo_and_daemon_refuse_what_they_cannot_do() {
+    let dir = TempDir::new("refuse");
+    for n in ["1", "20"] {
+        let out = cli(&dir.socket(), &["demo", "--containers", n]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(&format!(
+                "invalid value '{n}' for '--containers <N>': {n} is not in 2..=8"
+            )),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    for args in [&["--json", "demo"][..], &["daemon", "--json"][..]] {
+        let out = cli(&dir.socket(), args);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).starts_with("error: --json has no result to print: "),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    assert!(!dir.socket().exists(), "a daemon started anyway");
+    // The library refuses too (no silent clamping).
+    let e = vxswitch::demo::run(&vxswitch::demo::DemoOptions {
+        containers: 20,
+        seconds: 1,
+    })
+    .unwrap_err();
+    assert_eq!(e, "the demo runs 2 to 8 containers, not 20");
+}
+
+#[test]
 fn cli_says_when_the_daemon_is_not_running() {
     let dir = TempDir::new("nodaemon");
     let path = dir.socket();
