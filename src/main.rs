@@ -238,38 +238,44 @@ enum VtepCmd {
 
 #[derive(Subcommand, Debug)]
 enum FdbCmd {
-    /// List entries.
+    /// List entries (MAC -> port or VTEP), sorted by network and MAC.
     Show(FdbSelectArgs),
     /// Add a static entry (never ages, never moves) to a port or a VTEP.
     Add {
+        /// The MAC, unicast and not all-zero, e.g. 02:00:00:00:00:99.
         mac: MacAddr,
+        /// The network the entry belongs to.
         #[arg(long)]
         network: String,
-        /// The MAC is on this port.
+        /// The MAC is on this port (a port of the network).
         #[arg(long, required_unless_present = "vtep", conflicts_with = "vtep")]
         port: Option<String>,
         /// The MAC is behind this VTEP of the network (ADDR[:PORT]).
         #[arg(long, value_name = "ADDR")]
         vtep: Option<String>,
     },
-    /// Delete an entry.
+    /// Delete an entry, learned or static.
     Del {
+        /// The MAC whose entry to delete.
         mac: MacAddr,
+        /// The network the entry belongs to.
         #[arg(long)]
         network: String,
     },
-    /// Remove learned entries (static ones stay).
+    /// Remove learned entries, all or those selected (static ones stay).
     Flush(FdbSelectArgs),
 }
 
 #[derive(Args, Debug)]
 struct FdbSelectArgs {
+    /// Only this network's entries.
     #[arg(long)]
     network: Option<String>,
-    /// Entries pointing at this port.
+    /// Only entries pointing at this local port.
     #[arg(long, conflicts_with = "vtep")]
     port: Option<String>,
-    /// Entries pointing at this VTEP (ADDR[:PORT]).
+    /// Only entries pointing at this VTEP (ADDR[:PORT]; without a port,
+    /// the VTEP at that address).
     #[arg(long, value_name = "ADDR")]
     vtep: Option<String>,
 }
