@@ -447,8 +447,9 @@ fn existing_taps_attach_without_capabilities_and_forward() {
             &["-n", &host.name, "tuntap", "add", "dev", t, "mode", "tap"],
         );
     }
-    let dir = std::env::temp_dir().join(support::unique("vxsw-lab-"));
-    std::fs::create_dir_all(&dir).unwrap();
+    // Declared before the daemon, so dropped (removed) after it is killed.
+    let dir = support::TempDir::new("vxsw-lab-");
+    let dir = &dir.0;
     let sock = dir.join("s.sock");
     let log = std::fs::File::create(dir.join("log")).unwrap();
     let child = Command::new("ip")
@@ -518,5 +519,4 @@ fn existing_taps_attach_without_capabilities_and_forward() {
         "port rm deleted a TAP the switch did not create: {links:?}"
     );
     drop(daemon);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -13,12 +13,11 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{can_run, run, run_raw, unique, wait_until, Daemon, Netns, Proc};
+use support::{can_run, run, run_raw, wait_until, Daemon, Netns, Proc, TempDir};
 
 const VNI: u32 = 4242;
 const VNI2: u32 = 4343;
@@ -343,23 +342,6 @@ fn snmp(ns: &Netns, group: &str, name: &str) -> u64 {
         .position(|n| n == name)
         .unwrap_or_else(|| panic!("no {group} {name} in /proc/net/snmp"));
     values.split_whitespace().nth(i).unwrap().parse().unwrap()
-}
-
-/// A directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(prefix: &str) -> TempDir {
-        let d = std::env::temp_dir().join(unique(prefix));
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A TCP transfer of `bytes` from `client` to an iperf3 server in `server`

@@ -299,6 +299,24 @@ impl Drop for Daemon {
     }
 }
 
+/// A uniquely named directory under the temp dir, removed on drop (also
+/// when the test panics).
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let d = std::env::temp_dir().join(unique(prefix));
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A child process (iperf3 server and the like) killed by PID on drop.
 pub struct Proc(pub Child);
 
