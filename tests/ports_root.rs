@@ -473,7 +473,13 @@ fn named_namespaces_are_interchangeable_with_ip_netns() {
             .stdout,
     )
     .into_owned();
-    assert!(!listed.contains(&ns.name), "{listed}");
+    // Compare whole names: `vxt-PID-1` is a prefix of `vxt-PID-10`.
+    assert!(
+        !listed
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(ns.name.as_str())),
+        "{listed}"
+    );
     let e = netns::delete_named(&ns.name).unwrap_err();
     assert!(e.to_string().contains("no namespace named"), "{e}");
 }
