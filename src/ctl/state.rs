@@ -980,10 +980,16 @@ impl Daemon {
             .add_static(net, a.mac, dest, self.clock.now())
             .map_err(|e| match e {
                 FdbError::NotUnicast { .. } => CtlError::invalid(e.to_string()),
-                FdbError::TableFull { .. } => CtlError::busy(e.to_string()),
+                FdbError::TableFull { max } => CtlError::busy(format!(
+                    "the forwarding table is full ({max} {}); delete some or start the \
+                     daemon with a higher --fdb-max-entries ([fdb] max_entries)",
+                    entries(max)
+                )),
                 FdbError::DestLimit { max, .. } => CtlError::busy(format!(
-                    "{owner} already has {max} FDB entries (the per-destination limit); \
-                     delete some or start the daemon with a higher --fdb-max-per-port"
+                    "{owner} already has {max} FDB {} (the per-port and per-VTEP limit); \
+                     delete some or start the daemon with a higher --fdb-max-per-port \
+                     ([fdb] max_per_dest)",
+                    entries(max)
                 )),
             })?;
         Ok(FdbChanged {
@@ -1053,6 +1059,15 @@ impl Daemon {
             vxlan: self.engine.vxlan_stats(),
             vteps,
         })
+    }
+}
+
+/// "entry" or "entries", after a count.
+fn entries(n: usize) -> &'static str {
+    if n == 1 {
+        "entry"
+    } else {
+        "entries"
     }
 }
 
@@ -1747,6 +1762,54 @@ mod tests {
                 Err(e) => panic!("{e}"),
             }
         }
+    }
+
+    #[test]
+    fn fdb_limits_name_the_option_to_raise() {
+        let mut d = Daemon::new(
+            EngineConfig {
+                fdb: crate::fdb::FdbConfig {
+                    max_entries: 2,
+                    max_per_dest: 1,
+                    ..Default::default()
+                },
+                ..EngineConfig::default()
+            },
+            Arc::new(MonotonicClock::new()),
+            None,
+        )
+        .unwrap();
+        d.set_log_events(false);
+        net(&mut d, "red", None, None);
+        let _ports: Vec<File> = ["a", "b", "c"]
+            .iter()
+            .map(|p| fd_port(&mut d, p, "red"))
+            .collect();
+        let add = |d: &mut Daemon, last: u8, port: &str| {
+            d.fdb_add(&FdbAdd {
+                network: "red".into(),
+                mac: MacAddr([2, 0, 0, 0, 0, last]),
+                port: Some(port.into()),
+                vtep: None,
+            })
+        };
+        add(&mut d, 1, "a").unwrap();
+        let e = add(&mut d, 2, "a").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Busy);
+        assert_eq!(
+            e.message,
+            "port \"a\" already has 1 FDB entry (the per-port and per-VTEP limit); delete \
+             some or start the daemon with a higher --fdb-max-per-port ([fdb] max_per_dest)"
+        );
+        add(&mut d, 3, "b").unwrap();
+        let e = add(&mut d, 4, "c").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Busy);
+        assert_eq!(
+            e.message,
+            "the forwarding table is full (2 entries); delete some or start the daemon with a \
+             higher --fdb-max-entries ([fdb] max_entries)"
+        );
+        d.shutdown();
     }
 
     #[test]
