@@ -222,9 +222,9 @@ impl Sockets {
         }
     }
 
-    /// Source ports of the pool, for `stats`.
+    /// Source ports of the pool (both families), sorted, for `stats`.
     pub fn source_ports(&self) -> Vec<u16> {
-        [self.v4.as_ref(), self.v6.as_ref()]
+        let mut ports: Vec<u16> = [self.v4.as_ref(), self.v6.as_ref()]
             .into_iter()
             .flatten()
             .flat_map(|f| {
@@ -232,7 +232,10 @@ impl Sockets {
                     .iter()
                     .filter_map(|s| s.local_addr().ok().map(|a| a.port()))
             })
-            .collect()
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
     }
 }
 
