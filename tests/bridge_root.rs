@@ -229,59 +229,7 @@ fn iperf3_tcp_transfer_completes_with_matching_byte_count() {
     );
 
     // Exact: a TCP stream of known content, counted and checked at the far end.
-    let (n, digest_sent, got, digest_got) =
-        exact_transfer(client, server, &ip_of(2, 1), 32 * 1024 * 1024);
-    assert_eq!(
-        (got, digest_got),
-        (n, digest_sent),
-        "the bytes that arrived differ from those sent"
-    );
-}
-
-/// Sends `len` bytes of a known pattern over TCP from `client` to `server`
-/// (sockets opened inside the namespaces); returns (sent, digest, received, digest).
-fn exact_transfer(client: &Netns, server: &Netns, ip: &str, len: u64) -> (u64, u64, u64, u64) {
-    use std::net::{SocketAddr, TcpListener, TcpStream};
-    use vxswitch::ports::{netns::run_in, Netns as Ns};
-    let addr: SocketAddr = format!("{ip}:5301").parse().unwrap();
-    let listener = run_in(&Ns::named(&server.name), || TcpListener::bind(addr))
-        .unwrap()
-        .unwrap();
-    let rx = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let (mut total, mut digest, mut buf) = (0u64, 0u64, vec![0u8; 1 << 16]);
-        loop {
-            let n = s.read(&mut buf).unwrap();
-            if n == 0 {
-                return (total, digest);
-            }
-            for &b in &buf[..n] {
-                digest = digest.wrapping_mul(31).wrapping_add(u64::from(b));
-            }
-            total += n as u64;
-        }
-    });
-    let mut s = run_in(&Ns::named(&client.name), || {
-        TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-    })
-    .unwrap()
-    .unwrap();
-    let (mut sent, mut digest) = (0u64, 0u64);
-    let mut chunk = vec![0u8; 1 << 16];
-    while sent < len {
-        for (i, b) in chunk.iter_mut().enumerate() {
-            *b = ((sent + i as u64) % 251) as u8;
-        }
-        s.write_all(&chunk).unwrap();
-        for &b in &chunk {
-            digest = digest.wrapping_mul(31).wrapping_add(u64::from(b));
-        }
-        sent += chunk.len() as u64;
-    }
-    drop(s);
-    let (got, digest_got) = rx.join().unwrap();
-    (sent, digest, got, digest_got)
+    support::exact_transfer(client, server, &ip_of(2, 1), 32 * 1024 * 1024);
 }
 
 #[test]

@@ -344,9 +344,16 @@ fn vxlan_line(x: &VxlanSnapshot) -> String {
     s
 }
 
-pub fn stats(s: &StatsReply) -> String {
+/// One row per port or VTEP (`first` names the column), then a line for
+/// each row with non-zero drop or learning counters (naming the network too
+/// when `note_network`: one VTEP address may serve several networks).
+fn counters_table<'a>(
+    first: &'static str,
+    note_network: bool,
+    rows: impl Iterator<Item = (String, &'a str, &'a PortStatsSnapshot)> + Clone,
+) -> String {
     let mut t = Table::new(&[
-        "PORT",
+        first,
         "NETWORK",
         "RX_FRAMES",
         "RX_BYTES",
@@ -355,11 +362,10 @@ pub fn stats(s: &StatsReply) -> String {
         "DROPS",
     ])
     .right_align(&[2, 3, 4, 5, 6]);
-    for p in &s.ports {
-        let st = &p.stats;
+    for (name, network, st) in rows.clone() {
         t.row(vec![
-            p.name.clone(),
-            p.network.clone(),
+            name,
+            network.to_string(),
             st.rx_frames.to_string(),
             st.rx_bytes.to_string(),
             st.tx_frames.to_string(),
@@ -368,42 +374,36 @@ pub fn stats(s: &StatsReply) -> String {
         ]);
     }
     let mut out = t.render();
-    for p in &s.ports {
-        let notes = counter_notes(&p.stats);
-        if !notes.is_empty() {
-            let _ = writeln!(out, "  {}: {}", p.name, notes.join("; "));
+    for (name, network, st) in rows {
+        let notes = counter_notes(st);
+        if notes.is_empty() {
+            continue;
+        }
+        if note_network {
+            let _ = writeln!(out, "  {name} ({network}): {}", notes.join("; "));
+        } else {
+            let _ = writeln!(out, "  {name}: {}", notes.join("; "));
         }
     }
+    out
+}
+
+pub fn stats(s: &StatsReply) -> String {
+    let mut out = counters_table(
+        "PORT",
+        false,
+        s.ports
+            .iter()
+            .map(|p| (p.name.clone(), p.network.as_str(), &p.stats)),
+    );
     if !s.vteps.is_empty() {
-        let mut t = Table::new(&[
+        out.push_str(&counters_table(
             "VTEP",
-            "NETWORK",
-            "RX_FRAMES",
-            "RX_BYTES",
-            "TX_FRAMES",
-            "TX_BYTES",
-            "DROPS",
-        ])
-        .right_align(&[2, 3, 4, 5, 6]);
-        for v in &s.vteps {
-            let st = &v.stats;
-            t.row(vec![
-                v.addr.clone(),
-                v.network.clone(),
-                st.rx_frames.to_string(),
-                st.rx_bytes.to_string(),
-                st.tx_frames.to_string(),
-                st.tx_bytes.to_string(),
-                st.total_drops().to_string(),
-            ]);
-        }
-        out.push_str(&t.render());
-        for v in &s.vteps {
-            let notes = counter_notes(&v.stats);
-            if !notes.is_empty() {
-                let _ = writeln!(out, "  {} ({}): {}", v.addr, v.network, notes.join("; "));
-            }
-        }
+            true,
+            s.vteps
+                .iter()
+                .map(|v| (v.addr.clone(), v.network.as_str(), &v.stats)),
+        ));
     }
     if let Some(x) = &s.vxlan {
         out.push_str(&vxlan_line(x));

@@ -6,6 +6,7 @@
 //! reason; with `CI=true` a skip is a failure.
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -325,4 +326,57 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Sends `len` bytes of a known pattern over TCP from `client` to a listener
+/// in `server` at `ip` (sockets opened inside the namespaces) and asserts
+/// that exactly those bytes arrived.
+pub fn exact_transfer(client: &Netns, server: &Netns, ip: &str, len: u64) {
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use vxswitch::ports::{netns::run_in, Netns as Ns};
+    let addr: SocketAddr = format!("{ip}:5301").parse().unwrap();
+    let listener = run_in(&Ns::named(&server.name), || TcpListener::bind(addr))
+        .unwrap()
+        .unwrap();
+    let rx = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let (mut total, mut digest, mut buf) = (0u64, 0u64, vec![0u8; 1 << 16]);
+        loop {
+            let n = s.read(&mut buf).unwrap();
+            if n == 0 {
+                return (total, digest);
+            }
+            for &b in &buf[..n] {
+                digest = digest.wrapping_mul(31).wrapping_add(u64::from(b));
+            }
+            total += n as u64;
+        }
+    });
+    let mut s = run_in(&Ns::named(&client.name), || {
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+    })
+    .unwrap()
+    .unwrap_or_else(|e| panic!("connect {} -> {addr}: {e}", client.name));
+    s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+    let (mut sent, mut digest) = (0u64, 0u64);
+    let mut chunk = vec![0u8; 1 << 16];
+    while sent < len {
+        for (i, b) in chunk.iter_mut().enumerate() {
+            *b = ((sent + i as u64) % 251) as u8;
+        }
+        s.write_all(&chunk).unwrap();
+        for &b in &chunk {
+            digest = digest.wrapping_mul(31).wrapping_add(u64::from(b));
+        }
+        sent += chunk.len() as u64;
+    }
+    drop(s);
+    let got = rx.join().unwrap();
+    assert_eq!(
+        got,
+        (sent, digest),
+        "{} -> {ip}: the bytes that arrived (count, digest) differ from those sent",
+        client.name
+    );
 }
