@@ -438,35 +438,36 @@ fn iperf3(
             .stderr(Stdio::null())
             .output()
             .map_err(|e| format!("run iperf3: {e}"))?;
-        if out.status.success() {
-            break Ok(out.stdout);
+        // iperf3 3.12 may exit 0 with {"error": "unable to connect ..."}
+        // when the server is not listening yet: retry until the deadline.
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let error = j.get("error").and_then(|e| e.as_str()).map(str::to_string);
+        if out.status.success() && error.is_none() && j["end"]["sum_sent"].is_object() {
+            break Ok(j);
         }
         if Instant::now() > deadline {
             break Err(format!(
                 "iperf3 failed: {}",
-                String::from_utf8_lossy(&out.stdout)
-                    .lines()
-                    .find(|l| l.contains("error"))
-                    .unwrap_or("")
-                    .trim()
+                error.unwrap_or_else(|| format!("exit status {}", out.status))
             ));
         }
         std::thread::sleep(Duration::from_millis(100));
     };
     let _ = server.kill();
     let _ = server.wait();
-    let j: serde_json::Value =
-        serde_json::from_slice(&result?).map_err(|e| format!("iperf3 output: {e}"))?;
-    let bps = j["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .unwrap_or(0.0);
-    let sent = j["end"]["sum_sent"]["bytes"].as_u64().unwrap_or(0);
-    let recv = j["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
+    let j = result?;
+    // cJSON may print large integers as floats: read numbers as f64.
+    let num = |k: &str, f: &str| j["end"][k][f].as_f64().unwrap_or(0.0);
+    let (bps, sent, recv) = (
+        num("sum_received", "bits_per_second"),
+        num("sum_sent", "bytes"),
+        num("sum_received", "bytes"),
+    );
     Ok(Some(format!(
         "iperf3: {:.2} Gbit/s, {:.1} MB sent, {:.1} MB received",
         bps / 1e9,
-        sent as f64 / 1e6,
-        recv as f64 / 1e6
+        sent / 1e6,
+        recv / 1e6
     )))
 }
 
