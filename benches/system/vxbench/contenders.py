@@ -1,0 +1,369 @@
+"""The contenders: each builds the same topology, two "containers" (network
+namespaces) c1 and c2 whose `eth0` are joined by the switch under test.
+
+After `setup()`, a contender exposes what the measurements need:
+`ns1`/`ns2` (sender/receiver namespaces), `ip1`/`ip2`, `mac2`, `mtu`, and
+`switch_pids()`, the processes whose CPU time is the switch's (empty for the
+kernel contenders).
+
+Addresses: contender number i uses 10.250.i.0/24 inside the containers and,
+for the overlays, 198.18.i.0/24 on the underlay between the two host
+namespaces. Every address lives only in namespaces of the lab.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from .lab import BenchError, Lab, Proc, run, nsx
+
+OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+VNI = 42
+# Overlay underlay MTU: 1500 + 50 bytes of VXLAN over IPv4, so that both
+# overlays carry the same 1500-byte container MTU as the L2 contenders (and
+# the 1500-byte frames of the sweep fit).
+UNDERLAY_MTU = 1550
+
+# Debian package of each external command the contenders and tests use.
+PACKAGES = {
+    "ip": "iproute2",
+    "ss": "iproute2",
+    "sysctl": "procps",
+    "ping": "iputils-ping",
+    "iperf3": "iperf3",
+    "sockperf": "sockperf",
+    "trafgen": "netsniff-ng",
+    "ovsdb-tool": "openvswitch-common",
+    "ovsdb-server": "openvswitch-common",
+    "ovs-vsctl": "openvswitch-switch",
+    "ovs-vswitchd": "openvswitch-switch",
+    "vde_switch": "vde2",
+}
+
+
+def addr_up(ns: str, dev: str, cidr: str | None = None, mtu: int | None = None) -> None:
+    if mtu:
+        run(["ip", "-n", ns, "link", "set", dev, "mtu", mtu])
+    if cidr:
+        run(["ip", "-n", ns, "addr", "add", cidr, "dev", dev])
+    run(["ip", "-n", ns, "link", "set", dev, "up"])
+
+
+def veth(ns_a: str, name_a: str, ns_b: str, name_b: str) -> None:
+    run(["ip", "-n", ns_a, "link", "add", name_a, "type", "veth", "peer", "name", name_b, "netns", ns_b])
+
+
+def move_tap(sw: str, tap: str, ns: str) -> None:
+    """Moves a TAP the switch opened in `sw` into container `ns` as `eth0` (its fd keeps working)."""
+    run(["ip", "-n", sw, "link", "set", tap, "netns", ns])
+    run(["ip", "-n", ns, "link", "set", tap, "name", "eth0"])
+
+
+def link_info(ns: str, dev: str = "eth0") -> dict:
+    import json
+
+    out = run(["ip", "-n", ns, "-j", "link", "show", "dev", dev]).stdout
+    return json.loads(out)[0]
+
+
+def wait_for(what: str, cond, timeout: float, proc: Proc | None = None, step: float = 0.05) -> None:
+    """Polls `cond()` until true, at most `timeout` seconds; fails early if `proc` died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if cond():
+            return
+        if proc is not None and not proc.alive():
+            raise BenchError(
+                f"{proc.label} exited ({proc.status()}) while waiting for {what}:\n{proc.log_tail()}"
+            )
+        if time.monotonic() >= deadline:
+            extra = f"\n{proc.label} log:\n{proc.log_tail()}" if proc else ""
+            raise BenchError(f"timed out after {timeout:g} s waiting for {what}{extra}")
+        time.sleep(step)
+
+
+class Contender:
+    name = ""
+    title = ""
+    kind = "l2"  # or "overlay"
+    tools: list[str] = []
+    needs_vxswitch = False
+    userspace = True  # has a switch process whose CPU we measure
+    topology = ""  # one line for the docs and the report
+
+    def __init__(self, lab: Lab, index: int, opts):
+        self.lab = lab
+        self.index = index
+        self.opts = opts
+        self.subnet = f"10.250.{index}"
+        self.ip1 = f"{self.subnet}.11"
+        self.ip2 = f"{self.subnet}.12"
+        self.ns1 = self.ns2 = ""
+        self.mac2 = ""
+        self.mtu = 1500
+        self.procs: list[Proc] = []
+
+    def short(self, what: str) -> str:
+        return f"{self.name}-{what}"
+
+    def setup(self) -> None:
+        raise NotImplementedError
+
+    def switch_pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    def check_alive(self) -> None:
+        for p in self.procs:
+            if not p.alive():
+                raise BenchError(
+                    f"{p.label} (pid {p.pid}) exited ({p.status()}):\n{p.log_tail()}"
+                )
+
+    def finish_setup(self) -> None:
+        """Checks both directions work and records c2's MAC (the frame generator's target)."""
+        for src, dst in ((self.ns1, self.ip2), (self.ns2, self.ip1)):
+            ok = False
+            for _ in range(10):  # bounded: 10 pings of at most 1 s each
+                if run(nsx(src, ["ping", "-c", "1", "-W", "1", dst]), check=False, timeout=5).returncode == 0:
+                    ok = True
+                    break
+                self.check_alive()
+            if not ok:
+                raise BenchError(f"no connectivity: {src} cannot ping {dst} after 10 tries")
+        info = link_info(self.ns2)
+        self.mac2 = info["address"]
+        self.mtu = int(info["mtu"])
+
+
+# ---------------------------------------------------------------------------
+# L2: two containers on one switch
+
+
+class Vxswitch(Contender):
+    name = "vxswitch"
+    title = "vxswitch (TAP ports)"
+    tools = ["ip", "ping"]
+    needs_vxswitch = True
+    topology = (
+        "`vxswitch daemon` in namespace sw; `port add --netns` creates a TAP `eth0` in c1 and in c2"
+    )
+
+    def cli(self, sock: str, *args) -> str:
+        return run([self.opts.vxswitch, "--socket", sock, *args], timeout=20).stdout
+
+    def start_daemon(self, ns: str, sock: str, extra=()) -> Proc:
+        proc = self.lab.spawn(
+            f"{self.name}-daemon-{ns}", [self.opts.vxswitch, "--socket", sock, "daemon", *extra], ns=ns
+        )
+        self.procs.append(proc)
+
+        def answers():
+            return run([self.opts.vxswitch, "--socket", sock, "ping"], check=False, timeout=5).returncode == 0
+
+        wait_for(f"vxswitch daemon on {sock}", answers, 10, proc, step=0.1)
+        return proc
+
+    def setup(self) -> None:
+        lab = self.lab
+        sw = lab.netns(self.short("sw"))
+        self.ns1, self.ns2 = lab.netns(self.short("c1")), lab.netns(self.short("c2"))
+        sock = lab.path(f"{self.name}.sock")
+        self.start_daemon(sw, sock)
+        self.cli(sock, "network", "create", "bench", "--subnet", f"{self.subnet}.0/24")
+        for port, ns, ip in (("c1", self.ns1, self.ip1), ("c2", self.ns2, self.ip2)):
+            self.cli(sock, "port", "add", port, "--network", "bench", "--netns", f"/run/netns/{ns}", "--ip", f"{ip}/24")
+        self.finish_setup()
+
+
+class KernelBridge(Contender):
+    name = "bridge"
+    title = "Linux bridge + veth (docker0)"
+    tools = ["ip", "ping"]
+    userspace = False
+    topology = "bridge `br0` in namespace sw; a veth pair from each container's `eth0` to a bridge port"
+
+    def setup(self) -> None:
+        lab = self.lab
+        sw = lab.netns(self.short("sw"))
+        self.ns1, self.ns2 = lab.netns(self.short("c1")), lab.netns(self.short("c2"))
+        run(["ip", "-n", sw, "link", "add", "br0", "type", "bridge"])
+        addr_up(sw, "br0")
+        for ns, peer, ip in ((self.ns1, "p1", self.ip1), (self.ns2, "p2", self.ip2)):
+            veth(ns, "eth0", sw, peer)
+            run(["ip", "-n", sw, "link", "set", peer, "master", "br0"])
+            addr_up(sw, peer)
+            addr_up(ns, "eth0", f"{ip}/24")
+        self.finish_setup()
+
+
+class Ovs(Contender):
+    name = "ovs"
+    title = "Open vSwitch userspace (netdev, tap)"
+    tools = ["ip", "ping", "ovsdb-tool", "ovsdb-server", "ovs-vsctl", "ovs-vswitchd"]
+    topology = (
+        "own `ovsdb-server` + `ovs-vswitchd` in namespace sw (files under a temp dir); bridge "
+        "`datapath_type=netdev` with two `type=tap` ports, each TAP moved into a container as `eth0`"
+    )
+
+    def setup(self) -> None:
+        lab = self.lab
+        if not os.path.exists(OVS_SCHEMA):
+            raise BenchError(f"{OVS_SCHEMA} is missing (Debian package openvswitch-common)")
+        sw = lab.netns(self.short("sw"))
+        self.ns1, self.ns2 = lab.netns(self.short("c1")), lab.netns(self.short("c2"))
+        d = lab.path("ovs")
+        os.makedirs(d, exist_ok=True)
+        # Every OVS path under the temp dir: never /var/run/openvswitch or the system DB.
+        env = dict(os.environ, OVS_RUNDIR=d, OVS_LOGDIR=d, OVS_DBDIR=d, OVS_SYSCONFDIR=d, OVS_PKGDATADIR=os.path.dirname(OVS_SCHEMA))
+        db, dbsock = f"{d}/conf.db", f"{d}/db.sock"
+        run(["ovsdb-tool", "create", db, OVS_SCHEMA], env=env)
+        srv = lab.spawn(
+            "ovsdb-server",
+            ["ovsdb-server", db, f"--remote=punix:{dbsock}", f"--pidfile={d}/ovsdb-server.pid",
+             f"--unixctl={d}/ovsdb-server.ctl", f"--log-file={d}/ovsdb-server.log", "--no-chdir"],
+            ns=sw, env=env,
+        )
+        self.procs.append(srv)
+        wait_for("ovsdb-server socket", lambda: os.path.exists(dbsock), 10, srv)
+        vsctl = ["ovs-vsctl", f"--db=unix:{dbsock}", "--timeout=20"]
+        run([*vsctl, "--no-wait", "init"], env=env)
+        vswitchd = lab.spawn(
+            "ovs-vswitchd",
+            ["ovs-vswitchd", f"unix:{dbsock}", f"--pidfile={d}/ovs-vswitchd.pid",
+             f"--unixctl={d}/ovs-vswitchd.ctl", f"--log-file={d}/ovs-vswitchd.log", "--no-chdir"],
+            ns=sw, env=env,
+        )
+        self.procs.append(vswitchd)
+        wait_for("ovs-vswitchd control socket", lambda: os.path.exists(f"{d}/ovs-vswitchd.ctl"), 15, vswitchd)
+        run([*vsctl, "add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev",
+             "--", "add-port", "br0", "vxbt1", "--", "set", "interface", "vxbt1", "type=tap",
+             "--", "add-port", "br0", "vxbt2", "--", "set", "interface", "vxbt2", "type=tap"], env=env, timeout=40)
+        for tap, ns, ip in (("vxbt1", self.ns1, self.ip1), ("vxbt2", self.ns2, self.ip2)):
+            wait_for(f"OVS tap {tap}", lambda t=tap: run(["ip", "-n", sw, "link", "show", t], check=False).returncode == 0, 10, vswitchd)
+            move_tap(sw, tap, ns)
+            addr_up(ns, "eth0", f"{ip}/24")
+        # Only the ovs-vswitchd process forwards; ovsdb-server is idle during the tests.
+        self.forwarder = vswitchd
+        self.finish_setup()
+
+    def switch_pids(self) -> list[int]:
+        return [self.forwarder.pid]
+
+
+class Vde(Contender):
+    name = "vde"
+    title = "VDE (vde_switch, tap)"
+    tools = ["ip", "ping", "vde_switch"]
+    topology = "`vde_switch -t vxbv1 -t vxbv2` in namespace sw; each TAP moved into a container as `eth0`"
+
+    def setup(self) -> None:
+        lab = self.lab
+        sw = lab.netns(self.short("sw"))
+        self.ns1, self.ns2 = lab.netns(self.short("c1")), lab.netns(self.short("c2"))
+        # Foreground, console on a pipe we keep open (vde_switch quits on EOF of stdin).
+        import subprocess
+
+        proc = lab.spawn(
+            "vde_switch",
+            ["vde_switch", "-s", lab.path("vde.ctl"), "-M", lab.path("vde.mgmt"), "-t", "vxbv1", "-t", "vxbv2"],
+            ns=sw, stdin=subprocess.PIPE,
+        )
+        self.procs.append(proc)
+        for tap, ns, ip in (("vxbv1", self.ns1, self.ip1), ("vxbv2", self.ns2, self.ip2)):
+            wait_for(f"VDE tap {tap}", lambda t=tap: run(["ip", "-n", sw, "link", "show", t], check=False).returncode == 0, 10, proc)
+            move_tap(sw, tap, ns)
+            addr_up(ns, "eth0", f"{ip}/24")
+        self.finish_setup()
+
+
+class Veth(Contender):
+    name = "veth"
+    title = "veth pair (no switch; upper bound)"
+    tools = ["ip", "ping"]
+    userspace = False
+    topology = "one veth pair, c1 `eth0` <-> c2 `eth0`"
+
+    def setup(self) -> None:
+        lab = self.lab
+        self.ns1, self.ns2 = lab.netns(self.short("c1")), lab.netns(self.short("c2"))
+        veth(self.ns1, "eth0", self.ns2, "eth0")
+        addr_up(self.ns1, "eth0", f"{self.ip1}/24")
+        addr_up(self.ns2, "eth0", f"{self.ip2}/24")
+        self.finish_setup()
+
+
+# ---------------------------------------------------------------------------
+# Overlay: two hosts (namespaces hA, hB) on a veth underlay, one container each
+
+
+def underlay(contender: Contender) -> tuple[str, str, str, str]:
+    lab = contender.lab
+    ha, hb = lab.netns(contender.short("hA")), lab.netns(contender.short("hB"))
+    a_ip, b_ip = f"198.18.{contender.index}.1", f"198.18.{contender.index}.2"
+    veth(ha, "ul0", hb, "ul0")
+    addr_up(ha, "ul0", f"{a_ip}/24", UNDERLAY_MTU)
+    addr_up(hb, "ul0", f"{b_ip}/24", UNDERLAY_MTU)
+    ok = any(
+        run(nsx(ha, ["ping", "-c", "1", "-W", "1", b_ip]), check=False, timeout=5).returncode == 0
+        for _ in range(5)
+    )
+    if not ok:
+        raise BenchError(f"underlay {a_ip} -> {b_ip} does not work")
+    return ha, hb, a_ip, b_ip
+
+
+class VxswitchVxlan(Vxswitch):
+    name = "vxswitch-vxlan"
+    title = "vxswitch VXLAN overlay (2 hosts)"
+    kind = "overlay"
+    topology = (
+        f"hosts hA, hB joined by a veth underlay (MTU {UNDERLAY_MTU}); a `vxswitch daemon --underlay-mtu "
+        f"{UNDERLAY_MTU}` in each, network `--vni {VNI}` with the other host as VTEP; a TAP port in c1 (on hA) and c2 (on hB)"
+    )
+
+    def setup(self) -> None:
+        lab = self.lab
+        ha, hb, a_ip, b_ip = underlay(self)
+        self.ns1, self.ns2 = lab.netns(self.short("c1")), lab.netns(self.short("c2"))
+        for host, peer, port, ns, ip in ((ha, b_ip, "c1", self.ns1, self.ip1), (hb, a_ip, "c2", self.ns2, self.ip2)):
+            sock = lab.path(f"{self.name}-{port}.sock")
+            self.start_daemon(host, sock, ["--underlay-mtu", str(UNDERLAY_MTU)])
+            self.cli(sock, "network", "create", "bench", "--vni", str(VNI), "--subnet", f"{self.subnet}.0/24")
+            self.cli(sock, "vtep", "add", "bench", peer)
+            self.cli(sock, "port", "add", port, "--network", "bench", "--netns", f"/run/netns/{ns}", "--ip", f"{ip}/24")
+        self.finish_setup()
+
+
+class KernelVxlan(Contender):
+    name = "kernel-vxlan"
+    title = "kernel vxlan + bridge overlay (2 hosts)"
+    kind = "overlay"
+    tools = ["ip", "ping"]
+    userspace = False
+    topology = (
+        f"hosts hA, hB joined by a veth underlay (MTU {UNDERLAY_MTU}); in each a `vxlan` device (id {VNI}, "
+        "dstport 4789, `remote` = the other host, MTU 1500) and a veth to the container on a bridge"
+    )
+
+    def setup(self) -> None:
+        lab = self.lab
+        ha, hb, a_ip, b_ip = underlay(self)
+        self.ns1, self.ns2 = lab.netns(self.short("c1")), lab.netns(self.short("c2"))
+        for host, local, remote, ns, ip in ((ha, a_ip, b_ip, self.ns1, self.ip1), (hb, b_ip, a_ip, self.ns2, self.ip2)):
+            run(["ip", "-n", host, "link", "add", "vx0", "type", "vxlan", "id", VNI, "dstport", "4789",
+                 "local", local, "remote", remote, "dev", "ul0"])
+            run(["ip", "-n", host, "link", "add", "br0", "type", "bridge"])
+            run(["ip", "-n", host, "link", "set", "vx0", "master", "br0"])
+            addr_up(host, "vx0", mtu=1500)
+            addr_up(host, "br0")
+            veth(ns, "eth0", host, "p0")
+            run(["ip", "-n", host, "link", "set", "p0", "master", "br0"])
+            addr_up(host, "p0", mtu=1500)
+            addr_up(ns, "eth0", f"{ip}/24", 1500)
+        self.finish_setup()
+
+
+ALL = [Vxswitch, KernelBridge, Ovs, Vde, Veth, VxswitchVxlan, KernelVxlan]
+BY_NAME = {c.name: c for c in ALL}
+BASELINE = "bridge"

@@ -1,0 +1,220 @@
+"""The measurements. Each function runs one test once on one contender and
+returns a dict of figures (or raises BenchError with the reason).
+
+Frame generators are pluggable: a generator has `tools`, `start(...)` and
+`stop(handle) -> frames sent`. `trafgen` (netsniff-ng) is the only one today;
+a Rust `vxswitch pktgen` can be added to GENERATORS without touching the
+tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+
+from .contenders import Contender, wait_for
+from .lab import BenchError, Lab, Proc, nsx, run
+
+IPERF_PORT = 5201
+SOCKPERF_PORT = 11111
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+# ---------------------------------------------------------------------------
+# Counters
+
+
+def link_counters(ns: str, dev: str = "eth0") -> dict:
+    """rx/tx packets and bytes of `dev` in `ns`, from `ip -s -j link`."""
+    out = run(["ip", "-n", ns, "-s", "-j", "link", "show", "dev", dev], timeout=10).stdout
+    s = json.loads(out)[0]["stats64"]
+    return {
+        "rx_packets": s["rx"]["packets"],
+        "rx_bytes": s["rx"]["bytes"],
+        "tx_packets": s["tx"]["packets"],
+        "tx_bytes": s["tx"]["bytes"],
+        "tx_dropped": s["tx"]["dropped"],
+    }
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of the processes (all their threads), in seconds, from /proc/PID/stat."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        # After "pid (comm)": fields[0] is state (field 3), utime is field 14, stime field 15.
+        total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
+
+
+def softirq_seconds() -> float:
+    """Machine-wide softirq time (all CPUs) from /proc/stat, in seconds."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    return int(fields[7]) / CLK_TCK
+
+
+def wait_listening(c: Contender, proto: str, ip: str, port: int, proc: Proc) -> None:
+    flag = "-t" if proto == "tcp" else "-u"
+
+    def listening():
+        out = run(nsx(c.ns2, ["ss", "-H", "-n", "-l", flag]), check=False, timeout=5).stdout
+        return f"{ip}:{port} " in out
+
+    wait_for(f"{proc.label} listening on {ip}:{port}/{proto}", listening, 10, proc)
+
+
+# ---------------------------------------------------------------------------
+# TCP throughput (iperf3) and the switch's CPU time per GB moved
+
+
+def tcp(lab: Lab, c: Contender, streams: int, seconds: float, omit: int) -> dict:
+    srv = lab.spawn(f"iperf3-server-{c.name}", ["iperf3", "-s", "-1", "-B", c.ip2, "-p", IPERF_PORT], ns=c.ns2)
+    try:
+        wait_listening(c, "tcp", c.ip2, IPERF_PORT, srv)
+        pids = c.switch_pids()
+        before = (cpu_seconds(pids), softirq_seconds(), link_counters(c.ns1), link_counters(c.ns2), time.monotonic())
+        argv = ["iperf3", "-c", c.ip2, "-p", IPERF_PORT, "-t", f"{seconds:g}", "-O", omit, "-P", streams, "-J",
+                "--connect-timeout", "3000"]
+        p = run(nsx(c.ns1, argv), check=False, timeout=seconds + omit + 30)
+        after = (cpu_seconds(pids), softirq_seconds(), link_counters(c.ns1), link_counters(c.ns2), time.monotonic())
+    finally:
+        lab.stop(srv)
+    try:
+        result = json.loads(p.stdout)
+    except ValueError:
+        raise BenchError(f"iperf3 exited {p.returncode} without JSON: {(p.stderr or p.stdout).strip()[-400:]}") from None
+    if result.get("error"):
+        raise BenchError(f"iperf3: {result['error']}")
+    received = result["end"]["sum_received"]
+    # Bytes that crossed the switch in either direction during the whole
+    # client run (data one way, ACKs the other), from the containers' eth0.
+    moved = (after[3]["rx_bytes"] - before[3]["rx_bytes"]) + (after[2]["rx_bytes"] - before[2]["rx_bytes"])
+    gb = moved / 1e9
+    cpu = after[0] - before[0]
+    si = after[1] - before[1]
+    return {
+        "gbps": received["bits_per_second"] / 1e9,
+        "retransmits": result["end"].get("sum_sent", {}).get("retransmits"),
+        "moved_bytes": moved,
+        "wall_s": after[4] - before[4],
+        "switch_cpu_s": cpu if pids else None,
+        "cpu_s_per_gb": (cpu / gb) if pids and gb > 0 else None,
+        "softirq_s": si,
+        "softirq_s_per_gb": (si / gb) if gb > 0 else None,
+    }
+
+
+# ---------------------------------------------------------------------------
+# Round-trip latency (sockperf UDP ping-pong at a fixed rate)
+
+
+def latency(lab: Lab, c: Contender, seconds: float, mps: int, msg_size: int) -> dict:
+    srv = lab.spawn(f"sockperf-server-{c.name}", ["sockperf", "server", "-i", c.ip2, "-p", SOCKPERF_PORT], ns=c.ns2)
+    try:
+        wait_listening(c, "udp", c.ip2, SOCKPERF_PORT, srv)
+        argv = ["sockperf", "ping-pong", "-i", c.ip2, "-p", SOCKPERF_PORT, "-t", f"{seconds:g}",
+                "--mps", mps, "-m", msg_size, "--full-rtt"]
+        p = run(nsx(c.ns1, argv), check=False, timeout=seconds + 30)
+    finally:
+        lab.stop(srv)
+    out = ANSI.sub("", p.stdout + p.stderr)
+    fig = {}
+    for key, pct in (("p50_us", "50.000"), ("p99_us", "99.000")):
+        m = re.search(rf"percentile {re.escape(pct)} =\s*([0-9.]+)", out)
+        if not m:
+            raise BenchError(f"sockperf exited {p.returncode}, no percentile {pct} in its output: {out.strip()[-400:]}")
+        fig[key] = float(m.group(1))
+    m = re.search(r"# dropped messages = (\d+)", out)
+    fig["dropped"] = int(m.group(1)) if m else None
+    m = re.search(r"\[Valid Duration\].*?ReceivedMessages=(\d+)", out)
+    fig["observations"] = int(m.group(1)) if m else None
+    return fig
+
+
+# ---------------------------------------------------------------------------
+# Frames/s (generator tx in c1, rx counter of eth0 in c2)
+
+
+class Trafgen:
+    """netsniff-ng's trafgen: one process (`--cpus 1`), mmap TX ring, qdisc bypassed (its default)."""
+
+    name = "trafgen"
+    tools = ["trafgen"]
+
+    def start(self, lab: Lab, ns: str, dev: str, src_ip: str, dst_ip: str, dst_mac: str, frame: int) -> Proc:
+        # `frame` counts the 4-byte FCS (RFC 2544 sizes): trafgen writes frame-4 bytes.
+        payload = frame - 4 - 14 - 20 - 8
+        if payload < 0:
+            raise BenchError(f"frame size {frame} is below 46 bytes")
+        conf = lab.path(f"trafgen-{ns}-{frame}.cfg")
+        with open(conf, "w") as f:
+            f.write(
+                "{ eth(da=%s, type=0x0800), ipv4(saddr=%s, daddr=%s, ttl=64, proto=17), "
+                "udp(sp=9, dp=9), fill(0x00, %d) }\n" % (dst_mac, src_ip, dst_ip, payload)
+            )
+        # --no-sock-mem: do not tune global socket memory; --notouch-irq: leave IRQ affinity
+        # (both are host-wide settings the harness must not change).
+        return lab.spawn(f"trafgen-{ns}-{frame}", ["trafgen", "--dev", dev, "--conf", conf, "--cpus", "1", "--no-sock-mem", "--notouch-irq"], ns=ns)
+
+    def stop(self, lab: Lab, proc: Proc) -> int:
+        lab.stop(proc, sig=signal.SIGINT, timeout=5)
+        out = proc.output()
+        m = re.search(r"(\d+) packets outgoing", out)
+        if not m:
+            raise BenchError(f"trafgen printed no 'packets outgoing' ({proc.status()}): {out.strip()[-400:]}")
+        return int(m.group(1))
+
+
+GENERATORS = {"trafgen": Trafgen}
+
+
+def frames(lab: Lab, c: Contender, gen, frame: int, seconds: float) -> dict:
+    """Offers `frame`-byte frames as fast as the generator can, for `seconds`.
+
+    The frames are UDP to an address nobody owns (10.250.i.99) but carry c2's
+    MAC: the switch must forward them to c2, whose kernel drops them in IP
+    routing (forwarding is off) without answering. Forwarded frames/s is the
+    rate at which c2's eth0 receives them, over a window that starts once the
+    generator runs; loss is 1 - received / sent over the whole run (including
+    a short drain after it stops), `sent` being the generator's own count.
+    """
+    if frame - 4 - 14 > c.mtu:
+        raise BenchError(f"frame size {frame} exceeds MTU {c.mtu}")
+    # Refresh the switch's FDB entry for c2's MAC (c2 sends nothing during the test).
+    run(nsx(c.ns2, ["ping", "-c", "1", "-W", "1", c.ip1]), check=False, timeout=5)
+    start = link_counters(c.ns2)["rx_packets"]
+    sender0 = link_counters(c.ns1)
+    proc = gen.start(lab, c.ns1, "eth0", c.ip1, f"{c.subnet}.99", c.mac2, frame)
+    try:
+        time.sleep(0.3)  # ring set-up and ramp
+        if not proc.alive():
+            raise BenchError(f"{gen.name} exited at start ({proc.status()}): {proc.log_tail()}")
+        w0, t0 = link_counters(c.ns2)["rx_packets"], time.monotonic()
+        time.sleep(seconds)
+        w1, t1 = link_counters(c.ns2)["rx_packets"], time.monotonic()
+    finally:
+        sent = gen.stop(lab, proc)
+    time.sleep(0.3)  # let frames queued in the switch drain
+    received = link_counters(c.ns2)["rx_packets"] - start
+    sender1 = link_counters(c.ns1)
+    if sent <= 0:
+        raise BenchError(f"{gen.name} sent no frames")
+    # A TAP stops its queue when the switch falls behind (Linux 6.x flow
+    # control): the kernel refuses the generator's frame at c1's eth0 and
+    # counts it in tx_dropped, and trafgen sends that frame again. So these
+    # are refused attempts, not lost frames (checked: trafgen -n 300000 on a
+    # vxswitch TAP gave 300000 received and ~800000 refusals).
+    return {
+        "fps": (w1 - w0) / (t1 - t0),
+        "sent": sent,
+        "received": received,
+        "loss": max(0.0, 1.0 - received / sent),
+        "refused_attempts": sender1["tx_dropped"] - sender0["tx_dropped"],
+        "sender_tx_packets": sender1["tx_packets"] - sender0["tx_packets"],
+    }
