@@ -7,5 +7,6 @@
 pub mod fd;
 pub mod netlink;
 pub mod netns;
+pub mod packet;
 pub mod tun;
 pub mod udp;
