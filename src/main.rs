@@ -79,6 +79,15 @@ enum Cmd {
     Ping,
     /// Show the CLI's and the daemon's versions.
     Version,
+    /// Generate probe frames on an interface (tx) or count them at the
+    /// other end (rx), like the kernel's pktgen (needs CAP_NET_RAW).
+    #[command(
+        subcommand,
+        after_help = "pktgen works on interfaces directly and does not talk to the daemon, \
+                            so --socket and VXSWITCH_SOCKET are ignored. With --json it prints \
+                            the result as a JSON object."
+    )]
+    Pktgen(vxswitch::pktgen::PktgenCmd),
     /// Run the whole job once with an embedded default (needs root): a
     /// switch, containers in network namespaces, pings, a TCP transfer,
     /// FDB and counters; everything it creates is removed at the end.
@@ -332,6 +341,7 @@ fn run(cli: Cli) -> Result<(), String> {
             containers,
             seconds,
         }),
+        Cmd::Pktgen(c) => vxswitch::pktgen::run_cli(c, ctx.json).map(|text| out(&text)),
         Cmd::Network(NetworkCmd::Create {
             name,
             subnet,
