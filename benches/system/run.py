@@ -44,11 +44,11 @@ from vxbench import measure as M  # noqa: E402
 from vxbench import report as R  # noqa: E402
 from vxbench.lab import BenchError, Interrupted, Lab, log, remove_namespaces, run, stale_namespaces  # noqa: E402
 
-FULL = dict(runs=3, tcp_seconds=4.0, tcp_omit=1, frame_seconds=2.0, latency_seconds=3.0,
+FULL = dict(runs=3, tcp_seconds=4.0, tcp_omit=1, frame_seconds=2.0, latency_seconds=2.0,
             sizes="64,256,512,1024,1500", deadline=900.0)
 QUICK = dict(runs=1, tcp_seconds=2.0, tcp_omit=0, frame_seconds=1.0, latency_seconds=1.0,
              sizes="64,512,1500", deadline=175.0)
-LATENCY_MPS = 1000
+LATENCY_PACED_MPS = 1000  # the paced latency test: one message per ms
 LATENCY_MSG = 64
 
 
@@ -79,7 +79,7 @@ def parse_args(argv=None):
     p.add_argument("--sizes", help="frame sizes of the sweep, bytes with FCS (default 64,256,512,1024,1500)")
     p.add_argument("--tcp-seconds", type=float, help="iperf3 -t (default 4; --quick 2)")
     p.add_argument("--frame-seconds", type=float, help="measuring window per frame size (default 2; --quick 1)")
-    p.add_argument("--latency-seconds", type=float, help="sockperf -t (default 3; --quick 1)")
+    p.add_argument("--latency-seconds", type=float, help="sockperf -t of each latency test (default 2; --quick 1)")
     p.add_argument("--deadline", type=float,
                    help="give up on measurements not started after this many seconds (default 900; --quick 175)")
     p.add_argument("--out", metavar="DIR", default=os.path.join(REPO, "target", "bench-system"),
@@ -133,7 +133,7 @@ def missing_packages(opts) -> list[tuple[str, str]]:
 
 
 def estimate_seconds(opts) -> float:
-    per = 2 * (opts.tcp_seconds + opts.tcp_omit + 1.0) + (opts.latency_seconds + 1.2) + len(opts.sizes) * (opts.frame_seconds + 1.0)
+    per = 2 * (opts.tcp_seconds + opts.tcp_omit + 1.0) + 2 * (opts.latency_seconds + 1.2) + len(opts.sizes) * (opts.frame_seconds + 1.0)
     return 20 + opts.runs * len(opts.selected) * per
 
 
@@ -180,7 +180,7 @@ def bench(lab: Lab, opts, t_start: float) -> int:
         "config": {
             "runs": opts.runs, "sizes": opts.sizes, "tcp_seconds": opts.tcp_seconds, "tcp_omit": opts.tcp_omit,
             "frame_seconds": opts.frame_seconds, "latency_seconds": opts.latency_seconds,
-            "latency_mps": LATENCY_MPS, "latency_msg_bytes": LATENCY_MSG, "generator": gen.name,
+            "latency_paced_mps": LATENCY_PACED_MPS, "latency_msg_bytes": LATENCY_MSG, "generator": gen.name,
             "deadline_s": opts.deadline,
         },
     }
@@ -212,7 +212,8 @@ def bench(lab: Lab, opts, t_start: float) -> int:
     # -- measurements: round-robin over contenders within each test --------
     tests = [("tcp1", lambda c: M.tcp(lab, c, 1, opts.tcp_seconds, opts.tcp_omit)),
              ("tcp4", lambda c: M.tcp(lab, c, 4, opts.tcp_seconds, opts.tcp_omit)),
-             ("latency", lambda c: M.latency(lab, c, opts.latency_seconds, LATENCY_MPS, LATENCY_MSG))]
+             ("latency", lambda c: M.latency(lab, c, opts.latency_seconds, "max", LATENCY_MSG)),
+             ("latency_paced", lambda c: M.latency(lab, c, opts.latency_seconds, LATENCY_PACED_MPS, LATENCY_MSG))]
     for size in opts.sizes:
         tests.append((f"frames_{size}", lambda c, s=size: M.frames(lab, c, gen, s, opts.frame_seconds)))
     cpu_acc: dict[tuple[str, int], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0])
@@ -238,10 +239,11 @@ def bench(lab: Lab, opts, t_start: float) -> int:
                     acc[2] += res["moved_bytes"]
                     acc[3] += 1
                     log(f"  {c.name} run {r + 1} {test}: {res['gbps']:.2f} Gbit/s")
-                elif test == "latency":
-                    raw[c.name]["rtt_p50_us"].append(res["p50_us"])
-                    raw[c.name]["rtt_p99_us"].append(res["p99_us"])
-                    log(f"  {c.name} run {r + 1} latency: p50 {res['p50_us']:.0f} µs, p99 {res['p99_us']:.0f} µs")
+                elif test.startswith("latency"):
+                    prefix = "rtt" if test == "latency" else "rtt1k"
+                    raw[c.name][f"{prefix}_p50_us"].append(res["p50_us"])
+                    raw[c.name][f"{prefix}_p99_us"].append(res["p99_us"])
+                    log(f"  {c.name} run {r + 1} {test}: p50 {res['p50_us']:.0f} µs, p99 {res['p99_us']:.0f} µs")
                 else:
                     size = int(test.split("_")[1])
                     raw[c.name][f"fps_{size}"].append(res["fps"])
@@ -258,7 +260,7 @@ def bench(lab: Lab, opts, t_start: float) -> int:
                 raw[c.name]["softirq_s_per_gb"].append(acc[1] / gb)
 
     # -- verdict per contender ---------------------------------------------
-    required = ["tcp1_gbps", "tcp4_gbps", "rtt_p50_us", "rtt_p99_us"]
+    required = ["tcp1_gbps", "tcp4_gbps", "rtt_p50_us", "rtt_p99_us", "rtt1k_p50_us", "rtt1k_p99_us"]
     required += [f"{k}_{s}" for s in opts.sizes for k in ("fps", "loss")]
     failed = {}
     for c in contenders:

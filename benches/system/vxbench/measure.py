@@ -111,10 +111,14 @@ def tcp(lab: Lab, c: Contender, streams: int, seconds: float, omit: int) -> dict
 
 
 # ---------------------------------------------------------------------------
-# Round-trip latency (sockperf UDP ping-pong at a fixed rate)
+# Round-trip latency (sockperf UDP ping-pong)
 
 
-def latency(lab: Lab, c: Contender, seconds: float, mps: int, msg_size: int) -> dict:
+def latency(lab: Lab, c: Contender, seconds: float, mps, msg_size: int) -> dict:
+    """sockperf ping-pong of `msg_size`-byte UDP messages: `mps` "max" sends the
+    next message as soon as the reply is in (the path stays warm: the switch's
+    own latency), a number paces them (each finds the path idle: wake-ups
+    included, much noisier on a shared VM)."""
     srv = lab.spawn(f"sockperf-server-{c.name}", ["sockperf", "server", "-i", c.ip2, "-p", SOCKPERF_PORT], ns=c.ns2)
     try:
         wait_listening(c, "udp", c.ip2, SOCKPERF_PORT, srv)
