@@ -165,7 +165,7 @@ def loadavg() -> str:
 
 
 def bench(lab: Lab, opts, t_start: float) -> int:
-    gen = M.GENERATORS[opts.generator]()
+    gen = M.make_generator(opts.generator, opts)
     contenders = [cls(lab, i + 1, opts) for i, cls in enumerate(opts.selected)]
     errors: dict[str, list[str]] = {c.name: [] for c in contenders}
     raw: dict[str, dict[str, list]] = {c.name: defaultdict(list) for c in contenders}
@@ -184,15 +184,17 @@ def bench(lab: Lab, opts, t_start: float) -> int:
             "deadline_s": opts.deadline,
         },
     }
-    if any(c.needs_vxswitch for c in contenders):
+    if os.path.exists(opts.vxswitch):
         meta["vxswitch"]["version"] = version([opts.vxswitch, "--version"])
+        meta["vxswitch"]["built_utc"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(os.path.getmtime(opts.vxswitch)))
     git = run(["git", "-C", REPO, "describe", "--always", "--dirty"], check=False, timeout=10)
     meta["vxswitch"]["git"] = git.stdout.strip() if git.returncode == 0 else "?"
     meta["tools"] = {
         "iperf3": version(["iperf3", "--version"]),
         "sockperf": version(["sockperf", "--version"]),
-        "trafgen": version(["trafgen", "-v"]),
     }
+    if gen.name == "trafgen":
+        meta["tools"]["trafgen"] = version(["trafgen", "-v"])
     if any(c.name == "ovs" for c in contenders):
         meta["tools"]["ovs-vswitchd"] = version(["ovs-vswitchd", "--version"])
     if any(c.name == "vde" for c in contenders):
@@ -349,7 +351,8 @@ def main(argv=None) -> int:
         log("cargo build --release")
         if subprocess.run(["cargo", "build", "--release", "--bin", "vxswitch"], cwd=REPO).returncode != 0:
             return 2
-    if any(c.needs_vxswitch for c in opts.selected) and not os.access(opts.vxswitch, os.X_OK):
+    needs_binary = any(c.needs_vxswitch for c in opts.selected) or getattr(M.GENERATORS[opts.generator], "needs_vxswitch", False)
+    if needs_binary and not os.access(opts.vxswitch, os.X_OK):
         print(f"run.py: no vxswitch binary at {opts.vxswitch}; build it with `cargo build --release` "
               "(or add --build), or point --vxswitch / VXSWITCH_BIN at one", file=sys.stderr)
         return 2
@@ -357,7 +360,7 @@ def main(argv=None) -> int:
         print("run.py: /dev/net/tun is missing (modprobe tun)", file=sys.stderr)
         return 2
     if opts.check:
-        print("run.py: all tools present" + (f", vxswitch at {opts.vxswitch}" if any(c.needs_vxswitch for c in opts.selected) else ""))
+        print("run.py: all tools present" + (f", vxswitch at {opts.vxswitch}" if needs_binary else ""))
         return 0
     stale = stale_namespaces()
     if stale:
