@@ -6,10 +6,11 @@
 //! sleeping. Arithmetic is in integer nano-tokens (`u128`), so rates up to
 //! `u64::MAX` per second neither overflow nor drift.
 //!
-//! The bucket starts full (one batch may go at once). Time spent unable to
-//! send (a full queue) is not made up with a larger burst later: the
-//! bucket caps at `burst`, so a run that fell behind ends slightly below
-//! the target rate rather than above it in bursts.
+//! The bucket starts full; [`take`](TokenBucket::take) right away to start
+//! lower. Time spent unable to send (asleep too long, descheduled, a full
+//! queue) is made up only as far as `burst` reaches: the bucket caps
+//! there, so a run that fell further behind ends below the target rate,
+//! never above it.
 
 const NANO: u128 = 1_000_000_000;
 

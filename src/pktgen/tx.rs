@@ -322,10 +322,17 @@ pub fn run_tx(o: &TxOptions, stop: &AtomicBool) -> Result<TxReport, PktgenError>
             .unwrap_or(o.batch)
             .min(o.batch)
     });
-    // Room for two batches: a sleep that overshoots (timer slack, a busy
-    // CPU) leaves credit for the next batch instead of losing it to the
-    // cap, which would end the run below the target rate.
-    let mut bucket = o.rate.map(|r| TokenBucket::new(r, 2 * rate_cap as u64, 0));
+    // The bucket holds 10 ms of frames (at least two batches): a sender
+    // that slept too long or was descheduled (timer slack, a busy CPU)
+    // makes up to 10 ms of it in a burst; a longer stall is not made up,
+    // so a starved run ends below the target rate, never above it. It
+    // starts with one batch, so the run does not begin with a burst.
+    let mut bucket = o.rate.map(|r| {
+        let burst = (r / 100).max(2 * rate_cap as u64);
+        let mut b = TokenBucket::new(r, burst, 0);
+        b.take(burst - rate_cap as u64);
+        b
+    });
     let why = loop {
         if stop.load(Ordering::Relaxed) {
             break TxStop::Interrupted;
