@@ -20,6 +20,8 @@ pub const END_MARKERS: u32 = 3;
 /// A blocked `sendmmsg` returns `EAGAIN` after this long, so the loop can
 /// look at the stop flag and the stall timer.
 const SEND_TIMEOUT: Duration = Duration::from_millis(100);
+/// Longest wait for a TAP's transmit counter to catch up at the end.
+const SETTLE_MAX: Duration = Duration::from_secs(1);
 /// Back-off after `ENOBUFS`/`EAGAIN`: starts here, doubles, stops at the max.
 const BACKOFF_MIN: Duration = Duration::from_micros(20);
 const BACKOFF_MAX: Duration = Duration::from_millis(1);
@@ -242,6 +244,29 @@ impl Sender<'_> {
     }
 }
 
+/// The interface's counters once its `tx_packets` has caught up with the
+/// `frames` sent since `before`, or stopped moving for 100 ms, or after 1 s.
+///
+/// A veth counts a frame when it is sent, but a TAP counts it when the
+/// process on the other side (the switch) reads it off the TAP's ring; the
+/// frames still queued there when tx ends are counted a little later.
+fn settled_counters(
+    place: &Place,
+    before: &DevCounters,
+    frames: u64,
+) -> Result<DevCounters, PktgenError> {
+    let deadline = Instant::now() + SETTLE_MAX;
+    let mut last = counters::read(place)?;
+    let mut still = 0;
+    while last.since(before).tx_packets < frames && still < 5 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = counters::read(place)?;
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+    }
+    Ok(last)
+}
+
 /// Sends probe frames as `o` says until the count or the duration is
 /// reached or `stop` is set, then the END markers.
 pub fn run_tx(o: &TxOptions, stop: &AtomicBool) -> Result<TxReport, PktgenError> {
@@ -367,7 +392,7 @@ pub fn run_tx(o: &TxOptions, stop: &AtomicBool) -> Result<TxReport, PktgenError>
     };
     let elapsed = start.elapsed();
     let end_markers = s.send_end_markers()?;
-    let after = counters::read(place)?;
+    let after = settled_counters(place, &before, s.sent + u64::from(end_markers))?;
 
     let bytes = s.sent * o.size as u64;
     let secs = elapsed.as_secs_f64();
