@@ -42,7 +42,7 @@ pub struct RxOptions {
     /// Stop when no probe frame arrived this long after listening started.
     pub wait: Duration,
     /// Stop once every run seen has sent its END marker and its frames
-    /// are in (or [`END_DRAIN`] passed).
+    /// are in (or 1 s passed since the last END marker).
     pub stop_at_end: bool,
 }
 
