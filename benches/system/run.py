@@ -87,6 +87,8 @@ def parse_args(argv=None):
     p.add_argument("--note", default="", help="a sentence added to the report (e.g. what else the machine ran)")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (logs, configs) after the run")
     p.add_argument("--list", action="store_true", help="list the contenders and exit")
+    p.add_argument("--from-json", metavar="FILE",
+                   help="measure nothing: render results.md and the SVGs again from a results.json into --out")
     p.add_argument("--check", action="store_true", help="only check tools and binary, then exit")
     p.add_argument("--clean-stale", action="store_true",
                    help="remove vxb-PID-* namespaces left by a harness that was SIGKILLed, then exit")
@@ -162,6 +164,46 @@ def machine() -> str:
 def loadavg() -> str:
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
+
+
+def write_outputs(out: str, doc: dict, contenders, summary: dict, errors: dict):
+    """Writes results.md, results.json and the two SVGs; returns the markdown and the file names."""
+    meta = doc["meta"]
+    sizes = meta["config"]["sizes"]
+    os.makedirs(out, exist_ok=True)
+    md = R.markdown(meta, contenders, summary, errors, sizes, C.BASELINE)
+    if meta.get("note"):
+        md = meta["note"].strip() + "\n\n" + md
+    subtitle = f"{meta['date_utc']}, {meta['machine']}, {meta['config']['runs']} run(s) per bar"
+    files = {
+        "results.md": md,
+        "results.json": json.dumps(doc, indent=2, sort_keys=True) + "\n",
+        "throughput.svg": R.svg_throughput(contenders, summary, subtitle),
+        "frames.svg": R.svg_frames(contenders, summary, sizes, subtitle.replace("per bar", "per point")),
+    }
+    for name, text in files.items():
+        with open(os.path.join(out, name), "w") as f:
+            f.write(text)
+    return md, list(files)
+
+
+def from_json(path: str, out: str) -> int:
+    """Renders the outputs again from a results.json (no measurement, no root needed)."""
+    with open(path) as f:
+        doc = json.load(f)
+    contenders = []
+    for name, entry in doc["contenders"].items():
+        contenders.append(argparse.Namespace(
+            name=name, kind=entry.get("kind", "l2"), userspace=entry.get("userspace_switch", True),
+            title=entry.get("title", name)))
+    order = [c.name for c in C.ALL]
+    contenders.sort(key=lambda c: order.index(c.name) if c.name in order else len(order))
+    summary = {n: {"metrics": e["metrics"]} for n, e in doc["contenders"].items()}
+    errors = {n: e.get("errors", []) for n, e in doc["contenders"].items()}
+    md, files = write_outputs(out, doc, contenders, summary, errors)
+    print(md)
+    log(f"wrote {', '.join(files)} to {out}")
+    return 0
 
 
 def bench(lab: Lab, opts, t_start: float) -> int:
@@ -291,20 +333,7 @@ def bench(lab: Lab, opts, t_start: float) -> int:
             for c in contenders
         },
     }
-    os.makedirs(opts.out, exist_ok=True)
-    md = R.markdown(meta, contenders, summary, errors, opts.sizes, C.BASELINE)
-    if opts.note:
-        md = opts.note.strip() + "\n\n" + md
-    subtitle = f"{meta['date_utc']}, {meta['machine']}, {opts.runs} run(s) per bar"
-    files = {
-        "results.md": md,
-        "results.json": json.dumps(doc, indent=2, sort_keys=True) + "\n",
-        "throughput.svg": R.svg_throughput(contenders, summary, subtitle),
-        "frames.svg": R.svg_frames(contenders, summary, opts.sizes, subtitle.replace("per bar", "per point")),
-    }
-    for name, text in files.items():
-        with open(os.path.join(opts.out, name), "w") as f:
-            f.write(text)
+    md, files = write_outputs(opts.out, doc, contenders, summary, errors)
     if any(errors.values()):
         logs = os.path.join(opts.out, "logs")
         shutil.rmtree(logs, ignore_errors=True)
@@ -329,6 +358,8 @@ def main(argv=None) -> int:
     path = os.environ.get("PATH", "").split(os.pathsep)
     os.environ["PATH"] = os.pathsep.join(path + [d for d in ("/usr/local/sbin", "/usr/sbin", "/sbin") if d not in path])
     opts = parse_args(argv)
+    if opts.from_json:
+        return from_json(opts.from_json, opts.out)
     if opts.list:
         for c in C.ALL:
             print(f"{c.name:15} {c.title}\n{'':15} {c.topology}")

@@ -238,8 +238,9 @@ def svg_throughput(contenders, summary: dict, subtitle: str) -> str:
                 out.append(f'<line x1="{cx:.1f}" y1="{ylo:.1f}" x2="{cx:.1f}" y2="{yhi:.1f}" stroke="black"/>')
                 for yy in (ylo, yhi):
                     out.append(f'<line x1="{cx - 4:.1f}" y1="{yy:.1f}" x2="{cx + 4:.1f}" y2="{yy:.1f}" stroke="black"/>')
+            label_y = min(y0 - h, y0 - plot_h * s["max"] / top) - 4  # above the whisker
             out.append(
-                f'<text x="{bx + (bar - 2) / 2:.1f}" y="{y0 - h - 4:.1f}" text-anchor="middle" font-size="10">'
+                f'<text x="{bx + (bar - 2) / 2:.1f}" y="{label_y:.1f}" text-anchor="middle" font-size="10">'
                 f'{s["median"]:.2f}</text>'
             )
         out.append(f'<text x="{x0 + group * (i + 0.5):.1f}" y="{y0 + 18}" text-anchor="middle">{html.escape(name)}</text>')
