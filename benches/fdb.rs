@@ -17,7 +17,7 @@ use std::hint::black_box;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, SamplingMode, Throughput};
 use vxswitch::fdb::{Dest, Fdb, FdbConfig, NetId, PortId};
 use vxswitch::switch::{decide, Ingress};
 use vxswitch::time::Millis;
@@ -91,6 +91,10 @@ fn lookups_parallel(fdb: &Arc<Fdb>, n: u32, threads: usize, iters: u64) -> Durat
 
 fn bench_lookup(c: &mut Criterion) {
     let mut g = c.benchmark_group("fdb_lookup");
+    // Every sample spawns its threads: flat sampling gives each sample the
+    // same, large iteration count so the spawn cost stays negligible
+    // (linear sampling starts with samples of a few dozen lookups).
+    g.sampling_mode(SamplingMode::Flat);
     for (label, n) in [("1k", 1_000u32), ("1M", 1_000_000)] {
         let fdb = table(n);
         for threads in [1usize, 2] {
