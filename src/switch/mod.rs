@@ -1,4 +1,4 @@
-//! The forwarding engine: the pure forwarding decision ([`decide`]), the
+//! The forwarding engine: the pure forwarding decision ([`decide()`]), the
 //! per-port counters ([`stats`]) and the poll-loop worker ([`engine`]).
 
 pub mod decide;
