@@ -5,8 +5,8 @@ mod support;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use support::{can_run, Daemon, Netns, Proc};
 
@@ -166,60 +166,7 @@ fn iperf3_tcp_transfer_completes_with_matching_byte_count() {
     let l = lan(2, 2);
     let (client, server) = (&l.containers[0], &l.containers[1]);
     assert!(client.ping_within(&ip_of(2, 1), Duration::from_secs(5)));
-    let _srv = Proc(
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &server.name,
-                "iperf3",
-                "-s",
-                "-B",
-                &ip_of(2, 1),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    // The server needs a moment to listen: retry the client for up to 5 s.
-    let bytes: u64 = 64 * 1024 * 1024;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let j: serde_json::Value = loop {
-        let out = client.exec(
-            "iperf3",
-            &[
-                "-c",
-                &ip_of(2, 1),
-                "-n",
-                &bytes.to_string(),
-                "-J",
-                "--connect-timeout",
-                "2000",
-            ],
-        );
-        let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        if (out.status.success() && j.get("error").is_none()) || Instant::now() > deadline {
-            break j;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(j.get("error").is_none(), "iperf3 failed: {j}");
-    // cJSON may print large integers as floats: read as f64.
-    let field = |k: &str| {
-        j["end"][k]["bytes"]
-            .as_f64()
-            .unwrap_or_else(|| panic!("no end.{k}.bytes in {j}")) as u64
-    };
-    let (sent, received) = (field("sum_sent"), field("sum_received"));
-    assert!(sent >= bytes, "sent {sent} < requested {bytes}");
-    // iperf3 3.12 in -n mode stops the server's count when the client says
-    // it is done, so bytes still in flight are not in sum_received; the
-    // exact comparison is the second transfer below.
-    assert!(
-        received > 0 && received <= sent,
-        "iperf3 sent {sent}, received {received}"
-    );
+    let (_, received) = support::iperf3(client, server, &ip_of(2, 1), 64 << 20, false);
     // The switch delivered at least the payload to the server's port.
     let stats = l.daemon.json(&["stats"]);
     let tx = find_port(&stats, "c1")["tx_bytes"].as_u64().unwrap();

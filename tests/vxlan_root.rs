@@ -14,7 +14,7 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use support::{can_run, run, run_raw, wait_until, Daemon, Netns, Proc, TempDir};
@@ -344,81 +344,6 @@ fn snmp(ns: &Netns, group: &str, name: &str) -> u64 {
     values.split_whitespace().nth(i).unwrap().parse().unwrap()
 }
 
-/// A TCP transfer of `bytes` from `client` to an iperf3 server in `server`
-/// at `server_ip` (the other way with `reverse`); returns iperf3's
-/// (sent, received) byte counts after checking that it completed.
-fn iperf3(
-    client: &Netns,
-    server: &Netns,
-    server_ip: &str,
-    bytes: u64,
-    reverse: bool,
-) -> (u64, u64) {
-    let _srv = Proc(
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &server.name,
-                "iperf3",
-                "-s",
-                "-B",
-                server_ip,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let n = bytes.to_string();
-    let mut args = vec![
-        "60",
-        "iperf3",
-        "-c",
-        server_ip,
-        "-n",
-        &n,
-        "-J",
-        "--connect-timeout",
-        "2000",
-    ];
-    if reverse {
-        args.push("-R");
-    }
-    // The server needs a moment to listen: retry the client for up to 5 s;
-    // `timeout` bounds a transfer that stalls.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let j: Value = loop {
-        let out = client.exec("timeout", &args);
-        let j: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        if (out.status.success() && j.get("error").is_none()) || Instant::now() > deadline {
-            break j;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(
-        j.get("error").is_none() && j["end"].is_object(),
-        "iperf3 {} -> {server_ip} (reverse {reverse}) failed: {j}",
-        client.name
-    );
-    // cJSON may print large integers as floats: read as f64.
-    let field = |k: &str| {
-        j["end"][k]["bytes"]
-            .as_f64()
-            .unwrap_or_else(|| panic!("no end.{k}.bytes in {j}")) as u64
-    };
-    let (sent, received) = (field("sum_sent"), field("sum_received"));
-    assert!(sent >= bytes, "iperf3 sent {sent} < requested {bytes}");
-    // iperf3 3.12 in -n mode stops the receiver's count when the sender says
-    // it is done, so bytes still in flight are missing from sum_received;
-    // `exact_transfer` is the exact comparison.
-    assert!(
-        received > 0 && received <= sent,
-        "iperf3 sent {sent}, received {received}"
-    );
-    (sent, received)
-}
-
 /// The inner frame of an injected datagram: a broadcast ARP request from
 /// `mac`/`ip` asking who has `target`.
 struct Arp<'a> {
@@ -663,7 +588,7 @@ fn two_hosts_one_vni_all_ping_and_transfer_and_a_second_vni_is_isolated() {
     // TCP across the overlay: iperf3 completes, host B's VTEP counters saw
     // at least the payload, and a checked stream arrives byte for byte.
     let rx_before = b.vtep_stat(&vtep_a, "rx_bytes");
-    let (_, received) = iperf3(&a1.ns, &b1.ns, &b1.ip, 32 << 20, false);
+    let (_, received) = support::iperf3(&a1.ns, &b1.ns, &b1.ip, 32 << 20, false);
     let rx = b.vtep_stat(&vtep_a, "rx_bytes") - rx_before;
     assert!(
         rx >= received,
@@ -785,8 +710,8 @@ fn interop_with_the_kernel_vxlan_device_both_ways() {
 
     // TCP both ways: iperf3 to the kernel side and back (-R), then checked
     // streams in each direction.
-    iperf3(&a1.ns, &k1, k1_ip, 32 << 20, false);
-    iperf3(&a1.ns, &k1, k1_ip, 32 << 20, true);
+    support::iperf3(&a1.ns, &k1, k1_ip, 32 << 20, false);
+    support::iperf3(&a1.ns, &k1, k1_ip, 32 << 20, true);
     support::exact_transfer(&a1.ns, &k1, k1_ip, 16 << 20);
     support::exact_transfer(&k1, &a1.ns, &a1.ip, 16 << 20);
 }
