@@ -307,6 +307,37 @@ fn a_tap_deleted_underneath_is_detected_and_removed() {
 }
 
 #[test]
+fn deleting_a_containers_namespace_removes_its_port() {
+    if !can_run(&["ip", "ping"]) {
+        return;
+    }
+    // As with docker0, where deleting the namespace destroys the veth and
+    // with it the bridge port: the daemon notices the sandbox is gone.
+    let l = lan(7, 3);
+    assert!(l.containers[0].ping_within(&ip_of(7, 1), Duration::from_secs(5)));
+    support::run("ip", &["netns", "del", &l.containers[1].name]);
+    let gone = support::wait_until(Duration::from_secs(5), || {
+        l.daemon.port_names() == ["c0", "c2"]
+    });
+    assert!(
+        gone,
+        "port c1 still listed after its namespace was deleted: {:?}",
+        l.daemon.port_names()
+    );
+    let fdb = l.daemon.json(&["fdb", "show"]);
+    assert!(as_rows(&fdb).iter().all(|r| r["port"] != "c1"), "{fdb}");
+    assert!(
+        l.daemon
+            .log()
+            .contains("port c1 (network red) removed: its namespace is gone"),
+        "{}",
+        l.daemon.log()
+    );
+    // The others keep working.
+    assert!(l.containers[0].ping_within(&ip_of(7, 2), Duration::from_secs(5)));
+}
+
+#[test]
 fn sigterm_removes_created_taps_and_the_socket() {
     if !can_run(&["ip"]) {
         return;

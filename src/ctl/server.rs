@@ -470,7 +470,12 @@ pub struct Server {
     max_clients: usize,
     scratch: Box<[u8]>,
     signals: Option<Signals>,
+    /// When to next look for ports whose sandbox is gone.
+    next_reap: Instant,
 }
+
+/// How often the server looks for ports whose sandbox is gone.
+const REAP_EVERY: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -504,6 +509,7 @@ impl Server {
         };
         let (calls_tx, calls) = crossbeam_channel::unbounded();
         Ok(Server {
+            next_reap: Instant::now() + REAP_EVERY,
             signals,
             conns: Vec::new(),
             ready: Vec::new(),
@@ -598,6 +604,10 @@ impl Server {
             let now = Instant::now();
             self.serve_ready(now);
             self.expire(now);
+            if now >= self.next_reap {
+                self.daemon.reap_orphans();
+                self.next_reap = now + REAP_EVERY;
+            }
         }
     }
 
@@ -612,6 +622,7 @@ impl Server {
             .min()
             .map_or(MAX_SLEEP, |due| due.saturating_duration_since(now))
             .min(MAX_SLEEP)
+            .min(self.next_reap.saturating_duration_since(now))
     }
 
     fn mark_ready(&mut self, i: usize) {

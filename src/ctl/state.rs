@@ -102,6 +102,9 @@ struct Port {
     ip: Option<IpNet>,
     mtu: u32,
     stats: Arc<PortStats>,
+    /// Identity (device, inode) of the sandbox's namespace file when the
+    /// port was created in it; see [`Daemon::reap_orphans`].
+    sandbox: Option<(u64, u64)>,
 }
 
 /// A port that went away on its own, as [`Daemon::process_events`] reports it.
@@ -608,8 +611,13 @@ impl Daemon {
                 stats: stats.clone(),
             })
             .map_err(|e| engine_error(&format!("port {name:?}"), e))?;
+        let sandbox = match meta.kind {
+            PortKind::Created => sandbox_identity(&meta.netns),
+            PortKind::Existing | PortKind::Fd => None,
+        };
         let port = Port {
             id,
+            sandbox,
             network: network.to_string(),
             net,
             kind: meta.kind,
@@ -653,6 +661,57 @@ impl Daemon {
             network,
             fdb_flushed,
         })
+    }
+
+    /// Removes ports whose sandbox is gone: the namespace file they were
+    /// created in was deleted (`ip netns del`, a container runtime tearing
+    /// the sandbox down) or now names another namespace, or the process
+    /// given with `--pid` exited. The daemon's TAP fd keeps such a namespace
+    /// alive on its own, so without this the port and its TAP would linger
+    /// where the kernel bridge's veth would have vanished with the
+    /// namespace. Called about once a second by the server.
+    pub fn reap_orphans(&mut self) -> Vec<GonePort> {
+        let orphans: Vec<(String, String)> = self
+            .ports
+            .iter()
+            .filter_map(|(name, p)| {
+                let was = p.sandbox?;
+                match sandbox_identity(&p.netns) {
+                    Some(now) if now == was => None,
+                    Some(_) => Some((
+                        name.clone(),
+                        "its namespace file now names another namespace".to_string(),
+                    )),
+                    None => Some((name.clone(), "its namespace is gone".to_string())),
+                }
+            })
+            .collect();
+        let mut gone = Vec::new();
+        for (name, cause) in orphans {
+            let Some(port) = self.ports.get(&name) else {
+                continue;
+            };
+            let (id, label) = (port.id, netns_label(&port.netns).unwrap_or_default());
+            if self.engine.remove_port(id).is_ok_and(|attached| !attached) {
+                self.process_events();
+            }
+            let Some(port) = self.ports.remove(&name) else {
+                continue;
+            };
+            if self.log_events {
+                eprintln!(
+                    "vxswitch: port {name} (network {}) removed: {cause} ({label}); \
+                     its TAP and FDB entries are gone",
+                    port.network
+                );
+            }
+            gone.push(GonePort {
+                name,
+                network: port.network,
+                cause,
+            });
+        }
+        gone
     }
 
     fn port(&self, name: &str) -> Result<&Port, CtlError> {
@@ -1092,6 +1151,18 @@ struct PortMeta {
     ifname: Option<String>,
     mac: Option<MacAddr>,
     ip: Option<IpNet>,
+}
+
+/// (device, inode) of a namespace file: what identifies the namespace.
+/// `None` for the daemon's own namespace, or when the file is gone.
+fn sandbox_identity(n: &Netns) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let path = match n {
+        Netns::Current => return None,
+        Netns::Path(p) => p.clone(),
+        Netns::Pid(pid) => std::path::PathBuf::from(format!("/proc/{pid}/ns/net")),
+    };
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 fn netns_label(n: &Netns) -> Option<String> {
