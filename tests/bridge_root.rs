@@ -81,7 +81,7 @@ fn three_containers_all_ping_each_other() {
     // And `stats` counted frames both ways on every port.
     let stats = l.daemon.json(&["stats"]);
     for i in 0..3 {
-        let p = find_port(&stats, &format!("c{i}"));
+        let p = support::find_port(&stats, &format!("c{i}"));
         for k in ["rx_frames", "tx_frames"] {
             assert!(p[k].as_u64().unwrap_or(0) > 0, "c{i} {k} is 0: {stats}");
         }
@@ -139,23 +139,10 @@ fn two_networks_are_isolated() {
     assert!(!r2.ping("10.78.0.13"), "red reached blue");
     // Nothing from red was ever sent to blue's port.
     let stats = daemon.json(&["stats"]);
-    let b1_tx = find_port(&stats, "b1")["tx_frames"].as_u64().unwrap();
+    let b1_tx = support::find_port(&stats, "b1")["tx_frames"]
+        .as_u64()
+        .unwrap();
     assert_eq!(b1_tx, 0, "blue's port received red's frames: {stats}");
-}
-
-fn find_port<'a>(stats: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    let ports = stats["ports"]
-        .as_array()
-        .unwrap_or_else(|| panic!("stats --json has no ports list: {stats}"));
-    let p = ports
-        .iter()
-        .find(|p| p["name"] == name)
-        .unwrap_or_else(|| panic!("no port {name} in {stats}"));
-    if p.get("stats").is_some() {
-        &p["stats"]
-    } else {
-        p
-    }
 }
 
 #[test]
@@ -169,7 +156,9 @@ fn iperf3_tcp_transfer_completes_with_matching_byte_count() {
     let (_, received) = support::iperf3(client, server, &ip_of(2, 1), 64 << 20, false);
     // The switch delivered at least the payload to the server's port.
     let stats = l.daemon.json(&["stats"]);
-    let tx = find_port(&stats, "c1")["tx_bytes"].as_u64().unwrap();
+    let tx = support::find_port(&stats, "c1")["tx_bytes"]
+        .as_u64()
+        .unwrap();
     assert!(
         tx >= received,
         "port c1 transmitted {tx} bytes, less than the {received} iperf3 received"

@@ -166,7 +166,7 @@ impl Switch {
     /// Frames the switch delivered to a port (into its container).
     fn port_tx(&self, port: &str) -> u64 {
         let stats = self.stats();
-        find_port(&stats, port)["tx_frames"]
+        support::find_port(&stats, port)["tx_frames"]
             .as_u64()
             .unwrap_or_else(|| panic!("no tx_frames for {port}: {stats}"))
     }
@@ -301,21 +301,6 @@ fn resolving(n: &Value) -> bool {
         st.iter()
             .any(|s| ["INCOMPLETE", "DELAY", "PROBE"].contains(&s.as_str().unwrap_or("")))
     })
-}
-
-fn find_port<'a>(stats: &'a Value, name: &str) -> &'a Value {
-    let ports = stats["ports"]
-        .as_array()
-        .unwrap_or_else(|| panic!("stats --json has no ports list: {stats}"));
-    let p = ports
-        .iter()
-        .find(|p| p["name"] == name)
-        .unwrap_or_else(|| panic!("no port {name} in {stats}"));
-    if p.get("stats").is_some() {
-        &p["stats"]
-    } else {
-        p
-    }
 }
 
 /// A drop counter of a VTEP or of `stats.vxlan` (absent counts as 0).

@@ -1957,6 +1957,13 @@ mod tests {
     /// source-port pool), so tests run in parallel and next to a real daemon.
     fn vx_daemon() -> (Daemon, u16) {
         let port = free_udp_port();
+        let mut d = vx_daemon_on(port);
+        d.set_log_events(false);
+        (d, port)
+    }
+
+    /// A daemon whose VXLAN port (and one-port source pool) is `port`.
+    fn vx_daemon_on(port: u16) -> Daemon {
         let cfg = EngineConfig {
             vxlan: VxlanConfig {
                 port,
@@ -1966,9 +1973,7 @@ mod tests {
             },
             ..EngineConfig::default()
         };
-        let mut d = Daemon::new(cfg, Arc::new(MonotonicClock::new()), None).unwrap();
-        d.set_log_events(false);
-        (d, port)
+        Daemon::new(cfg, Arc::new(MonotonicClock::new()), None).unwrap()
     }
 
     fn vx_net(d: &mut Daemon, name: &str, vni: Option<u32>, vteps: &[&str]) -> NetworkInfo {
@@ -2292,16 +2297,7 @@ mod tests {
     fn a_taken_vxlan_port_is_a_clear_error() {
         let taken = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
         let port = taken.local_addr().unwrap().port();
-        let cfg = EngineConfig {
-            vxlan: VxlanConfig {
-                port,
-                src_port_min: port,
-                src_port_max: port,
-                ..VxlanConfig::default()
-            },
-            ..EngineConfig::default()
-        };
-        let mut d = Daemon::new(cfg, Arc::new(MonotonicClock::new()), None).unwrap();
+        let mut d = vx_daemon_on(port);
         let e = d
             .network_create(&NetworkCreate {
                 name: "blue".into(),

@@ -455,3 +455,19 @@ pub fn iperf3(
     );
     (sent, received)
 }
+
+/// The counters of port `name` in `vxswitch --json stats` output.
+pub fn find_port<'a>(stats: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    let ports = stats["ports"]
+        .as_array()
+        .unwrap_or_else(|| panic!("stats --json has no ports list: {stats}"));
+    let p = ports
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no port {name} in {stats}"));
+    if p.get("stats").is_some() {
+        &p["stats"]
+    } else {
+        p
+    }
+}
