@@ -219,6 +219,9 @@ struct PortAddArgs {
     /// Attach the existing persistent TAP NAME in the daemon's namespace.
     #[arg(long, conflicts_with_all = ["netns", "pid", "ifname", "mac", "ip", "mtu"])]
     existing: bool,
+    /// A label naming the container (name, ID or pod) shown by `port ls`.
+    #[arg(long)]
+    container: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -380,6 +383,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 ip: a.ip,
                 mtu: a.mtu,
                 existing: a.existing,
+                container: a.container,
             }),
             render::port_added,
         ),

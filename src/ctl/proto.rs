@@ -197,6 +197,10 @@ pub struct PortAdd {
     /// `name` is an existing persistent TAP in the daemon's namespace.
     #[serde(default, skip_serializing_if = "is_false")]
     pub existing: bool,
+    /// Free-form label naming the container this port serves (a container
+    /// name or ID, a pod name); shown by `port.ls`, never interpreted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
 }
 
 /// `port.rm`.
@@ -351,6 +355,9 @@ pub struct PortInfo {
     pub mac: Option<MacAddr>,
     pub ip: Option<ipnet::IpNet>,
     pub mtu: u32,
+    /// The label given as `container` at `port.add`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
 }
 
 /// Result of `port.rm`.

@@ -156,7 +156,15 @@ pub fn network_removed(r: &NetworkRemoved) -> String {
 }
 
 pub fn ports(ports: &[PortInfo]) -> String {
-    let mut t = Table::new(&["NAME", "NETWORK", "IFNAME", "MAC", "IP", "NETNS"]);
+    let mut t = Table::new(&[
+        "NAME",
+        "NETWORK",
+        "IFNAME",
+        "MAC",
+        "IP",
+        "NETNS",
+        "CONTAINER",
+    ]);
     for p in ports {
         t.row(vec![
             p.name.clone(),
@@ -165,6 +173,7 @@ pub fn ports(ports: &[PortInfo]) -> String {
             or_dash(&p.mac),
             or_dash(&p.ip),
             p.netns.clone().unwrap_or_else(|| "-".into()),
+            or_dash(&p.container),
         ]);
     }
     t.render()
@@ -496,11 +505,12 @@ mod tests {
             mac: Some(MacAddr([2, 0, 0, 0, 0, 1])),
             ip: Some("10.77.0.11/24".parse().unwrap()),
             mtu: 1500,
+            container: Some("web-1".into()),
         };
         assert_eq!(
             ports(std::slice::from_ref(&p)),
-            "NAME  NETWORK  IFNAME  MAC                IP             NETNS\n\
-             c1    red      eth0    02:00:00:00:00:01  10.77.0.11/24  /run/netns/c1\n"
+            "NAME  NETWORK  IFNAME  MAC                IP             NETNS          CONTAINER\n\
+             c1    red      eth0    02:00:00:00:00:01  10.77.0.11/24  /run/netns/c1  web-1\n"
         );
         assert_eq!(
             port_added(&p),

@@ -101,6 +101,7 @@ struct Port {
     mac: Option<MacAddr>,
     ip: Option<IpNet>,
     mtu: u32,
+    container: Option<String>,
     stats: Arc<PortStats>,
     /// Identity (device, inode) of the sandbox's namespace file when the
     /// port was created in it; see [`Daemon::reap_orphans`].
@@ -475,6 +476,7 @@ impl Daemon {
                 ifname: Some(tap.ifname),
                 mac: Some(tap.mac),
                 ip: None,
+                container: a.container.clone(),
             };
             return self.attach(&a.name, &a.network, tap.fd, tap.mtu, meta);
         }
@@ -551,6 +553,7 @@ impl Daemon {
             ifname: Some(tap.ifname),
             mac: Some(tap.mac),
             ip,
+            container: a.container.clone(),
         };
         self.attach(&a.name, &a.network, tap.fd, tap.mtu, meta)
     }
@@ -575,6 +578,7 @@ impl Daemon {
             ifname: None,
             mac: None,
             ip: None,
+            container: None,
         };
         self.attach(name, network, fd, mtu, meta)
     }
@@ -626,6 +630,7 @@ impl Daemon {
             mac: meta.mac,
             ip: meta.ip,
             mtu,
+            container: meta.container,
             stats,
         };
         let info = self.port_info(name, &port);
@@ -732,6 +737,7 @@ impl Daemon {
             mac: p.mac,
             ip: p.ip,
             mtu: p.mtu,
+            container: p.container.clone(),
         }
     }
 
@@ -1151,6 +1157,7 @@ struct PortMeta {
     ifname: Option<String>,
     mac: Option<MacAddr>,
     ip: Option<IpNet>,
+    container: Option<String>,
 }
 
 /// (device, inode) of a namespace file: what identifies the namespace.
