@@ -1,0 +1,120 @@
+//! The Internet checksum (RFC 1071) in the pieces offloads need: a running
+//! 64-bit sum of big-endian 16-bit words, a fold, and pseudo-headers.
+//!
+//! Pieces can be summed separately and added as long as every piece but the
+//! last starts at an even offset from the first and has an even length;
+//! the callers here sum the pseudo-header, the L4 header (always an even
+//! length) and then the payload.
+
+/// Adds the big-endian 16-bit words of `data` to `sum` (a trailing odd byte
+/// counts as its high byte, as RFC 1071 pads it).
+///
+/// The sum is kept in 64 bits and not folded: 2^16 = 1 mod 0xffff, so adding
+/// 32-bit words and folding at the end gives the same one's complement sum
+/// as adding 16-bit words, with half the additions.
+pub fn sum_words(data: &[u8], mut sum: u64) -> u64 {
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let v = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        sum += (v >> 32) + (v & 0xffff_ffff);
+    }
+    let mut rest = chunks.remainder();
+    while rest.len() >= 2 {
+        sum += u64::from(u16::from_be_bytes([rest[0], rest[1]]));
+        rest = &rest[2..];
+    }
+    if let [last] = rest {
+        sum += u64::from(*last) << 8;
+    }
+    sum
+}
+
+/// Folds a running sum into 16 bits (one's complement addition of carries).
+pub fn fold(mut sum: u64) -> u16 {
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// The checksum field value for a running sum that covers everything the
+/// checksum covers (with the field itself zero): folded and complemented.
+/// A result of 0 becomes 0xffff, as the kernel's `CSUM_MANGLED_0` (both are
+/// one's complement zero; for UDP 0 would mean "no checksum").
+pub fn finish(sum: u64) -> u16 {
+    match !fold(sum) {
+        0 => 0xffff,
+        c => c,
+    }
+}
+
+/// The running sum of the IPv4 pseudo-header: addresses, protocol, L4 length.
+pub fn pseudo_v4(src: &[u8], dst: &[u8], proto: u8, l4_len: usize) -> u64 {
+    let s = sum_words(src, 0);
+    let s = sum_words(dst, s);
+    s + u64::from(proto) + l4_len as u64
+}
+
+/// The running sum of the IPv6 pseudo-header (RFC 8200 section 8.1).
+pub fn pseudo_v6(src: &[u8], dst: &[u8], proto: u8, l4_len: usize) -> u64 {
+    let s = sum_words(src, 0);
+    let s = sum_words(dst, s);
+    s + u64::from(proto) + l4_len as u64
+}
+
+/// The IPv4 header checksum of `header` (its checksum field must be zero).
+pub fn ipv4_header(header: &[u8]) -> u16 {
+    !fold(sum_words(header, 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc1071_example() {
+        // RFC 1071 section 3: the words 0001 f203 f4f5 f6f7 sum to 0xddf2.
+        let b = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(fold(sum_words(&b, 0)), 0xddf2);
+        // And as an odd-aligned tail of a longer buffer.
+        let mut c = vec![0u8; 16];
+        c.extend_from_slice(&b);
+        assert_eq!(fold(sum_words(&c, 0)), 0xddf2);
+    }
+
+    #[test]
+    fn odd_length_pads_the_last_byte() {
+        assert_eq!(fold(sum_words(&[0x12, 0x34, 0x56], 0)), 0x1234 + 0x5600);
+    }
+
+    #[test]
+    fn sum_matches_a_plain_16_bit_loop() {
+        let mut x = 0x1234_5678u32;
+        for len in 0..200 {
+            let data: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                })
+                .collect();
+            let mut plain = 0u32;
+            for w in data.chunks(2) {
+                let hi = u32::from(w[0]) << 8;
+                let lo = w.get(1).map_or(0, |&b| u32::from(b));
+                plain += hi | lo;
+                plain = (plain & 0xffff) + (plain >> 16);
+            }
+            assert_eq!(u32::from(fold(sum_words(&data, 0))), plain, "len {len}");
+        }
+    }
+
+    #[test]
+    fn zero_checksum_is_sent_as_ffff() {
+        assert_eq!(finish(0xffff), 0xffff);
+        assert_eq!(finish(0x1_fffe), 0xffff);
+        assert_eq!(finish(0), 0xffff);
+        assert_eq!(finish(0x1234), !0x1234);
+    }
+}

@@ -1,0 +1,265 @@
+//! Software GSO: cut a TCP or UDP super-frame into wire-sized frames.
+//!
+//! The rules follow the kernel's `tcp_gso_segment`, `__udp_gso_segment` and
+//! `inet_gso_segment`/`ipv6_gso_segment`:
+//!
+//! - every segment carries the super-frame's headers (VLAN tags, IPv4
+//!   options, IPv6 extension headers, TCP options) and `gso_size` payload
+//!   bytes, the last one the rest;
+//! - IPv4: total length and header checksum per segment; the IP ID
+//!   increments per segment from the super-frame's ID (what the kernel does
+//!   unless `SKB_GSO_TCP_FIXEDID`, which virtio cannot express, and what the
+//!   Linux TCP stack expects, having reserved the IDs with
+//!   `ip_select_ident_segs`); IPv6: payload length;
+//! - TCP: the sequence number advances by the payload already sent; FIN and
+//!   PSH stay on the last segment only, CWR on the first only; the checksum
+//!   is computed in full (pseudo-header, header, payload), never left
+//!   partial, so the segments can leave through anything;
+//! - UDP (USO): every segment is a complete datagram with its own length and
+//!   checksum (0 sent as 0xffff).
+//!
+//! The output layout is what one `sendmsg` with `UDP_SEGMENT` wants:
+//! segment `i` starts at `i * stride`, preceded by `headroom` bytes the
+//! caller fills (the 8-byte VXLAN header, or nothing for a plain port), every
+//! segment `stride` bytes long except possibly the last. Either all segments
+//! are written or none (`OutputTooSmall`).
+
+use super::csum;
+use super::{
+    complete_checksum, parse_layout, tcp_flags, GsoKind, Ip, Layout, OffloadError, Proto, VnetHdr,
+};
+
+/// Where [`segment`] put the segments in its output buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segments {
+    /// Number of segments (at least 1).
+    pub count: usize,
+    /// Distance between segment starts: headroom + a full segment's frame.
+    pub stride: usize,
+    /// Frame length of the last segment, headroom not included.
+    pub last_len: usize,
+    /// Bytes of output used, from the first headroom to the end of the last
+    /// segment: `(count - 1) * stride + headroom + last_len`.
+    pub total_len: usize,
+    /// The headroom in front of each segment.
+    pub headroom: usize,
+}
+
+impl Segments {
+    /// Frame length of a full (not last) segment, headroom not included.
+    pub const fn seg_len(&self) -> usize {
+        self.stride - self.headroom
+    }
+
+    /// The segments' frames (headroom excluded), in order.
+    ///
+    /// # Panics
+    /// If `out` is shorter than `total_len` (it is not the buffer given to
+    /// [`segment`]).
+    pub fn frames<'a>(&self, out: &'a [u8]) -> SegmentIter<'a> {
+        SegmentIter {
+            chunks: out[..self.total_len].chunks(self.stride),
+            headroom: self.headroom,
+        }
+    }
+
+    /// Each segment as `(headroom, frame)`, for the caller to fill the
+    /// headroom (a VXLAN header) in place.
+    ///
+    /// # Panics
+    /// If `out` is shorter than `total_len`.
+    pub fn slots_mut<'a>(
+        &self,
+        out: &'a mut [u8],
+    ) -> impl Iterator<Item = (&'a mut [u8], &'a mut [u8])> {
+        let headroom = self.headroom;
+        out[..self.total_len]
+            .chunks_mut(self.stride)
+            .map(move |c| c.split_at_mut(headroom))
+    }
+}
+
+/// Iterator over the frames of [`Segments`].
+#[derive(Clone, Debug)]
+pub struct SegmentIter<'a> {
+    chunks: core::slice::Chunks<'a, u8>,
+    headroom: usize,
+}
+
+impl<'a> Iterator for SegmentIter<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        self.chunks.next().map(|c| &c[self.headroom..])
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.chunks.size_hint()
+    }
+}
+
+impl ExactSizeIterator for SegmentIter<'_> {}
+
+/// Segments `frame` (the bytes after the virtio_net_hdr `hdr`) into `out`,
+/// each segment preceded by `headroom` bytes left for the caller.
+///
+/// A frame without GSO is copied as one segment, its checksum completed when
+/// `NEEDS_CSUM` is set: one call prepares any frame from a vnet_hdr TAP for
+/// a port that does not speak vnet_hdr. A GSO frame whose payload fits in
+/// one `gso_size` gives one segment, checksummed. `hdr_len` is ignored; the
+/// headers are parsed and `csum_start` (when `NEEDS_CSUM`) must be where the
+/// parse finds the TCP/UDP header.
+///
+/// Allocation-free; on any error nothing useful is in `out`.
+pub fn segment(
+    frame: &[u8],
+    hdr: &VnetHdr,
+    out: &mut [u8],
+    headroom: usize,
+) -> Result<Segments, OffloadError> {
+    let kind = hdr.validate(frame.len())?;
+    if kind == GsoKind::None {
+        let total_len = headroom + frame.len();
+        if out.len() < total_len {
+            return Err(OffloadError::OutputTooSmall);
+        }
+        out[headroom..total_len].copy_from_slice(frame);
+        complete_checksum(&mut out[headroom..total_len], hdr)?;
+        return Ok(Segments {
+            count: 1,
+            stride: total_len,
+            last_len: frame.len(),
+            total_len,
+            headroom,
+        });
+    }
+    let lay = parse_layout(frame)?;
+    match (kind, lay.ip, lay.proto) {
+        (GsoKind::TcpV4, Ip::V4, Proto::Tcp)
+        | (GsoKind::TcpV6, Ip::V6, Proto::Tcp)
+        | (GsoKind::UdpL4, _, Proto::Udp) => {}
+        _ => return Err(OffloadError::GsoTypeMismatch),
+    }
+    if hdr.needs_csum() && usize::from(hdr.csum_start) != lay.l4 {
+        return Err(OffloadError::CsumStartMismatch);
+    }
+    let mss = usize::from(hdr.gso_size);
+    let hlen = lay.headers_len();
+    let payload = &frame[hlen..lay.end];
+    let count = payload.len().div_ceil(mss).max(1);
+    let full = hlen + payload.len().min(mss);
+    let last_len = hlen + (payload.len() - (count - 1) * mss);
+    let stride = headroom + full;
+    let total_len = (count - 1) * stride + headroom + last_len;
+    if out.len() < total_len {
+        return Err(OffloadError::OutputTooSmall);
+    }
+
+    let headers = &frame[..hlen];
+    let ip_id = be16(frame, lay.l3 + 4);
+    let seq = u32::from_be_bytes([
+        frame[lay.l4 + 4],
+        frame[lay.l4 + 5],
+        frame[lay.l4 + 6],
+        frame[lay.l4 + 7],
+    ]);
+    for (i, chunk) in payload.chunks(mss).chain(empty_if(payload)).enumerate() {
+        let start = i * stride + headroom;
+        let seg = &mut out[start..start + hlen + chunk.len()];
+        seg[..hlen].copy_from_slice(headers);
+        seg[hlen..].copy_from_slice(chunk);
+        let pos = SegPos {
+            index: i,
+            last: i + 1 == count,
+            // The sequence space wraps, as u32 arithmetic does.
+            seq: seq.wrapping_add((i * mss) as u32),
+            ip_id: ip_id.wrapping_add(i as u16),
+        };
+        fix_segment(seg, &lay, &pos);
+    }
+    Ok(Segments {
+        count,
+        stride,
+        last_len,
+        total_len,
+        headroom,
+    })
+}
+
+/// One empty chunk when the payload is empty (a GSO frame with no payload
+/// still goes out as one segment), none otherwise.
+fn empty_if(payload: &[u8]) -> Option<&[u8]> {
+    payload.is_empty().then_some(payload)
+}
+
+struct SegPos {
+    index: usize,
+    last: bool,
+    seq: u32,
+    ip_id: u16,
+}
+
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+fn put16(b: &mut [u8], at: usize, v: u16) {
+    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+/// Rewrites lengths, IDs, sequence, flags and checksums of one segment
+/// whose headers were copied from the super-frame.
+fn fix_segment(seg: &mut [u8], lay: &Layout, pos: &SegPos) {
+    let (l3, l4) = (lay.l3, lay.l4);
+    let l4_len = seg.len() - l4;
+    // Lengths fit in 16 bits: a segment is never longer than the IP packet
+    // it was cut from, whose length field is 16 bits.
+    let pseudo = match lay.ip {
+        Ip::V4 => {
+            put16(seg, l3 + 2, (seg.len() - l3) as u16);
+            put16(seg, l3 + 4, pos.ip_id);
+            put16(seg, l3 + 10, 0);
+            let c = csum::ipv4_header(&seg[l3..l4]);
+            put16(seg, l3 + 10, c);
+            csum::pseudo_v4(
+                &seg[l3 + 12..l3 + 16],
+                &seg[l3 + 16..l3 + 20],
+                lay.proto.number(),
+                l4_len,
+            )
+        }
+        Ip::V6 => {
+            put16(seg, l3 + 4, (seg.len() - l3 - 40) as u16);
+            csum::pseudo_v6(
+                &seg[l3 + 8..l3 + 24],
+                &seg[l3 + 24..l3 + 40],
+                lay.proto.number(),
+                l4_len,
+            )
+        }
+    };
+    match lay.proto {
+        Proto::Tcp => {
+            seg[l4 + 4..l4 + 8].copy_from_slice(&pos.seq.to_be_bytes());
+            let mut flags = seg[l4 + 13];
+            if pos.index != 0 {
+                flags &= !tcp_flags::CWR;
+            }
+            if !pos.last {
+                flags &= !(tcp_flags::FIN | tcp_flags::PSH);
+            }
+            seg[l4 + 13] = flags;
+            put16(seg, l4 + 16, 0);
+            // TCP keeps a computed 0 as 0 (as tcp_v4_check does); 0xffff
+            // would verify as well.
+            let c = !csum::fold(csum::sum_words(&seg[l4..], pseudo));
+            put16(seg, l4 + 16, c);
+        }
+        Proto::Udp => {
+            put16(seg, l4 + 4, l4_len as u16);
+            put16(seg, l4 + 6, 0);
+            let c = csum::finish(csum::sum_words(&seg[l4..], pseudo));
+            put16(seg, l4 + 6, c);
+        }
+    }
+}
