@@ -6,10 +6,11 @@
 //! after a netns move creates a wrong device (see shared/FINDINGS.md). The
 //! ioctls are all in `libc` and fit in this file.
 //!
-//! Extending: [`TunFlags`] already carries `VNET_HDR` and `MULTI_QUEUE`, so
-//! a vnet-header or multi-queue port is a different flags value passed to
-//! [`set_iff`]; `TUNSETVNETHDRSZ` and `TUNSETOFFLOAD` belong here as two more
-//! small wrappers when the offload work starts.
+//! Offloads: a TAP opened with [`TunFlags::VNET_HDR`] prefixes every frame,
+//! both directions, with a `virtio_net_hdr`; [`set_vnet_hdr_len`] fixes its
+//! size and [`set_offload`] says which GSO/checksum-partial frames the
+//! kernel may hand us (and thereby which offloads the TAP's netdev
+//! advertises to the container's stack).
 
 use std::fs::OpenOptions;
 use std::io;
@@ -135,6 +136,45 @@ pub fn get_iff(fd: BorrowedFd<'_>) -> io::Result<(String, TunFlags)> {
     // pattern is a valid c_short.
     let raw = unsafe { ifr.ifr_ifru.ifru_flags };
     Ok((ifreq_name(&ifr), TunFlags(raw as u16)))
+}
+
+/// `TUN_F_*` bits of `TUNSETOFFLOAD`: what the reader of the fd accepts.
+pub mod offload {
+    /// Frames may carry a partial checksum (`VIRTIO_NET_HDR_F_NEEDS_CSUM`).
+    pub const CSUM: u32 = libc::TUN_F_CSUM;
+    /// TCP over IPv4 super-frames.
+    pub const TSO4: u32 = libc::TUN_F_TSO4;
+    /// TCP over IPv6 super-frames.
+    pub const TSO6: u32 = libc::TUN_F_TSO6;
+    /// TSO frames with ECN (CWR on the first segment only).
+    pub const TSO_ECN: u32 = libc::TUN_F_TSO_ECN;
+    /// UDP segmentation (`UDP_SEGMENT` senders) over IPv4 and IPv6.
+    pub const USO4: u32 = libc::TUN_F_USO4;
+    pub const USO6: u32 = libc::TUN_F_USO6;
+}
+
+/// `TUNSETVNETHDRSZ`: the size of the `virtio_net_hdr` in front of every
+/// frame on a [`TunFlags::VNET_HDR`] fd (10, or 12 with `num_buffers`).
+pub fn set_vnet_hdr_len(fd: BorrowedFd<'_>, len: i32) -> io::Result<()> {
+    // SAFETY: TUNSETVNETHDRSZ reads one int through the pointer, which is
+    // valid for the duration of the call.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETVNETHDRSZ, &len as *const i32) })?;
+    Ok(())
+}
+
+/// `TUNSETOFFLOAD`: the [`offload`] bits the reader accepts. `EINVAL`
+/// means a bit this kernel does not know (USO needs Linux 6.2).
+pub fn set_offload(fd: BorrowedFd<'_>, bits: u32) -> io::Result<()> {
+    // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned long);
+    // no memory is passed.
+    cvt(unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TUNSETOFFLOAD,
+            libc::c_ulong::from(bits),
+        )
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]

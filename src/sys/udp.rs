@@ -37,3 +37,156 @@ pub fn set_dont_fragment(fd: BorrowedFd<'_>, ipv6: bool) -> io::Result<()> {
     })?;
     Ok(())
 }
+
+/// Most segments one `UDP_SEGMENT` send may carry (`UDP_MAX_SEGMENTS`).
+pub const GSO_MAX_SEGMENTS: usize = 64;
+/// Most payload bytes one `UDP_SEGMENT` send may carry: the whole must fit
+/// one IP packet's length field before the kernel cuts it.
+pub const GSO_MAX_BYTES: usize = 65_535 - 40 - 8;
+
+/// A control message asking for UDP segmentation (`SOL_UDP`/`UDP_SEGMENT`)
+/// with the segment size as its `u16` payload, laid out as `CMSG_SPACE(2)`
+/// bytes aligned like a `cmsghdr`.
+#[repr(C, align(8))]
+struct GsoCmsg([u8; GSO_CMSG_SPACE]);
+
+/// `CMSG_SPACE(sizeof(u16))` on 64-bit Linux: a 16-byte header and the
+/// payload padded to 8 bytes.
+const GSO_CMSG_SPACE: usize = 24;
+
+impl GsoCmsg {
+    fn new(segment: u16) -> GsoCmsg {
+        let mut b = [0u8; GSO_CMSG_SPACE];
+        // cmsg_len = CMSG_LEN(2), cmsg_level = SOL_UDP, cmsg_type = UDP_SEGMENT.
+        let hdr = std::mem::size_of::<libc::cmsghdr>();
+        b[..8].copy_from_slice(&((hdr + 2) as u64).to_ne_bytes());
+        b[8..12].copy_from_slice(&libc::SOL_UDP.to_ne_bytes());
+        b[12..16].copy_from_slice(&libc::UDP_SEGMENT.to_ne_bytes());
+        b[16..18].copy_from_slice(&segment.to_ne_bytes());
+        GsoCmsg(b)
+    }
+}
+
+/// Sends `buf` to `dest` as datagrams of `segment` bytes each (the last may
+/// be shorter) in one `sendmsg` with `UDP_SEGMENT`: the kernel cuts it, so
+/// a VXLAN super-frame costs one syscall and one pass through the stack.
+/// At most [`GSO_MAX_SEGMENTS`] segments and [`GSO_MAX_BYTES`] bytes.
+pub fn send_segmented(
+    sock: &impl std::os::fd::AsFd,
+    buf: &[u8],
+    segment: u16,
+    dest: &socket2::SockAddr,
+) -> io::Result<usize> {
+    const _: () = assert!(std::mem::size_of::<libc::cmsghdr>() == 16);
+    let cmsg = GsoCmsg::new(segment);
+    let bufs = [io::IoSlice::new(buf)];
+    let msg = socket2::MsgHdr::new()
+        .with_addr(dest)
+        .with_buffers(&bufs)
+        .with_control(&cmsg.0);
+    socket2::SockRef::from(sock).sendmsg(&msg, 0)
+}
+
+/// Turns on `UDP_GRO`: the kernel may hand over several datagrams of one
+/// flow in one receive, laid end to end, all of one size (the last may be
+/// shorter), with that size in a control message ([`recv_gro`]).
+pub fn enable_gro(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    let len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4);
+    // SAFETY: `on` is a live c_int and `len` its size, as setsockopt
+    // requires for this int-valued option; the fd is borrowed and open.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_UDP,
+            libc::UDP_GRO,
+            std::ptr::from_ref(&on).cast(),
+            len,
+        )
+    })?;
+    Ok(())
+}
+
+/// One receive from a socket with [`enable_gro`]: the bytes, the sender and
+/// the size of each datagram in `buf` (`len` itself when the kernel did not
+/// coalesce).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroRecv {
+    pub len: usize,
+    pub from: std::net::SocketAddr,
+    pub segment: usize,
+}
+
+/// `recvmsg` into `buf`, reading the `UDP_GRO` control message.
+pub fn recv_gro(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<GroRecv> {
+    // SAFETY: all-zero bytes are a valid sockaddr_storage and msghdr.
+    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    // u64 elements keep the control buffer aligned for cmsghdr.
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: as above.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = std::ptr::from_mut(&mut addr).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: every pointer in `msg` (address, one iovec over `buf`, the
+    // control buffer) is valid and writable for the lengths given, for the
+    // duration of the call.
+    let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let len = n as usize;
+    let mut segment = len;
+    // SAFETY: `msg` was filled by recvmsg: its control pointer and length
+    // describe initialized cmsgs inside `control`, which CMSG_FIRSTHDR and
+    // CMSG_NXTHDR walk without leaving it; CMSG_DATA of a UDP_GRO cmsg
+    // holds one int, read unaligned.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == libc::UDP_GRO {
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
+                if v > 0 {
+                    segment = v as usize;
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    let from = sockaddr_to_std(&addr)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "sender is not IP"))?;
+    Ok(GroRecv { len, from, segment })
+}
+
+fn sockaddr_to_std(a: &libc::sockaddr_storage) -> Option<std::net::SocketAddr> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+    match i32::from(a.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: ss_family says the storage holds a sockaddr_in, which
+            // is smaller than sockaddr_storage and needs no more alignment.
+            let v4 = unsafe { &*std::ptr::from_ref(a).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr)),
+                u16::from_be(v4.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for sockaddr_in6.
+            let v6 = unsafe { &*std::ptr::from_ref(a).cast::<libc::sockaddr_in6>() };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(v6.sin6_addr.s6_addr),
+                u16::from_be(v6.sin6_port),
+                v6.sin6_flowinfo,
+                v6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
