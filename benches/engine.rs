@@ -46,6 +46,7 @@ fn rig(frame_len: usize) -> Rig {
                 fd: ours,
                 mtu: 9000,
                 stats: Arc::new(PortStats::default()),
+                vnet_hdr: false,
             })
             .unwrap();
         let end = UnixDatagram::from(theirs);
@@ -158,6 +159,7 @@ fn encap_rig(frame_len: usize) -> EncapRig {
             fd: ours,
             mtu: 9000,
             stats: Arc::new(PortStats::default()),
+            vnet_hdr: false,
         })
         .unwrap();
     let tx = UnixDatagram::from(theirs);

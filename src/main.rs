@@ -134,6 +134,10 @@ struct DaemonArgs {
     /// networks default to this minus 50 (IPv4 underlay).
     #[arg(long, value_name = "BYTES")]
     underlay_mtu: Option<u32>,
+    /// Open TAPs without a virtio_net_hdr: no TCP segmentation or checksum
+    /// offload between containers and the switch (slower; for comparison).
+    #[arg(long)]
+    no_offload: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -510,6 +514,7 @@ fn daemon(socket: &Path, a: DaemonArgs) -> Result<(), String> {
     opts.engine = EngineConfig {
         fdb,
         vxlan,
+        no_offload: a.no_offload,
         ..EngineConfig::default()
     };
     opts.handle_signals = true;

@@ -72,6 +72,7 @@ impl Rig {
                 fd: ours,
                 mtu,
                 stats: stats.clone(),
+                vnet_hdr: false,
             })
             .unwrap();
         let end = UnixDatagram::from(theirs);

@@ -29,6 +29,7 @@ fn spec(ns: &TestNetns) -> TapSpec {
         mtu: Some(1400),
         addrs: vec!["10.77.0.11/24".parse().unwrap()],
         gateway: Some("10.77.0.1".parse().unwrap()),
+        vnet_hdr: false,
     }
 }
 
@@ -121,6 +122,7 @@ fn create_tap_defaults_random_mac_and_ipv6() {
         mtu: None,
         addrs: vec!["fd00:77::11/64".parse().unwrap()],
         gateway: Some("fd00:77::1".parse().unwrap()),
+        vnet_hdr: false,
     })
     .expect("create_tap");
     assert_eq!(tap.ifname, "vxt0", "the kernel fills in %d");
@@ -347,7 +349,7 @@ fn deleted_namespace_keeps_the_tap_alive() {
 /// thread in it (the daemon's own namespace, as far as the call knows).
 fn attach_in(ns: &TestNetns, name: &str) -> Result<Tap, PortError> {
     let name = name.to_string();
-    netns::run_in(&ns.netns, move || ports::attach_existing(&name)).expect("enter namespace")
+    netns::run_in(&ns.netns, move || ports::attach_existing(&name, false)).expect("enter namespace")
 }
 
 #[test]
@@ -514,7 +516,7 @@ fn helper_attach_without_capabilities() {
         .find(|l| l.starts_with("CapEff:"))
         .unwrap_or("CapEff: ?")
         .to_string();
-    match ports::attach_existing(&name) {
+    match ports::attach_existing(&name, false) {
         Ok(tap) => println!("{cap_eff}\nATTACH-OK {}", tap.mac),
         Err(e) => println!("{cap_eff}\nATTACH-ERR {e}"),
     }

@@ -358,6 +358,11 @@ pub struct PortInfo {
     /// The label given as `container` at `port.add`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
+    /// The port exchanges TCP/UDP super-frames and partial checksums with
+    /// the kernel (a TAP with a `virtio_net_hdr`); false for ports without
+    /// offloads (`daemon --no-offload`, fd ports).
+    #[serde(default)]
+    pub offload: bool,
 }
 
 /// Result of `port.rm`.

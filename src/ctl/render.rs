@@ -506,6 +506,7 @@ mod tests {
             ip: Some("10.77.0.11/24".parse().unwrap()),
             mtu: 1500,
             container: Some("web-1".into()),
+            offload: true,
         };
         assert_eq!(
             ports(std::slice::from_ref(&p)),

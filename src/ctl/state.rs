@@ -102,6 +102,7 @@ struct Port {
     ip: Option<IpNet>,
     mtu: u32,
     container: Option<String>,
+    offload: bool,
     stats: Arc<PortStats>,
     /// Identity (device, inode) of the sandbox's namespace file when the
     /// port was created in it; see [`Daemon::reap_orphans`].
@@ -465,7 +466,8 @@ impl Daemon {
                 )));
             }
             check_ifname(&a.name)?;
-            let tap = ports::attach_existing(&a.name).map_err(|e| port_error(&what, e))?;
+            let tap = ports::attach_existing(&a.name, self.engine.offload())
+                .map_err(|e| port_error(&what, e))?;
             let meta = PortMeta {
                 kind: if tap.created {
                     PortKind::Created
@@ -477,6 +479,7 @@ impl Daemon {
                 mac: Some(tap.mac),
                 ip: None,
                 container: a.container.clone(),
+                vnet_hdr: tap.vnet_hdr,
             };
             return self.attach(&a.name, &a.network, tap.fd, tap.mtu, meta);
         }
@@ -541,6 +544,7 @@ impl Daemon {
             addrs: ip.into_iter().collect(),
             // The route needs an address in the subnet to be reachable.
             gateway: ip.and(gateway),
+            vnet_hdr: self.engine.offload(),
         };
         let tap = ports::create_tap(&spec).map_err(|e| port_error(&what, e))?;
         let meta = PortMeta {
@@ -554,6 +558,7 @@ impl Daemon {
             mac: Some(tap.mac),
             ip,
             container: a.container.clone(),
+            vnet_hdr: tap.vnet_hdr,
         };
         self.attach(&a.name, &a.network, tap.fd, tap.mtu, meta)
     }
@@ -579,6 +584,7 @@ impl Daemon {
             mac: None,
             ip: None,
             container: None,
+            vnet_hdr: false,
         };
         self.attach(name, network, fd, mtu, meta)
     }
@@ -613,6 +619,7 @@ impl Daemon {
                 fd,
                 mtu,
                 stats: stats.clone(),
+                vnet_hdr: meta.vnet_hdr,
             })
             .map_err(|e| engine_error(&format!("port {name:?}"), e))?;
         let sandbox = match meta.kind {
@@ -631,6 +638,7 @@ impl Daemon {
             ip: meta.ip,
             mtu,
             container: meta.container,
+            offload: meta.vnet_hdr,
             stats,
         };
         let info = self.port_info(name, &port);
@@ -738,6 +746,7 @@ impl Daemon {
             ip: p.ip,
             mtu: p.mtu,
             container: p.container.clone(),
+            offload: p.offload,
         }
     }
 
@@ -1158,6 +1167,8 @@ struct PortMeta {
     mac: Option<MacAddr>,
     ip: Option<IpNet>,
     container: Option<String>,
+    /// The fd carries a `virtio_net_hdr` (offloads on).
+    vnet_hdr: bool,
 }
 
 /// (device, inode) of a namespace file: what identifies the namespace.

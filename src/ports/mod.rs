@@ -102,6 +102,10 @@ pub struct TapSpec {
     pub addrs: Vec<ipnet::IpNet>,
     /// Default route via this address, when given.
     pub gateway: Option<IpAddr>,
+    /// Open the TAP with a `virtio_net_hdr` and offloads on (see
+    /// [`tap::enable_offloads`]): the container's stack then hands over
+    /// 64 KiB TCP/UDP super-frames with partial checksums.
+    pub vnet_hdr: bool,
 }
 
 /// An open TAP port.
@@ -116,6 +120,8 @@ pub struct Tap {
     pub mtu: u32,
     /// True when vxswitch created the device (closing the fd deletes it).
     pub created: bool,
+    /// Every read and write on `fd` starts with a 12-byte `virtio_net_hdr`.
+    pub vnet_hdr: bool,
 }
 
 /// Errors of port plumbing, each naming the object and the step that failed.

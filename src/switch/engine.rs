@@ -22,7 +22,7 @@ use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -35,6 +35,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use super::decide::{decide, Decision, Ingress};
 use super::stats::{DropReason, PortStats};
 use crate::fdb::{Dest, Fdb, FdbConfig, FdbGuard, Learned, NetId, PortId, Refusal, VtepId};
+use crate::offload::{self, VnetHdr, VNET_HDR_LEN};
 use crate::sys;
 use crate::time::{Clock, Millis};
 use crate::vxlan::{
@@ -51,8 +52,13 @@ const TUNNEL_BASE: usize = 1 << 40;
 /// Room in front of every received frame, so an outer VXLAN header
 /// (50 bytes for IPv4, 70 for IPv6, rounded up) can be written in place.
 pub const HEADROOM: usize = 128;
-/// Largest frame a port can hand us in one read.
+/// Largest frame a port can hand us in one read (a TAP's MTU is at most
+/// 65521; a GSO super-frame's IP packet at most 65535 bytes).
 pub const MAX_FRAME: usize = 65_535 + 18;
+/// Scratch space for a super-frame cut into segments, each with its own
+/// headers and, for VXLAN, room for the VXLAN header: the worst case is
+/// small segments of a 64 KiB frame.
+const SEGMENT_SCRATCH: usize = 256 * 1024;
 /// Bytes an Ethernet header with one 802.1Q tag adds to the MTU.
 pub const L2_OVERHEAD: usize = 18;
 /// Consecutive unexpected read errors after which a port is declared dead.
@@ -68,6 +74,9 @@ pub struct EngineConfig {
     /// Frames read from one port per turn before serving the others (0: default 64).
     pub budget: usize,
     pub vxlan: VxlanConfig,
+    /// Open TAPs without a `virtio_net_hdr`: no TSO/checksum offload, one
+    /// MTU-sized frame per read/write (for comparison and old kernels).
+    pub no_offload: bool,
 }
 
 const DEFAULT_BUDGET: usize = 64;
@@ -83,6 +92,11 @@ pub struct PortAttach {
     /// The link MTU: frames longer than `mtu + 18` are not sent to this port.
     pub mtu: u32,
     pub stats: Arc<PortStats>,
+    /// Every read and write on `fd` starts with a `virtio_net_hdr`
+    /// ([`VNET_HDR_LEN`] bytes): a TAP opened with `IFF_VNET_HDR` and
+    /// offloads on. Such a port takes super-frames and partial checksums
+    /// as they come; other ports get them segmented and checksummed.
+    pub vnet_hdr: bool,
 }
 
 /// A network's dataplane settings.
@@ -162,6 +176,7 @@ pub struct Engine {
     /// a VNI is set up (the UDP port is bound only when needed).
     tunnel: Mutex<Option<Vec<u16>>>,
     has_ipv6: AtomicBool,
+    no_offload: bool,
 }
 
 impl Engine {
@@ -197,6 +212,8 @@ impl Engine {
             events: ev_tx,
             notify,
             buf: vec![0u8; HEADROOM + MAX_FRAME].into_boxed_slice(),
+            scratch: vec![0u8; SEGMENT_SCRATCH].into_boxed_slice(),
+            udp_gso: Cell::new(true),
             pending: Vec::new(),
             ready: Vec::new(),
             gone: Vec::new(),
@@ -221,6 +238,7 @@ impl Engine {
             vxlan_stats,
             tunnel: Mutex::new(None),
             has_ipv6: AtomicBool::new(false),
+            no_offload: cfg.no_offload,
         })
     }
 
@@ -235,6 +253,11 @@ impl Engine {
 
     pub fn vxlan_config(&self) -> &VxlanConfig {
         &self.vxlan_cfg
+    }
+
+    /// Whether TAP ports get a `virtio_net_hdr` and offloads.
+    pub fn offload(&self) -> bool {
+        !self.no_offload
     }
 
     /// Counters of the VXLAN sockets, once they are open.
@@ -351,6 +374,8 @@ struct Port {
     id: PortId,
     net: NetId,
     file: File,
+    /// Reads and writes carry a `virtio_net_hdr` first.
+    vnet: bool,
     max_frame: usize,
     stats: Arc<PortStats>,
     /// On the pending list: the last turn ended on the budget, not on WouldBlock.
@@ -370,6 +395,8 @@ struct Net {
 struct Vtep {
     net: NetId,
     addr: SocketAddr,
+    /// `addr` as `sendmsg` takes it.
+    sockaddr: socket2::SockAddr,
     /// Largest inner frame that fits the underlay to this VTEP.
     max_frame: usize,
     stats: Arc<PortStats>,
@@ -418,6 +445,10 @@ struct Worker {
     events: Sender<Event>,
     notify: Option<Arc<Waker>>,
     buf: Box<[u8]>,
+    /// Where super-frames are segmented for egresses without offloads.
+    scratch: Box<[u8]>,
+    /// VXLAN sends may use `UDP_SEGMENT` (until the kernel refuses once).
+    udp_gso: Cell<bool>,
     /// Sources whose last turn ended on the budget.
     pending: Vec<Source>,
     /// Sources to serve this round (scratch, reused).
@@ -535,25 +566,33 @@ impl Worker {
     /// Reads and forwards up to `budget` frames from one port.
     fn port_turn(&mut self, id: PortId, fdb: &FdbGuard<'_>, now: Millis) -> Turn {
         // Disjoint borrows of the worker's fields: ports, networks, VTEPs
-        // and sockets are only read here; the buffer and the dead list written.
-        let (ports, nets, vteps, buf, gone) = (
+        // and sockets are only read here; the buffers and the dead list written.
+        let (ports, nets, vteps, buf, scratch, gone) = (
             &self.ports,
             &self.nets,
             &self.vteps,
             &mut self.buf,
+            &mut self.scratch,
             &mut self.gone,
         );
         let tunnel = Tunnel {
             sockets: self.sockets.as_ref(),
             stats: &self.vxlan_stats,
+            udp_gso: &self.udp_gso,
         };
         let Some(Some(port)) = ports.get(id.0 as usize) else {
             return Turn::Idle;
         };
         let net = nets.get(port.net.0 as usize);
         let vni = net.and_then(|n| n.vni);
+        // A vnet-header port's header lands right in front of the frame.
+        let at = if port.vnet {
+            HEADROOM - VNET_HDR_LEN
+        } else {
+            HEADROOM
+        };
         for _ in 0..self.budget {
-            let len = match (&port.file).read(&mut buf[HEADROOM..]) {
+            let n = match (&port.file).read(&mut buf[at..]) {
                 Ok(0) => return Turn::Dead("the port's fd reached end of file".into()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Turn::Idle,
@@ -570,18 +609,29 @@ impl Worker {
             };
             port.rx_errors.set(0);
             let stats = &port.stats;
+            let len = n - (HEADROOM - at);
             stats.rx_frames.inc();
             stats.rx_bytes.add(len as u64);
-            if let Some(vni) = vni {
-                // The VXLAN header goes in front of the frame now, so that
-                // any number of VTEPs can be sent the same bytes.
-                VxlanPacket::new_unchecked(&mut buf[HEADROOM - VXLAN_HEADER_LEN..HEADROOM])
-                    .set_header(vni);
-            }
-            let packet = &buf[HEADROOM - VXLAN_HEADER_LEN..HEADROOM + len];
-            let frame = &packet[VXLAN_HEADER_LEN..];
+            let vnet = if port.vnet {
+                match VnetHdr::parse(&buf[at..HEADROOM]).and_then(|h| h.validate(len).map(|_| h)) {
+                    Ok(h) => h,
+                    Err(_) => {
+                        stats.count_drop(DropReason::BadOffload);
+                        continue;
+                    }
+                }
+            } else {
+                VnetHdr::default()
+            };
+            let mut f = Frame {
+                buf,
+                start: HEADROOM,
+                len,
+                vnet,
+                hdr_in_place: port.vnet,
+            };
             let ingress = Ingress::port(id, port.net);
-            let verdict = decide(fdb, ingress, frame, now);
+            let verdict = decide(fdb, ingress, f.bytes(), now);
             count_learning(stats, verdict.learned);
             let Some(net) = net else {
                 stats.count_drop(DropReason::NoNetwork);
@@ -590,25 +640,28 @@ impl Worker {
             match verdict.decision {
                 Decision::Forward(out) => match ports.get(out.0 as usize) {
                     Some(Some(egress)) if egress.net == ingress.net => {
-                        transmit(egress, frame, gone)
+                        transmit(egress, &mut f, scratch, gone)
                     }
                     // A stale entry for a port that is gone: flood instead.
-                    _ => flood(ports, net, ingress.from, frame, gone),
+                    _ => flood(ports, net, ingress.from, &mut f, scratch, gone),
                 },
                 Decision::Flood => {
-                    flood(ports, net, ingress.from, frame, gone);
-                    if !net.vteps.is_empty() {
-                        let flow = flow_hash(frame);
+                    // Local ports first: VXLAN headers overwrite the
+                    // virtio_net_hdr in front of the frame.
+                    flood(ports, net, ingress.from, &mut f, scratch, gone);
+                    if let (Some(vni), false) = (vni, net.vteps.is_empty()) {
+                        let flow = flow_hash(f.bytes());
                         for &v in &net.vteps {
                             if let Some(vtep) = vteps.get(v) {
-                                tunnel.send(vtep, packet, flow);
+                                tunnel.send(vtep, vni, &mut f, scratch, flow);
                             }
                         }
                     }
                 }
                 Decision::Encap(v) => match (vni, vteps.get(v)) {
-                    (Some(_), Some(vtep)) if vtep.net == ingress.net => {
-                        tunnel.send(vtep, packet, flow_hash(frame));
+                    (Some(vni), Some(vtep)) if vtep.net == ingress.net => {
+                        let flow = flow_hash(f.bytes());
+                        tunnel.send(vtep, vni, &mut f, scratch, flow);
                     }
                     _ => stats.count_drop(DropReason::NoTunnel),
                 },
@@ -618,94 +671,118 @@ impl Worker {
         Turn::More
     }
 
-    /// Receives and forwards up to `budget` datagrams from one VXLAN socket.
+    /// Receives and forwards up to `budget` receives from one VXLAN
+    /// socket. With `UDP_GRO` one receive may carry many datagrams of one
+    /// flow, end to end; each is handled on its own.
     fn tunnel_turn(&mut self, v6: bool, index: usize, fdb: &FdbGuard<'_>, now: Millis) -> Turn {
-        let Some(sock) = self.sockets.as_ref().and_then(|s| s.get(v6, index)) else {
+        // Decapsulated frames never go back into the tunnel (split
+        // horizon), so the sockets can be lent out for the turn.
+        let Some(sockets) = self.sockets.take() else {
             return Turn::Idle;
         };
-        let xs = &self.vxlan_stats;
+        let turn = match sockets.get(v6, index) {
+            Some(sock) => self.tunnel_drain(sock.as_fd(), fdb, now),
+            None => Turn::Idle,
+        };
+        self.sockets = Some(sockets);
+        turn
+    }
+
+    fn tunnel_drain(&mut self, fd: BorrowedFd<'_>, fdb: &FdbGuard<'_>, now: Millis) -> Turn {
+        let base = HEADROOM - VXLAN_HEADER_LEN;
         for _ in 0..self.budget {
-            // The datagram lands so that the inner frame starts at HEADROOM.
-            let (n, from) = match sock.recv_from(&mut self.buf[HEADROOM - VXLAN_HEADER_LEN..]) {
-                Ok(x) => x,
+            // The first datagram lands so that its inner frame starts at HEADROOM.
+            let r = match sys::udp::recv_gro(fd, &mut self.buf[base..]) {
+                Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Turn::Idle,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
                     // E.g. an ICMP error queued on the socket; keep draining.
-                    xs.count_drop(VxlanDrop::RxError);
+                    self.vxlan_stats.count_drop(VxlanDrop::RxError);
                     continue;
                 }
             };
-            xs.rx_datagrams.inc();
-            xs.rx_bytes.add(n as u64);
-            let packet = &self.buf[HEADROOM - VXLAN_HEADER_LEN..HEADROOM - VXLAN_HEADER_LEN + n];
-            let Ok(hdr) = VxlanPacket::new_checked(packet) else {
-                xs.count_drop(VxlanDrop::Truncated);
-                continue;
-            };
-            if !hdr.has_vni() {
-                xs.count_drop(VxlanDrop::BadFlags);
-                continue;
-            }
-            let vni = hdr.vni();
-            let Some(&net_id) = self.by_vni.get(&vni) else {
-                xs.count_drop(VxlanDrop::UnknownVni);
-                continue;
-            };
-            let from = canonical(from);
-            let vtep_id = match self.vteps.by_src.get(&(from.ip(), vni)) {
-                Some(&v) => v,
-                None => match self.vteps.learn(&mut self.nets, net_id, vni, from) {
-                    Ok(info) => {
-                        let id = info.id;
-                        self.learned_vteps.push(info);
-                        id
-                    }
-                    Err(why) => {
-                        xs.count_drop(why);
-                        continue;
-                    }
-                },
-            };
-            let Some(vtep) = self.vteps.get(vtep_id) else {
-                continue;
-            };
-            let frame = &self.buf[HEADROOM..HEADROOM + n - VXLAN_HEADER_LEN];
-            let stats = &vtep.stats;
-            stats.rx_frames.inc();
-            stats.rx_bytes.add(frame.len() as u64);
-            let verdict = decide(fdb, Ingress::vtep(vtep_id, net_id), frame, now);
-            count_learning(stats, verdict.learned);
-            let Some(net) = self.nets.get(net_id.0 as usize) else {
-                stats.count_drop(DropReason::NoNetwork);
-                continue;
-            };
-            match verdict.decision {
-                Decision::Forward(out) => match self.ports.get(out.0 as usize) {
-                    Some(Some(egress)) if egress.net == net_id => {
-                        transmit(egress, frame, &mut self.gone)
-                    }
-                    _ => flood(
-                        &self.ports,
-                        net,
-                        Dest::Remote(vtep_id),
-                        frame,
-                        &mut self.gone,
-                    ),
-                },
-                // Split horizon: local ports only.
-                Decision::Flood => flood(
-                    &self.ports,
-                    net,
-                    Dest::Remote(vtep_id),
-                    frame,
-                    &mut self.gone,
-                ),
-                Decision::Encap(_) => stats.count_drop(DropReason::SplitHorizon),
-                Decision::Drop(why) => stats.count_drop(why),
+            let from = canonical(r.from);
+            let seg = r.segment.max(1);
+            self.vxlan_stats
+                .rx_datagrams
+                .add(r.len.div_ceil(seg) as u64);
+            self.vxlan_stats.rx_bytes.add(r.len as u64);
+            let mut off = 0;
+            while off < r.len {
+                let n = seg.min(r.len - off);
+                self.datagram(base + off, n, from, fdb, now);
+                off += n;
             }
         }
         Turn::More
+    }
+
+    /// Decapsulates and forwards the datagram at `buf[at..at + n]`. The
+    /// bytes in front of it are free (an earlier datagram, or headroom).
+    fn datagram(&mut self, at: usize, n: usize, from: SocketAddr, fdb: &FdbGuard<'_>, now: Millis) {
+        let xs = &self.vxlan_stats;
+        let packet = &self.buf[at..at + n];
+        let Ok(hdr) = VxlanPacket::new_checked(packet) else {
+            xs.count_drop(VxlanDrop::Truncated);
+            return;
+        };
+        if !hdr.has_vni() {
+            xs.count_drop(VxlanDrop::BadFlags);
+            return;
+        }
+        let vni = hdr.vni();
+        let Some(&net_id) = self.by_vni.get(&vni) else {
+            xs.count_drop(VxlanDrop::UnknownVni);
+            return;
+        };
+        let vtep_id = match self.vteps.by_src.get(&(from.ip(), vni)) {
+            Some(&v) => v,
+            None => match self.vteps.learn(&mut self.nets, net_id, vni, from) {
+                Ok(info) => {
+                    let id = info.id;
+                    self.learned_vteps.push(info);
+                    id
+                }
+                Err(why) => {
+                    xs.count_drop(why);
+                    return;
+                }
+            },
+        };
+        let Some(vtep) = self.vteps.get(vtep_id) else {
+            return;
+        };
+        let stats = &vtep.stats;
+        let len = n - VXLAN_HEADER_LEN;
+        stats.rx_frames.inc();
+        stats.rx_bytes.add(len as u64);
+        let mut f = Frame {
+            buf: &mut self.buf,
+            start: at + VXLAN_HEADER_LEN,
+            len,
+            vnet: VnetHdr::default(),
+            hdr_in_place: false,
+        };
+        let verdict = decide(fdb, Ingress::vtep(vtep_id, net_id), f.bytes(), now);
+        count_learning(stats, verdict.learned);
+        let Some(net) = self.nets.get(net_id.0 as usize) else {
+            stats.count_drop(DropReason::NoNetwork);
+            return;
+        };
+        let (ports, scratch, gone) = (&self.ports, &mut self.scratch, &mut self.gone);
+        match verdict.decision {
+            Decision::Forward(out) => match ports.get(out.0 as usize) {
+                Some(Some(egress)) if egress.net == net_id => {
+                    transmit(egress, &mut f, scratch, gone)
+                }
+                _ => flood(ports, net, Dest::Remote(vtep_id), &mut f, scratch, gone),
+            },
+            // Split horizon: local ports only.
+            Decision::Flood => flood(ports, net, Dest::Remote(vtep_id), &mut f, scratch, gone),
+            Decision::Encap(_) => stats.count_drop(DropReason::SplitHorizon),
+            Decision::Drop(why) => stats.count_drop(why),
+        }
     }
 
     /// Applies queued control commands. Returns false on `Stop`.
@@ -775,6 +852,7 @@ impl Worker {
             id: p.id,
             net: p.net,
             file: File::from(p.fd),
+            vnet: p.vnet_hdr,
             max_frame: mtu.saturating_add(L2_OVERHEAD).min(MAX_FRAME),
             stats: p.stats,
             // Frames may already be queued: edge-triggered readiness would
@@ -935,6 +1013,7 @@ impl VtepTable {
         self.slots[idx] = Some(Vtep {
             net: net_id,
             addr,
+            sockaddr: addr.into(),
             max_frame: self.cfg.max_inner_frame(addr.is_ipv6()),
             stats: stats.clone(),
             dynamic,
@@ -1018,17 +1097,113 @@ fn is_fatal(e: &io::Error) -> bool {
     )
 }
 
-/// Sends one frame to one port, counting the outcome on that port.
+/// The frame being forwarded: it sits at `buf[start..start + len]`,
+/// with room in front for a `virtio_net_hdr` or a VXLAN header.
+struct Frame<'a> {
+    buf: &'a mut [u8],
+    /// Where the frame starts in `buf`: at least [`VNET_HDR_LEN`] and
+    /// the VXLAN header length, whose room in front of it may be written.
+    start: usize,
+    len: usize,
+    /// What the frame still needs (segmentation, a checksum); all zero
+    /// when it is an ordinary, complete frame.
+    vnet: VnetHdr,
+    /// `buf[start - VNET_HDR_LEN..start]` holds `vnet`, as written.
+    hdr_in_place: bool,
+}
+
+impl Frame<'_> {
+    fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+
+    /// The `virtio_net_hdr` and the frame, for a vnet-header port.
+    fn with_vnet_hdr(&mut self) -> &[u8] {
+        let s = self.start;
+        if !self.hdr_in_place {
+            self.vnet.emit(&mut self.buf[s - VNET_HDR_LEN..s]);
+            self.hdr_in_place = true;
+        }
+        &self.buf[s - VNET_HDR_LEN..s + self.len]
+    }
+
+    /// Completes a partial checksum in place, so the frame can go where
+    /// no one else would. Afterwards the frame needs nothing.
+    fn complete_checksum(&mut self) -> Result<(), offload::OffloadError> {
+        if self.vnet.needs_csum() {
+            let s = self.start;
+            offload::complete_checksum(&mut self.buf[s..s + self.len], &self.vnet)?;
+            self.vnet = VnetHdr::default();
+            self.hdr_in_place = false;
+        }
+        Ok(())
+    }
+
+    /// The VXLAN header and the frame: the header is written in front of it
+    /// (over the `virtio_net_hdr`, which is then gone).
+    fn with_vxlan_hdr(&mut self, vni: u32) -> &[u8] {
+        let s = self.start;
+        VxlanPacket::new_unchecked(&mut self.buf[s - VXLAN_HEADER_LEN..s]).set_header(vni);
+        self.hdr_in_place = false;
+        &self.buf[s - VXLAN_HEADER_LEN..s + self.len]
+    }
+}
+
+/// The size of each segment a super-frame is cut into (headers included),
+/// or the frame's own length.
+fn wire_len(f: &Frame<'_>) -> usize {
+    if f.vnet.is_gso() {
+        match offload::parse_layout(f.bytes()) {
+            Ok(l) => l.headers_len() + usize::from(f.vnet.gso_size),
+            // Not segmentable: the segmenting egress counts it.
+            Err(_) => 0,
+        }
+    } else {
+        f.len
+    }
+}
+
+/// Sends one frame to one port, counting the outcome on that port. A
+/// vnet-header port takes the frame as it is; for any other port a
+/// super-frame is segmented and a partial checksum completed first.
 #[inline]
-fn transmit(port: &Port, frame: &[u8], gone: &mut Vec<(PortId, String)>) {
-    if frame.len() > port.max_frame {
+fn transmit(port: &Port, f: &mut Frame<'_>, scratch: &mut [u8], gone: &mut Vec<(PortId, String)>) {
+    if wire_len(f) > port.max_frame {
         port.stats.count_drop(DropReason::Oversize);
         return;
     }
-    match (&port.file).write(frame) {
-        Ok(n) if n == frame.len() => {
+    if port.vnet {
+        let len = f.len;
+        write_frame(port, f.with_vnet_hdr(), len, gone);
+        return;
+    }
+    if f.vnet.is_gso() {
+        match offload::segment(f.bytes(), &f.vnet, scratch, 0) {
+            Ok(segs) => {
+                for seg in segs.frames(scratch) {
+                    write_frame(port, seg, seg.len(), gone);
+                }
+            }
+            Err(_) => port.stats.count_drop(DropReason::BadOffload),
+        }
+        return;
+    }
+    if f.complete_checksum().is_err() {
+        port.stats.count_drop(DropReason::BadOffload);
+        return;
+    }
+    let len = f.len;
+    write_frame(port, f.bytes(), len, gone);
+}
+
+/// One write of `bytes` (a frame of `frame_len` bytes, maybe behind a
+/// `virtio_net_hdr`), counted on the port.
+#[inline]
+fn write_frame(port: &Port, bytes: &[u8], frame_len: usize, gone: &mut Vec<(PortId, String)>) {
+    match (&port.file).write(bytes) {
+        Ok(n) if n == bytes.len() => {
             port.stats.tx_frames.inc();
-            port.stats.tx_bytes.add(frame.len() as u64);
+            port.stats.tx_bytes.add(frame_len as u64);
         }
         // TAPs and SEQPACKET sockets take a frame whole or not at all.
         Ok(_) => port.stats.count_drop(DropReason::TxError),
@@ -1056,7 +1231,8 @@ fn flood(
     ports: &[Option<Port>],
     net: &Net,
     from: Dest,
-    frame: &[u8],
+    f: &mut Frame<'_>,
+    scratch: &mut [u8],
     gone: &mut Vec<(PortId, String)>,
 ) {
     for &m in &net.members {
@@ -1064,7 +1240,7 @@ fn flood(
             continue;
         }
         if let Some(Some(p)) = ports.get(m.0 as usize) {
-            transmit(p, frame, gone);
+            transmit(p, f, scratch, gone);
         }
     }
 }
@@ -1073,15 +1249,19 @@ fn flood(
 struct Tunnel<'a> {
     sockets: Option<&'a Sockets>,
     stats: &'a VxlanStats,
+    /// The kernel takes `UDP_SEGMENT` sends; cleared at the first refusal,
+    /// after which segments go one `sendto` each.
+    udp_gso: &'a Cell<bool>,
 }
 
 impl Tunnel<'_> {
-    /// Sends `packet` (VXLAN header + inner frame) to one VTEP, counting the
-    /// outcome on the VTEP and the socket totals.
+    /// Sends the frame in VXLAN with `vni` to one VTEP, counting the
+    /// outcome on the VTEP and the socket totals. A super-frame goes as
+    /// its segments, a partial checksum is completed first: the receiving
+    /// host gets ordinary frames.
     #[inline]
-    fn send(&self, vtep: &Vtep, packet: &[u8], flow: u32) {
-        let frame_len = packet.len() - VXLAN_HEADER_LEN;
-        if frame_len > vtep.max_frame {
+    fn send(&self, vtep: &Vtep, vni: u32, f: &mut Frame<'_>, scratch: &mut [u8], flow: u32) {
+        if wire_len(f) > vtep.max_frame {
             vtep.stats.count_drop(DropReason::Oversize);
             return;
         }
@@ -1089,10 +1269,84 @@ impl Tunnel<'_> {
             vtep.stats.count_drop(DropReason::NoTunnel);
             return;
         };
-        match family.sender(flow).send_to(packet, vtep.addr) {
+        let sock = family.sender(flow);
+        if f.vnet.is_gso() {
+            let segs = match offload::segment(f.bytes(), &f.vnet, scratch, VXLAN_HEADER_LEN) {
+                Ok(segs) => segs,
+                Err(_) => {
+                    vtep.stats.count_drop(DropReason::BadOffload);
+                    return;
+                }
+            };
+            for (head, _) in segs.slots_mut(scratch) {
+                VxlanPacket::new_unchecked(head).set_header(vni);
+            }
+            let packets = &scratch[..segs.total_len];
+            if segs.count > 1 && self.udp_gso.get() {
+                self.send_segmented(vtep, sock, packets, segs.stride);
+            } else {
+                for packet in packets.chunks(segs.stride) {
+                    self.send_one(vtep, sock, packet);
+                }
+            }
+            return;
+        }
+        if f.complete_checksum().is_err() {
+            vtep.stats.count_drop(DropReason::BadOffload);
+            return;
+        }
+        self.send_one(vtep, sock, f.with_vxlan_hdr(vni));
+    }
+
+    /// Sends `packets`, datagrams of `stride` bytes laid end to end (the
+    /// last may be shorter), with as few `UDP_SEGMENT` sends as the
+    /// kernel's limits allow.
+    fn send_segmented(
+        &self,
+        vtep: &Vtep,
+        sock: &mio::net::UdpSocket,
+        packets: &[u8],
+        stride: usize,
+    ) {
+        let per_send = (sys::udp::GSO_MAX_BYTES / stride).clamp(1, sys::udp::GSO_MAX_SEGMENTS);
+        for chunk in packets.chunks(per_send * stride) {
+            let count = chunk.len().div_ceil(stride) as u64;
+            let sent = match u16::try_from(stride) {
+                Ok(seg) => sys::udp::send_segmented(sock, chunk, seg, &vtep.sockaddr),
+                Err(_) => Err(io::Error::from_raw_os_error(libc::EMSGSIZE)),
+            };
+            match sent {
+                Ok(n) if n == chunk.len() => {
+                    let vxlan_bytes = count * VXLAN_HEADER_LEN as u64;
+                    vtep.stats.tx_frames.add(count);
+                    vtep.stats.tx_bytes.add(n as u64 - vxlan_bytes);
+                    self.stats.tx_datagrams.add(count);
+                    self.stats.tx_bytes.add(n as u64);
+                }
+                Ok(_) => vtep.stats.count_drops(DropReason::TxError, count),
+                // No UDP GSO on this kernel or route: one datagram per send.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EIO | libc::EINVAL | libc::EOPNOTSUPP)
+                    ) =>
+                {
+                    self.udp_gso.set(false);
+                    for packet in chunk.chunks(stride) {
+                        self.send_one(vtep, sock, packet);
+                    }
+                }
+                Err(e) => vtep.stats.count_drops(tx_drop_reason(&e), count),
+            }
+        }
+    }
+
+    #[inline]
+    fn send_one(&self, vtep: &Vtep, sock: &mio::net::UdpSocket, packet: &[u8]) {
+        match sock.send_to(packet, vtep.addr) {
             Ok(n) if n == packet.len() => {
                 vtep.stats.tx_frames.inc();
-                vtep.stats.tx_bytes.add(frame_len as u64);
+                vtep.stats.tx_bytes.add((n - VXLAN_HEADER_LEN) as u64);
                 self.stats.tx_datagrams.inc();
                 self.stats.tx_bytes.add(n as u64);
             }

@@ -39,10 +39,15 @@ pub enum DropReason {
     TxError,
     /// A read from the port failed with an unexpected error (ingress).
     RxError,
+    /// A frame with a `virtio_net_hdr` asking for an offload vxswitch cannot
+    /// do: an invalid header (ingress), or a super-frame or partial checksum
+    /// that cannot be segmented or completed in software for an egress
+    /// without offloads (egress).
+    BadOffload,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::Runt,
         DropReason::InvalidSource,
         DropReason::NoNetwork,
@@ -54,6 +59,7 @@ impl DropReason {
         DropReason::TxLinkDown,
         DropReason::TxError,
         DropReason::RxError,
+        DropReason::BadOffload,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -70,6 +76,7 @@ impl DropReason {
             DropReason::TxLinkDown => "tx_link_down",
             DropReason::TxError => "tx_error",
             DropReason::RxError => "rx_error",
+            DropReason::BadOffload => "bad_offload",
         }
     }
 
@@ -118,6 +125,12 @@ impl PortStats {
     #[inline]
     pub fn count_drop(&self, why: DropReason) {
         self.drops[why.index()].inc();
+    }
+
+    /// Counts `n` frames dropped for the same reason at once (the segments
+    /// of one super-frame).
+    pub fn count_drops(&self, why: DropReason, n: u64) {
+        self.drops[why.index()].add(n);
     }
 
     pub fn drops(&self, why: DropReason) -> u64 {
