@@ -251,6 +251,11 @@ fn plugin_add_check_del_connects_two_namespaces() {
         "{port1}"
     );
     assert_eq!(leases(&data.0, &net).len(), 2);
+    // A second ADD without DEL is refused before IPAM is asked, so the
+    // port keeps its address and the lease stays.
+    cni(&plugin, "ADD", &env_ref(&e1), &c.to_string()).error(100, "already exists");
+    assert_eq!(leases(&data.0, &net).len(), 2);
+    assert!(ns1.ping_within(&ip2, Duration::from_secs(5)));
 
     cni(&plugin, "CHECK", &env_ref(&e1), &with_prev(&c, &r1)).success();
     assert!(cni(&plugin, "CHECK", &env_ref(&e1), &with_prev(&c, &r1))
@@ -577,12 +582,16 @@ fn podman_containers_ping_through_vxswitch_and_rm_runs_del() {
         listed.lines().any(|l| l == format!("{net} vxswitch-cni")),
         "podman does not list the vxswitch network: {listed}"
     );
-    for name in &pm.names {
-        pm.ok(&[
-            "run",
-            "-d",
-            "--name",
-            name,
+    // The first container asks for its address and MAC, as a user would.
+    for (i, name) in pm.names.iter().enumerate() {
+        let fixed: &[&str] = if i == 0 {
+            &["--ip", "10.85.0.50", "--mac-address", "02:00:5e:85:00:50"]
+        } else {
+            &[]
+        };
+        let mut args = vec!["run", "-d", "--name", name];
+        args.extend_from_slice(fixed);
+        args.extend_from_slice(&[
             "--network",
             &net,
             "--cgroup-parent",
@@ -596,6 +605,7 @@ fn podman_containers_ping_through_vxswitch_and_rm_runs_del() {
             "/bin/sleep",
             "600",
         ]);
+        pm.ok(&args);
     }
     // Podman passes the container name as K8S_POD_NAME: port ls shows it.
     let ports: Vec<Value> = pm
@@ -603,6 +613,12 @@ fn podman_containers_ping_through_vxswitch_and_rm_runs_del() {
         .iter()
         .map(|n| port_by_container(&d, n).unwrap_or_else(|| panic!("no port for {n}")))
         .collect();
+    assert_eq!(
+        (&ports[0]["ip"], &ports[0]["mac"]),
+        (&json!("10.85.0.50/24"), &json!("02:00:5e:85:00:50")),
+        "--ip/--mac-address did not reach the port: {}",
+        ports[0]
+    );
     let ip_b = ports[1]["ip"]
         .as_str()
         .unwrap()
@@ -685,6 +701,8 @@ fn plugin_status_and_gc_speak_cni_1_1() {
         &ns3.path(),
     ]);
 
+    cni(&plugin, "GC", &[], &c.to_string()).error(7, "cni.dev/valid-attachments");
+    assert_eq!(d.port_names().len(), 3, "GC without a list removed ports");
     let mut gc = c.clone();
     gc["cni.dev/valid-attachments"] = json!([{"containerID": id1, "ifname": "eth0"}]);
     cni(&plugin, "GC", &[], &gc.to_string()).success();

@@ -49,6 +49,8 @@ pub const LATEST_VERSION: &str = "1.1.0";
 /// Prefix of every port the plugin creates (see [`port_name`]); GC only
 /// ever removes ports whose name has this shape.
 pub const PORT_PREFIX: &str = "cni-";
+/// The commands besides VERSION, in the spec's order.
+const COMMANDS: &[&str] = &["ADD", "DEL", "CHECK", "STATUS", "GC"];
 
 /// Well-known CNI error codes (spec "Error codes") and this plugin's own.
 pub mod code {
@@ -126,7 +128,12 @@ pub fn main() -> u8 {
     let mut input = Vec::new();
     let env: HashMap<String, String> = std::env::vars().collect();
     let command = env.get("CNI_COMMAND").cloned().unwrap_or_default();
-    // VERSION may come without stdin; every other command needs it.
+    // Without a known command, do not wait on stdin (a person typing
+    // `vxswitch cni` at a terminal gets the error at once).
+    let known = command == "VERSION" || COMMANDS.contains(&command.as_str());
+    if !known {
+        return emit(run(&command, &env, b""), LATEST_VERSION);
+    }
     if let Err(e) = io::stdin().read_to_end(&mut input) {
         let err = CniError::new(code::IO_FAILURE, format!("reading stdin: {e}"));
         return emit(Err(err), LATEST_VERSION);
@@ -175,8 +182,7 @@ pub fn run(
             "supportedVersions": SUPPORTED_VERSIONS,
         })));
     }
-    let known = ["ADD", "DEL", "CHECK", "STATUS", "GC"];
-    if !known.contains(&command) {
+    if !COMMANDS.contains(&command) {
         return Err(CniError::new(
             code::INVALID_ENV,
             if command.is_empty() {
@@ -186,7 +192,7 @@ pub fn run(
             } else {
                 format!(
                     "unknown CNI_COMMAND {command:?}; expected one of VERSION, {}",
-                    known.join(", ")
+                    COMMANDS.join(", ")
                 )
             },
         ));
@@ -221,7 +227,7 @@ pub struct NetConf {
     /// `prevResult`, for CHECK.
     pub prev_result: Option<Value>,
     /// `cni.dev/valid-attachments`, for GC: (container ID, ifname).
-    pub valid_attachments: Vec<(String, String)>,
+    pub valid_attachments: Option<Vec<(String, String)>>,
     /// The raw configuration, for messages.
     pub raw: Value,
 }
@@ -324,8 +330,7 @@ impl NetConf {
                         ))
                     })
                     .collect()
-            })
-            .unwrap_or_default();
+            });
         Ok(NetConf {
             cni_version,
             name,
@@ -538,6 +543,18 @@ impl Ctx<'_> {
         // an address: the daemon answers, the network exists.
         let mut client = self.connect()?;
         let net = self.find_network(&mut client)?;
+        if net.ports.contains(&name) {
+            // A second ADD without DEL: IPAM must not be asked (its DEL on
+            // failure would release the address the port has).
+            return Err(CniError::new(
+                code::DAEMON_REFUSED,
+                format!(
+                    "port {name} already exists for container {container_id} interface \
+                     {ifname} on vxswitch network {}; run DEL first",
+                    net.name
+                ),
+            ));
+        }
 
         let plan = match self.ipam("ADD")? {
             Some(ipam_result) => match result::plan(&ipam_result, &net) {
@@ -691,9 +708,15 @@ impl Ctx<'_> {
 
     fn gc(&self) -> Result<(), CniError> {
         self.need_1_1("GC")?;
-        let valid: Vec<String> = self
-            .conf
-            .valid_attachments
+        // Without the list every port would look stale: refuse rather
+        // than remove them all.
+        let attachments = self.conf.valid_attachments.as_ref().ok_or_else(|| {
+            CniError::new(
+                code::INVALID_CONFIG,
+                "GC needs \"cni.dev/valid-attachments\" in the configuration",
+            )
+        })?;
+        let valid: Vec<String> = attachments
             .iter()
             .map(|(id, ifname)| port_name(&self.conf.network, id, ifname))
             .collect();
@@ -900,7 +923,10 @@ mod tests {
             ("blue", "/tmp/s")
         );
         assert_eq!(c.runtime_mac.as_deref(), Some("02:00:00:00:00:09"));
-        assert_eq!(c.valid_attachments, vec![("c1".into(), "eth0".into())]);
+        assert_eq!(
+            c.valid_attachments,
+            Some(vec![("c1".into(), "eth0".into())])
+        );
     }
 
     #[test]
