@@ -518,21 +518,36 @@ fn busybox_rootfs(root: &Path) {
     }
 }
 
+/// The example conflist of docs/cni.md: its first JSON block with "plugins".
+fn documented_conflist() -> Value {
+    let doc = include_str!("../docs/cni.md");
+    doc.split("```json")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .filter(|block| block.contains("\"plugins\""))
+        .find_map(|block| serde_json::from_str(block).ok())
+        .expect("docs/cni.md has a ```json block with a conflist")
+}
+
 #[test]
 fn podman_containers_ping_through_vxswitch_and_rm_runs_del() {
     if !can_run_with(&["podman", "busybox", "ip"], &[HOST_LOCAL]) {
         return;
     }
+    // The conflist docs/cni.md shows, with this test's socket and a lease
+    // directory of its own: the documented example is the tested one.
+    let mut conflist = documented_conflist();
+    let net = conflist["name"].as_str().unwrap().to_string();
+    let range = conflist["plugins"][0]["ipam"]["ranges"][0][0].clone();
     let d = Daemon::start(&[]);
-    let net = unique("pmnet");
     d.cli(&[
         "network",
         "create",
         &net,
         "--subnet",
-        "10.85.0.0/24",
+        range["subnet"].as_str().unwrap(),
         "--gateway",
-        "10.85.0.1",
+        range["gateway"].as_str().unwrap(),
     ]);
     let pm = Podman {
         dir: TempDir::new("vxcni-podman-"),
@@ -548,21 +563,8 @@ fn podman_containers_ping_through_vxswitch_and_rm_runs_del() {
         std::fs::create_dir_all(p).unwrap();
     }
     std::os::unix::fs::symlink(BIN, bin.join("vxswitch-cni")).unwrap();
-    // The conflist that docs/cni.md shows, with this test's paths.
-    let conflist = json!({
-        "cniVersion": "1.0.0",
-        "name": net,
-        "plugins": [{
-            "type": "vxswitch-cni",
-            "socket": d.socket,
-            "ipam": {
-                "type": "host-local",
-                "dataDir": data,
-                "ranges": [[{"subnet": "10.85.0.0/24", "gateway": "10.85.0.1"}]],
-                "routes": [{"dst": "0.0.0.0/0"}]
-            }
-        }]
-    });
+    conflist["plugins"][0]["socket"] = json!(d.socket);
+    conflist["plugins"][0]["ipam"]["dataDir"] = json!(data);
     std::fs::write(netd.join(format!("{net}.conflist")), conflist.to_string()).unwrap();
     std::fs::write(
         dir.join("containers.conf"),
@@ -585,7 +587,7 @@ fn podman_containers_ping_through_vxswitch_and_rm_runs_del() {
     // The first container asks for its address and MAC, as a user would.
     for (i, name) in pm.names.iter().enumerate() {
         let fixed: &[&str] = if i == 0 {
-            &["--ip", "10.85.0.50", "--mac-address", "02:00:5e:85:00:50"]
+            &["--ip", "10.66.0.50", "--mac-address", "02:00:5e:66:00:50"]
         } else {
             &[]
         };
@@ -615,7 +617,7 @@ fn podman_containers_ping_through_vxswitch_and_rm_runs_del() {
         .collect();
     assert_eq!(
         (&ports[0]["ip"], &ports[0]["mac"]),
-        (&json!("10.85.0.50/24"), &json!("02:00:5e:85:00:50")),
+        (&json!("10.66.0.50/24"), &json!("02:00:5e:66:00:50")),
         "--ip/--mac-address did not reach the port: {}",
         ports[0]
     );
