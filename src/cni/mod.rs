@@ -366,6 +366,22 @@ pub fn parse_cni_args(args: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The port's `container` label: the Kubernetes pod as `NAMESPACE/NAME`,
+/// podman's container name (podman sets both variables to it), else the
+/// container ID.
+pub fn container_label(args: &[(String, String)], container_id: &str) -> String {
+    let get = |key: &str| {
+        args.iter()
+            .find(|(k, v)| k == key && !v.is_empty())
+            .map(|(_, v)| v.clone())
+    };
+    match (get("K8S_POD_NAMESPACE"), get("K8S_POD_NAME")) {
+        (Some(ns), Some(pod)) if ns != pod => format!("{ns}/{pod}"),
+        (_, Some(pod)) => pod,
+        _ => container_id.to_string(),
+    }
+}
+
 /// FNV-1a, 64 bit: a hash that is the same in every build and every run
 /// (std's `DefaultHasher` promises neither).
 fn fnv1a(parts: &[&str]) -> u64 {
@@ -563,9 +579,7 @@ impl Ctx<'_> {
             },
             None => result::Plan::default(),
         };
-        let container = self
-            .cni_arg("K8S_POD_NAME")
-            .unwrap_or(container_id.to_string());
+        let container = container_label(&self.cni_args(), container_id);
         let req = Request::PortAdd(PortAdd {
             name: name.clone(),
             network: self.conf.network.clone(),
@@ -846,6 +860,13 @@ mod tests {
         assert_eq!(args[1], ("K8S_POD_NAME".into(), "web".into()));
         assert_eq!(args[2], ("MAC".into(), "02:00:00:00:00:01".into()));
         assert!(parse_cni_args("").is_empty());
+        let label = |a: &str| container_label(&parse_cni_args(a), "3f2a1b");
+        assert_eq!(label("K8S_POD_NAMESPACE=web;K8S_POD_NAME=web"), "web");
+        assert_eq!(
+            label("K8S_POD_NAMESPACE=prod;K8S_POD_NAME=api-7d4"),
+            "prod/api-7d4"
+        );
+        assert_eq!(label("IgnoreUnknown=1"), "3f2a1b");
     }
 
     #[test]
