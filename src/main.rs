@@ -307,6 +307,12 @@ impl From<FdbSelectArgs> for FdbSelect {
 }
 
 fn main() -> ExitCode {
+    // As `vxswitch-cni` (a symlink in the CNI plugin directory) or
+    // `vxswitch cni`: the CNI plugin, driven by CNI_* variables (docs/cni.md).
+    let mut argv = std::env::args_os();
+    if vxswitch::cni::invoked_as_plugin(&argv.next().unwrap_or_default(), argv.next().as_deref()) {
+        return ExitCode::from(vxswitch::cni::main());
+    }
     let cli = Cli::parse();
     if cli.json {
         let refused = match cli.cmd {

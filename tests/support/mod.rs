@@ -17,6 +17,12 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_vxswitch");
 /// Returns false (after printing why) when the test cannot run here; panics
 /// instead under CI, where every test must run.
 pub fn can_run(tools: &[&str]) -> bool {
+    can_run_with(tools, &[])
+}
+
+/// [`can_run`] that also needs `files` (plugins outside `PATH`, such as
+/// `/usr/lib/cni/host-local`).
+pub fn can_run_with(tools: &[&str], files: &[&str]) -> bool {
     let mut missing = Vec::new();
     // SAFETY-free root check: /proc/self/status Uid line.
     let uid = std::fs::read_to_string("/proc/self/status")
@@ -33,6 +39,11 @@ pub fn can_run(tools: &[&str]) -> bool {
     for t in tools {
         if which(t).is_none() {
             missing.push(format!("the `{t}` command"));
+        }
+    }
+    for f in files {
+        if !Path::new(f).is_file() {
+            missing.push(format!("the file {f}"));
         }
     }
     if missing.is_empty() {

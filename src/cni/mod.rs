@@ -1,0 +1,999 @@
+//! The CNI plugin: `vxswitch` invoked as `vxswitch-cni` (any name ending in
+//! `-cni`, e.g. a symlink in `/opt/cni/bin`) or as `vxswitch cni`.
+//!
+//! A container runtime (podman, containerd, the kubelet) execs the plugin
+//! with the `CNI_*` environment and the network configuration on stdin
+//! (CNI spec 1.1.0; results also in 0.3.x/0.4.0 form). The plugin is a thin
+//! client of the running daemon: ADD is one `port.add` (a TAP named
+//! `CNI_IFNAME` created in `CNI_NETNS`), DEL one `port.rm`. Addresses come
+//! from a standard IPAM plugin (host-local, ...) that is exec'd with the same
+//! environment and configuration, exactly as the reference plugins do.
+//!
+//! Why a deterministic port name ([`port_name`]) instead of state on disk:
+//! DEL must work without `prevResult` (after a failed ADD, after a crash),
+//! and the daemon already holds the only state there is. The name is a hash
+//! of (network name, container ID, interface name), the key the spec asks
+//! plugins to use.
+//!
+//! Nothing is half-created: the daemon and the network are checked before
+//! IPAM is asked for an address, and an address IPAM handed out is released
+//! again when the port cannot be created.
+//!
+//! The daemon's ports die with the daemon. DEL therefore treats "no daemon
+//! listening" as "port already gone" and succeeds (after releasing the IPAM
+//! lease), so containers can still be removed after the daemon stopped.
+
+mod ipam;
+mod result;
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io::{self, Read};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use crate::ctl::proto::{NetworkInfo, NoArgs, PortAdd, PortInfo, PortRm};
+use crate::ctl::{Client, ClientError, ErrorKind, Request, DEFAULT_SOCKET};
+use crate::ports::{link, Netns};
+use crate::wire::MacAddr;
+
+pub use result::AddResult;
+
+/// The CNI spec versions this plugin speaks, oldest first.
+pub const SUPPORTED_VERSIONS: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+/// The newest of [`SUPPORTED_VERSIONS`]: what VERSION and errors report
+/// when the request named no usable version.
+pub const LATEST_VERSION: &str = "1.1.0";
+/// Prefix of every port the plugin creates (see [`port_name`]); GC only
+/// ever removes ports whose name has this shape.
+pub const PORT_PREFIX: &str = "cni-";
+/// The commands besides VERSION, in the spec's order.
+const COMMANDS: &[&str] = &["ADD", "DEL", "CHECK", "STATUS", "GC"];
+
+/// Well-known CNI error codes (spec "Error codes") and this plugin's own.
+pub mod code {
+    pub const INCOMPATIBLE_VERSION: u32 = 1;
+    pub const UNSUPPORTED_FIELD: u32 = 2;
+    pub const CONTAINER_UNKNOWN: u32 = 3;
+    pub const INVALID_ENV: u32 = 4;
+    pub const IO_FAILURE: u32 = 5;
+    pub const DECODE_FAILURE: u32 = 6;
+    pub const INVALID_CONFIG: u32 = 7;
+    pub const TRY_AGAIN_LATER: u32 = 11;
+    /// STATUS: the plugin cannot service ADD (the daemon is not running).
+    pub const NOT_AVAILABLE: u32 = 50;
+    /// Plugin-specific (100+): the daemon refused or failed the request.
+    pub const DAEMON_REFUSED: u32 = 100;
+    /// Plugin-specific: CHECK found the port not as ADD left it.
+    pub const CHECK_FAILED: u32 = 101;
+}
+
+/// A CNI error: printed as `{"cniVersion", "code", "msg", "details"}` on
+/// stdout, with a non-zero exit status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CniError {
+    pub code: u32,
+    pub msg: String,
+    pub details: String,
+}
+
+impl CniError {
+    pub fn new(code: u32, msg: impl Into<String>) -> CniError {
+        CniError {
+            code,
+            msg: msg.into(),
+            details: String::new(),
+        }
+    }
+
+    pub fn with_details(mut self, details: impl Into<String>) -> CniError {
+        self.details = details.into();
+        self
+    }
+
+    pub fn to_json(&self, version: &str) -> Value {
+        let mut v = json!({"cniVersion": version, "code": self.code, "msg": self.msg});
+        if !self.details.is_empty() {
+            v["details"] = Value::String(self.details.clone());
+        }
+        v
+    }
+}
+
+impl std::fmt::Display for CniError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CNI error {}: {}", self.code, self.msg)?;
+        if !self.details.is_empty() {
+            write!(f, " ({})", self.details)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether the process was invoked as the CNI plugin: `argv[0]` ends in
+/// `-cni` (`/opt/cni/bin/vxswitch-cni`), or the first argument is `cni`.
+pub fn invoked_as_plugin(argv0: &OsStr, arg1: Option<&OsStr>) -> bool {
+    let base = Path::new(argv0)
+        .file_name()
+        .and_then(OsStr::to_str)
+        .unwrap_or("");
+    base.ends_with("-cni") || arg1 == Some(OsStr::new("cni"))
+}
+
+/// Runs the plugin on the process's environment and stdin, prints the
+/// result or the error object on stdout, and returns the exit status.
+pub fn main() -> u8 {
+    let mut input = Vec::new();
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let command = env.get("CNI_COMMAND").cloned().unwrap_or_default();
+    // Without a known command, do not wait on stdin (a person typing
+    // `vxswitch cni` at a terminal gets the error at once).
+    let known = command == "VERSION" || COMMANDS.contains(&command.as_str());
+    if !known {
+        return emit(run(&command, &env, b""), LATEST_VERSION);
+    }
+    if let Err(e) = io::stdin().read_to_end(&mut input) {
+        let err = CniError::new(code::IO_FAILURE, format!("reading stdin: {e}"));
+        return emit(Err(err), LATEST_VERSION);
+    }
+    let version = requested_version(&input);
+    let out = run(&command, &env, &input);
+    emit(out, &version)
+}
+
+fn emit(out: Result<Option<Value>, CniError>, version: &str) -> u8 {
+    match out {
+        Ok(Some(v)) => {
+            println!("{v}");
+            0
+        }
+        Ok(None) => 0,
+        Err(e) => {
+            println!("{}", e.to_json(version));
+            eprintln!("vxswitch-cni: {e}");
+            1
+        }
+    }
+}
+
+/// The `cniVersion` of the configuration when it is one we speak, else
+/// [`LATEST_VERSION`] (for the version field of an error).
+fn requested_version(input: &[u8]) -> String {
+    serde_json::from_slice::<Value>(input)
+        .ok()
+        .and_then(|v| v.get("cniVersion")?.as_str().map(String::from))
+        .filter(|v| SUPPORTED_VERSIONS.contains(&v.as_str()))
+        .unwrap_or_else(|| LATEST_VERSION.to_string())
+}
+
+/// One invocation: `command` is `CNI_COMMAND`, `env` the environment (the
+/// IPAM plugin gets the same), `input` the configuration. `Ok(None)` is a
+/// success without output (DEL, CHECK, STATUS, GC).
+pub fn run(
+    command: &str,
+    env: &HashMap<String, String>,
+    input: &[u8],
+) -> Result<Option<Value>, CniError> {
+    if command == "VERSION" {
+        return Ok(Some(json!({
+            "cniVersion": requested_version(input),
+            "supportedVersions": SUPPORTED_VERSIONS,
+        })));
+    }
+    if !COMMANDS.contains(&command) {
+        return Err(CniError::new(
+            code::INVALID_ENV,
+            if command.is_empty() {
+                "CNI_COMMAND is not set; this is a CNI plugin, run by a container runtime \
+                 (set CNI_COMMAND=VERSION to try it)"
+                    .to_string()
+            } else {
+                format!(
+                    "unknown CNI_COMMAND {command:?}; expected one of VERSION, {}",
+                    COMMANDS.join(", ")
+                )
+            },
+        ));
+    }
+    let conf = NetConf::parse(input)?;
+    let ctx = Ctx { conf, env, input };
+    match command {
+        "ADD" => ctx.add().map(Some),
+        "DEL" => ctx.del().map(|()| None),
+        "CHECK" => ctx.check().map(|()| None),
+        "STATUS" => ctx.status().map(|()| None),
+        _ => ctx.gc().map(|()| None),
+    }
+}
+
+/// The network configuration fields the plugin reads. Unknown fields are
+/// ignored (runtimes add their own, e.g. `capabilities`, `args`).
+#[derive(Clone, Debug)]
+pub struct NetConf {
+    pub cni_version: String,
+    /// The CNI network's name.
+    pub name: String,
+    /// The vxswitch network the ports go to (`network`, default `name`).
+    pub network: String,
+    /// The daemon's control socket (`socket`).
+    pub socket: PathBuf,
+    pub mtu: Option<u32>,
+    /// The `ipam` section, if any (with its `type`).
+    pub ipam: Option<(String, Value)>,
+    /// `runtimeConfig.mac`.
+    pub runtime_mac: Option<String>,
+    /// `prevResult`, for CHECK.
+    pub prev_result: Option<Value>,
+    /// `cni.dev/valid-attachments`, for GC: (container ID, ifname).
+    pub valid_attachments: Option<Vec<(String, String)>>,
+    /// The raw configuration, for messages.
+    pub raw: Value,
+}
+
+impl NetConf {
+    pub fn parse(input: &[u8]) -> Result<NetConf, CniError> {
+        let raw: Value = serde_json::from_slice(input).map_err(|e| {
+            CniError::new(
+                code::DECODE_FAILURE,
+                format!("the network configuration on stdin is not valid JSON: {e}"),
+            )
+        })?;
+        if !raw.is_object() {
+            return Err(CniError::new(
+                code::DECODE_FAILURE,
+                "the network configuration on stdin is not a JSON object",
+            ));
+        }
+        let invalid = |msg: String| CniError::new(code::INVALID_CONFIG, msg);
+        let string = |key: &str| -> Result<Option<String>, CniError> {
+            match raw.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(other) => Err(invalid(format!(
+                    "network configuration: \"{key}\" must be a string, not {other}"
+                ))),
+            }
+        };
+        let cni_version = string("cniVersion")?.ok_or_else(|| {
+            CniError::new(
+                code::INCOMPATIBLE_VERSION,
+                format!(
+                    "network configuration has no \"cniVersion\" (CNI 0.2.0 or older); this \
+                     plugin supports {}",
+                    SUPPORTED_VERSIONS.join(", ")
+                ),
+            )
+        })?;
+        if !SUPPORTED_VERSIONS.contains(&cni_version.as_str()) {
+            return Err(CniError::new(
+                code::INCOMPATIBLE_VERSION,
+                format!(
+                    "CNI version {cni_version:?} is not supported; this plugin supports {}",
+                    SUPPORTED_VERSIONS.join(", ")
+                ),
+            ));
+        }
+        let name = string("name")?
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| invalid("network configuration has no \"name\"".into()))?;
+        let network = string("network")?.unwrap_or_else(|| name.clone());
+        let socket = string("socket")?
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+        let mtu =
+            match raw.get("mtu") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(v.as_u64().and_then(|m| u32::try_from(m).ok()).ok_or_else(
+                    || {
+                        invalid(format!(
+                            "network configuration: \"mtu\" must be a positive integer, not {v}"
+                        ))
+                    },
+                )?),
+            };
+        let ipam = match raw.get("ipam") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(m)) if m.is_empty() => None,
+            Some(v @ Value::Object(m)) => match m.get("type").and_then(Value::as_str) {
+                Some(t) if !t.is_empty() && !t.contains('/') => Some((t.to_string(), v.clone())),
+                _ => {
+                    return Err(invalid(
+                        "network configuration: \"ipam\" needs a \"type\", the name of an IPAM \
+                         plugin such as \"host-local\""
+                            .into(),
+                    ))
+                }
+            },
+            Some(other) => {
+                return Err(invalid(format!(
+                    "network configuration: \"ipam\" must be an object, not {other}"
+                )))
+            }
+        };
+        let runtime_mac = raw
+            .get("runtimeConfig")
+            .and_then(|r| r.get("mac"))
+            .and_then(Value::as_str)
+            .map(String::from);
+        let prev_result = raw.get("prevResult").filter(|v| !v.is_null()).cloned();
+        let valid_attachments = raw
+            .get("cni.dev/valid-attachments")
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter_map(|a| {
+                        Some((
+                            a.get("containerID")?.as_str()?.to_string(),
+                            a.get("ifname")?.as_str()?.to_string(),
+                        ))
+                    })
+                    .collect()
+            });
+        Ok(NetConf {
+            cni_version,
+            name,
+            network,
+            socket,
+            mtu,
+            ipam,
+            runtime_mac,
+            prev_result,
+            valid_attachments,
+            raw,
+        })
+    }
+
+    /// Whether the configuration's version is at least `major.minor`.
+    fn at_least(&self, major: u32, minor: u32) -> bool {
+        let mut it = self
+            .cni_version
+            .split('.')
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        let (a, b) = (it.next().unwrap_or(0), it.next().unwrap_or(0));
+        (a, b) >= (major, minor)
+    }
+}
+
+/// `CNI_ARGS` (`K1=V1;K2=V2`) as pairs, in order.
+pub fn parse_cni_args(args: &str) -> Vec<(String, String)> {
+    args.split(';')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            Some((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+/// The port's `container` label: the Kubernetes pod as `NAMESPACE/NAME`,
+/// podman's container name (podman sets both variables to it), else the
+/// container ID.
+pub fn container_label(args: &[(String, String)], container_id: &str) -> String {
+    let get = |key: &str| {
+        args.iter()
+            .find(|(k, v)| k == key && !v.is_empty())
+            .map(|(_, v)| v.clone())
+    };
+    match (get("K8S_POD_NAMESPACE"), get("K8S_POD_NAME")) {
+        (Some(ns), Some(pod)) if ns != pod => format!("{ns}/{pod}"),
+        (_, Some(pod)) => pod,
+        _ => container_id.to_string(),
+    }
+}
+
+/// FNV-1a, 64 bit: a hash that is the same in every build and every run
+/// (std's `DefaultHasher` promises neither).
+fn fnv1a(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            h ^= 0xff; // separator: ("ab","c") and ("a","bc") differ
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        for b in part.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// The vxswitch port for (CNI network, container, interface):
+/// `cni-` + the container ID's first 12 name-safe characters + `-` + 16 hex
+/// digits of a hash of all three. Deterministic, so DEL finds it without
+/// `prevResult`; 33 characters at most, within the daemon's 64.
+pub fn port_name(network: &str, container_id: &str, ifname: &str) -> String {
+    let short: String = container_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(12)
+        .collect();
+    let short = if short.is_empty() { "x".into() } else { short };
+    format!(
+        "{PORT_PREFIX}{short}-{:016x}",
+        fnv1a(&[network, container_id, ifname])
+    )
+}
+
+/// Whether `name` has the shape [`port_name`] gives (for GC).
+fn is_plugin_port(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(PORT_PREFIX) else {
+        return false;
+    };
+    match rest.rsplit_once('-') {
+        Some((short, hash)) => {
+            !short.is_empty()
+                && short.len() <= 12
+                && short.chars().all(|c| c.is_ascii_alphanumeric())
+                && hash.len() == 16
+                && hash.chars().all(|c| c.is_ascii_hexdigit())
+        }
+        None => false,
+    }
+}
+
+/// One invocation's inputs.
+struct Ctx<'a> {
+    conf: NetConf,
+    env: &'a HashMap<String, String>,
+    input: &'a [u8],
+}
+
+impl Ctx<'_> {
+    fn var(&self, name: &str) -> Option<&str> {
+        self.env
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, name: &str) -> Result<&str, CniError> {
+        self.var(name).ok_or_else(|| {
+            CniError::new(
+                code::INVALID_ENV,
+                format!("{name} is not set; the container runtime must set it"),
+            )
+        })
+    }
+
+    fn cni_args(&self) -> Vec<(String, String)> {
+        self.var("CNI_ARGS").map(parse_cni_args).unwrap_or_default()
+    }
+
+    fn cni_arg(&self, key: &str) -> Option<String> {
+        self.cni_args()
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+            .filter(|v| !v.is_empty())
+    }
+
+    fn port(&self) -> Result<String, CniError> {
+        Ok(port_name(
+            &self.conf.network,
+            self.required("CNI_CONTAINERID")?,
+            self.required("CNI_IFNAME")?,
+        ))
+    }
+
+    fn connect(&self) -> Result<Client, CniError> {
+        Client::connect(&self.conf.socket).map_err(|e| daemon_error(&self.conf.socket, e))
+    }
+
+    fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        client: &mut Client,
+        req: &Request,
+    ) -> Result<T, CniError> {
+        client
+            .call_as(req)
+            .map_err(|e| daemon_error(&self.conf.socket, e))
+    }
+
+    fn find_network(&self, client: &mut Client) -> Result<NetworkInfo, CniError> {
+        let nets: Vec<NetworkInfo> = self.call(client, &Request::NetworkLs(NoArgs {}))?;
+        nets.into_iter()
+            .find(|n| n.name == self.conf.network)
+            .ok_or_else(|| {
+                CniError::new(
+                    code::INVALID_CONFIG,
+                    format!(
+                        "vxswitch network {:?} does not exist; create it with 'vxswitch \
+                         network create {} --subnet ...' (matching the ipam range) or set \
+                         \"network\" in the CNI configuration {:?}",
+                        self.conf.network, self.conf.network, self.conf.name
+                    ),
+                )
+            })
+    }
+
+    fn mac(&self) -> Result<Option<MacAddr>, CniError> {
+        let given = self
+            .conf
+            .runtime_mac
+            .clone()
+            .or_else(|| self.cni_arg("MAC"));
+        given
+            .map(|m| {
+                m.parse::<MacAddr>().map_err(|_| {
+                    CniError::new(
+                        code::INVALID_CONFIG,
+                        format!(
+                            "invalid MAC address {m:?} (from runtimeConfig.mac or CNI_ARGS MAC=)"
+                        ),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    fn ipam(&self, command: &str) -> Result<Option<Value>, CniError> {
+        match &self.conf.ipam {
+            Some((kind, _)) => ipam::exec(kind, command, self.env, self.input),
+            None => Ok(None),
+        }
+    }
+
+    /// IPAM DEL after a failed ADD; its own failure is only added to the
+    /// details, the ADD error is what the runtime must see.
+    fn undo_ipam(&self, mut err: CniError) -> CniError {
+        if let Err(e) = self.ipam("DEL") {
+            let note = format!("releasing the IPAM address also failed: {}", e.msg);
+            err.details = if err.details.is_empty() {
+                note
+            } else {
+                format!("{}; {note}", err.details)
+            };
+        }
+        err
+    }
+
+    fn add(&self) -> Result<Value, CniError> {
+        let container_id = self.required("CNI_CONTAINERID")?;
+        let netns = self.required("CNI_NETNS")?;
+        let ifname = self.required("CNI_IFNAME")?;
+        let name = self.port()?;
+        let mac = self.mac()?;
+        // Everything that can be checked is checked before IPAM hands out
+        // an address: the daemon answers, the network exists.
+        let mut client = self.connect()?;
+        let net = self.find_network(&mut client)?;
+        if net.ports.contains(&name) {
+            // A second ADD without DEL: IPAM must not be asked (its DEL on
+            // failure would release the address the port has).
+            return Err(CniError::new(
+                code::DAEMON_REFUSED,
+                format!(
+                    "port {name} already exists for container {container_id} interface \
+                     {ifname} on vxswitch network {}; run DEL first",
+                    net.name
+                ),
+            ));
+        }
+
+        let plan = match self.ipam("ADD")? {
+            Some(ipam_result) => match result::plan(&ipam_result, &net) {
+                Ok(p) => p,
+                Err(e) => return Err(self.undo_ipam(e)),
+            },
+            None => result::Plan::default(),
+        };
+        let container = container_label(&self.cni_args(), container_id);
+        let req = Request::PortAdd(PortAdd {
+            name: name.clone(),
+            network: self.conf.network.clone(),
+            netns: Some(netns.to_string()),
+            ifname: Some(ifname.to_string()),
+            mac,
+            ip: plan.ip.map(|ip| ip.to_string()),
+            mtu: self.conf.mtu,
+            container: Some(container),
+            ..PortAdd::default()
+        });
+        let port: PortInfo = match self.call(&mut client, &req) {
+            Ok(p) => p,
+            Err(e) => return Err(self.undo_ipam(e)),
+        };
+        Ok(result::render(
+            &self.conf.cni_version,
+            &port,
+            netns,
+            &net,
+            &plan,
+        ))
+    }
+
+    fn del(&self) -> Result<(), CniError> {
+        self.required("CNI_CONTAINERID")?;
+        self.required("CNI_IFNAME")?;
+        let name = self.port()?;
+        let removed = match Client::connect(&self.conf.socket) {
+            Ok(mut client) => match client.call(&Request::PortRm(PortRm { name })) {
+                Ok(_) => Ok(()),
+                Err(ClientError::Remote(e)) if e.kind == ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(daemon_error(&self.conf.socket, e)),
+            },
+            // No daemon: its ports (and their TAPs) went with it.
+            Err(ClientError::Connect { source, .. })
+                if matches!(
+                    source.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(daemon_error(&self.conf.socket, e)),
+        };
+        // The address is released whatever happened to the port.
+        let released = self.ipam("DEL").map(|_| ());
+        removed.and(released)
+    }
+
+    fn check(&self) -> Result<(), CniError> {
+        if !self.conf.at_least(0, 4) {
+            return Err(CniError::new(
+                code::INCOMPATIBLE_VERSION,
+                format!(
+                    "CHECK needs CNI 0.4.0 or later; the configuration says {}",
+                    self.conf.cni_version
+                ),
+            ));
+        }
+        let netns = self.required("CNI_NETNS")?;
+        let ifname = self.required("CNI_IFNAME")?;
+        let name = self.port()?;
+        let prev = self.conf.prev_result.as_ref().ok_or_else(|| {
+            CniError::new(
+                code::INVALID_CONFIG,
+                "CHECK needs \"prevResult\" (the result of ADD) in the configuration",
+            )
+        })?;
+        let expect = result::expected(prev, ifname)?;
+        let mut client = self.connect()?;
+        let ports: Vec<PortInfo> = self.call(&mut client, &Request::PortLs(NoArgs {}))?;
+        let failed = |msg: String| CniError::new(code::CHECK_FAILED, msg);
+        let port = ports.iter().find(|p| p.name == name).ok_or_else(|| {
+            failed(format!(
+                "vxswitch has no port {name} for this container (was the daemon restarted? \
+                 its ports do not survive a restart)"
+            ))
+        })?;
+        if port.network != self.conf.network {
+            return Err(failed(format!(
+                "port {name} is on vxswitch network {}, not {}",
+                port.network, self.conf.network
+            )));
+        }
+        if let (Some(want), Some(have)) = (expect.mac, port.mac) {
+            if want != have {
+                return Err(failed(format!(
+                    "port {name} has MAC {have}, prevResult says {want}"
+                )));
+            }
+        }
+        for want in &expect.ips {
+            if port.ip.map(|ip| ip.addr()) != Some(want.addr()) {
+                return Err(failed(format!(
+                    "port {name} has address {}, prevResult says {want}",
+                    port.ip.map_or("none".to_string(), |ip| ip.to_string())
+                )));
+            }
+        }
+        let ns = Netns::Path(PathBuf::from(netns));
+        match link::link_info(&ns, ifname) {
+            Ok(Some(l)) if l.is_up() => {}
+            Ok(Some(_)) => return Err(failed(format!("{ifname} in {netns} is down"))),
+            Ok(None) => return Err(failed(format!("{ifname} does not exist in {netns}"))),
+            Err(e) => {
+                return Err(CniError::new(
+                    code::IO_FAILURE,
+                    format!("cannot inspect {ifname} in {netns}: {e}"),
+                ))
+            }
+        }
+        if let Ok(addrs) = link::addrs(&ns, ifname) {
+            for want in &expect.ips {
+                if !addrs.iter().any(|a| a.addr() == want.addr()) {
+                    return Err(failed(format!(
+                        "{ifname} in {netns} has lost address {want}"
+                    )));
+                }
+            }
+        }
+        self.ipam("CHECK").map(|_| ())
+    }
+
+    fn status(&self) -> Result<(), CniError> {
+        self.need_1_1("STATUS")?;
+        let mut client = self.connect().map_err(|mut e| {
+            e.code = code::NOT_AVAILABLE;
+            e
+        })?;
+        client
+            .call(&Request::Ping(NoArgs {}))
+            .map(|_| ())
+            .map_err(|e| {
+                let mut e = daemon_error(&self.conf.socket, e);
+                e.code = code::NOT_AVAILABLE;
+                e
+            })
+    }
+
+    fn gc(&self) -> Result<(), CniError> {
+        self.need_1_1("GC")?;
+        // Without the list every port would look stale: refuse rather
+        // than remove them all.
+        let attachments = self.conf.valid_attachments.as_ref().ok_or_else(|| {
+            CniError::new(
+                code::INVALID_CONFIG,
+                "GC needs \"cni.dev/valid-attachments\" in the configuration",
+            )
+        })?;
+        let valid: Vec<String> = attachments
+            .iter()
+            .map(|(id, ifname)| port_name(&self.conf.network, id, ifname))
+            .collect();
+        let mut client = self.connect()?;
+        let ports: Vec<PortInfo> = self.call(&mut client, &Request::PortLs(NoArgs {}))?;
+        for p in ports {
+            if p.network == self.conf.network && is_plugin_port(&p.name) && !valid.contains(&p.name)
+            {
+                let req = Request::PortRm(PortRm {
+                    name: p.name.clone(),
+                });
+                match client.call(&req) {
+                    Ok(_) => {}
+                    Err(ClientError::Remote(e)) if e.kind == ErrorKind::NotFound => {}
+                    Err(e) => return Err(daemon_error(&self.conf.socket, e)),
+                }
+            }
+        }
+        // host-local before CNI 1.1 knows no GC: its leases are then left
+        // to DEL, as they were before GC existed.
+        match self.ipam("GC") {
+            Err(e) if e.code == code::INCOMPATIBLE_VERSION || e.code == code::INVALID_ENV => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    fn need_1_1(&self, what: &str) -> Result<(), CniError> {
+        if self.conf.at_least(1, 1) {
+            Ok(())
+        } else {
+            Err(CniError::new(
+                code::INCOMPATIBLE_VERSION,
+                format!(
+                    "{what} needs CNI 1.1.0; the configuration says {}",
+                    self.conf.cni_version
+                ),
+            ))
+        }
+    }
+}
+
+/// A client failure as a CNI error with the right code.
+fn daemon_error(socket: &Path, e: ClientError) -> CniError {
+    match e {
+        ClientError::Connect { source, .. } => {
+            let reason = crate::ctl::proto::strip_os_error(&source.to_string());
+            let code = match source.kind() {
+                io::ErrorKind::NotFound
+                | io::ErrorKind::ConnectionRefused
+                | io::ErrorKind::WouldBlock => code::TRY_AGAIN_LATER,
+                _ => code::IO_FAILURE,
+            };
+            let hint = match source.kind() {
+                io::ErrorKind::PermissionDenied => {
+                    "the plugin runs as the container runtime's user, which may not open the \
+                     socket"
+                }
+                _ => {
+                    "start it with `vxswitch daemon`, or set \"socket\" in the network \
+                     configuration to where it listens"
+                }
+            };
+            CniError::new(
+                code,
+                format!(
+                    "vxswitch daemon not reachable at {}: {reason}; {hint}",
+                    socket.display()
+                ),
+            )
+        }
+        ClientError::Timeout { .. } => CniError::new(code::TRY_AGAIN_LATER, e.to_string()),
+        ClientError::Remote(r) => {
+            let code = match r.kind {
+                ErrorKind::InvalidArgument | ErrorKind::NotFound => code::INVALID_CONFIG,
+                ErrorKind::Busy => code::TRY_AGAIN_LATER,
+                _ => code::DAEMON_REFUSED,
+            };
+            CniError::new(code, format!("vxswitch daemon: {}", r.message))
+                .with_details(format!("error kind {:?}", r.kind))
+        }
+        other => CniError::new(code::IO_FAILURE, other.to_string()),
+    }
+}
+
+/// An address as CNI writes it in results.
+fn family(ip: &IpAddr) -> &'static str {
+    if ip.is_ipv4() {
+        "4"
+    } else {
+        "6"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn port_names_are_deterministic_valid_and_distinct() {
+        let id = "3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a";
+        let a = port_name("red", id, "eth0");
+        assert_eq!(a, port_name("red", id, "eth0"));
+        assert!(a.starts_with("cni-3f2a1b0c9d8e-"), "{a}");
+        assert_eq!(a.len(), 33);
+        assert!(is_plugin_port(&a));
+        assert_ne!(a, port_name("red", id, "eth1"));
+        assert_ne!(a, port_name("blue", id, "eth0"));
+        // Same 12-character prefix, other container: another name.
+        assert_ne!(a, port_name("red", &format!("{}ff", &id[..12]), "eth0"));
+        let odd = port_name("red", "--", "eth0");
+        assert!(odd.starts_with("cni-x-") && is_plugin_port(&odd), "{odd}");
+        assert!(!is_plugin_port("cni-web"));
+        assert!(!is_plugin_port("c1"));
+        assert!(!is_plugin_port("cni-abc-0123456789abcdeg"));
+    }
+
+    #[test]
+    fn cni_args_are_split_into_pairs() {
+        let args = parse_cni_args("IgnoreUnknown=1;K8S_POD_NAME=web;MAC=02:00:00:00:00:01");
+        assert_eq!(args[1], ("K8S_POD_NAME".into(), "web".into()));
+        assert_eq!(args[2], ("MAC".into(), "02:00:00:00:00:01".into()));
+        assert!(parse_cni_args("").is_empty());
+        let label = |a: &str| container_label(&parse_cni_args(a), "3f2a1b");
+        assert_eq!(label("K8S_POD_NAMESPACE=web;K8S_POD_NAME=web"), "web");
+        assert_eq!(
+            label("K8S_POD_NAMESPACE=prod;K8S_POD_NAME=api-7d4"),
+            "prod/api-7d4"
+        );
+        assert_eq!(label("IgnoreUnknown=1"), "3f2a1b");
+    }
+
+    #[test]
+    fn version_lists_what_is_supported() {
+        let out = run("VERSION", &env(&[]), br#"{"cniVersion":"1.0.0"}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!(out["cniVersion"], "1.0.0");
+        assert_eq!(
+            out["supportedVersions"],
+            json!(["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])
+        );
+        let out = run("VERSION", &env(&[]), b"").unwrap().unwrap();
+        assert_eq!(out["cniVersion"], LATEST_VERSION);
+    }
+
+    #[test]
+    fn config_errors_carry_their_codes() {
+        let e = |cmd: &str, input: &str| run(cmd, &env(&[]), input.as_bytes()).unwrap_err();
+        assert_eq!(e("ADD", "{not json").code, code::DECODE_FAILURE);
+        assert_eq!(e("ADD", "[1]").code, code::DECODE_FAILURE);
+        let old = e(
+            "ADD",
+            r#"{"cniVersion":"0.2.0","name":"n","type":"vxswitch-cni"}"#,
+        );
+        assert_eq!(old.code, code::INCOMPATIBLE_VERSION);
+        assert!(
+            old.msg.contains("\"0.2.0\" is not supported"),
+            "{}",
+            old.msg
+        );
+        let none = e("ADD", r#"{"name":"n","type":"vxswitch-cni"}"#);
+        assert_eq!(none.code, code::INCOMPATIBLE_VERSION);
+        let noname = e("ADD", r#"{"cniVersion":"1.0.0","type":"vxswitch-cni"}"#);
+        assert_eq!(noname.code, code::INVALID_CONFIG);
+        let ipam = e(
+            "ADD",
+            r#"{"cniVersion":"1.0.0","name":"n","type":"vxswitch-cni","ipam":{"subnet":"x"}}"#,
+        );
+        assert_eq!(ipam.code, code::INVALID_CONFIG);
+        assert!(ipam.msg.contains("\"type\""), "{}", ipam.msg);
+        let mtu = e(
+            "ADD",
+            r#"{"cniVersion":"1.0.0","name":"n","type":"vxswitch-cni","mtu":"big"}"#,
+        );
+        assert_eq!(mtu.code, code::INVALID_CONFIG);
+        let cmd = e("", "{}");
+        assert_eq!(cmd.code, code::INVALID_ENV);
+        let cmd = e("FROB", "{}");
+        assert!(cmd.msg.contains("\"FROB\""), "{}", cmd.msg);
+        // Environment checked after the configuration.
+        let ok = r#"{"cniVersion":"1.0.0","name":"n","type":"vxswitch-cni"}"#;
+        let noenv = e("ADD", ok);
+        assert_eq!(noenv.code, code::INVALID_ENV);
+        assert!(noenv.msg.contains("CNI_CONTAINERID"), "{}", noenv.msg);
+        let status = e("STATUS", ok);
+        assert_eq!(status.code, code::INCOMPATIBLE_VERSION);
+    }
+
+    #[test]
+    fn network_defaults_to_the_cni_name_and_socket_to_the_daemons() {
+        let c = NetConf::parse(br#"{"cniVersion":"0.4.0","name":"red","type":"vxswitch-cni"}"#)
+            .unwrap();
+        assert_eq!(c.network, "red");
+        assert_eq!(c.socket, PathBuf::from(DEFAULT_SOCKET));
+        assert!(c.at_least(0, 4) && !c.at_least(1, 0));
+        let c = NetConf::parse(
+            br#"{"cniVersion":"1.1.0","name":"red","network":"blue","socket":"/tmp/s",
+                "runtimeConfig":{"mac":"02:00:00:00:00:09"},
+                "cni.dev/valid-attachments":[{"containerID":"c1","ifname":"eth0"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (c.network.as_str(), c.socket.to_str().unwrap()),
+            ("blue", "/tmp/s")
+        );
+        assert_eq!(c.runtime_mac.as_deref(), Some("02:00:00:00:00:09"));
+        assert_eq!(
+            c.valid_attachments,
+            Some(vec![("c1".into(), "eth0".into())])
+        );
+    }
+
+    #[test]
+    fn no_daemon_is_try_again_later_with_what_to_do() {
+        let sock =
+            std::env::temp_dir().join(format!("vxswitch-cni-none-{}.sock", std::process::id()));
+        let input = format!(
+            r#"{{"cniVersion":"1.0.0","name":"red","type":"vxswitch-cni","socket":"{}"}}"#,
+            sock.display()
+        );
+        let e = env(&[
+            ("CNI_CONTAINERID", "c1"),
+            ("CNI_NETNS", "/run/netns/none"),
+            ("CNI_IFNAME", "eth0"),
+        ]);
+        let err = run("ADD", &e, input.as_bytes()).unwrap_err();
+        assert_eq!(err.code, code::TRY_AGAIN_LATER);
+        assert_eq!(
+            err.msg,
+            format!(
+                "vxswitch daemon not reachable at {}: No such file or directory; start it \
+                 with `vxswitch daemon`, or set \"socket\" in the network configuration to \
+                 where it listens",
+                sock.display()
+            )
+        );
+        // DEL without a daemon: its ports are gone with it, so success.
+        assert_eq!(run("DEL", &e, input.as_bytes()), Ok(None));
+        let j = err.to_json("1.0.0");
+        assert_eq!(j["code"], 11);
+        assert!(j.get("details").is_none());
+    }
+
+    #[test]
+    fn argv0_or_subcommand_selects_the_plugin() {
+        assert!(invoked_as_plugin(
+            OsStr::new("/opt/cni/bin/vxswitch-cni"),
+            None
+        ));
+        assert!(invoked_as_plugin(
+            OsStr::new("vxswitch"),
+            Some(OsStr::new("cni"))
+        ));
+        assert!(!invoked_as_plugin(
+            OsStr::new("/usr/bin/vxswitch"),
+            Some(OsStr::new("daemon"))
+        ));
+    }
+}
