@@ -241,6 +241,7 @@ mod tests {
             ip: Some("10.77.0.11/24".parse().unwrap()),
             mtu: 1500,
             container: Some("web".into()),
+            offload: true,
         }
     }
 
