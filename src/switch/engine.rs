@@ -35,7 +35,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use super::decide::{decide, Decision, Ingress};
 use super::stats::{DropReason, PortStats};
 use crate::fdb::{Dest, Fdb, FdbConfig, FdbGuard, Learned, NetId, PortId, Refusal, VtepId};
-use crate::offload::{self, VnetHdr, VNET_HDR_LEN};
+use crate::offload::{self, Coalescer, Push, VnetHdr, VNET_HDR_LEN};
 use crate::sys;
 use crate::time::{Clock, Millis};
 use crate::vxlan::{
@@ -214,6 +214,7 @@ impl Engine {
             buf: vec![0u8; HEADROOM + MAX_FRAME].into_boxed_slice(),
             scratch: vec![0u8; SEGMENT_SCRATCH].into_boxed_slice(),
             udp_gso: Cell::new(true),
+            gro: Gro::default(),
             pending: Vec::new(),
             ready: Vec::new(),
             gone: Vec::new(),
@@ -449,6 +450,8 @@ struct Worker {
     scratch: Box<[u8]>,
     /// VXLAN sends may use `UDP_SEGMENT` (until the kernel refuses once).
     udp_gso: Cell<bool>,
+    /// Decapsulated TCP segments being merged for an offload port.
+    gro: Gro,
     /// Sources whose last turn ended on the budget.
     pending: Vec<Source>,
     /// Sources to serve this round (scratch, reused).
@@ -714,6 +717,7 @@ impl Worker {
                 self.datagram(base + off, n, from, fdb, now);
                 off += n;
             }
+            self.gro.flush(&self.ports, &mut self.gone);
         }
         Turn::More
     }
@@ -771,6 +775,23 @@ impl Worker {
             return;
         };
         let (ports, scratch, gone) = (&self.ports, &mut self.scratch, &mut self.gone);
+        let gro = &mut self.gro;
+        // TCP segments of one flow to one offload port are merged back into
+        // a super-frame: one write instead of dozens.
+        if let Decision::Forward(out) = verdict.decision {
+            if let Some(Some(egress)) = ports.get(out.0 as usize) {
+                if egress.net == net_id && egress.vnet && f.len <= egress.max_frame {
+                    if gro.egress.is_some_and(|e| e != out) {
+                        gro.flush(ports, gone);
+                    }
+                    if gro.offer(out, f.bytes(), ports, gone) {
+                        return;
+                    }
+                }
+            }
+        }
+        // Anything else goes after what is held, so a flow stays in order.
+        gro.flush(ports, gone);
         match verdict.decision {
             Decision::Forward(out) => match ports.get(out.0 as usize) {
                 Some(Some(egress)) if egress.net == net_id => {
@@ -1241,6 +1262,50 @@ fn flood(
         }
         if let Some(Some(p)) = ports.get(m.0 as usize) {
             transmit(p, f, scratch, gone);
+        }
+    }
+}
+
+/// Software GRO on decapsulation: a [`Coalescer`] and the port its
+/// super-frame goes to.
+#[derive(Default)]
+struct Gro {
+    merge: Coalescer,
+    egress: Option<PortId>,
+}
+
+impl Gro {
+    /// Offers a decapsulated frame bound for offload port `out`, which is
+    /// the held super-frame's egress if there is one. Returns false when
+    /// the frame cannot be merged: the caller sends it as usual (after a
+    /// [`Gro::flush`]).
+    fn offer(
+        &mut self,
+        out: PortId,
+        frame: &[u8],
+        ports: &[Option<Port>],
+        gone: &mut Vec<(PortId, String)>,
+    ) -> bool {
+        loop {
+            match self.merge.push(frame) {
+                Push::Started | Push::Merged => {
+                    self.egress = Some(out);
+                    return true;
+                }
+                Push::Flush => self.flush(ports, gone),
+                Push::Bypass => return false,
+            }
+        }
+    }
+
+    /// Writes the held super-frame (if any) to its port.
+    fn flush(&mut self, ports: &[Option<Port>], gone: &mut Vec<(PortId, String)>) {
+        let out = self.egress.take();
+        let Some(c) = self.merge.finish() else {
+            return;
+        };
+        if let Some(Some(port)) = out.and_then(|o| ports.get(o.0 as usize)) {
+            write_frame(port, c.with_vnet_hdr(), c.frame().len(), gone);
         }
     }
 }
