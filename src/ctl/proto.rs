@@ -159,6 +159,47 @@ pub struct NetworkCreate {
     /// (`ADDR` or `ADDR:PORT`; needs `vni`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vteps: Vec<String>,
+    /// Who answers for the gateway address (needs `gateway`): a TAP in the
+    /// daemon's namespace carrying it (`host`), the switch itself for ARP
+    /// and ping (`switch`), or nobody (`none`, the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_port: Option<GatewayPort>,
+    /// Interface name of the `host` gateway port (default `vxgw-NETWORK`,
+    /// shortened to 15 bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_ifname: Option<String>,
+}
+
+/// Who answers for a network's gateway address.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GatewayPort {
+    /// A TAP in the daemon's namespace with the gateway address: the host
+    /// kernel answers, routes and (with the user's NAT rule) masquerades,
+    /// as it does for `docker0`.
+    Host,
+    /// The switch answers ARP and ICMP echo for the gateway address itself,
+    /// without a kernel interface (labs without `CAP_NET_ADMIN`).
+    Switch,
+    /// Nobody: the gateway address is only the ports' default route.
+    #[default]
+    None,
+}
+
+impl GatewayPort {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewayPort::Host => "host",
+            GatewayPort::Switch => "switch",
+            GatewayPort::None => "none",
+        }
+    }
+}
+
+impl std::fmt::Display for GatewayPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// `network.rm`.
@@ -318,6 +359,9 @@ pub struct NetworkInfo {
     pub vteps: Vec<String>,
     /// Names of the attached ports, sorted.
     pub ports: Vec<String>,
+    /// Who answers for the gateway address.
+    #[serde(default)]
+    pub gateway_port: GatewayPort,
 }
 
 /// Result of `network.rm`.
@@ -924,6 +968,36 @@ mod tests {
             panic!("{r:?}")
         };
         assert_eq!((f.port, f.vtep.as_deref()), (None, Some("198.18.0.2")));
+    }
+
+    #[test]
+    fn gateway_port_is_snake_case_and_absent_means_none() {
+        let r = parse_request(
+            br#"{"cmd":"network.create","args":{"name":"g","subnet":"10.88.0.0/24","gateway":"10.88.0.1","gateway_port":"host","gateway_ifname":"vxgw0"}}"#,
+        )
+        .unwrap();
+        let Request::NetworkCreate(n) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(n.gateway_port, Some(GatewayPort::Host));
+        assert_eq!(n.gateway_ifname.as_deref(), Some("vxgw0"));
+        let e = err(r#"{"cmd":"network.create","args":{"name":"g","gateway_port":"bridge"}}"#);
+        assert!(
+            e.message
+                .contains(r#"unknown variant "bridge", expected one of "host", "switch", "none""#),
+            "{}",
+            e.message
+        );
+        // A reply without the field (an older daemon) reads as "none".
+        let info: NetworkInfo = serde_json::from_str(
+            r#"{"name":"g","subnet":null,"gateway":null,"mtu":1500,"vni":null,"learn_vteps":false,"vteps":[],"ports":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(info.gateway_port, GatewayPort::None);
+        assert_eq!(
+            serde_json::to_value(GatewayPort::Switch).unwrap(),
+            serde_json::json!("switch")
+        );
     }
 
     #[test]

@@ -632,6 +632,7 @@ mod tests {
             learn_vteps: false,
             vteps: vec!["198.18.0.2:4789".into()],
             ports: vec!["c1".into()],
+            gateway_port: Default::default(),
         };
         let plain = NetworkInfo {
             name: "red".into(),

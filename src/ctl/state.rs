@@ -38,9 +38,9 @@ use mio::Waker;
 
 use super::proto::{
     strip_os_error, CtlError, ErrorKind, FdbAdd, FdbChanged, FdbDel, FdbFlushed, FdbRow, FdbSelect,
-    NetworkCreate, NetworkInfo, NetworkRemoved, NetworkRm, Pong, PortAdd, PortInfo, PortKind,
-    PortRemoved, PortRm, PortStatsRow, Reply, Request, StatsArgs, StatsReply, VersionInfo, VtepAdd,
-    VtepLs, VtepRemoved, VtepRm, VtepRow, PROTOCOL_VERSION,
+    GatewayPort, NetworkCreate, NetworkInfo, NetworkRemoved, NetworkRm, Pong, PortAdd, PortInfo,
+    PortKind, PortRemoved, PortRm, PortStatsRow, Reply, Request, StatsArgs, StatsReply,
+    VersionInfo, VtepAdd, VtepLs, VtepRemoved, VtepRm, VtepRow, PROTOCOL_VERSION,
 };
 use crate::fdb::{Dest, Fdb, FdbError, Filter, NetId, PortId, VtepId};
 use crate::ports::{self, Netns, TapSpec};
@@ -78,6 +78,7 @@ struct Network {
     mtu: u32,
     vni: Option<u32>,
     learn_vteps: bool,
+    gateway_port: GatewayPort,
     /// By address; at most one per IP (the dataplane's key).
     vteps: BTreeMap<SocketAddr, Vtep>,
 }
@@ -269,6 +270,7 @@ impl Daemon {
             (Some(g), Some(net)) => Some(parse_gateway(&a.name, g, net)?),
         };
         let what = format!("network {:?}", a.name);
+        let gateway_port = check_gateway_port(&what, a, gateway)?;
         let mut vteps = Vec::new();
         match a.vni {
             Some(vni) => {
@@ -339,6 +341,7 @@ impl Daemon {
             mtu,
             vni: a.vni,
             learn_vteps: a.learn_vteps,
+            gateway_port,
             vteps: BTreeMap::new(),
         };
         self.networks.insert(a.name.clone(), net);
@@ -421,6 +424,7 @@ impl Daemon {
             learn_vteps: net.learn_vteps,
             vteps: net.vteps.keys().map(ToString::to_string).collect(),
             ports: self.ports_of(name),
+            gateway_port: net.gateway_port,
         }
     }
 
@@ -1127,6 +1131,41 @@ impl Daemon {
     }
 }
 
+/// Checks `gateway_port` and `gateway_ifname` against the rest of the
+/// request: a gateway port answers for the gateway address, so it needs one.
+fn check_gateway_port(
+    what: &str,
+    a: &NetworkCreate,
+    gateway: Option<IpAddr>,
+) -> Result<GatewayPort, CtlError> {
+    let kind = a.gateway_port.unwrap_or_default();
+    if kind == GatewayPort::None {
+        if a.gateway_ifname.is_some() {
+            return Err(CtlError::invalid(format!(
+                "{what}: gateway_ifname (--gateway-ifname) names the host gateway port; add \
+                 --gateway-port host"
+            )));
+        }
+        return Ok(kind);
+    }
+    if gateway.is_none() {
+        return Err(CtlError::invalid(format!(
+            "{what}: gateway port {kind} answers for the gateway address, and the network \
+             has none; add --subnet and --gateway (e.g. --subnet 10.88.0.0/24 --gateway \
+             10.88.0.1)"
+        )));
+    }
+    if kind == GatewayPort::Switch && a.gateway_ifname.is_some() {
+        return Err(CtlError::invalid(format!(
+            "{what}: gateway_ifname (--gateway-ifname) names the host gateway port; the \
+             switch gateway has no interface"
+        )));
+    }
+    Err(CtlError::invalid(format!(
+        "{what}: gateway port {kind} is not implemented yet; leave out --gateway-port"
+    )))
+}
+
 /// "entry" or "entries", after a count.
 fn entries(n: usize) -> &'static str {
     if n == 1 {
@@ -1543,6 +1582,54 @@ mod tests {
 
     fn port_id(d: &Daemon, name: &str) -> u32 {
         d.ports[name].id.0
+    }
+
+    #[test]
+    fn gateway_port_needs_a_gateway() {
+        let mut d = daemon();
+        let req =
+            |subnet: Option<&str>, gw: Option<&str>, kind, ifname: Option<&str>| NetworkCreate {
+                name: "gw".into(),
+                subnet: subnet.map(Into::into),
+                gateway: gw.map(Into::into),
+                gateway_port: Some(kind),
+                gateway_ifname: ifname.map(Into::into),
+                ..Default::default()
+            };
+        for kind in [GatewayPort::Host, GatewayPort::Switch] {
+            let e = d
+                .network_create(&req(Some("10.88.0.0/24"), None, kind, None))
+                .unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidArgument);
+            assert!(
+                e.message.contains("has none; add --subnet and --gateway"),
+                "{}",
+                e.message
+            );
+        }
+        let e = d
+            .network_create(&req(None, None, GatewayPort::None, Some("vxgw0")))
+            .unwrap_err();
+        assert!(
+            e.message.contains("add --gateway-port host"),
+            "{}",
+            e.message
+        );
+        let e = d
+            .network_create(&req(
+                Some("10.88.0.0/24"),
+                Some("10.88.0.1"),
+                GatewayPort::Switch,
+                Some("vxgw0"),
+            ))
+            .unwrap_err();
+        assert!(e.message.contains("has no interface"), "{}", e.message);
+        // Nothing was created by the refused requests; "none" is the default.
+        assert!(d.network_ls().is_empty());
+        let n = d
+            .network_create(&req(None, None, GatewayPort::None, None))
+            .unwrap();
+        assert_eq!(n.gateway_port, GatewayPort::None);
     }
 
     #[test]
