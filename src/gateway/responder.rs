@@ -515,6 +515,48 @@ impl Responder {
     }
 }
 
+/// Requests as a container's kernel sends them, for tests here and in
+/// the control plane.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+
+    /// `who-has TPA tell SPA` from `sha`, broadcast.
+    pub fn arp_request(sha: MacAddr, spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(sha.as_bytes());
+        f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+        f.extend_from_slice(sha.as_bytes());
+        f.extend_from_slice(&spa);
+        f.extend_from_slice(&[0; 6]);
+        f.extend_from_slice(&tpa);
+        f
+    }
+
+    /// An ICMP echo request (id 0x1234, seq 1) from `src`/`sip` to
+    /// `dst`/`dip`, padded to 60 bytes like a minimum Ethernet frame.
+    pub fn echo4(dst: MacAddr, src: MacAddr, sip: [u8; 4], dip: [u8; 4], data: &[u8]) -> Vec<u8> {
+        let mut ip = vec![0x45, 0, 0, 0, 0xab, 0xcd, 0x40, 0, 64, 1, 0, 0];
+        ip.extend_from_slice(&sip);
+        ip.extend_from_slice(&dip);
+        let mut icmp = vec![8, 0, 0, 0, 0x12, 0x34, 0, 1];
+        icmp.extend_from_slice(data);
+        let c = fold(sum16(0, &icmp));
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        let total = u16::try_from(20 + icmp.len()).unwrap_or(u16::MAX);
+        ip[2..4].copy_from_slice(&total.to_be_bytes());
+        let c = fold(sum16(0, &ip));
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut f = dst.as_bytes().to_vec();
+        f.extend_from_slice(src.as_bytes());
+        f.extend_from_slice(&[0x08, 0x00]);
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(&icmp);
+        f.resize(f.len().max(60), 0);
+        f
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
