@@ -249,19 +249,89 @@ fn host_gateway_port_goes_when_the_daemon_stops_and_refuses_taken_names() {
     );
 }
 
+/// The host side of docs/gateway.md's "Outbound traffic", as a user types
+/// it: (command, arguments) run in the host's namespace.
+type Rules = &'static [(&'static str, &'static [&'static str])];
+
+const NFT_RULES: Rules = &[
+    ("sysctl", &["-w", "net.ipv4.ip_forward=1"]),
+    ("nft", &["add", "table", "ip", "nat"]),
+    (
+        "nft",
+        &[
+            "add",
+            "chain",
+            "ip",
+            "nat",
+            "postrouting",
+            "{ type nat hook postrouting priority srcnat; }",
+        ],
+    ),
+    (
+        "nft",
+        &[
+            "add",
+            "rule",
+            "ip",
+            "nat",
+            "postrouting",
+            "ip",
+            "saddr",
+            "10.88.2.0/24",
+            "oifname",
+            "!=",
+            "vxgw-lab",
+            "masquerade",
+        ],
+    ),
+];
+
+const IPTABLES_RULES: Rules = &[
+    ("sysctl", &["-w", "net.ipv4.ip_forward=1"]),
+    (
+        "iptables",
+        &[
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-s",
+            "10.88.2.0/24",
+            "!",
+            "-o",
+            "vxgw-lab",
+            "-j",
+            "MASQUERADE",
+        ],
+    ),
+];
+
 #[test]
-fn host_gateway_routes_outside_with_the_documented_masquerade_rule() {
-    if !can_run(&["ip", "ping", "iptables", "sysctl"]) {
-        return;
+fn host_gateway_routes_outside_with_the_documented_nft_rule() {
+    if can_run(&["ip", "ping", "nft", "sysctl"]) {
+        reaches_outside_through_the_host(NFT_RULES);
     }
-    // container --(switch)-- host --(veth)-- outside; "outside" has no
-    // route back to the containers' subnet, so only NAT gets replies back.
+}
+
+#[test]
+fn host_gateway_routes_outside_with_the_documented_iptables_rule() {
+    if can_run(&["ip", "ping", "iptables", "sysctl"]) {
+        reaches_outside_through_the_host(IPTABLES_RULES);
+    }
+}
+
+/// container --(switch)-- host --(veth)-- outside, where "outside" has no
+/// route back to the containers' subnet: only with forwarding and the
+/// masquerade rule do replies come back.
+fn reaches_outside_through_the_host(rules: Rules) {
     let host = Netns::new("vxgh");
     let outside = Netns::new("vxgo");
     let c1 = Netns::new("vxgc");
-    let (h, o) = (support::unique("vxgv"), support::unique("vxgv"));
     // Interface names are at most 15 bytes: keep the unique tail.
-    let (h, o) = (tail(&h), tail(&o));
+    let (h, o) = (
+        tail(&support::unique("vxgv")),
+        tail(&support::unique("vxgv")),
+    );
     run(
         "ip",
         &[
@@ -329,32 +399,14 @@ fn host_gateway_routes_outside_with_the_documented_masquerade_rule() {
         "--ip",
         "10.88.2.11/24",
     ]);
-    // What docs/gateway.md tells the user to add, in the host's namespace.
-    let in_host = |cmd: &str, args: &[&str]| {
+    for (cmd, args) in rules {
         let out = host.exec(cmd, args);
         assert!(
             out.status.success(),
             "{cmd} {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-    };
-    in_host("sysctl", &["-w", "net.ipv4.ip_forward=1"]);
-    in_host(
-        "iptables",
-        &[
-            "-t",
-            "nat",
-            "-A",
-            "POSTROUTING",
-            "-s",
-            "10.88.2.0/24",
-            "!",
-            "-o",
-            "vxgw-lab",
-            "-j",
-            "MASQUERADE",
-        ],
-    );
+    }
     assert!(
         c1.ping_within("198.51.100.2", WAIT),
         "the container did not reach the outside through the host gateway\n{}",
