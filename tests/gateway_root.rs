@@ -238,6 +238,25 @@ fn host_gateway_port_goes_when_the_daemon_stops_and_refuses_taken_names() {
     ]);
     let links = link_names(&host.name);
     assert!(links.iter().any(|l| l == "gw-taken"), "{links:?}");
+    // A second host gateway on an overlapping subnet is refused whole.
+    let out = d.cli_raw(&[
+        "network",
+        "create",
+        "over",
+        "--subnet",
+        "10.88.0.0/16",
+        "--gateway",
+        "10.88.0.1",
+        "--gateway-port",
+        "host",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("overlaps subnet 10.88.1.0/24 of network \"taken\""),
+        "{err}"
+    );
+    assert!(!link_names(&host.name).iter().any(|l| l == "vxgw-over"));
     let mtu = run("ip", &["-n", &host.name, "-j", "link", "show", "gw-taken"]);
     assert!(mtu.contains("\"mtu\":1400"), "{mtu}");
     assert!(d.terminate().success());
@@ -639,4 +658,41 @@ fn switch_gateway_works_for_a_daemon_without_capabilities() {
         log_text()
     );
     drop(daemon);
+}
+
+#[test]
+fn host_gateway_port_deleted_underneath_is_forgotten() {
+    if !can_run(&["ip"]) {
+        return;
+    }
+    let host = Netns::new("vxgh");
+    let d = Daemon::start_in(Some(&host), &[]);
+    d.cli(&[
+        "network",
+        "create",
+        "lab",
+        "--subnet",
+        "10.88.3.0/24",
+        "--gateway",
+        "10.88.3.1",
+        "--gateway-port",
+        "host",
+    ]);
+    run("ip", &["-n", &host.name, "link", "del", "vxgw-lab"]);
+    assert!(
+        wait_until(WAIT, || d.port_names().is_empty()),
+        "the deleted gateway port is still listed: {:?}",
+        d.port_names()
+    );
+    let n = network(&d, "lab");
+    assert_eq!(n["gateway_port"], "host");
+    assert!(n.get("gateway_ifname").is_none(), "{n}");
+    assert!(
+        d.log()
+            .contains("gateway port vxgw-lab (network lab) went away"),
+        "{}",
+        d.log()
+    );
+    // The network is still there, and goes without --force.
+    assert_eq!(d.cli(&["network", "rm", "lab"]), "network lab removed\n");
 }
