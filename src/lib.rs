@@ -11,6 +11,7 @@ pub mod cni;
 pub mod ctl;
 pub mod demo;
 pub mod fdb;
+pub mod gateway;
 pub mod offload;
 pub mod pktgen;
 pub mod ports;

@@ -10,13 +10,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use serde::de::DeserializeOwned;
 
 use vxswitch::ctl::config::check_vxlan;
 use vxswitch::ctl::proto::{
-    strip_os_error, FdbAdd, FdbDel, FdbSelect, NetworkCreate, NetworkRm, NoArgs, PortAdd, PortRm,
-    StatsArgs, VersionInfo, VtepAdd, VtepLs, VtepRm,
+    strip_os_error, FdbAdd, FdbDel, FdbSelect, GatewayPort, NetworkCreate, NetworkRm, NoArgs,
+    PortAdd, PortRm, StatsArgs, VersionInfo, VtepAdd, VtepLs, VtepRm,
 };
 use vxswitch::ctl::{render, Client, Config, Request, Server, ServerOptions, DEFAULT_SOCKET};
 use vxswitch::demo::{MAX_CONTAINERS, MIN_CONTAINERS};
@@ -140,6 +140,24 @@ struct DaemonArgs {
     no_offload: bool,
 }
 
+/// `--gateway-port`: the protocol's [`GatewayPort`], spelt the same.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum GatewayPortArg {
+    Host,
+    Switch,
+    None,
+}
+
+impl From<GatewayPortArg> for GatewayPort {
+    fn from(a: GatewayPortArg) -> GatewayPort {
+        match a {
+            GatewayPortArg::Host => GatewayPort::Host,
+            GatewayPortArg::Switch => GatewayPort::Switch,
+            GatewayPortArg::None => GatewayPort::None,
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum NetworkCmd {
     /// Create a network; with --vni it spans hosts over VXLAN.
@@ -169,6 +187,17 @@ enum NetworkCmd {
         /// [fd00::2]:4789); repeat for more.
         #[arg(long = "vtep", value_name = "ADDR", requires = "vni")]
         vteps: Vec<String>,
+        /// Who answers for the gateway address (needs --gateway): "host", a
+        /// TAP in the daemon's namespace carrying it, so containers reach the
+        /// host and, through its routing and NAT, the outside; "switch", the
+        /// switch itself answers ARP and ping for it (no kernel interface);
+        /// "none" (default).
+        #[arg(long, value_enum, value_name = "KIND")]
+        gateway_port: Option<GatewayPortArg>,
+        /// Interface name of the host gateway port (default vxgw-NAME,
+        /// shortened to 15 bytes).
+        #[arg(long, value_name = "IFNAME")]
+        gateway_ifname: Option<String>,
     },
     /// List networks.
     #[command(alias = "list")]
@@ -363,6 +392,8 @@ fn run(cli: Cli) -> Result<(), String> {
             vni,
             learn_vteps,
             vteps,
+            gateway_port,
+            gateway_ifname,
         }) => ctx.show(
             Request::NetworkCreate(NetworkCreate {
                 name,
@@ -372,6 +403,8 @@ fn run(cli: Cli) -> Result<(), String> {
                 vni,
                 learn_vteps,
                 vteps,
+                gateway_port: gateway_port.map(GatewayPort::from),
+                gateway_ifname,
             }),
             render::network_created,
         ),

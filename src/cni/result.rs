@@ -227,6 +227,9 @@ mod tests {
             learn_vteps: false,
             vteps: vec![],
             ports: vec![],
+            gateway_port: Default::default(),
+            gateway_mac: None,
+            gateway_ifname: None,
         }
     }
 
@@ -242,6 +245,7 @@ mod tests {
             mtu: 1500,
             container: Some("web".into()),
             offload: true,
+            gateway: false,
         }
     }
 

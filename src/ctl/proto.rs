@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::fdb::{EntryKind, FdbStats};
+use crate::gateway::GatewayStatsSnapshot;
 use crate::switch::PortStatsSnapshot;
 use crate::vxlan::VxlanSnapshot;
 use crate::wire::MacAddr;
@@ -159,6 +160,47 @@ pub struct NetworkCreate {
     /// (`ADDR` or `ADDR:PORT`; needs `vni`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vteps: Vec<String>,
+    /// Who answers for the gateway address (needs `gateway`): a TAP in the
+    /// daemon's namespace carrying it (`host`), the switch itself for ARP
+    /// and ping (`switch`), or nobody (`none`, the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_port: Option<GatewayPort>,
+    /// Interface name of the `host` gateway port (default `vxgw-NETWORK`,
+    /// shortened to 15 bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_ifname: Option<String>,
+}
+
+/// Who answers for a network's gateway address.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GatewayPort {
+    /// A TAP in the daemon's namespace with the gateway address: the host
+    /// kernel answers, routes and (with the user's NAT rule) masquerades,
+    /// as it does for `docker0`.
+    Host,
+    /// The switch answers ARP and ICMP echo for the gateway address itself,
+    /// without a kernel interface (labs without `CAP_NET_ADMIN`).
+    Switch,
+    /// Nobody: the gateway address is only the ports' default route.
+    #[default]
+    None,
+}
+
+impl GatewayPort {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewayPort::Host => "host",
+            GatewayPort::Switch => "switch",
+            GatewayPort::None => "none",
+        }
+    }
+}
+
+impl std::fmt::Display for GatewayPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// `network.rm`.
@@ -318,6 +360,16 @@ pub struct NetworkInfo {
     pub vteps: Vec<String>,
     /// Names of the attached ports, sorted.
     pub ports: Vec<String>,
+    /// Who answers for the gateway address.
+    #[serde(default)]
+    pub gateway_port: GatewayPort,
+    /// The `host` gateway port's interface in the daemon's namespace (also
+    /// the port's name), while it exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_ifname: Option<String>,
+    /// The MAC that answers for the gateway address (`host` and `switch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_mac: Option<MacAddr>,
 }
 
 /// Result of `network.rm`.
@@ -340,6 +392,9 @@ pub enum PortKind {
     Existing,
     /// An fd handed over in-process (tests, embedding).
     Fd,
+    /// The switch's own gateway responder (`gateway_port` `switch`): no
+    /// interface; it answers ARP and ping for the gateway address.
+    Responder,
 }
 
 /// One port, as `port.add` and `port.ls` report it.
@@ -363,6 +418,10 @@ pub struct PortInfo {
     /// offloads (`daemon --no-offload`, fd ports).
     #[serde(default)]
     pub offload: bool,
+    /// The port is its network's gateway port (created and removed with the
+    /// network; `port.rm` refuses it).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub gateway: bool,
 }
 
 /// Result of `port.rm`.
@@ -444,6 +503,21 @@ pub struct StatsReply {
     pub vxlan: Option<VxlanSnapshot>,
     /// Every VTEP (empty when `stats` is asked about one port).
     pub vteps: Vec<VtepRow>,
+    /// What each `switch` gateway answered and ignored (empty when `stats`
+    /// is asked about one port that is not one).
+    #[serde(default)]
+    pub gateways: Vec<GatewayRow>,
+}
+
+/// A `switch` gateway's counters, as `stats` reports them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayRow {
+    pub network: String,
+    /// The gateway port's name.
+    pub port: String,
+    pub gateway: IpAddr,
+    pub mac: MacAddr,
+    pub stats: GatewayStatsSnapshot,
 }
 
 /// A successful result, whichever command produced it. Serialized as the
@@ -929,6 +1003,36 @@ mod tests {
             panic!("{r:?}")
         };
         assert_eq!((f.port, f.vtep.as_deref()), (None, Some("198.18.0.2")));
+    }
+
+    #[test]
+    fn gateway_port_is_snake_case_and_absent_means_none() {
+        let r = parse_request(
+            br#"{"cmd":"network.create","args":{"name":"g","subnet":"10.88.0.0/24","gateway":"10.88.0.1","gateway_port":"host","gateway_ifname":"vxgw0"}}"#,
+        )
+        .unwrap();
+        let Request::NetworkCreate(n) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(n.gateway_port, Some(GatewayPort::Host));
+        assert_eq!(n.gateway_ifname.as_deref(), Some("vxgw0"));
+        let e = err(r#"{"cmd":"network.create","args":{"name":"g","gateway_port":"bridge"}}"#);
+        assert!(
+            e.message
+                .contains(r#"unknown variant "bridge", expected one of "host", "switch", "none""#),
+            "{}",
+            e.message
+        );
+        // A reply without the field (an older daemon) reads as "none".
+        let info: NetworkInfo = serde_json::from_str(
+            r#"{"name":"g","subnet":null,"gateway":null,"mtu":1500,"vni":null,"learn_vteps":false,"vteps":[],"ports":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(info.gateway_port, GatewayPort::None);
+        assert_eq!(
+            serde_json::to_value(GatewayPort::Switch).unwrap(),
+            serde_json::json!("switch")
+        );
     }
 
     #[test]
