@@ -961,3 +961,83 @@ fn random_round_trips_through_segment_and_coalesce() {
     }
     assert!(checked > 100, "only {checked} multi-segment cases");
 }
+
+#[test]
+fn batches_cut_the_output_at_segment_boundaries_for_udp_segment() {
+    // A 64 KiB TCP super-frame, 1448-byte MSS, 8-byte VXLAN headroom:
+    // 46 segments of 8 + 1514 bytes, more than one 65507-byte UDP send.
+    let spec = Spec::tcp4(45 * 1448 + 100);
+    let (b, segs, _) = seg_and_check(&spec, 1448, 8);
+    assert_eq!(segs.count, 46);
+    assert_eq!(segs.stride, 8 + b.hlen + 1448);
+    let runs: Vec<_> = segs.batches(65507, 64).collect();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0], 0..43 * segs.stride);
+    assert_eq!(runs[1], 43 * segs.stride..segs.total_len);
+    // The segment-count limit applies too.
+    let runs: Vec<_> = segs.batches(usize::MAX, 20).collect();
+    assert_eq!(runs.len(), 3);
+    assert!(runs.iter().all(|r| r.start % segs.stride == 0));
+    assert_eq!(runs.last().unwrap().end, segs.total_len);
+    // One segment larger than the limit still goes out alone.
+    let runs: Vec<_> = segs.batches(100, 64).collect();
+    assert_eq!(runs.len(), 46);
+}
+
+/// Garbage and damaged frames never make segment or the coalescer panic,
+/// and whatever segment accepts is still consistent.
+#[test]
+fn damaged_frames_are_refused_never_panic() {
+    let mut r = XorShift(0xdead_beef);
+    let mut out = poisoned();
+    let mut co = Coalescer::new();
+    for _ in 0..2000 {
+        let (s, mss) = random_spec(&mut r);
+        let s = Spec {
+            payload: s.payload % 3000,
+            ..s
+        };
+        let b = build(&s);
+        let mut hdr = gso_hdr(&s, &b, mss);
+        let mut frame = b.frame.clone();
+        for _ in 0..1 + r.below(4) {
+            let at = r.below(frame.len().min(120) as u32) as usize;
+            frame[at] = r.next() as u8;
+        }
+        match r.below(4) {
+            0 => frame.truncate(r.below(frame.len() as u32) as usize),
+            1 => hdr = VnetHdr::parse(&r.next().to_le_bytes().repeat(3)).unwrap(),
+            _ => {}
+        }
+        if let Ok(segs) = segment(&frame, &hdr, &mut out, 8) {
+            assert!(segs.total_len <= out.len());
+            assert_eq!(segs.frames(&out).count(), segs.count);
+        }
+        match co.push(&frame) {
+            Push::Flush => {
+                co.finish().unwrap();
+            }
+            Push::Bypass | Push::Started | Push::Merged => {}
+        }
+        if r.below(8) == 0 {
+            co.finish();
+        }
+    }
+}
+
+/// The worker's 256 KiB scratch buffer holds the worst 64 KiB burst at
+/// Linux's smallest MSS (48): IPv6, two VLAN tags, 24 bytes of TCP options,
+/// VXLAN headroom.
+#[test]
+fn a_64k_burst_at_the_smallest_mss_fits_the_scratch_buffer() {
+    let spec = Spec {
+        v6: true,
+        vlans: 2,
+        tcp_opts: TS_SACK_OPTS.to_vec(),
+        payload: 65535 - 44,
+        ..Spec::tcp4(0)
+    };
+    let (_, segs, _) = seg_and_check(&spec, 48, 8);
+    assert_eq!(segs.count, (65535 - 44usize).div_ceil(48));
+    assert!(segs.total_len <= SCRATCH);
+}

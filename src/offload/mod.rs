@@ -28,7 +28,7 @@ mod gso;
 mod vnet;
 
 pub use gro::{Coalesced, Coalescer, Push, MAX_SUPER_FRAME};
-pub use gso::{segment, SegmentIter, Segments};
+pub use gso::{segment, Batches, SegmentIter, Segments};
 pub use vnet::{
     GsoKind, OffloadError, VnetHdr, F_DATA_VALID, F_NEEDS_CSUM, GSO_ECN, GSO_NONE, GSO_TCPV4,
     GSO_TCPV6, GSO_UDP, GSO_UDP_L4, VNET_HDR_LEN,
