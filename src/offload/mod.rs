@@ -16,9 +16,10 @@
 //! - [`Coalescer`]: the receive direction, merging consecutive TCP segments
 //!   of one flow into a super-frame and the [`VnetHdr`] a TAP accepts.
 //!
-//! Nothing here does I/O, allocates per frame, or trusts `hdr_len`: the
-//! kernel's TAP reports `skb_headlen()` there, which may run past the real
-//! headers, so headers are found by parsing (Ethernet, 0..2 VLAN tags, IPv4
+//! Nothing here does I/O, allocates per frame, or trusts `hdr_len`: it is
+//! only a hint, which kernels long filled with `skb_headlen()` (possibly
+//! past the real headers) and other senders with 0, so headers are found by
+//! parsing (Ethernet, 0..2 VLAN tags, IPv4
 //! with options or IPv6 with extension headers, TCP or UDP) and `csum_start`
 //! must agree with that parse. See docs/architecture.md, "Offloads".
 
