@@ -211,6 +211,12 @@ impl VnetHdr {
         })
     }
 
+    /// Splits what one `read()` from a vnet_hdr TAP returned into the header
+    /// and the Ethernet frame behind it.
+    pub fn split(buf: &[u8]) -> Result<(VnetHdr, &[u8]), OffloadError> {
+        Ok((VnetHdr::parse(buf)?, &buf[VNET_HDR_LEN..]))
+    }
+
     /// The 12 bytes of this header.
     pub fn to_bytes(&self) -> [u8; VNET_HDR_LEN] {
         let mut b = [0u8; VNET_HDR_LEN];
