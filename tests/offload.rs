@@ -848,3 +848,43 @@ fn a_64k_burst_at_the_smallest_mss_fits_the_scratch_buffer() {
     assert_eq!(segs.count, (65535 - 44usize).div_ceil(48));
     assert!(segs.total_len <= SCRATCH);
 }
+
+/// With DF, an IPv4 ID that stays fixed (RFC 6864) still coalesces; one
+/// that jumps does not.
+#[test]
+fn coalescer_accepts_fixed_ids_with_df_only() {
+    let spec = Spec::tcp4(3 * 1448);
+    let b = build(&spec);
+    let mut out = poisoned();
+    let segs = segment(&b.frame, &gso_hdr(&spec, &b, 1448), &mut out, 0).unwrap();
+    let with_id = |f: &[u8], id: u16, df: bool| {
+        let mut f = f.to_vec();
+        f[18..20].copy_from_slice(&id.to_be_bytes());
+        f[20] = if df { 0x40 } else { 0 };
+        f[24..26].copy_from_slice(&[0, 0]);
+        let c = !(ref_sum(&[&f[14..34]]) as u16);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        f
+    };
+    let frames: Vec<&[u8]> = segs.frames(&out).collect();
+    let mut co = Coalescer::new();
+    for (df, ids, merged) in [
+        (true, [7, 7, 7], true),
+        (false, [7, 7, 7], false),
+        (true, [7, 8, 9], true),
+        (true, [7, 7, 8], false),
+        (true, [7, 9, 11], false),
+    ] {
+        let fixed: Vec<Vec<u8>> = frames
+            .iter()
+            .zip(ids)
+            .map(|(f, id)| with_id(f, id, df))
+            .collect();
+        let refs: Vec<&[u8]> = fixed.iter().map(Vec::as_slice).collect();
+        let got = coalesce_all(&mut co, &refs);
+        assert_eq!(got.len() == 1, merged, "df={df} ids={ids:?}: {}", got.len());
+        if merged {
+            assert_eq!(&got[0].1[18..20], &[0, 7], "the first ID is kept");
+        }
+    }
+}
