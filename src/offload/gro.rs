@@ -41,7 +41,8 @@ pub enum Push {
     /// The frame was appended to the held super-frame.
     Merged,
     /// The frame does not continue the held super-frame: nothing was taken.
-    /// Call [`Coalescer::finish`], send what it returns, push again.
+    /// Call [`Coalescer::finish`], send what it returns, push again (an
+    /// empty coalescer never answers `Flush`, so that second push ends).
     Flush,
     /// The coalescer is empty and the frame can never be merged (not TCP,
     /// SYN/FIN/RST/URG, no payload, bad checksum, ...): send it as it is.
@@ -71,6 +72,10 @@ impl<'a> Coalesced<'a> {
 }
 
 /// Merges TCP segments into super-frames; one per worker, allocated once.
+///
+/// Holds at most one super-frame. Call [`finish`](Self::finish) when a
+/// receive batch is done (the end of a `UDP_GRO` read or of the worker's
+/// budget): a segment must never wait in here for the next poll.
 #[derive(Debug)]
 pub struct Coalescer {
     /// `VNET_HDR_LEN` bytes for the header, then the frame.
