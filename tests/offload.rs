@@ -12,203 +12,9 @@ use vxswitch::offload::{
     VNET_HDR_LEN,
 };
 
-/// A scratch buffer as a worker would own one.
-const SCRATCH: usize = 256 * 1024;
-/// What `segment` must never write: the headroom and anything past the end.
-const POISON: u8 = 0xaa;
+mod offload_frames;
 
-const TS_OPTS: [u8; 12] = [1, 1, 8, 10, 0, 0, 0x12, 0x34, 0, 0, 0x56, 0x78];
-/// Timestamps plus one SACK block, padded with NOPs to a multiple of 4.
-const TS_SACK_OPTS: [u8; 24] = [
-    1, 1, 8, 10, 0, 0, 0x12, 0x34, 0, 0, 0x56, 0x78, 1, 1, 5, 10, 0, 0, 1, 0, 0, 0, 2, 0,
-];
-
-#[derive(Clone, Debug)]
-struct Spec {
-    v6: bool,
-    /// 0..=2 VLAN tags (two: 802.1ad outer, 802.1Q inner).
-    vlans: usize,
-    udp: bool,
-    tcp_opts: Vec<u8>,
-    /// IPv4 options (a multiple of 4 bytes).
-    ip4_opts: Vec<u8>,
-    /// IPv6 extension headers (next-header values), 8 bytes each.
-    ip6_ext: Vec<u8>,
-    flags: u8,
-    seq: u32,
-    ip_id: u16,
-    payload: usize,
-    /// Seed of the payload bytes.
-    fill: u8,
-}
-
-impl Spec {
-    fn tcp4(payload: usize) -> Spec {
-        Spec {
-            v6: false,
-            vlans: 0,
-            udp: false,
-            tcp_opts: Vec::new(),
-            ip4_opts: Vec::new(),
-            ip6_ext: Vec::new(),
-            flags: tcp_flags::ACK | tcp_flags::PSH,
-            seq: 0xfff0_0000,
-            ip_id: 0xfffe,
-            payload,
-            fill: 7,
-        }
-    }
-    fn tcp6(payload: usize) -> Spec {
-        Spec {
-            v6: true,
-            ..Spec::tcp4(payload)
-        }
-    }
-    fn udp4(payload: usize) -> Spec {
-        Spec {
-            udp: true,
-            ..Spec::tcp4(payload)
-        }
-    }
-}
-
-struct Built {
-    frame: Vec<u8>,
-    l3: usize,
-    l4: usize,
-    hlen: usize,
-}
-
-/// The plain RFC 1071 sum, one 16-bit word at a time (the reference).
-fn ref_sum(parts: &[&[u8]]) -> u32 {
-    let mut s = 0u32;
-    for part in parts {
-        assert!(part.len() % 2 == 0 || std::ptr::eq(*part, *parts.last().unwrap()));
-        for w in part.chunks(2) {
-            s += u32::from(w[0]) << 8 | u32::from(*w.get(1).unwrap_or(&0));
-            s = (s & 0xffff) + (s >> 16);
-        }
-    }
-    s
-}
-
-fn pseudo(b: &Built, proto: u8, l4_len: usize, v6: bool) -> Vec<u8> {
-    let f = &b.frame;
-    let mut p = Vec::new();
-    if v6 {
-        p.extend_from_slice(&f[b.l3 + 8..b.l3 + 40]);
-        p.extend_from_slice(&(l4_len as u32).to_be_bytes());
-        p.extend_from_slice(&[0, 0, 0, proto]);
-    } else {
-        p.extend_from_slice(&f[b.l3 + 12..b.l3 + 20]);
-        p.extend_from_slice(&[0, proto]);
-        p.extend_from_slice(&(l4_len as u16).to_be_bytes());
-    }
-    p
-}
-
-/// Builds the frame a vnet_hdr TAP would hand us: valid IP header checksum,
-/// the L4 checksum field holding the (uncomplemented) pseudo-header sum.
-fn build(s: &Spec) -> Built {
-    let mut f = vec![0x02, 0, 0, 0, 0, 0xb, 0x02, 0, 0, 0, 0, 0xa];
-    if s.vlans == 2 {
-        f.extend_from_slice(&[0x88, 0xa8, 0x00, 0x64]);
-    }
-    if s.vlans >= 1 {
-        f.extend_from_slice(&[0x81, 0x00, 0x20, 0x0a]);
-    }
-    f.extend_from_slice(if s.v6 { &[0x86, 0xdd] } else { &[0x08, 0x00] });
-    let l3 = f.len();
-    let proto = if s.udp { 17 } else { 6 };
-    let l4_hlen = if s.udp { 8 } else { 20 + s.tcp_opts.len() };
-    if s.v6 {
-        let ext_len = 8 * s.ip6_ext.len();
-        let plen = ext_len + l4_hlen + s.payload;
-        f.extend_from_slice(&[0x60, 0x01, 0x23, 0x45]);
-        f.extend_from_slice(&(plen as u16).to_be_bytes());
-        f.push(*s.ip6_ext.first().unwrap_or(&proto));
-        f.push(64);
-        f.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0a]);
-        f.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0b]);
-        for (i, _) in s.ip6_ext.iter().enumerate() {
-            let next = *s.ip6_ext.get(i + 1).unwrap_or(&proto);
-            let mut e = [next, 0, 1, 4, 0, 0, 0, 0];
-            if s.ip6_ext[i] == 43 {
-                // Routing type 2 header body would be longer; an empty
-                // type-0-like header with segments left 0 is enough here.
-                e = [next, 0, 0, 0, 0, 0, 0, 0];
-            }
-            f.extend_from_slice(&e);
-        }
-    } else {
-        let ihl = 20 + s.ip4_opts.len();
-        let total = ihl + l4_hlen + s.payload;
-        f.push(0x40 | (ihl / 4) as u8);
-        f.push(0x02); // ECT(0)
-        f.extend_from_slice(&(total as u16).to_be_bytes());
-        f.extend_from_slice(&s.ip_id.to_be_bytes());
-        f.extend_from_slice(&[0x40, 0x00, 64, proto, 0, 0]);
-        f.extend_from_slice(&[10, 42, 0, 11, 10, 42, 0, 21]);
-        f.extend_from_slice(&s.ip4_opts);
-        let c = !(ref_sum(&[&f[l3..l3 + ihl]]) as u16);
-        f[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
-    }
-    let l4 = f.len();
-    f.extend_from_slice(&40000u16.to_be_bytes());
-    f.extend_from_slice(&5201u16.to_be_bytes());
-    if s.udp {
-        f.extend_from_slice(&((8 + s.payload) as u16).to_be_bytes());
-        f.extend_from_slice(&[0, 0]);
-    } else {
-        f.extend_from_slice(&s.seq.to_be_bytes());
-        f.extend_from_slice(&0x0102_0304u32.to_be_bytes());
-        f.push(((l4_hlen / 4) as u8) << 4);
-        f.push(s.flags);
-        f.extend_from_slice(&[0x01, 0xf5, 0, 0, 0, 0]);
-        f.extend_from_slice(&s.tcp_opts);
-    }
-    let hlen = f.len();
-    let mut x = u32::from(s.fill) | 0x100;
-    for _ in 0..s.payload {
-        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-        f.push((x >> 16) as u8);
-    }
-    let mut b = Built {
-        frame: f,
-        l3,
-        l4,
-        hlen,
-    };
-    let p = pseudo(&b, proto, b.frame.len() - l4, s.v6);
-    let partial = ref_sum(&[&p]) as u16;
-    let at = l4 + if s.udp { 6 } else { 16 };
-    b.frame[at..at + 2].copy_from_slice(&partial.to_be_bytes());
-    b
-}
-
-/// The virtio_net_hdr a TAP would give with this frame: hdr_len deliberately
-/// larger than the headers (skb_headlen), which must not matter.
-fn gso_hdr(s: &Spec, b: &Built, mss: u16) -> VnetHdr {
-    let gso_type = match (s.udp, s.v6) {
-        (true, _) => GSO_UDP_L4,
-        (false, false) => GSO_TCPV4,
-        (false, true) => GSO_TCPV6,
-    };
-    let ecn = if !s.udp && s.flags & tcp_flags::CWR != 0 {
-        GSO_ECN
-    } else {
-        0
-    };
-    VnetHdr {
-        flags: F_NEEDS_CSUM,
-        gso_type: gso_type | ecn,
-        hdr_len: (b.hlen + 128) as u16,
-        gso_size: mss,
-        csum_start: b.l4 as u16,
-        csum_offset: if s.udp { 6 } else { 16 },
-        num_buffers: 0,
-    }
-}
+use offload_frames::*;
 
 fn poisoned() -> Vec<u8> {
     vec![POISON; SCRATCH]
@@ -769,6 +575,7 @@ fn random_spec(r: &mut XorShift) -> (Spec, u16) {
         ip_id: r.next() as u16,
         payload: 0,
         fill: r.next() as u8,
+        tci: r.next() as u16,
     };
     let mss = 1 + r.below(9000) as u16;
     let max = 65_000usize.min(usize::from(mss) * 200);
@@ -960,4 +767,124 @@ fn random_round_trips_through_segment_and_coalesce() {
         checked += 1;
     }
     assert!(checked > 100, "only {checked} multi-segment cases");
+}
+
+#[test]
+fn batches_cut_the_output_at_segment_boundaries_for_udp_segment() {
+    // A 64 KiB TCP super-frame, 1448-byte MSS, 8-byte VXLAN headroom:
+    // 46 segments of 8 + 1514 bytes, more than one 65507-byte UDP send.
+    let spec = Spec::tcp4(45 * 1448 + 100);
+    let (b, segs, _) = seg_and_check(&spec, 1448, 8);
+    assert_eq!(segs.count, 46);
+    assert_eq!(segs.stride, 8 + b.hlen + 1448);
+    let runs: Vec<_> = segs.batches(65507, 64).collect();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0], 0..43 * segs.stride);
+    assert_eq!(runs[1], 43 * segs.stride..segs.total_len);
+    // The segment-count limit applies too.
+    let runs: Vec<_> = segs.batches(usize::MAX, 20).collect();
+    assert_eq!(runs.len(), 3);
+    assert!(runs.iter().all(|r| r.start % segs.stride == 0));
+    assert_eq!(runs.last().unwrap().end, segs.total_len);
+    // One segment larger than the limit still goes out alone.
+    let runs: Vec<_> = segs.batches(100, 64).collect();
+    assert_eq!(runs.len(), 46);
+}
+
+/// Garbage and damaged frames never make segment or the coalescer panic,
+/// and whatever segment accepts is still consistent.
+#[test]
+fn damaged_frames_are_refused_never_panic() {
+    let mut r = XorShift(0xdead_beef);
+    let mut out = poisoned();
+    let mut co = Coalescer::new();
+    for _ in 0..2000 {
+        let (s, mss) = random_spec(&mut r);
+        let s = Spec {
+            payload: s.payload % 3000,
+            ..s
+        };
+        let b = build(&s);
+        let mut hdr = gso_hdr(&s, &b, mss);
+        let mut frame = b.frame.clone();
+        for _ in 0..1 + r.below(4) {
+            let at = r.below(frame.len().min(120) as u32) as usize;
+            frame[at] = r.next() as u8;
+        }
+        match r.below(4) {
+            0 => frame.truncate(r.below(frame.len() as u32) as usize),
+            1 => hdr = VnetHdr::parse(&r.next().to_le_bytes().repeat(3)).unwrap(),
+            _ => {}
+        }
+        if let Ok(segs) = segment(&frame, &hdr, &mut out, 8) {
+            assert!(segs.total_len <= out.len());
+            assert_eq!(segs.frames(&out).count(), segs.count);
+        }
+        match co.push(&frame) {
+            Push::Flush => {
+                co.finish().unwrap();
+            }
+            Push::Bypass | Push::Started | Push::Merged => {}
+        }
+        if r.below(8) == 0 {
+            co.finish();
+        }
+    }
+}
+
+/// The worker's 256 KiB scratch buffer holds the worst 64 KiB burst at
+/// Linux's smallest MSS (48): IPv6, two VLAN tags, 24 bytes of TCP options,
+/// VXLAN headroom.
+#[test]
+fn a_64k_burst_at_the_smallest_mss_fits_the_scratch_buffer() {
+    let spec = Spec {
+        v6: true,
+        vlans: 2,
+        tcp_opts: TS_SACK_OPTS.to_vec(),
+        payload: 65535 - 44,
+        ..Spec::tcp4(0)
+    };
+    let (_, segs, _) = seg_and_check(&spec, 48, 8);
+    assert_eq!(segs.count, (65535 - 44usize).div_ceil(48));
+    assert!(segs.total_len <= SCRATCH);
+}
+
+/// With DF, an IPv4 ID that stays fixed (RFC 6864) still coalesces; one
+/// that jumps does not.
+#[test]
+fn coalescer_accepts_fixed_ids_with_df_only() {
+    let spec = Spec::tcp4(3 * 1448);
+    let b = build(&spec);
+    let mut out = poisoned();
+    let segs = segment(&b.frame, &gso_hdr(&spec, &b, 1448), &mut out, 0).unwrap();
+    let with_id = |f: &[u8], id: u16, df: bool| {
+        let mut f = f.to_vec();
+        f[18..20].copy_from_slice(&id.to_be_bytes());
+        f[20] = if df { 0x40 } else { 0 };
+        f[24..26].copy_from_slice(&[0, 0]);
+        let c = !(ref_sum(&[&f[14..34]]) as u16);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        f
+    };
+    let frames: Vec<&[u8]> = segs.frames(&out).collect();
+    let mut co = Coalescer::new();
+    for (df, ids, merged) in [
+        (true, [7, 7, 7], true),
+        (false, [7, 7, 7], false),
+        (true, [7, 8, 9], true),
+        (true, [7, 7, 8], false),
+        (true, [7, 9, 11], false),
+    ] {
+        let fixed: Vec<Vec<u8>> = frames
+            .iter()
+            .zip(ids)
+            .map(|(f, id)| with_id(f, id, df))
+            .collect();
+        let refs: Vec<&[u8]> = fixed.iter().map(Vec::as_slice).collect();
+        let got = coalesce_all(&mut co, &refs);
+        assert_eq!(got.len() == 1, merged, "df={df} ids={ids:?}: {}", got.len());
+        if merged {
+            assert_eq!(&got[0].1[18..20], &[0, 7], "the first ID is kept");
+        }
+    }
 }

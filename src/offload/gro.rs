@@ -5,9 +5,11 @@
 //! Segments join the held super-frame while they are the same flow (the
 //! whole L2 header, so MACs and VLAN tags; IP addresses, TOS/traffic class,
 //! TTL/hop limit; ports), follow in sequence with the IPv4 ID incrementing
-//! by one, carry the same TCP options and the same payload size (a smaller
-//! one, or one with PSH, is the last), and have no SYN, FIN, RST or URG;
-//! CWR only on the first. Acknowledgment number and window come from the
+//! by one (or, with DF, staying fixed, which RFC 6864 allows and the
+//! kernel's GRO accepts; segmenting the result then numbers the IDs up),
+//! carry the same TCP options and the same payload size (a smaller one, or
+//! one with PSH, is the last), and have no SYN, FIN, RST or URG, and CWR
+//! only on the first. Acknowledgment number and window come from the
 //! last segment (as LRO did; the kernel's GRO flushes instead when the ACK
 //! moves). Every candidate's IPv4 header checksum and TCP checksum are
 //! verified before it joins: the super-frame leaves with `NEEDS_CSUM`, so
@@ -28,6 +30,8 @@ use super::{parse_layout, tcp_flags, Ip, Layout, Proto, VnetHdr, VNET_HDR_LEN};
 /// Longest super-frame held: two VLAN tags and a 65535-byte IP packet.
 pub const MAX_SUPER_FRAME: usize = 14 + 8 + 65535;
 const MAX_IP_PACKET: usize = 65535;
+/// The IPv4 "don't fragment" bit in the flags/fragment-offset field.
+const IPV4_DF: u16 = 0x4000;
 
 /// What [`Coalescer::push`] did with a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,7 +41,8 @@ pub enum Push {
     /// The frame was appended to the held super-frame.
     Merged,
     /// The frame does not continue the held super-frame: nothing was taken.
-    /// Call [`Coalescer::finish`], send what it returns, push again.
+    /// Call [`Coalescer::finish`], send what it returns, push again (an
+    /// empty coalescer never answers `Flush`, so that second push ends).
     Flush,
     /// The coalescer is empty and the frame can never be merged (not TCP,
     /// SYN/FIN/RST/URG, no payload, bad checksum, ...): send it as it is.
@@ -67,6 +72,10 @@ impl<'a> Coalesced<'a> {
 }
 
 /// Merges TCP segments into super-frames; one per worker, allocated once.
+///
+/// Holds at most one super-frame. Call [`finish`](Self::finish) when a
+/// receive batch is done (the end of a `UDP_GRO` read or of the worker's
+/// budget): a segment must never wait in here for the next poll.
 #[derive(Debug)]
 pub struct Coalescer {
     /// `VNET_HDR_LEN` bytes for the header, then the frame.
@@ -78,6 +87,9 @@ pub struct Coalescer {
     mss: usize,
     next_seq: u32,
     next_id: u16,
+    /// The IPv4 ID stays fixed (DF set; RFC 6864 lets an atomic datagram
+    /// carry any ID) instead of incrementing: decided by the second segment.
+    fixed_id: Option<bool>,
     /// A short segment or PSH was merged: nothing may follow.
     closed: bool,
     cwr: bool,
@@ -171,6 +183,7 @@ impl Coalescer {
             mss: 0,
             next_seq: 0,
             next_id: 0,
+            fixed_id: None,
             closed: false,
             cwr: false,
         }
@@ -225,6 +238,7 @@ impl Coalescer {
         self.mss = c.payload;
         self.next_seq = c.seq.wrapping_add(c.payload as u32);
         self.next_id = be16(frame, c.lay.l3 + 4).wrapping_add(1);
+        self.fixed_id = None;
         self.closed = c.flags & tcp_flags::PSH != 0;
         self.cwr = c.flags & tcp_flags::CWR != 0;
     }
@@ -248,7 +262,7 @@ impl Coalescer {
                 frame[l3..l3 + 2] == held[l3..l3 + 2]
                     && frame[l3 + 6..l3 + 10] == held[l3 + 6..l3 + 10]
                     && frame[l3 + 12..l4] == held[l3 + 12..l4]
-                    && be16(frame, l3 + 4) == self.next_id
+                    && self.id_follows(be16(frame, l3 + 4), be16(held, l3 + 6))
             }
             // Version/traffic class/flow label, next header, hop limit,
             // addresses.
@@ -266,6 +280,17 @@ impl Coalescer {
             && c.seq == self.next_seq
             && c.payload <= self.mss
             && self.len - l3 + c.payload <= MAX_IP_PACKET
+    }
+
+    /// Whether IPv4 ID `id` may follow: the next one, or with DF the same
+    /// one when the flow keeps it fixed (what the second segment shows).
+    fn id_follows(&self, id: u16, frag: u16) -> bool {
+        let fixed = id == self.next_id.wrapping_sub(1) && frag & IPV4_DF != 0;
+        match self.fixed_id {
+            None => id == self.next_id || fixed,
+            Some(true) => fixed,
+            Some(false) => id == self.next_id,
+        }
     }
 
     fn append(&mut self, frame: &[u8], c: &Candidate) {
@@ -286,7 +311,14 @@ impl Coalescer {
         }
         self.segs += 1;
         self.next_seq = self.next_seq.wrapping_add(c.payload as u32);
-        self.next_id = self.next_id.wrapping_add(1);
+        if self.lay.ip == Ip::V4 {
+            let id = be16(frame, self.lay.l3 + 4);
+            let fixed = id != self.next_id;
+            self.fixed_id = Some(fixed);
+            if !fixed {
+                self.next_id = self.next_id.wrapping_add(1);
+            }
+        }
     }
 
     /// Hands out the held super-frame (or single segment) and empties the

@@ -79,6 +79,48 @@ impl Segments {
     }
 }
 
+impl Segments {
+    /// Splits the output into runs of whole segments for `sendmsg` with
+    /// `UDP_SEGMENT` (segment size = `stride`): each run is at most
+    /// `max_len` bytes and `max_segs` segments. The kernel refuses a UDP
+    /// send over 65535 bytes including headers (so about 65507 bytes of
+    /// payload over IPv4, 65527 over IPv6) and more than `UDP_MAX_SEGMENTS`
+    /// segments (64 before Linux 6.2, 128 since); a 64 KiB TCP super-frame
+    /// with an 8-byte VXLAN header per segment needs two runs.
+    ///
+    /// Yields byte ranges of the output buffer. A single segment longer
+    /// than `max_len` is still yielded alone (the send will say so).
+    pub fn batches(&self, max_len: usize, max_segs: usize) -> Batches {
+        let per = (max_len / self.stride).clamp(1, max_segs.max(1));
+        Batches {
+            at: 0,
+            step: per * self.stride,
+            end: self.total_len,
+        }
+    }
+}
+
+/// Iterator of byte ranges, see [`Segments::batches`].
+#[derive(Clone, Debug)]
+pub struct Batches {
+    at: usize,
+    step: usize,
+    end: usize,
+}
+
+impl Iterator for Batches {
+    type Item = core::ops::Range<usize>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.at >= self.end {
+            return None;
+        }
+        let start = self.at;
+        self.at = (start + self.step).min(self.end);
+        Some(start..self.at)
+    }
+}
+
 /// Iterator over the frames of [`Segments`].
 #[derive(Clone, Debug)]
 pub struct SegmentIter<'a> {

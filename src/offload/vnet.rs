@@ -180,8 +180,9 @@ impl OffloadError {
 pub struct VnetHdr {
     pub flags: u8,
     pub gso_type: u8,
-    /// Header length as the sender reported it. The kernel's TAP reports
-    /// `skb_headlen()`, which may exceed the real headers: never used here.
+    /// Header length as the sender reported it: a hint only (kernels long
+    /// reported `skb_headlen()`, which may exceed the real headers; other
+    /// senders 0). Never used here.
     pub hdr_len: u16,
     pub gso_size: u16,
     pub csum_start: u16,
@@ -208,6 +209,12 @@ impl VnetHdr {
             csum_offset: le16(buf, 8),
             num_buffers: le16(buf, 10),
         })
+    }
+
+    /// Splits what one `read()` from a vnet_hdr TAP returned into the header
+    /// and the Ethernet frame behind it.
+    pub fn split(buf: &[u8]) -> Result<(VnetHdr, &[u8]), OffloadError> {
+        Ok((VnetHdr::parse(buf)?, &buf[VNET_HDR_LEN..]))
     }
 
     /// The 12 bytes of this header.
