@@ -255,6 +255,11 @@ struct PortAddArgs {
     /// A label naming the container (name, ID or pod) shown by `port ls`.
     #[arg(long)]
     container: Option<String>,
+    /// No virtio_net_hdr on this port's TAP: the container sends MTU-sized
+    /// frames with full checksums (default: offloads on, unless the daemon
+    /// runs with --no-offload).
+    #[arg(long)]
+    no_offload: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -427,6 +432,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 mtu: a.mtu,
                 existing: a.existing,
                 container: a.container,
+                offload: a.no_offload.then_some(false),
             }),
             render::port_added,
         ),

@@ -16,6 +16,9 @@ use vxswitch::switch::{DropReason, Engine, EngineConfig, Event, PortAttach, Port
 use vxswitch::time::{ManualClock, Millis};
 use vxswitch::wire::MacAddr;
 
+#[path = "offload_frames/mod.rs"]
+mod offload_frames;
+
 const WAIT: Duration = Duration::from_secs(5);
 
 /// Counters are bumped after the write that delivers a frame, so a test
@@ -32,6 +35,8 @@ struct TestPort {
     end: UnixDatagram,
     stats: Arc<PortStats>,
     id: PortId,
+    /// Frames on this port carry a 12-byte `virtio_net_hdr`.
+    vnet: bool,
 }
 
 struct Rig {
@@ -63,6 +68,15 @@ impl Rig {
     }
 
     fn port(&self, id: u32, net: u32, mtu: u32) -> TestPort {
+        self.port_with(id, net, mtu, false)
+    }
+
+    /// A port whose frames carry a `virtio_net_hdr`, as a TAP with offloads.
+    fn vnet_port(&self, id: u32, net: u32, mtu: u32) -> TestPort {
+        self.port_with(id, net, mtu, true)
+    }
+
+    fn port_with(&self, id: u32, net: u32, mtu: u32, vnet_hdr: bool) -> TestPort {
         let (ours, theirs) = vxswitch::seqpacket_pair().unwrap();
         let stats = Arc::new(PortStats::default());
         self.engine
@@ -72,7 +86,7 @@ impl Rig {
                 fd: ours,
                 mtu,
                 stats: stats.clone(),
-                vnet_hdr: false,
+                vnet_hdr,
             })
             .unwrap();
         let end = UnixDatagram::from(theirs);
@@ -82,6 +96,7 @@ impl Rig {
             end,
             stats,
             id: PortId(id),
+            vnet: vnet_hdr,
         }
     }
 }
@@ -106,11 +121,17 @@ impl TestPort {
     /// next, i.e. that nothing sent from this port before it reached them.
     fn barrier(&self, src: MacAddr, others: &[&TestPort]) {
         let marker = frame(MacAddr::BROADCAST, src, 0xee, 60);
-        self.send(&marker);
+        // On offload ports the marker travels behind an all-zero header.
+        let framed = |vnet: bool| {
+            let mut v = if vnet { vec![0u8; 12] } else { Vec::new() };
+            v.extend_from_slice(&marker);
+            v
+        };
+        self.send(&framed(self.vnet));
         for o in others {
             assert_eq!(
                 o.recv(),
-                marker,
+                framed(o.vnet),
                 "port {} got an unexpected frame before the marker",
                 o.id.0
             );
@@ -347,4 +368,73 @@ impl Rig {
         use vxswitch::time::Clock;
         self.clock.now()
     }
+}
+
+/// The `virtio_net_hdr` bytes and the frame, as one write to an offload port.
+fn with_hdr(h: &vxswitch::offload::VnetHdr, frame: &[u8]) -> Vec<u8> {
+    let mut v = h.to_bytes().to_vec();
+    v.extend_from_slice(frame);
+    v
+}
+
+#[test]
+fn super_frames_pass_between_offload_ports_and_are_segmented_for_plain_ones() {
+    use offload_frames::{build, gso_hdr, Spec};
+    use vxswitch::offload::{complete_checksum, segment, VnetHdr, F_NEEDS_CSUM, VNET_HDR_LEN};
+    let rig = Rig::new(FdbConfig::default());
+    let (a, b, c) = (
+        rig.vnet_port(0, 0, 9000),
+        rig.vnet_port(1, 0, 1500),
+        rig.port(2, 0, 1500),
+    );
+    for spec in [Spec::tcp4(20_000), Spec::tcp6(30_001), Spec::udp4(9_000)] {
+        let built = build(&spec);
+        let h = gso_hdr(&spec, &built, 1400);
+        // Unknown destination: flooded to b (offloads) and c (none).
+        a.send(&with_hdr(&h, &built.frame));
+        assert_eq!(b.recv(), with_hdr(&h, &built.frame), "{spec:?}");
+        let mut scratch = vec![0u8; 256 * 1024];
+        let segs = segment(&built.frame, &h, &mut scratch, 0).unwrap();
+        assert!(segs.count > 1);
+        for want in segs.frames(&scratch) {
+            assert_eq!(c.recv(), want, "{spec:?}");
+        }
+    }
+    a.barrier(MacAddr([2, 0, 0, 0, 0, 0xa]), &[&b, &c]);
+
+    // A partial checksum without GSO: completed for c, left to b's kernel.
+    let spec = Spec::tcp4(500);
+    let built = build(&spec);
+    let h = VnetHdr {
+        flags: F_NEEDS_CSUM,
+        csum_start: built.l4 as u16,
+        csum_offset: 16,
+        ..VnetHdr::default()
+    };
+    a.send(&with_hdr(&h, &built.frame));
+    assert_eq!(b.recv(), with_hdr(&h, &built.frame));
+    let mut done = built.frame.clone();
+    complete_checksum(&mut done, &h).unwrap();
+    assert_eq!(c.recv(), done);
+
+    // A plain port's frame reaches an offload port behind an all-zero header.
+    let f = frame(mac(0xa), mac(0xc), 9, 100);
+    c.send(&f);
+    let got = a.recv();
+    assert_eq!(&got[..VNET_HDR_LEN], &[0u8; VNET_HDR_LEN]);
+    assert_eq!(&got[VNET_HDR_LEN..], &f[..]);
+
+    // Legacy UFO (never offered to a TAP) is refused and counted.
+    let bad = VnetHdr {
+        gso_type: 3,
+        gso_size: 1000,
+        ..h
+    };
+    a.send(&with_hdr(&bad, &built.frame));
+    a.barrier(MacAddr([2, 0, 0, 0, 0, 0xa]), &[&b, &c]);
+    eventually(
+        "a counts the bad header",
+        || a.stats.drops(DropReason::BadOffload),
+        1,
+    );
 }

@@ -243,6 +243,11 @@ pub struct PortAdd {
     /// name or ID, a pod name); shown by `port.ls`, never interpreted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
+    /// Open the TAP with a `virtio_net_hdr` and TSO/checksum offloads
+    /// (default: the daemon's setting, on unless `--no-offload`). Off, the
+    /// container's stack sends MTU-sized frames with full checksums.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offload: Option<bool>,
 }
 
 /// `port.rm`.

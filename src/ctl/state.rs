@@ -657,7 +657,7 @@ impl Daemon {
                 )));
             }
             check_ifname(&a.name)?;
-            let tap = ports::attach_existing(&a.name, self.engine.offload())
+            let tap = ports::attach_existing(&a.name, a.offload.unwrap_or(self.engine.offload()))
                 .map_err(|e| port_error(&what, e))?;
             let meta = PortMeta {
                 kind: if tap.created {
@@ -736,7 +736,7 @@ impl Daemon {
             addrs: ip.into_iter().collect(),
             // The route needs an address in the subnet to be reachable.
             gateway: ip.and(gateway),
-            vnet_hdr: self.engine.offload(),
+            vnet_hdr: a.offload.unwrap_or(self.engine.offload()),
         };
         let tap = ports::create_tap(&spec).map_err(|e| port_error(&what, e))?;
         let meta = PortMeta {
