@@ -9,6 +9,7 @@
 
 pub mod ctl;
 pub mod demo;
+pub mod docker;
 pub mod fdb;
 pub mod pktgen;
 pub mod ports;
