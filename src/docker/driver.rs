@@ -298,6 +298,9 @@ impl<B: Backend> Driver<B> {
     }
 
     fn create_endpoint(&self, r: EndpointReq) -> Result<Value, CallError> {
+        // Refused here, before anything is created: ProgramExternalConnectivity
+        // is only called when the network has a gateway.
+        refuse_published_ports(&r)?;
         let network = network_name(&r.network_id)?;
         let name = port_name(&r.endpoint_id)?;
         let given = r
@@ -390,22 +393,29 @@ impl<B: Backend> Driver<B> {
     }
 
     fn program_external(&self, r: EndpointReq) -> Result<Value, CallError> {
-        let published = r
-            .options
-            .as_ref()
-            .and_then(|o| o.get("com.docker.network.portmap"))
-            .and_then(Value::as_array)
-            .is_some_and(|a| !a.is_empty());
-        if published {
-            return Err(
-                "vxswitch networks do not publish ports (-p/--publish): vxswitch \
-                        is a switch, not a NAT; reach the container at its address from the \
-                        host through the network's gateway port, or add your own DNAT rule"
-                    .into(),
-            );
-        }
+        refuse_published_ports(&r)?;
         Ok(json!({}))
     }
+}
+
+/// Published ports (`docker run -p`) need NAT rules, which vxswitch does
+/// not make: refuse them instead of ignoring them.
+fn refuse_published_ports(r: &EndpointReq) -> Result<(), CallError> {
+    let published = r
+        .options
+        .as_ref()
+        .and_then(|o| o.get("com.docker.network.portmap"))
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
+    if published {
+        return Err(
+            "vxswitch networks do not publish ports (-p/--publish): vxswitch is a \
+                    switch, not a NAT; reach the container at its address from the host \
+                    through the network's gateway port, or add your own DNAT rule"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// Decodes a call's body into its request type.
@@ -735,7 +745,14 @@ mod tests {
         let f = Fake::default();
         let body = json!({"NetworkID": NID, "EndpointID": EID,
                           "Options": {"com.docker.network.portmap": [{"Proto": 6, "Port": 80, "HostPort": 8080}]}});
-        let e = call(&f, "/NetworkDriver.ProgramExternalConnectivity", body).unwrap_err();
+        let e = call(
+            &f,
+            "/NetworkDriver.ProgramExternalConnectivity",
+            body.clone(),
+        )
+        .unwrap_err();
+        assert!(e.contains("do not publish ports (-p/--publish)"), "{e}");
+        let e = call(&f, "/NetworkDriver.CreateEndpoint", body).unwrap_err();
         assert!(e.contains("do not publish ports (-p/--publish)"), "{e}");
         let body = json!({"NetworkID": NID, "EndpointID": EID, "Options": {"com.docker.network.portmap": null}});
         assert_eq!(
