@@ -11,6 +11,7 @@ pub mod ctl;
 pub mod demo;
 pub mod docker;
 pub mod fdb;
+pub mod gateway;
 pub mod pktgen;
 pub mod ports;
 pub mod switch;

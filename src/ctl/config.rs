@@ -17,6 +17,7 @@
 //! name = "red"
 //! subnet = "10.77.0.0/24"
 //! gateway = "10.77.0.1"
+//! gateway_port = "host"    # or "switch"; default "none"
 //! mtu = 1500
 //!
 //! [[network]]
@@ -238,6 +239,34 @@ mod tests {
         assert_eq!(c.network.len(), 2);
         assert_eq!(c.network[1].mtu, Some(9000));
         assert_eq!(c.port[0].netns.as_deref(), Some("/run/netns/c1"));
+    }
+
+    #[test]
+    fn network_gateway_port_is_a_key() {
+        let c = Config::parse(
+            r#"
+            [[network]]
+            name = "lab"
+            subnet = "10.88.0.0/24"
+            gateway = "10.88.0.1"
+            gateway_port = "host"
+            gateway_ifname = "vxgw0"
+            "#,
+            Path::new(FILE),
+        )
+        .unwrap();
+        assert_eq!(
+            c.network[0].gateway_port,
+            Some(crate::ctl::proto::GatewayPort::Host)
+        );
+        assert_eq!(c.network[0].gateway_ifname.as_deref(), Some("vxgw0"));
+        let e = Config::parse(
+            "[[network]]\nname = \"lab\"\ngateway_port = \"bridge\"\n",
+            Path::new(FILE),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unknown variant"), "{e}");
     }
 
     #[test]

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::fdb::{EntryKind, FdbStats};
+use crate::gateway::GatewayStatsSnapshot;
 use crate::switch::PortStatsSnapshot;
 use crate::vxlan::VxlanSnapshot;
 use crate::wire::MacAddr;
@@ -362,6 +363,13 @@ pub struct NetworkInfo {
     /// Who answers for the gateway address.
     #[serde(default)]
     pub gateway_port: GatewayPort,
+    /// The `host` gateway port's interface in the daemon's namespace (also
+    /// the port's name), while it exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_ifname: Option<String>,
+    /// The MAC that answers for the gateway address (`host` and `switch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_mac: Option<MacAddr>,
 }
 
 /// Result of `network.rm`.
@@ -384,6 +392,9 @@ pub enum PortKind {
     Existing,
     /// An fd handed over in-process (tests, embedding).
     Fd,
+    /// The switch's own gateway responder (`gateway_port` `switch`): no
+    /// interface; it answers ARP and ping for the gateway address.
+    Responder,
 }
 
 /// One port, as `port.add` and `port.ls` report it.
@@ -402,6 +413,10 @@ pub struct PortInfo {
     /// The label given as `container` at `port.add`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
+    /// The port is its network's gateway port (created and removed with the
+    /// network; `port.rm` refuses it).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub gateway: bool,
 }
 
 /// Result of `port.rm`.
@@ -483,6 +498,21 @@ pub struct StatsReply {
     pub vxlan: Option<VxlanSnapshot>,
     /// Every VTEP (empty when `stats` is asked about one port).
     pub vteps: Vec<VtepRow>,
+    /// What each `switch` gateway answered and ignored (empty when `stats`
+    /// is asked about one port that is not one).
+    #[serde(default)]
+    pub gateways: Vec<GatewayRow>,
+}
+
+/// A `switch` gateway's counters, as `stats` reports them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayRow {
+    pub network: String,
+    /// The gateway port's name.
+    pub port: String,
+    pub gateway: IpAddr,
+    pub mac: MacAddr,
+    pub stats: GatewayStatsSnapshot,
 }
 
 /// A successful result, whichever command produced it. Serialized as the

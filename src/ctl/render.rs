@@ -7,8 +7,8 @@
 use std::fmt::Write as _;
 
 use super::proto::{
-    FdbChanged, FdbFlushed, FdbRow, NetworkInfo, NetworkRemoved, PortInfo, PortRemoved, StatsReply,
-    VtepRemoved, VtepRow,
+    FdbChanged, FdbFlushed, FdbRow, GatewayPort, GatewayRow, NetworkInfo, NetworkRemoved, PortInfo,
+    PortRemoved, StatsReply, VtepRemoved, VtepRow,
 };
 use crate::fdb::EntryKind;
 use crate::switch::PortStatsSnapshot;
@@ -105,10 +105,16 @@ pub fn networks(nets: &[NetworkInfo]) -> String {
             Some(_) => n.vteps.len().to_string(),
             None => "-".to_string(),
         };
+        let gateway = match (n.gateway, n.gateway_port) {
+            (Some(gw), GatewayPort::Host | GatewayPort::Switch) => {
+                format!("{gw} ({})", n.gateway_port)
+            }
+            _ => or_dash(&n.gateway),
+        };
         t.row(vec![
             n.name.clone(),
             or_dash(&n.subnet),
-            or_dash(&n.gateway),
+            gateway,
             n.mtu.to_string(),
             or_dash(&n.vni),
             vteps,
@@ -125,6 +131,15 @@ pub fn network_created(n: &NetworkInfo) -> String {
     }
     if let Some(gw) = n.gateway {
         let _ = write!(s, ", gateway {gw}");
+        match (n.gateway_port, &n.gateway_ifname, n.gateway_mac) {
+            (GatewayPort::Host, Some(i), _) => {
+                let _ = write!(s, " on host interface {i}");
+            }
+            (GatewayPort::Switch, _, Some(mac)) => {
+                let _ = write!(s, " answered by the switch as {mac}");
+            }
+            _ => {}
+        }
     }
     let _ = write!(s, ", mtu {}", n.mtu);
     if let Some(vni) = n.vni {
@@ -173,7 +188,10 @@ pub fn ports(ports: &[PortInfo]) -> String {
             or_dash(&p.mac),
             or_dash(&p.ip),
             p.netns.clone().unwrap_or_else(|| "-".into()),
-            or_dash(&p.container),
+            match (&p.container, p.gateway) {
+                (None, true) => "(gateway)".to_string(),
+                (c, _) => or_dash(c),
+            },
         ]);
     }
     t.render()
@@ -397,6 +415,27 @@ fn counters_table<'a>(
     out
 }
 
+/// One `switch` gateway's counters.
+fn gateway_line(g: &GatewayRow) -> String {
+    let st = &g.stats;
+    let mut s = format!(
+        "gateway {} ({}, {} {}): {} neighbor replies, {} echo replies, {} ignored, {} unanswered",
+        g.port,
+        g.network,
+        g.gateway,
+        g.mac,
+        st.neighbor_replies,
+        st.echo_replies,
+        st.ignored,
+        st.unanswered
+    );
+    if st.tx_errors > 0 {
+        let _ = write!(s, ", {} tx errors", st.tx_errors);
+    }
+    s.push('\n');
+    s
+}
+
 pub fn stats(s: &StatsReply) -> String {
     let mut out = counters_table(
         "PORT",
@@ -416,6 +455,9 @@ pub fn stats(s: &StatsReply) -> String {
     }
     if let Some(x) = &s.vxlan {
         out.push_str(&vxlan_line(x));
+    }
+    for g in &s.gateways {
+        out.push_str(&gateway_line(g));
     }
     let f = &s.fdb;
     let _ = writeln!(
@@ -506,6 +548,7 @@ mod tests {
             ip: Some("10.77.0.11/24".parse().unwrap()),
             mtu: 1500,
             container: Some("web-1".into()),
+            gateway: false,
         };
         assert_eq!(
             ports(std::slice::from_ref(&p)),
@@ -542,6 +585,7 @@ mod tests {
             fdb: FdbStats::default(),
             vxlan: None,
             vteps: Vec::new(),
+            gateways: Vec::new(),
         };
         let out = stats(&s);
         let lines: Vec<&str> = out.lines().collect();
@@ -601,6 +645,7 @@ mod tests {
             fdb: FdbStats::default(),
             vxlan: Some(x),
             vteps: rows,
+            gateways: Vec::new(),
         };
         let out = stats(&s);
         let lines: Vec<&str> = out.lines().collect();
@@ -622,6 +667,74 @@ mod tests {
     }
 
     #[test]
+    fn gateway_ports_are_shown() {
+        let n = NetworkInfo {
+            name: "lab".into(),
+            subnet: Some("10.88.0.0/24".parse().unwrap()),
+            gateway: Some("10.88.0.1".parse().unwrap()),
+            mtu: 1500,
+            vni: None,
+            learn_vteps: false,
+            vteps: Vec::new(),
+            ports: vec!["vxgw-lab".into()],
+            gateway_port: GatewayPort::Host,
+            gateway_ifname: Some("vxgw-lab".into()),
+            gateway_mac: Some(MacAddr([2, 0, 0, 0, 0, 1])),
+        };
+        assert_eq!(
+            network_created(&n),
+            "network lab created, subnet 10.88.0.0/24, gateway 10.88.0.1 on host interface \
+             vxgw-lab, mtu 1500\n"
+        );
+        let sw = NetworkInfo {
+            gateway_port: GatewayPort::Switch,
+            gateway_ifname: None,
+            ..n.clone()
+        };
+        assert_eq!(
+            network_created(&sw),
+            "network lab created, subnet 10.88.0.0/24, gateway 10.88.0.1 answered by the switch \
+             as 02:00:00:00:00:01, mtu 1500\n"
+        );
+        assert!(
+            networks(&[n]).contains("10.88.0.0/24  10.88.0.1 (host)  1500"),
+            "{}",
+            networks(&[sw])
+        );
+        let p = PortInfo {
+            name: "vxgw-lab".into(),
+            network: "lab".into(),
+            kind: PortKind::Responder,
+            netns: None,
+            ifname: None,
+            mac: Some(MacAddr([2, 0, 0, 0, 0, 1])),
+            ip: Some("10.88.0.1/24".parse().unwrap()),
+            mtu: 1500,
+            container: None,
+            gateway: true,
+        };
+        assert!(ports(&[p]).lines().nth(1).unwrap().ends_with(" (gateway)"));
+        let g = GatewayRow {
+            network: "lab".into(),
+            port: "vxgw-lab".into(),
+            gateway: "10.88.0.1".parse().unwrap(),
+            mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            stats: crate::gateway::GatewayStatsSnapshot {
+                neighbor_replies: 1,
+                echo_replies: 3,
+                ignored: 7,
+                unanswered: 2,
+                tx_errors: 0,
+            },
+        };
+        assert_eq!(
+            gateway_line(&g),
+            "gateway vxgw-lab (lab, 10.88.0.1 02:00:00:00:00:01): 1 neighbor replies, 3 echo \
+             replies, 7 ignored, 2 unanswered\n"
+        );
+    }
+
+    #[test]
     fn networks_show_vni_and_vteps() {
         let n = NetworkInfo {
             name: "blue".into(),
@@ -633,6 +746,8 @@ mod tests {
             vteps: vec!["198.18.0.2:4789".into()],
             ports: vec!["c1".into()],
             gateway_port: Default::default(),
+            gateway_ifname: None,
+            gateway_mac: None,
         };
         let plain = NetworkInfo {
             name: "red".into(),

@@ -38,11 +38,12 @@ use mio::Waker;
 
 use super::proto::{
     strip_os_error, CtlError, ErrorKind, FdbAdd, FdbChanged, FdbDel, FdbFlushed, FdbRow, FdbSelect,
-    GatewayPort, NetworkCreate, NetworkInfo, NetworkRemoved, NetworkRm, Pong, PortAdd, PortInfo,
-    PortKind, PortRemoved, PortRm, PortStatsRow, Reply, Request, StatsArgs, StatsReply,
+    GatewayPort, GatewayRow, NetworkCreate, NetworkInfo, NetworkRemoved, NetworkRm, Pong, PortAdd,
+    PortInfo, PortKind, PortRemoved, PortRm, PortStatsRow, Reply, Request, StatsArgs, StatsReply,
     VersionInfo, VtepAdd, VtepLs, VtepRemoved, VtepRm, VtepRow, PROTOCOL_VERSION,
 };
 use crate::fdb::{Dest, Fdb, FdbError, Filter, NetId, PortId, VtepId};
+use crate::gateway::{self, Responder, SwitchGateway};
 use crate::ports::{self, Netns, TapSpec};
 use crate::switch::{
     Engine, EngineConfig, EngineError, Event, NetworkSpec, PortAttach, PortStats, VtepInfo,
@@ -79,6 +80,11 @@ struct Network {
     vni: Option<u32>,
     learn_vteps: bool,
     gateway_port: GatewayPort,
+    /// The gateway port's name while it is attached (see [`GatewayPort`]).
+    gw_port: Option<String>,
+    gateway_mac: Option<MacAddr>,
+    /// The responder thread of a `switch` gateway.
+    switch_gw: Option<SwitchGateway>,
     /// By address; at most one per IP (the dataplane's key).
     vteps: BTreeMap<SocketAddr, Vtep>,
 }
@@ -103,6 +109,8 @@ struct Port {
     ip: Option<IpNet>,
     mtu: u32,
     container: Option<String>,
+    /// Its network's gateway port: goes with the network, not by `port.rm`.
+    gateway: bool,
     stats: Arc<PortStats>,
     /// Identity (device, inode) of the sandbox's namespace file when the
     /// port was created in it; see [`Daemon::reap_orphans`].
@@ -168,6 +176,12 @@ impl Daemon {
     /// created disappear. Existing TAPs stay.
     pub fn shutdown(self) {
         self.engine.stop();
+        // Closing the switch's ends ended the responder threads.
+        for net in self.networks.into_values() {
+            if let Some(gw) = net.switch_gw {
+                gw.join();
+            }
+        }
     }
 
     /// Answers one request.
@@ -223,12 +237,22 @@ impl Daemon {
                     let Some(port) = self.ports.remove(&name) else {
                         continue;
                     };
+                    if port.gateway {
+                        self.gateway_gone(&port.network);
+                    }
                     if self.log_events {
                         eprintln!(
-                            "vxswitch: port {name} (network {}) went away: {}; \
-                             removed it and flushed its FDB entries",
+                            "vxswitch: {}port {name} (network {}) went away: {}; \
+                             removed it and flushed its FDB entries{}",
+                            if port.gateway { "gateway " } else { "" },
                             port.network,
-                            strip_os_error(&cause)
+                            strip_os_error(&cause),
+                            if port.gateway {
+                                "; the network has no gateway port until it is created \
+                                 again ('vxswitch network rm' and 'network create')"
+                            } else {
+                                ""
+                            }
                         );
                     }
                     gone.push(GonePort {
@@ -342,6 +366,9 @@ impl Daemon {
             vni: a.vni,
             learn_vteps: a.learn_vteps,
             gateway_port,
+            gw_port: None,
+            gateway_mac: None,
+            switch_gw: None,
             vteps: BTreeMap::new(),
         };
         self.networks.insert(a.name.clone(), net);
@@ -353,6 +380,17 @@ impl Daemon {
                 self.process_events();
                 return Err(e);
             }
+        }
+        if let Err(e) = self.add_gateway_port(&a.name, a.gateway_ifname.as_deref()) {
+            // Nothing of the gateway port is attached when this fails.
+            self.networks.remove(&a.name);
+            let _ = self.engine.remove_network(id);
+            self.process_events();
+            self.fdb().flush(Filter {
+                net: Some(id),
+                ..Filter::default()
+            });
+            return Err(e);
         }
         let net = self.network(&a.name)?;
         Ok(self.network_info(&a.name, net))
@@ -367,8 +405,12 @@ impl Daemon {
 
     pub fn network_rm(&mut self, a: &NetworkRm) -> Result<NetworkRemoved, CtlError> {
         let net = self.network(&a.name)?;
-        let id = net.id;
-        let attached = self.ports_of(&a.name);
+        let (id, gw_port) = (net.id, net.gw_port.clone());
+        let attached: Vec<String> = self
+            .ports_of(&a.name)
+            .into_iter()
+            .filter(|p| Some(p) != gw_port.as_ref())
+            .collect();
         if !attached.is_empty() && !a.force {
             return Err(CtlError::busy(format!(
                 "network {:?} has {} port(s) attached ({}); remove them first with \
@@ -380,6 +422,10 @@ impl Daemon {
         }
         for p in &attached {
             self.port_rm(&PortRm { name: p.clone() })?;
+        }
+        if let Some(p) = gw_port {
+            self.detach(&p)?;
+            self.gateway_gone(&a.name);
         }
         let removed_vteps = self
             .networks
@@ -425,6 +471,12 @@ impl Daemon {
             vteps: net.vteps.keys().map(ToString::to_string).collect(),
             ports: self.ports_of(name),
             gateway_port: net.gateway_port,
+            gateway_ifname: net
+                .gw_port
+                .as_ref()
+                .and_then(|p| self.ports.get(p))
+                .and_then(|p| p.ifname.clone()),
+            gateway_mac: net.gw_port.as_ref().and(net.gateway_mac),
         }
     }
 
@@ -434,6 +486,119 @@ impl Daemon {
             .filter(|(_, p)| p.network == network)
             .map(|(n, _)| n.clone())
             .collect()
+    }
+
+    // -- gateway port -----------------------------------------------------
+
+    /// Creates and attaches the network's gateway port, if it has one (see
+    /// [`crate::gateway`]). On error nothing of it is left.
+    fn add_gateway_port(&mut self, network: &str, ifname: Option<&str>) -> Result<(), CtlError> {
+        let net = self.network(network)?;
+        let (kind, mtu, subnet, gw) = (net.gateway_port, net.mtu, net.subnet, net.gateway);
+        let (Some(subnet), Some(gw)) = (subnet, gw) else {
+            return Ok(()); // checked at create: only GatewayPort::None gets here
+        };
+        if kind == GatewayPort::None {
+            return Ok(());
+        }
+        let what = format!("network {network:?}: gateway port");
+        let name = ifname.map_or_else(|| gateway::default_ifname(network), str::to_string);
+        check_ifname(&name)?;
+        let hint = match ifname {
+            Some(_) => "choose another --gateway-ifname",
+            None if kind == GatewayPort::Host => "name it with --gateway-ifname",
+            None => "rename that port or this network",
+        };
+        if let Some((other, _)) = self.ports.iter().find(|(n, p)| {
+            *n == &name || (p.netns == Netns::Current && p.ifname.as_ref() == Some(&name))
+        }) {
+            return Err(CtlError::exists(format!(
+                "{what} {name}: port {other:?} already has that name or interface; {hint}"
+            )));
+        }
+        // The gateway address, with the subnet's prefix length.
+        let ip = IpNet::new(gw, subnet.prefix_len()).map_err(|e| {
+            CtlError::internal(format!("{what}: {gw}/{}: {e}", subnet.prefix_len()))
+        })?;
+        let meta = |kind, ifname, mac| PortMeta {
+            kind,
+            netns: Netns::Current,
+            ifname,
+            mac: Some(mac),
+            ip: Some(ip),
+            container: None,
+            gateway: true,
+        };
+        let mut switch_gw = None;
+        let mac = match kind {
+            GatewayPort::None => return Ok(()),
+            GatewayPort::Host => {
+                let tap = ports::create_tap(&TapSpec {
+                    netns: Netns::Current,
+                    ifname: name.clone(),
+                    mac: None,
+                    mtu: Some(mtu),
+                    addrs: vec![ip],
+                    gateway: None,
+                })
+                .map_err(|e| {
+                    let mut e = port_error(&what, e);
+                    e.message.push_str(
+                        "; the host gateway port is a TAP in the daemon's namespace: \
+                         --gateway-ifname names it, and --gateway-port switch needs no \
+                         interface",
+                    );
+                    e
+                })?;
+                let mac = tap.mac;
+                self.attach(
+                    &name,
+                    network,
+                    tap.fd,
+                    tap.mtu,
+                    meta(PortKind::Created, Some(tap.ifname), mac),
+                )?;
+                mac
+            }
+            GatewayPort::Switch => {
+                let internal = |e: io::Error| CtlError::internal(format!("{what}: {e}"));
+                let (ours, theirs) = crate::seqpacket_pair().map_err(internal)?;
+                let mac = random_mac().map_err(internal)?;
+                let stats = Arc::default();
+                self.attach(
+                    &name,
+                    network,
+                    theirs,
+                    mtu,
+                    meta(PortKind::Responder, None, mac),
+                )?;
+                match SwitchGateway::start(ours, Responder::new(mac, gw, stats), network) {
+                    Ok(g) => switch_gw = Some(g),
+                    Err(e) => {
+                        let _ = self.detach(&name);
+                        return Err(internal(e));
+                    }
+                }
+                mac
+            }
+        };
+        if let Some(net) = self.networks.get_mut(network) {
+            net.gw_port = Some(name);
+            net.gateway_mac = Some(mac);
+            net.switch_gw = switch_gw;
+        }
+        Ok(())
+    }
+
+    /// Forgets the network's gateway port (already detached) and waits for
+    /// a responder thread, which ends once the switch closed its end.
+    fn gateway_gone(&mut self, network: &str) {
+        if let Some(net) = self.networks.get_mut(network) {
+            net.gw_port = None;
+            if let Some(g) = net.switch_gw.take() {
+                g.join();
+            }
+        }
     }
 
     // -- ports ------------------------------------------------------------
@@ -481,6 +646,7 @@ impl Daemon {
                 mac: Some(tap.mac),
                 ip: None,
                 container: a.container.clone(),
+                gateway: false,
             };
             return self.attach(&a.name, &a.network, tap.fd, tap.mtu, meta);
         }
@@ -558,6 +724,7 @@ impl Daemon {
             mac: Some(tap.mac),
             ip,
             container: a.container.clone(),
+            gateway: false,
         };
         self.attach(&a.name, &a.network, tap.fd, tap.mtu, meta)
     }
@@ -583,6 +750,7 @@ impl Daemon {
             mac: None,
             ip: None,
             container: None,
+            gateway: false,
         };
         self.attach(name, network, fd, mtu, meta)
     }
@@ -621,7 +789,7 @@ impl Daemon {
             .map_err(|e| engine_error(&format!("port {name:?}"), e))?;
         let sandbox = match meta.kind {
             PortKind::Created => sandbox_identity(&meta.netns),
-            PortKind::Existing | PortKind::Fd => None,
+            PortKind::Existing | PortKind::Fd | PortKind::Responder => None,
         };
         let port = Port {
             id,
@@ -635,6 +803,7 @@ impl Daemon {
             ip: meta.ip,
             mtu,
             container: meta.container,
+            gateway: meta.gateway,
             stats,
         };
         let info = self.port_info(name, &port);
@@ -652,6 +821,23 @@ impl Daemon {
     /// `port.rm`: detaches the port (closing its fd deletes a TAP vxswitch
     /// created) and flushes its FDB entries, static ones included.
     pub fn port_rm(&mut self, a: &PortRm) -> Result<PortRemoved, CtlError> {
+        let port = self.port(&a.name)?;
+        if port.gateway {
+            return Err(CtlError::invalid(format!(
+                "port {:?} is the gateway port of network {:?} and goes with it; remove \
+                 the network ('vxswitch network rm {}'), or create it without \
+                 --gateway-port",
+                a.name, port.network, port.network
+            )));
+        }
+        self.detach(&a.name)
+    }
+
+    /// Removes a port, whatever it is.
+    fn detach(&mut self, name: &str) -> Result<PortRemoved, CtlError> {
+        let a = PortRm {
+            name: name.to_string(),
+        };
         let port = self.port(&a.name)?;
         let (id, network) = (port.id, port.network.clone());
         let fdb_flushed = self.fdb().dest_count(Dest::Local(id));
@@ -742,6 +928,7 @@ impl Daemon {
             ip: p.ip,
             mtu: p.mtu,
             container: p.container.clone(),
+            gateway: p.gateway,
         }
     }
 
@@ -1122,11 +1309,29 @@ impl Daemon {
             Some(_) => Vec::new(),
             None => self.vtep_ls(&VtepLs::default())?,
         };
+        let gateways = self
+            .networks
+            .iter()
+            .filter_map(|(name, net)| {
+                let (gw, port) = (net.switch_gw.as_ref()?, net.gw_port.as_ref()?);
+                if a.port.as_ref().is_some_and(|want| want != port) {
+                    return None;
+                }
+                Some(GatewayRow {
+                    network: name.clone(),
+                    port: port.clone(),
+                    gateway: net.gateway?,
+                    mac: net.gateway_mac?,
+                    stats: gw.stats(),
+                })
+            })
+            .collect();
         Ok(StatsReply {
             ports,
             fdb: self.fdb().stats(),
             vxlan: self.engine.vxlan_stats(),
             vteps,
+            gateways,
         })
     }
 }
@@ -1161,9 +1366,15 @@ fn check_gateway_port(
              switch gateway has no interface"
         )));
     }
-    Err(CtlError::invalid(format!(
-        "{what}: gateway port {kind} is not implemented yet; leave out --gateway-port"
-    )))
+    Ok(kind)
+}
+
+/// A locally administered unicast MAC from the kernel's random generator.
+fn random_mac() -> io::Result<MacAddr> {
+    use std::io::Read;
+    let mut seed = [0u8; 6];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut seed)?;
+    Ok(MacAddr::local_from_seed(seed))
 }
 
 /// "entry" or "entries", after a count.
@@ -1197,6 +1408,7 @@ struct PortMeta {
     mac: Option<MacAddr>,
     ip: Option<IpNet>,
     container: Option<String>,
+    gateway: bool,
 }
 
 /// (device, inode) of a namespace file: what identifies the namespace.
@@ -1927,6 +2139,127 @@ mod tests {
                 Err(e) => panic!("{e}"),
             }
         }
+    }
+
+    #[test]
+    fn switch_gateway_answers_arp_and_ping_and_goes_with_the_network() {
+        use crate::gateway::responder::fixtures::{arp_request, echo4};
+        let mut d = daemon();
+        let n = d
+            .network_create(&NetworkCreate {
+                name: "lab".into(),
+                subnet: Some("10.88.0.0/24".into()),
+                gateway: Some("10.88.0.1".into()),
+                gateway_port: Some(GatewayPort::Switch),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(n.gateway_port, GatewayPort::Switch);
+        assert_eq!(n.ports, vec!["vxgw-lab"]);
+        let gw_mac = n.gateway_mac.expect("the switch gateway has a MAC");
+        let p = &d.port_ls()[0];
+        assert_eq!((p.kind, p.gateway), (PortKind::Responder, true));
+        assert_eq!(p.ip.unwrap().to_string(), "10.88.0.1/24");
+
+        let mut c1 = fd_port(&mut d, "c1", "lab");
+        let c1_mac = MacAddr([2, 0xc1, 0, 0, 0, 0x11]);
+        c1.write_all(&arp_request(c1_mac, [10, 88, 0, 11], [10, 88, 0, 1]))
+            .unwrap();
+        let r = recv(&mut c1);
+        assert_eq!(&r[0..6], c1_mac.as_bytes(), "the reply comes back to c1");
+        assert_eq!(&r[20..22], &[0, 2], "an ARP reply");
+        assert_eq!(&r[22..28], gw_mac.as_bytes());
+        c1.write_all(&echo4(
+            gw_mac,
+            c1_mac,
+            [10, 88, 0, 11],
+            [10, 88, 0, 1],
+            b"hi",
+        ))
+        .unwrap();
+        let r = recv(&mut c1);
+        assert_eq!((r[14 + 9], r[14 + 20]), (1, 0), "an ICMP echo reply");
+        assert_eq!(&r[14 + 16..14 + 20], &[10, 88, 0, 11]);
+        // Another host's address gets no answer, only a count.
+        c1.write_all(&arp_request(c1_mac, [10, 88, 0, 11], [10, 88, 0, 12]))
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let stats = loop {
+            let s = d.stats(&StatsArgs::default()).unwrap();
+            if s.gateways[0].stats.ignored == 1 {
+                break s;
+            }
+            assert!(std::time::Instant::now() < deadline, "{s:?}");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        };
+        let g = &stats.gateways[0];
+        assert_eq!((g.network.as_str(), g.port.as_str()), ("lab", "vxgw-lab"));
+        assert_eq!((g.stats.neighbor_replies, g.stats.echo_replies), (1, 1));
+        let row = stats.ports.iter().find(|p| p.name == "vxgw-lab").unwrap();
+        assert_eq!((row.stats.rx_frames, row.stats.tx_frames), (2, 3));
+        let mut buf = [0u8; 128];
+        assert_eq!(
+            c1.read(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+
+        let e = d
+            .port_rm(&PortRm {
+                name: "vxgw-lab".into(),
+            })
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidArgument);
+        assert!(
+            e.message.contains("'vxswitch network rm lab'"),
+            "{}",
+            e.message
+        );
+        // Busy because of c1, not because of its own gateway port.
+        let e = d
+            .network_rm(&NetworkRm {
+                name: "lab".into(),
+                force: false,
+            })
+            .unwrap_err();
+        assert!(
+            e.message.contains("1 port(s) attached (c1)"),
+            "{}",
+            e.message
+        );
+        let r = d
+            .network_rm(&NetworkRm {
+                name: "lab".into(),
+                force: true,
+            })
+            .unwrap();
+        assert_eq!(r.removed_ports, vec!["c1"]);
+        assert!(d.port_ls().is_empty());
+        assert!(d.stats(&StatsArgs::default()).unwrap().gateways.is_empty());
+        d.shutdown();
+    }
+
+    #[test]
+    fn gateway_port_name_clashes_are_refused_whole() {
+        let mut d = daemon();
+        net(&mut d, "other", None, None);
+        fd_port(&mut d, "vxgw-lab", "other");
+        let e = d
+            .network_create(&NetworkCreate {
+                name: "lab".into(),
+                subnet: Some("10.88.0.0/24".into()),
+                gateway: Some("10.88.0.1".into()),
+                gateway_port: Some(GatewayPort::Switch),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Exists);
+        assert!(
+            e.message.contains("port \"vxgw-lab\" already has"),
+            "{}",
+            e.message
+        );
+        assert_eq!(d.network_ls().len(), 1, "no half-created network");
+        d.shutdown();
     }
 
     #[test]
