@@ -100,6 +100,10 @@ enum Cmd {
         /// the driver name for `docker network create -d`.
         #[arg(long, default_value = vxswitch::docker::DEFAULT_PLUGIN_SOCKET, value_name = "PATH")]
         plugin_socket: PathBuf,
+        /// Where the plugin records each Docker network, to make it again
+        /// after the daemon restarted.
+        #[arg(long, default_value = vxswitch::docker::DEFAULT_STATE_DIR, value_name = "DIR")]
+        state_dir: PathBuf,
         /// Log every call from Docker and the reply to stderr.
         #[arg(long)]
         debug: bool,
@@ -394,10 +398,12 @@ fn run(cli: Cli) -> Result<(), String> {
         }),
         Cmd::DockerPlugin {
             plugin_socket,
+            state_dir,
             debug,
         } => vxswitch::docker::run(vxswitch::docker::PluginOptions {
             plugin_socket,
             daemon_socket: ctx.socket.clone(),
+            state_dir,
             debug,
         }),
         Cmd::Pktgen(c) => vxswitch::pktgen::run_cli(c, ctx.json).map(|text| out(&text)),

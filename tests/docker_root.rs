@@ -65,6 +65,8 @@ impl Env {
             .args(["--socket", self.daemon.socket.to_str().unwrap()])
             .args(["docker-plugin", "--debug", "--plugin-socket"])
             .arg(&self.plugin_socket)
+            .arg("--state-dir")
+            .arg(self.root.0.join("plugin-state"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -484,9 +486,15 @@ fn network_rm_leaves_no_tap_and_no_fdb_entry_and_the_plugin_restarts() {
     let app_id = env.network(&app, "10.90.0.0/24", &["-o", "vxswitch.mtu=1400"]);
     let vx_app = format!("docker-{}", &app_id[..12]);
     let nets = env.daemon.json(&["network", "ls"]);
-    assert!(
-        nets.to_string().contains(&format!("\"mtu\":1400")),
-        "-o vxswitch.mtu reached the daemon: {nets}"
+    let rec = nets
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == vx_app.as_str())
+        .unwrap_or_else(|| panic!("no vxswitch network {vx_app}: {nets}"));
+    assert_eq!(
+        rec["mtu"], 1400,
+        "-o vxswitch.mtu reached the daemon: {rec}"
     );
     let (c1, c2) = (unique("c1-"), unique("c2-"));
     env.container(&c1, &app, &[]);
@@ -565,4 +573,38 @@ fn network_rm_leaves_no_tap_and_no_fdb_entry_and_the_plugin_restarts() {
         Vec::<String>::new(),
         "interfaces left on the host"
     );
+}
+
+#[test]
+fn after_a_daemon_restart_restarted_containers_are_reconnected() {
+    let Some(_one) = ready() else {
+        return;
+    };
+    let mut env = Env::start();
+    let app = unique("app");
+    env.network(&app, "10.93.0.0/24", &[]);
+    let (c1, c2) = (unique("c1-"), unique("c2-"));
+    env.container(&c1, &app, &[]);
+    env.container(&c2, &app, &[]);
+    let ip2 = env.ip_of(&c2);
+    assert!(env.ping_within(&c1, &ip2));
+
+    // The daemon stops: the TAPs it created go with it, the containers'
+    // eth0 included. Docker still lists them on the network.
+    env.stop_plugin();
+    assert!(env.daemon.terminate().success(), "{}", env.daemon.log());
+    let links = env.docker(&["exec", &c1, "ip", "-o", "link"]);
+    assert!(!links.contains("eth0"), "eth0 outlived the daemon: {links}");
+
+    // A new daemon has no networks; the plugin makes the network again
+    // from its record when Docker attaches the restarted containers.
+    env.daemon = Daemon::start(&[]);
+    env.start_plugin();
+    env.docker(&["restart", "-t", "1", &c1, &c2]);
+    let ip2 = env.ip_of(&c2);
+    assert!(
+        env.ping_within(&c1, &ip2),
+        "reconnected after docker restart"
+    );
+    assert!(env.ping(&c1, "10.93.0.1"), "the gateway port came back too");
 }

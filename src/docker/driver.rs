@@ -17,6 +17,7 @@
 //! the TAP into the container at Join and renames it `ethN`.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -70,6 +71,10 @@ pub type CallError = String;
 /// The driver: answers one plugin call.
 pub struct Driver<B> {
     backend: B,
+    /// Where each network's `network.create` request is kept, so that a
+    /// network the daemon lost (it restarted) is made again when Docker
+    /// next creates an endpoint on it.
+    state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -122,7 +127,74 @@ struct EndpointReq {
 
 impl<B: Backend> Driver<B> {
     pub fn new(backend: B) -> Self {
-        Driver { backend }
+        Driver {
+            backend,
+            state_dir: None,
+        }
+    }
+
+    /// Keeps each network's creation request in `dir` (see [`Driver`]).
+    pub fn with_state_dir(mut self, dir: PathBuf) -> Self {
+        self.state_dir = Some(dir);
+        self
+    }
+
+    fn state_file(&self, network: &str) -> Option<PathBuf> {
+        self.state_dir
+            .as_ref()
+            .map(|d| d.join(format!("{network}.json")))
+    }
+
+    /// Records the request that made `network` (write, then rename: a
+    /// crash leaves the old file or the new one, never half of one).
+    fn save(&self, create: &NetworkCreate) -> Result<(), CallError> {
+        let Some(path) = self.state_file(&create.name) else {
+            return Ok(());
+        };
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_vec_pretty(create).unwrap_or_default();
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| {
+                format!(
+                    "vxswitch plugin: cannot record the network in {}: {e}",
+                    path.display()
+                )
+            })
+    }
+
+    /// The recorded creation request of `network`, if any.
+    fn saved(&self, network: &str) -> Option<NetworkCreate> {
+        let text = std::fs::read(self.state_file(network)?).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    /// Creates a network; success if it exists already under that name
+    /// (Docker retried, or the network was restored).
+    fn ensure_network(&self, create: &NetworkCreate) -> Result<(), CallError> {
+        match self.call(Request::NetworkCreate(create.clone())) {
+            Ok(_) => Ok(()),
+            Err(ClientError::Remote(e)) if e.kind == ErrorKind::Exists => {
+                // Exists may also mean "the VNI is taken": look.
+                let nets = self.networks()?;
+                if nets.iter().any(|n| n.name == create.name) {
+                    Ok(())
+                } else {
+                    Err(format!("vxswitch: {}", e.message))
+                }
+            }
+            Err(e) => Err(daemon_error(&e)),
+        }
+    }
+
+    fn networks(&self) -> Result<Vec<NetworkInfo>, CallError> {
+        self.call(Request::NetworkLs(NoArgs {}))
+            .map_err(|e| daemon_error(&e))
+            .and_then(|v| {
+                serde_json::from_value(v).map_err(|e| {
+                    format!("unexpected network.ls reply from the vxswitch daemon: {e}")
+                })
+            })
     }
 
     /// Answers the call at `path` (`/NetworkDriver.CreateNetwork`, ...)
@@ -272,29 +344,43 @@ impl<B: Backend> Driver<B> {
             create.gateway_ifname = Some(gateway_ifname(&r.network_id)?);
         }
         create.gateway_port = Some(gateway_port);
-        match self.call(Request::NetworkCreate(create)) {
-            Ok(_) => Ok(json!({})),
-            Err(ClientError::Remote(e))
-                if e.kind == ErrorKind::Exists
-                    && e.message
-                        .contains(&format!("network {name:?} already exists")) =>
-            {
-                // Docker retried a call that had succeeded.
-                Ok(json!({}))
-            }
-            Err(e) => Err(daemon_error(&e)),
+        self.ensure_network(&create)?;
+        if let Err(e) = self.save(&create) {
+            // Not kept: better no network than one that cannot be restored.
+            let _ = self.call(Request::NetworkRm(NetworkRm {
+                name: name.clone(),
+                force: true,
+            }));
+            return Err(e);
         }
+        Ok(json!({}))
     }
 
     fn delete_network(&self, r: NetworkReq) -> Result<Value, CallError> {
         let name = network_name(&r.network_id)?;
         // Docker deletes the endpoints first; `force` makes sure that no TAP
         // outlives the network even if one was left behind.
-        match self.call(Request::NetworkRm(NetworkRm { name, force: true })) {
-            Ok(_) => Ok(json!({})),
-            Err(ClientError::Remote(e)) if e.kind == ErrorKind::NotFound => Ok(json!({})),
-            Err(e) => Err(daemon_error(&e)),
+        match self.call(Request::NetworkRm(NetworkRm {
+            name: name.clone(),
+            force: true,
+        })) {
+            Ok(_) => {}
+            Err(ClientError::Remote(e)) if e.kind == ErrorKind::NotFound => {}
+            Err(e) => return Err(daemon_error(&e)),
         }
+        if let Some(path) = self.state_file(&name) {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(format!(
+                        "vxswitch plugin: cannot remove {}: {e}",
+                        path.display()
+                    ))
+                }
+            }
+        }
+        Ok(json!({}))
     }
 
     fn create_endpoint(&self, r: EndpointReq) -> Result<Value, CallError> {
@@ -320,15 +406,23 @@ impl<B: Backend> Driver<B> {
             mac,
             ..Default::default()
         };
-        let port: PortInfo = match self.call(Request::PortAdd(add)) {
+        let mut reply = self.call(Request::PortAdd(add.clone()));
+        if matches!(&reply, Err(ClientError::Remote(e)) if e.kind == ErrorKind::NotFound) {
+            // The daemon lost the network (it restarted): make it again as
+            // Docker created it, then retry once.
+            if let Some(create) = self.saved(&network) {
+                self.ensure_network(&create)?;
+                reply = self.call(Request::PortAdd(add));
+            }
+        }
+        let port: PortInfo = match reply {
             Ok(v) => serde_json::from_value(v)
                 .map_err(|e| format!("unexpected port.add reply from the vxswitch daemon: {e}"))?,
             Err(ClientError::Remote(e)) if e.kind == ErrorKind::NotFound => {
                 return Err(format!(
-                    "the vxswitch daemon has no network {network} for this Docker network: \
-                     it was restarted (vxswitch networks live as long as the daemon) or \
-                     removed; recreate the Docker network ('docker network rm' and 'docker \
-                     network create -d vxswitch ...')"
+                    "the vxswitch daemon has no network {network} for this Docker network, \
+                     and the plugin has no record of it to make it again; recreate the Docker \
+                     network ('docker network rm' and 'docker network create -d vxswitch ...')"
                 ))
             }
             Err(e) => return Err(daemon_error(&e)),
@@ -355,14 +449,7 @@ impl<B: Backend> Driver<B> {
     fn join(&self, r: EndpointReq) -> Result<Value, CallError> {
         let network = network_name(&r.network_id)?;
         let port = port_name(&r.endpoint_id)?;
-        let nets: Vec<NetworkInfo> = self
-            .call(Request::NetworkLs(NoArgs {}))
-            .map_err(|e| daemon_error(&e))
-            .and_then(|v| {
-                serde_json::from_value(v).map_err(|e| {
-                    format!("unexpected network.ls reply from the vxswitch daemon: {e}")
-                })
-            })?;
+        let nets = self.networks()?;
         let Some(net) = nets.iter().find(|n| n.name == network) else {
             return Err(format!(
                 "the vxswitch daemon has no network {network}; it was restarted or the \
@@ -713,6 +800,42 @@ mod tests {
                 && e.contains("recreate the Docker network"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_lost_network_is_made_again_from_the_state_dir() {
+        let dir = std::env::temp_dir().join(format!("vxsw-docker-state-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = Fake::default();
+        let d = Driver::new(&f).with_state_dir(dir.clone());
+        let body = json!({"NetworkID": NID, "IPv4Data": [{"Pool": "10.88.0.0/24", "Gateway": "10.88.0.1/24"}]});
+        d.handle("/NetworkDriver.CreateNetwork", body.to_string().as_bytes())
+            .unwrap();
+        let created = sent(&f).remove(0);
+        assert!(dir.join("docker-3f1c2a9b8d7e.json").is_file());
+        // The daemon restarted: port.add finds no network, the plugin makes
+        // it again with the same request and retries.
+        f.answer.lock().unwrap().extend([
+            Err(ClientError::Remote(CtlError::not_found("no network"))),
+            Ok(json!({})),
+            Ok(json!({"name": "vxab12cd34ef56", "network": "docker-3f1c2a9b8d7e", "kind": "created",
+                      "netns": null, "ifname": "vxab12cd34ef56", "mac": "02:11:22:33:44:55", "ip": null, "mtu": 1500})),
+        ]);
+        let body = json!({"NetworkID": NID, "EndpointID": EID, "Interface": {}});
+        let reply = d
+            .handle("/NetworkDriver.CreateEndpoint", body.to_string().as_bytes())
+            .unwrap();
+        assert_eq!(reply["Interface"]["MacAddress"], "02:11:22:33:44:55");
+        let calls = sent(&f);
+        assert_eq!(calls.len(), 3, "{calls:?}");
+        assert_eq!(calls[1], created);
+        d.handle(
+            "/NetworkDriver.DeleteNetwork",
+            json!({"NetworkID": NID}).to_string().as_bytes(),
+        )
+        .unwrap();
+        assert!(!dir.join("docker-3f1c2a9b8d7e.json").exists());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     fn net(gateway_port: &str) -> Value {

@@ -43,9 +43,16 @@ pub struct PluginOptions {
     pub plugin_socket: PathBuf,
     /// The vxswitch daemon's control socket.
     pub daemon_socket: PathBuf,
+    /// Where each Docker network's creation request is kept (see
+    /// [`Driver`]), so a network the daemon lost when it restarted is made
+    /// again when Docker next attaches a container to it.
+    pub state_dir: PathBuf,
     /// Log every call and its reply to stderr.
     pub debug: bool,
 }
+
+/// The default of [`PluginOptions::state_dir`].
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/vxswitch/docker";
 
 /// Reaches the daemon with one connection per request: the plugin holds no
 /// connection open between Docker's calls, so a daemon restart costs only
@@ -91,6 +98,12 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
 
 /// Runs the plugin until SIGTERM or SIGINT, then removes its socket.
 pub fn run(opts: PluginOptions) -> Result<(), String> {
+    std::fs::create_dir_all(&opts.state_dir).map_err(|e| {
+        format!(
+            "cannot create the state directory {}: {e}; choose another with --state-dir",
+            opts.state_dir.display()
+        )
+    })?;
     let listener = bind(&opts.plugin_socket)?;
     let socket = opts.plugin_socket.clone();
     let mut signals = signal_hook::iterator::Signals::new([
@@ -119,7 +132,8 @@ pub fn run(opts: PluginOptions) -> Result<(), String> {
         opts.plugin_socket.display(),
         opts.daemon_socket.display()
     );
-    serve(listener, Arc::new(Driver::new(backend)), opts.debug);
+    let driver = Driver::new(backend).with_state_dir(opts.state_dir.clone());
+    serve(listener, Arc::new(driver), opts.debug);
     Ok(())
 }
 
