@@ -472,6 +472,13 @@ fn gateway_option_switch_answers_and_none_gives_no_default_route() {
         !env.ping(&b, "10.92.0.1"),
         "nobody answers with gateway none"
     );
+    // --internal: no way out, so by default no gateway either.
+    let internal = unique("int");
+    env.network(&internal, "10.94.0.0/24", &["--internal"]);
+    let c = unique("c-");
+    env.container(&c, &internal, &[]);
+    let routes = env.docker(&["exec", &c, "ip", "route"]);
+    assert!(!routes.contains("default"), "{routes}");
     let nets = env.docker(&["network", "ls", "--format", "{{.Name}}"]);
     assert!(!nets.contains("docker_gwbridge"), "{nets}");
 }

@@ -61,6 +61,8 @@ pub const OPTIONS: &[(&str, &str)] = &[
 
 /// Docker's generic MTU option, as `-o com.docker.network.driver.mtu=N`.
 const MTU_OPTION: &str = "com.docker.network.driver.mtu";
+/// CreateNetwork's `Options` key for `docker network create --internal`.
+const INTERNAL: &str = "com.docker.network.internal";
 /// Where Docker puts the `-o` options in CreateNetwork's `Options`.
 const GENERIC: &str = "com.docker.network.generic";
 
@@ -259,7 +261,14 @@ impl<B: Backend> Driver<B> {
             ..Default::default()
         };
         let opts = generic_options(&r.options)?;
-        let mut gateway_port = GatewayPort::Host;
+        // `docker network create --internal`: no way out, so by default
+        // nobody answers at the gateway and containers get no default route.
+        let internal = r.options.get(INTERNAL) == Some(&Value::Bool(true));
+        let mut gateway_port = if internal {
+            GatewayPort::None
+        } else {
+            GatewayPort::Host
+        };
         let mut mtus: Vec<(&str, u32)> = Vec::new();
         for (key, value) in &opts {
             let bad = |what: &str| format!("option {key}={value:?}: {what}");
@@ -706,6 +715,32 @@ mod tests {
         .unwrap_err();
         assert!(e.contains("not a hexadecimal ID"), "{e}");
         assert!(sent(&f).is_empty(), "nothing reaches the daemon");
+    }
+
+    #[test]
+    fn internal_networks_default_to_no_gateway() {
+        let f = Fake::default();
+        let body = |opts: Value| {
+            json!({"NetworkID": NID,
+                   "Options": {"com.docker.network.internal": true, "com.docker.network.generic": opts},
+                   "IPv4Data": [{"Pool": "10.88.0.0/24", "Gateway": "10.88.0.1/24"}]})
+        };
+        call(&f, "/NetworkDriver.CreateNetwork", body(json!({}))).unwrap();
+        let Request::NetworkCreate(c) = &sent(&f)[0] else {
+            panic!()
+        };
+        assert_eq!(c.gateway_port, Some(GatewayPort::None));
+        // An explicit choice wins.
+        call(
+            &f,
+            "/NetworkDriver.CreateNetwork",
+            body(json!({"vxswitch.gateway": "switch"})),
+        )
+        .unwrap();
+        let Request::NetworkCreate(c) = &sent(&f)[0] else {
+            panic!()
+        };
+        assert_eq!(c.gateway_port, Some(GatewayPort::Switch));
     }
 
     #[test]
