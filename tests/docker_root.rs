@@ -105,7 +105,25 @@ impl Env {
 
     fn start_dockerd(&mut self) {
         let log = std::fs::File::create(self.root.0.join("dockerd.log")).unwrap();
-        let child = Command::new("dockerd")
+        // Its own config file: a system /etc/docker/daemon.json may set what
+        // the flags below set (dockerd then refuses to start), and the trust
+        // key goes under the root instead of /etc/docker/key.json.
+        let config = self.root.0.join("daemon.json");
+        let key = self.root.0.join("key.json");
+        std::fs::write(
+            &config,
+            serde_json::json!({ "deprecated-key-path": key }).to_string(),
+        )
+        .unwrap();
+        // dockerd runs containerd and runc from PATH; sbin may be missing.
+        let path = format!(
+            "{}:/usr/sbin:/usr/bin:/sbin:/bin",
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let child = Command::new(support::which("dockerd").expect("dockerd"))
+            .env("PATH", path)
+            .arg("--config-file")
+            .arg(&config)
             .arg("--data-root")
             .arg(self.path("data"))
             .arg("--exec-root")
