@@ -516,6 +516,26 @@ impl Daemon {
                 "{what} {name}: port {other:?} already has that name or interface; {hint}"
             )));
         }
+        if kind == GatewayPort::Host {
+            // Two host interfaces with overlapping subnets: the host would
+            // route the overlap to one of them only.
+            let overlap = self.networks.iter().find(|(n, other)| {
+                *n != network
+                    && other.gw_port.is_some()
+                    && other.gateway_port == GatewayPort::Host
+                    && other.subnet.is_some_and(|o| {
+                        o.contains(&subnet.network()) || subnet.contains(&o.network())
+                    })
+            });
+            if let Some((other, o)) = overlap {
+                return Err(CtlError::exists(format!(
+                    "{what}: subnet {subnet} overlaps subnet {} of network {other:?}, which also \
+                     has a host gateway port; the host could route the overlap to only one of \
+                     them: choose a subnet that does not overlap, or --gateway-port switch",
+                    o.subnet.map(|s| s.to_string()).unwrap_or_default()
+                )));
+            }
+        }
         // The gateway address, with the subnet's prefix length.
         let ip = IpNet::new(gw, subnet.prefix_len()).map_err(|e| {
             CtlError::internal(format!("{what}: {gw}/{}: {e}", subnet.prefix_len()))
