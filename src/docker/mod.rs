@@ -233,3 +233,116 @@ fn connection<B: Backend>(stream: UnixStream, driver: &Driver<B>, debug: bool) -
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// Answers every daemon request with `{}`.
+    struct Nothing;
+
+    impl Backend for Nothing {
+        fn call(&self, _: &Request) -> Result<Value, ClientError> {
+            Ok(json!({}))
+        }
+    }
+
+    fn socket_path(tag: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("vxsw-plugin-{tag}-{}.sock", std::process::id()))
+    }
+
+    /// Sends `raw` and reads one reply (head and Content-Length body).
+    fn exchange(s: &mut UnixStream, raw: &[u8]) -> (String, String) {
+        s.write_all(raw).unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut head = String::new();
+        let mut len = 0;
+        loop {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut r, &mut line).unwrap();
+            if let Some(v) = line.strip_prefix("Content-Length: ") {
+                len = v.trim().parse().unwrap();
+            }
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            head.push_str(&line);
+        }
+        let mut body = vec![0; len];
+        r.read_exact(&mut body).unwrap();
+        (head, String::from_utf8(body).unwrap())
+    }
+
+    #[test]
+    fn serves_keep_alive_calls_and_refuses_what_it_cannot_serve() {
+        let path = socket_path("serve");
+        let listener = bind(&path).unwrap();
+        // A second plugin on the same socket is refused.
+        let e = bind(&path).unwrap_err();
+        assert!(e.starts_with("another plugin is listening on"), "{e}");
+        std::thread::spawn(move || serve(listener, Arc::new(Driver::new(Nothing)), false));
+        let mut s = UnixStream::connect(&path).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let (head, body) = exchange(
+            &mut s,
+            b"POST /Plugin.Activate HTTP/1.1\r\nHost: plugin\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.contains("Content-Type: application/vnd.docker.plugins.v1.2+json"));
+        assert_eq!(body, r#"{"Implements":["NetworkDriver"]}"#);
+        // The same connection carries the next call.
+        let (head, body) = exchange(
+            &mut s,
+            b"POST /NetworkDriver.DiscoverNew HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
+        );
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert_eq!(body, "{}");
+        let (head, body) = exchange(&mut s, b"GET /Plugin.Activate HTTP/1.1\r\n\r\n");
+        assert!(head.starts_with("HTTP/1.1 405 "), "{head}");
+        assert!(
+            body.contains("the plugin API takes POST requests"),
+            "{body}"
+        );
+        let (head, body) = exchange(
+            &mut s,
+            b"POST /NetworkDriver.Join HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
+        assert!(head.starts_with("HTTP/1.1 411 ") && head.contains("Connection: close"));
+        assert!(
+            body.contains("send the body with a Content-Length"),
+            "{body}"
+        );
+        // Then the connection is closed.
+        let mut rest = Vec::new();
+        assert_eq!(s.read_to_end(&mut rest).unwrap(), 0);
+
+        // Beyond MAX_CONNECTIONS, a connection gets a 503 and is closed.
+        let idle: Vec<UnixStream> = (0..MAX_CONNECTIONS)
+            .map(|_| UnixStream::connect(&path).unwrap())
+            .collect();
+        let mut extra = UnixStream::connect(&path).unwrap();
+        extra
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut reply = String::new();
+        extra.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 503 "), "{reply}");
+        assert!(reply.contains("too many connections (32)"), "{reply}");
+        drop(idle);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_stale_socket_is_replaced_and_a_file_is_not() {
+        let path = socket_path("stale");
+        drop(UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        drop(bind(&path).expect("the stale socket is replaced"));
+        let _ = std::fs::remove_file(&path);
+        std::fs::write(&path, b"x").unwrap();
+        let e = bind(&path).unwrap_err();
+        assert!(e.contains("exists and is not a socket"), "{e}");
+        let _ = std::fs::remove_file(&path);
+    }
+}
