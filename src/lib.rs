@@ -10,6 +10,7 @@
 pub mod cni;
 pub mod ctl;
 pub mod demo;
+pub mod docker;
 pub mod fdb;
 pub mod gateway;
 pub mod offload;

@@ -88,6 +88,26 @@ enum Cmd {
                             the result as a JSON object."
     )]
     Pktgen(vxswitch::pktgen::PktgenCmd),
+    /// Serve Docker's network-driver plugin API: `docker network create -d
+    /// vxswitch` networks become vxswitch networks of the daemon at --socket.
+    #[command(
+        name = "docker-plugin",
+        after_help = "Runs in the foreground until SIGTERM or Ctrl-C; see docs/docker.md. \
+                            It logs to stderr and has no result to print: --json is refused."
+    )]
+    DockerPlugin {
+        /// The socket Docker connects to; its file name (without .sock) is
+        /// the driver name for `docker network create -d`.
+        #[arg(long, default_value = vxswitch::docker::DEFAULT_PLUGIN_SOCKET, value_name = "PATH")]
+        plugin_socket: PathBuf,
+        /// Where the plugin records each Docker network, to make it again
+        /// after the daemon restarted.
+        #[arg(long, default_value = vxswitch::docker::DEFAULT_STATE_DIR, value_name = "DIR")]
+        state_dir: PathBuf,
+        /// Log every call from Docker and the reply to stderr.
+        #[arg(long)]
+        debug: bool,
+    },
     /// Run the whole job once with an embedded default (needs root): a
     /// switch, containers in network namespaces, pings, a TCP transfer,
     /// FDB and counters; everything it creates is removed at the end.
@@ -352,6 +372,9 @@ fn main() -> ExitCode {
         let refused = match cli.cmd {
             Cmd::Daemon(_) => Some("'daemon' runs the switch and prints only its log"),
             Cmd::Demo { .. } => Some("'demo' prints a narrative of what it does"),
+            Cmd::DockerPlugin { .. } => {
+                Some("'docker-plugin' serves Docker and prints only its log")
+            }
             _ => None,
         };
         if let Some(why) = refused {
@@ -387,6 +410,16 @@ fn run(cli: Cli) -> Result<(), String> {
         } => vxswitch::demo::run(&vxswitch::demo::DemoOptions {
             containers,
             seconds,
+        }),
+        Cmd::DockerPlugin {
+            plugin_socket,
+            state_dir,
+            debug,
+        } => vxswitch::docker::run(vxswitch::docker::PluginOptions {
+            plugin_socket,
+            daemon_socket: ctx.socket.clone(),
+            state_dir,
+            debug,
         }),
         Cmd::Pktgen(c) => vxswitch::pktgen::run_cli(c, ctx.json).map(|text| out(&text)),
         Cmd::Network(NetworkCmd::Create {

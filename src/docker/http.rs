@@ -1,0 +1,295 @@
+//! Just enough HTTP/1.1 for Docker's plugin client: POST requests with a
+//! `Content-Length` body, keep-alive, JSON replies.
+//!
+//! Docker's plugin client (Go's `net/http` over the unix socket) always
+//! sends a `Content-Length` (its bodies are in-memory buffers), so a chunked
+//! body is refused with a clear error rather than decoded. Heads and bodies
+//! have size caps, so a confused peer costs bounded memory.
+
+use std::io::{self, BufRead, Write};
+
+/// Largest request head (request line and headers) accepted.
+pub const MAX_HEAD: usize = 16 * 1024;
+/// Largest request body accepted. Docker's biggest calls (CreateNetwork with
+/// its IPAM data and options) are a few KiB.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// The content type of plugin API replies.
+pub const CONTENT_TYPE: &str = "application/vnd.docker.plugins.v1.2+json";
+
+/// One parsed request.
+#[derive(Debug, PartialEq, Eq)]
+pub struct HttpRequest {
+    pub method: String,
+    pub path: String,
+    pub body: Vec<u8>,
+    /// The client asked to close the connection after the reply (or spoke
+    /// HTTP/1.0).
+    pub close: bool,
+}
+
+/// Why no request could be read.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The peer closed the connection between requests: not an error.
+    #[error("connection closed")]
+    Closed,
+    /// A malformed or unsupported request; it gets this message with the
+    /// status, then the connection is closed.
+    #[error("{message}")]
+    Bad { status: u16, message: String },
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+fn bad(status: u16, message: impl Into<String>) -> HttpError {
+    HttpError::Bad {
+        status,
+        message: message.into(),
+    }
+}
+
+/// Reads one request from `r`.
+pub fn read_request<R: BufRead>(r: &mut R) -> Result<HttpRequest, HttpError> {
+    let mut head = Vec::new();
+    // Read header lines until the empty line, within MAX_HEAD.
+    loop {
+        let before = head.len();
+        let n =
+            io::Read::take(&mut *r, (MAX_HEAD + 1 - before) as u64).read_until(b'\n', &mut head)?;
+        if n == 0 {
+            if head.is_empty() {
+                return Err(HttpError::Closed);
+            }
+            return Err(bad(400, "the connection closed in the middle of a request"));
+        }
+        if head.len() > MAX_HEAD {
+            return Err(bad(
+                431,
+                format!("request head longer than {MAX_HEAD} bytes"),
+            ));
+        }
+        if !head.ends_with(b"\n") {
+            return Err(bad(400, "the connection closed in the middle of a request"));
+        }
+        let line = &head[before..];
+        if line == b"\r\n" || line == b"\n" {
+            if before == 0 {
+                // Tolerate blank lines before a request (RFC 9112 2.2).
+                head.clear();
+                continue;
+            }
+            break;
+        }
+    }
+    let text = std::str::from_utf8(&head).map_err(|_| bad(400, "request head is not UTF-8"))?;
+    let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
+    let request_line = lines.next().unwrap_or_default();
+    let mut parts = request_line.split(' ');
+    let (Some(method), Some(path), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad(400, format!("malformed request line {request_line:?}")));
+    };
+    let mut close = match version {
+        "HTTP/1.1" => false,
+        "HTTP/1.0" => true,
+        _ => {
+            return Err(bad(
+                505,
+                format!("unsupported protocol {version:?}; use HTTP/1.1"),
+            ))
+        }
+    };
+    let mut length: Option<usize> = None;
+    for line in lines.filter(|l| !l.is_empty()) {
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(bad(400, format!("malformed header line {line:?}")));
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            let n: usize = value
+                .parse()
+                .map_err(|_| bad(400, format!("bad Content-Length {value:?}")))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(bad(400, "conflicting Content-Length headers"));
+            }
+            length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            if !value.eq_ignore_ascii_case("identity") {
+                return Err(bad(
+                    411,
+                    format!(
+                        "Transfer-Encoding {value:?} is not supported by the vxswitch plugin; \
+                         send the body with a Content-Length"
+                    ),
+                ));
+            }
+        } else if name.eq_ignore_ascii_case("connection") {
+            let v = value.to_ascii_lowercase();
+            if v.split(',').any(|t| t.trim() == "close") {
+                close = true;
+            } else if v.split(',').any(|t| t.trim() == "keep-alive") {
+                close = false;
+            }
+        }
+    }
+    let length = length.unwrap_or(0);
+    if length > MAX_BODY {
+        return Err(bad(
+            413,
+            format!("request body of {length} bytes is larger than {MAX_BODY}"),
+        ));
+    }
+    let mut body = vec![0u8; length];
+    r.read_exact(&mut body).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            bad(
+                400,
+                "the connection closed before the whole body (Content-Length) arrived",
+            )
+        } else {
+            HttpError::Io(e)
+        }
+    })?;
+    Ok(HttpRequest {
+        method: method.to_string(),
+        path: path.to_string(),
+        body,
+        close,
+    })
+}
+
+/// The reason phrase of the statuses this server sends.
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+/// Writes one reply with a JSON body.
+pub fn write_response(w: &mut impl Write, status: u16, body: &[u8], close: bool) -> io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: {CONTENT_TYPE}\r\nContent-Length: {}\r\n",
+        reason(status),
+        body.len()
+    );
+    if close {
+        head.push_str("Connection: close\r\n");
+    }
+    head.push_str("\r\n");
+    let mut all = head.into_bytes();
+    all.extend_from_slice(body);
+    w.write_all(&all)?;
+    w.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::BufReader;
+
+    fn parse_all(bytes: &[u8]) -> Vec<Result<HttpRequest, String>> {
+        let mut r = BufReader::new(bytes);
+        let mut out = Vec::new();
+        loop {
+            match read_request(&mut r) {
+                Err(HttpError::Closed) => return out,
+                Err(e) => {
+                    out.push(Err(e.to_string()));
+                    return out;
+                }
+                Ok(req) => out.push(Ok(req)),
+            }
+        }
+    }
+
+    #[test]
+    fn keep_alive_requests_in_a_row() {
+        let raw = b"POST /Plugin.Activate HTTP/1.1\r\nHost: plugin\r\nContent-Length: 0\r\n\r\n\
+                    POST /NetworkDriver.CreateNetwork HTTP/1.1\r\nHost: plugin\r\n\
+                    Content-Type: application/json\r\nContent-Length: 17\r\n\r\n{\"NetworkID\":\"a\"}";
+        let reqs = parse_all(raw);
+        assert_eq!(reqs.len(), 2, "{reqs:?}");
+        let a = reqs[0].as_ref().unwrap();
+        assert_eq!(
+            (a.method.as_str(), a.path.as_str()),
+            ("POST", "/Plugin.Activate")
+        );
+        assert!(a.body.is_empty() && !a.close);
+        let b = reqs[1].as_ref().unwrap();
+        assert_eq!(b.path, "/NetworkDriver.CreateNetwork");
+        assert_eq!(b.body, b"{\"NetworkID\":\"a\"}");
+    }
+
+    #[test]
+    fn connection_close_and_http10_close() {
+        let r = parse_all(b"POST /x HTTP/1.1\r\nConnection: close\r\n\r\n");
+        assert!(r[0].as_ref().unwrap().close);
+        let r = parse_all(b"POST /x HTTP/1.0\r\n\r\n");
+        assert!(r[0].as_ref().unwrap().close);
+    }
+
+    #[test]
+    fn refusals_name_the_problem() {
+        let chunked = parse_all(b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(
+            chunked[0].as_ref().unwrap_err(),
+            "Transfer-Encoding \"chunked\" is not supported by the vxswitch plugin; send the \
+             body with a Content-Length"
+        );
+        let big = format!(
+            "POST /x HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            MAX_BODY + 1
+        );
+        assert!(parse_all(big.as_bytes())[0]
+            .as_ref()
+            .unwrap_err()
+            .contains("larger than"));
+        let long = format!("POST /x HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEAD));
+        assert!(parse_all(long.as_bytes())[0]
+            .as_ref()
+            .unwrap_err()
+            .contains("request head longer than"));
+        let short = parse_all(b"POST /x HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc");
+        assert!(short[0]
+            .as_ref()
+            .unwrap_err()
+            .contains("before the whole body"));
+        let cut = parse_all(b"POST /x HTTP/1.1\r\nHost: a");
+        assert!(cut[0].as_ref().unwrap_err().contains("in the middle"));
+        let garbage = parse_all(b"hello\r\n\r\n");
+        assert!(garbage[0]
+            .as_ref()
+            .unwrap_err()
+            .contains("malformed request line"));
+        let v2 = parse_all(b"POST /x HTTP/2.0\r\n\r\n");
+        assert!(v2[0].as_ref().unwrap_err().contains("use HTTP/1.1"));
+    }
+
+    #[test]
+    fn response_has_length_and_plugin_content_type() {
+        let mut out = Vec::new();
+        write_response(&mut out, 200, b"{}", false).unwrap();
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.plugins.v1.2+json\r\n\
+              Content-Length: 2\r\n\r\n{}"
+        );
+        let mut out = Vec::new();
+        write_response(&mut out, 500, b"{\"Err\":\"x\"}", true).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("HTTP/1.1 500 Internal Server Error\r\n"));
+        assert!(text.contains("Connection: close\r\n"));
+    }
+}

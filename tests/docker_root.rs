@@ -1,0 +1,635 @@
+//! `vxswitch docker-plugin` with the real Docker engine: a private dockerd
+//! (its own data and exec roots and API socket, no docker0, no iptables),
+//! an image `FROM scratch` with a static busybox, containers on networks
+//! created with `docker network create -d DRIVER`.
+//!
+//! Each test's plugin has its own driver name (its socket under
+//! /run/docker/plugins), so tests and a system dockerd never meet.
+//! Everything started is stopped by PID in Drop, also on panic.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{can_run, run, run_raw, unique, wait_until, Daemon, TempDir, BIN};
+
+/// The docker client shipped with the engine (Debian: /usr/bin/docker);
+/// another `docker` earlier in PATH may be of another version.
+fn docker_bin() -> String {
+    ["/usr/bin/docker", "/bin/docker"]
+        .iter()
+        .find(|p| Path::new(p).is_file())
+        .map(|p| p.to_string())
+        .or_else(|| support::which("docker").map(|p| p.display().to_string()))
+        .unwrap_or_else(|| "docker".into())
+}
+
+/// A vxswitch daemon, the plugin, and a private dockerd using it.
+struct Env {
+    daemon: Daemon,
+    plugin: Option<Child>,
+    driver: String,
+    plugin_socket: PathBuf,
+    dockerd: Option<Child>,
+    root: TempDir,
+    image: String,
+}
+
+impl Env {
+    fn start() -> Env {
+        let daemon = Daemon::start(&[]);
+        let driver = unique("vxt");
+        let plugin_socket = PathBuf::from(format!("/run/docker/plugins/{driver}.sock"));
+        // The root holds unix sockets: keep its path short (108 bytes).
+        let root = TempDir::new("vxdk");
+        let mut env = Env {
+            daemon,
+            plugin: None,
+            driver,
+            plugin_socket,
+            dockerd: None,
+            root,
+            image: unique("vxbb"),
+        };
+        env.start_plugin();
+        env.start_dockerd();
+        env.build_image();
+        env
+    }
+
+    fn start_plugin(&mut self) {
+        let log = std::fs::File::create(self.root.0.join("plugin.log")).unwrap();
+        let child = Command::new(BIN)
+            .args(["--socket", self.daemon.socket.to_str().unwrap()])
+            .args(["docker-plugin", "--debug", "--plugin-socket"])
+            .arg(&self.plugin_socket)
+            .arg("--state-dir")
+            .arg(self.root.0.join("plugin-state"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn vxswitch docker-plugin");
+        self.plugin = Some(child);
+        let sock = self.plugin_socket.clone();
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                std::os::unix::net::UnixStream::connect(&sock).is_ok()
+            }),
+            "plugin did not listen on {}:\n{}",
+            sock.display(),
+            self.plugin_log()
+        );
+    }
+
+    fn stop_plugin(&mut self) {
+        if let Some(mut c) = self.plugin.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn plugin_log(&self) -> String {
+        std::fs::read_to_string(self.root.0.join("plugin.log")).unwrap_or_default()
+    }
+
+    fn dockerd_log(&self) -> String {
+        std::fs::read_to_string(self.root.0.join("dockerd.log")).unwrap_or_default()
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.root.0.join(name).display().to_string()
+    }
+
+    fn start_dockerd(&mut self) {
+        let log = std::fs::File::create(self.root.0.join("dockerd.log")).unwrap();
+        // Its own config file: a system /etc/docker/daemon.json may set what
+        // the flags below set (dockerd then refuses to start), and the trust
+        // key goes under the root instead of /etc/docker/key.json.
+        let config = self.root.0.join("daemon.json");
+        let key = self.root.0.join("key.json");
+        std::fs::write(
+            &config,
+            serde_json::json!({ "deprecated-key-path": key }).to_string(),
+        )
+        .unwrap();
+        // dockerd runs containerd and runc from PATH; sbin may be missing.
+        let path = format!(
+            "{}:/usr/sbin:/usr/bin:/sbin:/bin",
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let child = Command::new(support::which("dockerd").expect("dockerd"))
+            .env("PATH", path)
+            .arg("--config-file")
+            .arg(&config)
+            .arg("--data-root")
+            .arg(self.path("data"))
+            .arg("--exec-root")
+            .arg(self.path("exec"))
+            .arg("--pidfile")
+            .arg(self.path("dockerd.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", self.path("docker.sock")))
+            .args([
+                "--bridge=none",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--ip-forward=false",
+                "--ip-masq=false",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn dockerd");
+        self.dockerd = Some(child);
+        let up = wait_until(Duration::from_secs(60), || {
+            self.docker_raw(&["version"]).status.success()
+                || self
+                    .dockerd
+                    .as_mut()
+                    .is_some_and(|c| c.try_wait().ok().flatten().is_some())
+        });
+        assert!(
+            up && self.docker_raw(&["version"]).status.success(),
+            "dockerd did not start:\n{}",
+            self.dockerd_log()
+        );
+    }
+
+    /// An image with only a static busybox, built without any registry.
+    fn build_image(&self) {
+        let dir = self.root.0.join("image");
+        std::fs::create_dir_all(&dir).unwrap();
+        let busybox = support::which("busybox").expect("busybox");
+        std::fs::copy(busybox, dir.join("busybox")).unwrap();
+        std::fs::write(
+            dir.join("Dockerfile"),
+            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n",
+        )
+        .unwrap();
+        self.docker(&[
+            "build",
+            "--network",
+            "none",
+            "-q",
+            "-t",
+            &self.image,
+            dir.to_str().unwrap(),
+        ]);
+    }
+
+    fn docker_raw(&self, args: &[&str]) -> Output {
+        let mut all = vec![
+            "-H".to_string(),
+            format!("unix://{}", self.path("docker.sock")),
+        ];
+        all.extend(args.iter().map(|s| s.to_string()));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        run_raw(&docker_bin(), &all)
+    }
+
+    fn docker(&self, args: &[&str]) -> String {
+        let out = self.docker_raw(args);
+        assert!(
+            out.status.success(),
+            "`docker {}` failed: {}{}\nplugin log:\n{}\ndaemon log:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.plugin_log(),
+            self.daemon.log()
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// `docker network create -d DRIVER --subnet SUBNET [extra] NAME`.
+    fn network(&self, name: &str, subnet: &str, extra: &[&str]) -> String {
+        let mut args = vec!["network", "create", "-d", &self.driver, "--subnet", subnet];
+        args.extend_from_slice(extra);
+        args.push(name);
+        self.docker(&args)
+    }
+
+    /// A detached container that sleeps, on `network`.
+    fn container(&self, name: &str, network: &str, extra: &[&str]) {
+        let mut args = vec!["run", "-d", "--name", name, "--network", network];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[&self.image, "sleep", "600"]);
+        self.docker(&args);
+    }
+
+    fn ip_of(&self, container: &str) -> String {
+        self.docker(&[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            container,
+        ])
+    }
+
+    fn ping(&self, from: &str, to: &str) -> bool {
+        self.docker_raw(&["exec", from, "ping", "-c", "1", "-W", "1", to])
+            .status
+            .success()
+    }
+
+    /// A ping that gets through within a few seconds (the first may wait
+    /// for ARP).
+    fn ping_within(&self, from: &str, to: &str) -> bool {
+        wait_until(Duration::from_secs(5), || self.ping(from, to))
+    }
+
+    /// Which of `names` are interfaces in the host's namespace.
+    fn host_links_among(&self, names: &[String]) -> Vec<String> {
+        let out = run("ip", &["-j", "link", "show"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l["ifname"].as_str())
+            .filter(|n| names.iter().any(|m| m == n))
+            .map(String::from)
+            .collect()
+    }
+
+    /// Ends dockerd: SIGTERM (it stops its containers and containerd), then
+    /// SIGKILL after a deadline.
+    fn stop_dockerd(&mut self) {
+        let Some(mut child) = self.dockerd.take() else {
+            return;
+        };
+        let pid = child.id().to_string();
+        let _ = run_raw("kill", &["-TERM", &pid]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if child.try_wait().ok().flatten().is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // dockerd's own containerd, if it outlived dockerd.
+        for pidfile in [
+            "exec/containerd/containerd.pid",
+            "data/containerd/daemon/containerd.pid",
+        ] {
+            if let Ok(pid) = std::fs::read_to_string(self.root.0.join(pidfile)) {
+                let pid = pid.trim();
+                if !pid.is_empty() && Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = run_raw("kill", &["-KILL", pid]);
+                }
+            }
+        }
+    }
+
+    /// Unmounts whatever dockerd left mounted under the test's root,
+    /// deepest first.
+    fn unmount_leftovers(&self) {
+        let root = self.root.0.display().to_string();
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        let mut points: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(1))
+            .filter(|p| p.starts_with(&root))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            let _ = run_raw("umount", &["-l", p]);
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if self.dockerd.is_some() {
+            let ids = self.docker_raw(&["ps", "-aq"]);
+            let ids = String::from_utf8_lossy(&ids.stdout).to_string();
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            if !ids.is_empty() {
+                let mut args = vec!["rm", "-f"];
+                args.extend(ids);
+                let _ = self.docker_raw(&args);
+            }
+            let _ = self.docker_raw(&["network", "prune", "-f"]);
+        }
+        self.stop_dockerd();
+        self.stop_plugin();
+        let _ = std::fs::remove_file(&self.plugin_socket);
+        self.unmount_leftovers();
+    }
+}
+
+/// One dockerd at a time: each starts its own containerd, and two at once
+/// on a small CI machine only make both slower.
+static ONE_DOCKERD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn ready() -> Option<std::sync::MutexGuard<'static, ()>> {
+    if !can_run(&["ip", "dockerd", "docker", "busybox", "containerd", "runc"]) {
+        return None;
+    }
+    Some(ONE_DOCKERD.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// Names in `vxswitch --json X ls`.
+fn names(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn containers_on_a_vxswitch_network_talk_and_networks_are_isolated() {
+    let Some(_one) = ready() else {
+        return;
+    };
+    let env = Env::start();
+    let app = unique("app");
+    let other = unique("other");
+    let app_id = env.network(&app, "10.88.0.0/24", &[]);
+    env.network(&other, "10.89.0.0/24", &[]);
+    let vx_app = format!("docker-{}", &app_id[..12]);
+    let nets = env.daemon.json(&["network", "ls"]);
+    let rec = nets
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == vx_app.as_str())
+        .unwrap_or_else(|| panic!("no vxswitch network {vx_app}: {nets}"));
+    assert_eq!(rec["subnet"], "10.88.0.0/24", "Docker's IPAM pool recorded");
+    assert_eq!(
+        rec["gateway"], "10.88.0.1",
+        "Docker's IPAM gateway recorded"
+    );
+
+    let (c1, c2, c3) = (unique("c1-"), unique("c2-"), unique("c3-"));
+    env.container(&c1, &app, &[]);
+    env.container(&c2, &app, &[]);
+    // NET_ADMIN: c3 gives itself an address in app's subnet below.
+    env.container(&c3, &other, &["--cap-add", "NET_ADMIN"]);
+    let (ip1, ip2) = (env.ip_of(&c1), env.ip_of(&c2));
+    assert!(ip1.starts_with("10.88.0.") && ip2.starts_with("10.88.0."));
+
+    assert!(env.ping_within(&c1, &ip2), "c1 -> c2 over vxswitch");
+    assert!(env.ping(&c2, &ip1), "c2 -> c1 over vxswitch");
+    // The default gateway port (host): a TAP on the host with 10.88.0.1.
+    assert_eq!(rec["gateway_port"], "host", "{rec}");
+    assert!(
+        env.ping(&c1, "10.88.0.1"),
+        "c1 reaches the host's gateway address"
+    );
+    let routes = env.docker(&["exec", &c1, "ip", "route"]);
+    assert!(routes.contains("default via 10.88.0.1"), "{routes}");
+
+    // One port per endpoint, in the network Docker made, TAP in the daemon's
+    // namespace before the move (netns null).
+    let ports = env.daemon.json(&["port", "ls"]);
+    let in_app: Vec<_> = ports
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["network"] == vx_app.as_str() && p["gateway"] != true)
+        .collect();
+    assert_eq!(in_app.len(), 2, "{ports}");
+    let mac1 = env.docker(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.MacAddress}}{{end}}",
+        &c1,
+    ]);
+    assert!(
+        in_app.iter().any(|p| p["mac"] == mac1.as_str()),
+        "c1's MAC {mac1} is a port's: {ports}"
+    );
+
+    // The daemon's orphan reaper (about once a second) leaves ports created
+    // in its own namespace alone although their TAPs moved away.
+    let before = names(&env.daemon.json(&["port", "ls"]));
+    assert!(
+        !wait_until(Duration::from_millis(2500), || names(
+            &env.daemon.json(&["port", "ls"])
+        ) != before),
+        "ports changed although the containers run: {}",
+        env.daemon.log()
+    );
+    assert!(env.ping(&c1, &ip2), "still connected after the reaper ran");
+
+    // With the host not forwarding (ip_forward 0, as on CI), a container
+    // on the other network reaches neither c1 directly nor through its
+    // gateway. (A host that routes would route between the gateways, as it
+    // would between docker0-like bridges: see docs/docker.md.)
+    if std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|f| f.trim() == "0") {
+        assert!(!env.ping(&c3, &ip1), "c3 on another network reached c1");
+    }
+    // L2 isolation: c3, on the other network, takes an address in app's
+    // subnet; its ARP requests never reach app, so the ping fails, and its
+    // MAC is never learned in app's FDB.
+    env.docker(&[
+        "exec",
+        &c3,
+        "ip",
+        "addr",
+        "add",
+        "10.88.0.99/24",
+        "dev",
+        "eth0",
+    ]);
+    assert!(
+        !env.ping(&c3, &ip1),
+        "a container on another network reached c1"
+    );
+    let mac3 = env.docker(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.MacAddress}}{{end}}",
+        &c3,
+    ]);
+    let fdb = env.daemon.json(&["fdb", "show", "--network", &vx_app]);
+    assert!(
+        !fdb.to_string().contains(&mac3),
+        "c3's MAC learned in app: {fdb}"
+    );
+    let stats = env.daemon.json(&["stats"]);
+    let p3 = ports
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["mac"] == mac3.as_str())
+        .expect("c3's port");
+    let rx3 = support::find_port(&stats, p3["name"].as_str().unwrap())["rx_frames"]
+        .as_u64()
+        .unwrap();
+    assert!(rx3 > 0, "c3's ARP requests reached the switch: {stats}");
+}
+
+#[test]
+fn gateway_option_switch_answers_and_none_gives_no_default_route() {
+    let Some(_one) = ready() else {
+        return;
+    };
+    let env = Env::start();
+    let sw = unique("sw");
+    let none = unique("none");
+    env.network(&sw, "10.91.0.0/24", &["-o", "vxswitch.gateway=switch"]);
+    env.network(&none, "10.92.0.0/24", &["-o", "vxswitch.gateway=none"]);
+    let (a, b) = (unique("a-"), unique("b-"));
+    env.container(&a, &sw, &[]);
+    env.container(&b, &none, &[]);
+    // The switch itself answers ARP and ping for 10.91.0.1.
+    assert!(env.ping_within(&a, "10.91.0.1"), "switch gateway answers");
+    let routes = env.docker(&["exec", &a, "ip", "route"]);
+    assert!(routes.contains("default via 10.91.0.1"), "{routes}");
+    // none: no default route at all (and no docker_gwbridge either).
+    let routes = env.docker(&["exec", &b, "ip", "route"]);
+    assert!(!routes.contains("default"), "{routes}");
+    assert!(
+        !env.ping(&b, "10.92.0.1"),
+        "nobody answers with gateway none"
+    );
+    // --internal: no way out, so by default no gateway either.
+    let internal = unique("int");
+    env.network(&internal, "10.94.0.0/24", &["--internal"]);
+    let c = unique("c-");
+    env.container(&c, &internal, &[]);
+    let routes = env.docker(&["exec", &c, "ip", "route"]);
+    assert!(!routes.contains("default"), "{routes}");
+    let nets = env.docker(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(!nets.contains("docker_gwbridge"), "{nets}");
+}
+
+#[test]
+fn network_rm_leaves_no_tap_and_no_fdb_entry_and_the_plugin_restarts() {
+    let Some(_one) = ready() else {
+        return;
+    };
+    let mut env = Env::start();
+    let app = unique("app");
+    let app_id = env.network(&app, "10.90.0.0/24", &["-o", "vxswitch.mtu=1400"]);
+    let vx_app = format!("docker-{}", &app_id[..12]);
+    let nets = env.daemon.json(&["network", "ls"]);
+    let rec = nets
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == vx_app.as_str())
+        .unwrap_or_else(|| panic!("no vxswitch network {vx_app}: {nets}"));
+    assert_eq!(
+        rec["mtu"], 1400,
+        "-o vxswitch.mtu reached the daemon: {rec}"
+    );
+    let (c1, c2) = (unique("c1-"), unique("c2-"));
+    env.container(&c1, &app, &[]);
+    env.container(&c2, &app, &[]);
+    let ip2 = env.ip_of(&c2);
+    assert!(env.ping_within(&c1, &ip2));
+    let mtu = env.docker(&["exec", &c1, "cat", "/sys/class/net/eth0/mtu"]);
+    assert_eq!(mtu, "1400", "the container's eth0 has the network's MTU");
+
+    // The plugin keeps no state: a new one answers for the old network.
+    env.stop_plugin();
+    assert!(env.ping(&c1, &ip2), "traffic does not need the plugin");
+    env.start_plugin();
+    let c3 = unique("c3-");
+    env.container(&c3, &app, &[]);
+    assert!(
+        env.ping_within(&c3, &ip2),
+        "a container started after the plugin restart"
+    );
+
+    // A published port is refused with a message saying why.
+    let out = env.docker_raw(&[
+        "run",
+        "--rm",
+        "--network",
+        &app,
+        "-p",
+        "8080:80",
+        &env.image,
+        "true",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("vxswitch networks do not publish ports (-p/--publish)"),
+        "{err}"
+    );
+
+    // An unknown option names the known ones.
+    let out = env.docker_raw(&[
+        "network",
+        "create",
+        "-d",
+        &env.driver,
+        "-o",
+        "vni=5",
+        &unique("bad"),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "unknown option vni for the vxswitch network driver; known options: vxswitch.vni"
+        ),
+        "{err}"
+    );
+
+    assert!(!env
+        .daemon
+        .json(&["fdb", "show"])
+        .as_array()
+        .unwrap()
+        .is_empty());
+    // Every interface vxswitch made for this network: its ports' TAPs and
+    // the host gateway port.
+    let mut made = names(&env.daemon.json(&["port", "ls"]));
+    made.push(format!("vxgw-{}", &app_id[..10]));
+    env.docker(&["rm", "-f", &c1, &c2, &c3]);
+    env.docker(&["network", "rm", &app]);
+    let nets = env.daemon.json(&["network", "ls"]);
+    assert!(!nets.to_string().contains(&vx_app), "{nets}");
+    assert_eq!(env.daemon.json(&["port", "ls"]), serde_json::json!([]));
+    assert_eq!(env.daemon.json(&["fdb", "show"]), serde_json::json!([]));
+    assert_eq!(
+        env.host_links_among(&made),
+        Vec::<String>::new(),
+        "interfaces left on the host"
+    );
+}
+
+#[test]
+fn after_a_daemon_restart_restarted_containers_are_reconnected() {
+    let Some(_one) = ready() else {
+        return;
+    };
+    let mut env = Env::start();
+    let app = unique("app");
+    env.network(&app, "10.93.0.0/24", &[]);
+    let (c1, c2) = (unique("c1-"), unique("c2-"));
+    env.container(&c1, &app, &[]);
+    env.container(&c2, &app, &[]);
+    let ip2 = env.ip_of(&c2);
+    assert!(env.ping_within(&c1, &ip2));
+
+    // The daemon stops: the TAPs it created go with it, the containers'
+    // eth0 included. Docker still lists them on the network.
+    env.stop_plugin();
+    assert!(env.daemon.terminate().success(), "{}", env.daemon.log());
+    let links = env.docker(&["exec", &c1, "ip", "-o", "link"]);
+    assert!(!links.contains("eth0"), "eth0 outlived the daemon: {links}");
+
+    // A new daemon has no networks; the plugin makes the network again
+    // from its record when Docker attaches the restarted containers.
+    env.daemon = Daemon::start(&[]);
+    env.start_plugin();
+    env.docker(&["restart", "-t", "1", &c1, &c2]);
+    let ip2 = env.ip_of(&c2);
+    assert!(
+        env.ping_within(&c1, &ip2),
+        "reconnected after docker restart"
+    );
+    assert!(env.ping(&c1, "10.93.0.1"), "the gateway port came back too");
+}
