@@ -77,6 +77,10 @@ pub struct EngineConfig {
     /// Open TAPs without a `virtio_net_hdr`: no TSO/checksum offload, one
     /// MTU-sized frame per read/write (for comparison and old kernels).
     pub no_offload: bool,
+    /// Busy polling: after the last frame, keep polling without sleeping
+    /// for this long before blocking in epoll again. Trades a core's idle
+    /// time for latency (no wake-up on the next frame). Zero: off.
+    pub busy_poll: Duration,
 }
 
 const DEFAULT_BUDGET: usize = 64;
@@ -224,6 +228,7 @@ impl Engine {
             } else {
                 cfg.budget
             },
+            busy_poll: cfg.busy_poll,
             next_housekeeping: now,
         };
         let thread = std::thread::Builder::new()
@@ -461,6 +466,7 @@ struct Worker {
     /// VTEPs learned this round, announced after it.
     learned_vteps: Vec<VtepInfo>,
     budget: usize,
+    busy_poll: Duration,
     next_housekeeping: Millis,
 }
 
@@ -475,8 +481,12 @@ enum Turn {
 impl Worker {
     fn run(&mut self) {
         let mut events = Events::with_capacity(256);
+        // Until when an idle worker keeps spinning (busy poll).
+        let mut spin_until = std::time::Instant::now();
         loop {
-            let timeout = if self.pending.is_empty() {
+            let timeout = if !self.pending.is_empty() {
+                Duration::ZERO
+            } else if self.busy_poll.is_zero() || std::time::Instant::now() >= spin_until {
                 HOUSEKEEPING
             } else {
                 Duration::ZERO
@@ -507,6 +517,9 @@ impl Worker {
                     continue;
                 }
                 self.ready.push(src);
+            }
+            if !self.busy_poll.is_zero() && !self.ready.is_empty() {
+                spin_until = std::time::Instant::now() + self.busy_poll;
             }
             self.serve_ready();
             if woken && !self.handle_commands() {
