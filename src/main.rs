@@ -163,6 +163,10 @@ struct DaemonArgs {
     /// flows. Default 0 (off).
     #[arg(long, value_name = "USECS", value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     busy_poll: Option<u64>,
+    /// Dataplane threads; each TAP gets one queue per thread. Default: one
+    /// per CPU.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=16))]
+    workers: Option<u64>,
 }
 
 /// `--gateway-port`: the protocol's [`GatewayPort`], spelt the same.
@@ -599,6 +603,7 @@ fn daemon(socket: &Path, a: DaemonArgs) -> Result<(), String> {
         vxlan,
         no_offload: a.no_offload,
         busy_poll: std::time::Duration::from_micros(a.busy_poll.unwrap_or(0)),
+        workers: a.workers.unwrap_or(0) as usize,
         ..EngineConfig::default()
     };
     opts.handle_signals = true;

@@ -537,3 +537,57 @@ fn offload_and_plain_ports_exchange_tcp_intact_both_ways() {
         "c1 dropped frames it could not segment: {stats}"
     );
 }
+
+/// `ip -d link show eth0` in a namespace, as one line.
+fn link_details(ns: &Netns) -> String {
+    let out = ns.exec("ip", &["-d", "link", "show", "eth0"]);
+    String::from_utf8_lossy(&out.stdout).replace('\n', " ")
+}
+
+#[test]
+fn taps_get_one_queue_per_worker_and_offloads_unless_refused() {
+    if !can_run(&["ip", "ping"]) {
+        return;
+    }
+    for workers in ["1", "3"] {
+        let daemon = Daemon::start(&["--workers", workers]);
+        daemon.cli(&["network", "create", "red", "--subnet", "10.77.10.0/24"]);
+        let (c0, c1) = (Netns::new("vxq"), Netns::new("vxq"));
+        daemon.cli(&[
+            "port",
+            "add",
+            "c0",
+            "--network",
+            "red",
+            "--netns",
+            &c0.path(),
+            "--ip",
+            "10.77.10.11/24",
+        ]);
+        daemon.cli(&[
+            "port",
+            "add",
+            "c1",
+            "--network",
+            "red",
+            "--netns",
+            &c1.path(),
+            "--ip",
+            "10.77.10.12/24",
+            "--no-offload",
+        ]);
+        let (d0, d1) = (link_details(&c0), link_details(&c1));
+        assert!(d0.contains("vnet_hdr on"), "{d0}");
+        assert!(d1.contains("vnet_hdr off"), "{d1}");
+        if workers == "1" {
+            assert!(!d0.contains("multi_queue"), "{d0}");
+        } else {
+            assert!(d0.contains("multi_queue numqueues 3"), "{d0}");
+            assert!(d1.contains("multi_queue numqueues 3"), "{d1}");
+        }
+        // Frames cross between the workers' queues both ways.
+        assert!(c0.ping_within("10.77.10.12", Duration::from_secs(5)));
+        support::exact_transfer(&c0, &c1, "10.77.10.12", 8 << 20);
+        support::exact_transfer(&c1, &c0, "10.77.10.11", 8 << 20);
+    }
+}

@@ -84,6 +84,7 @@ impl Rig {
                 id: PortId(id),
                 net: NetId(net),
                 fd: ours,
+                extra_queues: Vec::new(),
                 mtu,
                 stats: stats.clone(),
                 vnet_hdr,
@@ -437,4 +438,48 @@ fn super_frames_pass_between_offload_ports_and_are_segmented_for_plain_ones() {
         || a.stats.drops(DropReason::BadOffload),
         1,
     );
+}
+
+#[test]
+fn any_number_of_workers_forwards_and_counts_the_same() {
+    for workers in [1, 3] {
+        let cfg = EngineConfig {
+            workers,
+            ..EngineConfig::default()
+        };
+        let engine = Engine::start(cfg, Arc::new(ManualClock::new(Millis(1))), None).unwrap();
+        assert_eq!(engine.workers(), workers);
+        let rig = Rig {
+            engine,
+            clock: ManualClock::new(Millis(1)),
+        };
+        let (a, b, c) = (
+            rig.port(0, 0, 1500),
+            rig.port(1, 0, 1500),
+            rig.port(2, 0, 1500),
+        );
+        let f1 = frame(mac(0xb), mac(0xa), 1, 100);
+        a.send(&f1);
+        assert_eq!(b.recv(), f1);
+        assert_eq!(c.recv(), f1);
+        for i in 0..50u8 {
+            let f = frame(mac(0xa), mac(0xb), i, 60 + usize::from(i));
+            b.send(&f);
+            // In order, and only to a.
+            assert_eq!(a.recv(), f);
+        }
+        b.barrier(mac(0xb), &[&a, &c]);
+        eventually(
+            "b's frames counted (and the marker)",
+            || b.stats.rx_frames.get(),
+            51,
+        );
+        eventually(
+            "a's deliveries counted (and the marker)",
+            || a.stats.tx_frames.get(),
+            51,
+        );
+        assert!(rig.engine.remove_port(PortId(2)).unwrap());
+        assert!(!rig.engine.remove_port(PortId(2)).unwrap());
+    }
 }

@@ -113,6 +113,7 @@ fn kernel_accepts_every_software_segment() {
         ],
         gateway: None,
         vnet_hdr: false,
+        queues: 1,
     })
     .expect("create TAP");
     wait_until(WAIT, "fd00::b usable", || {

@@ -30,6 +30,7 @@ fn spec(ns: &TestNetns) -> TapSpec {
         addrs: vec!["10.77.0.11/24".parse().unwrap()],
         gateway: Some("10.77.0.1".parse().unwrap()),
         vnet_hdr: false,
+        queues: 1,
     }
 }
 
@@ -123,6 +124,7 @@ fn create_tap_defaults_random_mac_and_ipv6() {
         addrs: vec!["fd00:77::11/64".parse().unwrap()],
         gateway: Some("fd00:77::1".parse().unwrap()),
         vnet_hdr: false,
+        queues: 1,
     })
     .expect("create_tap");
     assert_eq!(tap.ifname, "vxt0", "the kernel fills in %d");

@@ -563,6 +563,7 @@ impl Daemon {
                     addrs: vec![ip],
                     gateway: None,
                     vnet_hdr: self.engine.offload(),
+                    queues: self.engine.workers(),
                 })
                 .map_err(|e| {
                     let mut e = port_error(&what, e);
@@ -578,6 +579,7 @@ impl Daemon {
                     &name,
                     network,
                     tap.fd,
+                    tap.extra_queues,
                     tap.mtu,
                     meta(PortKind::Created, Some(tap.ifname), mac, tap.vnet_hdr),
                 )?;
@@ -592,6 +594,7 @@ impl Daemon {
                     &name,
                     network,
                     theirs,
+                    Vec::new(),
                     mtu,
                     meta(PortKind::Responder, None, mac, false),
                 )?;
@@ -673,7 +676,7 @@ impl Daemon {
                 vnet_hdr: tap.vnet_hdr,
                 gateway: false,
             };
-            return self.attach(&a.name, &a.network, tap.fd, tap.mtu, meta);
+            return self.attach(&a.name, &a.network, tap.fd, tap.extra_queues, tap.mtu, meta);
         }
 
         let netns = match (&a.netns, a.pid) {
@@ -737,6 +740,7 @@ impl Daemon {
             // The route needs an address in the subnet to be reachable.
             gateway: ip.and(gateway),
             vnet_hdr: a.offload.unwrap_or(self.engine.offload()),
+            queues: self.engine.workers(),
         };
         let tap = ports::create_tap(&spec).map_err(|e| port_error(&what, e))?;
         let meta = PortMeta {
@@ -753,7 +757,7 @@ impl Daemon {
             vnet_hdr: tap.vnet_hdr,
             gateway: false,
         };
-        self.attach(&a.name, &a.network, tap.fd, tap.mtu, meta)
+        self.attach(&a.name, &a.network, tap.fd, tap.extra_queues, tap.mtu, meta)
     }
 
     /// Attaches any fd that carries one Ethernet frame per read/write (one
@@ -780,7 +784,7 @@ impl Daemon {
             vnet_hdr: false,
             gateway: false,
         };
-        self.attach(name, network, fd, mtu, meta)
+        self.attach(name, network, fd, Vec::new(), mtu, meta)
     }
 
     fn check_new_port(&self, name: &str, network: &str) -> Result<(), CtlError> {
@@ -800,6 +804,7 @@ impl Daemon {
         name: &str,
         network: &str,
         fd: OwnedFd,
+        extra_queues: Vec<OwnedFd>,
         mtu: u32,
         meta: PortMeta,
     ) -> Result<PortInfo, CtlError> {
@@ -811,6 +816,7 @@ impl Daemon {
                 id,
                 net,
                 fd,
+                extra_queues,
                 mtu,
                 stats: stats.clone(),
                 vnet_hdr: meta.vnet_hdr,

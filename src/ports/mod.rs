@@ -106,6 +106,9 @@ pub struct TapSpec {
     /// [`tap::enable_offloads`]): the container's stack then hands over
     /// 64 KiB TCP/UDP super-frames with partial checksums.
     pub vnet_hdr: bool,
+    /// Queues (fds) to open: more than one makes a multi-queue TAP whose
+    /// queues the kernel picks per flow, one per dataplane worker.
+    pub queues: usize,
 }
 
 /// An open TAP port.
@@ -122,6 +125,8 @@ pub struct Tap {
     pub created: bool,
     /// Every read and write on `fd` starts with a 12-byte `virtio_net_hdr`.
     pub vnet_hdr: bool,
+    /// The further queues of a multi-queue TAP (`fd` is the first).
+    pub extra_queues: Vec<OwnedFd>,
 }
 
 /// Errors of port plumbing, each naming the object and the step that failed.

@@ -83,23 +83,45 @@ pub fn create_tap(spec: &TapSpec) -> Result<Tap, PortError> {
 /// The part of [`create_tap`] that runs inside the target namespace.
 fn create_here(spec: &TapSpec, mac: MacAddr) -> Result<Tap, PortError> {
     let fd = tun::open_tun().map_err(PortError::OpenTun)?;
-    let mut flags = TunFlags::TAP | TunFlags::NO_PI | TunFlags::TUN_EXCL;
+    let mut flags = TunFlags::TAP | TunFlags::NO_PI;
     if spec.vnet_hdr {
         flags = flags | TunFlags::VNET_HDR;
     }
+    if spec.queues > 1 {
+        flags = flags | TunFlags::MULTI_QUEUE;
+    }
     let ifname =
-        tun::set_iff(fd.as_fd(), &spec.ifname, flags).map_err(|e| PortError::CreateTap {
-            name: spec.ifname.clone(),
-            source: explain_create(e),
+        tun::set_iff(fd.as_fd(), &spec.ifname, flags | TunFlags::TUN_EXCL).map_err(|e| {
+            PortError::CreateTap {
+                name: spec.ifname.clone(),
+                source: explain_create(e),
+            }
         })?;
     // From here on `fd` is the device's only reference: returning an error
     // drops it, and the kernel deletes the device.
-    if spec.vnet_hdr {
-        enable_offloads(fd.as_fd()).map_err(PortError::configure(
+    let setup = |q: &OwnedFd| -> Result<(), PortError> {
+        if spec.vnet_hdr {
+            enable_offloads(q.as_fd()).map_err(PortError::configure(
+                &ifname,
+                "enable offloads",
+                &"",
+            ))?;
+        }
+        Ok(())
+    };
+    setup(&fd)?;
+    // The other queues, opened here, in the container's namespace, where
+    // TUNSETIFF finds the device by name.
+    let mut extra_queues = Vec::new();
+    for _ in 1..spec.queues {
+        let q = tun::open_tun().map_err(PortError::OpenTun)?;
+        tun::set_iff(q.as_fd(), &ifname, flags).map_err(PortError::configure(
             &ifname,
-            "enable offloads",
+            "open another queue",
             &"",
         ))?;
+        setup(&q)?;
+        extra_queues.push(q);
     }
     let link = configure(&ifname, spec, mac)?;
     Ok(Tap {
@@ -110,6 +132,7 @@ fn create_here(spec: &TapSpec, mac: MacAddr) -> Result<Tap, PortError> {
         ifname,
         created: true,
         vnet_hdr: spec.vnet_hdr,
+        extra_queues,
     })
 }
 
@@ -266,6 +289,7 @@ pub fn attach_existing(name: &str, vnet_hdr: bool) -> Result<Tap, PortError> {
         mtu: link.mtu,
         created: false,
         vnet_hdr,
+        extra_queues: Vec::new(),
     })
 }
 
@@ -353,6 +377,7 @@ mod tests {
             addrs: vec![],
             gateway: None,
             vnet_hdr: false,
+            queues: 1,
         };
         assert!(matches!(
             create_tap(&spec),

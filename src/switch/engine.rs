@@ -81,6 +81,18 @@ pub struct EngineConfig {
     /// for this long before blocking in epoll again. Trades a core's idle
     /// time for latency (no wake-up on the next frame). Zero: off.
     pub busy_poll: Duration,
+    /// Dataplane threads (0: one per CPU). Each reads its own queue of
+    /// every multi-queue TAP and its own VXLAN socket (`SO_REUSEPORT`),
+    /// so the kernel's flow hash keeps every flow on one worker.
+    pub workers: usize,
+}
+
+/// The worker count `workers = 0` stands for: the CPUs this process may
+/// run on, at most 16.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, 16)
 }
 
 const DEFAULT_BUDGET: usize = 64;
@@ -93,6 +105,11 @@ pub struct PortAttach {
     /// One Ethernet frame per read/write: a TAP (IFF_TAP|IFF_NO_PI) or a
     /// SOCK_SEQPACKET socket. Made non-blocking by the engine.
     pub fd: OwnedFd,
+    /// The other queues of a multi-queue TAP, one per further worker
+    /// ([`Engine::workers`] − 1 of them): worker `i` reads and writes queue
+    /// `i`. Otherwise empty: worker 0 reads `fd` and every worker writes
+    /// to it (through a duplicate).
+    pub extra_queues: Vec<OwnedFd>,
     /// The link MTU: frames longer than `mtu + 18` are not sent to this port.
     pub mtu: u32,
     pub stats: Arc<PortStats>,
@@ -155,25 +172,82 @@ pub enum EngineError {
     Stopped,
 }
 
+/// One worker's share of a port.
+struct PortQueue {
+    id: PortId,
+    net: NetId,
+    fd: OwnedFd,
+    /// This worker reads the fd (else it only writes to it).
+    read: bool,
+    mtu: u32,
+    stats: Arc<PortStats>,
+    vnet_hdr: bool,
+    /// Set by the first worker that finds the port dead: it alone reports it.
+    gone: Arc<AtomicBool>,
+}
+
 enum Command {
-    AddPort(PortAttach, Sender<Result<(), EngineError>>),
+    AddPort(PortQueue, Sender<Result<(), EngineError>>),
     RemovePort(PortId, Sender<bool>),
+    /// A peer found the port dead: detach without a word.
+    ForgetPort(PortId),
     SetNetwork(NetworkSpec, Sender<Result<(), EngineError>>),
-    RemoveNetwork(NetId, Sender<()>),
+    RemoveNetwork(NetId, Sender<Vec<VtepId>>),
     OpenTunnel(Box<Sockets>, Sender<Result<(), EngineError>>),
-    AddVtep(NetId, SocketAddr, Sender<Result<VtepInfo, EngineError>>),
+    AddVtep(VtepInfo, Sender<Result<(), EngineError>>),
+    /// A peer learned a VTEP: take it as it is.
+    AdoptVtep(VtepInfo),
     RemoveVtep(VtepId, Sender<bool>),
     Barrier(Sender<()>),
     Stop,
 }
 
-/// Handle to the running dataplane.
-pub struct Engine {
+/// How one thread reaches a worker.
+#[derive(Clone)]
+struct Mailbox {
     cmds: Sender<Command>,
     waker: Arc<Waker>,
+}
+
+impl Mailbox {
+    fn post(&self, cmd: Command) -> Result<(), EngineError> {
+        self.cmds.send(cmd).map_err(|_| EngineError::Stopped)?;
+        self.waker.wake().map_err(|_| EngineError::Stopped)
+    }
+}
+
+/// VTEP ids, shared by the workers so that one id means one VTEP in all
+/// of them, whoever created it.
+#[derive(Default)]
+struct IdPool(Mutex<Vec<bool>>);
+
+impl IdPool {
+    fn alloc(&self) -> VtepId {
+        let mut used = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let i = used.iter().position(|u| !u).unwrap_or(used.len());
+        if i == used.len() {
+            used.push(false);
+        }
+        used[i] = true;
+        VtepId(i as u32)
+    }
+
+    fn free(&self, id: VtepId) {
+        let mut used = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(u) = used.get_mut(id.0 as usize) {
+            *u = false;
+        }
+    }
+}
+
+/// Handle to the running dataplane.
+pub struct Engine {
+    /// One per worker thread.
+    mailboxes: Vec<Mailbox>,
+    threads: Vec<JoinHandle<()>>,
     fdb: Arc<Fdb>,
     events: Receiver<Event>,
-    thread: Option<JoinHandle<()>>,
+    vtep_ids: Arc<IdPool>,
     vxlan_cfg: VxlanConfig,
     vxlan_stats: Arc<VxlanStats>,
     /// Source ports of the open tunnel sockets; `None` until a network with
@@ -191,61 +265,104 @@ impl Engine {
         clock: Arc<dyn Clock>,
         notify: Option<Arc<Waker>>,
     ) -> io::Result<Engine> {
-        let poll = Poll::new()?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let n = if cfg.workers == 0 {
+            default_workers()
+        } else {
+            cfg.workers
+        };
         let fdb = Arc::new(Fdb::new(cfg.fdb));
-        let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
         let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
         let vxlan_stats = Arc::new(VxlanStats::default());
+        let vtep_ids = Arc::new(IdPool::default());
         let now = clock.now();
-        let mut worker = Worker {
-            poll,
-            ports: Vec::new(),
-            nets: Vec::new(),
-            vteps: VtepTable {
-                slots: Vec::new(),
-                by_src: HashMap::default(),
-                cfg: cfg.vxlan,
-            },
-            sockets: None,
-            by_vni: HashMap::default(),
-            vxlan_stats: vxlan_stats.clone(),
-            fdb: fdb.clone(),
-            clock,
-            cmds: cmd_rx,
-            events: ev_tx,
-            notify,
-            buf: vec![0u8; HEADROOM + MAX_FRAME].into_boxed_slice(),
-            scratch: vec![0u8; SEGMENT_SCRATCH].into_boxed_slice(),
-            udp_gso: Cell::new(true),
-            gro: Gro::default(),
-            pending: Vec::new(),
-            ready: Vec::new(),
-            gone: Vec::new(),
-            learned_vteps: Vec::new(),
-            budget: if cfg.budget == 0 {
-                DEFAULT_BUDGET
-            } else {
-                cfg.budget
-            },
-            busy_poll: cfg.busy_poll,
-            next_housekeeping: now,
-        };
-        let thread = std::thread::Builder::new()
-            .name("vxswitch-dp".into())
-            .spawn(move || worker.run())?;
+        let mut polls = Vec::with_capacity(n);
+        let mut mailboxes = Vec::with_capacity(n);
+        let mut inboxes = Vec::with_capacity(n);
+        for _ in 0..n {
+            let poll = Poll::new()?;
+            let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+            let (tx, rx) = crossbeam_channel::unbounded();
+            polls.push(poll);
+            mailboxes.push(Mailbox { cmds: tx, waker });
+            inboxes.push(rx);
+        }
+        let mut threads = Vec::with_capacity(n);
+        for (index, (poll, cmds)) in polls.into_iter().zip(inboxes).enumerate() {
+            let peers = mailboxes
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != index)
+                .map(|(_, m)| m.clone())
+                .collect();
+            let mut worker = Worker {
+                index,
+                poll,
+                peers,
+                ports: Vec::new(),
+                nets: Vec::new(),
+                vteps: VtepTable {
+                    slots: Vec::new(),
+                    by_src: HashMap::default(),
+                    cfg: cfg.vxlan,
+                    ids: vtep_ids.clone(),
+                },
+                sockets: None,
+                by_vni: HashMap::default(),
+                vxlan_stats: vxlan_stats.clone(),
+                fdb: fdb.clone(),
+                clock: clock.clone(),
+                cmds,
+                events: ev_tx.clone(),
+                notify: notify.clone(),
+                buf: vec![0u8; HEADROOM + MAX_FRAME].into_boxed_slice(),
+                scratch: vec![0u8; SEGMENT_SCRATCH].into_boxed_slice(),
+                udp_gso: Cell::new(true),
+                gro: Gro::default(),
+                pending: Vec::new(),
+                ready: Vec::new(),
+                gone: Vec::new(),
+                learned_vteps: Vec::new(),
+                budget: if cfg.budget == 0 {
+                    DEFAULT_BUDGET
+                } else {
+                    cfg.budget
+                },
+                busy_poll: cfg.busy_poll,
+                next_housekeeping: now,
+            };
+            let spawned = std::thread::Builder::new()
+                .name(format!("vxswitch-dp{index}"))
+                .spawn(move || worker.run());
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    for m in &mailboxes {
+                        let _ = m.post(Command::Stop);
+                    }
+                    for t in threads {
+                        let _ = t.join();
+                    }
+                    return Err(e);
+                }
+            }
+        }
         Ok(Engine {
-            cmds: cmd_tx,
-            waker,
+            mailboxes,
+            threads,
             fdb,
             events: ev_rx,
-            thread: Some(thread),
+            vtep_ids,
             vxlan_cfg: cfg.vxlan,
             vxlan_stats,
             tunnel: Mutex::new(None),
             has_ipv6: AtomicBool::new(false),
             no_offload: cfg.no_offload,
         })
+    }
+
+    /// Number of dataplane threads: a TAP port should bring this many queues.
+    pub fn workers(&self) -> usize {
+        self.mailboxes.len()
     }
 
     pub fn fdb(&self) -> &Arc<Fdb> {
@@ -277,13 +394,64 @@ impl Engine {
 
     /// Attaches a port; returns once the worker polls its fd.
     pub fn add_port(&self, port: PortAttach) -> Result<(), EngineError> {
-        self.ask(|tx| Command::AddPort(port, tx))?
+        let n = self.workers();
+        let per_queue = port.extra_queues.len() + 1 == n;
+        let gone = Arc::new(AtomicBool::new(false));
+        let mut fds = Vec::with_capacity(n);
+        if per_queue {
+            fds.push(port.fd);
+            fds.extend(port.extra_queues);
+        } else {
+            // Every other worker writes through its own duplicate.
+            for _ in 1..n {
+                fds.push(port.fd.try_clone().map_err(EngineError::Register)?);
+            }
+            fds.insert(0, port.fd);
+        }
+        let mut replies = Vec::with_capacity(n);
+        for (i, (m, fd)) in self.mailboxes.iter().zip(fds).enumerate() {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            let q = PortQueue {
+                id: port.id,
+                net: port.net,
+                fd,
+                read: per_queue || i == 0,
+                mtu: port.mtu,
+                stats: port.stats.clone(),
+                vnet_hdr: port.vnet_hdr,
+                gone: gone.clone(),
+            };
+            m.post(Command::AddPort(q, tx))?;
+            replies.push(rx);
+        }
+        let mut result = Ok(());
+        let mut took = Vec::with_capacity(n);
+        for (m, rx) in self.mailboxes.iter().zip(replies) {
+            match rx.recv() {
+                Ok(Ok(())) => took.push(m),
+                Ok(Err(e)) => result = result.and(Err(e)),
+                Err(_) => result = result.and(Err(EngineError::Stopped)),
+            }
+        }
+        if result.is_err() {
+            // All or nothing: the workers that took it let it go.
+            for m in took {
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                if m.post(Command::RemovePort(port.id, tx)).is_ok() {
+                    let _ = rx.recv();
+                }
+            }
+        }
+        result
     }
 
     /// Detaches a port, closes its fd and flushes its FDB entries. Returns
     /// whether the port was attached.
     pub fn remove_port(&self, id: PortId) -> Result<bool, EngineError> {
-        self.ask(|tx| Command::RemovePort(id, tx))
+        Ok(self
+            .ask_all(|tx| Command::RemovePort(id, tx))?
+            .into_iter()
+            .any(|b| b))
     }
 
     /// Creates or updates a network. A VNI opens the VXLAN sockets on first
@@ -292,13 +460,19 @@ impl Engine {
         if spec.vni.is_some() {
             self.open_tunnel()?;
         }
-        self.ask(|tx| Command::SetNetwork(spec, tx))?
+        self.ask_all(|tx| Command::SetNetwork(spec, tx))?
+            .into_iter()
+            .collect()
     }
 
     /// Removes a network's VTEPs (flushing their FDB entries) and its VNI.
     /// Its ports must have been removed first.
     pub fn remove_network(&self, id: NetId) -> Result<(), EngineError> {
-        self.ask(|tx| Command::RemoveNetwork(id, tx))
+        let removed = self.ask_all(|tx| Command::RemoveNetwork(id, tx))?;
+        for v in removed.into_iter().flatten() {
+            self.vtep_ids.free(v);
+        }
+        Ok(())
     }
 
     /// Adds a VTEP to a network that has a VNI.
@@ -308,12 +482,34 @@ impl Engine {
                 port: self.vxlan_cfg.port,
             });
         }
-        self.ask(|tx| Command::AddVtep(net, canonical(addr), tx))?
+        let info = VtepInfo {
+            id: self.vtep_ids.alloc(),
+            net,
+            addr: canonical(addr),
+            dynamic: false,
+            stats: Arc::new(PortStats::default()),
+        };
+        let results = self.ask_all(|tx| Command::AddVtep(info.clone(), tx));
+        match results.and_then(|r| r.into_iter().collect::<Result<(), _>>()) {
+            Ok(()) => Ok(info),
+            Err(e) => {
+                let _ = self.ask_all(|tx| Command::RemoveVtep(info.id, tx));
+                self.vtep_ids.free(info.id);
+                Err(e)
+            }
+        }
     }
 
     /// Removes a VTEP and flushes the MACs learned behind it.
     pub fn remove_vtep(&self, id: VtepId) -> Result<bool, EngineError> {
-        self.ask(|tx| Command::RemoveVtep(id, tx))
+        let removed = self
+            .ask_all(|tx| Command::RemoveVtep(id, tx))?
+            .into_iter()
+            .any(|b| b);
+        if removed {
+            self.vtep_ids.free(id);
+        }
+        Ok(removed)
     }
 
     /// Returns once the worker has finished the round it is in. Frames
@@ -321,7 +517,7 @@ impl Engine {
     /// clock reading (the clock is read once per round): tests that move a
     /// manual clock use this as a fence.
     pub fn barrier(&self) -> Result<(), EngineError> {
-        self.ask(Command::Barrier)
+        self.ask_all(Command::Barrier).map(drop)
     }
 
     fn open_tunnel(&self) -> Result<(), EngineError> {
@@ -329,20 +525,45 @@ impl Engine {
         if tunnel.is_some() {
             return Ok(());
         }
-        let sockets = Sockets::open(&self.vxlan_cfg)?;
-        let ports = sockets.source_ports();
-        self.has_ipv6.store(sockets.v6.is_some(), Ordering::Relaxed);
-        self.ask(|tx| Command::OpenTunnel(Box::new(sockets), tx))??;
+        // One set of sockets per worker, sharing the ports (SO_REUSEPORT)
+        // when there are several: the kernel spreads arriving flows.
+        let n = self.workers();
+        if n > 1 {
+            // SO_REUSEPORT would quietly share the port with another
+            // process doing the same: check first that it is free.
+            drop(Sockets::open(&self.vxlan_cfg, false)?);
+        }
+        let mut sets = Vec::with_capacity(n);
+        for _ in 0..n {
+            sets.push(Sockets::open(&self.vxlan_cfg, n > 1)?);
+        }
+        let ports = sets[0].source_ports();
+        self.has_ipv6.store(sets[0].v6.is_some(), Ordering::Relaxed);
+        let mut replies = Vec::with_capacity(n);
+        for (m, set) in self.mailboxes.iter().zip(sets) {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            m.post(Command::OpenTunnel(Box::new(set), tx))?;
+            replies.push(rx);
+        }
+        for rx in replies {
+            rx.recv().map_err(|_| EngineError::Stopped)??;
+        }
         *tunnel = Some(ports);
         Ok(())
     }
 
-    /// Sends a command and waits for the worker's answer.
-    fn ask<T>(&self, cmd: impl FnOnce(Sender<T>) -> Command) -> Result<T, EngineError> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        self.cmds.send(cmd(tx)).map_err(|_| EngineError::Stopped)?;
-        self.waker.wake().map_err(|_| EngineError::Stopped)?;
-        rx.recv().map_err(|_| EngineError::Stopped)
+    /// Sends a command to every worker and waits for all the answers.
+    fn ask_all<T>(&self, mut cmd: impl FnMut(Sender<T>) -> Command) -> Result<Vec<T>, EngineError> {
+        let mut replies = Vec::with_capacity(self.mailboxes.len());
+        for m in &self.mailboxes {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            m.post(cmd(tx))?;
+            replies.push(rx);
+        }
+        replies
+            .into_iter()
+            .map(|rx| rx.recv().map_err(|_| EngineError::Stopped))
+            .collect()
     }
 
     /// Stops the worker and closes every port's fd.
@@ -351,9 +572,10 @@ impl Engine {
     }
 
     fn shutdown(&mut self) {
-        if let Some(t) = self.thread.take() {
-            let _ = self.cmds.send(Command::Stop);
-            let _ = self.waker.wake();
+        for m in &self.mailboxes {
+            let _ = m.post(Command::Stop);
+        }
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
@@ -380,6 +602,10 @@ struct Port {
     id: PortId,
     net: NetId,
     file: File,
+    /// This worker reads the port (its queue, or the single fd on worker 0).
+    read: bool,
+    /// Shared by the port's workers; see [`PortQueue::gone`].
+    gone: Arc<AtomicBool>,
     /// Reads and writes carry a `virtio_net_hdr` first.
     vnet: bool,
     max_frame: usize,
@@ -436,7 +662,11 @@ impl Source {
 }
 
 struct Worker {
+    /// 0 also does the shared chores (FDB ageing).
+    index: usize,
     poll: Poll,
+    /// The other workers, told about ports found dead and VTEPs learned.
+    peers: Vec<Mailbox>,
     /// Indexed by `PortId`.
     ports: Vec<Option<Port>>,
     /// Indexed by `NetId`.
@@ -563,12 +793,24 @@ impl Worker {
         drop(guard);
         let mut raised = false;
         while let Some((id, cause)) = self.gone.pop() {
-            if self.detach(id) {
+            let first = match self.ports.get(id.0 as usize) {
+                Some(Some(p)) => !p.gone.swap(true, Ordering::AcqRel),
+                _ => false,
+            };
+            if self.detach(id) && first {
+                // The peers drop their share before anyone hears of it, so
+                // a new port that reuses the id finds the slot free.
+                for peer in &self.peers {
+                    let _ = peer.post(Command::ForgetPort(id));
+                }
                 let _ = self.events.send(Event::PortGone { id, cause });
                 raised = true;
             }
         }
         for v in self.learned_vteps.drain(..) {
+            for peer in &self.peers {
+                let _ = peer.post(Command::AdoptVtep(v.clone()));
+            }
             let _ = self.events.send(Event::VtepLearned(v));
             raised = true;
         }
@@ -596,7 +838,10 @@ impl Worker {
             stats: &self.vxlan_stats,
             udp_gso: &self.udp_gso,
         };
-        let Some(Some(port)) = ports.get(id.0 as usize) else {
+        let Some(Some(port)) = ports
+            .get(id.0 as usize)
+            .filter(|p| p.as_ref().is_some_and(|p| p.read))
+        else {
             return Turn::Idle;
         };
         let net = nets.get(port.net.0 as usize);
@@ -829,18 +1074,25 @@ impl Worker {
                 Command::RemovePort(id, reply) => {
                     let _ = reply.send(self.detach(id));
                 }
+                Command::ForgetPort(id) => {
+                    self.detach(id);
+                }
                 Command::SetNetwork(spec, reply) => {
                     let _ = reply.send(self.set_network(spec));
                 }
                 Command::RemoveNetwork(id, reply) => {
-                    self.remove_network(id);
-                    let _ = reply.send(());
+                    let _ = reply.send(self.remove_network(id));
                 }
                 Command::OpenTunnel(sockets, reply) => {
                     let _ = reply.send(self.open_tunnel(*sockets));
                 }
-                Command::AddVtep(net, addr, reply) => {
-                    let _ = reply.send(self.add_vtep(net, addr));
+                Command::AddVtep(info, reply) => {
+                    let _ = reply.send(self.add_vtep(info));
+                }
+                Command::AdoptVtep(info) => {
+                    if let Some(vni) = self.nets.get(info.net.0 as usize).and_then(|n| n.vni) {
+                        self.vteps.insert(&mut self.nets, vni, &info);
+                    }
                 }
                 Command::RemoveVtep(id, reply) => {
                     let _ = reply.send(self.remove_vtep(id));
@@ -862,21 +1114,23 @@ impl Worker {
         &mut self.nets[i]
     }
 
-    fn attach(&mut self, p: PortAttach) -> Result<(), EngineError> {
+    fn attach(&mut self, p: PortQueue) -> Result<(), EngineError> {
         let idx = p.id.0 as usize;
         if matches!(self.ports.get(idx), Some(Some(_))) {
             return Err(EngineError::PortExists(p.id.0));
         }
         sys::fd::set_nonblocking(p.fd.as_fd(), true).map_err(EngineError::Register)?;
         let raw = p.fd.as_raw_fd();
-        self.poll
-            .registry()
-            .register(
-                &mut SourceFd(&raw),
-                Source::Port(p.id).token(),
-                Interest::READABLE,
-            )
-            .map_err(EngineError::Register)?;
+        if p.read {
+            self.poll
+                .registry()
+                .register(
+                    &mut SourceFd(&raw),
+                    Source::Port(p.id).token(),
+                    Interest::READABLE,
+                )
+                .map_err(EngineError::Register)?;
+        }
         if self.ports.len() <= idx {
             self.ports.resize_with(idx + 1, || None);
         }
@@ -886,15 +1140,19 @@ impl Worker {
             id: p.id,
             net: p.net,
             file: File::from(p.fd),
+            read: p.read,
+            gone: p.gone,
             vnet: p.vnet_hdr,
             max_frame: mtu.saturating_add(L2_OVERHEAD).min(MAX_FRAME),
             stats: p.stats,
             // Frames may already be queued: edge-triggered readiness would
             // not report them, so serve the port once right away.
-            pending: true,
+            pending: p.read,
             rx_errors: Cell::new(0),
         });
-        self.pending.push(Source::Port(p.id));
+        if p.read {
+            self.pending.push(Source::Port(p.id));
+        }
         Ok(())
     }
 
@@ -906,9 +1164,11 @@ impl Worker {
         let Some(port) = slot.take() else {
             return false;
         };
-        let raw = port.file.as_raw_fd();
-        // May fail if the fd is already broken; closing it removes it from epoll anyway.
-        let _ = self.poll.registry().deregister(&mut SourceFd(&raw));
+        if port.read {
+            let raw = port.file.as_raw_fd();
+            // May fail if the fd is already broken; closing it removes it from epoll anyway.
+            let _ = self.poll.registry().deregister(&mut SourceFd(&raw));
+        }
         if let Some(net) = self.nets.get_mut(port.net.0 as usize) {
             net.members.retain(|&m| m != port.id);
         }
@@ -938,13 +1198,14 @@ impl Worker {
         Ok(())
     }
 
-    fn remove_network(&mut self, id: NetId) {
+    /// Removes a network and its VTEPs, whose ids it returns.
+    fn remove_network(&mut self, id: NetId) -> Vec<VtepId> {
         let vteps = self
             .nets
             .get(id.0 as usize)
             .map(|n| n.vteps.clone())
             .unwrap_or_default();
-        for v in vteps {
+        for &v in &vteps {
             self.remove_vtep(v);
         }
         if let Some(net) = self.nets.get_mut(id.0 as usize) {
@@ -957,6 +1218,7 @@ impl Worker {
             net: Some(id),
             ..Default::default()
         });
+        vteps
     }
 
     fn open_tunnel(&mut self, mut sockets: Sockets) -> Result<(), EngineError> {
@@ -970,14 +1232,15 @@ impl Worker {
         Ok(())
     }
 
-    fn add_vtep(&mut self, net_id: NetId, addr: SocketAddr) -> Result<VtepInfo, EngineError> {
-        let Some(vni) = self.net_mut(net_id).vni else {
+    fn add_vtep(&mut self, info: VtepInfo) -> Result<(), EngineError> {
+        let Some(vni) = self.net_mut(info.net).vni else {
             return Err(EngineError::NoVni);
         };
-        if self.vteps.by_src.contains_key(&(addr.ip(), vni)) {
-            return Err(EngineError::VtepExists { addr });
+        if self.vteps.by_src.contains_key(&(info.addr.ip(), vni)) {
+            return Err(EngineError::VtepExists { addr: info.addr });
         }
-        Ok(self.vteps.insert(&mut self.nets, net_id, vni, addr, false))
+        self.vteps.insert(&mut self.nets, vni, &info);
+        Ok(())
     }
 
     fn remove_vtep(&mut self, id: VtepId) -> bool {
@@ -989,7 +1252,9 @@ impl Worker {
     }
 
     fn housekeeping(&mut self, now: Millis) {
-        self.fdb.sweep(now);
+        if self.index == 0 {
+            self.fdb.sweep(now);
+        }
         // Ports whose fd reports an error or hang-up are served once, which
         // makes the read fail and the port go through the normal dead path.
         // Edge-triggered epoll may have reported that state only once.
@@ -997,6 +1262,7 @@ impl Worker {
             .ports
             .iter()
             .flatten()
+            .filter(|p| p.read)
             .map(|p| (p.id, p.file.as_raw_fd()))
             .collect();
         for id in sys::fd::hung_up(&fds) {
@@ -1017,6 +1283,7 @@ struct VtepTable {
     /// (sender IP, VNI) -> VTEP.
     by_src: HashMap<(IpAddr, u32), VtepId>,
     cfg: VxlanConfig,
+    ids: Arc<IdPool>,
 }
 
 impl VtepTable {
@@ -1025,25 +1292,15 @@ impl VtepTable {
         self.slots.get(id.0 as usize).and_then(Option::as_ref)
     }
 
-    /// Adds a VTEP (the caller checked the VNI and duplicates).
-    fn insert(
-        &mut self,
-        nets: &mut [Net],
-        net_id: NetId,
-        vni: u32,
-        addr: SocketAddr,
-        dynamic: bool,
-    ) -> VtepInfo {
-        let idx = self
-            .slots
-            .iter()
-            .position(Option::is_none)
-            .unwrap_or(self.slots.len());
-        if idx == self.slots.len() {
-            self.slots.push(None);
+    /// Adds a VTEP under the id it was given (the caller checked the VNI
+    /// and duplicates).
+    fn insert(&mut self, nets: &mut [Net], vni: u32, info: &VtepInfo) {
+        let (id, net_id, addr, dynamic) = (info.id, info.net, info.addr, info.dynamic);
+        let idx = id.0 as usize;
+        if self.slots.len() <= idx {
+            self.slots.resize_with(idx + 1, || None);
         }
-        let id = VtepId(idx as u32);
-        let stats = Arc::new(PortStats::default());
+        let stats = info.stats.clone();
         self.slots[idx] = Some(Vtep {
             net: net_id,
             addr,
@@ -1058,13 +1315,6 @@ impl VtepTable {
             if dynamic {
                 net.learned_vteps += 1;
             }
-        }
-        VtepInfo {
-            id,
-            net: net_id,
-            addr,
-            dynamic,
-            stats,
         }
     }
 
@@ -1084,8 +1334,15 @@ impl VtepTable {
             return Err(VxlanDrop::VtepLimit);
         }
         // Replies go to the VXLAN port, not to the sender's (flow-hashed) source port.
-        let addr = SocketAddr::new(from.ip(), self.cfg.port);
-        Ok(self.insert(nets, net_id, vni, addr, true))
+        let info = VtepInfo {
+            id: self.ids.alloc(),
+            net: net_id,
+            addr: SocketAddr::new(from.ip(), self.cfg.port),
+            dynamic: true,
+            stats: Arc::new(PortStats::default()),
+        };
+        self.insert(nets, vni, &info);
+        Ok(info)
     }
 
     /// Forgets a VTEP; the caller flushes its FDB entries.

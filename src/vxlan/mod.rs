@@ -132,7 +132,7 @@ pub enum SocketError {
     Setup(io::Error),
 }
 
-fn udp_socket(addr: SocketAddr) -> Result<mio::net::UdpSocket, io::Error> {
+fn udp_socket(addr: SocketAddr, reuse_port: bool) -> Result<mio::net::UdpSocket, io::Error> {
     use socket2::{Domain, Protocol, Socket, Type};
     let domain = if addr.is_ipv6() {
         Domain::IPV6
@@ -146,6 +146,9 @@ fn udp_socket(addr: SocketAddr) -> Result<mio::net::UdpSocket, io::Error> {
     )?;
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
+    }
+    if reuse_port {
+        s.set_reuse_port(true)?;
     }
     sys::udp::set_dont_fragment(s.as_fd(), addr.is_ipv6())?;
     // Receive trains of datagrams of one flow in one call; a kernel
@@ -161,15 +164,20 @@ fn udp_socket(addr: SocketAddr) -> Result<mio::net::UdpSocket, io::Error> {
 impl Sockets {
     /// Opens the listening socket and the source-port pool of each family.
     /// IPv6 is optional (a host without IPv6 still gets IPv4).
-    pub fn open(cfg: &VxlanConfig) -> Result<Sockets, SocketError> {
+    ///
+    /// With `reuse_port`, the sockets are bound with `SO_REUSEPORT`, so that
+    /// each dataplane worker can open its own set on the same ports and the
+    /// kernel spreads arriving flows over them.
+    pub fn open(cfg: &VxlanConfig, reuse_port: bool) -> Result<Sockets, SocketError> {
         let family = |ip: IpAddr| -> Result<FamilySockets, SocketError> {
             let addr = SocketAddr::new(ip, cfg.port);
-            let listen = udp_socket(addr).map_err(|source| SocketError::Bind { addr, source })?;
+            let listen = udp_socket(addr, reuse_port)
+                .map_err(|source| SocketError::Bind { addr, source })?;
             let pool = cfg
                 .pool_ports()
                 .into_iter()
                 .filter(|&p| p != cfg.port)
-                .filter_map(|p| udp_socket(SocketAddr::new(ip, p)).ok())
+                .filter_map(|p| udp_socket(SocketAddr::new(ip, p), reuse_port).ok())
                 .collect();
             Ok(FamilySockets {
                 listen,
