@@ -318,6 +318,7 @@ impl Engine {
                 scratch: vec![0u8; SEGMENT_SCRATCH].into_boxed_slice(),
                 udp_gso: Cell::new(true),
                 gro: Gro::default(),
+                tx_batch: TxBatch::default(),
                 pending: Vec::new(),
                 ready: Vec::new(),
                 gone: Vec::new(),
@@ -687,6 +688,8 @@ struct Worker {
     udp_gso: Cell<bool>,
     /// Decapsulated TCP segments being merged for an offload port.
     gro: Gro,
+    /// Small VXLAN datagrams sent together at the end of a port's turn.
+    tx_batch: TxBatch,
     /// Sources whose last turn ended on the budget.
     pending: Vec<Source>,
     /// Sources to serve this round (scratch, reused).
@@ -825,16 +828,18 @@ impl Worker {
     fn port_turn(&mut self, id: PortId, fdb: &FdbGuard<'_>, now: Millis) -> Turn {
         // Disjoint borrows of the worker's fields: ports, networks, VTEPs
         // and sockets are only read here; the buffers and the dead list written.
-        let (ports, nets, vteps, buf, scratch, gone) = (
+        let (ports, nets, vteps, buf, scratch, batch, gone) = (
             &self.ports,
             &self.nets,
             &self.vteps,
             &mut self.buf,
             &mut self.scratch,
+            &mut self.tx_batch,
             &mut self.gone,
         );
         let tunnel = Tunnel {
             sockets: self.sockets.as_ref(),
+            vteps,
             stats: &self.vxlan_stats,
             udp_gso: &self.udp_gso,
         };
@@ -852,18 +857,29 @@ impl Worker {
         } else {
             HEADROOM
         };
+        let mut turn = Turn::More;
         for _ in 0..self.budget {
             let n = match (&port.file).read(&mut buf[at..]) {
-                Ok(0) => return Turn::Dead("the port's fd reached end of file".into()),
+                Ok(0) => {
+                    turn = Turn::Dead("the port's fd reached end of file".into());
+                    break;
+                }
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Turn::Idle,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    turn = Turn::Idle;
+                    break;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if is_fatal(&e) => return Turn::Dead(format!("read failed: {e}")),
+                Err(e) if is_fatal(&e) => {
+                    turn = Turn::Dead(format!("read failed: {e}"));
+                    break;
+                }
                 Err(_) => {
                     port.stats.count_drop(DropReason::RxError);
                     port.rx_errors.set(port.rx_errors.get() + 1);
                     if port.rx_errors.get() > MAX_RX_ERRORS {
-                        return Turn::Dead("too many consecutive read errors".into());
+                        turn = Turn::Dead("too many consecutive read errors".into());
+                        break;
                     }
                     continue;
                 }
@@ -913,23 +929,23 @@ impl Worker {
                     if let (Some(vni), false) = (vni, net.vteps.is_empty()) {
                         let flow = flow_hash(f.bytes());
                         for &v in &net.vteps {
-                            if let Some(vtep) = vteps.get(v) {
-                                tunnel.send(vtep, vni, &mut f, scratch, flow);
-                            }
+                            tunnel.send(v, vni, &mut f, scratch, batch, flow);
                         }
                     }
                 }
                 Decision::Encap(v) => match (vni, vteps.get(v)) {
                     (Some(vni), Some(vtep)) if vtep.net == ingress.net => {
                         let flow = flow_hash(f.bytes());
-                        tunnel.send(vtep, vni, &mut f, scratch, flow);
+                        tunnel.send(v, vni, &mut f, scratch, batch, flow);
                     }
                     _ => stats.count_drop(DropReason::NoTunnel),
                 },
                 Decision::Drop(why) => stats.count_drop(why),
             }
         }
-        Turn::More
+        // Small datagrams batched during the turn leave now.
+        tunnel.flush(batch);
+        turn
     }
 
     /// Receives and forwards up to `budget` receives from one VXLAN
@@ -1580,9 +1596,39 @@ impl Gro {
     }
 }
 
+/// Small VXLAN datagrams waiting to go out together: same VTEP, same
+/// socket, same size, laid end to end -- one `UDP_SEGMENT` send for the lot
+/// (or one `sendto` if alone). Filled during a port's turn and flushed at
+/// its end, or as soon as a datagram does not fit the run.
+struct TxBatch {
+    buf: Box<[u8]>,
+    len: usize,
+    /// Size of each datagram in the run (the last may be shorter, but then
+    /// the run is closed).
+    stride: usize,
+    count: usize,
+    closed: bool,
+    /// VTEP and socket (`Sockets::get` index) of the run.
+    dest: Option<(VtepId, usize)>,
+}
+
+impl Default for TxBatch {
+    fn default() -> Self {
+        TxBatch {
+            buf: vec![0u8; sys::udp::GSO_MAX_BYTES].into_boxed_slice(),
+            len: 0,
+            stride: 0,
+            count: 0,
+            closed: false,
+            dest: None,
+        }
+    }
+}
+
 /// What encapsulation needs, borrowed from the worker.
 struct Tunnel<'a> {
     sockets: Option<&'a Sockets>,
+    vteps: &'a VtepTable,
     stats: &'a VxlanStats,
     /// The kernel takes `UDP_SEGMENT` sends; cleared at the first refusal,
     /// after which segments go one `sendto` each.
@@ -1593,9 +1639,21 @@ impl Tunnel<'_> {
     /// Sends the frame in VXLAN with `vni` to one VTEP, counting the
     /// outcome on the VTEP and the socket totals. A super-frame goes as
     /// its segments, a partial checksum is completed first: the receiving
-    /// host gets ordinary frames.
+    /// host gets ordinary frames. Small frames may wait in `batch` until
+    /// [`Tunnel::flush`].
     #[inline]
-    fn send(&self, vtep: &Vtep, vni: u32, f: &mut Frame<'_>, scratch: &mut [u8], flow: u32) {
+    fn send(
+        &self,
+        id: VtepId,
+        vni: u32,
+        f: &mut Frame<'_>,
+        scratch: &mut [u8],
+        batch: &mut TxBatch,
+        flow: u32,
+    ) {
+        let Some(vtep) = self.vteps.get(id) else {
+            return;
+        };
         if wire_len(f) > vtep.max_frame {
             vtep.stats.count_drop(DropReason::Oversize);
             return;
@@ -1604,8 +1662,13 @@ impl Tunnel<'_> {
             vtep.stats.count_drop(DropReason::NoTunnel);
             return;
         };
-        let sock = family.sender(flow);
+        let index = family.sender_index(flow);
         if f.vnet.is_gso() {
+            // What is batched for this VTEP goes first: a flow stays in order.
+            self.flush(batch);
+            let Some(sock) = self.sockets.and_then(|s| s.get(vtep.addr.is_ipv6(), index)) else {
+                return;
+            };
             let segs = match offload::segment(f.bytes(), &f.vnet, scratch, VXLAN_HEADER_LEN) {
                 Ok(segs) => segs,
                 Err(_) => {
@@ -1630,7 +1693,48 @@ impl Tunnel<'_> {
             vtep.stats.count_drop(DropReason::BadOffload);
             return;
         }
-        self.send_one(vtep, sock, f.with_vxlan_hdr(vni));
+        let packet = f.with_vxlan_hdr(vni);
+        let n = packet.len();
+        let fits = batch.dest == Some((id, index))
+            && !batch.closed
+            && n <= batch.stride
+            && batch.count < sys::udp::GSO_MAX_SEGMENTS
+            && batch.len + n <= batch.buf.len();
+        if !fits {
+            self.flush(batch);
+            batch.dest = Some((id, index));
+            batch.stride = n;
+        }
+        batch.buf[batch.len..batch.len + n].copy_from_slice(packet);
+        batch.len += n;
+        batch.count += 1;
+        // A shorter datagram can only be a run's last.
+        batch.closed = n < batch.stride;
+        if !self.udp_gso.get() {
+            self.flush(batch);
+        }
+    }
+
+    /// Sends what `batch` holds.
+    fn flush(&self, batch: &mut TxBatch) {
+        let Some((id, index)) = batch.dest.take() else {
+            return;
+        };
+        let (len, stride, count) = (batch.len, batch.stride, batch.count);
+        batch.len = 0;
+        batch.count = 0;
+        batch.closed = false;
+        let Some(vtep) = self.vteps.get(id) else {
+            return;
+        };
+        let Some(sock) = self.sockets.and_then(|s| s.get(vtep.addr.is_ipv6(), index)) else {
+            return;
+        };
+        if count == 1 {
+            self.send_one(vtep, sock, &batch.buf[..len]);
+        } else {
+            self.send_segmented(vtep, sock, &batch.buf[..len], stride);
+        }
     }
 
     /// Sends `packets`, datagrams of `stride` bytes laid end to end (the

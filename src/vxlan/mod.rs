@@ -111,6 +111,16 @@ impl FamilySockets {
             &self.pool[flow as usize % self.pool.len()]
         }
     }
+
+    /// The index (as [`Sockets::get`] takes it) of [`FamilySockets::sender`].
+    #[inline]
+    pub fn sender_index(&self, flow: u32) -> usize {
+        if self.pool.is_empty() {
+            0
+        } else {
+            1 + flow as usize % self.pool.len()
+        }
+    }
 }
 
 /// Both families' sockets.
