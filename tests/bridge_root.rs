@@ -44,6 +44,24 @@ fn lan(subnet_octet: u8, n: usize) -> Lan {
     Lan { daemon, containers }
 }
 
+/// `port add NAME --network red --netns NS --ip IP EXTRA...`.
+fn add_container(daemon: &Daemon, name: &str, ns: &Netns, ip: &str, extra: &[&str]) {
+    let path = ns.path();
+    let mut args = vec![
+        "port",
+        "add",
+        name,
+        "--network",
+        "red",
+        "--netns",
+        &path,
+        "--ip",
+        ip,
+    ];
+    args.extend_from_slice(extra);
+    daemon.cli(&args);
+}
+
 fn ip_of(octet: u8, i: usize) -> String {
     format!("10.77.{octet}.{}", 11 + i)
 }
@@ -461,31 +479,8 @@ fn offload_and_plain_ports_exchange_tcp_intact_both_ways() {
     let daemon = Daemon::start(&[]);
     daemon.cli(&["network", "create", "red", "--subnet", "10.77.9.0/24"]);
     let (c0, c1) = (Netns::new("vxo"), Netns::new("vxp"));
-    daemon.cli(&[
-        "port",
-        "add",
-        "c0",
-        "--network",
-        "red",
-        "--netns",
-        &c0.path(),
-        "--ip",
-        "10.77.9.11/24",
-        "--mtu",
-        "9000",
-    ]);
-    daemon.cli(&[
-        "port",
-        "add",
-        "c1",
-        "--network",
-        "red",
-        "--netns",
-        &c1.path(),
-        "--ip",
-        "10.77.9.12/24",
-        "--no-offload",
-    ]);
+    add_container(&daemon, "c0", &c0, "10.77.9.11/24", &["--mtu", "9000"]);
+    add_container(&daemon, "c1", &c1, "10.77.9.12/24", &["--no-offload"]);
     let ports = daemon.json(&["port", "ls"]);
     let offload = |name: &str| {
         ports
@@ -553,29 +548,8 @@ fn taps_get_one_queue_per_worker_and_offloads_unless_refused() {
         let daemon = Daemon::start(&["--workers", workers]);
         daemon.cli(&["network", "create", "red", "--subnet", "10.77.10.0/24"]);
         let (c0, c1) = (Netns::new("vxq"), Netns::new("vxq"));
-        daemon.cli(&[
-            "port",
-            "add",
-            "c0",
-            "--network",
-            "red",
-            "--netns",
-            &c0.path(),
-            "--ip",
-            "10.77.10.11/24",
-        ]);
-        daemon.cli(&[
-            "port",
-            "add",
-            "c1",
-            "--network",
-            "red",
-            "--netns",
-            &c1.path(),
-            "--ip",
-            "10.77.10.12/24",
-            "--no-offload",
-        ]);
+        add_container(&daemon, "c0", &c0, "10.77.10.11/24", &[]);
+        add_container(&daemon, "c1", &c1, "10.77.10.12/24", &["--no-offload"]);
         let (d0, d1) = (link_details(&c0), link_details(&c1));
         assert!(d0.contains("vnet_hdr on"), "{d0}");
         assert!(d1.contains("vnet_hdr off"), "{d1}");
