@@ -22,6 +22,7 @@
 //! headers (unanswered), router advertisements (containers get their
 //! default route from `port add`).
 
+use crate::offload::csum;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -166,31 +167,19 @@ fn be16(b: &[u8], r: core::ops::Range<usize>) -> u16 {
 }
 
 /// The Internet checksum (RFC 1071) of `data`, continuing from `sum`.
-fn sum16(mut sum: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        sum += u32::from(u16::from_be_bytes([*last, 0]));
-    }
-    sum
+fn sum16(sum: u64, data: &[u8]) -> u64 {
+    csum::sum_words(data, sum)
 }
 
-fn fold(mut sum: u32) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    // Truncation is the point: the folded sum fits in 16 bits.
-    !(sum as u16)
+/// The checksum field value of a running sum (0 when the data, checksum
+/// field included, verifies).
+fn fold(sum: u64) -> u16 {
+    !csum::fold(sum)
 }
 
 /// The ICMPv6 checksum's pseudo-header sum (RFC 8200 §8.1).
-fn pseudo6(src: &[u8], dst: &[u8], len: usize) -> u32 {
-    let len = u32::try_from(len).unwrap_or(u32::MAX);
-    let mut s = sum16(0, src);
-    s = sum16(s, dst);
-    s + (len >> 16) + (len & 0xffff) + u32::from(ipv6::NEXT_ICMPV6)
+fn pseudo6(src: &[u8], dst: &[u8], len: usize) -> u64 {
+    csum::pseudo_v6(src, dst, ipv6::NEXT_ICMPV6, len)
 }
 
 /// The solicited-node multicast address of `ip` (RFC 4291 §2.7.1).

@@ -228,18 +228,9 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ProbeFrame<T> {
     }
 }
 
-/// The RFC 1071 Internet checksum of `data` (an even number of bytes).
+/// The RFC 1071 Internet checksum of `data`.
 pub fn internet_checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    for c in data.chunks(2) {
-        let word = u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)]);
-        sum += u32::from(word);
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    // The loop above folded `sum` into 16 bits.
-    !(u16::try_from(sum).unwrap_or(0xffff))
+    !crate::offload::csum::fold(crate::offload::csum::sum_words(data, 0))
 }
 
 /// Everything that defines the frames of a run.
