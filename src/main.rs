@@ -597,13 +597,20 @@ fn daemon(socket: &Path, a: DaemonArgs) -> Result<(), String> {
         Some(path) => format!("{e} (config {})", path.display()),
         None => e,
     })?;
+    let dp = config.dataplane.unwrap_or_default();
+    dp.check().map_err(|e| match &a.config {
+        Some(path) => format!("{e} (config {})", path.display()),
+        None => e,
+    })?;
     let mut opts = ServerOptions::new(socket);
     opts.engine = EngineConfig {
         fdb,
         vxlan,
-        no_offload: a.no_offload,
-        busy_poll: std::time::Duration::from_micros(a.busy_poll.unwrap_or(0)),
-        workers: a.workers.unwrap_or(0) as usize,
+        no_offload: a.no_offload || dp.offload == Some(false),
+        busy_poll: std::time::Duration::from_micros(
+            a.busy_poll.or(dp.busy_poll_us).unwrap_or(0),
+        ),
+        workers: usize::try_from(a.workers.or(dp.workers).unwrap_or(0)).unwrap_or(0),
         ..EngineConfig::default()
     };
     opts.handle_signals = true;

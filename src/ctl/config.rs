@@ -13,6 +13,11 @@
 //! src_port_max = 65535
 //! max_learned_vteps = 64
 //!
+//! [dataplane]
+//! workers = 2              # threads; default one per CPU (--workers)
+//! busy_poll_us = 0         # spin before sleeping (--busy-poll)
+//! offload = true           # TAPs with virtio_net_hdr (--no-offload)
+//!
 //! [[network]]
 //! name = "red"
 //! subnet = "10.77.0.0/24"
@@ -53,6 +58,39 @@ use super::state::{Daemon, MAX_MTU, MIN_MTU};
 use crate::fdb::FdbConfig;
 use crate::vxlan::{VxlanConfig, OVERHEAD_V6};
 
+/// `[dataplane]`: the engine's threads and offloads; the daemon's
+/// `--workers`, `--busy-poll` and `--no-offload` override it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataplaneConfig {
+    /// Worker threads, 1 to 16; absent: one per CPU.
+    #[serde(default)]
+    pub workers: Option<u64>,
+    /// Microseconds of busy polling, 0 (off) to 1000000.
+    #[serde(default)]
+    pub busy_poll_us: Option<u64>,
+    /// TAPs with a virtio_net_hdr and offloads (default true).
+    #[serde(default)]
+    pub offload: Option<bool>,
+}
+
+impl DataplaneConfig {
+    /// Checks the ranges the CLI flags enforce, naming key and range.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(w) = self.workers.filter(|w| !(1..=16).contains(w)) {
+            return Err(format!(
+                "[dataplane] workers = {w} is out of range: use 1 to 16, or leave it out for one per CPU"
+            ));
+        }
+        if let Some(b) = self.busy_poll_us.filter(|&b| b > 1_000_000) {
+            return Err(format!(
+                "[dataplane] busy_poll_us = {b} is out of range: use 0 (off) to 1000000"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A parsed configuration file.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,6 +101,8 @@ pub struct Config {
     /// VXLAN port, underlay MTU and source ports; absent keys keep their defaults.
     #[serde(default)]
     pub vxlan: Option<VxlanConfig>,
+    #[serde(default)]
+    pub dataplane: Option<DataplaneConfig>,
     #[serde(default)]
     pub network: Vec<NetworkCreate>,
     #[serde(default)]
@@ -239,6 +279,35 @@ mod tests {
         assert_eq!(c.network.len(), 2);
         assert_eq!(c.network[1].mtu, Some(9000));
         assert_eq!(c.port[0].netns.as_deref(), Some("/run/netns/c1"));
+    }
+
+    #[test]
+    fn dataplane_table_is_read_and_checked() {
+        let c = Config::parse(
+            "[dataplane]\nworkers = 3\nbusy_poll_us = 50\noffload = false\n",
+            Path::new(FILE),
+        )
+        .unwrap();
+        let dp = c.dataplane.unwrap();
+        assert_eq!(
+            (dp.workers, dp.busy_poll_us, dp.offload),
+            (Some(3), Some(50), Some(false))
+        );
+        assert!(dp.check().is_ok());
+        let bad = DataplaneConfig {
+            workers: Some(0),
+            ..DataplaneConfig::default()
+        };
+        assert!(bad.check().unwrap_err().contains("workers = 0"));
+        let bad = DataplaneConfig {
+            busy_poll_us: Some(2_000_000),
+            ..DataplaneConfig::default()
+        };
+        assert!(bad.check().unwrap_err().contains("busy_poll_us"));
+        let e = Config::parse("[dataplane]\nworker = 2\n", Path::new(FILE))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field"), "{e}");
     }
 
     #[test]
