@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use vxswitch::ctl::config::check_vxlan;
 use vxswitch::ctl::proto::{
     strip_os_error, FdbAdd, FdbDel, FdbSelect, GatewayPort, NetworkCreate, NetworkRm, NoArgs,
-    PortAdd, PortRm, StatsArgs, VersionInfo, VtepAdd, VtepLs, VtepRm,
+    PortAdd, PortInfo, PortRm, PortSet, StatsArgs, VersionInfo, VtepAdd, VtepLs, VtepRm,
 };
 use vxswitch::ctl::{render, Client, Config, Request, Server, ServerOptions, DEFAULT_SOCKET};
 use vxswitch::demo::{MAX_CONTAINERS, MIN_CONTAINERS};
@@ -104,6 +104,11 @@ enum Cmd {
         /// after the daemon restarted.
         #[arg(long, default_value = vxswitch::docker::DEFAULT_STATE_DIR, value_name = "DIR")]
         state_dir: PathBuf,
+        /// dockerd's API socket, asked for the container name of each
+        /// endpoint (`port ls` CONTAINER) [default: DOCKER_HOST if
+        /// unix://PATH, else /var/run/docker.sock]
+        #[arg(long, value_name = "PATH")]
+        docker_socket: Option<PathBuf>,
         /// Log every call from Docker and the reply to stderr.
         #[arg(long)]
         debug: bool,
@@ -251,6 +256,20 @@ enum PortCmd {
     /// Detach a port (a TAP vxswitch created is deleted).
     #[command(alias = "remove")]
     Rm { name: String },
+    /// Change a port's container label (what `port ls` shows as CONTAINER).
+    Set {
+        name: String,
+        /// The new label: the container's name, ID or pod.
+        #[arg(
+            long,
+            conflicts_with = "no_container",
+            required_unless_present = "no_container"
+        )]
+        container: Option<String>,
+        /// Clear the label.
+        #[arg(long)]
+        no_container: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -423,11 +442,19 @@ fn run(cli: Cli) -> Result<(), String> {
         Cmd::DockerPlugin {
             plugin_socket,
             state_dir,
+            docker_socket,
             debug,
         } => vxswitch::docker::run(vxswitch::docker::PluginOptions {
             plugin_socket,
             daemon_socket: ctx.socket.clone(),
             state_dir,
+            // A DOCKER_HOST the plugin cannot use costs the names only.
+            docker_socket: vxswitch::docker::names::docker_socket(
+                docker_socket,
+                std::env::var("DOCKER_HOST").ok().as_deref(),
+            )
+            .map_err(|e| eprintln!("vxswitch: warning: {e}"))
+            .ok(),
             debug,
         }),
         Cmd::Pktgen(c) => vxswitch::pktgen::run_cli(c, ctx.json).map(|text| out(&text)),
@@ -484,6 +511,15 @@ fn run(cli: Cli) -> Result<(), String> {
         Cmd::Port(PortCmd::Rm { name }) => {
             ctx.show(Request::PortRm(PortRm { name }), render::port_removed)
         }
+        Cmd::Port(PortCmd::Set {
+            name, container, ..
+        }) => ctx.show(
+            Request::PortSet(PortSet { name, container }),
+            |p: &PortInfo| match &p.container {
+                Some(c) => format!("port {}: container {c}\n", p.name),
+                None => format!("port {}: no container label\n", p.name),
+            },
+        ),
         Cmd::Fdb(FdbCmd::Show(a)) => {
             ctx.show(Request::FdbShow(a.into()), |r: &Vec<_>| render::fdb(r))
         }
@@ -607,9 +643,7 @@ fn daemon(socket: &Path, a: DaemonArgs) -> Result<(), String> {
         fdb,
         vxlan,
         no_offload: a.no_offload || dp.offload == Some(false),
-        busy_poll: std::time::Duration::from_micros(
-            a.busy_poll.or(dp.busy_poll_us).unwrap_or(0),
-        ),
+        busy_poll: std::time::Duration::from_micros(a.busy_poll.or(dp.busy_poll_us).unwrap_or(0)),
         workers: usize::try_from(a.workers.or(dp.workers).unwrap_or(0)).unwrap_or(0),
         ..EngineConfig::default()
     };

@@ -47,6 +47,7 @@ pub const COMMANDS: &[&str] = &[
     "port.add",
     "port.ls",
     "port.rm",
+    "port.set",
     "fdb.show",
     "fdb.add",
     "fdb.del",
@@ -77,6 +78,8 @@ pub enum Request {
     PortLs(NoArgs),
     #[serde(rename = "port.rm")]
     PortRm(PortRm),
+    #[serde(rename = "port.set")]
+    PortSet(PortSet),
     #[serde(rename = "fdb.show")]
     FdbShow(FdbSelect),
     #[serde(rename = "fdb.add")]
@@ -107,6 +110,7 @@ impl Request {
             Request::PortAdd(_) => "port.add",
             Request::PortLs(_) => "port.ls",
             Request::PortRm(_) => "port.rm",
+            Request::PortSet(_) => "port.set",
             Request::FdbShow(_) => "fdb.show",
             Request::FdbAdd(_) => "fdb.add",
             Request::FdbDel(_) => "fdb.del",
@@ -255,6 +259,25 @@ pub struct PortAdd {
 #[serde(deny_unknown_fields)]
 pub struct PortRm {
     pub name: String,
+}
+
+/// `port.set`: changes the label of an existing port.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortSet {
+    pub name: String,
+    /// The new `container` label; `null` clears it. Required, so that a
+    /// request that forgets it does not clear a label by accident.
+    #[serde(deserialize_with = "present")]
+    pub container: Option<String>,
+}
+
+/// Deserializes an `Option` field that must be present (`null` allowed):
+/// with `deserialize_with` and no `default`, serde reports it missing.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    Option::<T>::deserialize(d)
 }
 
 /// `fdb.show` and `fdb.flush`: which entries.
@@ -415,7 +438,7 @@ pub struct PortInfo {
     pub mac: Option<MacAddr>,
     pub ip: Option<ipnet::IpNet>,
     pub mtu: u32,
-    /// The label given as `container` at `port.add`.
+    /// The label given as `container` at `port.add` or `port.set`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
     /// The port exchanges TCP/UDP super-frames and partial checksums with
@@ -868,6 +891,7 @@ mod tests {
             Request::PortAdd(PortAdd::default()),
             Request::PortLs(NoArgs {}),
             Request::PortRm(PortRm::default()),
+            Request::PortSet(PortSet::default()),
             Request::FdbShow(FdbSelect::default()),
             Request::FdbAdd(FdbAdd {
                 network: String::new(),
@@ -932,6 +956,34 @@ mod tests {
         let e = err(r#"{"args":{}}"#);
         assert!(
             e.message.contains(r#"missing field "cmd""#),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn port_set_needs_the_container_field_and_takes_null() {
+        let ok = |line: &str| parse_request(line.as_bytes()).unwrap();
+        assert_eq!(
+            ok(r#"{"cmd":"port.set","args":{"name":"vx1","container":"web"}}"#),
+            Request::PortSet(PortSet {
+                name: "vx1".into(),
+                container: Some("web".into())
+            })
+        );
+        assert_eq!(
+            ok(r#"{"cmd":"port.set","args":{"name":"vx1","container":null}}"#),
+            Request::PortSet(PortSet {
+                name: "vx1".into(),
+                container: None
+            })
+        );
+        let e = err(r#"{"cmd":"port.set","args":{"name":"vx1"}}"#);
+        assert_eq!(e.message, r#"port.set: missing field "container""#);
+        let e = err(r#"{"cmd":"port.set","args":{"name":"vx1","container":null,"mtu":1}}"#);
+        assert!(
+            e.message
+                .starts_with(r#"port.set: unknown field "mtu", expected"#),
             "{}",
             e.message
         );

@@ -39,8 +39,8 @@ use mio::Waker;
 use super::proto::{
     strip_os_error, CtlError, ErrorKind, FdbAdd, FdbChanged, FdbDel, FdbFlushed, FdbRow, FdbSelect,
     GatewayPort, GatewayRow, NetworkCreate, NetworkInfo, NetworkRemoved, NetworkRm, Pong, PortAdd,
-    PortInfo, PortKind, PortRemoved, PortRm, PortStatsRow, Reply, Request, StatsArgs, StatsReply,
-    VersionInfo, VtepAdd, VtepLs, VtepRemoved, VtepRm, VtepRow, PROTOCOL_VERSION,
+    PortInfo, PortKind, PortRemoved, PortRm, PortSet, PortStatsRow, Reply, Request, StatsArgs,
+    StatsReply, VersionInfo, VtepAdd, VtepLs, VtepRemoved, VtepRm, VtepRow, PROTOCOL_VERSION,
 };
 use crate::fdb::{Dest, Fdb, FdbError, Filter, NetId, PortId, VtepId};
 use crate::gateway::{self, Responder, SwitchGateway};
@@ -203,6 +203,7 @@ impl Daemon {
             Request::PortAdd(a) => Reply::Port(self.port_add(&a)?),
             Request::PortLs(_) => Reply::Ports(self.port_ls()),
             Request::PortRm(a) => Reply::PortRemoved(self.port_rm(&a)?),
+            Request::PortSet(a) => Reply::Port(self.port_set(&a)?),
             Request::FdbShow(a) => Reply::Fdb(self.fdb_show(&a)?),
             Request::FdbAdd(a) => Reply::FdbChanged(self.fdb_add(&a)?),
             Request::FdbDel(a) => Reply::FdbChanged(self.fdb_del(&a)?),
@@ -869,6 +870,21 @@ impl Daemon {
         self.detach(&a.name)
     }
 
+    /// `port.set`: sets (or, with `None`, clears) the `container` label of
+    /// an existing port. The dataplane is not involved.
+    pub fn port_set(&mut self, a: &PortSet) -> Result<PortInfo, CtlError> {
+        if let Some(label) = &a.container {
+            check_label(&a.name, label)?;
+        }
+        self.port(&a.name)?;
+        let Some(port) = self.ports.get_mut(&a.name) else {
+            return Err(CtlError::internal(format!("port {:?} vanished", a.name)));
+        };
+        port.container = a.container.clone();
+        let port = &self.ports[&a.name];
+        Ok(self.port_info(&a.name, port))
+    }
+
     /// Removes a port, whatever it is.
     fn detach(&mut self, name: &str) -> Result<PortRemoved, CtlError> {
         let a = PortRm {
@@ -1472,6 +1488,25 @@ fn netns_label(n: &Netns) -> Option<String> {
 
 /// The errno's number is left out, as the CLI leaves it out of its own
 /// errors: the text names the error.
+/// Longest `container` label `port.set` accepts, in bytes.
+pub const MAX_LABEL: usize = 256;
+
+/// A `container` label for `port.set`: one line of printable text.
+fn check_label(port: &str, label: &str) -> Result<(), CtlError> {
+    let why = if label.is_empty() {
+        "is empty; give null to clear the label".to_string()
+    } else if label.len() > MAX_LABEL {
+        format!("is {} bytes long; the limit is {MAX_LABEL}", label.len())
+    } else if label.chars().any(char::is_control) {
+        "contains a control character".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(CtlError::invalid(format!(
+        "port {port:?}: the container label {why}"
+    )))
+}
+
 fn port_error(what: &str, e: ports::PortError) -> CtlError {
     CtlError::new(
         ErrorKind::PortError,
@@ -2009,6 +2044,51 @@ mod tests {
         );
         let e = d.port_rm(&PortRm { name: "zzz".into() }).unwrap_err();
         assert_eq!(e.kind, ErrorKind::NotFound);
+        d.shutdown();
+    }
+
+    #[test]
+    fn port_set_labels_and_clears_a_port() {
+        let mut d = daemon();
+        net(&mut d, "red", None, None);
+        let _a = fd_port(&mut d, "a", "red");
+        let set = |d: &mut Daemon, name: &str, label: Option<&str>| {
+            d.handle(Request::PortSet(PortSet {
+                name: name.into(),
+                container: label.map(String::from),
+            }))
+        };
+        let Reply::Port(p) = set(&mut d, "a", Some("web")).unwrap() else {
+            panic!("port.set replies with the port")
+        };
+        assert_eq!(
+            (p.name.as_str(), p.container.as_deref()),
+            ("a", Some("web"))
+        );
+        assert_eq!(d.port_ls()[0].container.as_deref(), Some("web"));
+        // As port.ls shows it on the wire.
+        let v = serde_json::to_value(d.port_ls()).unwrap();
+        assert_eq!(v[0]["container"], "web");
+        set(&mut d, "a", None).unwrap();
+        assert_eq!(d.port_ls()[0].container, None);
+        let v = serde_json::to_value(d.port_ls()).unwrap();
+        assert!(v[0].get("container").is_none(), "{v}");
+
+        let e = set(&mut d, "zzz", Some("web")).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        assert!(e.message.contains("vxswitch port ls"), "{}", e.message);
+        let e = set(&mut d, "a", Some("")).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidArgument);
+        assert_eq!(
+            e.message,
+            "port \"a\": the container label is empty; give null to clear the label"
+        );
+        let e = set(&mut d, "a", Some("a\nb")).unwrap_err();
+        assert!(e.message.contains("control character"), "{}", e.message);
+        let long = "x".repeat(MAX_LABEL + 1);
+        let e = set(&mut d, "a", Some(&long)).unwrap_err();
+        assert!(e.message.contains("the limit is 256"), "{}", e.message);
+        assert_eq!(d.port_ls()[0].container, None, "refusals change nothing");
         d.shutdown();
     }
 

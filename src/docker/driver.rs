@@ -18,6 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -27,6 +28,8 @@ use crate::ctl::proto::{
 };
 use crate::ctl::{ClientError, ErrorKind};
 use crate::wire::MacAddr;
+
+use super::names::Labeler;
 
 /// How the driver reaches the daemon: one request, one result. The plugin
 /// uses [`crate::ctl::Client`]; unit tests use a fake.
@@ -77,6 +80,9 @@ pub struct Driver<B> {
     /// network the daemon lost (it restarted) is made again when Docker
     /// next creates an endpoint on it.
     state_dir: Option<PathBuf>,
+    /// Labels each joined endpoint's port with its container's name,
+    /// asked from dockerd after Join (see [`super::names`]).
+    labeler: Option<Arc<Labeler>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -132,7 +138,14 @@ impl<B: Backend> Driver<B> {
         Driver {
             backend,
             state_dir: None,
+            labeler: None,
         }
+    }
+
+    /// Looks up each joined endpoint's container name with `labeler`.
+    pub fn with_labeler(mut self, labeler: Arc<Labeler>) -> Self {
+        self.labeler = Some(labeler);
+        self
     }
 
     /// Keeps each network's creation request in `dir` (see [`Driver`]).
@@ -472,7 +485,11 @@ impl<B: Backend> Driver<B> {
                  disconnect' and 'docker network connect')"
             ));
         }
-        let _ = &r.sandbox_key;
+        if let (Some(labeler), false) = (&self.labeler, r.sandbox_key.is_empty()) {
+            // Docker records the endpoint's container once this call has
+            // returned: look it up in the background, never holding Join.
+            labeler.start(&r.network_id, &r.endpoint_id, port.clone());
+        }
         let mut reply = json!({
             "InterfaceName": { "SrcName": port, "DstPrefix": "eth" },
         });

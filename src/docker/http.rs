@@ -1,12 +1,16 @@
 //! Just enough HTTP/1.1 for Docker's plugin client: POST requests with a
-//! `Content-Length` body, keep-alive, JSON replies.
+//! `Content-Length` body, keep-alive, JSON replies. And the other way round,
+//! just enough of a client to ask dockerd's Engine API one GET ([`get`]).
 //!
 //! Docker's plugin client (Go's `net/http` over the unix socket) always
 //! sends a `Content-Length` (its bodies are in-memory buffers), so a chunked
 //! body is refused with a clear error rather than decoded. Heads and bodies
 //! have size caps, so a confused peer costs bounded memory.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
 
 /// Largest request head (request line and headers) accepted.
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -194,6 +198,117 @@ pub fn write_response(w: &mut impl Write, status: u16, body: &[u8], close: bool)
     w.flush()
 }
 
+/// Largest reply [`get`] reads from dockerd. `GET /networks/ID` is about
+/// 1 KiB per container on the network.
+pub const MAX_REPLY: usize = 4 * 1024 * 1024;
+
+/// Why [`get`] has no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum GetError {
+    /// Nobody could be asked: no socket, no permission, nobody listening.
+    #[error("cannot connect to {path}: {source}")]
+    Connect { path: String, source: io::Error },
+    /// The server was reached but the exchange failed.
+    #[error("{0}")]
+    Exchange(String),
+}
+
+/// Sends `GET path` to the HTTP server on the unix socket `socket` and
+/// returns the status and the body. The request is HTTP/1.0, so the server
+/// sends the body whole (no chunks) and closes the connection after it;
+/// chunked and `Content-Length` bodies are still understood.
+pub fn get(socket: &Path, path: &str, timeout: Duration) -> Result<(u16, Vec<u8>), GetError> {
+    let mut s = UnixStream::connect(socket).map_err(|source| GetError::Connect {
+        path: socket.display().to_string(),
+        source,
+    })?;
+    let exchange = |e: io::Error| GetError::Exchange(format!("GET {path}: {e}"));
+    s.set_read_timeout(Some(timeout)).map_err(exchange)?;
+    s.set_write_timeout(Some(timeout)).map_err(exchange)?;
+    let request =
+        format!("GET {path} HTTP/1.0\r\nHost: docker\r\nAccept: application/json\r\n\r\n");
+    s.write_all(request.as_bytes()).map_err(exchange)?;
+    let mut raw = Vec::new();
+    let n = s
+        .take(MAX_REPLY as u64 + 1)
+        .read_to_end(&mut raw)
+        .map_err(exchange)?;
+    if n > MAX_REPLY {
+        return Err(GetError::Exchange(format!(
+            "GET {path}: reply longer than {MAX_REPLY} bytes"
+        )));
+    }
+    parse_response(&raw).map_err(|e| GetError::Exchange(format!("GET {path}: {e}")))
+}
+
+/// Splits a whole HTTP/1.x response into its status and its body.
+pub fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), String> {
+    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Err("the reply ended before its head did".into());
+    };
+    let head = std::str::from_utf8(&raw[..end]).map_err(|_| "reply head is not UTF-8")?;
+    let body = &raw[end + 4..];
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = match status_line.split(' ').collect::<Vec<_>>()[..] {
+        [version, code, ..] if version.starts_with("HTTP/1.") => code
+            .parse::<u16>()
+            .map_err(|_| format!("malformed status line {status_line:?}"))?,
+        _ => return Err(format!("malformed status line {status_line:?}")),
+    };
+    let mut length = None;
+    let mut chunked = false;
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            length = Some(
+                value
+                    .parse::<usize>()
+                    .map_err(|_| format!("bad Content-Length {value:?}"))?,
+            );
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = value.eq_ignore_ascii_case("chunked");
+        }
+    }
+    if chunked {
+        return Ok((status, dechunk(body)?));
+    }
+    match length {
+        Some(n) if n > body.len() => Err(format!(
+            "the reply ended after {} of its {n} bytes",
+            body.len()
+        )),
+        Some(n) => Ok((status, body[..n].to_vec())),
+        None => Ok((status, body.to_vec())),
+    }
+}
+
+/// Decodes a chunked body (RFC 9112 7.1); trailers are ignored.
+fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
+            return Err("the reply ended inside a chunk header".into());
+        };
+        let size_text = std::str::from_utf8(&rest[..eol]).unwrap_or_default();
+        let size_text = size_text.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size_text, 16)
+            .map_err(|_| format!("bad chunk size {size_text:?}"))?;
+        rest = &rest[eol + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if rest.len() < size + 2 || &rest[size..size + 2] != b"\r\n" {
+            return Err("the reply ended inside a chunk".into());
+        }
+        out.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,6 +390,36 @@ mod tests {
             .contains("malformed request line"));
         let v2 = parse_all(b"POST /x HTTP/2.0\r\n\r\n");
         assert!(v2[0].as_ref().unwrap_err().contains("use HTTP/1.1"));
+    }
+
+    #[test]
+    fn client_replies_with_length_chunks_or_until_close() {
+        let r = parse_response(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}xx",
+        );
+        assert_eq!(r, Ok((200, b"{}".to_vec())));
+        let r = parse_response(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n4;x=y\r\n\":1}\r\n0\r\n\r\n",
+        );
+        assert_eq!(r, Ok((200, b"{\"a\":1}".to_vec())));
+        let r = parse_response(b"HTTP/1.0 404 Not Found\r\nServer: x\r\n\r\n{\"message\":\"no\"}");
+        assert_eq!(r, Ok((404, b"{\"message\":\"no\"}".to_vec())));
+        assert!(
+            parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{}")
+                .unwrap_err()
+                .contains("after 2 of its 9 bytes")
+        );
+        assert!(
+            parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab")
+                .unwrap_err()
+                .contains("inside a chunk")
+        );
+        assert!(parse_response(b"SSH-2.0\r\n\r\n")
+            .unwrap_err()
+            .contains("malformed status line"));
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\n")
+            .unwrap_err()
+            .contains("before its head"));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 pub mod driver;
 pub mod http;
+pub mod names;
 
 use std::io::{self, BufReader};
 use std::os::unix::fs::FileTypeExt;
@@ -47,6 +48,9 @@ pub struct PluginOptions {
     /// [`Driver`]), so a network the daemon lost when it restarted is made
     /// again when Docker next attaches a container to it.
     pub state_dir: PathBuf,
+    /// dockerd's API socket, asked for the container name of each joined
+    /// endpoint (see [`names`]); `None`: names are not looked up.
+    pub docker_socket: Option<PathBuf>,
     /// Log every call and its reply to stderr.
     pub debug: bool,
 }
@@ -127,12 +131,23 @@ pub fn run(opts: PluginOptions) -> Result<(), String> {
             eprintln!("vxswitch: warning: {e}; Docker's calls will fail until the daemon runs")
         }
     }
+    let mut driver = Driver::new(backend).with_state_dir(opts.state_dir.clone());
+    let names = match &opts.docker_socket {
+        Some(docker) => {
+            let daemon = Arc::new(SocketBackend {
+                socket: opts.daemon_socket.clone(),
+            });
+            let labeler = names::Labeler::new(docker.clone(), daemon, opts.debug);
+            driver = driver.with_labeler(Arc::new(labeler));
+            format!("container names from dockerd at {}", docker.display())
+        }
+        None => "no container names".to_string(),
+    };
     eprintln!(
-        "vxswitch: docker plugin listening on {} (daemon {})",
+        "vxswitch: docker plugin listening on {} (daemon {}, {names})",
         opts.plugin_socket.display(),
         opts.daemon_socket.display()
     );
-    let driver = Driver::new(backend).with_state_dir(opts.state_dir.clone());
     serve(listener, Arc::new(driver), opts.debug);
     Ok(())
 }
