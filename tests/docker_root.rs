@@ -35,6 +35,8 @@ struct Env {
     dockerd: Option<Child>,
     root: TempDir,
     image: String,
+    /// The dockerd socket the plugin asks for container names.
+    names_from: PathBuf,
 }
 
 impl Env {
@@ -44,6 +46,7 @@ impl Env {
         let plugin_socket = PathBuf::from(format!("/run/docker/plugins/{driver}.sock"));
         // The root holds unix sockets: keep its path short (108 bytes).
         let root = TempDir::new("vxdk");
+        let names_from = root.0.join("docker.sock");
         let mut env = Env {
             daemon,
             plugin: None,
@@ -52,6 +55,7 @@ impl Env {
             dockerd: None,
             root,
             image: unique("vxbb"),
+            names_from,
         };
         env.start_plugin();
         env.start_dockerd();
@@ -67,6 +71,8 @@ impl Env {
             .arg(&self.plugin_socket)
             .arg("--state-dir")
             .arg(self.root.0.join("plugin-state"))
+            .arg("--docker-socket")
+            .arg(&self.names_from)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -366,7 +372,8 @@ fn containers_on_a_vxswitch_network_talk_and_networks_are_isolated() {
         "Docker's IPAM gateway recorded"
     );
 
-    let (c1, c2, c3) = (unique("c1-"), unique("c2-"), unique("c3-"));
+    // This dockerd is the test's own: fixed container names are free.
+    let (c1, c2, c3) = ("web".to_string(), "db".to_string(), unique("c3-"));
     env.container(&c1, &app, &[]);
     env.container(&c2, &app, &[]);
     // NET_ADMIN: c3 gives itself an address in app's subnet below.
@@ -404,6 +411,58 @@ fn containers_on_a_vxswitch_network_talk_and_networks_are_isolated() {
     assert!(
         in_app.iter().any(|p| p["mac"] == mac1.as_str()),
         "c1's MAC {mac1} is a port's: {ports}"
+    );
+
+    // The plugin asks dockerd after Join whose endpoint each port is, and
+    // `port ls` shows the container's name.
+    let port1 = in_app
+        .iter()
+        .find(|p| p["mac"] == mac1.as_str())
+        .and_then(|p| p["name"].as_str())
+        .unwrap()
+        .to_string();
+    let labels = || -> Vec<(String, String)> {
+        let ports = env.daemon.json(&["port", "ls"]);
+        let mut l: Vec<_> = ports
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["network"] == vx_app.as_str() && p["gateway"] != true)
+            .map(|p| {
+                let label = p["container"].as_str().unwrap_or("-").to_string();
+                (label, p["name"].as_str().unwrap().to_string())
+            })
+            .collect();
+        l.sort();
+        l
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || labels()
+            .iter()
+            .map(|(c, _)| c.as_str())
+            .eq(["db", "web"])),
+        "port ls shows no container names: {:?}\nplugin log:\n{}",
+        labels(),
+        env.plugin_log()
+    );
+    assert!(
+        labels().contains(&("web".to_string(), port1.clone())),
+        "web's port {port1} is labelled web: {:?}",
+        labels()
+    );
+    let table = env.daemon.cli(&["port", "ls"]);
+    let row = table.lines().find(|l| l.starts_with(&port1)).unwrap();
+    assert!(row.trim_end().ends_with(" web"), "{table}");
+    // port set changes the label by hand, and clears it.
+    let out = env
+        .daemon
+        .cli(&["port", "set", &port1, "--container", "web-1"]);
+    assert_eq!(out.trim(), format!("port {port1}: container web-1"));
+    env.daemon.cli(&["port", "set", &port1, "--no-container"]);
+    assert!(
+        labels().contains(&("-".to_string(), port1.clone())),
+        "{:?}",
+        labels()
     );
 
     // The daemon's orphan reaper (about once a second) leaves ports created
@@ -530,15 +589,42 @@ fn network_rm_leaves_no_tap_and_no_fdb_entry_and_the_plugin_restarts() {
     assert_eq!(mtu, "1400", "the container's eth0 has the network's MTU");
 
     // The plugin keeps no state: a new one answers for the old network.
+    // This one cannot ask dockerd for container names (no such socket):
+    // containers work all the same, without a label.
     env.stop_plugin();
     assert!(env.ping(&c1, &ip2), "traffic does not need the plugin");
+    env.names_from = env.root.0.join("no-such-docker.sock");
     env.start_plugin();
-    let c3 = unique("c3-");
+    let (c3, c4) = (unique("c3-"), unique("c4-"));
     env.container(&c3, &app, &[]);
     assert!(
         env.ping_within(&c3, &ip2),
         "a container started after the plugin restart"
     );
+    env.container(&c4, &app, &[]);
+    assert!(env.ping_within(&c4, &ip2), "and another one");
+    let cannot = "cannot ask dockerd for container names";
+    assert!(
+        wait_until(Duration::from_secs(10), || env
+            .plugin_log()
+            .contains(cannot)),
+        "{}",
+        env.plugin_log()
+    );
+    let mac3 = env.docker(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.MacAddress}}{{end}}",
+        &c3,
+    ]);
+    let ports = env.daemon.json(&["port", "ls"]);
+    let p3 = ports
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["mac"] == mac3.as_str())
+        .unwrap_or_else(|| panic!("no port with c3's MAC {mac3}: {ports}"));
+    assert!(p3.get("container").is_none(), "{p3}");
 
     // A published port is refused with a message saying why.
     let out = env.docker_raw(&[
@@ -587,7 +673,14 @@ fn network_rm_leaves_no_tap_and_no_fdb_entry_and_the_plugin_restarts() {
     // the host gateway port.
     let mut made = names(&env.daemon.json(&["port", "ls"]));
     made.push(format!("vxgw-{}", &app_id[..10]));
-    env.docker(&["rm", "-f", &c1, &c2, &c3]);
+    // One line for dockerd being out of reach, not one per endpoint.
+    assert_eq!(
+        env.plugin_log().matches(cannot).count(),
+        1,
+        "{}",
+        env.plugin_log()
+    );
+    env.docker(&["rm", "-f", &c1, &c2, &c3, &c4]);
     env.docker(&["network", "rm", &app]);
     let nets = env.daemon.json(&["network", "ls"]);
     assert!(!nets.to_string().contains(&vx_app), "{nets}");

@@ -154,11 +154,19 @@ impl Labeler {
 
     /// Retries the lookup until it finds the name or the deadline passes.
     fn label(&self, network_id: &str, endpoint_id: &str, port: &str) {
-        let end = Instant::now() + self.deadline;
+        let start = Instant::now();
+        let end = start + self.deadline;
         let mut wait = Duration::from_millis(50);
-        loop {
+        for attempt in 1.. {
             match self.lookup(network_id, endpoint_id) {
                 Ok(name) => {
+                    if self.debug {
+                        eprintln!(
+                            "vxswitch: docker plugin: port {port} is container {name} \
+                             (asked dockerd {attempt} time(s) in {} ms)",
+                            start.elapsed().as_millis()
+                        );
+                    }
                     self.set(port, name);
                     return;
                 }
@@ -229,11 +237,7 @@ impl Labeler {
             container: Some(name.clone()),
         });
         match self.daemon.call(&req) {
-            Ok(_) => {
-                if self.debug {
-                    eprintln!("vxswitch: docker plugin: port {port} is container {name}");
-                }
-            }
+            Ok(_) => {}
             // The endpoint went away meanwhile.
             Err(ClientError::Remote(e)) if e.kind == ErrorKind::NotFound => {}
             Err(e) => eprintln!(
