@@ -725,4 +725,24 @@ fn after_a_daemon_restart_restarted_containers_are_reconnected() {
         "reconnected after docker restart"
     );
     assert!(env.ping(&c1, "10.93.0.1"), "the gateway port came back too");
+    // The new ports are labelled with the containers' names again.
+    let labelled = || {
+        let ports = env.daemon.json(&["port", "ls"]);
+        let mut l: Vec<String> = ports
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["container"].as_str().map(String::from))
+            .collect();
+        l.sort();
+        l
+    };
+    let mut want = vec![c1.clone(), c2.clone()];
+    want.sort();
+    assert!(
+        wait_until(Duration::from_secs(10), || labelled() == want),
+        "{:?}\n{}",
+        labelled(),
+        env.plugin_log()
+    );
 }

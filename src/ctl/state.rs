@@ -1494,7 +1494,7 @@ pub const MAX_LABEL: usize = 256;
 /// A `container` label for `port.set`: one line of printable text.
 fn check_label(port: &str, label: &str) -> Result<(), CtlError> {
     let why = if label.is_empty() {
-        "is empty; give null to clear the label".to_string()
+        "is empty; clear it with null ('vxswitch port set NAME --no-container')".to_string()
     } else if label.len() > MAX_LABEL {
         format!("is {} bytes long; the limit is {MAX_LABEL}", label.len())
     } else if label.chars().any(char::is_control) {
@@ -2081,7 +2081,8 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::InvalidArgument);
         assert_eq!(
             e.message,
-            "port \"a\": the container label is empty; give null to clear the label"
+            "port \"a\": the container label is empty; clear it with null ('vxswitch port set \
+             NAME --no-container')"
         );
         let e = set(&mut d, "a", Some("a\nb")).unwrap_err();
         assert!(e.message.contains("control character"), "{}", e.message);

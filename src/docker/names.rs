@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 
 use super::driver::Backend;
 use super::http::{self, GetError};
-use crate::ctl::proto::{PortSet, Request};
+use crate::ctl::proto::{strip_os_error, PortSet, Request};
 use crate::ctl::{ClientError, ErrorKind};
 
 /// dockerd's API socket when neither `--docker-socket` nor `DOCKER_HOST`
@@ -171,6 +171,7 @@ impl Labeler {
                     return;
                 }
                 Err(Miss::Unreachable(why)) => {
+                    let why = strip_os_error(&why);
                     if !self.unreachable.swap(true, Ordering::SeqCst) {
                         eprintln!(
                             "vxswitch: docker plugin: cannot ask dockerd for container names \
