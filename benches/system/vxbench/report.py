@@ -109,6 +109,11 @@ def cell(key: str, s: dict | None, runs_expected: int, kernel: bool = False) -> 
             return "n/a (kernel)"
         return "**failed**"
     text = fmt_value(key, s["median"])
+    if base(key) == "loss":
+        # A spread in % of a median of 0 says nothing: give the worst run instead.
+        if s["max"] > s["median"]:
+            text += f" (max {fmt_value(key, s['max'])})"
+        return text
     if runs_expected > 1 or s["n"] > 1:
         text += f" ±{s['spread_pct']:.0f}%"
     r = s.get("ratio_to_bridge")
