@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 
-from .lab import BenchError, Lab, Proc, run, nsx
+from .lab import BenchError, Lab, Proc, nsx, run, tail
 
 OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 VNI = 42
@@ -60,10 +60,10 @@ def move_tap(sw: str, tap: str, ns: str) -> None:
     run(["ip", "-n", ns, "link", "set", tap, "name", "eth0"])
 
 
-def link_info(ns: str, dev: str = "eth0") -> dict:
+def link_info(ns: str, dev: str = "eth0", details: bool = False) -> dict:
     import json
 
-    out = run(["ip", "-n", ns, "-j", "link", "show", "dev", dev]).stdout
+    out = run(["ip", "-n", ns, *(["-d"] if details else []), "-j", "link", "show", "dev", dev]).stdout
     return json.loads(out)[0]
 
 
@@ -112,6 +112,9 @@ class Contender:
 
     def switch_pids(self) -> list[int]:
         return [p.pid for p in self.procs]
+
+    def alive(self) -> bool:
+        return all(p.alive() for p in self.procs)
 
     def check_alive(self) -> None:
         for p in self.procs:
@@ -164,16 +167,41 @@ class Vxswitch(Contender):
         wait_for(f"vxswitch daemon on {sock}", answers, 10, proc, step=0.1)
         return proc
 
+    daemon_args: list[str] = []
+    vnet_hdr = True  # what the containers' TAPs must show: the comparison depends on it
+
+    def finish_setup(self) -> None:
+        super().finish_setup()
+        for ns in (self.ns1, self.ns2):
+            info = link_info(ns, details=True).get("linkinfo", {}).get("info_data", {})
+            if bool(info.get("vnet_hdr")) != self.vnet_hdr:
+                raise BenchError(
+                    f"eth0 in {ns} has vnet_hdr {'on' if info.get('vnet_hdr') else 'off'}, expected "
+                    f"{'on' if self.vnet_hdr else 'off'} for {self.name} (ip -d link: {info})"
+                )
+
     def setup(self) -> None:
         lab = self.lab
         sw = lab.netns(self.short("sw"))
         self.ns1, self.ns2 = lab.netns(self.short("c1")), lab.netns(self.short("c2"))
         sock = lab.path(f"{self.name}.sock")
-        self.start_daemon(sw, sock)
+        self.start_daemon(sw, sock, self.daemon_args)
         self.cli(sock, "network", "create", "bench", "--subnet", f"{self.subnet}.0/24")
         for port, ns, ip in (("c1", self.ns1, self.ip1), ("c2", self.ns2, self.ip2)):
             self.cli(sock, "port", "add", port, "--network", "bench", "--netns", f"/run/netns/{ns}", "--ip", f"{ip}/24")
         self.finish_setup()
+
+
+class VxswitchNoOffload(Vxswitch):
+    name = "vxswitch-nooffload"
+    title = "vxswitch, TAP ports without offloads (--no-offload)"
+    daemon_args = ["--no-offload"]
+    topology = (
+        "as `vxswitch`, with `daemon --no-offload`: TAPs without a virtio_net_hdr, so every TCP "
+        "segment crosses the switch as its own <= 1514-byte frame (vxswitch before the offload work)"
+    )
+
+    vnet_hdr = False
 
 
 class KernelBridge(Contender):
@@ -206,20 +234,22 @@ class Ovs(Contender):
         "`datapath_type=netdev` with two `type=tap` ports, each TAP moved into a container as `eth0`"
     )
 
+    other_config: dict[str, str] = {}
+
     def setup(self) -> None:
         lab = self.lab
         if not os.path.exists(OVS_SCHEMA):
             raise BenchError(f"{OVS_SCHEMA} is missing (Debian package openvswitch-common)")
         sw = lab.netns(self.short("sw"))
         self.ns1, self.ns2 = lab.netns(self.short("c1")), lab.netns(self.short("c2"))
-        d = lab.path("ovs")
+        d = lab.path(self.name)
         os.makedirs(d, exist_ok=True)
         # Every OVS path under the temp dir: never /var/run/openvswitch or the system DB.
         env = dict(os.environ, OVS_RUNDIR=d, OVS_LOGDIR=d, OVS_DBDIR=d, OVS_SYSCONFDIR=d, OVS_PKGDATADIR=os.path.dirname(OVS_SCHEMA))
         db, dbsock = f"{d}/conf.db", f"{d}/db.sock"
         run(["ovsdb-tool", "create", db, OVS_SCHEMA], env=env)
         srv = lab.spawn(
-            "ovsdb-server",
+            f"{self.name}-ovsdb-server",
             ["ovsdb-server", db, f"--remote=punix:{dbsock}", f"--pidfile={d}/ovsdb-server.pid",
              f"--unixctl={d}/ovsdb-server.ctl", f"--log-file={d}/ovsdb-server.log", "--no-chdir"],
             ns=sw, env=env,
@@ -228,8 +258,12 @@ class Ovs(Contender):
         wait_for("ovsdb-server socket", lambda: os.path.exists(dbsock), 10, srv)
         vsctl = ["ovs-vsctl", f"--db=unix:{dbsock}", "--timeout=20"]
         run([*vsctl, "--no-wait", "init"], env=env)
+        if self.other_config:
+            # Read by ovs-vswitchd at start only: set before it starts.
+            run([*vsctl, "--no-wait", "set", "Open_vSwitch", ".",
+                 *(f"other_config:{k}={v}" for k, v in self.other_config.items())], env=env)
         vswitchd = lab.spawn(
-            "ovs-vswitchd",
+            f"{self.name}-ovs-vswitchd",
             ["ovs-vswitchd", f"unix:{dbsock}", f"--pidfile={d}/ovs-vswitchd.pid",
              f"--unixctl={d}/ovs-vswitchd.ctl", f"--log-file={d}/ovs-vswitchd.log", "--no-chdir"],
             ns=sw, env=env,
@@ -249,6 +283,28 @@ class Ovs(Contender):
 
     def switch_pids(self) -> list[int]:
         return [self.forwarder.pid]
+
+
+class OvsTso(Ovs):
+    name = "ovs-tso"
+    title = "Open vSwitch userspace with TSO (userspace-tso-enable)"
+    other_config = {"userspace-tso-enable": "true"}
+    topology = (
+        "as `ovs`, with `other_config:userspace-tso-enable=true` set before `ovs-vswitchd` starts: "
+        "its tap ports carry a virtio_net_hdr and TSO super-frames"
+    )
+
+    def setup(self) -> None:
+        super().setup()
+        path = os.path.join(self.lab.path(self.name), "ovs-vswitchd.log")
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        if "userspace tcp segmentation offloading support enabled" not in text.lower():
+            raise BenchError(f"ovs-vswitchd did not log that userspace TSO is enabled:\n{tail(path)}")
+        for ns in (self.ns1, self.ns2):
+            info = link_info(ns, details=True).get("linkinfo", {}).get("info_data", {})
+            if not info.get("vnet_hdr"):
+                raise BenchError(f"eth0 in {ns} has no virtio_net_hdr although OVS runs with userspace TSO: {info}")
 
 
 class Vde(Contender):
@@ -364,6 +420,6 @@ class KernelVxlan(Contender):
         self.finish_setup()
 
 
-ALL = [Vxswitch, KernelBridge, Ovs, Vde, Veth, VxswitchVxlan, KernelVxlan]
+ALL = [Vxswitch, VxswitchNoOffload, KernelBridge, Ovs, OvsTso, Vde, Veth, VxswitchVxlan, KernelVxlan]
 BY_NAME = {c.name: c for c in ALL}
 BASELINE = "bridge"

@@ -23,8 +23,10 @@ METRICS = {
 
 COLORS = {
     "vxswitch": "#d62728",
+    "vxswitch-nooffload": "#f4a6a6",
     "bridge": "#1f77b4",
     "ovs": "#2ca02c",
+    "ovs-tso": "#98df8a",
     "vde": "#9467bd",
     "veth": "#7f7f7f",
     "vxswitch-vxlan": "#ff7f0e",
@@ -62,6 +64,37 @@ def build(contenders, raw: dict, baseline: str) -> dict:
     return out
 
 
+# Issue 5's targets, each a ratio of two medians of the same run:
+# (what, contender, its metric, reference contender, its metric, bound, "min"/"max").
+TARGETS = [
+    ("local TCP 1 stream", "vxswitch", "tcp1_gbps", "bridge", "tcp1_gbps", 0.9, "min"),
+    ("local TCP 4 streams", "vxswitch", "tcp4_gbps", "bridge", "tcp4_gbps", 0.7, "min"),
+    ("64 B frames/s", "vxswitch", "fps_64", "ovs", "fps_64", 1.15, "min"),
+    ("RTT p50 (ping-pong)", "vxswitch", "rtt_p50_us", "ovs", "rtt_p50_us", 0.5, "max"),
+    ("overlay TCP 1 stream", "vxswitch-vxlan", "tcp1_gbps", "kernel-vxlan", "tcp1_gbps", 0.8, "min"),
+    ("overlay 64 B frames/s", "vxswitch-vxlan", "fps_64", "kernel-vxlan", "fps_64", 1.0, "min"),
+    ("switch CPU per GB", "vxswitch", "cpu_s_per_gb", "ovs-tso", "cpu_s_per_gb", 1.0, "max"),
+]
+
+
+def targets(summary: dict) -> list[dict]:
+    """Each target of TARGETS whose two contenders were measured: both medians, their ratio, met or not."""
+    rows = []
+    for what, name, key, ref, ref_key, bound, kind in TARGETS:
+        if name not in summary or ref not in summary:
+            continue
+        a = summary[name]["metrics"].get(key)
+        b = summary[ref]["metrics"].get(ref_key)
+        ratio = (a["median"] / b["median"]) if a and b and b["median"] else None
+        met = None if ratio is None else (ratio >= bound if kind == "min" else ratio <= bound)
+        rows.append({
+            "target": what, "contender": name, "metric": key, "reference": ref, "reference_metric": ref_key,
+            "bound": bound, "kind": kind, "value": a["median"] if a else None,
+            "reference_value": b["median"] if b else None, "ratio": ratio, "met": met,
+        })
+    return rows
+
+
 def fmt_value(key: str, v: float) -> str:
     _label, _unit, scale, dec, _better = METRICS[base(key)]
     x = v * scale
@@ -76,6 +109,11 @@ def cell(key: str, s: dict | None, runs_expected: int, kernel: bool = False) -> 
             return "n/a (kernel)"
         return "**failed**"
     text = fmt_value(key, s["median"])
+    if base(key) == "loss":
+        # A spread in % of a median of 0 says nothing: give the worst run instead.
+        if s["max"] > s["median"]:
+            text += f" (max {fmt_value(key, s['max'])})"
+        return text
     if runs_expected > 1 or s["n"] > 1:
         text += f" ±{s['spread_pct']:.0f}%"
     r = s.get("ratio_to_bridge")
@@ -148,6 +186,22 @@ def markdown(meta: dict, contenders, summary: dict, errors: dict, sizes: list[in
         m = summary[c.name]["metrics"]
         w(f"| {c.name} | {cell('cpu_s_per_gb', m.get('cpu_s_per_gb'), runs, not c.userspace)} | "
           f"{cell('softirq_s_per_gb', m.get('softirq_s_per_gb'), runs)} |")
+    rows = targets(summary)
+    if rows:
+        w("")
+        w("Issue 5's targets (ratios of medians from this run):")
+        w("")
+        w("| target | contender | reference | value / reference | ratio | target | met |")
+        w("|---|---|---|---|---|---|---|")
+        for t in rows:
+            if t["ratio"] is None:
+                w(f"| {t['target']} | {t['contender']} | {t['reference']} | – | – | "
+                  f"{'≥' if t['kind'] == 'min' else '≤'} {t['bound']:g}× | no figure |")
+                continue
+            v, rv = fmt_value(t["metric"], t["value"]), fmt_value(t["reference_metric"], t["reference_value"])
+            unit = METRICS[base(t["metric"])][1]
+            w(f"| {t['target']} | {t['contender']} | {t['reference']} | {v} / {rv} {unit} | {t['ratio']:.3f}× | "
+              f"{'≥' if t['kind'] == 'min' else '≤'} {t['bound']:g}× | {'**yes**' if t['met'] else 'no'} |")
     failed = {n: e for n, e in errors.items() if e}
     if failed:
         w("")
@@ -206,8 +260,11 @@ def svg_throughput(contenders, summary: dict, subtitle: str) -> str:
     """Grouped bars: TCP 1 stream and 4 streams per contender, whiskers = min..max of the runs."""
     series = [("tcp1_gbps", "1 stream", 1.0), ("tcp4_gbps", "4 streams", 0.55)]
     names = [c.name for c in contenders]
-    width, height = 820, 400
-    x0, y0, plot_w, plot_h = 60, 340, 740, 280
+    # Wide enough that the longest name fits under its group (~7 px a character).
+    group_w = max(90, 7 * max([len(n) for n in names] + [1]) + 8)
+    plot_w = max(740, group_w * len(names))
+    width, height = plot_w + 80, 400
+    x0, y0, plot_h = 60, 340, 280
     vals = [
         summary[n]["metrics"].get(k, {}).get("max", 0) for n in names for k, _l, _o in series
     ]
