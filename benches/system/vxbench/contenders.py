@@ -204,6 +204,16 @@ class VxswitchNoOffload(Vxswitch):
     vnet_hdr = False
 
 
+class VxswitchBusyPoll(Vxswitch):
+    name = "vxswitch-busypoll"
+    title = "vxswitch with --busy-poll 50 (spin 50 us before sleeping)"
+    daemon_args = ["--busy-poll", "50"]
+    topology = (
+        "as `vxswitch`, with `daemon --busy-poll 50`: after the last frame a worker keeps polling "
+        "for 50 µs before it sleeps, trading CPU (see its CPU column) for wake-ups"
+    )
+
+
 class KernelBridge(Contender):
     name = "bridge"
     title = "Linux bridge + veth (docker0)"
@@ -420,6 +430,6 @@ class KernelVxlan(Contender):
         self.finish_setup()
 
 
-ALL = [Vxswitch, VxswitchNoOffload, KernelBridge, Ovs, OvsTso, Vde, Veth, VxswitchVxlan, KernelVxlan]
+ALL = [Vxswitch, VxswitchNoOffload, VxswitchBusyPoll, KernelBridge, Ovs, OvsTso, Vde, Veth, VxswitchVxlan, KernelVxlan]
 BY_NAME = {c.name: c for c in ALL}
 BASELINE = "bridge"

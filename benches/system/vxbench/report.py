@@ -24,6 +24,7 @@ METRICS = {
 COLORS = {
     "vxswitch": "#d62728",
     "vxswitch-nooffload": "#f4a6a6",
+    "vxswitch-busypoll": "#b03030",
     "bridge": "#1f77b4",
     "ovs": "#2ca02c",
     "ovs-tso": "#98df8a",
