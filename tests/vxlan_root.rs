@@ -965,3 +965,54 @@ fn a_frame_too_large_for_the_underlay_is_dropped_and_counted_never_fragmented() 
         "host B got fragments"
     );
 }
+
+/// Sends `n` VXLAN-sized datagrams from `src_ip` to `dst_ip`:4789 as fast
+/// as one socket can, from inside `ns`.
+fn udp_burst(ns: &Netns, src_ip: &str, dst_ip: &str, n: u32) {
+    const PY: &str = r#"
+import socket, sys
+src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((src, 0))
+payload = b"\x08\0\0\0\0\x12\x34\0" + b"\0" * 1392
+for _ in range(n):
+    s.sendto(payload, (dst, 4789))
+"#;
+    let out = ns.exec("python3", &["-c", PY, src_ip, dst_ip, &n.to_string()]);
+    assert!(out.status.success(), "UDP burst failed: {out:?}");
+}
+
+#[test]
+fn datagrams_the_kernel_drops_on_a_full_socket_are_counted() {
+    if !can_run(&["ip", "python3", "sysctl", "kill"]) {
+        return;
+    }
+    let u = underlay(7, Family::V4);
+    let (mut a, _b) = (Switch::start(&u.a), Switch::start(&u.b));
+    a.overlay("blue", VNI, "10.88.5.0/24", &u.b_ip, &[]);
+    assert_eq!(a.vxlan_drops("socket_overflow"), 0);
+    // A stopped daemon reads nothing: 20 000 datagrams (28 MB) overflow
+    // even a 4 MiB receive buffer.
+    let pid = a.daemon.child.id().to_string();
+    run("kill", &["-STOP", &pid]);
+    udp_burst(&u.b, &u.b_ip, &u.a_ip, 20_000);
+    run("kill", &["-CONT", &pid]);
+    // The count arrives with the next datagram read after the drops.
+    let counted = wait_until(Duration::from_secs(10), || {
+        udp_burst(&u.b, &u.b_ip, &u.a_ip, 1);
+        a.vxlan_drops("socket_overflow") > 0
+    });
+    assert!(
+        counted,
+        "no socket_overflow after 20 000 datagrams to a stopped daemon: {}",
+        a.stats()
+    );
+    // Every datagram is accounted for: read, or dropped by the kernel.
+    let s = a.stats();
+    let read = s["vxlan"]["rx_datagrams"].as_u64().unwrap();
+    let dropped = a.vxlan_drops("socket_overflow");
+    assert!(
+        read + dropped >= 20_000,
+        "read {read} + dropped {dropped}: {s}"
+    );
+}

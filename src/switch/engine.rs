@@ -319,6 +319,7 @@ impl Engine {
                 udp_gso: Cell::new(true),
                 gro: Gro::default(),
                 tx_batch: TxBatch::default(),
+                sock_drops: Vec::new(),
                 pending: Vec::new(),
                 ready: Vec::new(),
                 gone: Vec::new(),
@@ -690,6 +691,8 @@ struct Worker {
     gro: Gro,
     /// Small VXLAN datagrams sent together at the end of a port's turn.
     tx_batch: TxBatch,
+    /// Last kernel drop count seen per VXLAN socket (`family * 1024 + index`).
+    sock_drops: Vec<u32>,
     /// Sources whose last turn ended on the budget.
     pending: Vec<Source>,
     /// Sources to serve this round (scratch, reused).
@@ -958,14 +961,20 @@ impl Worker {
             return Turn::Idle;
         };
         let turn = match sockets.get(v6, index) {
-            Some(sock) => self.tunnel_drain(sock.as_fd(), fdb, now),
+            Some(sock) => self.tunnel_drain(sock.as_fd(), (v6, index), fdb, now),
             None => Turn::Idle,
         };
         self.sockets = Some(sockets);
         turn
     }
 
-    fn tunnel_drain(&mut self, fd: BorrowedFd<'_>, fdb: &FdbGuard<'_>, now: Millis) -> Turn {
+    fn tunnel_drain(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        which: (bool, usize),
+        fdb: &FdbGuard<'_>,
+        now: Millis,
+    ) -> Turn {
         let base = HEADROOM - VXLAN_HEADER_LEN;
         for _ in 0..self.budget {
             // The first datagram lands so that its inner frame starts at HEADROOM.
@@ -979,6 +988,16 @@ impl Worker {
                     continue;
                 }
             };
+            if let Some(total) = r.dropped {
+                let slot = usize::from(which.0) * 1024 + which.1;
+                if self.sock_drops.len() <= slot {
+                    self.sock_drops.resize(slot + 1, 0);
+                }
+                let new = total.wrapping_sub(self.sock_drops[slot]);
+                self.sock_drops[slot] = total;
+                self.vxlan_stats
+                    .count_drops(VxlanDrop::SocketOverflow, u64::from(new));
+            }
             let from = canonical(r.from);
             let seg = r.segment.max(1);
             self.vxlan_stats

@@ -115,6 +115,44 @@ pub struct GroRecv {
     pub len: usize,
     pub from: std::net::SocketAddr,
     pub segment: usize,
+    /// With [`enable_drop_count`]: datagrams the kernel dropped on this
+    /// socket so far (a wrapping counter), as of this receive.
+    pub dropped: Option<u32>,
+}
+
+fn set_int(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    v: libc::c_int,
+) -> io::Result<()> {
+    let len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4);
+    // SAFETY: `v` is a live c_int and `len` its size, as setsockopt requires
+    // for int-valued options; the fd is borrowed and open.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            std::ptr::from_ref(&v).cast(),
+            len,
+        )
+    })?;
+    Ok(())
+}
+
+/// `SO_RXQ_OVFL`: every receive carries the socket's drop count
+/// ([`GroRecv::dropped`]).
+pub fn enable_drop_count(fd: BorrowedFd<'_>) -> io::Result<()> {
+    set_int(fd, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)
+}
+
+/// `SO_RCVBUFFORCE` and `SO_SNDBUFFORCE`: buffers of `bytes` past the
+/// sysctl limits; needs CAP_NET_ADMIN (`EPERM` otherwise).
+pub fn force_buffers(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<()> {
+    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, v)?;
+    set_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, v)
 }
 
 /// `recvmsg` into `buf`, reading the `UDP_GRO` control message.
@@ -144,10 +182,11 @@ pub fn recv_gro(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<GroRecv> {
     }
     let len = n as usize;
     let mut segment = len;
+    let mut dropped = None;
     // SAFETY: `msg` was filled by recvmsg: its control pointer and length
     // describe initialized cmsgs inside `control`, which CMSG_FIRSTHDR and
     // CMSG_NXTHDR walk without leaving it; CMSG_DATA of a UDP_GRO cmsg
-    // holds one int, read unaligned.
+    // holds one int and of an SO_RXQ_OVFL cmsg one u32, read unaligned.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(&msg);
         while !c.is_null() {
@@ -156,13 +195,20 @@ pub fn recv_gro(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<GroRecv> {
                 if v > 0 {
                     segment = v as usize;
                 }
+            } else if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SO_RXQ_OVFL {
+                dropped = Some(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<u32>()));
             }
             c = libc::CMSG_NXTHDR(&msg, c);
         }
     }
     let from = sockaddr_to_std(&addr)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "sender is not IP"))?;
-    Ok(GroRecv { len, from, segment })
+    Ok(GroRecv {
+        len,
+        from,
+        segment,
+        dropped,
+    })
 }
 
 fn sockaddr_to_std(a: &libc::sockaddr_storage) -> Option<std::net::SocketAddr> {

@@ -164,9 +164,16 @@ fn udp_socket(addr: SocketAddr, reuse_port: bool) -> Result<mio::net::UdpSocket,
     // Receive trains of datagrams of one flow in one call; a kernel
     // without UDP_GRO (before 5.0) just delivers them one by one.
     let _ = sys::udp::enable_gro(s.as_fd());
-    // Room for bursts from many VTEPs; the kernel caps it at rmem_max.
-    let _ = s.set_recv_buffer_size(4 << 20);
-    let _ = s.set_send_buffer_size(4 << 20);
+    // Room for bursts from many VTEPs (and for trains of up to 64
+    // datagrams from one): past rmem_max when the daemon may (root),
+    // else as much as rmem_max allows.
+    if sys::udp::force_buffers(s.as_fd(), 4 << 20).is_err() {
+        let _ = s.set_recv_buffer_size(4 << 20);
+        let _ = s.set_send_buffer_size(4 << 20);
+    }
+    // Every receive reports how many datagrams the kernel dropped on a
+    // full buffer, so those are counted too (socket_overflow).
+    let _ = sys::udp::enable_drop_count(s.as_fd());
     s.bind(&addr.into())?;
     Ok(mio::net::UdpSocket::from_std(s.into()))
 }
@@ -341,16 +348,20 @@ pub enum VxlanDrop {
     VtepLimit,
     /// A receive error other than "no more data".
     RxError,
+    /// Dropped by the kernel before vxswitch could read it: the socket's
+    /// receive buffer was full (`SO_RXQ_OVFL`). The switch fell behind.
+    SocketOverflow,
 }
 
 impl VxlanDrop {
-    pub const ALL: [VxlanDrop; 6] = [
+    pub const ALL: [VxlanDrop; 7] = [
         VxlanDrop::Truncated,
         VxlanDrop::BadFlags,
         VxlanDrop::UnknownVni,
         VxlanDrop::UnknownVtep,
         VxlanDrop::VtepLimit,
         VxlanDrop::RxError,
+        VxlanDrop::SocketOverflow,
     ];
 
     pub fn name(self) -> &'static str {
@@ -361,6 +372,7 @@ impl VxlanDrop {
             VxlanDrop::UnknownVtep => "unknown_vtep",
             VxlanDrop::VtepLimit => "vtep_limit",
             VxlanDrop::RxError => "rx_error",
+            VxlanDrop::SocketOverflow => "socket_overflow",
         }
     }
 }
@@ -378,7 +390,12 @@ pub struct VxlanStats {
 impl VxlanStats {
     #[inline]
     pub fn count_drop(&self, why: VxlanDrop) {
-        self.drops[why as usize].fetch_add(1, Ordering::Relaxed);
+        self.count_drops(why, 1);
+    }
+
+    #[inline]
+    pub fn count_drops(&self, why: VxlanDrop, n: u64) {
+        self.drops[why as usize].fetch_add(n, Ordering::Relaxed);
     }
 
     pub fn drops(&self, why: VxlanDrop) -> u64 {
