@@ -988,7 +988,7 @@ fn datagrams_the_kernel_drops_on_a_full_socket_are_counted() {
         return;
     }
     let u = underlay(7, Family::V4);
-    let (mut a, _b) = (Switch::start(&u.a), Switch::start(&u.b));
+    let (a, _b) = (Switch::start(&u.a), Switch::start(&u.b));
     a.overlay("blue", VNI, "10.88.5.0/24", &u.b_ip, &[]);
     assert_eq!(a.vxlan_drops("socket_overflow"), 0);
     // A stopped daemon reads nothing: 20 000 datagrams (28 MB) overflow
