@@ -29,37 +29,10 @@ fn lan(subnet_octet: u8, n: usize) -> Lan {
     ]);
     let containers: Vec<Netns> = (0..n).map(|_| Netns::new("vxc")).collect();
     for (i, c) in containers.iter().enumerate() {
-        daemon.cli(&[
-            "port",
-            "add",
-            &format!("c{i}"),
-            "--network",
-            "red",
-            "--netns",
-            &c.path(),
-            "--ip",
-            &format!("10.77.{subnet_octet}.{}/24", 11 + i),
-        ]);
+        let ip = format!("10.77.{subnet_octet}.{}/24", 11 + i);
+        daemon.port_add(&format!("c{i}"), "red", c, &ip, &[]);
     }
     Lan { daemon, containers }
-}
-
-/// `port add NAME --network red --netns NS --ip IP EXTRA...`.
-fn add_container(daemon: &Daemon, name: &str, ns: &Netns, ip: &str, extra: &[&str]) {
-    let path = ns.path();
-    let mut args = vec![
-        "port",
-        "add",
-        name,
-        "--network",
-        "red",
-        "--netns",
-        &path,
-        "--ip",
-        ip,
-    ];
-    args.extend_from_slice(extra);
-    daemon.cli(&args);
 }
 
 fn ip_of(octet: u8, i: usize) -> String {
@@ -115,40 +88,10 @@ fn two_networks_are_isolated() {
     daemon.cli(&["network", "create", "red", "--subnet", "10.78.0.0/24"]);
     daemon.cli(&["network", "create", "blue", "--subnet", "10.78.0.0/24"]);
     let (r1, r2, b1) = (Netns::new("vxr"), Netns::new("vxr"), Netns::new("vxb"));
-    daemon.cli(&[
-        "port",
-        "add",
-        "r1",
-        "--network",
-        "red",
-        "--netns",
-        &r1.path(),
-        "--ip",
-        "10.78.0.11/24",
-    ]);
-    daemon.cli(&[
-        "port",
-        "add",
-        "r2",
-        "--network",
-        "red",
-        "--netns",
-        &r2.path(),
-        "--ip",
-        "10.78.0.12/24",
-    ]);
+    daemon.port_add("r1", "red", &r1, "10.78.0.11/24", &[]);
+    daemon.port_add("r2", "red", &r2, "10.78.0.12/24", &[]);
     // Same subnet on purpose: only the switch keeps them apart.
-    daemon.cli(&[
-        "port",
-        "add",
-        "b1",
-        "--network",
-        "blue",
-        "--netns",
-        &b1.path(),
-        "--ip",
-        "10.78.0.13/24",
-    ]);
+    daemon.port_add("b1", "blue", &b1, "10.78.0.13/24", &[]);
     assert!(
         r1.ping_within("10.78.0.12", Duration::from_secs(5)),
         "same network must work"
@@ -479,8 +422,8 @@ fn offload_and_plain_ports_exchange_tcp_intact_both_ways() {
     let daemon = Daemon::start(&[]);
     daemon.cli(&["network", "create", "red", "--subnet", "10.77.9.0/24"]);
     let (c0, c1) = (Netns::new("vxo"), Netns::new("vxp"));
-    add_container(&daemon, "c0", &c0, "10.77.9.11/24", &["--mtu", "9000"]);
-    add_container(&daemon, "c1", &c1, "10.77.9.12/24", &["--no-offload"]);
+    daemon.port_add("c0", "red", &c0, "10.77.9.11/24", &["--mtu", "9000"]);
+    daemon.port_add("c1", "red", &c1, "10.77.9.12/24", &["--no-offload"]);
     let ports = daemon.json(&["port", "ls"]);
     let offload = |name: &str| {
         ports
@@ -544,8 +487,8 @@ fn offload_and_plain_ports_exchange_tcp_over_ipv6_and_vlans_where_the_kernel_has
     let daemon = Daemon::start(&[]);
     daemon.cli(&["network", "create", "red"]);
     let (c0, c1) = (Netns::new("vx6o"), Netns::new("vx6p"));
-    add_container(&daemon, "c0", &c0, "fd00:77:11::11/64", &["--mtu", "9000"]);
-    add_container(&daemon, "c1", &c1, "fd00:77:11::12/64", &["--no-offload"]);
+    daemon.port_add("c0", "red", &c0, "fd00:77:11::11/64", &["--mtu", "9000"]);
+    daemon.port_add("c1", "red", &c1, "fd00:77:11::12/64", &["--no-offload"]);
     let mut vlan = true;
     for (ns, ip) in [(&c0, "fd00:77:12::11/64"), (&c1, "fd00:77:12::12/64")] {
         for args in [
@@ -619,8 +562,8 @@ fn taps_get_one_queue_per_worker_and_offloads_unless_refused() {
         let daemon = Daemon::start(&["--workers", workers]);
         daemon.cli(&["network", "create", "red", "--subnet", "10.77.10.0/24"]);
         let (c0, c1) = (Netns::new("vxq"), Netns::new("vxq"));
-        add_container(&daemon, "c0", &c0, "10.77.10.11/24", &[]);
-        add_container(&daemon, "c1", &c1, "10.77.10.12/24", &["--no-offload"]);
+        daemon.port_add("c0", "red", &c0, "10.77.10.11/24", &[]);
+        daemon.port_add("c1", "red", &c1, "10.77.10.12/24", &["--no-offload"]);
         let (d0, d1) = (link_details(&c0), link_details(&c1));
         assert!(d0.contains("vnet_hdr on"), "{d0}");
         assert!(d1.contains("vnet_hdr off"), "{d1}");

@@ -95,17 +95,7 @@ fn host_gateway_port_reaches_the_host_and_goes_with_the_network() {
         "network ls reports the TAP's MAC"
     );
 
-    d.cli(&[
-        "port",
-        "add",
-        "c1",
-        "--network",
-        "lab",
-        "--netns",
-        &c1.path(),
-        "--ip",
-        "10.88.0.11/24",
-    ]);
+    d.port_add("c1", "lab", &c1, "10.88.0.11/24", &[]);
     // A container reaches the host's gateway address: the host kernel answers.
     assert!(
         c1.ping_within("10.88.0.1", WAIT),
@@ -407,17 +397,7 @@ fn reaches_outside_through_the_host(rules: Rules) {
         "--gateway-port",
         "host",
     ]);
-    d.cli(&[
-        "port",
-        "add",
-        "c1",
-        "--network",
-        "lab",
-        "--netns",
-        &c1.path(),
-        "--ip",
-        "10.88.2.11/24",
-    ]);
+    d.port_add("c1", "lab", &c1, "10.88.2.11/24", &[]);
     for (cmd, args) in rules {
         let out = host.exec(cmd, args);
         assert!(
@@ -464,17 +444,7 @@ fn switch_gateway_answers_arp_and_ping_for_its_address_only() {
         .as_str()
         .unwrap()
         .to_string();
-    d.cli(&[
-        "port",
-        "add",
-        "c1",
-        "--network",
-        "sw",
-        "--netns",
-        &c1.path(),
-        "--ip",
-        "10.89.0.11/24",
-    ]);
+    d.port_add("c1", "sw", &c1, "10.89.0.11/24", &[]);
     assert!(
         c1.ping_within("10.89.0.1", WAIT),
         "the switch did not answer ping for its gateway\n{}",
@@ -538,17 +508,7 @@ fn switch_gateway_answers_ipv6_neighbor_discovery_and_ping() {
         .as_str()
         .unwrap()
         .to_string();
-    d.cli(&[
-        "port",
-        "add",
-        "c1",
-        "--network",
-        "sw6",
-        "--netns",
-        &c1.path(),
-        "--ip",
-        "fd00:89::11/64",
-    ]);
+    d.port_add("c1", "sw6", &c1, "fd00:89::11/64", &[]);
     // ping_within covers the container's duplicate address detection.
     assert!(
         c1.ping_within("fd00:89::1", WAIT),

@@ -264,17 +264,7 @@ fn lan() -> Lan {
     daemon.cli(&["network", "create", "red", "--subnet", "10.79.1.0/24"]);
     let (c0, c1) = (Netns::new("vxpgc"), Netns::new("vxpgc"));
     for (name, ns, ip) in [("c0", &c0, "10.79.1.11/24"), ("c1", &c1, "10.79.1.12/24")] {
-        daemon.cli(&[
-            "port",
-            "add",
-            name,
-            "--network",
-            "red",
-            "--netns",
-            &ns.path(),
-            "--ip",
-            ip,
-        ]);
+        daemon.port_add(name, "red", ns, ip, &[]);
     }
     Lan { daemon, c0, c1 }
 }

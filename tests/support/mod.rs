@@ -238,6 +238,24 @@ impl Daemon {
         run_raw(BIN, &all)
     }
 
+    /// `port add NAME --network NET --netns NS --ip IP EXTRA...`.
+    pub fn port_add(&self, name: &str, network: &str, ns: &Netns, ip: &str, extra: &[&str]) {
+        let path = ns.path();
+        let mut args = vec![
+            "port",
+            "add",
+            name,
+            "--network",
+            network,
+            "--netns",
+            &path,
+            "--ip",
+            ip,
+        ];
+        args.extend_from_slice(extra);
+        self.cli(&args);
+    }
+
     /// Runs a CLI command that must succeed; returns stdout.
     pub fn cli(&self, args: &[&str]) -> String {
         let out = self.cli_raw(args);
