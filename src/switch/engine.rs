@@ -1,22 +1,27 @@
-//! The dataplane worker: one thread, one `mio::Poll`, every port's fd
-//! registered edge-triggered under a token equal to its [`PortId`].
+//! The dataplane: `workers` threads (one per CPU by default), each with its
+//! own `mio::Poll` in which its share of every port is registered
+//! edge-triggered under a token equal to the [`PortId`]: its own queue of a
+//! multi-queue TAP, or, for a port with a single fd, the fd itself on
+//! worker 0 (the others write to a duplicate). The kernel picks a TAP queue
+//! per flow, so a flow is handled by one worker, in order.
 //!
-//! Per wake-up the worker reads the clock once, pins the FDB once, and
-//! drains each ready port until `WouldBlock` or until it has handled
-//! `budget` frames from that port; a port that still has frames is kept on
-//! a pending list and served again after every other ready port had its
-//! turn, so one noisy port cannot starve the rest. Frames are read into one
-//! reusable buffer and written from it to each egress port: no allocation,
-//! lock or log line per frame. Every outcome is a counter in the port's
-//! [`PortStats`].
+//! Per wake-up a worker reads the clock once, pins the FDB once, and drains
+//! each ready port until `WouldBlock` or until it has handled `budget`
+//! frames from that port; a port that still has frames is kept on a pending
+//! list and served again after every other ready port had its turn, so one
+//! noisy port cannot starve the rest. Frames are read into one reusable
+//! buffer (behind their `virtio_net_hdr` on offload ports) and written from
+//! it to each egress port, segmented or checksummed in a second reusable
+//! buffer only where the egress needs it: no allocation, lock or log line
+//! per frame. Every outcome is a counter in the port's [`PortStats`].
 //!
-//! The control plane talks to the worker through [`Engine`]: commands go on
-//! a crossbeam channel followed by a `Waker` nudge, and come back with a
-//! reply on a one-shot channel, so `port rm` returns only after the fd is
-//! closed (and a TAP the switch created is gone). A port whose fd dies
-//! underneath (`ip link del`, its namespace deleted, the peer of a test
-//! socket closed) is removed by the worker itself and reported as
-//! [`Event::PortGone`].
+//! The control plane talks to the workers through [`Engine`]: commands go on
+//! each worker's crossbeam channel followed by a `Waker` nudge, and come back
+//! with replies on one-shot channels, so `port rm` returns only after every
+//! worker closed its fd (and a TAP the switch created is gone). A port whose
+//! fd dies underneath (`ip link del`, its namespace deleted, the peer of a
+//! test socket closed) is removed by the worker that notices, which tells its
+//! peers and reports it once as [`Event::PortGone`].
 
 use std::cell::Cell;
 use std::fs::File;
