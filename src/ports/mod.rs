@@ -103,7 +103,7 @@ pub struct TapSpec {
     /// Default route via this address, when given.
     pub gateway: Option<IpAddr>,
     /// Open the TAP with a `virtio_net_hdr` and offloads on (see
-    /// [`tap::enable_offloads`]): the container's stack then hands over
+    /// `tap::enable_offloads`): the container's stack then hands over
     /// 64 KiB TCP/UDP super-frames with partial checksums.
     pub vnet_hdr: bool,
     /// Queues (fds) to open: more than one makes a multi-queue TAP whose
