@@ -88,6 +88,14 @@ fn bench_offload(c: &mut Criterion) {
             complete_checksum(black_box(&mut one), black_box(&h1)).unwrap()
         })
     });
+
+    // The Internet checksum over one MSS-sized payload: what segmentation
+    // and coalescing pay per segment.
+    let payload: Vec<u8> = (0..1448u32).map(|i| (i * 7 + 3) as u8).collect();
+    g.throughput(Throughput::Bytes(payload.len() as u64));
+    g.bench_function("sum_words/1448B", |b| {
+        b.iter(|| csum::sum_words(black_box(&payload), 0))
+    });
     g.finish();
 }
 

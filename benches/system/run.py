@@ -265,7 +265,7 @@ def bench(lab: Lab, opts, t_start: float) -> int:
              ("latency_paced", lambda c: M.latency(lab, c, opts.latency_seconds, LATENCY_PACED_MPS, LATENCY_MSG))]
     for size in opts.sizes:
         tests.append((f"frames_{size}", lambda c, s=size: M.frames(lab, c, gen, s, opts.frame_seconds)))
-    cpu_acc: dict[tuple[str, int], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0])
+    cpu_acc: dict[tuple[str, int], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0, 0.0, 0.0])
     for r in range(opts.runs):
         for test, fn in tests:
             for c in live:
@@ -297,6 +297,8 @@ def bench(lab: Lab, opts, t_start: float) -> int:
                     acc[1] += res["softirq_s"]
                     acc[2] += res["moved_bytes"]
                     acc[3] += 1
+                    acc[4] += res["machine_busy_s"]
+                    acc[5] += res["wall_s"]
                     log(f"  {c.name} run {r + 1} {test}: {res['gbps']:.2f} Gbit/s")
                 elif test.startswith("latency"):
                     prefix = "rtt" if test == "latency" else "rtt1k"
@@ -317,6 +319,9 @@ def bench(lab: Lab, opts, t_start: float) -> int:
                 if c.userspace:
                     raw[c.name]["cpu_s_per_gb"].append(acc[0] / gb)
                 raw[c.name]["softirq_s_per_gb"].append(acc[1] / gb)
+                raw[c.name]["machine_s_per_gb"].append(acc[4] / gb)
+                if acc[5] > 0:
+                    raw[c.name]["busy_cpus"].append(acc[4] / acc[5])
 
     # -- verdict per contender ---------------------------------------------
     required = ["tcp1_gbps", "tcp4_gbps", "rtt_p50_us", "rtt_p99_us", "rtt1k_p50_us", "rtt1k_p99_us"]

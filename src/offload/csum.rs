@@ -9,24 +9,33 @@
 /// Adds the big-endian 16-bit words of `data` to `sum` (a trailing odd byte
 /// counts as its high byte, as RFC 1071 pads it).
 ///
-/// The sum is kept in 64 bits and not folded: 2^16 = 1 mod 0xffff, so adding
-/// 32-bit words and folding at the end gives the same one's complement sum
-/// as adding 16-bit words, with half the additions.
-pub fn sum_words(data: &[u8], mut sum: u64) -> u64 {
-    let mut chunks = data.chunks_exact(8);
-    for c in &mut chunks {
-        let v = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        sum += (v >> 32) + (v & 0xffff_ffff);
+/// The returned sum is kept in 64 bits and not folded: 2^16 = 1 mod 0xffff,
+/// so adding 32-bit words and folding at the end gives the same one's
+/// complement sum as adding 16-bit words, with half the additions.
+pub fn sum_words(data: &[u8], sum: u64) -> u64 {
+    // One's complement addition commutes with byte swapping (RFC 1071
+    // section 2(B)): add the data as native-endian 32-bit words, which the
+    // compiler vectorizes, fold, and swap the 16-bit result into network
+    // order once at the end. Four lanes keep the additions independent.
+    let mut lanes = [0u64; 4];
+    let mut blocks = data.chunks_exact(16);
+    for b in &mut blocks {
+        for (lane, w) in lanes.iter_mut().zip(b.chunks_exact(4)) {
+            *lane += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
+        }
     }
-    let mut rest = chunks.remainder();
-    while rest.len() >= 2 {
-        sum += u64::from(u16::from_be_bytes([rest[0], rest[1]]));
-        rest = &rest[2..];
+    let mut acc = lanes.iter().sum::<u64>();
+    let rest = blocks.remainder();
+    let mut words = rest.chunks_exact(4);
+    for w in &mut words {
+        acc += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
     }
-    if let [last] = rest {
-        sum += u64::from(*last) << 8;
-    }
-    sum
+    // The last 0-3 bytes, zero-padded: a trailing odd byte becomes the
+    // high byte of its 16-bit word, as RFC 1071 pads it.
+    let mut tail = [0u8; 4];
+    tail[..words.remainder().len()].copy_from_slice(words.remainder());
+    acc += u64::from(u32::from_ne_bytes(tail));
+    sum + u64::from(u16::from_be(fold(acc)))
 }
 
 /// Folds a running sum into 16 bits (one's complement addition of carries).

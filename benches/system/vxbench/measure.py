@@ -59,6 +59,15 @@ def softirq_seconds() -> float:
     return int(fields[7]) / CLK_TCK
 
 
+def busy_seconds() -> float:
+    """Machine-wide non-idle CPU time (all CPUs) from /proc/stat, in seconds:
+    everything but idle and iowait (guest time is already inside user)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
 def wait_listening(c: Contender, proto: str, ip: str, port: int, proc: Proc) -> None:
     flag = "-t" if proto == "tcp" else "-u"
 
@@ -78,11 +87,13 @@ def tcp(lab: Lab, c: Contender, streams: int, seconds: float, omit: int) -> dict
     try:
         wait_listening(c, "tcp", c.ip2, IPERF_PORT, srv)
         pids = c.switch_pids()
-        before = (cpu_seconds(pids), softirq_seconds(), link_counters(c.ns1), link_counters(c.ns2), time.monotonic())
+        before = (cpu_seconds(pids), softirq_seconds(), link_counters(c.ns1), link_counters(c.ns2), time.monotonic(),
+                  busy_seconds())
         argv = ["iperf3", "-c", c.ip2, "-p", IPERF_PORT, "-t", f"{seconds:g}", "-O", omit, "-P", streams, "-J",
                 "--connect-timeout", "3000"]
         p = run(nsx(c.ns1, argv), check=False, timeout=seconds + omit + 30)
-        after = (cpu_seconds(pids), softirq_seconds(), link_counters(c.ns1), link_counters(c.ns2), time.monotonic())
+        after = (cpu_seconds(pids), softirq_seconds(), link_counters(c.ns1), link_counters(c.ns2), time.monotonic(),
+                 busy_seconds())
     finally:
         lab.stop(srv)
     try:
@@ -107,6 +118,7 @@ def tcp(lab: Lab, c: Contender, streams: int, seconds: float, omit: int) -> dict
         "cpu_s_per_gb": (cpu / gb) if pids and gb > 0 else None,
         "softirq_s": si,
         "softirq_s_per_gb": (si / gb) if gb > 0 else None,
+        "machine_busy_s": after[5] - before[5],
     }
 
 

@@ -19,6 +19,8 @@ METRICS = {
     "rtt1k_p99_us": ("RTT p99 at 1000 msg/s", "µs", 1, 0, "lower"),
     "cpu_s_per_gb": ("switch CPU", "s/GB", 1, 2, "lower"),
     "softirq_s_per_gb": ("softirq, all CPUs", "s/GB", 1, 2, "lower"),
+    "machine_s_per_gb": ("machine CPU, all CPUs", "s/GB", 1, 2, "lower"),
+    "busy_cpus": ("busy CPUs", "CPUs", 1, 2, "lower"),
 }
 
 COLORS = {
@@ -178,15 +180,20 @@ def markdown(meta: dict, contenders, summary: dict, errors: dict, sizes: list[in
           f"{cell('rtt1k_p99_us', m.get('rtt1k_p99_us'), runs)} |")
     w("")
     w("CPU per GB moved in the TCP tests: the switch process's utime+stime (all its threads, "
-      "both daemons for vxswitch-vxlan), and machine-wide softirq time (indicative only: it "
-      "includes everything else the machine did):")
+      "both daemons for vxswitch-vxlan); machine-wide softirq time and machine-wide busy time "
+      "(everything but idle, all CPUs: the switch, both iperf3 ends, the kernel's network "
+      "stacks, and anything else the machine did); and how many CPUs were busy on average "
+      "while iperf3 ran. When busy CPUs is near the machine's count the TCP figure is bound by "
+      "CPU, and throughput is roughly CPUs / machine CPU per GB:")
     w("")
-    w("| contender | switch CPU s/GB | softirq s/GB |")
-    w("|---|---|---|")
+    w("| contender | switch CPU s/GB | softirq s/GB | machine CPU s/GB | busy CPUs |")
+    w("|---|---|---|---|---|")
     for c in contenders:
         m = summary[c.name]["metrics"]
         w(f"| {c.name} | {cell('cpu_s_per_gb', m.get('cpu_s_per_gb'), runs, not c.userspace)} | "
-          f"{cell('softirq_s_per_gb', m.get('softirq_s_per_gb'), runs)} |")
+          f"{cell('softirq_s_per_gb', m.get('softirq_s_per_gb'), runs)} | "
+          f"{cell('machine_s_per_gb', m.get('machine_s_per_gb'), runs)} | "
+          f"{cell('busy_cpus', m.get('busy_cpus'), runs)} |")
     rows = targets(summary)
     if rows:
         w("")
