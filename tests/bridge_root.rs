@@ -8,6 +8,7 @@ use std::os::unix::net::UnixStream;
 use std::process::Command;
 use std::time::Duration;
 
+use support::capture::Capture;
 use support::{can_run, Daemon, Netns, Proc};
 
 /// A daemon with one network and `n` containers on it, 10.77.x.(11+i)/24.
@@ -413,7 +414,7 @@ fn tcp_csum_errors(ns: &Netns) -> u64 {
 
 #[test]
 fn offload_and_plain_ports_exchange_tcp_intact_both_ways() {
-    if !can_run(&["ip", "ping", "iperf3"]) {
+    if !can_run(&["ip", "ping", "iperf3", "tshark"]) {
         return;
     }
     // c0: offloads on, jumbo MTU (hands the switch 64 KiB super-frames with
@@ -437,6 +438,24 @@ fn offload_and_plain_ports_exchange_tcp_intact_both_ways() {
     assert_eq!(offload("c0"), serde_json::json!(true), "{ports}");
     assert_eq!(offload("c1"), serde_json::json!(false), "{ports}");
     assert!(c0.ping_within("10.77.9.12", Duration::from_secs(5)));
+
+    // What c1 receives is the switch's software segmentation: tshark
+    // checks every IPv4 and TCP checksum of it on c1's eth0.
+    let mut cap = Capture::start(&c1, "eth0", "10.77.9.11");
+    support::exact_transfer(&c0, &c1, "10.77.9.12", 4 << 20);
+    cap.stop();
+    let (checked, bad) = cap.tcp_checksum_verdicts("tcp && ip.src == 10.77.9.11");
+    assert!(
+        checked > 4 * 1024 * 1024 / 9000,
+        "tshark saw only {checked} TCP segments from c0 on c1's eth0"
+    );
+    assert!(
+        bad.is_empty(),
+        "tshark found bad checksums in {} of {checked} software segments \
+         (frame, tcp, ip): {:?}",
+        bad.len(),
+        &bad[..bad.len().min(10)]
+    );
 
     support::exact_transfer(&c0, &c1, "10.77.9.12", 16 << 20);
     support::exact_transfer(&c1, &c0, "10.77.9.11", 16 << 20);
@@ -478,7 +497,7 @@ fn offload_and_plain_ports_exchange_tcp_intact_both_ways() {
 
 #[test]
 fn offload_and_plain_ports_exchange_tcp_over_ipv6_and_vlans_where_the_kernel_has_them() {
-    if !can_run(&["ip", "ping"]) {
+    if !can_run(&["ip", "ping", "tshark"]) {
         return;
     }
     // TSO6 super-frames from c0 are cut in software for c1, including
@@ -517,6 +536,21 @@ fn offload_and_plain_ports_exchange_tcp_over_ipv6_and_vlans_where_the_kernel_has
         }
     }
     assert!(c0.ping_within("fd00:77:11::12", Duration::from_secs(10)));
+    let mut cap = Capture::start(&c1, "eth0", "fd00:77:11::11");
+    support::exact_transfer(&c0, &c1, "[fd00:77:11::12]", 4 << 20);
+    cap.stop();
+    let (checked, bad) = cap.tcp_checksum_verdicts("tcp && ipv6.src == fd00:77:11::11");
+    assert!(
+        checked > 4 * 1024 * 1024 / 9000,
+        "tshark saw only {checked} TCP segments from c0 on c1's eth0"
+    );
+    assert!(
+        bad.is_empty(),
+        "tshark found bad checksums in {} of {checked} software TSO6 segments \
+         (frame, tcp, ip): {:?}",
+        bad.len(),
+        &bad[..bad.len().min(10)]
+    );
     support::exact_transfer(&c0, &c1, "[fd00:77:11::12]", 16 << 20);
     support::exact_transfer(&c1, &c0, "[fd00:77:11::11]", 16 << 20);
     if vlan {

@@ -13,11 +13,11 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{can_run, run, run_raw, wait_until, Daemon, Netns, Proc, TempDir};
+use support::capture::Capture;
+use support::{can_run, run, wait_until, Daemon, Netns};
 
 const VNI: u32 = 4242;
 const VNI2: u32 = 4343;
@@ -382,119 +382,6 @@ for port in range(first, first + n):
     assert!(out.status.success(), "UDP sender failed: {out:?}");
 }
 
-/// A tshark capture of one interface inside a namespace, bounded to two
-/// minutes, killed on drop if the test fails before stopping it.
-struct Capture {
-    tshark: Proc,
-    dir: TempDir,
-    /// Host namespace name and underlay peer, for marker pings.
-    host: String,
-    peer: String,
-}
-
-impl Capture {
-    /// Starts capturing `dev` in host namespace `host`, and returns once the
-    /// capture is live: tshark's "Capturing on" comes before it really is,
-    /// so underlay pings to `peer_ip` go out until tshark shows one (they
-    /// are not VXLAN, so no decoding below sees them).
-    fn start(host: &Netns, dev: &str, peer_ip: &str) -> Capture {
-        let dir = TempDir::new("vxsw-cap-");
-        let file = dir.0.join("underlay.pcapng");
-        let out = std::fs::File::create(dir.0.join("tshark.out")).unwrap();
-        let log = std::fs::File::create(dir.0.join("tshark.log")).unwrap();
-        // -P -l: also print each packet's summary line, flushed at once.
-        let child = Command::new("ip")
-            .args(["netns", "exec", &host.name, "tshark", "-i", dev, "-l", "-P"])
-            .args(["-a", "duration:120", "-w"])
-            .arg(&file)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(log)
-            .spawn()
-            .expect("spawn tshark");
-        let cap = Capture {
-            tshark: Proc(child),
-            dir,
-            host: host.name.clone(),
-            peer: peer_ip.to_string(),
-        };
-        cap.sync();
-        cap
-    }
-
-    /// Pings the underlay peer until tshark shows a new marker ping: every
-    /// packet sent before this call is then in the capture.
-    fn sync(&self) {
-        let markers = || {
-            std::fs::read_to_string(self.dir.0.join("tshark.out"))
-                .unwrap_or_default()
-                .lines()
-                .filter(|l| {
-                    let cols: Vec<&str> = l.split_whitespace().collect();
-                    cols.contains(&"ICMP") && cols.contains(&self.peer.as_str())
-                })
-                .count()
-        };
-        let before = markers();
-        let seen = wait_until(Duration::from_secs(15), || {
-            run_raw(
-                "ip",
-                &[
-                    "netns", "exec", &self.host, "ping", "-c1", "-W1", &self.peer,
-                ],
-            );
-            markers() > before
-        });
-        assert!(seen, "tshark shows no marker ping: {}", self.log());
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.0.join("tshark.log")).unwrap_or_default()
-    }
-
-    /// Stops the capture once it holds everything sent so far (SIGINT, so
-    /// that the file is complete).
-    fn stop(&mut self) {
-        self.sync();
-        let pid = self.tshark.0.id().to_string();
-        run("kill", &["-INT", &pid]);
-        assert!(
-            wait_until(Duration::from_secs(10), || {
-                self.tshark.0.try_wait().ok().flatten().is_some()
-            }),
-            "tshark did not stop: {}",
-            self.log()
-        );
-    }
-
-    /// Decodes the capture (UDP 4789 as VXLAN): one row per packet matching
-    /// the display `filter`, one string per field; a field found at several
-    /// layers (outer and inner `eth.src`) reads "outer,inner".
-    fn rows(&self, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
-        let file = self.dir.0.join("underlay.pcapng");
-        let mut args = vec![
-            "-r",
-            file.to_str().unwrap(),
-            "-d",
-            "udp.port==4789,vxlan",
-            "-Y",
-            filter,
-            "-T",
-            "fields",
-            "-E",
-            "separator=/t",
-        ];
-        for f in fields {
-            args.extend_from_slice(&["-e", f]);
-        }
-        // tshark as root warns on stderr: only stdout matters.
-        run("tshark", &args)
-            .lines()
-            .map(|l| l.split('\t').map(str::to_string).collect())
-            .collect()
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Tests
 
@@ -824,7 +711,7 @@ fn a_frame_from_a_non_vtep_address_is_dropped_and_counted() {
 
 #[test]
 fn tshark_decodes_the_underlay_as_vxlan_with_per_flow_source_ports() {
-    if !can_run(&["ip", "ping", "tshark", "python3", "sysctl"]) {
+    if !can_run(&["ip", "ping", "tshark", "python3", "sysctl", "ethtool"]) {
         return;
     }
     let u = underlay(5, Family::V4);
@@ -835,11 +722,43 @@ fn tshark_decodes_the_underlay_as_vxlan_with_per_flow_source_ports() {
     b.add("b1", "blue", "10.88.5.21", "02:00:00:05:0b:01", &[]);
     let (a1, b1) = (a.c("a1"), b.c("b1"));
 
+    // The veth underlay would carry daemon A's UDP_SEGMENT sends whole, and
+    // tshark would see one datagram per send: have the kernel cut them
+    // before the capture point instead.
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &u.a.name,
+            "ethtool",
+            "-K",
+            UL,
+            "tx-udp-segmentation",
+            "off",
+        ],
+    );
     let mut cap = Capture::start(&u.a, UL, &u.b_ip);
     assert!(a1.ns.ping_within(&b1.ip, FIRST_PING), "a1 cannot ping b1");
     // Eight inner flows (UDP from eight source ports), three datagrams each.
     udp_flows(&a1.ns, &b1.ip, 40000, 8, 3);
+    // a1's TAP hands daemon A 64 KiB TCP super-frames; what leaves on the
+    // underlay is the daemon's software segmentation, and b1's ACKs had
+    // their partial checksums completed by daemon B.
+    support::exact_transfer(&a1.ns, &b1.ns, &b1.ip, 2 << 20);
     cap.stop();
+    let (checked, bad) = cap.tcp_checksum_verdicts("vxlan && tcp");
+    assert!(
+        checked > (2 << 20) / 1448,
+        "tshark saw only {checked} inner TCP segments on the underlay"
+    );
+    assert!(
+        bad.is_empty(),
+        "tshark found bad inner checksums in {} of {checked} VXLAN segments \
+         (frame, tcp, outer+inner ip): {:?}",
+        bad.len(),
+        &bad[..bad.len().min(10)]
+    );
 
     // Every VXLAN datagram goes to port 4789 and carries blue's VNI.
     let all = cap.rows("vxlan", &["vxlan.vni", "udp.dstport"]);

@@ -6,6 +6,8 @@
 //! reason; with `CI=true` a skip is a failure.
 #![allow(dead_code)]
 
+pub mod capture;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
