@@ -172,6 +172,12 @@ struct DaemonArgs {
     /// per CPU.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=16))]
     workers: Option<u64>,
+    /// Keep networks, ports, VTEPs and static FDB entries in DIR/state.json
+    /// and the TAPs in the containers when the daemon stops; the next
+    /// start with the same DIR re-attaches them. Default: none (a stop
+    /// deletes every TAP the daemon created).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 /// `--gateway-port`: the protocol's [`GatewayPort`], spelt the same.
@@ -648,12 +654,40 @@ fn daemon(socket: &Path, a: DaemonArgs) -> Result<(), String> {
         ..EngineConfig::default()
     };
     opts.handle_signals = true;
+    let state_dir = a
+        .state_dir
+        .clone()
+        .or_else(|| config.state.as_ref().and_then(|s| s.dir.clone()));
     let mut server = Server::bind(opts).map_err(|e| e.to_string())?;
+    let mut restored = false;
+    if let Some(dir) = &state_dir {
+        // Before the socket serves anyone; a corrupt file stops the start.
+        let report = server
+            .daemon_mut()
+            .open_state_dir(dir)
+            .map_err(|e| e.to_string())?;
+        if let Some(dir) = &report.restored_from {
+            restored = true;
+            eprintln!(
+                "vxswitch: restored {} network{} and {} port{} from {}{}",
+                report.networks,
+                if report.networks == 1 { "" } else { "s" },
+                report.ports,
+                if report.ports == 1 { "" } else { "s" },
+                dir.join(vxswitch::ctl::persist::STATE_FILE).display(),
+                match report.dropped.len() {
+                    0 => String::new(),
+                    n => format!(" ({n} dropped, see above)"),
+                }
+            );
+        }
+    }
     if let Some(path) = &a.config {
         // On error the server is dropped: what was created is removed again.
-        config
-            .apply(server.daemon_mut(), path)
-            .map_err(|e| e.to_string())?;
+        let applied = config.apply_after_restore(server.daemon_mut(), path, restored);
+        // Persistent TAPs the config made before an error must be on record.
+        server.daemon_mut().save_state();
+        applied.map_err(|e| e.to_string())?;
     }
     eprintln!(
         "vxswitch: daemon {} listening on {}",

@@ -18,6 +18,9 @@
 //! busy_poll_us = 0         # spin before sleeping (--busy-poll)
 //! offload = true           # TAPs with virtio_net_hdr (--no-offload)
 //!
+//! [state]
+//! dir = "/var/lib/vxswitch" # keep ports over restarts (--state-dir)
+//!
 //! [[network]]
 //! name = "red"
 //! subnet = "10.77.0.0/24"
@@ -48,6 +51,10 @@
 //! the first failing entry aborts the start with a message naming the file,
 //! the entry and the problem: a daemon that came up half-configured would
 //! be worse than one that did not come up.
+//!
+//! With a state directory whose state file was restored, `[[network]]` and
+//! `[[port]]` entries whose name exists already are skipped: the state
+//! file recorded them (and any change made since) and is newer.
 
 use std::path::{Path, PathBuf};
 
@@ -91,6 +98,15 @@ impl DataplaneConfig {
     }
 }
 
+/// `[state]`: where `daemon --state-dir` keeps its state file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// The state directory (`--state-dir` overrides it).
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+}
+
 /// A parsed configuration file.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,6 +119,8 @@ pub struct Config {
     pub vxlan: Option<VxlanConfig>,
     #[serde(default)]
     pub dataplane: Option<DataplaneConfig>,
+    #[serde(default)]
+    pub state: Option<StateConfig>,
     #[serde(default)]
     pub network: Vec<NetworkCreate>,
     #[serde(default)]
@@ -190,17 +208,34 @@ impl Config {
     /// first error; the caller is expected to drop the daemon then, which
     /// removes whatever was created.
     pub fn apply(&self, daemon: &mut Daemon, path: &Path) -> Result<(), ConfigError> {
+        self.apply_after_restore(daemon, path, false)
+    }
+
+    /// [`Config::apply`]; with `restored` (a state file was restored),
+    /// entries whose name exists already are skipped.
+    pub fn apply_after_restore(
+        &self,
+        daemon: &mut Daemon,
+        path: &Path,
+        restored: bool,
+    ) -> Result<(), ConfigError> {
         let entry_err = |entry: String, message: String| ConfigError::Entry {
             path: path.to_path_buf(),
             entry,
             message,
         };
         for (i, n) in self.network.iter().enumerate() {
+            if restored && daemon.has_network(&n.name) {
+                continue;
+            }
             daemon.network_create(n).map_err(|e| {
                 entry_err(format!("[[network]] #{} ({:?})", i + 1, n.name), e.message)
             })?;
         }
         for (i, p) in self.port.iter().enumerate() {
+            if restored && daemon.has_port(&p.name) {
+                continue;
+            }
             daemon
                 .port_add(p)
                 .map_err(|e| entry_err(format!("[[port]] #{} ({:?})", i + 1, p.name), e.message))?;

@@ -10,6 +10,8 @@
 //!   limits and timeouts, and signal handling for the `daemon` command.
 //! - [`config`]: the TOML start-up configuration, and the checks of the
 //!   daemon-wide VXLAN settings.
+//! - [`persist`]: the state file of `daemon --state-dir`, written
+//!   atomically after every change and read back at start.
 //! - [`client`]: the blocking one-request client.
 //! - [`render`]: the CLI's human-readable tables.
 //!
@@ -36,6 +38,7 @@
 
 pub mod client;
 pub mod config;
+pub mod persist;
 pub mod proto;
 pub mod render;
 pub mod server;

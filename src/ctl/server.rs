@@ -27,7 +27,8 @@
 //! - SIGINT/SIGTERM arrive through a socket pair written by the signal
 //!   handler (`signal_hook::low_level::pipe`), so shutdown happens on this
 //!   thread, in order: clients closed, dataplane stopped (which closes TAP
-//!   fds, so TAPs vxswitch created vanish), socket file removed. A second
+//!   fds, so TAPs vxswitch created vanish, unless a state directory made
+//!   them persistent), socket file removed. A second
 //!   signal during a stuck shutdown exits at once.
 //!
 //! The socket file: its directory is created (0755) if missing; a file
@@ -543,6 +544,10 @@ impl Server {
     /// every client, stops the dataplane and removes the socket file.
     pub fn run(mut self) -> Result<(), ServerError> {
         let res = self.serve();
+        if let Some(note) = self.daemon.leaving_note() {
+            self.daemon.save_state();
+            eprintln!("vxswitch: {note}");
+        }
         if let Some(s) = &self.signals {
             s.terminating.store(true, Ordering::SeqCst);
         }

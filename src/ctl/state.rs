@@ -30,19 +30,23 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
 use std::sync::Arc;
 
 use ipnet::IpNet;
 use mio::Waker;
 
+use super::persist::{
+    SavedKind, SavedNetwork, SavedPort, StateError, StateFile, Store, STATE_VERSION,
+};
 use super::proto::{
     strip_os_error, CtlError, ErrorKind, FdbAdd, FdbChanged, FdbDel, FdbFlushed, FdbRow, FdbSelect,
     GatewayPort, GatewayRow, NetworkCreate, NetworkInfo, NetworkRemoved, NetworkRm, Pong, PortAdd,
     PortInfo, PortKind, PortRemoved, PortRm, PortSet, PortStatsRow, Reply, Request, StatsArgs,
     StatsReply, VersionInfo, VtepAdd, VtepLs, VtepRemoved, VtepRm, VtepRow, PROTOCOL_VERSION,
 };
-use crate::fdb::{Dest, Fdb, FdbError, Filter, NetId, PortId, VtepId};
+use crate::fdb::{Dest, EntryKind, Fdb, FdbError, Filter, NetId, PortId, VtepId};
 use crate::gateway::{self, Responder, SwitchGateway};
 use crate::ports::{self, Netns, TapSpec};
 use crate::switch::{
@@ -74,6 +78,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 #[derive(Debug)]
 struct Network {
     id: NetId,
+    /// The `network.create` request as given (for the state file).
+    spec: NetworkCreate,
     subnet: Option<IpNet>,
     gateway: Option<IpAddr>,
     mtu: u32,
@@ -116,6 +122,24 @@ struct Port {
     /// Identity (device, inode) of the sandbox's namespace file when the
     /// port was created in it; see [`Daemon::reap_orphans`].
     sandbox: Option<(u64, u64)>,
+    /// `port.add`'s `offload` as given (`None`: the daemon's setting).
+    offload_choice: Option<bool>,
+    /// A persistent TAP's extra fd (a `dup` of its first queue), held to
+    /// clear `TUNSETPERSIST` before the port is removed: `port rm` deletes
+    /// the TAP, a daemon stop leaves it. `None` for every other port.
+    persist: Option<OwnedFd>,
+}
+
+/// What [`Daemon::open_state_dir`] put back.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// The state directory, when a state file was found and restored.
+    pub restored_from: Option<std::path::PathBuf>,
+    pub networks: usize,
+    pub ports: usize,
+    /// What could not be put back ("port c1 (network red)"), each already
+    /// logged with the reason.
+    pub dropped: Vec<String>,
 }
 
 /// A port that went away on its own, as [`Daemon::process_events`] reports it.
@@ -134,6 +158,11 @@ pub struct Daemon {
     ports: BTreeMap<String, Port>,
     /// Print one line to stderr per port that went away (on by default).
     log_events: bool,
+    /// `--state-dir`: where the configuration is saved after each change
+    /// (see [`super::persist`]); TAPs are created persistent then.
+    store: Option<Store>,
+    /// Saving is held back while a state file is being restored.
+    restoring: bool,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -160,6 +189,8 @@ impl Daemon {
             networks: BTreeMap::new(),
             ports: BTreeMap::new(),
             log_events: true,
+            store: None,
+            restoring: false,
         })
     }
 
@@ -174,7 +205,8 @@ impl Daemon {
     }
 
     /// Stops the dataplane: every port's fd is closed, so TAPs vxswitch
-    /// created disappear. Existing TAPs stay.
+    /// created disappear, except persistent ones (a state directory is
+    /// set), which the next start re-attaches. Existing TAPs stay.
     pub fn shutdown(self) {
         self.engine.stop();
         // Closing the switch's ends ended the responder threads.
@@ -188,6 +220,28 @@ impl Daemon {
     /// Answers one request.
     pub fn handle(&mut self, req: Request) -> Result<Reply, CtlError> {
         self.process_events();
+        let changes = matches!(
+            req,
+            Request::NetworkCreate(_)
+                | Request::NetworkRm(_)
+                | Request::PortAdd(_)
+                | Request::PortRm(_)
+                | Request::PortSet(_)
+                | Request::FdbAdd(_)
+                | Request::FdbDel(_)
+                | Request::VtepAdd(_)
+                | Request::VtepRm(_)
+        );
+        let reply = self.answer(req);
+        if changes {
+            // Failed requests too: a half-done one (a port that went away
+            // meanwhile) may have changed something.
+            self.save_state();
+        }
+        reply
+    }
+
+    fn answer(&mut self, req: Request) -> Result<Reply, CtlError> {
         Ok(match req {
             Request::Ping(_) => Reply::Pong(Pong {
                 pong: true,
@@ -239,6 +293,9 @@ impl Daemon {
                     let Some(port) = self.ports.remove(&name) else {
                         continue;
                     };
+                    if let Some(h) = &port.persist {
+                        unpersist(&name, h);
+                    }
                     if port.gateway {
                         self.gateway_gone(&port.network);
                     }
@@ -265,12 +322,277 @@ impl Daemon {
                 }
             }
         }
+        if !gone.is_empty() {
+            self.save_state();
+        }
         gone
+    }
+
+    // -- state directory --------------------------------------------------
+
+    /// `--state-dir DIR`: opens (or makes) `DIR`, restores what its state
+    /// file records, and from then on saves the configuration there after
+    /// every change; TAPs the daemon creates from now on are persistent.
+    ///
+    /// Restoring never fails as a whole: a network, VTEP, port or entry
+    /// that cannot be put back is dropped with one line on stderr naming
+    /// it and why, and the file is rewritten without it. Only a state file
+    /// that cannot be read or parsed is an error (the daemon must not start
+    /// empty over it). Call this before the control socket serves anyone.
+    pub fn open_state_dir(&mut self, dir: &Path) -> Result<RestoreReport, StateError> {
+        let (store, file) = Store::open(dir)?;
+        self.store = Some(store);
+        let mut report = RestoreReport::default();
+        if let Some(file) = file {
+            self.restoring = true;
+            report = self.restore(file);
+            self.restoring = false;
+            report.restored_from = Some(dir.to_path_buf());
+        }
+        self.save_state();
+        Ok(report)
+    }
+
+    /// Whether a network of that name exists.
+    pub fn has_network(&self, name: &str) -> bool {
+        self.networks.contains_key(name)
+    }
+
+    /// Whether a port of that name exists.
+    pub fn has_port(&self, name: &str) -> bool {
+        self.ports.contains_key(name)
+    }
+
+    /// Writes the state file if a state directory is set and something
+    /// changed since the last write.
+    pub fn save_state(&mut self) {
+        if self.restoring || self.store.is_none() {
+            return;
+        }
+        let state = self.snapshot();
+        if let Some(store) = self.store.as_mut() {
+            store.save(&state);
+        }
+    }
+
+    /// What a daemon stopping now leaves for the next start: a line for
+    /// stderr, or `None` without a state directory.
+    pub fn leaving_note(&self) -> Option<String> {
+        let store = self.store.as_ref()?;
+        let n = self.ports.values().filter(|p| p.persist.is_some()).count();
+        Some(format!(
+            "leaving {n} port{} for the next start (state in {})",
+            if n == 1 { "" } else { "s" },
+            store.dir().display()
+        ))
+    }
+
+    /// The configuration as the state file records it.
+    fn snapshot(&self) -> StateFile {
+        let networks = self
+            .networks
+            .iter()
+            .map(|(name, net)| SavedNetwork {
+                create: NetworkCreate {
+                    name: name.clone(),
+                    ..net.spec.clone()
+                },
+                mtu: net.mtu,
+                vteps: net
+                    .vteps
+                    .iter()
+                    .filter(|(_, v)| !v.dynamic)
+                    .map(|(a, _)| a.to_string())
+                    .collect(),
+                gateway_mac: net.gw_port.as_ref().and(net.gateway_mac),
+            })
+            .collect();
+        let ports = self
+            .ports
+            .iter()
+            .filter_map(|(name, p)| {
+                let kind = match p.kind {
+                    PortKind::Created if !p.gateway => SavedKind::Created,
+                    PortKind::Existing => SavedKind::Existing,
+                    _ => return None,
+                };
+                let (netns, pid) = match &p.netns {
+                    Netns::Current => (None, None),
+                    Netns::Path(path) => (Some(path.clone()), None),
+                    Netns::Pid(pid) => (None, Some(*pid)),
+                };
+                Some(SavedPort {
+                    name: name.clone(),
+                    network: p.network.clone(),
+                    kind,
+                    netns,
+                    pid,
+                    sandbox: p.sandbox,
+                    ifname: p.ifname.clone()?,
+                    mac: p.mac?,
+                    ip: p.ip,
+                    mtu: p.mtu,
+                    container: p.container.clone(),
+                    offload: p.offload_choice,
+                })
+            })
+            .collect();
+        let static_fdb = self
+            .fdb_show(&FdbSelect::default())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.kind == EntryKind::Static)
+            .filter(|r| r.port.as_ref().is_none_or(|p| self.ports.contains_key(p)))
+            .map(|r| FdbAdd {
+                network: r.network,
+                mac: r.mac,
+                port: r.port,
+                vtep: r.vtep,
+            })
+            .collect();
+        StateFile {
+            version: STATE_VERSION,
+            networks,
+            ports,
+            static_fdb,
+        }
+    }
+
+    /// Puts back what `file` records; see [`Daemon::open_state_dir`].
+    fn restore(&mut self, file: StateFile) -> RestoreReport {
+        let mut report = RestoreReport::default();
+        let mut drop_line = |what: String, why: String| {
+            eprintln!("vxswitch: restore: {what} dropped: {why}");
+            report.dropped.push(what);
+        };
+        for n in &file.networks {
+            let create = NetworkCreate {
+                mtu: Some(n.mtu),
+                vteps: Vec::new(),
+                ..n.create.clone()
+            };
+            match self.network_create_with(&create, n.gateway_mac) {
+                Ok(_) => {
+                    // Recorded as given, not with the pinned MTU.
+                    if let Some(net) = self.networks.get_mut(&n.create.name) {
+                        net.spec = n.create.clone();
+                    }
+                    report.networks += 1;
+                }
+                Err(e) => {
+                    drop_line(format!("network {}", n.create.name), e.message);
+                    continue;
+                }
+            }
+            for addr in &n.vteps {
+                let add = VtepAdd {
+                    network: n.create.name.clone(),
+                    addr: addr.clone(),
+                };
+                if let Err(e) = self.vtep_add(&add) {
+                    drop_line(
+                        format!("VTEP {addr} of network {}", n.create.name),
+                        e.message,
+                    );
+                }
+            }
+        }
+        for p in &file.ports {
+            match self.restore_port(p) {
+                Ok(()) => report.ports += 1,
+                Err(why) => drop_line(format!("port {} (network {})", p.name, p.network), why),
+            }
+        }
+        for f in &file.static_fdb {
+            if let Err(e) = self.fdb_add(f) {
+                drop_line(
+                    format!("static FDB entry {} (network {})", f.mac, f.network),
+                    e.message,
+                );
+            }
+        }
+        report
+    }
+
+    /// Re-attaches one saved port, or says why it cannot be.
+    fn restore_port(&mut self, p: &SavedPort) -> Result<(), String> {
+        if !self.networks.contains_key(&p.network) {
+            return Err(format!("its network {} was not restored", p.network));
+        }
+        if p.kind == SavedKind::Existing {
+            return self
+                .port_add(&PortAdd {
+                    name: p.name.clone(),
+                    network: p.network.clone(),
+                    existing: true,
+                    container: p.container.clone(),
+                    offload: p.offload,
+                    ..PortAdd::default()
+                })
+                .map(|_| ())
+                .map_err(|e| e.message);
+        }
+        let netns = match (&p.netns, p.pid) {
+            (Some(path), _) => Netns::Path(path.clone()),
+            (None, Some(pid)) => Netns::Pid(pid),
+            (None, None) => Netns::Current,
+        };
+        let label = netns_label(&netns);
+        if let (Some(label), Some(was)) = (&label, p.sandbox) {
+            match sandbox_identity(&netns) {
+                None => return Err(format!("its namespace {label} is gone")),
+                Some(now) if now != was => {
+                    return Err(format!(
+                        "{label} now names another namespace than the container's"
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        let vnet_hdr = p.offload.unwrap_or(self.engine.offload());
+        let tap = ports::reattach_tap(&netns, &p.ifname, vnet_hdr, self.engine.workers()).map_err(
+            |e| {
+                let e = strip_os_error(&e.to_string());
+                match &label {
+                    Some(l) => format!("{e} (in {l})"),
+                    None => e,
+                }
+            },
+        )?;
+        let persist = tap
+            .fd
+            .try_clone()
+            .map_err(|e| format!("cannot keep a handle on its TAP: {e}"))?;
+        let meta = PortMeta {
+            kind: PortKind::Created,
+            netns,
+            ifname: Some(tap.ifname),
+            mac: Some(tap.mac),
+            ip: p.ip,
+            container: p.container.clone(),
+            vnet_hdr: tap.vnet_hdr,
+            gateway: false,
+            offload_choice: p.offload,
+            persist: Some(persist),
+        };
+        self.attach(&p.name, &p.network, tap.fd, tap.extra_queues, tap.mtu, meta)
+            .map(|_| ())
+            .map_err(|e| e.message)
     }
 
     // -- networks ---------------------------------------------------------
 
     pub fn network_create(&mut self, a: &NetworkCreate) -> Result<NetworkInfo, CtlError> {
+        self.network_create_with(a, None)
+    }
+
+    /// `network.create`; a restored network gives its gateway port's
+    /// former MAC in `gateway_mac`.
+    fn network_create_with(
+        &mut self,
+        a: &NetworkCreate,
+        gateway_mac: Option<MacAddr>,
+    ) -> Result<NetworkInfo, CtlError> {
         check_name("network", &a.name)?;
         if self.networks.contains_key(&a.name) {
             return Err(CtlError::exists(format!(
@@ -362,6 +684,7 @@ impl Daemon {
         }
         let net = Network {
             id,
+            spec: a.clone(),
             subnet,
             gateway,
             mtu,
@@ -383,7 +706,7 @@ impl Daemon {
                 return Err(e);
             }
         }
-        if let Err(e) = self.add_gateway_port(&a.name, a.gateway_ifname.as_deref()) {
+        if let Err(e) = self.add_gateway_port(&a.name, a.gateway_ifname.as_deref(), gateway_mac) {
             // Nothing of the gateway port is attached when this fails.
             self.networks.remove(&a.name);
             let _ = self.engine.remove_network(id);
@@ -494,7 +817,12 @@ impl Daemon {
 
     /// Creates and attaches the network's gateway port, if it has one (see
     /// [`crate::gateway`]). On error nothing of it is left.
-    fn add_gateway_port(&mut self, network: &str, ifname: Option<&str>) -> Result<(), CtlError> {
+    fn add_gateway_port(
+        &mut self,
+        network: &str,
+        ifname: Option<&str>,
+        restore_mac: Option<MacAddr>,
+    ) -> Result<(), CtlError> {
         let net = self.network(network)?;
         let (kind, mtu, subnet, gw) = (net.gateway_port, net.mtu, net.subnet, net.gateway);
         let (Some(subnet), Some(gw)) = (subnet, gw) else {
@@ -551,6 +879,8 @@ impl Daemon {
             container: None,
             gateway: true,
             vnet_hdr,
+            offload_choice: None,
+            persist: None,
         };
         let mut switch_gw = None;
         let mac = match kind {
@@ -559,7 +889,7 @@ impl Daemon {
                 let tap = ports::create_tap(&TapSpec {
                     netns: Netns::Current,
                     ifname: name.clone(),
-                    mac: None,
+                    mac: restore_mac,
                     mtu: Some(mtu),
                     addrs: vec![ip],
                     gateway: None,
@@ -589,7 +919,10 @@ impl Daemon {
             GatewayPort::Switch => {
                 let internal = |e: io::Error| CtlError::internal(format!("{what}: {e}"));
                 let (ours, theirs) = crate::seqpacket_pair().map_err(internal)?;
-                let mac = random_mac().map_err(internal)?;
+                let mac = match restore_mac {
+                    Some(m) => m,
+                    None => random_mac().map_err(internal)?,
+                };
                 let stats = Arc::default();
                 self.attach(
                     &name,
@@ -676,6 +1009,8 @@ impl Daemon {
                 container: a.container.clone(),
                 vnet_hdr: tap.vnet_hdr,
                 gateway: false,
+                offload_choice: a.offload,
+                persist: None,
             };
             return self.attach(&a.name, &a.network, tap.fd, tap.extra_queues, tap.mtu, meta);
         }
@@ -743,7 +1078,26 @@ impl Daemon {
             vnet_hdr: a.offload.unwrap_or(self.engine.offload()),
             queues: self.engine.workers(),
         };
-        let tap = ports::create_tap(&spec).map_err(|e| port_error(&what, e))?;
+        let persistent = self.store.is_some();
+        let tap = if persistent {
+            ports::create_persistent_tap(&spec)
+        } else {
+            ports::create_tap(&spec)
+        }
+        .map_err(|e| port_error(&what, e))?;
+        let persist = if persistent {
+            match tap.fd.try_clone() {
+                Ok(fd) => Some(fd),
+                Err(e) => {
+                    unpersist(&a.name, &tap.fd);
+                    return Err(CtlError::internal(format!(
+                        "{what}: cannot keep a handle on the persistent TAP: {e}"
+                    )));
+                }
+            }
+        } else {
+            None
+        };
         let meta = PortMeta {
             kind: if tap.created {
                 PortKind::Created
@@ -757,6 +1111,8 @@ impl Daemon {
             container: a.container.clone(),
             vnet_hdr: tap.vnet_hdr,
             gateway: false,
+            offload_choice: a.offload,
+            persist,
         };
         self.attach(&a.name, &a.network, tap.fd, tap.extra_queues, tap.mtu, meta)
     }
@@ -784,6 +1140,8 @@ impl Daemon {
             container: None,
             vnet_hdr: false,
             gateway: false,
+            offload_choice: None,
+            persist: None,
         };
         self.attach(name, network, fd, Vec::new(), mtu, meta)
     }
@@ -822,7 +1180,12 @@ impl Daemon {
                 stats: stats.clone(),
                 vnet_hdr: meta.vnet_hdr,
             })
-            .map_err(|e| engine_error(&format!("port {name:?}"), e))?;
+            .map_err(|e| {
+                if let Some(h) = &meta.persist {
+                    unpersist(name, h);
+                }
+                engine_error(&format!("port {name:?}"), e)
+            })?;
         let sandbox = match meta.kind {
             PortKind::Created => sandbox_identity(&meta.netns),
             PortKind::Existing | PortKind::Fd | PortKind::Responder => None,
@@ -842,6 +1205,8 @@ impl Daemon {
             offload: meta.vnet_hdr,
             gateway: meta.gateway,
             stats,
+            offload_choice: meta.offload_choice,
+            persist: meta.persist,
         };
         let info = self.port_info(name, &port);
         self.ports.insert(name.to_string(), port);
@@ -892,6 +1257,10 @@ impl Daemon {
         };
         let port = self.port(&a.name)?;
         let (id, network) = (port.id, port.network.clone());
+        if let Some(h) = &port.persist {
+            // The dataplane's fds are closed next; ours, with the port.
+            unpersist(name, h);
+        }
         let fdb_flushed = self.fdb().dest_count(Dest::Local(id));
         let was_attached = self
             .engine
@@ -939,6 +1308,9 @@ impl Daemon {
                 continue;
             };
             let (id, label) = (port.id, netns_label(&port.netns).unwrap_or_default());
+            if let Some(h) = &port.persist {
+                unpersist(&name, h);
+            }
             if self.engine.remove_port(id).is_ok_and(|attached| !attached) {
                 self.process_events();
             }
@@ -957,6 +1329,9 @@ impl Daemon {
                 network: port.network,
                 cause,
             });
+        }
+        if !gone.is_empty() {
+            self.save_state();
         }
         gone
     }
@@ -1464,6 +1839,20 @@ struct PortMeta {
     /// The fd carries a `virtio_net_hdr` (offloads on).
     vnet_hdr: bool,
     gateway: bool,
+    offload_choice: Option<bool>,
+    persist: Option<OwnedFd>,
+}
+
+/// Clears `TUNSETPERSIST` on a port's TAP, so that closing its fds deletes
+/// it; a failure is logged (the TAP would stay behind).
+fn unpersist(port: &str, fd: &OwnedFd) {
+    if let Err(e) = ports::set_persist(fd.as_fd(), false) {
+        eprintln!(
+            "vxswitch: port {port}: cannot clear the TAP's persist flag ({}); it may stay \
+             behind after the port is removed: delete it with 'ip link del'",
+            strip_os_error(&e.to_string())
+        );
+    }
 }
 
 /// (device, inode) of a namespace file: what identifies the namespace.

@@ -7,7 +7,10 @@
 //!   addresses and routes it, sets it up, and returns its host-side fd.
 //!   The TAP is not persistent: closing the fd deletes the device, so
 //!   dropping a [`Tap`] (or the fd it was turned into) removes what was
-//!   created and nothing else.
+//!   created and nothing else. [`create_persistent_tap`] (a daemon with a
+//!   state directory) sets `TUNSETPERSIST` instead: the device stays when
+//!   the daemon stops and [`reattach_tap`] opens it again by name after a
+//!   restart; [`set_persist`]`(false)` before the last close deletes it.
 //! - [`attach_existing`] opens a persistent TAP that already exists in the
 //!   daemon's namespace (the lab case: `ip tuntap add ... user U`); closing
 //!   the fd leaves the device in place.
@@ -49,7 +52,9 @@ pub mod netns;
 mod tap;
 
 pub use netlink::{LinkInfo, TunInfo};
-pub use tap::{attach_existing, create_tap, validate_ifname};
+pub use tap::{
+    attach_existing, create_persistent_tap, create_tap, reattach_tap, set_persist, validate_ifname,
+};
 
 /// A network namespace: the container's sandbox.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -72,16 +72,34 @@ fn random_mac(ifname: &str) -> Result<MacAddr, PortError> {
 /// link up, `lo` up, and a default route via `spec.gateway`. On error
 /// nothing is left behind.
 pub fn create_tap(spec: &TapSpec) -> Result<Tap, PortError> {
+    create(spec, false)
+}
+
+/// [`create_tap`], then `TUNSETPERSIST`: the device outlives the daemon's
+/// fds and can be attached again with [`reattach_tap`] after a restart.
+/// Removing it takes [`set_persist`]`(fd, false)` before the last fd
+/// closes. The flag is set last, so a failure before it still leaves
+/// nothing behind.
+pub fn create_persistent_tap(spec: &TapSpec) -> Result<Tap, PortError> {
+    create(spec, true)
+}
+
+fn create(spec: &TapSpec, persist: bool) -> Result<Tap, PortError> {
     validate_ifname(&spec.ifname)?;
     let mac = match spec.mac {
         Some(m) => m,
         None => random_mac(&spec.ifname)?,
     };
-    netns::run_in(&spec.netns, || create_here(spec, mac))?
+    netns::run_in(&spec.netns, || create_here(spec, mac, persist))?
+}
+
+/// Sets or clears `TUNSETPERSIST` on the device `fd` is a queue of.
+pub fn set_persist(fd: std::os::fd::BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    tun::set_persist(fd, on)
 }
 
 /// The part of [`create_tap`] that runs inside the target namespace.
-fn create_here(spec: &TapSpec, mac: MacAddr) -> Result<Tap, PortError> {
+fn create_here(spec: &TapSpec, mac: MacAddr, persist: bool) -> Result<Tap, PortError> {
     let fd = tun::open_tun().map_err(PortError::OpenTun)?;
     let mut flags = TunFlags::TAP | TunFlags::NO_PI;
     if spec.vnet_hdr {
@@ -124,6 +142,13 @@ fn create_here(spec: &TapSpec, mac: MacAddr) -> Result<Tap, PortError> {
         extra_queues.push(q);
     }
     let link = configure(&ifname, spec, mac)?;
+    if persist {
+        tun::set_persist(fd.as_fd(), true).map_err(PortError::configure(
+            &ifname,
+            "make it persistent",
+            &"",
+        ))?;
+    }
     Ok(Tap {
         fd,
         mac: link.mac.unwrap_or(mac),
@@ -290,6 +315,101 @@ pub fn attach_existing(name: &str, vnet_hdr: bool) -> Result<Tap, PortError> {
         created: false,
         vnet_hdr,
         extra_queues: Vec::new(),
+    })
+}
+
+/// Opens again a persistent TAP that [`create_persistent_tap`] made
+/// (before a daemon restart): `ifname` inside `netns`, with the flags it
+/// was created with, as it is now (MAC, MTU and addresses untouched).
+///
+/// `queues` is what the dataplane would like (one per worker): a
+/// multi-queue TAP gets that many, whatever it had before; a TAP created
+/// single-queue (the daemon had one worker) stays single-queue and gets
+/// one. Offloads follow `vnet_hdr`; without it they are switched off, so
+/// the container's stack stops handing over super-frames.
+pub fn reattach_tap(
+    netns: &super::Netns,
+    ifname: &str,
+    vnet_hdr: bool,
+    queues: usize,
+) -> Result<Tap, PortError> {
+    validate_ifname(ifname)?;
+    netns::run_in(netns, || reattach_here(ifname, vnet_hdr, queues))?
+}
+
+fn reattach_here(name: &str, vnet_hdr: bool, queues: usize) -> Result<Tap, PortError> {
+    let fail = |msg: String, kind: io::ErrorKind| PortError::AttachTap {
+        name: name.to_string(),
+        source: io::Error::new(kind, msg),
+    };
+    let os = |source| PortError::AttachTap {
+        name: name.to_string(),
+        source,
+    };
+    let mut nl = Rtnl::open().map_err(os)?;
+    let link = nl
+        .link_by_name(name)
+        .map_err(os)?
+        .ok_or_else(|| fail("it no longer exists".into(), io::ErrorKind::NotFound))?;
+    let tun = match (link.kind.as_deref(), link.tun) {
+        (Some("tun"), Some(t)) if t.tap && t.persist => t,
+        (Some("tun"), Some(t)) if t.tap => {
+            return Err(fail(
+                "it is a TAP that is not persistent (not left by vxswitch)".into(),
+                io::ErrorKind::InvalidInput,
+            ))
+        }
+        (kind, _) => {
+            return Err(fail(
+                format!(
+                    "it is a {} device now, not the TAP vxswitch left",
+                    kind.unwrap_or("physical or loopback")
+                ),
+                io::ErrorKind::InvalidInput,
+            ))
+        }
+    };
+    let mut flags = TunFlags::TAP | TunFlags::NO_PI;
+    if vnet_hdr {
+        flags = flags | TunFlags::VNET_HDR;
+    }
+    let queues = if tun.multi_queue {
+        flags = flags | TunFlags::MULTI_QUEUE;
+        queues.max(1)
+    } else {
+        1
+    };
+    let mut fds = Vec::with_capacity(queues);
+    for _ in 0..queues {
+        let q = tun::open_tun().map_err(PortError::OpenTun)?;
+        tun::set_iff(q.as_fd(), name, flags)
+            .map_err(|e| explain_attach(name, tun.owner, e))
+            .map_err(os)?;
+        check_attached(name, &q).map_err(os)?;
+        let offloads = if vnet_hdr {
+            enable_offloads(q.as_fd())
+        } else {
+            tun::set_offload(q.as_fd(), 0)
+        };
+        offloads.map_err(PortError::configure(name, "set offloads", &""))?;
+        fds.push(q);
+    }
+    let fd = fds.remove(0);
+    let mac = link.mac.ok_or_else(|| {
+        fail(
+            "it reports no MAC address".into(),
+            io::ErrorKind::InvalidData,
+        )
+    })?;
+    Ok(Tap {
+        fd,
+        ifname: link.name,
+        ifindex: link.index,
+        mac,
+        mtu: link.mtu,
+        created: true,
+        vnet_hdr,
+        extra_queues: fds,
     })
 }
 

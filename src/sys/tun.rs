@@ -138,6 +138,17 @@ pub fn get_iff(fd: BorrowedFd<'_>) -> io::Result<(String, TunFlags)> {
     Ok((ifreq_name(&ifr), TunFlags(raw as u16)))
 }
 
+/// `TUNSETPERSIST`: whether the device outlives its last fd. A persistent
+/// TAP stays (with its addresses and routes) when every queue is closed, and
+/// can be attached again by name; clearing the flag lets the kernel delete
+/// it when the last fd closes.
+pub fn set_persist(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    // SAFETY: TUNSETPERSIST takes its argument by value (an int used as a
+    // boolean); no memory is passed.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETPERSIST, libc::c_ulong::from(on)) })?;
+    Ok(())
+}
+
 /// `TUN_F_*` bits of `TUNSETOFFLOAD`: what the reader of the fd accepts.
 pub mod offload {
     /// Frames may carry a partial checksum (`VIRTIO_NET_HDR_F_NEEDS_CSUM`).

@@ -229,6 +229,43 @@ impl Daemon {
         d
     }
 
+    /// Starts a daemon with `--state-dir dir` (and `extra`), in the test's
+    /// namespace, and waits until it answers.
+    pub fn start_with_state(dir: &Path, extra: &[&str]) -> Daemon {
+        let mut args = vec!["--state-dir", dir.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Self::start(&args)
+    }
+
+    /// Runs `vxswitch daemon ARGS...` on a throwaway socket, expecting it
+    /// to exit on its own within 10 s (a start-up error); returns its
+    /// status and stderr. Killed (by PID) and failed if it keeps running.
+    pub fn start_failing(extra: &[&str]) -> (std::process::ExitStatus, String) {
+        let dir = TempDir::new("vxsw-fail-");
+        let sock = dir.0.join("s.sock");
+        let mut child = Command::new(BIN)
+            .args(["--socket", sock.to_str().unwrap(), "daemon"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn vxswitch daemon");
+        let exited = wait_until(Duration::from_secs(10), || {
+            child.try_wait().ok().flatten().is_some()
+        });
+        if !exited {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("daemon {extra:?} kept running; it should have refused to start");
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
     }

@@ -1,0 +1,316 @@
+//! The state file of `vxswitch daemon --state-dir DIR`: what the control
+//! socket configured (networks, VTEPs, ports, static FDB entries), kept in
+//! `DIR/state.json` so that a restarted daemon can put it back and
+//! re-attach the TAPs it left in the containers (see
+//! `docs/architecture.md`, "Restarts and state").
+//!
+//! The file is JSON, one object, written by the control thread only (never
+//! on the dataplane's path) after every change, and atomically: the bytes
+//! go to `state.json.tmp`, which is `fsync`ed and renamed over
+//! `state.json`, and then the directory is `fsync`ed, so a crash or power
+//! loss leaves the old file or the new one, never a mix. Unknown fields
+//! are refused: a file the daemon does not fully understand stops it with a
+//! message naming the file, rather than restoring half of it.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use super::proto::{FdbAdd, NetworkCreate};
+use crate::wire::MacAddr;
+
+/// The file's name inside the state directory.
+pub const STATE_FILE: &str = "state.json";
+/// The layout written by this version; a file with another is refused.
+pub const STATE_VERSION: u32 = 1;
+
+/// Everything the daemon restores, in restore order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateFile {
+    pub version: u32,
+    #[serde(default)]
+    pub networks: Vec<SavedNetwork>,
+    #[serde(default)]
+    pub ports: Vec<SavedPort>,
+    /// Static FDB entries, as `fdb.add` takes them.
+    #[serde(default)]
+    pub static_fdb: Vec<FdbAdd>,
+}
+
+/// A network: the `network.create` request as given, and what changed
+/// since (its MTU is pinned, its VTEPs are the configured ones now).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedNetwork {
+    pub create: NetworkCreate,
+    /// The MTU the network got (the default depends on the underlay).
+    pub mtu: u32,
+    /// Configured VTEPs (`ADDR:PORT`); learned ones are learned again.
+    #[serde(default)]
+    pub vteps: Vec<String>,
+    /// The gateway port's MAC, kept so containers' ARP caches stay right.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_mac: Option<MacAddr>,
+}
+
+/// How a saved port's TAP came to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SavedKind {
+    /// vxswitch created it (persistent): re-attached by name in its namespace.
+    Created,
+    /// It existed before (`port add --existing`): attached again by name.
+    Existing,
+}
+
+/// A port.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedPort {
+    pub name: String,
+    pub network: String,
+    pub kind: SavedKind,
+    /// The namespace file it was created in (`None`: see `pid`, or the
+    /// daemon's own namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// (device, inode) of that namespace when the port was made: a file
+    /// that names another namespace now (a reused PID, a new namespace
+    /// under the old name) is not the container's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<(u64, u64)>,
+    pub ifname: String,
+    pub mac: MacAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<IpNet>,
+    pub mtu: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// `port.add`'s `offload` as given (`None`: the daemon's setting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offload: Option<bool>,
+}
+
+/// A state file that cannot be used, naming the file and the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(
+        "cannot create the state directory {}: {source} (run as root, or choose a writable \
+         place with --state-dir)",
+        dir.display()
+    )]
+    CreateDir { dir: PathBuf, source: io::Error },
+    #[error("cannot read state file {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error(
+        "state file {} is corrupt: {message}; the daemon will not start without what it \
+         records: repair it, or move it away to start with no networks and ports (TAPs left \
+         in containers then stay until deleted with 'ip link del')",
+        path.display()
+    )]
+    Corrupt { path: PathBuf, message: String },
+}
+
+/// The state directory and the last bytes written to it.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    /// What `state.json` holds now, to skip writes that change nothing.
+    last: Option<Vec<u8>>,
+    /// The last write failed: say so once, and again when it works.
+    failing: bool,
+}
+
+impl Store {
+    /// Makes `dir` (mode 0700) if needed and reads the state file in it,
+    /// if there is one.
+    pub fn open(dir: &Path) -> Result<(Store, Option<StateFile>), StateError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| StateError::CreateDir {
+                dir: dir.to_path_buf(),
+                source,
+            })?;
+        let path = dir.join(STATE_FILE);
+        let (file, last) = match fs::read(&path) {
+            Ok(bytes) => (Some(parse(&bytes, &path)?), Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (None, None),
+            Err(source) => return Err(StateError::Read { path, source }),
+        };
+        Ok((
+            Store {
+                dir: dir.to_path_buf(),
+                last,
+                failing: false,
+            },
+            file,
+        ))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(STATE_FILE)
+    }
+
+    /// Writes `state` if it differs from what the file holds. A failure is
+    /// logged (once until a write works again), not returned: the change
+    /// it records is already in effect, only a restart would lose it.
+    pub fn save(&mut self, state: &StateFile) {
+        let mut bytes = match serde_json::to_vec_pretty(state) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("vxswitch: cannot encode the state: {e}; this is a bug");
+                return;
+            }
+        };
+        bytes.push(b'\n');
+        if self.last.as_deref() == Some(bytes.as_slice()) {
+            return;
+        }
+        match write_atomic(&self.dir, STATE_FILE, &bytes) {
+            Ok(()) => {
+                if self.failing {
+                    eprintln!(
+                        "vxswitch: state file {} written again",
+                        self.path().display()
+                    );
+                }
+                self.failing = false;
+                self.last = Some(bytes);
+            }
+            Err(e) => {
+                if !self.failing {
+                    eprintln!(
+                        "vxswitch: cannot write state file {}: {e}; the change is in effect \
+                         but a restart would not restore it (retried on the next change)",
+                        self.path().display()
+                    );
+                }
+                self.failing = true;
+            }
+        }
+    }
+}
+
+/// Parses and checks a state file's bytes; `path` is for messages.
+pub fn parse(bytes: &[u8], path: &Path) -> Result<StateFile, StateError> {
+    let corrupt = |message: String| StateError::Corrupt {
+        path: path.to_path_buf(),
+        message,
+    };
+    let state: StateFile = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    if state.version != STATE_VERSION {
+        return Err(corrupt(format!(
+            "version {} is not the version this daemon writes ({STATE_VERSION})",
+            state.version
+        )));
+    }
+    Ok(state)
+}
+
+/// `dir/name` replaced by `bytes`: write a temporary file, `fsync` it,
+/// rename it over `name`, `fsync` the directory.
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    fs::rename(&tmp, dir.join(name))?;
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "vxswitch-persist-{tag}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    fn sample() -> StateFile {
+        StateFile {
+            version: STATE_VERSION,
+            networks: vec![SavedNetwork {
+                create: NetworkCreate {
+                    name: "red".into(),
+                    subnet: Some("10.77.0.0/24".into()),
+                    ..NetworkCreate::default()
+                },
+                mtu: 1500,
+                vteps: vec!["198.18.0.2:4789".into()],
+                gateway_mac: None,
+            }],
+            ports: vec![SavedPort {
+                name: "c1".into(),
+                network: "red".into(),
+                kind: SavedKind::Created,
+                netns: Some("/run/netns/c1".into()),
+                pid: None,
+                sandbox: Some((4, 4026532000)),
+                ifname: "eth0".into(),
+                mac: "02:00:00:00:00:11".parse().unwrap(),
+                ip: Some("10.77.0.11/24".parse().unwrap()),
+                mtu: 1500,
+                container: Some("web".into()),
+                offload: None,
+            }],
+            static_fdb: vec![],
+        }
+    }
+
+    #[test]
+    fn a_saved_state_reads_back_the_same() {
+        let dir = tempdir("roundtrip");
+        let (mut store, none) = Store::open(&dir).unwrap();
+        assert!(none.is_none());
+        store.save(&sample());
+        let (_, read) = Store::open(&dir).unwrap();
+        assert_eq!(read, Some(sample()));
+        assert!(!dir.join("state.json.tmp").exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_file_is_refused_with_its_name_and_the_problem() {
+        let dir = tempdir("corrupt");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(STATE_FILE), b"{\"version\": 1, \"networks\": [").unwrap();
+        let e = Store::open(&dir).unwrap_err().to_string();
+        assert!(
+            e.contains(&dir.join(STATE_FILE).display().to_string()),
+            "{e}"
+        );
+        assert!(e.contains("corrupt") && e.contains("EOF"), "{e}");
+        fs::write(dir.join(STATE_FILE), b"{\"version\": 7}").unwrap();
+        let e = Store::open(&dir).unwrap_err().to_string();
+        assert!(e.contains("version 7"), "{e}");
+        fs::write(dir.join(STATE_FILE), b"{\"version\": 1, \"prots\": []}").unwrap();
+        let e = Store::open(&dir).unwrap_err().to_string();
+        assert!(e.contains("unknown field `prots`"), "{e}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,257 @@
+//! `vxswitch daemon --state-dir DIR`: the switch restarts under running
+//! containers. Their TAPs stay (persistent), the next daemon re-attaches
+//! them, and the containers keep interface, address, MAC and even an open
+//! TCP connection. Root only (namespaces, TAPs); skips outside CI without.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::time::Duration;
+
+use support::{can_run, link_names, Daemon, Netns, TempDir};
+use vxswitch::ports::{netns::run_in, Netns as Sandbox};
+
+fn state_file(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("state.json")).expect("state.json exists");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("state.json is not JSON ({e}): {text}"))
+}
+
+/// `port ls --json` as name -> (mac, ifname, netns).
+fn ports(d: &Daemon) -> Vec<(String, String, String, String)> {
+    let ls = d.json(&["port", "ls"]);
+    let mut v: Vec<_> = ls
+        .as_array()
+        .unwrap_or_else(|| panic!("port ls is no list: {ls}"))
+        .iter()
+        .map(|p| {
+            let s = |k: &str| p[k].as_str().unwrap_or("-").to_string();
+            (s("name"), s("mac"), s("ifname"), s("netns"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn sandbox(ns: &Netns) -> Sandbox {
+    Sandbox::Path(ns.path().into())
+}
+
+/// Reads exactly `want.len()` bytes (with a deadline) and compares.
+fn expect(s: &mut TcpStream, want: &[u8], what: &str) {
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut got = vec![0u8; want.len()];
+    s.read_exact(&mut got)
+        .unwrap_or_else(|e| panic!("{what}: reading {want:?} failed: {e}"));
+    assert_eq!(got, want, "{what}");
+}
+
+#[test]
+fn containers_keep_taps_macs_and_tcp_over_a_restart() {
+    if !can_run(&["ip", "ping"]) {
+        return;
+    }
+    let (c1, c2) = (Netns::new("vxr"), Netns::new("vxr"));
+    let state = TempDir::new("vxsw-state-");
+    let mut first = Daemon::start_with_state(&state.0, &["--workers", "2"]);
+    first.cli(&[
+        "network",
+        "create",
+        "red",
+        "--subnet",
+        "10.79.1.0/24",
+        "--gateway",
+        "10.79.1.1",
+        "--gateway-port",
+        "switch",
+    ]);
+    first.port_add("c1", "red", &c1, "10.79.1.11/24", &["--container", "web"]);
+    first.port_add("c2", "red", &c2, "10.79.1.12/24", &[]);
+    first.cli(&[
+        "fdb",
+        "add",
+        "--network",
+        "red",
+        "02:00:00:00:99:01",
+        "--port",
+        "c1",
+    ]);
+    assert!(
+        c1.ping_within("10.79.1.12", Duration::from_secs(5)),
+        "c1 cannot ping c2 before the restart\n{}",
+        first.log()
+    );
+    let before_ports = ports(&first);
+    let before_nets = first.json(&["network", "ls"]);
+    // The state file names both ports and the static entry.
+    let saved = state_file(&state.0);
+    assert_eq!(saved["ports"].as_array().map(Vec::len), Some(2), "{saved}");
+    assert_eq!(
+        saved["static_fdb"][0]["mac"], "02:00:00:00:99:01",
+        "{saved}"
+    );
+
+    // A TCP connection between the containers, sockets opened inside them.
+    let listener = run_in(&sandbox(&c2), || TcpListener::bind("10.79.1.12:7007"))
+        .unwrap()
+        .unwrap();
+    let to: SocketAddr = "10.79.1.12:7007".parse().unwrap();
+    let mut client = run_in(&sandbox(&c1), || {
+        TcpStream::connect_timeout(&to, Duration::from_secs(5))
+    })
+    .unwrap()
+    .unwrap();
+    let (mut server, _) = listener.accept().unwrap();
+    client.write_all(b"before").unwrap();
+    expect(&mut server, b"before", "c2 from c1 before the restart");
+
+    let st = first.terminate();
+    assert!(st.success(), "daemon exited with {st}:\n{}", first.log());
+    let log = first.log();
+    assert!(
+        log.contains(&format!(
+            "leaving 2 ports for the next start (state in {})",
+            state.0.display()
+        )),
+        "{log}"
+    );
+    for c in [&c1, &c2] {
+        let links = link_names(&c.name);
+        assert!(
+            links.iter().any(|n| n == "eth0"),
+            "eth0 gone from {} after the stop: {links:?}",
+            c.name
+        );
+    }
+
+    // A different number of workers: the multi-queue TAPs get one queue now.
+    let second = Daemon::start_with_state(&state.0, &["--workers", "1"]);
+    assert!(
+        second.log().contains("restored 1 network and 2 ports from"),
+        "{}",
+        second.log()
+    );
+    assert_eq!(ports(&second), before_ports, "{}", second.log());
+    let after_nets = second.json(&["network", "ls"]);
+    assert_eq!(after_nets, before_nets);
+    let fdb = second.cli(&["fdb", "show", "--network", "red"]);
+    assert!(fdb.contains("02:00:00:00:99:01"), "{fdb}");
+    assert!(
+        c2.ping_within("10.79.1.11", Duration::from_secs(10)),
+        "c2 cannot ping c1 after the restart\n{}",
+        second.log()
+    );
+    assert!(
+        c1.ping_within("10.79.1.1", Duration::from_secs(5)),
+        "the switch gateway does not answer after the restart\n{}",
+        second.log()
+    );
+    // The connection opened before the restart carries data both ways.
+    client.write_all(b"after-1").unwrap();
+    expect(&mut server, b"after-1", "c2 from c1 after the restart");
+    server.write_all(b"after-2").unwrap();
+    expect(&mut client, b"after-2", "c1 from c2 after the restart");
+
+    // `port rm` after the restore deletes the TAP.
+    second.cli(&["port", "rm", "c2"]);
+    let links = link_names(&c2.name);
+    assert!(
+        !links.iter().any(|n| n == "eth0"),
+        "port rm left eth0 in {}: {links:?}",
+        c2.name
+    );
+    let saved = state_file(&state.0);
+    assert_eq!(saved["ports"].as_array().map(Vec::len), Some(1), "{saved}");
+    // `network rm --force` deletes the rest.
+    second.cli(&["network", "rm", "red", "--force"]);
+    let links = link_names(&c1.name);
+    assert!(
+        !links.iter().any(|n| n == "eth0"),
+        "network rm left eth0 in {}: {links:?}",
+        c1.name
+    );
+}
+
+#[test]
+fn a_port_whose_namespace_went_away_is_dropped_and_reported() {
+    if !can_run(&["ip", "ping"]) {
+        return;
+    }
+    let (keep, lose) = (Netns::new("vxr"), Netns::new("vxr"));
+    let other = Netns::new("vxr");
+    let state = TempDir::new("vxsw-state-");
+    let mut first = Daemon::start_with_state(&state.0, &[]);
+    first.cli(&["network", "create", "blue", "--subnet", "10.79.2.0/24"]);
+    first.port_add("k", "blue", &keep, "10.79.2.11/24", &[]);
+    first.port_add("l", "blue", &lose, "10.79.2.12/24", &[]);
+    first.port_add("o", "blue", &other, "10.79.2.13/24", &[]);
+    assert!(first.terminate().success(), "{}", first.log());
+    // While the switch is down, one container goes away for good.
+    let lost_path = lose.path();
+    drop(lose);
+    assert!(!Path::new(&lost_path).exists());
+
+    let second = Daemon::start_with_state(&state.0, &[]);
+    let log = second.log();
+    assert!(
+        log.contains(&format!(
+            "restore: port l (network blue) dropped: its namespace {lost_path} is gone"
+        )),
+        "{log}"
+    );
+    assert!(log.contains("(1 dropped, see above)"), "{log}");
+    let mut names = second.port_names();
+    names.sort();
+    assert_eq!(names, ["k", "o"]);
+    let saved = state_file(&state.0);
+    let saved_names: Vec<&str> = saved["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(saved_names, ["k", "o"], "{saved}");
+    assert!(
+        keep.ping_within("10.79.2.13", Duration::from_secs(10)),
+        "the remaining ports do not forward after the restore\n{log}"
+    );
+}
+
+#[test]
+fn a_corrupt_state_file_stops_the_start_naming_the_file() {
+    if !can_run(&["ip"]) {
+        return;
+    }
+    let state = TempDir::new("vxsw-state-");
+    let file = state.0.join("state.json");
+    std::fs::write(&file, "{\"version\": 1, \"ports\": [{\"name\": \"c1\"").unwrap();
+    let (status, err) = Daemon::start_failing(&["--state-dir", state.0.to_str().unwrap()]);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("state file {} is corrupt", file.display())),
+        "{err}"
+    );
+    assert!(err.contains("EOF while parsing"), "{err}");
+    // Untouched: nothing was started over it.
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "{\"version\": 1, \"ports\": [{\"name\": \"c1\""
+    );
+}
+
+#[test]
+fn without_a_state_dir_a_stop_still_deletes_the_taps() {
+    if !can_run(&["ip"]) {
+        return;
+    }
+    let c = Netns::new("vxr");
+    let mut d = Daemon::start(&[]);
+    d.cli(&["network", "create", "plain"]);
+    d.port_add("p", "plain", &c, "10.79.3.11/24", &[]);
+    assert!(link_names(&c.name).iter().any(|n| n == "eth0"));
+    assert!(d.terminate().success(), "{}", d.log());
+    assert!(!d.log().contains("leaving"), "{}", d.log());
+    let links = link_names(&c.name);
+    assert!(!links.iter().any(|n| n == "eth0"), "{links:?}");
+}
