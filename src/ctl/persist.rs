@@ -87,6 +87,11 @@ pub struct SavedPort {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<(u64, u64)>,
     pub ifname: String,
+    /// The name the TAP had when last looked at, when someone renamed it
+    /// (Docker moves the TAP into the container as `eth0`): where to look
+    /// if it is no longer at `ifname` in its namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renamed: Option<String>,
     pub mac: MacAddr,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<IpNet>,
@@ -272,6 +277,7 @@ mod tests {
                 pid: None,
                 sandbox: Some((4, 4026532000)),
                 ifname: "eth0".into(),
+                renamed: None,
                 mac: "02:00:00:00:00:11".parse().unwrap(),
                 ip: Some("10.77.0.11/24".parse().unwrap()),
                 mtu: 1500,

@@ -429,6 +429,11 @@ impl Daemon {
                     pid,
                     sandbox: p.sandbox,
                     ifname: p.ifname.clone()?,
+                    renamed: p
+                        .persist
+                        .as_ref()
+                        .and_then(|h| ports::tap_name(h.as_fd()).ok())
+                        .filter(|now| Some(now) != p.ifname.as_ref()),
                     mac: p.mac?,
                     ip: p.ip,
                     mtu: p.mtu,
@@ -550,15 +555,34 @@ impl Daemon {
             }
         }
         let vnet_hdr = p.offload.unwrap_or(self.engine.offload());
-        let tap = ports::reattach_tap(&netns, &p.ifname, vnet_hdr, self.engine.workers()).map_err(
-            |e| {
-                let e = strip_os_error(&e.to_string());
-                match &label {
-                    Some(l) => format!("{e} (in {l})"),
-                    None => e,
+        let workers = self.engine.workers();
+        let mut tap = ports::reattach_tap(&netns, &p.ifname, vnet_hdr, workers);
+        if let (Err(e), Some(renamed)) = (&tap, &p.renamed) {
+            if is_not_found(e) {
+                tap = ports::reattach_tap(&netns, renamed, vnet_hdr, workers);
+            }
+        }
+        if let Err(e) = &tap {
+            if is_not_found(e) {
+                // Moved to another namespace (Docker's Join does that).
+                let names: Vec<&str> = p
+                    .renamed
+                    .iter()
+                    .chain([&p.ifname])
+                    .map(String::as_str)
+                    .collect();
+                if let Some((ns, name)) = find_moved_tap(&netns, &names, p.mac) {
+                    tap = ports::reattach_tap(&ns, &name, vnet_hdr, workers);
                 }
-            },
-        )?;
+            }
+        }
+        let tap = tap.map_err(|e| {
+            let e = strip_os_error(&e.to_string());
+            match &label {
+                Some(l) => format!("{e} (in {l})"),
+                None => e,
+            }
+        })?;
         let persist = tap
             .fd
             .try_clone()
@@ -566,7 +590,8 @@ impl Daemon {
         let meta = PortMeta {
             kind: PortKind::Created,
             netns,
-            ifname: Some(tap.ifname),
+            // As the port was made, even if the TAP was renamed since.
+            ifname: Some(p.ifname.clone()),
             mac: Some(tap.mac),
             ip: p.ip,
             container: p.container.clone(),
@@ -1841,6 +1866,53 @@ struct PortMeta {
     gateway: bool,
     offload_choice: Option<bool>,
     persist: Option<OwnedFd>,
+}
+
+/// Whether reattaching failed because there is no such TAP there.
+fn is_not_found(e: &ports::PortError) -> bool {
+    matches!(e, ports::PortError::AttachTap { source, .. } if source.kind() == io::ErrorKind::NotFound)
+}
+
+/// Most namespaces [`find_moved_tap`] looks into.
+const MAX_SEARCHED_NAMESPACES: usize = 4096;
+
+/// Looks for a persistent TAP named one of `names` with MAC `mac` in the
+/// namespaces of running processes other than `skip`: a TAP vxswitch
+/// created and someone moved while the daemon was down or before (Docker
+/// moves each endpoint's TAP into its container). Runs only for ports not
+/// found where they were, at start; bounded by the number of distinct
+/// namespaces.
+fn find_moved_tap(skip: &Netns, names: &[&str], mac: MacAddr) -> Option<(Netns, String)> {
+    let mut seen = std::collections::HashSet::new();
+    let own = match skip {
+        Netns::Current => sandbox_identity(&Netns::Path("/proc/self/ns/net".into())),
+        other => sandbox_identity(other),
+    };
+    seen.extend(own);
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    for pid in pids {
+        let ns = Netns::Pid(pid);
+        let Some(id) = sandbox_identity(&ns) else {
+            continue;
+        };
+        if !seen.insert(id) {
+            continue;
+        }
+        if seen.len() > MAX_SEARCHED_NAMESPACES {
+            return None;
+        }
+        if let Some(name) = names
+            .iter()
+            .find(|n| ports::has_persistent_tap(&ns, n, mac))
+        {
+            return Some((ns, name.to_string()));
+        }
+    }
+    None
 }
 
 /// Clears `TUNSETPERSIST` on a port's TAP, so that closing its fds deletes

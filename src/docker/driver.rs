@@ -69,6 +69,61 @@ const INTERNAL: &str = "com.docker.network.internal";
 /// Where Docker puts the `-o` options in CreateNetwork's `Options`.
 const GENERIC: &str = "com.docker.network.generic";
 
+/// How the daemon's network `have` differs from what `want` asks for, in
+/// the words of `network ls` ("subnet 10.1.0.0/24, not 10.2.0.0/24"); `None`
+/// when it is the same network. What `want` leaves out (an MTU, the
+/// gateway interface) is whatever the daemon chose.
+fn spec_difference(want: &NetworkCreate, have: &NetworkInfo) -> Option<String> {
+    let mut diffs = Vec::new();
+    let show = |v: Option<String>| v.unwrap_or_else(|| "none".into());
+    let subnet = want.subnet.as_deref().map(|s| {
+        s.parse::<ipnet::IpNet>()
+            .map(|n| n.trunc().to_string())
+            .unwrap_or(s.into())
+    });
+    let have_subnet = have.subnet.map(|n| n.trunc().to_string());
+    if subnet != have_subnet {
+        diffs.push(format!(
+            "subnet {}, not {}",
+            show(have_subnet),
+            show(subnet)
+        ));
+    }
+    let gateway = want.gateway.as_deref().map(|g| {
+        g.parse::<std::net::IpAddr>()
+            .map(|a| a.to_string())
+            .unwrap_or(g.into())
+    });
+    let have_gateway = have.gateway.map(|g| g.to_string());
+    if gateway != have_gateway {
+        diffs.push(format!(
+            "gateway {}, not {}",
+            show(have_gateway),
+            show(gateway)
+        ));
+    }
+    if want.vni != have.vni {
+        diffs.push(format!(
+            "VNI {}, not {}",
+            show(have.vni.map(|v| v.to_string())),
+            show(want.vni.map(|v| v.to_string()))
+        ));
+    }
+    if let Some(mtu) = want.mtu.filter(|m| *m != have.mtu) {
+        diffs.push(format!("MTU {}, not {mtu}", have.mtu));
+    }
+    let kind = want.gateway_port.unwrap_or_default();
+    if kind != have.gateway_port {
+        diffs.push(format!("gateway port {}, not {kind}", have.gateway_port));
+    }
+    if let (Some(w), Some(h)) = (&want.gateway_ifname, &have.gateway_ifname) {
+        if w != h {
+            diffs.push(format!("gateway interface {h}, not {w}"));
+        }
+    }
+    (!diffs.is_empty()).then(|| diffs.join(", "))
+}
+
 /// An error for Docker's `{"Err": ...}`: the docker CLI prints it after
 /// "Error response from daemon:".
 pub type CallError = String;
@@ -185,17 +240,26 @@ impl<B: Backend> Driver<B> {
     }
 
     /// Creates a network; success if it exists already under that name
-    /// (Docker retried, or the network was restored).
+    /// with the same configuration (Docker retried, or a daemon with
+    /// `--state-dir` restored it), an error naming the difference if it
+    /// exists with another.
     fn ensure_network(&self, create: &NetworkCreate) -> Result<(), CallError> {
         match self.call(Request::NetworkCreate(create.clone())) {
             Ok(_) => Ok(()),
             Err(ClientError::Remote(e)) if e.kind == ErrorKind::Exists => {
                 // Exists may also mean "the VNI is taken": look.
                 let nets = self.networks()?;
-                if nets.iter().any(|n| n.name == create.name) {
-                    Ok(())
-                } else {
-                    Err(format!("vxswitch: {}", e.message))
+                match nets.iter().find(|n| n.name == create.name) {
+                    Some(have) => match spec_difference(create, have) {
+                        None => Ok(()),
+                        Some(diff) => Err(format!(
+                            "the vxswitch daemon already has a network {} with another \
+                             configuration ({diff}); remove it with 'vxswitch network rm {} \
+                             --force' if it is stale, or recreate the Docker network",
+                            create.name, create.name
+                        )),
+                    },
+                    None => Err(format!("vxswitch: {}", e.message)),
                 }
             }
             Err(e) => Err(daemon_error(&e)),
@@ -675,6 +739,45 @@ mod tests {
                 gateway_port: Some(GatewayPort::Host),
                 gateway_ifname: Some("vxgw-3f1c2a9b8d".into()),
             })]
+        );
+    }
+
+    #[test]
+    fn create_network_accepts_the_same_restored_network_and_names_a_difference() {
+        let body = json!({
+            "NetworkID": NID,
+            "Options": {"com.docker.network.generic": {"vxswitch.gateway": "switch"}},
+            "IPv4Data": [{"Pool": "10.88.0.0/24", "Gateway": "10.88.0.1/24"}]
+        });
+        let exists = || {
+            Err(ClientError::Remote(CtlError::exists(
+                "network \"docker-3f1c2a9b8d7e\" already exists",
+            )))
+        };
+        let have = |subnet: &str, mtu: u32| {
+            Ok(json!([{
+                "name": "docker-3f1c2a9b8d7e", "subnet": subnet, "gateway": "10.88.0.1",
+                "mtu": mtu, "vni": null, "learn_vteps": false, "vteps": [], "ports": ["vxab12"],
+                "gateway_port": "switch", "gateway_mac": "02:00:00:00:00:01"
+            }]))
+        };
+        // A daemon that restored the network from its state dir: the same.
+        let f = Fake::default();
+        *f.answer.lock().unwrap() = vec![exists(), have("10.88.0.0/24", 1500)];
+        assert_eq!(
+            call(&f, "/NetworkDriver.CreateNetwork", body.clone()).unwrap(),
+            json!({})
+        );
+        // Another network under the same name: refused, saying how it differs.
+        let f = Fake::default();
+        *f.answer.lock().unwrap() = vec![exists(), have("10.99.0.0/24", 1500)];
+        let e = call(&f, "/NetworkDriver.CreateNetwork", body).unwrap_err();
+        assert!(
+            e.contains(
+                "already has a network docker-3f1c2a9b8d7e with another configuration \
+                        (subnet 10.99.0.0/24, not 10.88.0.0/24)"
+            ),
+            "{e}"
         );
     }
 

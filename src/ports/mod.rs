@@ -53,7 +53,8 @@ mod tap;
 
 pub use netlink::{LinkInfo, TunInfo};
 pub use tap::{
-    attach_existing, create_persistent_tap, create_tap, reattach_tap, set_persist, validate_ifname,
+    attach_existing, create_persistent_tap, create_tap, has_persistent_tap, reattach_tap,
+    set_persist, tap_name, validate_ifname,
 };
 
 /// A network namespace: the container's sandbox.

@@ -413,6 +413,27 @@ fn reattach_here(name: &str, vnet_hdr: bool, queues: usize) -> Result<Tap, PortE
     })
 }
 
+/// The name the TAP behind `fd` has now: differs from the one it was
+/// created with once someone renamed it (Docker moves a TAP into the
+/// container and renames it `eth0`).
+pub fn tap_name(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<String> {
+    tun::get_iff(fd).map(|(name, _)| name)
+}
+
+/// Whether `netns` holds a persistent TAP named `name` with MAC `mac`:
+/// how a TAP that was moved to another namespace is recognised.
+pub fn has_persistent_tap(netns: &super::Netns, name: &str, mac: MacAddr) -> bool {
+    if validate_ifname(name).is_err() {
+        return false;
+    }
+    let found = netns::run_in(netns, || {
+        let link = Rtnl::open().ok()?.link_by_name(name).ok()??;
+        let tun = link.tun?;
+        Some(link.kind.as_deref() == Some("tun") && tun.tap && tun.persist && link.mac == Some(mac))
+    });
+    matches!(found, Ok(Some(true)))
+}
+
 fn explain_attach(name: &str, owner: Option<u32>, e: io::Error) -> io::Error {
     match e.raw_os_error() {
         Some(libc::EPERM) => {
