@@ -746,3 +746,59 @@ fn after_a_daemon_restart_restarted_containers_are_reconnected() {
         env.plugin_log()
     );
 }
+
+#[test]
+fn with_a_state_dir_containers_keep_their_network_over_a_daemon_restart() {
+    let Some(_one) = ready() else {
+        return;
+    };
+    let mut env = Env::start();
+    // The same environment with a daemon that keeps its state.
+    let state = TempDir::new("vxsw-dstate-");
+    env.stop_plugin();
+    env.daemon = Daemon::start_with_state(&state.0, &[]);
+    env.start_plugin();
+    let app = unique("app");
+    env.network(&app, "10.94.0.0/24", &[]);
+    let (c1, c2) = (unique("c1-"), unique("c2-"));
+    env.container(&c1, &app, &[]);
+    env.container(&c2, &app, &[]);
+    let ip2 = env.ip_of(&c2);
+    assert!(env.ping_within(&c1, &ip2));
+    let before = names(&env.daemon.json(&["port", "ls"]));
+
+    // The daemon stops: the containers keep their eth0 (persistent TAPs).
+    env.stop_plugin();
+    assert!(env.daemon.terminate().success(), "{}", env.daemon.log());
+    let links = env.docker(&["exec", &c1, "ip", "-o", "link"]);
+    assert!(links.contains("eth0"), "eth0 went with the daemon: {links}");
+
+    // A new daemon re-attaches them where Docker moved them: the running
+    // containers talk again without being restarted.
+    env.daemon = Daemon::start_with_state(&state.0, &[]);
+    env.start_plugin();
+    assert_eq!(
+        names(&env.daemon.json(&["port", "ls"])),
+        before,
+        "{}",
+        env.daemon.log()
+    );
+    assert!(
+        env.ping_within(&c1, &ip2),
+        "no ping after the restart\n{}",
+        env.daemon.log()
+    );
+    assert!(env.ping(&c1, "10.94.0.1"), "the gateway port came back too");
+    // Docker can still take them down: the TAPs go with the containers.
+    env.docker(&["rm", "-f", &c1, &c2]);
+    env.docker(&["network", "rm", &app]);
+    assert!(
+        wait_until(Duration::from_secs(10), || env
+            .daemon
+            .json(&["port", "ls"])
+            .as_array()
+            .is_some_and(Vec::is_empty)),
+        "{}",
+        env.daemon.log()
+    );
+}

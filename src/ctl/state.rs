@@ -557,23 +557,23 @@ impl Daemon {
         let vnet_hdr = p.offload.unwrap_or(self.engine.offload());
         let workers = self.engine.workers();
         let mut tap = ports::reattach_tap(&netns, &p.ifname, vnet_hdr, workers);
-        if let (Err(e), Some(renamed)) = (&tap, &p.renamed) {
-            if is_not_found(e) {
-                tap = ports::reattach_tap(&netns, renamed, vnet_hdr, workers);
-            }
-        }
-        if let Err(e) = &tap {
-            if is_not_found(e) {
-                // Moved to another namespace (Docker's Join does that).
-                let names: Vec<&str> = p
-                    .renamed
-                    .iter()
-                    .chain([&p.ifname])
-                    .map(String::as_str)
-                    .collect();
-                if let Some((ns, name)) = find_moved_tap(&netns, &names, p.mac) {
-                    tap = ports::reattach_tap(&ns, &name, vnet_hdr, workers);
-                }
+        if tap.as_ref().is_err_and(is_not_found) {
+            // Renamed in place, or moved to another namespace (Docker's
+            // Join does both): look for it by its MAC.
+            let names: Vec<&str> = p
+                .renamed
+                .iter()
+                .chain([&p.ifname])
+                .map(String::as_str)
+                .collect();
+            let here = p
+                .renamed
+                .as_deref()
+                .filter(|n| ports::has_persistent_tap(&netns, n, p.mac));
+            if let Some(name) = here {
+                tap = ports::reattach_tap(&netns, name, vnet_hdr, workers);
+            } else if let Some((ns, name)) = find_moved_tap(&netns, &names, p.mac) {
+                tap = ports::reattach_tap(&ns, &name, vnet_hdr, workers);
             }
         }
         let tap = tap.map_err(|e| {
