@@ -255,3 +255,85 @@ fn without_a_state_dir_a_stop_still_deletes_the_taps() {
     let links = link_names(&c.name);
     assert!(!links.iter().any(|n| n == "eth0"), "{links:?}");
 }
+
+/// Runs the CNI plugin (`BIN` under the name `vxswitch-cni`) with
+/// CNI_COMMAND=`cmd`, `env` and `conf` on stdin; (success, stdout, stderr).
+fn cni(plugin: &Path, cmd: &str, env: &[(&str, &str)], conf: &str) -> (bool, String, String) {
+    let mut child = std::process::Command::new(plugin)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .env("CNI_COMMAND", cmd)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run vxswitch-cni");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn cni_check_and_del_work_on_a_restored_port() {
+    const HOST_LOCAL: &str = "/usr/lib/cni/host-local";
+    if !support::can_run_with(&["ip", "ping"], &[HOST_LOCAL]) {
+        return;
+    }
+    let bin = TempDir::new("vxcni-bin-");
+    let plugin = bin.0.join("vxswitch-cni");
+    std::os::unix::fs::symlink(support::BIN, &plugin).unwrap();
+    let ipam = TempDir::new("vxcni-ipam-");
+    let state = TempDir::new("vxsw-state-");
+    let ns = Netns::new("vxr");
+    let net = support::unique("cnirst");
+    let conf = |d: &Daemon| {
+        serde_json::json!({
+            "cniVersion": "1.0.0", "name": net, "type": "vxswitch-cni", "socket": d.socket,
+            "ipam": {"type": "host-local", "dataDir": ipam.0,
+                     "ranges": [[{"subnet": "10.79.4.0/24", "gateway": "10.79.4.1"}]]}
+        })
+    };
+    let path = ns.path();
+    let id = support::unique("cid-");
+    let env = [
+        ("CNI_CONTAINERID", id.as_str()),
+        ("CNI_NETNS", path.as_str()),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAME=pod-r"),
+    ];
+    let mut first = Daemon::start_with_state(&state.0, &[]);
+    first.cli(&["network", "create", &net, "--subnet", "10.79.4.0/24"]);
+    let (ok, out, err) = cni(&plugin, "ADD", &env, &conf(&first).to_string());
+    assert!(ok, "ADD failed: {out}{err}");
+    let prev: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(first.terminate().success(), "{}", first.log());
+
+    let second = Daemon::start_with_state(&state.0, &[]);
+    let mut c = conf(&second);
+    c["prevResult"] = prev;
+    let (ok, out, err) = cni(&plugin, "CHECK", &env, &c.to_string());
+    assert!(
+        ok,
+        "CHECK of a restored port failed: {out}{err}\n{}",
+        second.log()
+    );
+    let (ok, out, err) = cni(&plugin, "DEL", &env, &c.to_string());
+    assert!(ok, "DEL of a restored port failed: {out}{err}");
+    assert!(second.port_names().is_empty(), "{:?}", second.port_names());
+    let links = link_names(&ns.name);
+    assert!(
+        !links.iter().any(|n| n == "eth0"),
+        "DEL left eth0: {links:?}"
+    );
+}

@@ -656,7 +656,7 @@ impl Ctx<'_> {
         let port = ports.iter().find(|p| p.name == name).ok_or_else(|| {
             failed(format!(
                 "vxswitch has no port {name} for this container (was the daemon restarted? \
-                 its ports do not survive a restart)"
+                 its ports survive a restart only with 'vxswitch daemon --state-dir')"
             ))
         })?;
         if port.network != self.conf.network {
