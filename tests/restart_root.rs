@@ -125,6 +125,9 @@ fn containers_keep_taps_macs_and_tcp_over_a_restart() {
         );
     }
 
+    // Sent while nothing switches: lost on the wire, retransmitted by TCP.
+    client.write_all(b"during").unwrap();
+
     // A different number of workers: the multi-queue TAPs get one queue now.
     let second = Daemon::start_with_state(&state.0, &["--workers", "1"]);
     assert!(
@@ -149,7 +152,11 @@ fn containers_keep_taps_macs_and_tcp_over_a_restart() {
     );
     // The connection opened before the restart carries data both ways.
     client.write_all(b"after-1").unwrap();
-    expect(&mut server, b"after-1", "c2 from c1 after the restart");
+    expect(
+        &mut server,
+        b"duringafter-1",
+        "c2 from c1 across the restart",
+    );
     server.write_all(b"after-2").unwrap();
     expect(&mut client, b"after-2", "c1 from c2 after the restart");
 

@@ -346,6 +346,22 @@ mod tests {
     }
 
     #[test]
+    fn state_table_names_the_state_dir() {
+        let c = Config::parse("[state]\ndir = \"/var/lib/vxswitch\"\n", Path::new(FILE)).unwrap();
+        assert_eq!(
+            c.state.and_then(|s| s.dir),
+            Some(PathBuf::from("/var/lib/vxswitch"))
+        );
+        let e = Config::parse("[state]\ndirectory = \"/x\"\n", Path::new(FILE))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown field \"directory\", expected \"dir\""),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn network_gateway_port_is_a_key() {
         let c = Config::parse(
             r#"
