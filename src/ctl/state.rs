@@ -3545,4 +3545,91 @@ mod tests {
         assert_eq!(port_id(&d, "c"), 0);
         d.shutdown();
     }
+
+    #[test]
+    fn a_state_dir_records_changes_and_restores_networks_vteps_and_entries() {
+        let dir = std::env::temp_dir().join(format!(
+            "vxswitch-state-unit-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (mut d, port) = vx_daemon();
+        let report = d.open_state_dir(&dir).unwrap();
+        assert_eq!(report, RestoreReport::default());
+        let create = NetworkCreate {
+            name: "blue".into(),
+            vni: Some(4242),
+            vteps: vec!["198.18.0.2".into()],
+            subnet: Some("10.42.0.0/24".into()),
+            gateway: Some("10.42.0.1".into()),
+            gateway_port: Some(GatewayPort::Switch),
+            ..Default::default()
+        };
+        d.handle(Request::NetworkCreate(create.clone())).unwrap();
+        d.handle(Request::VtepAdd(vtep("blue", "198.18.0.3")))
+            .unwrap();
+        d.handle(Request::VtepRm(vtep_rm("blue", "198.18.0.2")))
+            .unwrap();
+        let mac: MacAddr = "02:00:00:00:42:01".parse().unwrap();
+        d.handle(Request::FdbAdd(FdbAdd {
+            network: "blue".into(),
+            mac,
+            port: None,
+            vtep: Some("198.18.0.3".into()),
+        }))
+        .unwrap();
+        let before = d.network_ls();
+        // The file follows each change: the network as given, the VTEPs now.
+        let text = std::fs::read_to_string(dir.join("state.json")).unwrap();
+        let file = super::super::persist::parse(text.as_bytes(), &dir).unwrap();
+        assert_eq!(file.networks[0].create, create, "{text}");
+        assert_eq!(
+            file.networks[0].vteps,
+            ["198.18.0.3:".to_string() + &port.to_string()]
+        );
+        // A port whose namespace is gone, as if written before a reboot.
+        let mut file = file;
+        file.ports.push(SavedPort {
+            name: "c9".into(),
+            network: "blue".into(),
+            kind: SavedKind::Created,
+            netns: Some("/nonexistent/netns/c9".into()),
+            pid: None,
+            sandbox: Some((1, 2)),
+            ifname: "eth0".into(),
+            renamed: None,
+            mac: "02:00:00:00:42:09".parse().unwrap(),
+            ip: None,
+            mtu: 1450,
+            container: None,
+            offload: None,
+        });
+        super::super::persist::write_atomic(
+            &dir,
+            "state.json",
+            &serde_json::to_vec(&file).unwrap(),
+        )
+        .unwrap();
+        d.shutdown();
+
+        let mut d = vx_daemon_on(port);
+        d.set_log_events(false);
+        let report = d.open_state_dir(&dir).unwrap();
+        assert_eq!(report.networks, 1);
+        assert_eq!(report.ports, 0);
+        assert_eq!(report.dropped, ["port c9 (network blue)"]);
+        assert_eq!(d.network_ls(), before);
+        let rows = d.fdb_show(&FdbSelect::default()).unwrap();
+        assert!(
+            rows.iter()
+                .any(|r| r.mac == mac && r.kind == EntryKind::Static),
+            "{rows:?}"
+        );
+        // The dropped port is gone from the file too.
+        let text = std::fs::read_to_string(dir.join("state.json")).unwrap();
+        assert!(!text.contains("c9"), "{text}");
+        d.shutdown();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
