@@ -115,6 +115,12 @@ pub enum StateError {
     #[error("cannot read state file {}: {source}", path.display())]
     Read { path: PathBuf, source: io::Error },
     #[error(
+        "cannot write state file {}: {source} (run as root, or choose a writable place with \
+         --state-dir)",
+        path.display()
+    )]
+    Write { path: PathBuf, source: io::Error },
+    #[error(
         "state file {} is corrupt: {message}; the daemon will not start without what it \
          records: repair it, or move it away to start with no networks and ports (TAPs left \
          in containers then stay until deleted with 'ip link del')",
@@ -173,18 +179,7 @@ impl Store {
     /// logged (once until a write works again), not returned: the change
     /// it records is already in effect, only a restart would lose it.
     pub fn save(&mut self, state: &StateFile) {
-        let mut bytes = match serde_json::to_vec_pretty(state) {
-            Ok(b) => b,
-            Err(e) => {
-                eprintln!("vxswitch: cannot encode the state: {e}; this is a bug");
-                return;
-            }
-        };
-        bytes.push(b'\n');
-        if self.last.as_deref() == Some(bytes.as_slice()) {
-            return;
-        }
-        match write_atomic(&self.dir, STATE_FILE, &bytes) {
+        match self.write(state) {
             Ok(()) => {
                 if self.failing {
                     eprintln!(
@@ -193,7 +188,6 @@ impl Store {
                     );
                 }
                 self.failing = false;
-                self.last = Some(bytes);
             }
             Err(e) => {
                 if !self.failing {
@@ -206,6 +200,18 @@ impl Store {
                 self.failing = true;
             }
         }
+    }
+
+    /// Writes `state` if it differs from what the file holds.
+    pub fn write(&mut self, state: &StateFile) -> io::Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
+        bytes.push(b'\n');
+        if self.last.as_deref() == Some(bytes.as_slice()) {
+            return Ok(());
+        }
+        write_atomic(&self.dir, STATE_FILE, &bytes)?;
+        self.last = Some(bytes);
+        Ok(())
     }
 }
 

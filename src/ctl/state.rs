@@ -349,7 +349,15 @@ impl Daemon {
             self.restoring = false;
             report.restored_from = Some(dir.to_path_buf());
         }
-        self.save_state();
+        // A directory the daemon cannot write to is an error now, not a
+        // surprise at the next restart.
+        let state = self.snapshot();
+        if let Some(store) = self.store.as_mut() {
+            store.write(&state).map_err(|source| StateError::Write {
+                path: store.path(),
+                source,
+            })?;
+        }
         Ok(report)
     }
 
