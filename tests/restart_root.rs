@@ -186,14 +186,17 @@ fn a_port_whose_namespace_went_away_is_dropped_and_reported() {
         return;
     }
     let (keep, lose) = (Netns::new("vxr"), Netns::new("vxr"));
-    let other = Netns::new("vxr");
+    let (other, untapped) = (Netns::new("vxr"), Netns::new("vxr"));
     let state = TempDir::new("vxsw-state-");
     let mut first = Daemon::start_with_state(&state.0, &[]);
     first.cli(&["network", "create", "blue", "--subnet", "10.79.2.0/24"]);
     first.port_add("k", "blue", &keep, "10.79.2.11/24", &[]);
     first.port_add("l", "blue", &lose, "10.79.2.12/24", &[]);
     first.port_add("o", "blue", &other, "10.79.2.13/24", &[]);
+    first.port_add("u", "blue", &untapped, "10.79.2.14/24", &[]);
     assert!(first.terminate().success(), "{}", first.log());
+    // ... and someone deletes another one's interface.
+    support::run("ip", &["-n", &untapped.name, "link", "del", "eth0"]);
     // While the switch is down, one container goes away for good.
     let lost_path = lose.path();
     drop(lose);
@@ -207,7 +210,15 @@ fn a_port_whose_namespace_went_away_is_dropped_and_reported() {
         )),
         "{log}"
     );
-    assert!(log.contains("(1 dropped, see above)"), "{log}");
+    assert!(
+        log.contains(&format!(
+            "restore: port u (network blue) dropped: cannot attach TAP eth0: it no longer \
+             exists (in {})",
+            untapped.path()
+        )),
+        "{log}"
+    );
+    assert!(log.contains("(2 dropped, see above)"), "{log}");
     let mut names = second.port_names();
     names.sort();
     assert_eq!(names, ["k", "o"]);
