@@ -355,3 +355,25 @@ fn cni_check_and_del_work_on_a_restored_port() {
         "DEL left eth0: {links:?}"
     );
 }
+
+#[test]
+fn two_daemons_cannot_share_a_state_dir() {
+    if !can_run(&["ip"]) {
+        return;
+    }
+    let state = TempDir::new("vxsw-state-");
+    let mut first = Daemon::start_with_state(&state.0, &[]);
+    let pid = first.child.id();
+    let (status, err) = Daemon::start_failing(&["--state-dir", state.0.to_str().unwrap()]);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "state directory {} is in use by the vxswitch daemon with PID {pid}",
+            state.0.display()
+        )),
+        "{err}"
+    );
+    // Once it stopped, the directory is free again.
+    assert!(first.terminate().success(), "{}", first.log());
+    let _second = Daemon::start_with_state(&state.0, &[]);
+}

@@ -25,6 +25,8 @@ use crate::wire::MacAddr;
 
 /// The file's name inside the state directory.
 pub const STATE_FILE: &str = "state.json";
+/// The file naming the daemon that uses the directory (its PID).
+pub const PID_FILE: &str = "daemon.pid";
 /// The layout written by this version; a file with another is refused.
 pub const STATE_VERSION: u32 = 1;
 
@@ -121,6 +123,13 @@ pub enum StateError {
     )]
     Write { path: PathBuf, source: io::Error },
     #[error(
+        "state directory {} is in use by the vxswitch daemon with PID {pid}; two daemons \
+         must not share one (they would fight over the TAPs): stop it, or give this one \
+         another --state-dir",
+        dir.display()
+    )]
+    InUse { dir: PathBuf, pid: u32 },
+    #[error(
         "state file {} is corrupt: {message}; the daemon will not start without what it \
          records: repair it, or move it away to start with no networks and ports (TAPs left \
          in containers then stay until deleted with 'ip link del')",
@@ -151,6 +160,7 @@ impl Store {
                 dir: dir.to_path_buf(),
                 source,
             })?;
+        claim(dir)?;
         let path = dir.join(STATE_FILE);
         let (file, last) = match fs::read(&path) {
             Ok(bytes) => (Some(parse(&bytes, &path)?), Some(bytes)),
@@ -213,6 +223,44 @@ impl Store {
         self.last = Some(bytes);
         Ok(())
     }
+}
+
+impl Drop for Store {
+    /// Gives the directory up: removes the PID file if it is still ours.
+    fn drop(&mut self) {
+        let path = self.dir.join(PID_FILE);
+        if fs::read_to_string(&path).is_ok_and(|t| t.trim() == std::process::id().to_string()) {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+/// Writes this process's PID into `dir`'s [`PID_FILE`], unless a running
+/// vxswitch daemon already named there uses the directory. (A PID file
+/// left by a daemon that crashed names a dead process, or another one.)
+fn claim(dir: &Path) -> Result<(), StateError> {
+    let me = std::process::id();
+    let path = dir.join(PID_FILE);
+    if let Some(pid) = fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok())
+    {
+        if pid != me && is_vxswitch_daemon(pid) {
+            return Err(StateError::InUse {
+                dir: dir.to_path_buf(),
+                pid,
+            });
+        }
+    }
+    write_atomic(dir, PID_FILE, format!("{me}\n").as_bytes())
+        .map_err(|source| StateError::Write { path, source })
+}
+
+/// Whether process `pid` is a `vxswitch daemon`.
+fn is_vxswitch_daemon(pid: u32) -> bool {
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    comm.trim() == "vxswitch" && cmdline.split(|&b| b == 0).any(|a| a == b"daemon")
 }
 
 /// Parses and checks a state file's bytes; `path` is for messages.
