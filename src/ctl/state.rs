@@ -26,6 +26,14 @@
 //! recorded as dynamic. Stale events cannot leak into a reused network id:
 //! the worker queues events before it answers a command, and `network.rm`
 //! drains them after the network is gone from this state.
+//!
+//! State directory (`daemon --state-dir`, [`Daemon::open_state_dir`]): the
+//! configuration is rebuilt into a [`StateFile`] after each request that
+//! changes something (and after ports go away on their own) and written
+//! when it differs (see [`super::persist`]). TAPs created then are
+//! persistent; each such port keeps a `dup` of its first queue (`persist`)
+//! to clear the flag before removal, so `port.rm` still deletes the TAP
+//! while a daemon stop leaves it for the next start to re-attach.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
