@@ -348,22 +348,44 @@ mod uring {
         pub buf_len: usize,
     }
 
+    /// Maps `bytes` of anonymous, zeroed, page-aligned memory.
+    fn map(bytes: usize) -> io::Result<*mut u8> {
+        // SAFETY: an anonymous private mapping with no address hint touches
+        // no existing memory; the result is checked below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(ptr.cast())
+    }
+
     /// A provided-buffer ring (`IORING_REGISTER_PBUF_RING`): `entries`
-    /// buffers of `buf_len` bytes in one allocation, and the page-aligned
-    /// ring of their descriptors that the kernel consumes from and we
-    /// refill by advancing the tail.
+    /// buffers of `buf_len` bytes, and the page-aligned ring of their
+    /// descriptors that the kernel consumes from and we refill by advancing
+    /// the tail. Both are mappings of their own, never Rust references: the
+    /// kernel writes into the buffers behind our back.
     struct BufRing {
         ring: *mut BufRingEntry,
         ring_bytes: usize,
-        mask: u16,
+        bufs: *mut u8,
+        buf_len: usize,
+        entries: u16,
         /// Our copy of the tail; published with [`BufRing::publish`].
         tail: u16,
-        bufs: Box<[u8]>,
-        buf_len: usize,
     }
 
     impl BufRing {
-        fn new(uring: &IoUring, bgid: u16, entries: u16, buf_len: usize) -> io::Result<BufRing> {
+        /// Allocates the ring with every buffer in it; not registered yet.
+        fn new(entries: u16, buf_len: usize) -> io::Result<BufRing> {
             if !entries.is_power_of_two() {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
@@ -371,38 +393,23 @@ mod uring {
                 ));
             }
             let ring_bytes = usize::from(entries) * std::mem::size_of::<BufRingEntry>();
-            // SAFETY: an anonymous private mapping with no address hint
-            // touches no existing memory; the result is checked below.
-            let ptr = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    ring_bytes,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
+            let ring: *mut BufRingEntry = map(ring_bytes)?.cast();
+            let bufs = match map(usize::from(entries) * buf_len) {
+                Ok(b) => b,
+                Err(e) => {
+                    // SAFETY: mapped just above with this length, unused.
+                    unsafe { libc::munmap(ring.cast(), ring_bytes) };
+                    return Err(e);
+                }
             };
-            if ptr == libc::MAP_FAILED {
-                return Err(io::Error::last_os_error());
-            }
             let mut br = BufRing {
-                ring: ptr.cast(),
+                ring,
                 ring_bytes,
-                mask: entries - 1,
-                tail: 0,
-                bufs: vec![0u8; usize::from(entries) * buf_len].into_boxed_slice(),
+                bufs,
                 buf_len,
+                entries,
+                tail: 0,
             };
-            // SAFETY: `br.ring` is a page-aligned mapping of exactly
-            // `entries` descriptors that lives as long as `br`; `br` is
-            // declared after the IoUring in `Fwd`, so the ring (and with it
-            // the registration) is torn down before the mapping goes.
-            unsafe {
-                uring
-                    .submitter()
-                    .register_buf_ring_with_flags(br.ring as u64, entries, bgid, 0)?;
-            }
             for bid in 0..entries {
                 br.push(bid);
             }
@@ -410,13 +417,35 @@ mod uring {
             Ok(br)
         }
 
+        /// Hands the ring to `uring` as buffer group `bgid`.
+        ///
+        /// The caller keeps `self` alive for as long as `uring`: [`Fwd`]
+        /// holds both, the IoUring first, so it is dropped first.
+        fn register(&self, uring: &IoUring, bgid: u16) -> io::Result<()> {
+            // SAFETY: `self.ring` is a page-aligned mapping of exactly
+            // `entries` descriptors, each pointing into `self.bufs`; both
+            // live until `self` is dropped, which happens after `uring` is
+            // (the field order of `Fwd`), so the kernel never sees them
+            // unmapped.
+            unsafe {
+                uring.submitter().register_buf_ring_with_flags(
+                    self.ring as u64,
+                    self.entries,
+                    bgid,
+                    0,
+                )
+            }
+        }
+
         /// Queues buffer `bid` for the kernel (visible after `publish`).
         fn push(&mut self, bid: u16) {
-            let addr = self.bufs[usize::from(bid) * self.buf_len..].as_mut_ptr() as u64;
-            // SAFETY: `tail & mask` indexes one of the `mask + 1` descriptors
-            // of the mapping; the kernel only reads descriptors between its
-            // head and our published tail, and this one is past the tail.
-            let e = unsafe { &mut *self.ring.add(usize::from(self.tail & self.mask)) };
+            let addr = self.ptr(bid) as u64;
+            let slot = usize::from(self.tail & (self.entries - 1));
+            // SAFETY: `slot` indexes one of the `entries` descriptors of the
+            // mapping; the kernel only reads descriptors between its head
+            // and our published tail, and this one is past the tail, so
+            // nothing else accesses it now.
+            let e = unsafe { &mut *self.ring.add(slot) };
             e.set_addr(addr);
             e.set_len(self.buf_len as u32);
             e.set_bid(bid);
@@ -426,7 +455,7 @@ mod uring {
         /// Makes every pushed buffer visible to the kernel.
         fn publish(&self) {
             // SAFETY: the tail is the u16 `resv` field of descriptor 0,
-            // inside the live, 2-byte-aligned mapping; the kernel reads it
+            // inside the live, page-aligned mapping; the kernel reads it
             // with acquire semantics, so a release store orders the
             // descriptor writes before it.
             unsafe {
@@ -435,17 +464,23 @@ mod uring {
             }
         }
 
+        /// The start of buffer `bid` (an address for the kernel, never
+        /// dereferenced here).
         fn ptr(&self, bid: u16) -> *const u8 {
-            self.bufs[usize::from(bid) * self.buf_len..].as_ptr()
+            debug_assert!(bid < self.entries);
+            self.bufs
+                .wrapping_add(usize::from(bid) * self.buf_len)
+                .cast_const()
         }
     }
 
     impl Drop for BufRing {
         fn drop(&mut self) {
-            // SAFETY: the mapping was made in `new` with this length, and
-            // the io_uring that used it is gone (see `Fwd`'s field order).
+            // SAFETY: both mappings were made in `new` with these lengths,
+            // and the io_uring that used them is gone (see `register`).
             unsafe {
                 libc::munmap(self.ring.cast(), self.ring_bytes);
+                libc::munmap(self.bufs.cast(), usize::from(self.entries) * self.buf_len);
             }
         }
     }
@@ -469,8 +504,9 @@ mod uring {
         fn push(&mut self, sqe: &squeue::Entry, c: &mut Counters) -> io::Result<()> {
             loop {
                 // SAFETY: every SQE we build points either into a buffer
-                // ring's allocation (writes), which outlives the IoUring,
-                // or at no memory at all (buffer-select reads).
+                // ring's mapping (writes, which the kernel only reads),
+                // which outlives the IoUring, or at no memory at all
+                // (buffer-select reads pick a registered buffer).
                 if unsafe { self.uring.submission().push(sqe) }.is_ok() {
                     return Ok(());
                 }
@@ -524,8 +560,8 @@ mod uring {
             variant = "one-shot read".into();
         }
         let rings = [
-            BufRing::new(&uring, 0, cfg.buffers, cfg.buf_len)?,
-            BufRing::new(&uring, 1, cfg.buffers, cfg.buf_len)?,
+            BufRing::new(cfg.buffers, cfg.buf_len)?,
+            BufRing::new(cfg.buffers, cfg.buf_len)?,
         ];
         let mut f = Fwd {
             uring,
@@ -533,6 +569,10 @@ mod uring {
             files: [a, b],
             multishot,
         };
+        // Registered only now that `f` owns both, in the right drop order.
+        for (bgid, ring) in f.rings.iter().enumerate() {
+            ring.register(&f.uring, bgid as u16)?;
+        }
         // Reads outstanding per TAP (multishot: armed or not).
         let mut armed = [false, false];
         // Buffers of ring p not handed back yet (in a write or just read).
