@@ -401,8 +401,9 @@ def main(argv=None) -> int:
         print(f"install them with:\n  apt-get install -y {' '.join(pkgs)}", file=sys.stderr)
         return 2
     if opts.build:
-        log("cargo build --release")
-        if subprocess.run(["cargo", "build", "--release", "--bin", "vxswitch"], cwd=REPO).returncode != 0:
+        log("cargo build --release --bin vxswitch --example tapfwd")
+        if subprocess.run(["cargo", "build", "--release", "--bin", "vxswitch", "--example", "tapfwd"],
+                          cwd=REPO).returncode != 0:
             return 2
     needs_binary = any(c.needs_vxswitch for c in opts.selected) or getattr(M.GENERATORS[opts.generator], "needs_vxswitch", False)
     if needs_binary and not os.access(opts.vxswitch, os.X_OK):

@@ -379,6 +379,43 @@ def underlay(contender: Contender) -> tuple[str, str, str, str]:
     return ha, hb, a_ip, b_ip
 
 
+def tapfwd_path(vxswitch: str) -> str:
+    """examples/tapfwd next to the vxswitch binary (target/PROFILE/examples/tapfwd)."""
+    return os.path.join(os.path.dirname(os.path.abspath(vxswitch)), "examples", "tapfwd")
+
+
+class TapFloor(Contender):
+    """What read() and write() on TAPs alone cost: the floor under any switch built on TAP ports."""
+
+    name = "tap-floor"
+    title = "bare TAP forwarder (examples/tapfwd: read/write only, offloads on)"
+    tools = ["ip", "ping"]
+    needs_vxswitch = True
+    topology = (
+        "`examples/tapfwd --mode rw --vnet`: one thread copying every frame between the TAPs `eth0` "
+        "of c1 and c2 (virtio_net_hdr and offloads as vxswitch's), with no learning, lookup or counters"
+    )
+
+    def setup(self) -> None:
+        lab = self.lab
+        self.ns1, self.ns2 = lab.netns(self.short("c1")), lab.netns(self.short("c2"))
+        exe = tapfwd_path(self.opts.vxswitch)
+        if not os.path.exists(exe):
+            profile = "--release " if "/release/" in exe else ""
+            raise BenchError(f"{exe} not found: build it with `cargo build {profile}--example tapfwd`")
+        proc = lab.spawn(f"{self.name}-tapfwd", [exe, "--mode", "rw", "--vnet", "--netns-a", self.ns1,
+                                                  "--netns-b", self.ns2, "--ip-a", f"{self.ip1}/24",
+                                                  "--ip-b", f"{self.ip2}/24"])
+        self.procs.append(proc)
+
+        def up():
+            return all(run(["ip", "-n", ns, "link", "show", "eth0"], check=False, timeout=5).returncode == 0
+                       for ns in (self.ns1, self.ns2))
+
+        wait_for("tapfwd's TAPs", up, 10, proc, step=0.1)
+        self.finish_setup()
+
+
 class VxswitchVxlan(Vxswitch):
     name = "vxswitch-vxlan"
     title = "vxswitch VXLAN overlay (2 hosts)"
@@ -430,6 +467,6 @@ class KernelVxlan(Contender):
         self.finish_setup()
 
 
-ALL = [Vxswitch, VxswitchNoOffload, VxswitchBusyPoll, KernelBridge, Ovs, OvsTso, Vde, Veth, VxswitchVxlan, KernelVxlan]
+ALL = [Vxswitch, VxswitchNoOffload, VxswitchBusyPoll, TapFloor, KernelBridge, Ovs, OvsTso, Vde, Veth, VxswitchVxlan, KernelVxlan]
 BY_NAME = {c.name: c for c in ALL}
 BASELINE = "bridge"

@@ -34,6 +34,7 @@ COLORS = {
     "veth": "#7f7f7f",
     "vxswitch-vxlan": "#ff7f0e",
     "kernel-vxlan": "#17becf",
+    "tap-floor": "#7f7f7f",
 }
 
 
