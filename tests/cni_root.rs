@@ -78,29 +78,11 @@ impl Outcome {
 /// Runs the plugin with CNI_COMMAND=`cmd`, `env` on top of CNI_PATH, and
 /// `conf` on stdin.
 fn cni(plugin: &Path, cmd: &str, env: &[(&str, &str)], conf: &str) -> Outcome {
-    use std::io::Write;
-    let mut child = Command::new(plugin)
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("CNI_PATH", CNI_PATH)
-        .env("CNI_COMMAND", cmd)
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run vxswitch-cni");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = support::cni_exec(plugin, CNI_PATH, cmd, env, conf);
     Outcome {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        ok: out.ok,
+        stdout: out.stdout,
+        stderr: out.stderr,
     }
 }
 

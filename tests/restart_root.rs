@@ -277,29 +277,8 @@ fn without_a_state_dir_a_stop_still_deletes_the_taps() {
 /// Runs the CNI plugin (`BIN` under the name `vxswitch-cni`) with
 /// CNI_COMMAND=`cmd`, `env` and `conf` on stdin; (success, stdout, stderr).
 fn cni(plugin: &Path, cmd: &str, env: &[(&str, &str)], conf: &str) -> (bool, String, String) {
-    let mut child = std::process::Command::new(plugin)
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("CNI_PATH", "/usr/lib/cni")
-        .env("CNI_COMMAND", cmd)
-        .envs(env.iter().copied())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run vxswitch-cni");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let out = support::cni_exec(plugin, "/usr/lib/cni", cmd, env, conf);
+    (out.ok, out.stdout, out.stderr)
 }
 
 #[test]

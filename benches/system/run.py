@@ -6,7 +6,7 @@ throughput, frames/s by frame size with loss, round-trip latency and the
 switch's CPU per GB, each the median of several runs, with ratios to the
 kernel bridge measured in the same run.
 
-    sudo benches/system/run.py            # full run, about 14 minutes
+    sudo benches/system/run.py            # full run, about 17 minutes
     sudo benches/system/run.py --quick    # smoke run, under 3 minutes
     sudo benches/system/run.py --only vxswitch,ovs
 
@@ -45,9 +45,9 @@ from vxbench import report as R  # noqa: E402
 from vxbench.lab import BenchError, Interrupted, Lab, log, remove_namespaces, run, stale_namespaces  # noqa: E402
 
 FULL = dict(runs=3, tcp_seconds=4.0, tcp_omit=1, frame_seconds=1.5, latency_seconds=2.0,
-            sizes="64,256,512,1024,1500", deadline=900.0)
+            sizes="64,256,512,1024,1500", deadline=1200.0)
 QUICK = dict(runs=1, tcp_seconds=2.0, tcp_omit=0, frame_seconds=1.0, latency_seconds=1.0,
-             sizes="64,1500", deadline=175.0)
+             sizes="64,1500", deadline=220.0)
 LATENCY_PACED_MPS = 1000  # the paced latency test: one message per ms
 LATENCY_MSG = 64
 
@@ -64,7 +64,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         prog="benches/system/run.py",
         description="System benchmark: vxswitch vs the kernel bridge, OVS (netdev), VDE, veth, and VXLAN overlays.",
-        epilog="Full run: 3 runs per figure, about 14 minutes. --quick: 1 run, under 3 minutes. Needs root.",
+        epilog="Full run: 3 runs per figure, about 17 minutes. --quick: 1 run, under 3 minutes. Needs root.",
     )
     p.add_argument("--quick", action="store_true", help="smoke run: 1 run each, shorter tests, sizes 64,1500")
     p.add_argument("--only", metavar="LIST",
@@ -81,7 +81,7 @@ def parse_args(argv=None):
     p.add_argument("--frame-seconds", type=float, help="measuring window per frame size (default 1.5; --quick 1)")
     p.add_argument("--latency-seconds", type=float, help="sockperf -t of each latency test (default 2; --quick 1)")
     p.add_argument("--deadline", type=float,
-                   help="give up on measurements not started after this many seconds (default 900; --quick 175)")
+                   help="give up on measurements not started after this many seconds (default 1200; --quick 220)")
     p.add_argument("--out", metavar="DIR", default=os.path.join(REPO, "target", "bench-system"),
                    help="where results.md, results.json and the SVGs go (default target/bench-system)")
     p.add_argument("--note", default="", help="a sentence added to the report (e.g. what else the machine ran)")

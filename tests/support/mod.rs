@@ -539,3 +539,46 @@ pub fn find_port<'a>(stats: &'a serde_json::Value, name: &str) -> &'a serde_json
         p
     }
 }
+
+/// What one run of the CNI plugin gave back.
+pub struct CniOutcome {
+    pub ok: bool,
+    /// stdout, trimmed: the result or error object.
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the CNI plugin `plugin` (the vxswitch binary under a `-cni`
+/// name) as a container runtime would: a clean environment with PATH,
+/// `CNI_PATH=cni_path`, CNI_COMMAND=`cmd` and `env`, and `conf` on stdin.
+pub fn cni_exec(
+    plugin: &Path,
+    cni_path: &str,
+    cmd: &str,
+    env: &[(&str, &str)],
+    conf: &str,
+) -> CniOutcome {
+    let mut child = Command::new(plugin)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("CNI_PATH", cni_path)
+        .env("CNI_COMMAND", cmd)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run vxswitch-cni");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    CniOutcome {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
