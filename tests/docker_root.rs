@@ -6,14 +6,19 @@
 //! Each test's plugin has its own driver name (its socket under
 //! /run/docker/plugins), so tests and a system dockerd never meet.
 //! Everything started is stopped by PID in Drop, also on panic.
+//!
+//! An `Env` may also run inside a "host" network namespace: two of them,
+//! joined by a veth underlay, are two Docker hosts sharing a network over
+//! vxswitch's VXLAN (`two_docker_hosts_share_a_network_over_vxswitch_vxlan`).
 
 mod support;
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{can_run, run, run_raw, unique, wait_until, Daemon, TempDir, BIN};
+use support::{can_run, run, run_raw, unique, wait_until, Daemon, Netns, TempDir, BIN};
 
 /// The docker client shipped with the engine (Debian: /usr/bin/docker);
 /// another `docker` earlier in PATH may be of another version.
@@ -26,9 +31,13 @@ fn docker_bin() -> String {
         .unwrap_or_else(|| "docker".into())
 }
 
-/// A vxswitch daemon, the plugin, and a private dockerd using it.
+/// A vxswitch daemon, the plugin, and a private dockerd using it: one
+/// Docker host, in the test's network namespace or in a namespace of its own.
 struct Env {
     daemon: Daemon,
+    /// The host namespace the daemon, the plugin and dockerd run in (None:
+    /// the test's own).
+    netns: Option<String>,
     plugin: Option<Child>,
     driver: String,
     plugin_socket: PathBuf,
@@ -41,7 +50,15 @@ struct Env {
 
 impl Env {
     fn start() -> Env {
-        let daemon = Daemon::start(&[]);
+        Self::start_in(None)
+    }
+
+    /// The daemon, the plugin and dockerd all in `host` (when given): a
+    /// Docker host of its own, sharing nothing with another Env (driver
+    /// name, plugin socket, dockerd data and exec roots, pidfile, API
+    /// socket, containerd, image name).
+    fn start_in(host: Option<&Netns>) -> Env {
+        let daemon = Daemon::start_in(host, &[]);
         let driver = unique("vxt");
         let plugin_socket = PathBuf::from(format!("/run/docker/plugins/{driver}.sock"));
         // The root holds unix sockets: keep its path short (108 bytes).
@@ -49,6 +66,7 @@ impl Env {
         let names_from = root.0.join("docker.sock");
         let mut env = Env {
             daemon,
+            netns: host.map(|h| h.name.clone()),
             plugin: None,
             driver,
             plugin_socket,
@@ -63,9 +81,26 @@ impl Env {
         env
     }
 
+    /// `prog` as a command run in the Env's host namespace: `nsenter
+    /// --net` switches the network namespace only (unlike `ip netns exec`,
+    /// which also remounts /sys without its cgroup file system, which
+    /// dockerd and runc need), then execs `prog`, so the child's PID is
+    /// `prog`'s.
+    fn command(&self, prog: impl AsRef<OsStr>) -> Command {
+        match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg("--").arg(prog);
+                c
+            }
+            None => Command::new(prog),
+        }
+    }
+
     fn start_plugin(&mut self) {
         let log = std::fs::File::create(self.root.0.join("plugin.log")).unwrap();
-        let child = Command::new(BIN)
+        let child = self
+            .command(BIN)
             .args(["--socket", self.daemon.socket.to_str().unwrap()])
             .args(["docker-plugin", "--debug", "--plugin-socket"])
             .arg(&self.plugin_socket)
@@ -126,7 +161,8 @@ impl Env {
             "{}:/usr/sbin:/usr/bin:/sbin:/bin",
             std::env::var("PATH").unwrap_or_default()
         );
-        let child = Command::new(support::which("dockerd").expect("dockerd"))
+        let child = self
+            .command(support::which("dockerd").expect("dockerd"))
             .env("PATH", path)
             .arg("--config-file")
             .arg(&config)
@@ -250,7 +286,10 @@ impl Env {
 
     /// Which of `names` are interfaces in the host's namespace.
     fn host_links_among(&self, names: &[String]) -> Vec<String> {
-        let out = run("ip", &["-j", "link", "show"]);
+        let out = match &self.netns {
+            Some(ns) => run("ip", &["-n", ns, "-j", "link", "show"]),
+            None => run("ip", &["-j", "link", "show"]),
+        };
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         v.as_array()
             .unwrap()
@@ -800,5 +839,267 @@ fn with_a_state_dir_containers_keep_their_network_over_a_daemon_restart() {
             .is_some_and(Vec::is_empty)),
         "{}",
         env.daemon.log()
+    );
+}
+
+/// Two Docker hosts: namespaces hA and hB joined by a veth underlay
+/// (198.18.X.1 and 198.18.X.2), each running an Env (vxswitch daemon,
+/// plugin, dockerd) of its own.
+struct TwoHosts {
+    // Declared first: the Envs (containers, networks, dockerds, plugins,
+    // daemons) go before the namespaces they run in.
+    a: Env,
+    b: Env,
+    a_ip: String,
+    b_ip: String,
+    _ha: Netns,
+    _hb: Netns,
+}
+
+impl TwoHosts {
+    fn start(x: u8) -> TwoHosts {
+        let (ha, hb) = (Netns::new("dkha"), Netns::new("dkhb"));
+        const UL: &str = "ul0";
+        run(
+            "ip",
+            &[
+                "-n", &ha.name, "link", "add", UL, "type", "veth", "peer", "name", UL, "netns",
+                &hb.name,
+            ],
+        );
+        let (a_ip, b_ip) = (format!("198.18.{x}.1"), format!("198.18.{x}.2"));
+        for (ns, ip) in [(&ha, &a_ip), (&hb, &b_ip)] {
+            let cidr = format!("{ip}/24");
+            run("ip", &["-n", &ns.name, "addr", "add", &cidr, "dev", UL]);
+            run("ip", &["-n", &ns.name, "link", "set", UL, "up"]);
+        }
+        assert!(
+            ha.ping_within(&b_ip, Duration::from_secs(5)),
+            "the underlay itself does not work: {} cannot ping {b_ip}",
+            ha.name
+        );
+        // Both hosts start at once (dockerd and the image build take a few
+        // seconds each); a panic in either still drops the other's Env.
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| Env::start_in(Some(&ha)));
+            let b = s.spawn(|| Env::start_in(Some(&hb)));
+            (a.join(), b.join())
+        });
+        let (a, b) = match (a, b) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => std::panic::resume_unwind(e),
+        };
+        TwoHosts {
+            a,
+            b,
+            a_ip,
+            b_ip,
+            _ha: ha,
+            _hb: hb,
+        }
+    }
+}
+
+/// The vxswitch network the plugin made for Docker network `id`.
+fn vx_name(id: &str) -> String {
+    format!("docker-{}", &id[..12])
+}
+
+/// The counters of `network`'s VTEP `addr` in `stats --json`.
+fn vtep_stats(env: &Env, network: &str, addr: &str) -> (u64, u64) {
+    let stats = env.daemon.json(&["stats"]);
+    let v = stats["vteps"]
+        .as_array()
+        .unwrap_or_else(|| panic!("stats --json has no vteps list: {stats}"))
+        .iter()
+        .find(|v| v["network"] == network && v["addr"] == addr)
+        .unwrap_or_else(|| panic!("no VTEP {addr} of {network} in {stats}"));
+    let n = |k: &str| v["stats"][k].as_u64().unwrap();
+    (n("tx_frames"), n("rx_frames"))
+}
+
+/// A byte-exact TCP transfer of `kib` KiB of random bytes from `server`
+/// (at `ip`) to `client`, with busybox nc: the server's nc runs `cat FILE`
+/// on the connection, the client's `cat > FILE`; their md5 sums must agree.
+fn transfer_exactly(server: (&Env, &str), ip: &str, client: (&Env, &str), kib: u32) {
+    let ((senv, s), (cenv, c)) = (server, client);
+    let sum = |out: String| {
+        out.split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let want = sum(senv.docker(&[
+        "exec",
+        s,
+        "sh",
+        "-c",
+        &format!(
+            "mkdir -p /tmp && dd if=/dev/urandom of=/tmp/out bs=1024 count={kib} 2>/dev/null && md5sum /tmp/out"
+        ),
+    ]));
+    senv.docker(&[
+        "exec", "-d", s, "nc", "-l", "-p", "5001", "-e", "cat", "/tmp/out",
+    ]);
+    assert!(
+        wait_until(Duration::from_secs(5), || senv
+            .docker(&["exec", s, "netstat", "-ltn"])
+            .contains(":5001 ")),
+        "nc does not listen in {s}"
+    );
+    let got = sum(cenv.docker(&[
+        "exec",
+        c,
+        "sh",
+        "-c",
+        &format!("mkdir -p /tmp && timeout 20 nc -w 5 {ip} 5001 -e sh -c 'cat > /tmp/in' && md5sum /tmp/in"),
+    ]));
+    assert_eq!(
+        got, want,
+        "{c} received other bytes than {s} sent ({kib} KiB)"
+    );
+}
+
+#[test]
+fn two_docker_hosts_share_a_network_over_vxswitch_vxlan() {
+    let Some(_one) = ready() else {
+        return;
+    };
+    if !can_run(&["nsenter"]) {
+        return;
+    }
+    let hosts = TwoHosts::start(47);
+    let (a, b) = (&hosts.a, &hosts.b);
+    let a_vtep = format!("{}:4789", hosts.a_ip);
+    let b_vtep = format!("{}:4789", hosts.b_ip);
+
+    // What a user runs on each host: the same network, the other host as
+    // VTEP, half of the subnet for each host's IPAM, and one gateway (the
+    // switch on host A answers for 10.95.0.1; none on host B).
+    let create = |env: &Env, name: &str, vni: &str, peer: &str, net: &str, half: &str, gw: &str| {
+        env.network(
+            name,
+            &format!("{net}.0/24"),
+            &[
+                "-o",
+                &format!("vxswitch.vni={vni}"),
+                "-o",
+                &format!("vxswitch.vteps={peer}"),
+                "--ip-range",
+                &format!("{net}.{half}/25"),
+                "--gateway",
+                &format!("{net}.1"),
+                "-o",
+                &format!("vxswitch.gateway={gw}"),
+            ],
+        )
+    };
+    let app = unique("ovl");
+    let app_a = create(a, &app, "4701", &hosts.b_ip, "10.95.0", "0", "switch");
+    let app_b = create(b, &app, "4701", &hosts.a_ip, "10.95.0", "128", "none");
+    let (vx_a, vx_b) = (vx_name(&app_a), vx_name(&app_b));
+
+    let (ca, cb) = ("web".to_string(), "db".to_string());
+    a.container(&ca, &app, &[]);
+    b.container(&cb, &app, &[]);
+    let (ip_a, ip_b) = (a.ip_of(&ca), b.ip_of(&cb));
+    let last = |ip: &str| -> u8 { ip.rsplit('.').next().unwrap().parse().unwrap() };
+    assert!(
+        ip_a.starts_with("10.95.0.") && last(&ip_a) < 128,
+        "host A's container outside A's --ip-range: {ip_a}"
+    );
+    assert!(
+        ip_b.starts_with("10.95.0.") && last(&ip_b) >= 128,
+        "host B's container outside B's --ip-range: {ip_b}"
+    );
+
+    // Across the underlay, both ways.
+    assert!(
+        wait_until(Duration::from_secs(10), || a.ping(&ca, &ip_b)),
+        "{ca} on host A cannot ping {cb} ({ip_b}) on host B\nA's daemon:\n{}\nB's daemon:\n{}",
+        a.daemon.log(),
+        b.daemon.log()
+    );
+    assert!(
+        b.ping(&cb, &ip_a),
+        "{cb} on host B cannot ping {ca} ({ip_a})"
+    );
+    // Fragmented 4000-byte pings (the ports' MTU is 1450 over VXLAN).
+    for (env, c, to) in [(a, &ca, &ip_b), (b, &cb, &ip_a)] {
+        let out = env.docker_raw(&["exec", c, "ping", "-c", "3", "-s", "4000", "-W", "2", to]);
+        assert!(
+            out.status.success(),
+            "{c}: 4000-byte pings to {to} lost: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    // Host B's container reaches the gateway that host A's switch answers.
+    assert!(
+        b.ping(&cb, "10.95.0.1"),
+        "{cb} on host B cannot reach the gateway on host A"
+    );
+
+    // Byte-exact TCP transfers, 512 KiB each way.
+    transfer_exactly((a, &ca), &ip_a, (b, &cb), 512);
+    transfer_exactly((b, &cb), &ip_b, (a, &ca), 512);
+
+    // The frames went through each daemon's VTEP of the other host.
+    let (tx_a, rx_a) = vtep_stats(a, &vx_a, &b_vtep);
+    let (tx_b, rx_b) = vtep_stats(b, &vx_b, &a_vtep);
+    assert!(
+        tx_a > 300 && rx_a > 300 && tx_b > 300 && rx_b > 300,
+        "VTEP counters: A tx {tx_a} rx {rx_a}, B tx {tx_b} rx {rx_b}"
+    );
+
+    // A second network, VNI 4702, on both hosts: its containers talk
+    // across hosts, but not to the first network's.
+    let other = unique("ovl");
+    let other_a = create(a, &other, "4702", &hosts.b_ip, "10.96.0", "0", "switch");
+    create(b, &other, "4702", &hosts.a_ip, "10.96.0", "128", "none");
+    let (oa, ob) = (unique("oa-"), unique("ob-"));
+    a.container(&oa, &other, &[]);
+    // NET_ADMIN: ob gives itself an address in app's subnet below.
+    b.container(&ob, &other, &["--cap-add", "NET_ADMIN"]);
+    let ip_oa = a.ip_of(&oa);
+    assert!(
+        wait_until(Duration::from_secs(10), || b.ping(&ob, &ip_oa)),
+        "{ob} on host B cannot ping {oa} ({ip_oa}) on its own network"
+    );
+    let (_, rx_other) = vtep_stats(a, &vx_name(&other_a), &b_vtep);
+    // ob takes an address in app's subnet: its ARP requests cross the
+    // underlay in VNI 4702 and never reach app's containers on either host.
+    b.docker(&[
+        "exec",
+        &ob,
+        "ip",
+        "addr",
+        "add",
+        "10.95.0.250/24",
+        "dev",
+        "eth0",
+    ]);
+    for to in [&ip_a, &ip_b] {
+        assert!(
+            !b.ping(&ob, to),
+            "{ob} on network {other} reached {to} on network {app}"
+        );
+    }
+    let mac_ob = b.docker(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.MacAddress}}{{end}}",
+        &ob,
+    ]);
+    for (env, vx) in [(a, &vx_a), (b, &vx_b)] {
+        let fdb = env.daemon.json(&["fdb", "show", "--network", vx]);
+        assert!(
+            !fdb.to_string().contains(&mac_ob),
+            "{ob}'s MAC {mac_ob} learned in {vx}: {fdb}"
+        );
+    }
+    let (_, rx_other_after) = vtep_stats(a, &vx_name(&other_a), &b_vtep);
+    assert!(
+        rx_other_after > rx_other,
+        "ob's ARP requests did not reach host A in VNI 4702 ({rx_other} -> {rx_other_after})"
     );
 }
