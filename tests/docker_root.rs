@@ -1013,6 +1013,19 @@ fn two_docker_hosts_share_a_network_over_vxswitch_vxlan() {
         "host B's container outside B's --ip-range: {ip_b}"
     );
 
+    // Host A's switch is the gateway; host B's containers get no default
+    // route (its network has gateway none) but reach 10.95.0.1 on-link.
+    let routes = a.docker(&["exec", &ca, "ip", "route"]);
+    assert!(routes.contains("default via 10.95.0.1"), "{routes}");
+    let routes = b.docker(&["exec", &cb, "ip", "route"]);
+    assert!(!routes.contains("default"), "{routes}");
+    // A VXLAN network's ports get the underlay MTU less 50 bytes of VXLAN
+    // headers: the containers' eth0 too.
+    for (env, c) in [(a, &ca), (b, &cb)] {
+        let mtu = env.docker(&["exec", c, "cat", "/sys/class/net/eth0/mtu"]);
+        assert_eq!(mtu, "1450", "{c}'s eth0 over a 1500-byte underlay");
+    }
+
     // Across the underlay, both ways.
     assert!(
         wait_until(Duration::from_secs(10), || a.ping(&ca, &ip_b)),
