@@ -791,6 +791,8 @@ fn with_a_state_dir_containers_keep_their_network_over_a_daemon_restart() {
     let Some(_one) = ready() else {
         return;
     };
+    // Declared before the Env: dropped after Docker's clean-up.
+    let mut taps = PersistentTaps(Vec::new());
     let mut env = Env::start();
     // The same environment with a daemon that keeps its state.
     let state = TempDir::new("vxsw-dstate-");
@@ -805,6 +807,17 @@ fn with_a_state_dir_containers_keep_their_network_over_a_daemon_restart() {
     let ip2 = env.ip_of(&c2);
     assert!(env.ping_within(&c1, &ip2));
     let before = names(&env.daemon.json(&["port", "ls"]));
+    // Should this test fail while no daemon runs, Docker moves the
+    // persistent TAPs back to this namespace as it removes the containers,
+    // and nothing would delete them: the guard does (by MAC, ours only).
+    taps.0 = env
+        .daemon
+        .json(&["port", "ls"])
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["mac"].as_str().map(str::to_string))
+        .collect();
 
     // The daemon stops: the containers keep their eth0 (persistent TAPs).
     env.stop_plugin();
@@ -840,6 +853,29 @@ fn with_a_state_dir_containers_keep_their_network_over_a_daemon_restart() {
         "{}",
         env.daemon.log()
     );
+}
+
+/// Deletes, on drop, persistent TAPs with these MACs left in this
+/// namespace (declare it before the `Env`, so it runs after Docker's
+/// clean-up).
+struct PersistentTaps(Vec<String>);
+
+impl Drop for PersistentTaps {
+    fn drop(&mut self) {
+        let out = run_raw("ip", &["-d", "-o", "link", "show"]);
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let persistent = line.contains("persist on");
+            let ours = self
+                .0
+                .iter()
+                .any(|m| line.contains(&format!("link/ether {m} ")));
+            if let (true, true, Some(name)) = (persistent, ours, line.split(": ").nth(1)) {
+                let name = name.split('@').next().unwrap_or(name);
+                eprintln!("removing persistent TAP {name} left by a failed test");
+                run_raw("ip", &["link", "del", name]);
+            }
+        }
+    }
 }
 
 /// Two Docker hosts: namespaces hA and hB joined by a veth underlay
