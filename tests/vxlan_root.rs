@@ -935,3 +935,103 @@ fn datagrams_the_kernel_drops_on_a_full_socket_are_counted() {
         "read {read} + dropped {dropped}: {s}"
     );
 }
+
+#[test]
+fn datagrams_of_mixed_sizes_leave_together_and_all_arrive_in_order() {
+    if !can_run(&["ip", "ping", "python3", "sysctl"]) {
+        return;
+    }
+    // Small datagrams of different sizes cannot share a UDP_SEGMENT run;
+    // they leave as several messages of one sendmmsg. Every one must still
+    // arrive, whole and in order, and be counted.
+    let u = underlay(8, Family::V4);
+    let (mut a, mut b) = (Switch::start(&u.a), Switch::start(&u.b));
+    a.overlay("blue", VNI, "10.88.8.0/24", &u.b_ip, &[]);
+    b.overlay("blue", VNI, "10.88.8.0/24", &u.a_ip, &[]);
+    a.add("a1", "blue", "10.88.8.11", "02:00:00:08:0a:01", &[]);
+    b.add("b1", "blue", "10.88.8.21", "02:00:00:08:0b:01", &[]);
+    let (a1, b1) = (a.c("a1"), b.c("b1"));
+    assert!(a1.ns.ping_within(&b1.ip, FIRST_PING), "a1 cannot ping b1");
+
+    const COUNT: usize = 600;
+    const SIZES: &str = "18,200,900,1400,60,333";
+    // The receiver: prints "ready" once bound, then, after COUNT datagrams
+    // or 20 s, "got N in_order OK sizes OK".
+    const RECV: &str = r#"
+import socket, sys
+n, sizes = int(sys.argv[1]), [int(x) for x in sys.argv[2].split(",")]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)  # SO_RCVBUFFORCE
+s.bind(("0.0.0.0", 7000))
+s.settimeout(20)
+print("ready", flush=True)
+got, in_order, sizes_ok = 0, True, True
+try:
+    while got < n:
+        d = s.recv(65535)
+        seq = int.from_bytes(d[:4], "big")
+        in_order &= seq == got
+        sizes_ok &= len(d) == sizes[seq % len(sizes)] and d[4:] == bytes([seq % 251]) * (len(d) - 4)
+        got += 1
+except socket.timeout:
+    pass
+print("got", got, "in_order", in_order, "sizes", sizes_ok, flush=True)
+"#;
+    const SEND: &str = r#"
+import socket, sys
+dst, n, sizes = sys.argv[1], int(sys.argv[2]), [int(x) for x in sys.argv[3].split(",")]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for seq in range(n):
+    size = sizes[seq % len(sizes)]
+    s.sendto(seq.to_bytes(4, "big") + bytes([seq % 251]) * (size - 4), (dst, 7000))
+"#;
+    let count = COUNT.to_string();
+    let mut rx = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &b1.ns.name,
+            "python3",
+            "-c",
+            RECV,
+            &count,
+            SIZES,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn the receiver");
+    let stdout = rx.stdout.take().unwrap();
+    let rx = support::Proc(rx);
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let ready = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert_eq!(ready, "ready", "the receiver did not start");
+
+    let vtep_b = format!("{}:4789", u.b_ip);
+    let before = a.vtep_stat(&vtep_b, "tx_frames");
+    let out = a1.ns.exec("python3", &["-c", SEND, &b1.ip, &count, SIZES]);
+    assert!(out.status.success(), "sender failed: {out:?}");
+    let result = lines.next().and_then(Result::ok).unwrap_or_default();
+    drop(rx);
+    assert_eq!(
+        result,
+        format!("got {COUNT} in_order True sizes True"),
+        "daemon A: {}\ndaemon B: {}",
+        a.stats(),
+        b.stats()
+    );
+    let sent = a.vtep_stat(&vtep_b, "tx_frames") - before;
+    assert!(
+        sent >= COUNT as u64,
+        "a's VTEP counted {sent} frames for {COUNT} datagrams: {}",
+        a.stats()
+    );
+    for reason in ["tx_error", "tx_queue_full", "oversize"] {
+        assert_eq!(
+            a.vtep_stat(&vtep_b, &format!("drops.{reason}")),
+            0,
+            "{}",
+            a.stats()
+        );
+    }
+}

@@ -1620,31 +1620,40 @@ impl Gro {
     }
 }
 
-/// Small VXLAN datagrams waiting to go out together: same VTEP, same
-/// socket, same size, laid end to end -- one `UDP_SEGMENT` send for the lot
-/// (or one `sendto` if alone). Filled during a port's turn and flushed at
-/// its end, or as soon as a datagram does not fit the run.
+/// Small VXLAN datagrams waiting to go out together during a port's turn:
+/// runs of same-size datagrams to one VTEP through one socket, laid end to
+/// end. Each run is one message (one `UDP_SEGMENT` message when it holds
+/// several datagrams), and all runs through one socket leave in one
+/// `sendmmsg` at the end of the turn, or when the batch is full.
 struct TxBatch {
     buf: Box<[u8]>,
     len: usize,
-    /// Size of each datagram in the run (the last may be shorter, but then
-    /// the run is closed).
+    /// At most `sys::udp::MAX_MESSAGES`; allocated once.
+    runs: Vec<TxRun>,
+}
+
+/// One run of [`TxBatch`].
+#[derive(Clone, Copy, Debug)]
+struct TxRun {
+    /// VTEP and socket (`Sockets::get` index).
+    dest: (VtepId, usize),
+    start: usize,
+    len: usize,
+    /// Size of each datagram (the last may be shorter, which closes the run).
     stride: usize,
     count: usize,
     closed: bool,
-    /// VTEP and socket (`Sockets::get` index) of the run.
-    dest: Option<(VtepId, usize)>,
 }
+
+/// Bytes a [`TxBatch`] holds: a few full `UDP_SEGMENT` runs.
+const TX_BATCH_BYTES: usize = 4 * sys::udp::GSO_MAX_BYTES;
 
 impl Default for TxBatch {
     fn default() -> Self {
         TxBatch {
-            buf: vec![0u8; sys::udp::GSO_MAX_BYTES].into_boxed_slice(),
+            buf: vec![0u8; TX_BATCH_BYTES].into_boxed_slice(),
             len: 0,
-            stride: 0,
-            count: 0,
-            closed: false,
-            dest: None,
+            runs: Vec::with_capacity(sys::udp::MAX_MESSAGES),
         }
     }
 }
@@ -1719,46 +1728,101 @@ impl Tunnel<'_> {
         }
         let packet = f.with_vxlan_hdr(vni);
         let n = packet.len();
-        let fits = batch.dest == Some((id, index))
-            && !batch.closed
-            && n <= batch.stride
-            && batch.count < sys::udp::GSO_MAX_SEGMENTS
-            && batch.len + n <= batch.buf.len();
-        if !fits {
-            self.flush(batch);
-            batch.dest = Some((id, index));
-            batch.stride = n;
+        let gso = self.udp_gso.get();
+        let joins = batch.runs.last().is_some_and(|r| {
+            gso && r.dest == (id, index)
+                && !r.closed
+                && n <= r.stride
+                && r.count < sys::udp::GSO_MAX_SEGMENTS
+                && r.len + n <= sys::udp::GSO_MAX_BYTES
+        }) && batch.len + n <= batch.buf.len();
+        if !joins {
+            if batch.runs.len() == sys::udp::MAX_MESSAGES || batch.len + n > batch.buf.len() {
+                self.flush(batch);
+            }
+            batch.runs.push(TxRun {
+                dest: (id, index),
+                start: batch.len,
+                len: 0,
+                stride: n,
+                count: 0,
+                closed: false,
+            });
         }
         batch.buf[batch.len..batch.len + n].copy_from_slice(packet);
         batch.len += n;
-        batch.count += 1;
-        // A shorter datagram can only be a run's last.
-        batch.closed = n < batch.stride;
-        if !self.udp_gso.get() {
-            self.flush(batch);
+        if let Some(run) = batch.runs.last_mut() {
+            run.len += n;
+            run.count += 1;
+            // A shorter datagram can only be a run's last.
+            run.closed = n < run.stride;
         }
     }
 
-    /// Sends what `batch` holds.
+    /// Sends what `batch` holds: the runs through one socket in one
+    /// `sendmmsg` (in order, so a flow stays in order), counting each run
+    /// on its VTEP. A run the kernel refuses is sent again on its own,
+    /// which counts why (and falls back to one datagram per send where
+    /// `UDP_SEGMENT` is refused).
     fn flush(&self, batch: &mut TxBatch) {
-        let Some((id, index)) = batch.dest.take() else {
-            return;
-        };
-        let (len, stride, count) = (batch.len, batch.stride, batch.count);
-        batch.len = 0;
-        batch.count = 0;
-        batch.closed = false;
-        let Some(vtep) = self.vteps.get(id) else {
-            return;
-        };
-        let Some(sock) = self.sockets.and_then(|s| s.get(vtep.addr.is_ipv6(), index)) else {
-            return;
-        };
-        if count == 1 {
-            self.send_one(vtep, sock, &batch.buf[..len]);
-        } else {
-            self.send_segmented(vtep, sock, &batch.buf[..len], stride);
+        let (runs, buf) = (&batch.runs, &batch.buf);
+        let mut i = 0;
+        while i < runs.len() {
+            let Some(sock) = self.run_socket(&runs[i]) else {
+                i += 1;
+                continue;
+            };
+            // Consecutive runs through the same socket, all to known VTEPs.
+            let mut end = i + 1;
+            while end < runs.len() && end - i < sys::udp::MAX_MESSAGES {
+                match self.run_socket(&runs[end]) {
+                    Some(s) if std::ptr::eq(s, sock) => end += 1,
+                    _ => break,
+                }
+            }
+            let group = &runs[i..end];
+            let msgs = group.iter().filter_map(|r| {
+                let vtep = self.vteps.get(r.dest.0)?;
+                Some(sys::udp::Outgoing {
+                    data: &buf[r.start..r.start + r.len],
+                    segment: if r.count > 1 { r.stride as u16 } else { 0 },
+                    dest: &vtep.sockaddr,
+                })
+            });
+            let sent = sys::udp::send_many(sock, msgs).unwrap_or(0);
+            for r in &group[..sent] {
+                if let Some(vtep) = self.vteps.get(r.dest.0) {
+                    let vxlan_bytes = (r.count * VXLAN_HEADER_LEN) as u64;
+                    vtep.stats.tx_frames.add(r.count as u64);
+                    vtep.stats.tx_bytes.add(r.len as u64 - vxlan_bytes);
+                    self.stats.tx_datagrams.add(r.count as u64);
+                    self.stats.tx_bytes.add(r.len as u64);
+                }
+            }
+            if sent < group.len() {
+                // The first refused run alone: its own send says why.
+                let r = &group[sent];
+                if let Some(vtep) = self.vteps.get(r.dest.0) {
+                    let data = &buf[r.start..r.start + r.len];
+                    if r.count == 1 {
+                        self.send_one(vtep, sock, data);
+                    } else {
+                        self.send_segmented(vtep, sock, data, r.stride);
+                    }
+                }
+                i += sent + 1;
+            } else {
+                i = end;
+            }
         }
+        batch.runs.clear();
+        batch.len = 0;
+    }
+
+    /// The socket a batched run leaves through (none once its VTEP is gone).
+    fn run_socket(&self, r: &TxRun) -> Option<&mio::net::UdpSocket> {
+        let vtep = self.vteps.get(r.dest.0)?;
+        self.sockets?.get(vtep.addr.is_ipv6(), r.dest.1)
     }
 
     /// Sends `packets`, datagrams of `stride` bytes laid end to end (the

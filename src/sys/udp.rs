@@ -47,6 +47,7 @@ pub const GSO_MAX_BYTES: usize = 65_535 - 40 - 8;
 /// A control message asking for UDP segmentation (`SOL_UDP`/`UDP_SEGMENT`)
 /// with the segment size as its `u16` payload, laid out as `CMSG_SPACE(2)`
 /// bytes aligned like a `cmsghdr`.
+#[derive(Clone, Copy)]
 #[repr(C, align(8))]
 struct GsoCmsg([u8; GSO_CMSG_SPACE]);
 
@@ -85,6 +86,73 @@ pub fn send_segmented(
         .with_buffers(&bufs)
         .with_control(&cmsg.0);
     socket2::SockRef::from(sock).sendmsg(&msg, 0)
+}
+
+/// One message of [`send_many`]: `data` to `dest`, as one datagram when
+/// `segment` is 0, else cut by the kernel into datagrams of `segment` bytes
+/// (`UDP_SEGMENT`, the limits of [`send_segmented`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Outgoing<'a> {
+    pub data: &'a [u8],
+    pub segment: u16,
+    pub dest: &'a socket2::SockAddr,
+}
+
+/// Most messages one [`send_many`] call takes.
+pub const MAX_MESSAGES: usize = 32;
+
+/// Sends up to [`MAX_MESSAGES`] messages (more are ignored) with one
+/// `sendmmsg`: datagrams of different sizes or destinations share one
+/// system call. Returns how many messages, from the first, the kernel
+/// took; an error only when it took none (the error of the first). The
+/// caller sends the rest again to learn why they were refused.
+pub fn send_many<'a>(
+    sock: &impl std::os::fd::AsFd,
+    msgs: impl IntoIterator<Item = Outgoing<'a>>,
+) -> io::Result<usize> {
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; MAX_MESSAGES];
+    let mut cmsgs = [GsoCmsg([0; GSO_CMSG_SPACE]); MAX_MESSAGES];
+    // SAFETY: all-zero bytes are a valid mmsghdr (null pointers, zero
+    // lengths).
+    let mut hdrs: [libc::mmsghdr; MAX_MESSAGES] = unsafe { std::mem::zeroed() };
+    let mut n = 0;
+    for (i, m) in msgs.into_iter().take(MAX_MESSAGES).enumerate() {
+        n = i + 1;
+        iov[i].iov_base = m.data.as_ptr().cast_mut().cast();
+        iov[i].iov_len = m.data.len();
+        let h = &mut hdrs[i].msg_hdr;
+        h.msg_name = m.dest.as_ptr().cast_mut().cast();
+        h.msg_namelen = m.dest.len();
+        h.msg_iov = &mut iov[i];
+        h.msg_iovlen = 1;
+        if m.segment > 0 {
+            cmsgs[i] = GsoCmsg::new(m.segment);
+            h.msg_control = cmsgs[i].0.as_mut_ptr().cast();
+            h.msg_controllen = GSO_CMSG_SPACE;
+        }
+    }
+    if n == 0 {
+        return Ok(0);
+    }
+    // SAFETY: the first `n` headers point at live, correctly sized
+    // addresses, one iovec each over a borrowed slice the kernel only
+    // reads, and (for GSO) a control buffer of CMSG_SPACE(2) bytes aligned
+    // for cmsghdr; all outlive the call. The fd is borrowed and open.
+    let sent = unsafe {
+        libc::sendmmsg(
+            sock.as_fd().as_raw_fd(),
+            hdrs.as_mut_ptr(),
+            n as libc::c_uint,
+            0,
+        )
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sent as usize)
 }
 
 /// Turns on `UDP_GRO`: the kernel may hand over several datagrams of one
