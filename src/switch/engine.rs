@@ -1781,6 +1781,12 @@ impl Tunnel<'_> {
                 }
             }
             let group = &runs[i..end];
+            if let [r] = group {
+                // Alone (the usual case: one flow's ACKs): a plain send.
+                self.send_run(sock, r, buf);
+                i = end;
+                continue;
+            }
             let msgs = group.iter().filter_map(|r| {
                 let vtep = self.vteps.get(r.dest.0)?;
                 Some(sys::udp::Outgoing {
@@ -1801,15 +1807,7 @@ impl Tunnel<'_> {
             }
             if sent < group.len() {
                 // The first refused run alone: its own send says why.
-                let r = &group[sent];
-                if let Some(vtep) = self.vteps.get(r.dest.0) {
-                    let data = &buf[r.start..r.start + r.len];
-                    if r.count == 1 {
-                        self.send_one(vtep, sock, data);
-                    } else {
-                        self.send_segmented(vtep, sock, data, r.stride);
-                    }
-                }
+                self.send_run(sock, &group[sent], buf);
                 i += sent + 1;
             } else {
                 i = end;
@@ -1817,6 +1815,19 @@ impl Tunnel<'_> {
         }
         batch.runs.clear();
         batch.len = 0;
+    }
+
+    /// Sends one batched run by itself: one datagram, or one
+    /// `UDP_SEGMENT` send, counted on its VTEP.
+    fn send_run(&self, sock: &mio::net::UdpSocket, r: &TxRun, buf: &[u8]) {
+        if let Some(vtep) = self.vteps.get(r.dest.0) {
+            let data = &buf[r.start..r.start + r.len];
+            if r.count == 1 {
+                self.send_one(vtep, sock, data);
+            } else {
+                self.send_segmented(vtep, sock, data, r.stride);
+            }
+        }
     }
 
     /// The socket a batched run leaves through (none once its VTEP is gone).
