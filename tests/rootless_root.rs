@@ -47,7 +47,7 @@ fn in_system_path(tool: &str) -> Option<PathBuf> {
 /// Root, the tools, and python3 where the unprivileged user finds it.
 fn lab_can_run() -> bool {
     let tools = [
-        "ip", "ping", "setpriv", "unshare", "nsenter", "mknod", "mount",
+        "ip", "ping", "setpriv", "unshare", "nsenter", "mknod", "mount", "chown", "timeout",
     ];
     let python = in_system_path("python3")
         .map(|p| p.to_string_lossy().into_owned())
