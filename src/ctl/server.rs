@@ -149,7 +149,7 @@ pub enum ServerError {
         path.display()
     )]
     CreateDir { path: PathBuf, source: io::Error },
-    #[error("cannot listen on {}: {source}", path.display())]
+    #[error("cannot listen on {}: {source}{}", path.display(), bind_hint(source))]
     Bind { path: PathBuf, source: io::Error },
     #[error("cannot set up the control event loop: {0}")]
     Poll(#[source] io::Error),
@@ -159,6 +159,18 @@ pub enum ServerError {
     Signals(#[source] io::Error),
     #[error("the control server thread panicked; see the message above")]
     Panicked,
+}
+
+/// A daemon that may not write where the socket goes (the default under
+/// `/run` is for root) needs another place: say so.
+fn bind_hint(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => {
+            " (run as root, or choose a writable place with --socket, e.g. \
+             --socket $XDG_RUNTIME_DIR/vxswitch.sock)"
+        }
+        _ => "",
+    }
 }
 
 /// The server is gone (stopped, or it failed).

@@ -140,12 +140,12 @@ pub struct Tap {
 pub enum PortError {
     #[error("invalid interface name {name:?}: {why}")]
     InvalidName { name: String, why: &'static str },
-    #[error("cannot enter network namespace {netns}: {source}")]
+    #[error("cannot enter network namespace {netns}: {source}{}", netns_hint(.source))]
     Netns {
         netns: String,
         source: std::io::Error,
     },
-    #[error("cannot open /dev/net/tun: {0} (is the tun module loaded, and does the daemon have access?)")]
+    #[error("cannot open /dev/net/tun: {} ({})", .0, tun_hint(.0))]
     OpenTun(std::io::Error),
     #[error("cannot create TAP {name}: {source}")]
     CreateTap {
@@ -182,6 +182,34 @@ pub enum PortError {
     },
     #[error("{0}")]
     Unsupported(&'static str),
+}
+
+/// What to do when the namespace file could not be opened or entered
+/// because of privileges: the case of a daemon in a user namespace given a
+/// namespace from outside it (docs/rootless.md).
+fn netns_hint(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::EACCES) | Some(libc::EPERM) => {
+            " (entering a network namespace needs CAP_SYS_ADMIN over it: a daemon run as root may \
+             enter any, a daemon in a user namespace only those created inside that same user \
+             namespace, e.g. by `unshare -n` run from the daemon's `unshare -Urn` shell)"
+        }
+        _ => "",
+    }
+}
+
+/// Why `/dev/net/tun` would not open, by errno.
+fn tun_hint(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ENXIO) => {
+            "the tun driver is missing: load it with `modprobe tun`"
+        }
+        Some(libc::EACCES) | Some(libc::EPERM) => {
+            "the daemon's user may not open the device: run the daemon as root, or give \
+             /dev/net/tun mode 0666 as udev does on most distributions; see docs/rootless.md"
+        }
+        _ => "is the tun module loaded, and does the daemon have access?",
+    }
 }
 
 fn spaced(detail: &str) -> String {
@@ -243,6 +271,40 @@ mod tests {
         assert!(e
             .to_string()
             .starts_with("configuring eth0: set link up failed: "));
+    }
+
+    #[test]
+    fn privilege_errors_say_what_a_rootless_daemon_needs() {
+        let e = PortError::OpenTun(io::Error::from_raw_os_error(libc::EACCES));
+        let s = e.to_string();
+        assert!(
+            s.starts_with("cannot open /dev/net/tun: Permission denied"),
+            "{s}"
+        );
+        assert!(
+            s.contains("(the daemon's user may not open the device: run the daemon as root, or give /dev/net/tun mode 0666"),
+            "{s}"
+        );
+        let e = PortError::OpenTun(io::Error::from_raw_os_error(libc::ENOENT));
+        assert!(e.to_string().contains("`modprobe tun`"), "{e}");
+        let e = PortError::Netns {
+            netns: "/proc/42/ns/net".into(),
+            source: io::Error::from_raw_os_error(libc::EACCES),
+        };
+        let s = e.to_string();
+        assert!(
+            s.starts_with("cannot enter network namespace /proc/42/ns/net: Permission denied"),
+            "{s}"
+        );
+        assert!(
+            s.contains(" (entering a network namespace needs CAP_SYS_ADMIN over it: "),
+            "{s}"
+        );
+        let e = PortError::Netns {
+            netns: "/run/netns/c9".into(),
+            source: io::Error::from_raw_os_error(libc::ENOENT),
+        };
+        assert!(!e.to_string().contains("CAP_SYS_ADMIN"), "{e}");
     }
 
     #[test]
