@@ -145,4 +145,22 @@ impl Capture {
             .collect();
         (rows.len(), bad)
     }
+
+    /// Asserts that tshark checked more than `at_least` TCP segments
+    /// matching `filter` and found every checksum good; `what` names them
+    /// in the failure message.
+    pub fn assert_tcp_checksums_good(&self, filter: &str, at_least: usize, what: &str) {
+        let (checked, bad) = self.tcp_checksum_verdicts(filter);
+        assert!(
+            checked > at_least,
+            "tshark saw only {checked} {what} ({filter})"
+        );
+        assert!(
+            bad.is_empty(),
+            "tshark found bad checksums in {} of {checked} {what} \
+             (frame, tcp, ip verdicts): {:?}",
+            bad.len(),
+            &bad[..bad.len().min(10)]
+        );
+    }
 }
