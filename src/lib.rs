@@ -9,7 +9,6 @@
 
 pub mod cni;
 pub mod ctl;
-pub mod demo;
 pub mod docker;
 pub mod fdb;
 pub mod gateway;

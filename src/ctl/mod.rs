@@ -13,7 +13,6 @@
 //! - [`persist`]: the state file of `daemon --state-dir`, written
 //!   atomically after every change and read back at start.
 //! - [`client`]: the blocking one-request client.
-//! - [`render`]: the CLI's human-readable tables.
 //!
 //! Running a daemon in-process (tests, demos):
 //!
@@ -40,7 +39,6 @@ pub mod client;
 pub mod config;
 pub mod persist;
 pub mod proto;
-pub mod render;
 pub mod server;
 pub mod state;
 

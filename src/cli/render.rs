@@ -1,18 +1,19 @@
 //! Human output of the CLI: aligned tables and one-line confirmations.
 //!
-//! Kept in the library, apart from argument parsing, so the exact text is
-//! unit-tested and `--json` (the raw result) stays the stable interface for
-//! scripts: these tables may change, the protocol payloads may not.
+//! Pure functions from protocol results to text, apart from argument
+//! parsing and the socket, so the exact text is unit-tested; `--json` (the
+//! raw result) stays the stable interface for scripts: these tables may
+//! change, the protocol payloads may not.
 
 use std::fmt::Write as _;
 
-use super::proto::{
+use vxswitch::ctl::proto::{
     FdbChanged, FdbFlushed, FdbRow, GatewayPort, GatewayRow, NetworkInfo, NetworkRemoved, PortInfo,
     PortRemoved, StatsReply, VtepRemoved, VtepRow,
 };
-use crate::fdb::EntryKind;
-use crate::switch::PortStatsSnapshot;
-use crate::vxlan::VxlanSnapshot;
+use vxswitch::fdb::EntryKind;
+use vxswitch::switch::PortStatsSnapshot;
+use vxswitch::vxlan::VxlanSnapshot;
 
 /// Columns separated by two spaces; numeric columns right-aligned; no
 /// trailing spaces.
@@ -478,11 +479,11 @@ pub fn stats(s: &StatsReply) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ctl::proto::{PortKind, PortStatsRow};
-    use crate::fdb::FdbStats;
-    use crate::switch::DropReason;
-    use crate::switch::PortStats;
-    use crate::wire::MacAddr;
+    use vxswitch::ctl::proto::{PortKind, PortStatsRow};
+    use vxswitch::fdb::FdbStats;
+    use vxswitch::switch::DropReason;
+    use vxswitch::switch::PortStats;
+    use vxswitch::wire::MacAddr;
 
     #[test]
     fn tables_align_and_have_no_trailing_spaces() {
@@ -721,7 +722,7 @@ mod tests {
             port: "vxgw-lab".into(),
             gateway: "10.88.0.1".parse().unwrap(),
             mac: MacAddr([2, 0, 0, 0, 0, 1]),
-            stats: crate::gateway::GatewayStatsSnapshot {
+            stats: vxswitch::gateway::GatewayStatsSnapshot {
                 neighbor_replies: 1,
                 echo_replies: 3,
                 ignored: 7,

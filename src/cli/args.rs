@@ -1,0 +1,366 @@
+//! The command line's shape: every subcommand, option and help text, as
+//! clap derive types. Nothing here talks to the daemon; [`super::request`]
+//! turns a parsed command into a protocol request and [`super::settings`]
+//! the daemon's options into its configuration.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use super::demo::{MAX_CONTAINERS, MIN_CONTAINERS};
+use vxswitch::ctl::DEFAULT_SOCKET;
+use vxswitch::docker;
+use vxswitch::pktgen::PktgenCmd;
+use vxswitch::wire::MacAddr;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vxswitch",
+    version,
+    about = "A userspace virtual switch for containers",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// The daemon's control socket.
+    #[arg(
+        long,
+        global = true,
+        env = "VXSWITCH_SOCKET",
+        default_value = DEFAULT_SOCKET,
+        value_name = "PATH"
+    )]
+    pub socket: PathBuf,
+    /// Print the raw JSON result instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Run the switch in the foreground (stop with Ctrl-C or SIGTERM).
+    #[command(
+        after_help = "The daemon listens on --socket (or VXSWITCH_SOCKET) and logs \
+                            to stderr; it has no result to print, so --json is refused."
+    )]
+    Daemon(DaemonArgs),
+    /// Create, list and remove networks (L2 broadcast domains).
+    #[command(subcommand)]
+    Network(NetworkCmd),
+    /// Attach containers to networks, list and detach them.
+    #[command(subcommand)]
+    Port(PortCmd),
+    /// Add, list and remove the VTEPs (remote hosts) of VXLAN networks.
+    #[command(subcommand)]
+    Vtep(VtepCmd),
+    /// Show and edit the forwarding database (MAC -> port or VTEP).
+    #[command(subcommand)]
+    Fdb(FdbCmd),
+    /// Per-port and per-VTEP frame, byte and drop counters, VXLAN socket
+    /// and FDB counters.
+    Stats {
+        /// Only this port.
+        port: Option<String>,
+    },
+    /// Check that the daemon answers.
+    Ping,
+    /// Show the CLI's and the daemon's versions.
+    Version,
+    /// Generate probe frames on an interface (tx) or count them at the
+    /// other end (rx), like the kernel's pktgen (needs CAP_NET_RAW).
+    #[command(
+        subcommand,
+        after_help = "pktgen works on interfaces directly and does not talk to the daemon, \
+                            so --socket and VXSWITCH_SOCKET are ignored. With --json it prints \
+                            the result as a JSON object."
+    )]
+    Pktgen(PktgenCmd),
+    /// Serve Docker's network-driver plugin API: `docker network create -d
+    /// vxswitch` networks become vxswitch networks of the daemon at --socket.
+    #[command(
+        name = "docker-plugin",
+        after_help = "Runs in the foreground until SIGTERM or Ctrl-C; see docs/docker.md. \
+                            It logs to stderr and has no result to print: --json is refused."
+    )]
+    DockerPlugin {
+        /// The socket Docker connects to; its file name (without .sock) is
+        /// the driver name for `docker network create -d`.
+        #[arg(long, default_value = docker::DEFAULT_PLUGIN_SOCKET, value_name = "PATH")]
+        plugin_socket: PathBuf,
+        /// Where the plugin records each Docker network, to make it again
+        /// after the daemon restarted.
+        #[arg(long, default_value = docker::DEFAULT_STATE_DIR, value_name = "DIR")]
+        state_dir: PathBuf,
+        /// dockerd's API socket, asked for the container name of each
+        /// endpoint (`port ls` CONTAINER) [default: DOCKER_HOST if
+        /// unix://PATH, else /var/run/docker.sock]
+        #[arg(long, value_name = "PATH")]
+        docker_socket: Option<PathBuf>,
+        /// Log every call from Docker and the reply to stderr.
+        #[arg(long)]
+        debug: bool,
+    },
+    /// Run the whole job once with an embedded default (needs root): a
+    /// switch, containers in network namespaces, pings, a TCP transfer,
+    /// FDB and counters; everything it creates is removed at the end.
+    #[command(
+        after_help = "The demo runs a private daemon of its own on a socket in a \
+                            temporary directory, so --socket and VXSWITCH_SOCKET are ignored. \
+                            It prints a narrative, not a result: --json is refused."
+    )]
+    Demo {
+        /// Number of containers, 2 to 8.
+        #[arg(
+            long,
+            default_value_t = 3,
+            value_name = "N",
+            value_parser = clap::builder::RangedU64ValueParser::<usize>::new()
+                .range(MIN_CONTAINERS as u64..=MAX_CONTAINERS as u64)
+        )]
+        containers: usize,
+        /// Seconds of TCP transfer.
+        #[arg(long, default_value_t = 3, value_name = "S")]
+        seconds: u64,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    /// TOML file with [fdb], [vxlan], [[network]] and [[port]] entries to apply at start.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Forget learned MACs not seen for this long (0: never). Default 300.
+    #[arg(long, value_name = "SECS")]
+    pub ageing_time: Option<u64>,
+    /// Most FDB entries in total. Default 65536.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub fdb_max_entries: Option<u64>,
+    /// Most FDB entries pointing at one port (or VTEP). Default 4096.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub fdb_max_per_port: Option<u64>,
+    /// UDP port of VXLAN: listened on, and sent to when a VTEP has no port.
+    /// Default 4789 (Linux vxlan devices created without dstport use 8472).
+    #[arg(long, value_name = "PORT")]
+    pub vxlan_port: Option<u16>,
+    /// MTU of the network between the hosts. Default 1500. Ports of VXLAN
+    /// networks default to this minus 50 (IPv4 underlay).
+    #[arg(long, value_name = "BYTES")]
+    pub underlay_mtu: Option<u32>,
+    /// Open TAPs without a virtio_net_hdr: no TCP segmentation or checksum
+    /// offload between containers and the switch (slower; for comparison).
+    #[arg(long)]
+    pub no_offload: bool,
+    /// Busy-poll for this many microseconds after the last frame before
+    /// sleeping: lower latency for a core's worth of CPU while traffic
+    /// flows. Default 0 (off).
+    #[arg(long, value_name = "USECS", value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    pub busy_poll: Option<u64>,
+    /// Dataplane threads; each TAP gets one queue per thread. Default: one
+    /// per CPU.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=16))]
+    pub workers: Option<u64>,
+    /// Keep networks, ports, VTEPs and static FDB entries in DIR/state.json
+    /// and the TAPs in the containers when the daemon stops; the next
+    /// start with the same DIR re-attaches them. Default: none (a stop
+    /// deletes every TAP the daemon created).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// `--gateway-port`: the protocol's `GatewayPort`, spelt the same.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum GatewayPortArg {
+    Host,
+    Switch,
+    None,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NetworkCmd {
+    /// Create a network; with --vni it spans hosts over VXLAN.
+    Create(NetworkCreateArgs),
+    /// List networks.
+    #[command(alias = "list")]
+    Ls,
+    /// Remove a network.
+    #[command(alias = "remove")]
+    Rm {
+        name: String,
+        /// Remove its ports too instead of refusing.
+        #[arg(long, short)]
+        force: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct NetworkCreateArgs {
+    pub name: String,
+    /// Subnet of the network's ports, e.g. 10.77.0.0/24.
+    #[arg(long)]
+    pub subnet: Option<String>,
+    /// Default gateway of the network's ports (needs --subnet).
+    #[arg(long)]
+    pub gateway: Option<String>,
+    /// MTU of the network's ports, 68 to 65521. Default 1500; with --vni, the
+    /// daemon's underlay MTU minus 50, or minus 70 if a --vtep is IPv6.
+    /// For an IPv6 underlay whose VTEPs are added later with 'vtep
+    /// add', give --mtu = underlay MTU - 70 (e.g. 1430).
+    #[arg(long)]
+    pub mtu: Option<u32>,
+    /// VXLAN network identifier, 0 to 16777215: the same VNI on every
+    /// host joins the network's ports into one L2 domain.
+    #[arg(long)]
+    pub vni: Option<u32>,
+    /// Accept VXLAN from any sender with this VNI and add it as a
+    /// (dynamic) VTEP; default: only from configured VTEPs.
+    #[arg(long, requires = "vni")]
+    pub learn_vteps: bool,
+    /// A remote host's VTEP, ADDR[:PORT] (IPv6 as fd00::2 or
+    /// [fd00::2]:4789); repeat for more.
+    #[arg(long = "vtep", value_name = "ADDR", requires = "vni")]
+    pub vteps: Vec<String>,
+    /// Who answers for the gateway address (needs --gateway): "host", a
+    /// TAP in the daemon's namespace carrying it, so containers reach the
+    /// host and, through its routing and NAT, the outside; "switch", the
+    /// switch itself answers ARP and ping for it (no kernel interface);
+    /// "none" (default).
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub gateway_port: Option<GatewayPortArg>,
+    /// Interface name of the host gateway port (default vxgw-NAME,
+    /// shortened to 15 bytes).
+    #[arg(long, value_name = "IFNAME")]
+    pub gateway_ifname: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PortCmd {
+    /// Create a TAP in a container's namespace and attach it to a network.
+    Add(PortAddArgs),
+    /// List ports.
+    #[command(alias = "list")]
+    Ls,
+    /// Detach a port (a TAP vxswitch created is deleted).
+    #[command(alias = "remove")]
+    Rm { name: String },
+    /// Change a port's container label (what `port ls` shows as CONTAINER).
+    Set {
+        name: String,
+        /// The new label: the container's name, ID or pod.
+        #[arg(
+            long,
+            conflicts_with = "no_container",
+            required_unless_present = "no_container"
+        )]
+        container: Option<String>,
+        /// Clear the label.
+        #[arg(long)]
+        no_container: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct PortAddArgs {
+    /// Port name (with --existing: the name of the TAP to attach).
+    pub name: String,
+    /// The network to attach to.
+    #[arg(long)]
+    pub network: String,
+    /// The container's namespace file, e.g. /run/netns/c1.
+    #[arg(long, conflicts_with = "pid")]
+    pub netns: Option<String>,
+    /// A process whose network namespace the TAP goes into.
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Interface name in the container (default eth0).
+    #[arg(long)]
+    pub ifname: Option<String>,
+    /// The container's MAC (default: a generated locally administered one).
+    #[arg(long)]
+    pub mac: Option<MacAddr>,
+    /// Address with prefix length, e.g. 10.77.0.11/24.
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Link MTU, 68 to 65521, the largest a TAP accepts (default: the network's).
+    #[arg(long)]
+    pub mtu: Option<u32>,
+    /// Attach the existing persistent TAP NAME in the daemon's namespace.
+    #[arg(long, conflicts_with_all = ["netns", "pid", "ifname", "mac", "ip", "mtu"])]
+    pub existing: bool,
+    /// A label naming the container (name, ID or pod) shown by `port ls`.
+    #[arg(long)]
+    pub container: Option<String>,
+    /// No virtio_net_hdr on this port's TAP: the container sends MTU-sized
+    /// frames with full checksums (default: offloads on, unless the daemon
+    /// runs with --no-offload).
+    #[arg(long)]
+    pub no_offload: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VtepCmd {
+    /// Add a remote host's VXLAN tunnel endpoint to a network with a VNI.
+    Add {
+        network: String,
+        /// ADDR[:PORT]: the host's underlay address; PORT defaults to the
+        /// daemon's --vxlan-port. IPv6 as fd00::2 or [fd00::2]:4789.
+        addr: String,
+    },
+    /// List VTEPs with their counters.
+    #[command(alias = "list")]
+    Ls {
+        /// Only this network's.
+        network: Option<String>,
+    },
+    /// Remove a VTEP and the MACs behind it.
+    #[command(alias = "remove")]
+    Rm {
+        network: String,
+        /// ADDR[:PORT]; without a port, the VTEP at that address.
+        addr: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FdbCmd {
+    /// List entries (MAC -> port or VTEP), sorted by network and MAC.
+    Show(FdbSelectArgs),
+    /// Add a static entry (never ages, never moves) to a port or a VTEP.
+    Add {
+        /// The MAC, unicast and not all-zero, e.g. 02:00:00:00:00:99.
+        mac: MacAddr,
+        /// The network the entry belongs to.
+        #[arg(long)]
+        network: String,
+        /// The MAC is on this port (a port of the network).
+        #[arg(long, required_unless_present = "vtep", conflicts_with = "vtep")]
+        port: Option<String>,
+        /// The MAC is behind this VTEP of the network (ADDR[:PORT]).
+        #[arg(long, value_name = "ADDR")]
+        vtep: Option<String>,
+    },
+    /// Delete an entry, learned or static.
+    Del {
+        /// The MAC whose entry to delete.
+        mac: MacAddr,
+        /// The network the entry belongs to.
+        #[arg(long)]
+        network: String,
+    },
+    /// Remove learned entries, all or those selected (static ones stay).
+    Flush(FdbSelectArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FdbSelectArgs {
+    /// Only this network's entries.
+    #[arg(long)]
+    pub network: Option<String>,
+    /// Only entries pointing at this local port.
+    #[arg(long, conflicts_with = "vtep")]
+    pub port: Option<String>,
+    /// Only entries pointing at this VTEP (ADDR[:PORT]; without a port,
+    /// the VTEP at that address).
+    #[arg(long, value_name = "ADDR")]
+    pub vtep: Option<String>,
+}

@@ -1,0 +1,214 @@
+//! The daemon's settings from its three sources, in order of precedence:
+//! a command-line flag beats the `--config` file, which beats the built-in
+//! default. Pure, so the precedence is unit-tested without a daemon.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use vxswitch::ctl::config::check_vxlan;
+use vxswitch::ctl::Config;
+use vxswitch::switch::EngineConfig;
+
+use super::args::DaemonArgs;
+
+/// What `vxswitch daemon` runs with.
+#[derive(Clone, Debug)]
+pub struct DaemonSettings {
+    /// The dataplane's tuning.
+    pub engine: EngineConfig,
+    /// `--state-dir`, else `[state] dir`.
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Merges the flags `a` over `config` (read from `config_path`, if any) over
+/// the defaults, and checks the result. Errors about a value that may come
+/// from the file name the file.
+pub fn merge(
+    a: &DaemonArgs,
+    config: &Config,
+    config_path: Option<&Path>,
+) -> Result<DaemonSettings, String> {
+    let in_config = |e: String| match config_path {
+        Some(path) => format!("{e} (config {})", path.display()),
+        None => e,
+    };
+    let mut fdb = config.fdb.unwrap_or_default();
+    if let Some(secs) = a.ageing_time {
+        fdb.ageing_ms = secs.saturating_mul(1000);
+    }
+    if let Some(n) = a.fdb_max_entries {
+        fdb.max_entries = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    if let Some(n) = a.fdb_max_per_port {
+        fdb.max_per_dest = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    let mut vxlan = config.vxlan.unwrap_or_default();
+    if let Some(port) = a.vxlan_port {
+        vxlan.port = port;
+    }
+    if let Some(mtu) = a.underlay_mtu {
+        vxlan.underlay_mtu = mtu;
+    }
+    check_vxlan(&vxlan).map_err(in_config)?;
+    let dp = config.dataplane.unwrap_or_default();
+    dp.check().map_err(in_config)?;
+    Ok(DaemonSettings {
+        engine: EngineConfig {
+            fdb,
+            vxlan,
+            no_offload: a.no_offload || dp.offload == Some(false),
+            busy_poll: Duration::from_micros(a.busy_poll.or(dp.busy_poll_us).unwrap_or(0)),
+            workers: usize::try_from(a.workers.or(dp.workers).unwrap_or(0)).unwrap_or(0),
+            ..EngineConfig::default()
+        },
+        state_dir: a
+            .state_dir
+            .clone()
+            .or_else(|| config.state.as_ref().and_then(|s| s.dir.clone())),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::super::args::{Cli, Cmd};
+    use super::*;
+    use vxswitch::fdb::FdbConfig;
+    use vxswitch::vxlan::VxlanConfig;
+
+    fn flags(args: &[&str]) -> DaemonArgs {
+        let argv = ["vxswitch", "daemon"]
+            .into_iter()
+            .chain(args.iter().copied());
+        match Cli::try_parse_from(argv).expect("daemon flags parse").cmd {
+            Cmd::Daemon(a) => a,
+            other => panic!("not a daemon command: {other:?}"),
+        }
+    }
+
+    fn config(toml: &str) -> Config {
+        toml::from_str(toml).expect("test config parses")
+    }
+
+    const FILE: &str = "
+        [fdb]
+        ageing_ms = 60000
+        max_entries = 100
+        max_per_dest = 10
+        [vxlan]
+        port = 8472
+        underlay_mtu = 9000
+        [dataplane]
+        workers = 2
+        busy_poll_us = 50
+        offload = false
+        [state]
+        dir = \"/var/lib/from-file\"
+    ";
+
+    #[test]
+    fn without_flags_or_file_the_defaults_apply() {
+        let s = merge(&flags(&[]), &Config::default(), None).unwrap();
+        assert_eq!(s.engine.fdb, FdbConfig::default());
+        assert_eq!(s.engine.vxlan, VxlanConfig::default());
+        assert!(!s.engine.no_offload);
+        assert_eq!(s.engine.busy_poll, Duration::ZERO);
+        assert_eq!(s.engine.workers, 0, "0: one worker per CPU");
+        assert_eq!(s.state_dir, None);
+    }
+
+    #[test]
+    fn the_file_beats_the_defaults() {
+        let s = merge(&flags(&[]), &config(FILE), Some(Path::new("vx.toml"))).unwrap();
+        assert_eq!(
+            s.engine.fdb,
+            FdbConfig {
+                ageing_ms: 60_000,
+                max_entries: 100,
+                max_per_dest: 10,
+            }
+        );
+        assert_eq!(s.engine.vxlan.port, 8472);
+        assert_eq!(s.engine.vxlan.underlay_mtu, 9000);
+        assert_eq!(
+            s.engine.vxlan.src_port_min,
+            VxlanConfig::default().src_port_min,
+            "keys the file leaves out keep their defaults"
+        );
+        assert!(s.engine.no_offload);
+        assert_eq!(s.engine.busy_poll, Duration::from_micros(50));
+        assert_eq!(s.engine.workers, 2);
+        assert_eq!(s.state_dir, Some(PathBuf::from("/var/lib/from-file")));
+    }
+
+    #[test]
+    fn flags_beat_the_file() {
+        let a = flags(&[
+            "--ageing-time",
+            "7",
+            "--fdb-max-entries",
+            "5",
+            "--fdb-max-per-port",
+            "3",
+            "--vxlan-port",
+            "4790",
+            "--underlay-mtu",
+            "1400",
+            "--busy-poll",
+            "9",
+            "--workers",
+            "4",
+            "--state-dir",
+            "/var/lib/from-flag",
+        ]);
+        let s = merge(&a, &config(FILE), Some(Path::new("vx.toml"))).unwrap();
+        assert_eq!(
+            s.engine.fdb,
+            FdbConfig {
+                ageing_ms: 7_000,
+                max_entries: 5,
+                max_per_dest: 3,
+            }
+        );
+        assert_eq!(s.engine.vxlan.port, 4790);
+        assert_eq!(s.engine.vxlan.underlay_mtu, 1400);
+        assert_eq!(s.engine.busy_poll, Duration::from_micros(9));
+        assert_eq!(s.engine.workers, 4);
+        assert_eq!(s.state_dir, Some(PathBuf::from("/var/lib/from-flag")));
+        // A flag can only turn offloads off: the file's "off" stays off.
+        assert!(s.engine.no_offload);
+        let s = merge(&flags(&["--no-offload"]), &Config::default(), None).unwrap();
+        assert!(s.engine.no_offload);
+    }
+
+    #[test]
+    fn a_bad_value_names_the_file_it_may_come_from() {
+        let bad = config("[vxlan]\nunderlay_mtu = 100\n");
+        let e = merge(&flags(&[]), &bad, Some(Path::new("bad4.toml"))).unwrap_err();
+        assert!(e.ends_with(" (config bad4.toml)"), "{e}");
+        assert!(e.starts_with("underlay MTU 100 is out of range"), "{e}");
+        // The same value from a flag: no file to name.
+        let e = merge(&flags(&["--underlay-mtu", "100"]), &Config::default(), None).unwrap_err();
+        assert!(e.starts_with("underlay MTU 100 is out of range"), "{e}");
+        assert!(!e.contains("(config"), "{e}");
+        // A flag fixes what the file got wrong.
+        let s = merge(
+            &flags(&["--underlay-mtu", "1500"]),
+            &bad,
+            Some(Path::new("bad4.toml")),
+        )
+        .unwrap();
+        assert_eq!(s.engine.vxlan.underlay_mtu, 1500);
+        let e = merge(
+            &flags(&[]),
+            &config("[dataplane]\nworkers = 99\n"),
+            Some(Path::new("w.toml")),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("workers") && e.ends_with(" (config w.toml)"),
+            "{e}"
+        );
+    }
+}
