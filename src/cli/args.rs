@@ -166,6 +166,20 @@ pub struct DaemonArgs {
     /// deletes every TAP the daemon created).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Run in the background: return once the daemon answers on its socket
+    /// (exit status 1 with the daemon's error if it does not start), with
+    /// its log in --log-file and its PID in --pidfile.
+    #[arg(long)]
+    pub detach: bool,
+    /// Write the daemon's PID to this file once it answers, and remove it
+    /// when it stops. Default with --detach: the socket's path with .pid
+    /// (/run/vxswitch/vxswitch.pid); without --detach: none.
+    #[arg(long, value_name = "PATH")]
+    pub pidfile: Option<PathBuf>,
+    /// With --detach: append the daemon's log to this file. Default: the
+    /// socket's path with .log (/run/vxswitch/vxswitch.log).
+    #[arg(long, value_name = "PATH", requires = "detach")]
+    pub log_file: Option<PathBuf>,
 }
 
 /// `--gateway-port`: the protocol's `GatewayPort`, spelt the same.
@@ -220,11 +234,11 @@ pub struct NetworkCreateArgs {
     /// [fd00::2]:4789); repeat for more.
     #[arg(long = "vtep", value_name = "ADDR", requires = "vni")]
     pub vteps: Vec<String>,
-    /// Who answers for the gateway address (needs --gateway): "host", a
-    /// TAP in the daemon's namespace carrying it, so containers reach the
-    /// host and, through its routing and NAT, the outside; "switch", the
-    /// switch itself answers ARP and ping for it (no kernel interface);
-    /// "none" (default).
+    /// Who answers for the gateway address (needs --gateway): "host"
+    /// (default with --gateway), a TAP in the daemon's namespace carrying
+    /// it, so containers reach the host and, through its routing and
+    /// NAT, the outside; "switch", the switch itself answers ARP and ping
+    /// for it (no kernel interface); "none", nobody.
     #[arg(long, value_enum, value_name = "KIND")]
     pub gateway_port: Option<GatewayPortArg>,
     /// Interface name of the host gateway port (default vxgw-NAME,

@@ -1,16 +1,28 @@
 //! `vxswitch daemon`: the settings merged, the socket claimed, the state
 //! directory restored and the config file applied, in that order, before
-//! the server answers anyone; then the server runs until a signal.
+//! the server answers anyone; then the pidfile written and the service
+//! manager told (see [`super::notify`]), and the server runs until a
+//! signal. With `--detach`, [`super::detach`] runs all this in a child.
 
-use std::path::Path;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 
 use vxswitch::ctl::{Config, Server, ServerOptions};
 
 use super::args::DaemonArgs;
-use super::settings;
+use super::notify::Notifier;
+use super::{detach, settings};
 
-/// Runs the daemon in the foreground until SIGINT or SIGTERM.
+/// Runs the daemon: in the foreground until SIGINT or SIGTERM, or with
+/// `--detach` in the background once it answers.
 pub fn run(socket: &Path, a: DaemonArgs) -> Result<(), String> {
+    if a.detach {
+        return detach::run(socket, &a);
+    }
+    // Checked before anything is claimed: a daemon systemd cannot hear
+    // from would be killed at the start timeout.
+    let notifier = Notifier::from_env()?;
     let config = match &a.config {
         Some(path) => Config::load(path).map_err(|e| e.to_string())?,
         None => Config::default(),
@@ -50,12 +62,69 @@ pub fn run(socket: &Path, a: DaemonArgs) -> Result<(), String> {
         server.daemon_mut().save_state();
         applied.map_err(|e| e.to_string())?;
     }
+    // The socket answers from here on: clients that connect now wait in
+    // its backlog until `run` serves them.
+    let pidfile = match &a.pidfile {
+        Some(path) => Some(Pidfile::write(path)?),
+        None => None,
+    };
+    if let Some(n) = notifier {
+        n.tell("READY=1");
+        n.stopping_on_signal()
+            .map_err(|e| format!("cannot watch for signals: {e}"))?;
+    }
     eprintln!(
         "vxswitch: daemon {} listening on {}",
         env!("CARGO_PKG_VERSION"),
         socket.display()
     );
-    server.run().map_err(|e| e.to_string())?;
+    let served = server.run().map_err(|e| e.to_string());
+    // Gone once the daemon is: waiting for it to vanish waits for the stop.
+    drop(pidfile);
+    served?;
     eprintln!("vxswitch: stopped");
     Ok(())
+}
+
+/// The daemon's PID in a file while it runs (`--pidfile`), removed when it
+/// stops if the file still names this process.
+struct Pidfile {
+    path: PathBuf,
+    pid: u32,
+}
+
+impl Pidfile {
+    /// Writes the file whole: a reader sees the old file or the new one.
+    fn write(path: &Path) -> Result<Pidfile, String> {
+        let pid = std::process::id();
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(format!("{pid}\n").as_bytes()))
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(format!("cannot write the pidfile {}: {e}", path.display()));
+        }
+        Ok(Pidfile {
+            path: path.to_path_buf(),
+            pid,
+        })
+    }
+}
+
+impl Drop for Pidfile {
+    fn drop(&mut self) {
+        let ours = std::fs::read_to_string(&self.path)
+            .is_ok_and(|s| s.trim().parse::<u32>() == Ok(self.pid));
+        if ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }

@@ -4,7 +4,9 @@
 //! - [`args`]: the clap types (every subcommand, option and help text).
 //! - [`request`]: a parsed command to the protocol request it sends.
 //! - [`settings`]: the daemon's flags merged over its config file.
-//! - [`daemon`]: `vxswitch daemon`, the switch in the foreground.
+//! - [`daemon`]: `vxswitch daemon`, the switch in the foreground, its
+//!   pidfile and its readiness; [`detach`] starts it in the background and
+//!   returns once it answers; [`notify`] tells systemd.
 //! - [`render`]: the tables and sentences results are printed as.
 //! - [`demo`]: `vxswitch demo`, a client of a private daemon.
 //!
@@ -15,6 +17,8 @@
 pub mod args;
 pub mod daemon;
 pub mod demo;
+pub mod detach;
+pub mod notify;
 pub mod render;
 pub mod request;
 pub mod settings;

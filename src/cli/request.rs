@@ -48,6 +48,13 @@ impl From<NetworkCmd> for Request {
 
 impl From<NetworkCreateArgs> for NetworkCreate {
     fn from(a: NetworkCreateArgs) -> NetworkCreate {
+        // A gateway someone answers at, as Docker's driver defaults to:
+        // without --gateway-port, the host does (`none` opts out).
+        let gateway_port = match (a.gateway_port, &a.gateway) {
+            (Some(kind), _) => Some(kind.into()),
+            (None, Some(_)) => Some(GatewayPort::Host),
+            (None, None) => None,
+        };
         NetworkCreate {
             name: a.name,
             subnet: a.subnet,
@@ -56,7 +63,7 @@ impl From<NetworkCreateArgs> for NetworkCreate {
             vni: a.vni,
             learn_vteps: a.learn_vteps,
             vteps: a.vteps,
-            gateway_port: a.gateway_port.map(GatewayPort::from),
+            gateway_port,
             gateway_ifname: a.gateway_ifname,
         }
     }
@@ -223,6 +230,44 @@ mod tests {
         assert_eq!(
             sent(&["network", "remove", "red", "-f"]),
             req("network.rm", json!({ "name": "red", "force": true }))
+        );
+    }
+
+    #[test]
+    fn a_gateway_gets_the_host_gateway_port_unless_told_otherwise() {
+        let create = |extra: &[&str]| {
+            let mut args = vec!["network", "create", "red", "--subnet", "10.77.0.0/24"];
+            args.extend_from_slice(extra);
+            sent(&args).expect("a request")["args"].clone()
+        };
+        // As Docker's driver does: someone answers at the gateway.
+        assert_eq!(
+            create(&["--gateway", "10.77.0.1"]),
+            json!({
+                "name": "red", "subnet": "10.77.0.0/24", "gateway": "10.77.0.1",
+                "gateway_port": "host",
+            })
+        );
+        assert_eq!(
+            create(&["--gateway", "10.77.0.1", "--gateway-ifname", "gw-red"])["gateway_port"],
+            json!("host")
+        );
+        // An explicit kind wins; `none` opts out.
+        for kind in ["none", "switch", "host"] {
+            assert_eq!(
+                create(&["--gateway", "10.77.0.1", "--gateway-port", kind])["gateway_port"],
+                json!(kind)
+            );
+        }
+        // No gateway, no gateway port: nothing for the daemon to refuse.
+        assert_eq!(
+            create(&[]),
+            json!({ "name": "red", "subnet": "10.77.0.0/24" })
+        );
+        assert_eq!(
+            create(&["--gateway-port", "switch"])["gateway_port"],
+            json!("switch"),
+            "sent as given: the daemon explains what is missing"
         );
     }
 
