@@ -298,3 +298,36 @@ fn a_notify_socket_the_daemon_cannot_use_stops_the_start() {
     );
     assert!(!sock.exists());
 }
+
+#[test]
+fn a_detached_daemon_does_not_claim_readiness_for_systemd() {
+    let dir = Dir::new("detach-notify");
+    let sock = dir.path("vx.sock");
+    let notify = dir.path("notify.sock");
+    let systemd = UnixDatagram::bind(&notify).unwrap();
+    let out = Command::new(BIN)
+        .arg("--socket")
+        .arg(&sock)
+        .args(["daemon", "--detach"])
+        .env("NOTIFY_SOCKET", &notify)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The daemon sends READY=1 before it serves, and it served the ping
+    // --detach waited for: had it sent one, it would be queued by now.
+    systemd.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 64];
+    let got = systemd.recv(&mut buf);
+    assert!(
+        got.as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock),
+        "a detached daemon notified: {:?}",
+        got.map(|n| text(&buf[..n]))
+    );
+    let pid = read_pid(&dir.path("vx.pid")).unwrap();
+    signal(pid, "TERM");
+    assert!(wait_until(Duration::from_secs(10), || !dir
+        .path("vx.pid")
+        .exists()));
+}

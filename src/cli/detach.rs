@@ -7,7 +7,9 @@
 //! It starts this same binary again, `current_exe()` with the same
 //! arguments minus `--detach` and `--log-file`, in a process group of its
 //! own (so a Ctrl-C meant for the shell does not reach it), with stdin on
-//! /dev/null and stdout and stderr appended to the log file. Then it waits
+//! /dev/null, stdout and stderr appended to the log file, and without
+//! `NOTIFY_SOCKET` (under systemd the unit runs the daemon in the
+//! foreground instead). Then it waits
 //! until both hold: the pidfile names that child (the daemon writes it
 //! once it has claimed the socket, restored its state and applied its
 //! config), and the socket answers `ping`. The pidfile check makes sure
@@ -79,6 +81,9 @@ pub fn run(socket: &Path, a: &DaemonArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot open the log file {}: {e}", log_path.display()))?;
     let mut child = Command::new(&exe)
         .args(&args)
+        // A service manager waits for its own main process: a detached
+        // daemon is not that process and must not claim readiness for it.
+        .env_remove("NOTIFY_SOCKET")
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(log)
