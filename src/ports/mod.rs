@@ -10,8 +10,7 @@
 //!   created and nothing else. [`create_persistent_tap`] (a daemon with a
 //!   state directory) sets `TUNSETPERSIST` instead: the device stays when
 //!   the daemon stops and [`reattach_tap`] opens it again by name after a
-//!   restart; [`set_persist`]`(false)` before the last close deletes it.
-//!   A [`PersistGuard`] holding one of its fds clears the flag
+//!   restart. A [`PersistGuard`] holding one of its fds clears the flag
 //!   when dropped, so the last close deletes it again unless the guard was
 //!   [kept](PersistGuard::keep) (a daemon stopping).
 //! - [`attach_existing`] opens a persistent TAP that already exists in the
@@ -62,8 +61,8 @@ mod tap;
 pub use netlink::{LinkInfo, TunInfo};
 pub use persist::PersistGuard;
 pub use tap::{
-    attach_existing, create_persistent_tap, create_tap, has_persistent_tap, reattach_tap,
-    set_persist, tap_name, validate_ifname,
+    attach_existing, create_persistent_tap, create_tap, has_persistent_tap, reattach_tap, tap_name,
+    validate_ifname,
 };
 
 /// A network namespace: the container's sandbox.
