@@ -11,7 +11,8 @@
 //!    system calls.
 //! 3. [`Daemon::attach_tap`]: the fd handed to the dataplane and the port
 //!    recorded; a persistent TAP's flag is held by a [`PersistGuard`] in
-//!    the record, so whatever removes the record deletes the TAP.
+//!    the record, so whatever removes the record deletes the TAP (a daemon
+//!    stopping keeps it: see `daemon.rs`).
 
 use std::net::IpAddr;
 use std::os::fd::OwnedFd;
@@ -114,9 +115,11 @@ impl std::fmt::Display for GoneReason {
 /// What a new port takes from its network and from the daemon.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct PortDefaults {
-    /// The network's MTU, subnet and gateway.
+    /// The network's MTU, which a request's `mtu` overrides.
     pub(super) mtu: u32,
+    /// The network's subnet: a bare `ip` takes its prefix length.
     pub(super) subnet: Option<IpNet>,
+    /// The network's gateway: the default route of a port with an address.
     pub(super) gateway: Option<IpAddr>,
     /// The daemon's offload setting (a request's `offload` wins).
     pub(super) offload: bool,
