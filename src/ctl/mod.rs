@@ -50,6 +50,8 @@ mod networks;
 pub mod persist;
 mod ports;
 pub mod proto;
+// MERGE: render.rs moves to the binary (issue 12, item 4): drop this line and
+// the `render` bullet of the module doc with it.
 pub mod render;
 mod restore;
 pub mod server;
