@@ -60,8 +60,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::daemon::Daemon;
 use super::proto::{NetworkCreate, PortAdd};
-use super::state::{Daemon, MAX_MTU, MIN_MTU};
+use super::validate::{MAX_MTU, MIN_MTU};
 use crate::fdb::FdbConfig;
 use crate::vxlan::{VxlanConfig, OVERHEAD_V6};
 

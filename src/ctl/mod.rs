@@ -3,9 +3,14 @@
 //!
 //! - [`proto`]: newline-delimited JSON requests and replies, and their
 //!   parsing with errors that name the problem.
-//! - [`state`]: [`Daemon`], the networks, ports and VTEPs by name and
+//! - [`Daemon`] (`daemon.rs`): the networks, ports and VTEPs by name and
 //!   address, driving the dataplane [`Engine`](crate::switch::Engine);
-//!   every request is a method, testable without a socket.
+//!   every request is a method, testable without a socket, and
+//!   [`Daemon::handle`] is the one dispatch. The methods live with their
+//!   resource: `networks.rs`, `gateway.rs` (a network's gateway port),
+//!   `ports.rs`, `vteps.rs`, `fdb.rs`, `stats.rs`, `restore.rs` (the state
+//!   directory); `validate.rs` checks what requests carry and words the
+//!   errors. [`state`] names them all under the former path.
 //! - [`server`]: the non-blocking, single-threaded socket server with line
 //!   limits and timeouts, and signal handling for the `daemon` command.
 //! - [`config`]: the TOML start-up configuration, and the checks of the
@@ -14,7 +19,7 @@
 //!   atomically after every change and read back at start.
 //! - [`client`]: the blocking one-request client.
 //!
-//! Running a daemon in-process (tests, demos):
+//! Running a daemon in-process (tests):
 //!
 //! ```no_run
 //! use vxswitch::ctl::{Server, ServerOptions};
@@ -37,13 +42,26 @@
 
 pub mod client;
 pub mod config;
+mod daemon;
+mod fdb;
+mod gateway;
+mod networks;
 pub mod persist;
+mod ports;
 pub mod proto;
+mod restore;
 pub mod server;
 pub mod state;
+mod stats;
+#[cfg(test)]
+mod testutil;
+mod validate;
+mod vteps;
 
 pub use client::{Client, ClientError};
 pub use config::{Config, ConfigError};
+pub use daemon::Daemon;
+pub use ports::{GonePort, GoneReason};
 pub use proto::{CtlError, ErrorKind, Reply, Request};
+pub use restore::{DropReason, Dropped, RestoreReport, SavedItem};
 pub use server::{Server, ServerError, ServerHandle, ServerOptions, ServerStopped, DEFAULT_SOCKET};
-pub use state::Daemon;

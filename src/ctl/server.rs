@@ -52,8 +52,8 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use super::daemon::Daemon;
 use super::proto::{encode_reply, parse_request, strip_os_error, CtlError, MAX_LINE};
-use super::state::Daemon;
 use crate::switch::EngineConfig;
 use crate::time::{Clock, MonotonicClock};
 

@@ -10,10 +10,15 @@
 //!   created and nothing else. [`create_persistent_tap`] (a daemon with a
 //!   state directory) sets `TUNSETPERSIST` instead: the device stays when
 //!   the daemon stops and [`reattach_tap`] opens it again by name after a
-//!   restart; [`set_persist`]`(false)` before the last close deletes it.
+//!   restart. A [`PersistGuard`] holding one of its fds clears the flag
+//!   when dropped, so the last close deletes it again unless the guard was
+//!   [kept](PersistGuard::keep) (a daemon stopping).
 //! - [`attach_existing`] opens a persistent TAP that already exists in the
 //!   daemon's namespace (the lab case: `ip tuntap add ... user U`); closing
 //!   the fd leaves the device in place.
+//! - [`search`]: a namespace's identity (is a container's sandbox still
+//!   there?) and [`search::reattach_found`], which finds a persistent TAP
+//!   again after someone renamed it or moved it to another namespace.
 //!
 //! What the dataplane can rely on (measured on kernel 6.18, checked by
 //! `tests/ports_root.rs`):
@@ -49,12 +54,15 @@ use crate::wire::MacAddr;
 pub mod link;
 mod netlink;
 pub mod netns;
+mod persist;
+pub mod search;
 mod tap;
 
 pub use netlink::{LinkInfo, TunInfo};
+pub use persist::PersistGuard;
 pub use tap::{
-    attach_existing, create_persistent_tap, create_tap, has_persistent_tap, reattach_tap,
-    set_persist, tap_name, validate_ifname,
+    attach_existing, create_persistent_tap, create_tap, has_persistent_tap, reattach_tap, tap_name,
+    validate_ifname,
 };
 
 /// A network namespace: the container's sandbox.
@@ -81,6 +89,11 @@ impl Netns {
             Netns::Path(p) => Some(p.clone()),
             Netns::Pid(pid) => Some(PathBuf::from(format!("/proc/{pid}/ns/net"))),
         }
+    }
+
+    /// The namespace file as messages name it; `None` for the daemon's own.
+    pub fn label(&self) -> Option<String> {
+        self.path().map(|p| p.display().to_string())
     }
 }
 
@@ -316,5 +329,8 @@ mod tests {
         );
         assert_eq!(Netns::named("c1").to_string(), "/run/netns/c1");
         assert_eq!(Netns::Pid(42).to_string(), "/proc/42/ns/net");
+        assert_eq!(Netns::Current.label(), None);
+        assert_eq!(Netns::Pid(42).label().as_deref(), Some("/proc/42/ns/net"));
+        assert_eq!(Netns::named("c1").label().as_deref(), Some("/run/netns/c1"));
     }
 }

@@ -77,9 +77,9 @@ pub fn create_tap(spec: &TapSpec) -> Result<Tap, PortError> {
 
 /// [`create_tap`], then `TUNSETPERSIST`: the device outlives the daemon's
 /// fds and can be attached again with [`reattach_tap`] after a restart.
-/// Removing it takes [`set_persist`]`(fd, false)` before the last fd
-/// closes. The flag is set last, so a failure before it still leaves
-/// nothing behind.
+/// Removing it takes clearing the flag before the last fd closes: hand one
+/// of its fds to a [`PersistGuard`](super::PersistGuard). The flag is set
+/// last, so a failure before it still leaves nothing behind.
 pub fn create_persistent_tap(spec: &TapSpec) -> Result<Tap, PortError> {
     create(spec, true)
 }
@@ -91,11 +91,6 @@ fn create(spec: &TapSpec, persist: bool) -> Result<Tap, PortError> {
         None => random_mac(&spec.ifname)?,
     };
     netns::run_in(&spec.netns, || create_here(spec, mac, persist))?
-}
-
-/// Sets or clears `TUNSETPERSIST` on the device `fd` is a queue of.
-pub fn set_persist(fd: std::os::fd::BorrowedFd<'_>, on: bool) -> io::Result<()> {
-    tun::set_persist(fd, on)
 }
 
 /// The part of [`create_tap`] that runs inside the target namespace.
