@@ -27,6 +27,8 @@ fn lan(subnet_octet: u8, n: usize) -> Lan {
         &format!("10.77.{subnet_octet}.0/24"),
         "--gateway",
         &format!("10.77.{subnet_octet}.1"),
+        "--gateway-port",
+        "none",
     ]);
     let containers: Vec<Netns> = (0..n).map(|_| Netns::new("vxc")).collect();
     for (i, c) in containers.iter().enumerate() {
