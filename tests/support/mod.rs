@@ -1,14 +1,30 @@
-//! Fixtures for the root integration tests: uniquely named network
-//! namespaces, a vxswitch daemon process, and the traffic tools, each
-//! cleaned up by `Drop` even when the test panics.
+//! Fixtures for the root integration tests: the check of what a test needs,
+//! uniquely named network namespaces, a vxswitch daemon process, the traffic
+//! tools, and frame I/O on a port's fd; each fixture cleans up by `Drop`,
+//! also when the test panics.
 //!
-//! Outside CI a test that needs root (or a tool) skips with a printed
-//! reason; with `CI=true` a skip is a failure.
+//! Every root test starts with [`can_run`] (or [`can_run_with`]), listing
+//! every command it runs itself or through the helpers here (each helper's
+//! doc names the commands it runs). Outside CI a test that lacks root or a
+//! command skips with a printed reason; with `CI=true` that is a failure.
+//! Commands are looked up on `PATH` only, where the spawn will look.
+//!
+//! The list is enforced where commands are started through this module
+//! ([`run`], [`run_raw`], [`cmd`], [`Netns::exec`], [`Netns::spawn`] and the
+//! helpers built on them): starting a command the test's `can_run` did not
+//! list fails the test at once, so a missing entry shows on any machine, not
+//! only on the one that lacks the command. The program checked is the one
+//! started, and the one `ip netns exec NS`, `timeout DURATION` or a `--`
+//! separator hands over to.
 #![allow(dead_code)]
 
 pub mod capture;
+pub mod frames;
 
+use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -16,8 +32,18 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_vxswitch");
 
-/// Returns false (after printing why) when the test cannot run here; panics
-/// instead under CI, where every test must run.
+// ---------------------------------------------------------------------------
+// What a test needs
+
+thread_local! {
+    /// The commands the running test listed in `can_run` (libtest runs each
+    /// test on a thread of its own). None: no list, nothing enforced.
+    static DECLARED: RefCell<Option<BTreeSet<String>>> = const { RefCell::new(None) };
+}
+
+/// Returns true when the test can run here: root, and each of `tools` an
+/// executable on `PATH`. Otherwise prints why and returns false, or, with
+/// `CI=true`, where every test must run, panics.
 pub fn can_run(tools: &[&str]) -> bool {
     can_run_with(tools, &[])
 }
@@ -25,22 +51,34 @@ pub fn can_run(tools: &[&str]) -> bool {
 /// [`can_run`] that also needs `files` (plugins outside `PATH`, such as
 /// `/usr/lib/cni/host-local`).
 pub fn can_run_with(tools: &[&str], files: &[&str]) -> bool {
+    can_run_from(None, tools, files)
+}
+
+/// [`can_run_with`] with `tools` looked up on `search_path` (a `PATH`-style
+/// list) instead of the test's `PATH`: for commands started with a `PATH`
+/// of their own.
+pub fn can_run_on(search_path: &str, tools: &[&str], files: &[&str]) -> bool {
+    can_run_from(Some(search_path), tools, files)
+}
+
+fn can_run_from(search_path: Option<&str>, tools: &[&str], files: &[&str]) -> bool {
+    DECLARED.with(|d| {
+        d.borrow_mut()
+            .get_or_insert_with(BTreeSet::new)
+            .extend(tools.iter().map(|t| t.to_string()))
+    });
     let mut missing = Vec::new();
-    // SAFETY-free root check: /proc/self/status Uid line.
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2).unwrap_or("1").to_string())
-        })
-        .unwrap_or_default();
-    if uid != "0" {
+    if !is_root() {
         missing.push("root (network namespaces and TAP devices)".to_string());
     }
     for t in tools {
-        if which(t).is_none() {
-            missing.push(format!("the `{t}` command"));
+        let found = match search_path {
+            Some(p) => which_in(p, t),
+            None => which(t),
+        };
+        if found.is_none() {
+            let on = search_path.unwrap_or("PATH");
+            missing.push(format!("the `{t}` command (on {on})"));
         }
     }
     for f in files {
@@ -48,25 +86,78 @@ pub fn can_run_with(tools: &[&str], files: &[&str]) -> bool {
             missing.push(format!("the file {f}"));
         }
     }
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!("needs {}", missing.join(", "));
+    missing.is_empty() || cannot_run(&format!("needs {}", missing.join(", ")))
+}
+
+/// The test cannot run here because of `why`: prints "SKIPPED: why" and
+/// returns false, or, with `CI=true`, panics with `why`.
+pub fn cannot_run(why: &str) -> bool {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true and this test cannot run: {msg}");
+        panic!("CI=true and this test cannot run: {why}");
     }
-    eprintln!("SKIPPED: {msg}");
+    eprintln!("SKIPPED: {why}");
     false
 }
 
-pub fn which(tool: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
-        .map(|d| Path::new(d).join(tool))
-        .find(|p| p.is_file())
+fn is_root() -> bool {
+    // The effective UID: the second number of /proc/self/status's Uid line.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
 }
+
+/// Where `PATH` finds `tool`: an executable file, as the spawn will see it.
+pub fn which(tool: &str) -> Option<PathBuf> {
+    which_in(std::env::var("PATH").ok()?.as_str(), tool)
+}
+
+/// Where the `PATH`-style list `search_path` finds the executable `tool`.
+pub fn which_in(search_path: &str, tool: &str) -> Option<PathBuf> {
+    search_path
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(tool))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// Fails the test when it listed its commands and `program` (or the one
+/// a wrapper among `args` hands over to) is not among them. Paths are
+/// not commands looked up on `PATH`: the binary under test, or a file the
+/// test checked.
+fn note(program: &str, args: &[&str]) {
+    if !program.contains('/') {
+        DECLARED.with(|d| {
+            if let Some(set) = &*d.borrow() {
+                assert!(
+                    set.contains(program),
+                    "this test runs `{program}` but does not check for it: \
+                     add it to the test's can_run list"
+                );
+            }
+        });
+    }
+    let is_ip = program == "ip" || program.ends_with("/ip");
+    let next = if is_ip && args.len() > 3 && args[..2] == ["netns", "exec"] {
+        Some(3)
+    } else if program == "timeout" {
+        args.iter().position(|a| !a.starts_with('-')).map(|i| i + 1)
+    } else {
+        args.iter().position(|a| *a == "--").map(|i| i + 1)
+    };
+    if let Some(i) = next.filter(|&i| i < args.len()) {
+        note(args[i], &args[i + 1..]);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Commands
 
 /// A short name unique among live test processes and calls, usable in
 /// namespace and file names: PREFIX, the full PID, "-", a counter. The
@@ -78,12 +169,21 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}-{n}", std::process::id())
 }
 
+/// `program ARGS`, not started yet, with stdin from /dev/null; checked
+/// against the test's list of commands.
+pub fn cmd(program: &str, args: &[&str]) -> Command {
+    note(program, args);
+    let mut c = Command::new(program);
+    c.args(args).stdin(Stdio::null());
+    c
+}
+
 /// Runs a command, returns its output; panics with its stderr on failure.
-pub fn run(cmd: &str, args: &[&str]) -> String {
-    let out = run_raw(cmd, args);
+pub fn run(program: &str, args: &[&str]) -> String {
+    let out = run_raw(program, args);
     assert!(
         out.status.success(),
-        "`{cmd} {}` failed ({}): {}{}",
+        "`{program} {}` failed ({}): {}{}",
         args.join(" "),
         out.status,
         String::from_utf8_lossy(&out.stdout),
@@ -92,15 +192,46 @@ pub fn run(cmd: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-pub fn run_raw(cmd: &str, args: &[&str]) -> Output {
-    Command::new(cmd)
+/// Runs a command and returns its output, whatever its exit status.
+pub fn run_raw(program: &str, args: &[&str]) -> Output {
+    cmd(program, args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+}
+
+/// `run_raw` for clean-up in `Drop`: unchecked (a panic there, during
+/// another one, would abort the test binary), errors printed, not raised.
+fn run_for_cleanup(program: &str, args: &[&str]) -> bool {
+    match Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"))
+    {
+        Ok(out) if out.status.success() => true,
+        Ok(out) => {
+            eprintln!(
+                "clean-up: `{program} {}` failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            false
+        }
+        Err(e) => {
+            eprintln!("clean-up: cannot run {program}: {e}");
+            false
+        }
+    }
 }
 
-/// Polls `f` every 20 ms until it returns true or `timeout` passes.
+/// Sends signal `sig` ("TERM", "INT", "STOP", ...) to process `pid` with
+/// the `kill` command (a test may not use `unsafe`); panics if that fails.
+/// Runs: kill.
+pub fn signal(pid: u32, sig: &str) {
+    run("kill", &[&format!("-{sig}"), &pid.to_string()]);
+}
+
+/// Polls `f` every 20 ms until it returns true or `timeout` passes; returns
+/// whether it did.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
@@ -114,8 +245,17 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// [`wait_until`] that fails the test, naming `what` it waited for, when
+/// `f` is still false after `timeout`.
+pub fn wait_for(timeout: Duration, what: &str, f: impl FnMut() -> bool) {
+    assert!(
+        wait_until(timeout, f),
+        "timed out after {timeout:?} waiting for {what}"
+    );
+}
+
 /// The interface names in namespace `netns`, from `ip -j link`: for exact
-/// comparison (`ip -br link` prints veths as `NAME@PEER`).
+/// comparison (`ip -br link` prints veths as `NAME@PEER`). Runs: ip.
 pub fn link_names(netns: &str) -> Vec<String> {
     let out = run("ip", &["-n", netns, "-j", "link", "show"]);
     let v: serde_json::Value = serde_json::from_str(&out)
@@ -127,38 +267,112 @@ pub fn link_names(netns: &str) -> Vec<String> {
         .collect()
 }
 
-/// A network namespace created with `ip netns add`, deleted on drop.
+// ---------------------------------------------------------------------------
+// Network namespaces
+
+/// A network namespace made for one test with `ip netns add`, deleted on
+/// drop (unless the test deleted it already). Runs: ip.
 pub struct Netns {
     pub name: String,
 }
 
 impl Netns {
+    /// A new namespace with its loopback up, as a container's is.
     pub fn new(prefix: &str) -> Netns {
+        let ns = Self::bare(prefix);
+        run("ip", &["-n", &ns.name, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// A new namespace as `ip netns add` leaves it: loopback down.
+    pub fn bare(prefix: &str) -> Netns {
         let name = unique(prefix);
         run("ip", &["netns", "add", &name]);
-        run("ip", &["-n", &name, "link", "set", "lo", "up"]);
         Netns { name }
     }
 
+    /// Takes over a namespace named `name` that the test created another
+    /// way: deleted on drop like one of ours.
+    pub fn adopt(name: &str) -> Netns {
+        Netns {
+            name: name.to_string(),
+        }
+    }
+
+    /// Its file, `/run/netns/NAME`.
     pub fn path(&self) -> String {
         format!("/run/netns/{}", self.name)
     }
 
-    /// Runs a command inside the namespace.
-    pub fn exec(&self, cmd: &str, args: &[&str]) -> Output {
-        let mut all = vec!["netns", "exec", &self.name, cmd];
+    /// The library's handle on this namespace.
+    pub fn handle(&self) -> vxswitch::ports::Netns {
+        vxswitch::ports::Netns::named(&self.name)
+    }
+
+    /// Runs a command inside the namespace (`ip netns exec`); its output,
+    /// whatever its exit status.
+    pub fn exec(&self, program: &str, args: &[&str]) -> Output {
+        let mut all = vec!["netns", "exec", &self.name, program];
         all.extend_from_slice(args);
         run_raw("ip", &all)
     }
 
+    /// Starts `argv` inside the namespace in the background, output
+    /// discarded; killed on drop.
+    pub fn spawn(&self, argv: &[&str]) -> Proc {
+        let mut all = vec!["netns", "exec", &self.name];
+        all.extend_from_slice(argv);
+        let child = cmd("ip", &all)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {argv:?} in {}: {e}", self.name));
+        Proc(child)
+    }
+
+    /// `ip -n NS ARGS`, whatever its exit status.
+    pub fn ip(&self, args: &[&str]) -> Output {
+        let mut all = vec!["-n", &self.name];
+        all.extend_from_slice(args);
+        run_raw("ip", &all)
+    }
+
+    /// `ip -n NS ARGS`, which must succeed.
+    pub fn ip_ok(&self, args: &[&str]) {
+        let out = self.ip(args);
+        assert!(
+            out.status.success(),
+            "ip -n {} {args:?} failed: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `ip -n NS -j ARGS` parsed as JSON.
+    pub fn ip_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["-j"];
+        all.extend_from_slice(args);
+        let out = self.ip(&all);
+        assert!(
+            out.status.success(),
+            "ip -n {} -j {args:?} failed: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("ip -j {args:?} printed no JSON ({e})"))
+    }
+
     /// One ping with a 2-second deadline; true when a reply came back.
+    /// Runs: ip, ping.
     pub fn ping(&self, dst: &str) -> bool {
         self.exec("ping", &["-c", "1", "-W", "2", "-n", "-q", dst])
             .status
             .success()
     }
 
-    /// Pings until one succeeds (ARP and learning may take a moment), at most `timeout`.
+    /// Pings until one succeeds (ARP and learning may take a moment), at
+    /// most `timeout`. Runs: ip, ping.
     pub fn ping_within(&self, dst: &str, timeout: Duration) -> bool {
         wait_until(timeout, || {
             self.exec("ping", &["-c", "1", "-W", "1", "-n", "-q", dst])
@@ -166,15 +380,67 @@ impl Netns {
                 .success()
         })
     }
+
+    /// Runs `f` on a thread inside the namespace.
+    pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        vxswitch::ports::netns::run_in(&self.handle(), f)
+            .unwrap_or_else(|e| panic!("enter namespace {}: {e}", self.name))
+    }
+
+    /// Sets the sysctl `key` ("net.ipv4.ip_forward") inside the namespace.
+    pub fn sysctl(&self, key: &str, value: &str) {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        self.enter(|| std::fs::write(&path, value))
+            .unwrap_or_else(|e| panic!("write {path} in {}: {e}", self.name));
+    }
+
+    /// One counter of the namespace's `/proc/net/snmp` (`group` "Tcp",
+    /// `name` "InSegs") or, with an empty `group`, of `/proc/net/snmp6`
+    /// ("Udp6InDatagrams").
+    pub fn snmp(&self, group: &str, name: &str) -> u64 {
+        let file = if group.is_empty() { "snmp6" } else { "snmp" };
+        let text = self
+            .enter(|| std::fs::read_to_string(format!("/proc/thread-self/net/{file}")))
+            .unwrap_or_else(|e| panic!("read {file} in {}: {e}", self.name));
+        let parse = |v: &str| -> u64 {
+            v.parse()
+                .unwrap_or_else(|e| panic!("{group}:{name} = {v:?} in {file}: {e}"))
+        };
+        if group.is_empty() {
+            let v = text.lines().find_map(|l| {
+                let mut it = l.split_whitespace();
+                (it.next() == Some(name)).then(|| it.next().unwrap_or("").to_string())
+            });
+            return parse(&v.unwrap_or_else(|| panic!("{name} not in snmp6")));
+        }
+        let prefix = format!("{group}:");
+        let mut rows = text.lines().filter(|l| l.starts_with(&prefix));
+        let (names, values) = match (rows.next(), rows.next()) {
+            (Some(n), Some(v)) => (n, v),
+            _ => panic!("no {group} rows in snmp: {text}"),
+        };
+        let i = names
+            .split_whitespace()
+            .position(|n| n == name)
+            .unwrap_or_else(|| panic!("{group}:{name} not in snmp"));
+        parse(values.split_whitespace().nth(i).unwrap_or(""))
+    }
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = run_raw("ip", &["netns", "del", &self.name]);
+        // A test may have deleted it already (to see what that does).
+        if Path::new(&self.path()).exists() {
+            run_for_cleanup("ip", &["netns", "del", &self.name]);
+        }
     }
 }
 
-/// A `vxswitch daemon` child process on its own socket, killed (by PID) on drop.
+// ---------------------------------------------------------------------------
+// The daemon
+
+/// A `vxswitch daemon` child process on its own socket, killed (by PID) on
+/// drop. Runs: ip (when started in a namespace), kill (`terminate`).
 pub struct Daemon {
     pub child: Child,
     pub socket: PathBuf,
@@ -205,9 +471,8 @@ impl Daemon {
         args.extend(["--socket".to_string(), sock.clone(), "daemon".to_string()]);
         args.extend(extra.iter().map(|s| s.to_string()));
         let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
-        let child = Command::new(prog)
-            .args(&args)
-            .stdin(Stdio::null())
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let child = cmd(&prog, &argv)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -243,10 +508,8 @@ impl Daemon {
     pub fn start_failing(extra: &[&str]) -> (std::process::ExitStatus, String) {
         let dir = TempDir::new("vxsw-fail-");
         let sock = dir.0.join("s.sock");
-        let mut child = Command::new(BIN)
-            .args(["--socket", sock.to_str().unwrap(), "daemon"])
+        let mut child = cmd(BIN, &["--socket", sock.to_str().unwrap(), "daemon"])
             .args(extra)
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -255,8 +518,9 @@ impl Daemon {
             child.try_wait().ok().flatten().is_some()
         });
         if !exited {
-            let _ = child.kill();
-            let _ = child.wait();
+            // Still running: the kill cannot fail, and the panic says why.
+            child.kill().ok();
+            child.wait().ok();
             panic!("daemon {extra:?} kept running; it should have refused to start");
         }
         let out = child.wait_with_output().unwrap();
@@ -341,8 +605,7 @@ impl Daemon {
 
     /// Sends SIGTERM and waits for a clean exit (at most 10 s).
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let _ = run_raw("kill", &["-TERM", &pid]);
+        signal(self.child.id(), "TERM");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
@@ -361,10 +624,14 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         if self.child.try_wait().ok().flatten().is_none() {
+            // Killing fails only for a process that has exited meanwhile;
+            // the wait reaps it either way.
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            eprintln!("clean-up: remove {}: {e}", self.dir.display());
+        }
     }
 }
 
@@ -382,7 +649,9 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            eprintln!("clean-up: remove {}: {e}", self.0.display());
+        }
     }
 }
 
@@ -391,10 +660,15 @@ pub struct Proc(pub Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // Killing a process that already exited fails harmlessly; the wait
+        // reaps it either way.
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
+
+// ---------------------------------------------------------------------------
+// Traffic
 
 /// Sends `len` bytes of a known pattern over TCP from `client` to a listener
 /// in `server` at `ip` (sockets opened inside the namespaces) and asserts
@@ -452,6 +726,7 @@ pub fn exact_transfer(client: &Netns, server: &Netns, ip: &str, len: u64) {
 /// A TCP transfer of `bytes` from `client` to an iperf3 server in `server`
 /// at `server_ip` (the other way with `reverse`); returns iperf3's
 /// (sent, received) byte counts after checking that it completed.
+/// Runs: ip, iperf3, timeout.
 pub fn iperf3(
     client: &Netns,
     server: &Netns,
@@ -459,22 +734,7 @@ pub fn iperf3(
     bytes: u64,
     reverse: bool,
 ) -> (u64, u64) {
-    let _srv = Proc(
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &server.name,
-                "iperf3",
-                "-s",
-                "-B",
-                server_ip,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _srv = server.spawn(&["iperf3", "-s", "-B", server_ip]);
     let n = bytes.to_string();
     let mut args = vec![
         "60",
@@ -558,6 +818,7 @@ pub fn cni_exec(
     env: &[(&str, &str)],
     conf: &str,
 ) -> CniOutcome {
+    // A path, not a command on PATH: nothing to check.
     let mut child = Command::new(plugin)
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
