@@ -29,12 +29,12 @@ use std::time::Duration;
 use etherparse::{NetHeaders, PacketHeaders, TransportHeader};
 
 use offload_frames::{build, gso_hdr, Spec, TS_OPTS};
+use support::frames::write_frame;
+use support::{can_run, wait_for, Netns};
 use vxswitch::offload::{
     segment, tcp_flags, Coalescer, Push, VnetHdr, GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4,
     VNET_HDR_LEN,
 };
-use support::frames::write_frame;
-use support::{can_run, wait_for, Netns};
 use vxswitch::ports::{self, TapSpec};
 use vxswitch::wire::MacAddr;
 

@@ -160,7 +160,9 @@ fn create_tap_in_namespace_of_a_pid() {
     let ns = TestNetns::bare("vxt");
     let child = ns.spawn(&["sleep", "30"]);
     let pid = child.0.id();
-    let want = std::fs::metadata(ns.handle().path().unwrap()).unwrap().ino();
+    let want = std::fs::metadata(ns.handle().path().unwrap())
+        .unwrap()
+        .ino();
     wait_for(WAIT, "the child to enter the namespace", || {
         std::fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|m| m.ino() == want)
     });
@@ -350,7 +352,8 @@ fn deleted_namespace_keeps_the_tap_alive() {
 /// thread in it (the daemon's own namespace, as far as the call knows).
 fn attach_in(ns: &TestNetns, name: &str) -> Result<Tap, PortError> {
     let name = name.to_string();
-    netns::run_in(&ns.handle(), move || ports::attach_existing(&name, false)).expect("enter namespace")
+    netns::run_in(&ns.handle(), move || ports::attach_existing(&name, false))
+        .expect("enter namespace")
 }
 
 #[test]
@@ -453,7 +456,9 @@ fn named_namespaces_are_interchangeable_with_ip_netns() {
     assert_eq!(e.raw_os_error(), Some(libc::EEXIST), "{e}");
 
     // run_in's thread really is inside: its namespace is the file's.
-    let want = std::fs::metadata(ns.handle().path().unwrap()).unwrap().ino();
+    let want = std::fs::metadata(ns.handle().path().unwrap())
+        .unwrap()
+        .ino();
     let inside = netns::run_in(&ns.handle(), || {
         std::fs::metadata("/proc/thread-self/ns/net").map(|m| m.ino())
     })

@@ -427,6 +427,25 @@ impl Netns {
     }
 }
 
+impl Netns {
+    /// Tags every frame `dev` sends with 802.1Q VLAN `vid` and strips the
+    /// tag from every frame it receives, below the namespace's stack, with
+    /// the tc BPF programs of `tests/support/vlan_tag.py`: tagged traffic
+    /// without the 8021q module (which this project's VM lacks) and with
+    /// the device's offloads intact. False (after `cannot_run`) on a kernel
+    /// without cls_bpf or clsact. Runs: ip, python3.
+    pub fn vlan_tag(&self, dev: &str, vid: u16) -> bool {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/vlan_tag.py");
+        let out = self.exec("python3", &[script, dev, &vid.to_string()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        match out.status.code() {
+            Some(0) => true,
+            Some(2) => cannot_run(&format!("802.1Q tags by tc BPF: {}", err.trim())),
+            _ => panic!("vlan_tag.py {dev} {vid} in {} failed: {err}", self.name),
+        }
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         // A test may have deleted it already (to see what that does).
