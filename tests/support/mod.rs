@@ -200,8 +200,9 @@ pub fn run_raw(program: &str, args: &[&str]) -> Output {
 }
 
 /// `run_raw` for clean-up in `Drop`: unchecked (a panic there, during
-/// another one, would abort the test binary), errors printed, not raised.
-fn run_for_cleanup(program: &str, args: &[&str]) -> bool {
+/// another one, would abort the test binary), errors printed, not raised;
+/// returns whether the command succeeded.
+pub fn run_for_cleanup(program: &str, args: &[&str]) -> bool {
     match Command::new(program)
         .args(args)
         .stdin(Stdio::null())
