@@ -420,7 +420,7 @@ fn check_cleaned_up(
 /// The demo with iperf3 installed: three containers, iperf3's transfer.
 #[test]
 fn demo_runs_pings_and_an_iperf3_transfer_and_leaves_nothing_behind() {
-    if !can_run(&["ip", "iperf3"]) {
+    if !can_run(&["ip", "iperf3", "kill"]) {
         return;
     }
     let (netns_before, links_before) = (netns_names(), root_links());
@@ -443,7 +443,7 @@ fn demo_runs_pings_and_an_iperf3_transfer_and_leaves_nothing_behind() {
 /// ip): four containers and its built-in transfer, whose byte counts match.
 #[test]
 fn demo_without_any_tool_on_path_uses_its_built_in_transfer_and_leaves_nothing_behind() {
-    if !can_run(&["ip"]) {
+    if !can_run(&["ip", "kill"]) {
         return;
     }
     let empty = TempDir::new("vxdemo-path-");
