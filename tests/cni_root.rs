@@ -10,7 +10,6 @@ mod support;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -429,10 +428,9 @@ impl Podman {
             format!("root={}", s("runc")),
         ]);
         all.extend(args.iter().map(|a| a.to_string()));
-        Command::new("timeout")
-            .args(&all)
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        support::cmd("timeout", &all)
             .env("CONTAINERS_CONF", d.join("containers.conf"))
-            .stdin(Stdio::null())
             .output()
             .expect("run podman")
     }
@@ -453,7 +451,13 @@ impl Podman {
 impl Drop for Podman {
     fn drop(&mut self) {
         for n in &self.names {
-            let _ = self.cmd(&["rm", "-f", "-t", "0", n]);
+            let out = self.cmd(&["rm", "-f", "-t", "0", n]);
+            if !out.status.success() {
+                eprintln!(
+                    "clean-up: podman rm {n}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
         }
         // cgroupfs leaves the parent (and conmon's) directories: remove
         // them in every v1 controller (and v2's unified tree), deepest first.
@@ -465,13 +469,25 @@ impl Drop for Podman {
             }
             dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
             for d in dirs {
-                let _ = std::fs::remove_dir(d);
+                remove_empty_dir(&d);
             }
         }
         if !self.cni_cache_existed {
-            let _ = std::fs::remove_dir("/var/lib/cni/results");
-            let _ = std::fs::remove_dir("/var/lib/cni");
+            remove_empty_dir(Path::new("/var/lib/cni/results"));
+            remove_empty_dir(Path::new("/var/lib/cni"));
         }
+    }
+}
+
+/// Removes `dir` if it is empty; a failure other than "gone already" or
+/// "not empty" (someone else's files) is printed.
+fn remove_empty_dir(dir: &Path) {
+    use std::io::ErrorKind::{DirectoryNotEmpty, NotFound};
+    match std::fs::remove_dir(dir) {
+        Err(e) if !matches!(e.kind(), NotFound | DirectoryNotEmpty) => {
+            eprintln!("clean-up: remove {}: {e}", dir.display())
+        }
+        _ => {}
     }
 }
 
@@ -501,7 +517,12 @@ fn busybox_rootfs(root: &Path) {
     std::fs::copy(&busybox, bin.join("busybox")).unwrap();
     let list = support::run(busybox.to_str().unwrap(), &["--list"]);
     for applet in list.lines().filter(|a| !a.is_empty() && *a != "busybox") {
-        let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
+        match std::os::unix::fs::symlink("busybox", bin.join(applet)) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                panic!("symlink {applet} -> busybox: {e}")
+            }
+            _ => {}
+        }
     }
 }
 
@@ -518,7 +539,7 @@ fn documented_conflist() -> Value {
 
 #[test]
 fn podman_containers_ping_through_vxswitch_and_rm_runs_del() {
-    if !can_run_with(&["podman", "runc", "busybox", "ip"], &[HOST_LOCAL]) {
+    if !can_run_with(&["podman", "runc", "busybox", "timeout"], &[HOST_LOCAL]) {
         return;
     }
     // The conflist docs/cni.md shows, with this test's socket and a lease

@@ -18,17 +18,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{can_run, run, run_raw, unique, wait_until, Daemon, Netns, TempDir, BIN};
+use support::{run, run_raw, unique, wait_until, Daemon, Netns, TempDir, BIN};
 
 /// The docker client shipped with the engine (Debian: /usr/bin/docker);
-/// another `docker` earlier in PATH may be of another version.
+/// another `docker` earlier in PATH may be of another version. Without
+/// one, the path `ready` reports missing.
 fn docker_bin() -> String {
     ["/usr/bin/docker", "/bin/docker"]
         .iter()
         .find(|p| Path::new(p).is_file())
         .map(|p| p.to_string())
         .or_else(|| support::which("docker").map(|p| p.display().to_string()))
-        .unwrap_or_else(|| "docker".into())
+        .unwrap_or_else(|| "/usr/bin/docker".into())
 }
 
 /// A vxswitch daemon, the plugin, and a private dockerd using it: one
@@ -89,8 +90,8 @@ impl Env {
     fn command(&self, prog: impl AsRef<OsStr>) -> Command {
         match &self.netns {
             Some(ns) => {
-                let mut c = Command::new("nsenter");
-                c.arg(format!("--net=/run/netns/{ns}")).arg("--").arg(prog);
+                let mut c = support::cmd("nsenter", &[&format!("--net=/run/netns/{ns}"), "--"]);
+                c.arg(prog);
                 c
             }
             None => Command::new(prog),
@@ -127,8 +128,10 @@ impl Env {
 
     fn stop_plugin(&mut self) {
         if let Some(mut c) = self.plugin.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+            // Killing fails only for a process that has exited meanwhile;
+            // the wait reaps it either way.
+            c.kill().ok();
+            c.wait().ok();
         }
     }
 
@@ -233,6 +236,14 @@ impl Env {
         run_raw(&docker_bin(), &all)
     }
 
+    /// `docker ARGS` in clean-up: a failure is printed, not raised.
+    fn cleanup_docker(&self, args: &[&str]) {
+        let sock = format!("unix://{}", self.path("docker.sock"));
+        let mut all = vec!["-H", &sock];
+        all.extend_from_slice(args);
+        support::run_for_cleanup(&docker_bin(), &all);
+    }
+
     fn docker(&self, args: &[&str]) -> String {
         let out = self.docker_raw(args);
         assert!(
@@ -307,14 +318,15 @@ impl Env {
             return;
         };
         let pid = child.id().to_string();
-        let _ = run_raw("kill", &["-TERM", &pid]);
+        support::run_for_cleanup("kill", &["-TERM", &pid]);
         let deadline = Instant::now() + Duration::from_secs(30);
         while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
         if child.try_wait().ok().flatten().is_none() {
-            let _ = child.kill();
-            let _ = child.wait();
+            eprintln!("dockerd did not stop within 30 s of SIGTERM: killed");
+            child.kill().ok();
+            child.wait().ok();
         }
         // dockerd's own containerd, if it outlived dockerd.
         for pidfile in [
@@ -324,7 +336,7 @@ impl Env {
             if let Ok(pid) = std::fs::read_to_string(self.root.0.join(pidfile)) {
                 let pid = pid.trim();
                 if !pid.is_empty() && Path::new(&format!("/proc/{pid}")).exists() {
-                    let _ = run_raw("kill", &["-KILL", pid]);
+                    support::run_for_cleanup("kill", &["-KILL", pid]);
                 }
             }
         }
@@ -342,7 +354,7 @@ impl Env {
             .collect();
         points.sort_by_key(|p| std::cmp::Reverse(p.len()));
         for p in points {
-            let _ = run_raw("umount", &["-l", p]);
+            support::run_for_cleanup("umount", &["-l", p]);
         }
     }
 }
@@ -356,13 +368,17 @@ impl Drop for Env {
             if !ids.is_empty() {
                 let mut args = vec!["rm", "-f"];
                 args.extend(ids);
-                let _ = self.docker_raw(&args);
+                self.cleanup_docker(&args);
             }
-            let _ = self.docker_raw(&["network", "prune", "-f"]);
+            self.cleanup_docker(&["network", "prune", "-f"]);
         }
         self.stop_dockerd();
         self.stop_plugin();
-        let _ = std::fs::remove_file(&self.plugin_socket);
+        if let Err(e) = std::fs::remove_file(&self.plugin_socket) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                eprintln!("clean-up: remove {}: {e}", self.plugin_socket.display());
+            }
+        }
         self.unmount_leftovers();
     }
 }
@@ -371,8 +387,13 @@ impl Drop for Env {
 /// on a small CI machine only make both slower.
 static ONE_DOCKERD: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn ready() -> Option<std::sync::MutexGuard<'static, ()>> {
-    if !can_run(&["ip", "dockerd", "docker", "busybox", "containerd", "runc"]) {
+/// The check every test here starts with: root, the engine (dockerd, its
+/// containerd and runc, the docker client), busybox for the image, kill and
+/// umount for the clean-up, and `extra`, what the test runs besides.
+fn ready(extra: &[&str]) -> Option<std::sync::MutexGuard<'static, ()>> {
+    let mut tools = vec!["dockerd", "containerd", "runc", "busybox", "kill", "umount"];
+    tools.extend_from_slice(extra);
+    if !support::can_run_with(&tools, &[&docker_bin()]) {
         return None;
     }
     Some(ONE_DOCKERD.lock().unwrap_or_else(|e| e.into_inner()))
@@ -389,10 +410,15 @@ fn names(v: &serde_json::Value) -> Vec<String> {
 
 #[test]
 fn containers_on_a_vxswitch_network_talk_and_networks_are_isolated() {
-    let Some(_one) = ready() else {
+    let Some(_one) = ready(&["ip", "nsenter"]) else {
         return;
     };
-    let env = Env::start();
+    // A host namespace of the test's own that does not forward, whatever
+    // the machine's setting (a new namespace copies the initial one's),
+    // for the isolation check below. Declared first: dropped after the Env.
+    let host = Netns::new("dkh");
+    host.sysctl("net.ipv4.ip_forward", "0");
+    let env = Env::start_in(Some(&host));
     let app = unique("app");
     let other = unique("other");
     let app_id = env.network(&app, "10.88.0.0/24", &[]);
@@ -516,13 +542,11 @@ fn containers_on_a_vxswitch_network_talk_and_networks_are_isolated() {
     );
     assert!(env.ping(&c1, &ip2), "still connected after the reaper ran");
 
-    // With the host not forwarding (ip_forward 0, as on CI), a container
+    // With the host not forwarding (ip_forward 0, set above), a container
     // on the other network reaches neither c1 directly nor through its
     // gateway. (A host that routes would route between the gateways, as it
     // would between docker0-like bridges: see docs/docker.md.)
-    if std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|f| f.trim() == "0") {
-        assert!(!env.ping(&c3, &ip1), "c3 on another network reached c1");
-    }
+    assert!(!env.ping(&c3, &ip1), "c3 on another network reached c1");
     // L2 isolation: c3, on the other network, takes an address in app's
     // subnet; its ARP requests never reach app, so the ping fails, and its
     // MAC is never learned in app's FDB.
@@ -566,7 +590,7 @@ fn containers_on_a_vxswitch_network_talk_and_networks_are_isolated() {
 
 #[test]
 fn gateway_option_switch_answers_and_none_gives_no_default_route() {
-    let Some(_one) = ready() else {
+    let Some(_one) = ready(&[]) else {
         return;
     };
     let env = Env::start();
@@ -601,7 +625,7 @@ fn gateway_option_switch_answers_and_none_gives_no_default_route() {
 
 #[test]
 fn network_rm_leaves_no_tap_and_no_fdb_entry_and_the_plugin_restarts() {
-    let Some(_one) = ready() else {
+    let Some(_one) = ready(&["ip"]) else {
         return;
     };
     let mut env = Env::start();
@@ -734,7 +758,7 @@ fn network_rm_leaves_no_tap_and_no_fdb_entry_and_the_plugin_restarts() {
 
 #[test]
 fn after_a_daemon_restart_restarted_containers_are_reconnected() {
-    let Some(_one) = ready() else {
+    let Some(_one) = ready(&[]) else {
         return;
     };
     let mut env = Env::start();
@@ -788,7 +812,7 @@ fn after_a_daemon_restart_restarted_containers_are_reconnected() {
 
 #[test]
 fn with_a_state_dir_containers_keep_their_network_over_a_daemon_restart() {
-    let Some(_one) = ready() else {
+    let Some(_one) = ready(&["ip"]) else {
         return;
     };
     // Declared before the Env: dropped after Docker's clean-up.
@@ -862,7 +886,17 @@ struct PersistentTaps(Vec<String>);
 
 impl Drop for PersistentTaps {
     fn drop(&mut self) {
-        let out = run_raw("ip", &["-d", "-o", "link", "show"]);
+        // Unchecked: a panic here, during another one, would abort.
+        let out = match Command::new("ip")
+            .args(["-d", "-o", "link", "show"])
+            .output()
+        {
+            Ok(out) => out,
+            Err(e) => {
+                eprintln!("clean-up: cannot run ip: {e}");
+                return;
+            }
+        };
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             let persistent = line.contains("persist on");
             let ours = self
@@ -872,7 +906,7 @@ impl Drop for PersistentTaps {
             if let (true, true, Some(name)) = (persistent, ours, line.split(": ").nth(1)) {
                 let name = name.split('@').next().unwrap_or(name);
                 eprintln!("removing persistent TAP {name} left by a failed test");
-                run_raw("ip", &["link", "del", name]);
+                support::run_for_cleanup("ip", &["link", "del", name]);
             }
         }
     }
@@ -998,12 +1032,9 @@ fn transfer_exactly(server: (&Env, &str), ip: &str, client: (&Env, &str), kib: u
 
 #[test]
 fn two_docker_hosts_share_a_network_over_vxswitch_vxlan() {
-    let Some(_one) = ready() else {
+    let Some(_one) = ready(&["ip", "ping", "nsenter"]) else {
         return;
     };
-    if !can_run(&["nsenter"]) {
-        return;
-    }
     let hosts = TwoHosts::start(47);
     let (a, b) = (&hosts.a, &hosts.b);
     let a_vtep = format!("{}:4789", hosts.a_ip);

@@ -9,7 +9,6 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::Command;
 use std::time::Duration;
 
 use support::{can_run, link_names, run, wait_until, Daemon, Netns, Proc};
@@ -172,7 +171,7 @@ fn host_gateway_port_reaches_the_host_and_goes_with_the_network() {
 
 #[test]
 fn host_gateway_port_goes_when_the_daemon_stops_and_refuses_taken_names() {
-    if !can_run(&["ip"]) {
+    if !can_run(&["ip", "kill"]) {
         return;
     }
     let host = Netns::new("vxgh");
@@ -539,14 +538,16 @@ fn switch_gateway_works_for_a_daemon_without_capabilities() {
     let sock = dir.0.join("s.sock");
     let log = std::fs::File::create(dir.0.join("log")).unwrap();
     let daemon = Proc(
-        Command::new("ip")
-            .args(["netns", "exec", &host.name, "setpriv", "--inh-caps=-all"])
-            .args(["--ambient-caps=-all", "--bounding-set=-all"])
-            .args([support::BIN, "--socket", sock.to_str().unwrap(), "daemon"])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
+        support::cmd(
+            "ip",
+            &["netns", "exec", &host.name, "setpriv", "--inh-caps=-all"],
+        )
+        .args(["--ambient-caps=-all", "--bounding-set=-all"])
+        .args([support::BIN, "--socket", sock.to_str().unwrap(), "daemon"])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap(),
     );
     let cli = |args: &[&str]| {
         let mut all = vec!["--socket", sock.to_str().unwrap()];

@@ -1,5 +1,5 @@
-//! The real kernel as the judge of software segmentation (needs root; see
-//! `common::require_root` for the skip rule).
+//! The real kernel as the judge of software segmentation (needs root and
+//! the commands each test lists; see `support::can_run` for the skip rule).
 //!
 //! The segments `offload::segment` cuts from TCP and USO super-frames are
 //! written into a plain TAP (no vnet_hdr, so the kernel gets them with
@@ -19,7 +19,6 @@
 //! is segmented and checksummed by us and checked by etherparse, and the
 //! coalescer rebuilds the kernel's own TCP super-frames byte for byte.
 
-mod common;
 mod offload_frames;
 mod support;
 
@@ -29,13 +28,14 @@ use std::time::Duration;
 
 use etherparse::{NetHeaders, PacketHeaders, TransportHeader};
 
-use common::{require_root, wait_until, write_frame, TestNetns};
 use offload_frames::{build, gso_hdr, Spec, TS_OPTS};
+use support::frames::write_frame;
+use support::{can_run, wait_for, Netns};
 use vxswitch::offload::{
     segment, tcp_flags, Coalescer, Push, VnetHdr, GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4,
     VNET_HDR_LEN,
 };
-use vxswitch::ports::{self, netns, TapSpec};
+use vxswitch::ports::{self, TapSpec};
 use vxswitch::wire::MacAddr;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -43,41 +43,6 @@ const WAIT: Duration = Duration::from_secs(5);
 /// addresses are 10.42.0.11 -> 10.42.0.21 and fd00::a -> fd00::b, ports
 /// 40000 -> 5201.
 const TAP_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0b]);
-
-/// One counter of the namespace's /proc/net/snmp ("Tcp", "InSegs") or
-/// /proc/net/snmp6 ("", "Udp6InDatagrams").
-fn counter(ns: &TestNetns, group: &str, name: &str) -> u64 {
-    let file = if group.is_empty() { "snmp6" } else { "snmp" };
-    let text = netns::run_in(&ns.netns, || {
-        std::fs::read_to_string(format!("/proc/thread-self/net/{file}"))
-    })
-    .expect("enter namespace")
-    .expect("read snmp");
-    if group.is_empty() {
-        return text
-            .lines()
-            .find_map(|l| {
-                let mut it = l.split_whitespace();
-                (it.next() == Some(name)).then(|| it.next().unwrap().parse().unwrap())
-            })
-            .unwrap_or_else(|| panic!("{name} not in snmp6"));
-    }
-    let prefix = format!("{group}:");
-    let mut rows = text.lines().filter(|l| l.starts_with(&prefix));
-    let (names, values) = (rows.next().unwrap(), rows.next().unwrap());
-    let i = names
-        .split_whitespace()
-        .position(|n| n == name)
-        .unwrap_or_else(|| panic!("{group}:{name} not in snmp"));
-    values.split_whitespace().nth(i).unwrap().parse().unwrap()
-}
-
-fn sysctl_in(ns: &TestNetns, key: &str, value: &str) {
-    let path = format!("/proc/sys/{}", key.replace('.', "/"));
-    netns::run_in(&ns.netns, || std::fs::write(&path, value))
-        .expect("enter namespace")
-        .unwrap_or_else(|e| panic!("write {path}: {e}"));
-}
 
 /// Segments `spec` at `mss` and writes every segment into the TAP.
 /// Returns the segments' payloads.
@@ -96,14 +61,14 @@ fn send_segments(tap: &ports::Tap, spec: &Spec, mss: u16) -> Vec<Vec<u8>> {
 
 #[test]
 fn kernel_accepts_every_software_segment() {
-    if !require_root("kernel_accepts_every_software_segment") {
+    if !can_run(&["ip"]) {
         return;
     }
-    let ns = TestNetns::new();
+    let ns = Netns::bare("vxt");
     // No DAD: the IPv6 address is usable at once.
-    sysctl_in(&ns, "net.ipv6.conf.default.accept_dad", "0");
+    ns.sysctl("net.ipv6.conf.default.accept_dad", "0");
     let tap = ports::create_tap(&TapSpec {
-        netns: ns.netns.clone(),
+        netns: ns.handle(),
         ifname: "eth0".into(),
         mac: Some(TAP_MAC),
         mtu: Some(9000),
@@ -116,25 +81,24 @@ fn kernel_accepts_every_software_segment() {
         queues: 1,
     })
     .expect("create TAP");
-    wait_until(WAIT, "fd00::b usable", || {
+    wait_for(WAIT, "fd00::b usable", || {
         let out = ns.ip(&["-6", "addr", "show", "dev", "eth0", "tentative"]);
         out.status.success() && out.stdout.is_empty()
     });
-    let (udp4, udp6) = netns::run_in(&ns.netns, || {
+    let (udp4, udp6) = ns.enter(|| {
         (
             UdpSocket::bind("10.42.0.21:5201").expect("bind v4"),
             UdpSocket::bind("[fd00::b]:5201").expect("bind v6"),
         )
-    })
-    .expect("enter namespace");
+    });
     for s in [&udp4, &udp6] {
         s.set_read_timeout(Some(WAIT)).unwrap();
     }
 
-    let tcp_errors = counter(&ns, "Tcp", "InCsumErrors");
-    let udp4_errors = counter(&ns, "Udp", "InCsumErrors");
-    let udp6_errors = counter(&ns, "", "Udp6InCsumErrors");
-    let ip_errors = counter(&ns, "Ip", "InHdrErrors");
+    let tcp_errors = ns.snmp("Tcp", "InCsumErrors");
+    let udp4_errors = ns.snmp("Udp", "InCsumErrors");
+    let udp6_errors = ns.snmp("", "Udp6InCsumErrors");
+    let ip_errors = ns.snmp("Ip", "InHdrErrors");
     let mut buf = vec![0u8; 65536];
     for v6 in [false, true] {
         for vlans in 0..=1 {
@@ -161,7 +125,7 @@ fn kernel_accepts_every_software_segment() {
 
             // TCP with timestamps to a closed port: the kernel verifies the
             // checksum before it looks for a socket.
-            let before = counter(&ns, "Tcp", "InSegs");
+            let before = ns.snmp("Tcp", "InSegs");
             let spec = Spec {
                 v6,
                 vlans,
@@ -173,15 +137,15 @@ fn kernel_accepts_every_software_segment() {
             };
             let sent = send_segments(&tap, &spec, 1448);
             assert_eq!(sent.len(), 7);
-            wait_until(WAIT, "TCP segments counted", || {
-                counter(&ns, "Tcp", "InSegs") >= before + 7
+            wait_for(WAIT, "TCP segments counted", || {
+                ns.snmp("Tcp", "InSegs") >= before + 7
             });
         }
     }
-    assert_eq!(counter(&ns, "Tcp", "InCsumErrors"), tcp_errors, "TCP");
-    assert_eq!(counter(&ns, "Udp", "InCsumErrors"), udp4_errors, "UDP");
-    assert_eq!(counter(&ns, "", "Udp6InCsumErrors"), udp6_errors, "UDPv6");
-    assert_eq!(counter(&ns, "Ip", "InHdrErrors"), ip_errors, "IPv4 header");
+    assert_eq!(ns.snmp("Tcp", "InCsumErrors"), tcp_errors, "TCP");
+    assert_eq!(ns.snmp("Udp", "InCsumErrors"), udp4_errors, "UDP");
+    assert_eq!(ns.snmp("", "Udp6InCsumErrors"), udp6_errors, "UDPv6");
+    assert_eq!(ns.snmp("Ip", "InHdrErrors"), ip_errors, "IPv4 header");
 
     // The witness works: one flipped payload byte is a checksum error.
     for (spec, group, name, before) in [
@@ -198,10 +162,10 @@ fn kernel_accepts_every_software_segment() {
         let last = seg.len() - 1;
         seg[last] ^= 0x55;
         write_frame(&tap.fd, &seg).unwrap();
-        wait_until(
+        wait_for(
             WAIT,
             &format!("a corrupted segment counted in {group}:{name}"),
-            || counter(&ns, group, name) > before,
+            || ns.snmp(group, name) > before,
         );
     }
 }
@@ -242,10 +206,10 @@ fn verified(frame: &[u8]) -> (bool, bool, u32, Vec<u8>) {
 
 #[test]
 fn what_a_vnet_hdr_tap_hands_over_is_segmented_and_coalesced_right() {
-    if !support::can_run(&["ip", "python3", "timeout"]) {
+    if !can_run(&["ip", "python3", "timeout"]) {
         return;
     }
-    let ns = support::Netns::new("vxoff");
+    let ns = Netns::new("vxoff");
     let dir = support::TempDir::new("vxoff");
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),

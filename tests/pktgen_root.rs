@@ -26,15 +26,8 @@ const SIZE: u64 = 64;
 /// DAD), so that with no IPv4 address either the only frames on its links
 /// are pktgen's and the kernel counters can be compared exactly.
 fn quiet(ns: &Netns) {
-    let out = ns.exec(
-        "sysctl",
-        &[
-            "-qw",
-            "net.ipv6.conf.all.disable_ipv6=1",
-            "net.ipv6.conf.default.disable_ipv6=1",
-        ],
-    );
-    assert!(out.status.success(), "sysctl in {}: {out:?}", ns.name);
+    ns.sysctl("net.ipv6.conf.all.disable_ipv6", "1");
+    ns.sysctl("net.ipv6.conf.default.disable_ipv6", "1");
 }
 
 /// `ip -s -j link show DEV` in `ns`: the `stats64` object.
@@ -198,7 +191,7 @@ fn assert_exact(txj: &Value, rxj: &Value, n: u64, flows: u64) {
 
 #[test]
 fn veth_pair_delivers_every_frame_and_agrees_with_kernel_counters() {
-    if !can_run(&["ip", "sysctl"]) {
+    if !can_run(&["ip"]) {
         return;
     }
     let (a, b) = veth_pair();
@@ -347,7 +340,7 @@ fn vxswitch_port_pair_delivers_every_frame_and_counts_them() {
 
 #[test]
 fn ctrl_c_stops_tx_with_a_partial_result_that_rx_accounts_for() {
-    if !can_run(&["ip", "sysctl", "kill"]) {
+    if !can_run(&["ip", "kill"]) {
         return;
     }
     let (a, b) = veth_pair();
@@ -363,8 +356,15 @@ fn ctrl_c_stops_tx_with_a_partial_result_that_rx_accounts_for() {
         .spawn()
         .expect("spawn pktgen tx");
     let mut txp = Proc(child);
-    std::thread::sleep(Duration::from_secs(1));
-    run("kill", &["-INT", &txp.0.id().to_string()]);
+    // Interrupted once it is sending: pg0 has carried some of its frames.
+    let tx0 = counter(&link_stats(&a, "pg0"), "tx", "packets");
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            counter(&link_stats(&a, "pg0"), "tx", "packets") >= tx0 + 1000
+        }),
+        "pktgen tx sent nothing on pg0 within 10 s"
+    );
+    support::signal(txp.0.id(), "INT");
     let stopped = wait_until(Duration::from_secs(5), || {
         txp.0.try_wait().ok().flatten().is_some()
     });
@@ -381,8 +381,8 @@ fn ctrl_c_stops_tx_with_a_partial_result_that_rx_accounts_for() {
     assert_eq!(txj["stop"], "interrupted", "{txj}");
     let n = u(&txj, "frames");
     assert!(
-        n > 0 && n < 200_000,
-        "{n} frames in about 1 s at 20k/s: {txj}"
+        (1000..600_000).contains(&n),
+        "{n} frames before SIGINT, sent at 20k/s for under 30 s: {txj}"
     );
     // The END markers still went out, so rx knows how many to expect.
     let rxj = rx.finish();

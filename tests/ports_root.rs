@@ -1,19 +1,18 @@
-//! Real TAP devices in real network namespaces (needs root; see
-//! `common::require_root` for the skip rule). Each test makes its own
+//! Real TAP devices in real network namespaces (needs root and `ip`; see
+//! `support::can_run` for the skip rule). Each test makes its own
 //! uniquely named namespace, sends traffic only to interfaces it created
 //! there, and checks what a user would see with `ip -j`.
 
-mod common;
+mod support;
 
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
-use common::{
-    arp_request, parse_arp, read_frame_matching, require_root, wait_until, write_frame, TestNetns,
-};
 use serde_json::Value;
+use support::frames::{arp_request, parse_arp, read_frame_matching, write_frame};
+use support::{can_run, wait_for, Netns as TestNetns};
 use vxswitch::ports::{self, link, netns, Netns, PortError, Tap, TapSpec};
 use vxswitch::wire::MacAddr;
 
@@ -23,7 +22,7 @@ const PEER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 
 fn spec(ns: &TestNetns) -> TapSpec {
     TapSpec {
-        netns: ns.netns.clone(),
+        netns: ns.handle(),
         ifname: "eth0".into(),
         mac: Some(MAC),
         mtu: Some(1400),
@@ -51,15 +50,15 @@ fn flags(v: &Value) -> Vec<String> {
 }
 
 fn gone(ns: &TestNetns, ifname: &str) -> bool {
-    !link::link_exists(&ns.netns, ifname).expect("link_exists")
+    !link::link_exists(&ns.handle(), ifname).expect("link_exists")
 }
 
 #[test]
 fn create_tap_configures_what_a_container_expects() {
-    if !require_root("create_tap_configures_what_a_container_expects") {
+    if !can_run(&["ip"]) {
         return;
     }
-    let ns = TestNetns::new();
+    let ns = TestNetns::bare("vxt");
     let tap = ports::create_tap(&spec(&ns)).expect("create_tap");
     assert_eq!(tap.ifname, "eth0");
     assert_eq!(tap.mac, MAC);
@@ -90,21 +89,21 @@ fn create_tap_configures_what_a_container_expects() {
     assert_eq!(r[0]["protocol"], "boot");
 
     // The same facts through the library's own netlink view.
-    let info = link::link_info(&ns.netns, "eth0")
+    let info = link::link_info(&ns.handle(), "eth0")
         .unwrap()
         .expect("eth0 exists");
     assert!(info.is_up());
     assert_eq!(info.kind.as_deref(), Some("tun"));
     let t = info.tun.expect("tun details");
     assert!(t.tap && !t.persist && !t.multi_queue, "{t:?}");
-    let addrs = link::addrs(&ns.netns, "eth0").unwrap();
+    let addrs = link::addrs(&ns.handle(), "eth0").unwrap();
     assert!(
         addrs.contains(&"10.77.0.11/24".parse().unwrap()),
         "{addrs:?}"
     );
 
     drop(tap);
-    wait_until(WAIT, "eth0 to disappear after the fd closed", || {
+    wait_for(WAIT, "eth0 to disappear after the fd closed", || {
         gone(&ns, "eth0")
     });
     assert!(!ns.ip(&["link", "show", "dev", "eth0"]).status.success());
@@ -112,12 +111,12 @@ fn create_tap_configures_what_a_container_expects() {
 
 #[test]
 fn create_tap_defaults_random_mac_and_ipv6() {
-    if !require_root("create_tap_defaults_random_mac_and_ipv6") {
+    if !can_run(&["ip"]) {
         return;
     }
-    let ns = TestNetns::new();
+    let ns = TestNetns::bare("vxt");
     let tap = ports::create_tap(&TapSpec {
-        netns: ns.netns.clone(),
+        netns: ns.handle(),
         ifname: "vxt%d".into(),
         mac: None,
         mtu: None,
@@ -155,14 +154,16 @@ fn create_tap_defaults_random_mac_and_ipv6() {
 
 #[test]
 fn create_tap_in_namespace_of_a_pid() {
-    if !require_root("create_tap_in_namespace_of_a_pid") {
+    if !can_run(&["ip", "sleep"]) {
         return;
     }
-    let ns = TestNetns::new();
+    let ns = TestNetns::bare("vxt");
     let child = ns.spawn(&["sleep", "30"]);
     let pid = child.0.id();
-    let want = std::fs::metadata(ns.netns.path().unwrap()).unwrap().ino();
-    wait_until(WAIT, "the child to enter the namespace", || {
+    let want = std::fs::metadata(ns.handle().path().unwrap())
+        .unwrap()
+        .ino();
+    wait_for(WAIT, "the child to enter the namespace", || {
         std::fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|m| m.ino() == want)
     });
     let mut s = spec(&ns);
@@ -174,10 +175,10 @@ fn create_tap_in_namespace_of_a_pid() {
 
 #[test]
 fn create_tap_refuses_a_taken_name_and_leaves_it_alone() {
-    if !require_root("create_tap_refuses_a_taken_name_and_leaves_it_alone") {
+    if !can_run(&["ip"]) {
         return;
     }
-    let ns = TestNetns::new();
+    let ns = TestNetns::bare("vxt");
     // (This kernel has no dummy driver; a veth is as good a bystander.)
     ns.ip_ok(&[
         "link", "add", "eth0", "type", "veth", "peer", "name", "vxpeer0",
@@ -190,7 +191,7 @@ fn create_tap_refuses_a_taken_name_and_leaves_it_alone() {
         }
         other => panic!("expected CreateTap, got {other}"),
     }
-    let info = link::link_info(&ns.netns, "eth0")
+    let info = link::link_info(&ns.handle(), "eth0")
         .unwrap()
         .expect("veth still there");
     assert_eq!(info.kind.as_deref(), Some("veth"));
@@ -219,17 +220,17 @@ fn assert_fails_cleanly(ns: &TestNetns, s: TapSpec, want_step: &str, want_detail
         )),
         "{msg}"
     );
-    wait_until(WAIT, "the half-configured TAP to disappear", || {
+    wait_for(WAIT, "the half-configured TAP to disappear", || {
         gone(ns, "eth0")
     });
 }
 
 #[test]
 fn failed_configuration_leaves_no_tap_behind() {
-    if !require_root("failed_configuration_leaves_no_tap_behind") {
+    if !can_run(&["ip"]) {
         return;
     }
-    let ns = TestNetns::new();
+    let ns = TestNetns::bare("vxt");
     let mut s = spec(&ns);
     s.gateway = Some("10.99.0.1".parse().unwrap()); // not on 10.77.0.0/24
     assert_fails_cleanly(&ns, s, "add default route via", "10.99.0.1");
@@ -249,10 +250,10 @@ fn failed_configuration_leaves_no_tap_behind() {
 
 #[test]
 fn frames_flow_both_ways_through_the_fd() {
-    if !require_root("frames_flow_both_ways_through_the_fd") {
+    if !can_run(&["ip", "ping"]) {
         return;
     }
-    let ns = TestNetns::new();
+    let ns = TestNetns::bare("vxt");
     let tap = ports::create_tap(&spec(&ns)).expect("create_tap");
     let rx_packets = || {
         ns.ip_json(&["-s", "link", "show", "dev", "eth0"])[0]["stats64"]["rx"]["packets"].as_u64()
@@ -268,7 +269,7 @@ fn frames_flow_both_ways_through_the_fd() {
     .expect("ARP reply from the namespace");
     assert_eq!(&reply[0..6], &PEER_MAC, "reply goes back to the asker");
     assert_eq!(&reply[6..12], MAC.as_bytes());
-    wait_until(WAIT, "rx_packets to count our frame", || {
+    wait_for(WAIT, "rx_packets to count our frame", || {
         rx_packets().is_some_and(|n| n > before)
     });
 
@@ -286,10 +287,10 @@ fn frames_flow_both_ways_through_the_fd() {
 /// the fd reports an error and every read/write fails with EBADFD.
 #[test]
 fn deleted_link_makes_the_fd_fail_with_ebadfd() {
-    if !require_root("deleted_link_makes_the_fd_fail_with_ebadfd") {
+    if !can_run(&["ip"]) {
         return;
     }
-    let ns = TestNetns::new();
+    let ns = TestNetns::bare("vxt");
     let tap = ports::create_tap(&spec(&ns)).expect("create_tap");
     let mut poll = mio::Poll::new().unwrap();
     let raw = tap.fd.as_raw_fd();
@@ -334,13 +335,13 @@ fn deleted_link_makes_the_fd_fail_with_ebadfd() {
 /// namespace alive and the device keeps working until the fd is closed.
 #[test]
 fn deleted_namespace_keeps_the_tap_alive() {
-    if !require_root("deleted_namespace_keeps_the_tap_alive") {
+    if !can_run(&["ip"]) {
         return;
     }
-    let ns = TestNetns::new();
+    let ns = TestNetns::bare("vxt");
     let tap = ports::create_tap(&spec(&ns)).expect("create_tap");
     netns::delete_named(&ns.name).expect("delete namespace");
-    assert!(!ns.netns.path().unwrap().exists());
+    assert!(!ns.handle().path().unwrap().exists());
     let req = arp_request(PEER_MAC, [10, 77, 0, 1], [10, 77, 0, 11]);
     write_frame(&tap.fd, &req).expect("write after the namespace was deleted");
     read_frame_matching(&tap.fd, WAIT, |f| parse_arp(f).is_some_and(|a| a.op == 2))
@@ -351,15 +352,16 @@ fn deleted_namespace_keeps_the_tap_alive() {
 /// thread in it (the daemon's own namespace, as far as the call knows).
 fn attach_in(ns: &TestNetns, name: &str) -> Result<Tap, PortError> {
     let name = name.to_string();
-    netns::run_in(&ns.netns, move || ports::attach_existing(&name, false)).expect("enter namespace")
+    netns::run_in(&ns.handle(), move || ports::attach_existing(&name, false))
+        .expect("enter namespace")
 }
 
 #[test]
 fn attach_existing_opens_a_persistent_tap_and_leaves_it() {
-    if !require_root("attach_existing_opens_a_persistent_tap_and_leaves_it") {
+    if !can_run(&["ip"]) {
         return;
     }
-    let ns = TestNetns::new();
+    let ns = TestNetns::bare("vxt");
     ns.ip_ok(&[
         "tuntap", "add", "dev", "vxp0", "mode", "tap", "user", "65534",
     ]);
@@ -390,7 +392,7 @@ fn attach_existing_opens_a_persistent_tap_and_leaves_it() {
     assert!(e.to_string().contains("already attached"), "{e}");
 
     drop(tap);
-    let info = link::link_info(&ns.netns, "vxp0")
+    let info = link::link_info(&ns.handle(), "vxp0")
         .unwrap()
         .expect("vxp0 survives the fd");
     assert!(info
@@ -402,10 +404,10 @@ fn attach_existing_opens_a_persistent_tap_and_leaves_it() {
 
 #[test]
 fn attach_existing_explains_missing_and_non_tap_devices() {
-    if !require_root("attach_existing_explains_missing_and_non_tap_devices") {
+    if !can_run(&["ip"]) {
         return;
     }
-    let ns = TestNetns::new();
+    let ns = TestNetns::bare("vxt");
     let e = attach_in(&ns, "nosuch0").unwrap_err();
     let msg = e.to_string();
     assert!(
@@ -434,18 +436,14 @@ fn attach_existing_explains_missing_and_non_tap_devices() {
 
 #[test]
 fn named_namespaces_are_interchangeable_with_ip_netns() {
-    if !require_root("named_namespaces_are_interchangeable_with_ip_netns") {
+    if !can_run(&["ip"]) {
         return;
     }
-    let ns = TestNetns::new();
-    let listed = String::from_utf8_lossy(
-        &std::process::Command::new("ip")
-            .args(["netns", "list"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .into_owned();
+    // Made by the library; `ip netns` must see it as one of its own.
+    let name = support::unique("vxt");
+    netns::create_named(&name).unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
+    let ns = TestNetns::adopt(&name);
+    let listed = support::run("ip", &["netns", "list"]);
     assert!(
         listed
             .lines()
@@ -458,8 +456,10 @@ fn named_namespaces_are_interchangeable_with_ip_netns() {
     assert_eq!(e.raw_os_error(), Some(libc::EEXIST), "{e}");
 
     // run_in's thread really is inside: its namespace is the file's.
-    let want = std::fs::metadata(ns.netns.path().unwrap()).unwrap().ino();
-    let inside = netns::run_in(&ns.netns, || {
+    let want = std::fs::metadata(ns.handle().path().unwrap())
+        .unwrap()
+        .ino();
+    let inside = netns::run_in(&ns.handle(), || {
         std::fs::metadata("/proc/thread-self/ns/net").map(|m| m.ino())
     })
     .unwrap()
@@ -469,14 +469,7 @@ fn named_namespaces_are_interchangeable_with_ip_netns() {
     assert_ne!(outside, want, "the caller's thread never moves");
 
     netns::delete_named(&ns.name).expect("delete");
-    let listed = String::from_utf8_lossy(
-        &std::process::Command::new("ip")
-            .args(["netns", "list"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .into_owned();
+    let listed = support::run("ip", &["netns", "list"]);
     // Compare whole names: `vxt-PID-1` is a prefix of `vxt-PID-10`.
     assert!(
         !listed
@@ -490,7 +483,7 @@ fn named_namespaces_are_interchangeable_with_ip_netns() {
 
 #[test]
 fn entering_a_non_namespace_file_is_a_clear_error() {
-    if !require_root("entering_a_non_namespace_file_is_a_clear_error") {
+    if !can_run(&[]) {
         return;
     }
     let e = netns::run_in(&Netns::Path("/proc/self/status".into()), || ()).unwrap_err();
@@ -529,16 +522,18 @@ fn helper_attach_without_capabilities() {
 /// TAP owner check applies), and returns its output.
 fn attach_without_caps(ns: &TestNetns, name: &str) -> String {
     let exe = std::env::current_exe().expect("test binary path");
-    let out = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns.name,
-            "setpriv",
-            "--inh-caps=-all",
-            "--ambient-caps=-all",
-        ])
-        .args(["--bounding-set=-all", "--no-new-privs", "--"])
+    let setpriv = [
+        "netns",
+        "exec",
+        &ns.name,
+        "setpriv",
+        "--inh-caps=-all",
+        "--ambient-caps=-all",
+        "--bounding-set=-all",
+        "--no-new-privs",
+        "--",
+    ];
+    let out = support::cmd("ip", &setpriv)
         .arg(exe)
         .args([
             "--exact",
@@ -559,10 +554,10 @@ fn attach_without_caps(ns: &TestNetns, name: &str) -> String {
 
 #[test]
 fn attach_existing_needs_no_capability_when_owned() {
-    if !require_root("attach_existing_needs_no_capability_when_owned") {
+    if !can_run(&["ip", "setpriv"]) {
         return;
     }
-    let ns = TestNetns::new();
+    let ns = TestNetns::bare("vxt");
     ns.ip_ok(&[
         "tuntap", "add", "dev", "vxmine0", "mode", "tap", "user", "0",
     ]);

@@ -34,6 +34,19 @@ fn ports(d: &Daemon) -> Vec<(String, String, String, String)> {
     v
 }
 
+/// The `tun` details of `eth0` in `ns` (`ip -d -j link`): multi_queue,
+/// numqueues (queues a process holds open), persist.
+fn tun_of(ns: &Netns) -> serde_json::Value {
+    let link = ns.ip_json(&["-d", "link", "show", "dev", "eth0"]);
+    let info = &link[0]["linkinfo"];
+    assert_eq!(
+        info["info_kind"], "tun",
+        "eth0 in {} is no TAP: {link}",
+        ns.name
+    );
+    info["info_data"].clone()
+}
+
 fn sandbox(ns: &Netns) -> Sandbox {
     Sandbox::Path(ns.path().into())
 }
@@ -49,7 +62,7 @@ fn expect(s: &mut TcpStream, want: &[u8], what: &str) {
 
 #[test]
 fn containers_keep_taps_macs_and_tcp_over_a_restart() {
-    if !can_run(&["ip", "ping"]) {
+    if !can_run(&["ip", "ping", "kill"]) {
         return;
     }
     let (c1, c2) = (Netns::new("vxr"), Netns::new("vxr"));
@@ -82,6 +95,17 @@ fn containers_keep_taps_macs_and_tcp_over_a_restart() {
         "c1 cannot ping c2 before the restart\n{}",
         first.log()
     );
+    // Two workers: each TAP has two queues, and is persistent (it must
+    // outlive the daemon).
+    for c in [&c1, &c2] {
+        let t = tun_of(c);
+        assert_eq!(
+            (&t["multi_queue"], &t["numqueues"], &t["persist"]),
+            (&true.into(), &2.into(), &true.into()),
+            "eth0 in {} with 2 workers: {t}",
+            c.name
+        );
+    }
     let before_ports = ports(&first);
     let before_nets = first.json(&["network", "ls"]);
     // The state file names both ports and the static entry.
@@ -123,6 +147,13 @@ fn containers_keep_taps_macs_and_tcp_over_a_restart() {
             "eth0 gone from {} after the stop: {links:?}",
             c.name
         );
+        // Left with no queue open: nothing holds the old daemon's fds.
+        assert_eq!(
+            tun_of(c)["numqueues"],
+            0,
+            "eth0 in {} after the stop",
+            c.name
+        );
     }
 
     // Sent while nothing switches: lost on the wire, retransmitted by TCP.
@@ -136,6 +167,16 @@ fn containers_keep_taps_macs_and_tcp_over_a_restart() {
         second.log()
     );
     assert_eq!(ports(&second), before_ports, "{}", second.log());
+    // One worker now: the same multi-queue TAPs, one queue each.
+    for c in [&c1, &c2] {
+        let t = tun_of(c);
+        assert_eq!(
+            (&t["multi_queue"], &t["numqueues"]),
+            (&true.into(), &1.into()),
+            "eth0 in {} after a restart with 1 worker: {t}",
+            c.name
+        );
+    }
     let after_nets = second.json(&["network", "ls"]);
     assert_eq!(after_nets, before_nets);
     let fdb = second.cli(&["fdb", "show", "--network", "red"]);
@@ -182,7 +223,7 @@ fn containers_keep_taps_macs_and_tcp_over_a_restart() {
 
 #[test]
 fn a_port_whose_namespace_went_away_is_dropped_and_reported() {
-    if !can_run(&["ip", "ping"]) {
+    if !can_run(&["ip", "ping", "kill"]) {
         return;
     }
     let (keep, lose) = (Netns::new("vxr"), Netns::new("vxr"));
@@ -238,7 +279,7 @@ fn a_port_whose_namespace_went_away_is_dropped_and_reported() {
 
 #[test]
 fn a_corrupt_state_file_stops_the_start_naming_the_file() {
-    if !can_run(&["ip"]) {
+    if !can_run(&[]) {
         return;
     }
     let state = TempDir::new("vxsw-state-");
@@ -260,7 +301,7 @@ fn a_corrupt_state_file_stops_the_start_naming_the_file() {
 
 #[test]
 fn without_a_state_dir_a_stop_still_deletes_the_taps() {
-    if !can_run(&["ip"]) {
+    if !can_run(&["ip", "kill"]) {
         return;
     }
     let c = Netns::new("vxr");
@@ -284,7 +325,7 @@ fn cni(plugin: &Path, cmd: &str, env: &[(&str, &str)], conf: &str) -> (bool, Str
 #[test]
 fn cni_check_and_del_work_on_a_restored_port() {
     const HOST_LOCAL: &str = "/usr/lib/cni/host-local";
-    if !support::can_run_with(&["ip", "ping"], &[HOST_LOCAL]) {
+    if !support::can_run_with(&["ip", "kill"], &[HOST_LOCAL]) {
         return;
     }
     let bin = TempDir::new("vxcni-bin-");
@@ -337,7 +378,7 @@ fn cni_check_and_del_work_on_a_restored_port() {
 
 #[test]
 fn two_daemons_cannot_share_a_state_dir() {
-    if !can_run(&["ip"]) {
+    if !can_run(&["kill"]) {
         return;
     }
     let state = TempDir::new("vxsw-state-");

@@ -25,7 +25,7 @@ mod support;
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -37,35 +37,25 @@ const USER: &str = "65534";
 /// toolchain shim under /root (which uid 65534 cannot read).
 const SYSTEM_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 
-fn in_system_path(tool: &str) -> Option<PathBuf> {
-    SYSTEM_PATH
-        .split(':')
-        .map(|d| Path::new(d).join(tool))
-        .find(|p| p.is_file())
-}
-
-/// Root, the tools, and python3 where the unprivileged user finds it.
+/// Root, and every command the lab runs where it runs them: on
+/// [`SYSTEM_PATH`], the only `PATH` the lab's commands get.
 fn lab_can_run() -> bool {
     let tools = [
-        "ip", "ping", "setpriv", "unshare", "nsenter", "mknod", "mount", "chown", "timeout",
+        "unshare", "sh", "mount", "mknod", "setpriv", "sleep", "nsenter", "chown", "kill", "ip",
+        "ping", "python3", "timeout",
     ];
-    let python = in_system_path("python3")
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "/usr/bin/python3".to_string());
-    if !support::can_run_with(&tools, &[&python]) {
+    if !support::can_run_on(SYSTEM_PATH, &tools, &[]) {
         return false;
     }
     // A character device, which can_run_with's file check would refuse.
-    if !Path::new("/dev/net/tun").exists() {
-        let msg = "needs /dev/net/tun (modprobe tun)";
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "CI=true and this test cannot run: {msg}"
-        );
-        eprintln!("SKIPPED: {msg}");
-        return false;
-    }
-    true
+    Path::new("/dev/net/tun").exists() || support::cannot_run("needs /dev/net/tun (modprobe tun)")
+}
+
+/// `program ARGS` with [`SYSTEM_PATH`] as its whole environment.
+fn system_command(program: &str, args: &[&str]) -> Command {
+    let mut c = support::cmd(program, args);
+    c.env_clear().env("PATH", SYSTEM_PATH);
+    c
 }
 
 /// The user's lab: a private mount namespace with a tun node of the given
@@ -96,8 +86,8 @@ impl Lab {
         fs::copy(BIN, &bin).unwrap();
         fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
         fs::set_permissions(&dir.0, fs::Permissions::from_mode(0o755)).unwrap();
-        let chown = Command::new("chown")
-            .args(["-R", &format!("{USER}:{USER}"), dir.0.to_str().unwrap()])
+        let owner = format!("{USER}:{USER}");
+        let chown = system_command("chown", &["-R", &owner, dir.0.to_str().unwrap()])
             .status()
             .unwrap();
         assert!(chown.success(), "chown {}", dir.0.display());
@@ -111,13 +101,10 @@ impl Lab {
                       exec setpriv --reuid=\"$3\" --regid=\"$3\" --clear-groups \
                       unshare --user --map-root-user --net sleep infinity";
         let log = fs::File::create(dir.0.join("holder.log")).unwrap();
+        let argv = ["--mount", "--propagation", "private", "sh", "-c", script];
         let holder = Proc(
-            Command::new("unshare")
-                .args(["--mount", "--propagation", "private", "sh", "-c", script])
+            system_command("unshare", &argv)
                 .args(["sh", dev.to_str().unwrap(), tun_mode, USER])
-                .env_clear()
-                .env("PATH", SYSTEM_PATH)
-                .stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
                 .stderr(log)
                 .spawn()
@@ -158,29 +145,26 @@ impl Lab {
     fn command(&self, net_pid: u32, cmd: &[&str]) -> Command {
         let holder = self.holder.0.id().to_string();
         let net = net_pid.to_string();
-        let mut c = Command::new("nsenter");
-        c.args(["--target", &holder, "--mount", "--"])
-            .args([
-                "setpriv",
-                "--reuid",
-                USER,
-                "--regid",
-                USER,
-                "--clear-groups",
-            ])
-            .args([
-                "nsenter",
-                "--target",
-                &holder,
-                "--user",
-                "--preserve-credentials",
-            ])
-            .args(["nsenter", "--target", &net, "--net", "--"])
-            .args(cmd)
-            .env_clear()
-            .env("PATH", SYSTEM_PATH)
-            .env("HOME", &self.dir.0)
-            .stdin(Stdio::null());
+        let mut argv = vec!["--target", &holder, "--mount", "--"];
+        argv.extend([
+            "setpriv",
+            "--reuid",
+            USER,
+            "--regid",
+            USER,
+            "--clear-groups",
+        ]);
+        argv.extend([
+            "nsenter",
+            "--target",
+            &holder,
+            "--user",
+            "--preserve-credentials",
+        ]);
+        argv.extend(["nsenter", "--target", &net, "--net", "--"]);
+        argv.extend_from_slice(cmd);
+        let mut c = system_command("nsenter", &argv);
+        c.env("HOME", &self.dir.0);
         c
     }
 
@@ -302,7 +286,8 @@ impl Lab {
     /// Sends SIGTERM to `procs[i]` and waits (at most 10 s) for its exit.
     fn terminate(&mut self, i: usize) -> std::process::ExitStatus {
         let pid = self.procs[i].0.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let kill = system_command("kill", &["-TERM", &pid]).status().unwrap();
+        assert!(kill.success(), "kill -TERM {pid}: {kill}");
         let child = &mut self.procs[i].0;
         let mut status = None;
         let done = wait_until(Duration::from_secs(10), || {

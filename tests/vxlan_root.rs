@@ -25,6 +25,9 @@ const VNI2: u32 = 4343;
 const UL: &str = "ul0";
 /// Bound for a first ping across the overlay (ARP, flooding, learning).
 const FIRST_PING: Duration = Duration::from_secs(10);
+/// Inner flows in the outer-source-port test: as many as the default pool
+/// has ports.
+const FLOWS: u16 = 32;
 
 // ---------------------------------------------------------------------------
 // Topology
@@ -79,16 +82,8 @@ fn underlay(x: u8, family: Family) -> Underlay {
 /// the per-port counters stay still between the test's actions.
 fn quiet_container() -> Netns {
     let c = Netns::new("vxc");
-    let out = c.exec(
-        "sysctl",
-        &[
-            "-q",
-            "-w",
-            "net.ipv6.conf.all.disable_ipv6=1",
-            "net.ipv6.conf.default.disable_ipv6=1",
-        ],
-    );
-    assert!(out.status.success(), "sysctl in {}: {out:?}", c.name);
+    c.sysctl("net.ipv6.conf.all.disable_ipv6", "1");
+    c.sysctl("net.ipv6.conf.default.disable_ipv6", "1");
     c
 }
 
@@ -315,20 +310,6 @@ fn mtu(ns: &Netns, dev: &str) -> u32 {
     v[0]["mtu"].as_u64().unwrap_or_else(|| panic!("{out}")) as u32
 }
 
-/// One counter of `/proc/net/snmp` (e.g. "Ip", "FragCreates") inside `ns`.
-fn snmp(ns: &Netns, group: &str, name: &str) -> u64 {
-    let out = ns.exec("cat", &["/proc/net/snmp"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let prefix = format!("{group}:");
-    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(&prefix)).collect();
-    let (names, values) = (lines[0], lines[1]);
-    let i = names
-        .split_whitespace()
-        .position(|n| n == name)
-        .unwrap_or_else(|| panic!("no {group} {name} in /proc/net/snmp"));
-    values.split_whitespace().nth(i).unwrap().parse().unwrap()
-}
-
 /// The inner frame of an injected datagram: a broadcast ARP request from
 /// `mac`/`ip` asking who has `target`.
 struct Arp<'a> {
@@ -387,7 +368,7 @@ for port in range(first, first + n):
 
 #[test]
 fn two_hosts_one_vni_all_ping_and_transfer_and_a_second_vni_is_isolated() {
-    if !can_run(&["ip", "ping", "iperf3", "sysctl", "timeout"]) {
+    if !can_run(&["ip", "ping", "iperf3", "timeout"]) {
         return;
     }
     let u = underlay(1, Family::V4);
@@ -534,9 +515,7 @@ fn two_hosts_one_vni_all_ping_and_transfer_and_a_second_vni_is_isolated() {
 
 #[test]
 fn interop_with_the_kernel_vxlan_device_both_ways() {
-    if !can_run(&[
-        "ip", "ping", "iperf3", "bridge", "sysctl", "timeout", "ethtool",
-    ]) {
+    if !can_run(&["ip", "ping", "iperf3", "timeout", "bridge", "ethtool"]) {
         return;
     }
     let u = underlay(2, Family::V4);
@@ -590,7 +569,7 @@ fn interop_with_the_kernel_vxlan_device_both_ways() {
 
 #[test]
 fn two_hosts_ping_over_an_ipv6_only_underlay() {
-    if !can_run(&["ip", "ping", "sysctl"]) {
+    if !can_run(&["ip", "ping"]) {
         return;
     }
     let u = underlay(3, Family::V6);
@@ -645,7 +624,7 @@ fn two_hosts_ping_over_an_ipv6_only_underlay() {
 
 #[test]
 fn a_frame_from_a_non_vtep_address_is_dropped_and_counted() {
-    if !can_run(&["ip", "ping", "python3", "sysctl"]) {
+    if !can_run(&["ip", "ping", "python3"]) {
         return;
     }
     let u = underlay(4, Family::V4);
@@ -711,7 +690,7 @@ fn a_frame_from_a_non_vtep_address_is_dropped_and_counted() {
 
 #[test]
 fn tshark_decodes_the_underlay_as_vxlan_with_per_flow_source_ports() {
-    if !can_run(&["ip", "ping", "tshark", "python3", "sysctl", "ethtool"]) {
+    if !can_run(&["ip", "ping", "tshark", "kill", "python3", "ethtool"]) {
         return;
     }
     let u = underlay(5, Family::V4);
@@ -740,12 +719,14 @@ fn tshark_decodes_the_underlay_as_vxlan_with_per_flow_source_ports() {
     );
     let mut cap = Capture::start(&u.a, UL, &u.b_ip);
     assert!(a1.ns.ping_within(&b1.ip, FIRST_PING), "a1 cannot ping b1");
-    // Eight inner flows (UDP from eight source ports), three datagrams each.
-    udp_flows(&a1.ns, &b1.ip, 40000, 8, 3);
+    // FLOWS inner flows (UDP from as many source ports), three datagrams
+    // each, before and again after the TCP transfer below.
+    udp_flows(&a1.ns, &b1.ip, 40000, FLOWS, 3);
     // a1's TAP hands daemon A 64 KiB TCP super-frames; what leaves on the
     // underlay is the daemon's software segmentation, and b1's ACKs had
     // their partial checksums completed by daemon B.
     support::exact_transfer(&a1.ns, &b1.ns, &b1.ip, 2 << 20);
+    udp_flows(&a1.ns, &b1.ip, 40000, FLOWS, 3);
     cap.stop();
     cap.assert_tcp_checksums_good(
         "vxlan && tcp",
@@ -775,9 +756,23 @@ fn tshark_decodes_the_underlay_as_vxlan_with_per_flow_source_ports() {
             && r[2] == outer_inner_dst),
         "no echo request from a1 to b1 inside VXLAN: {echo:?}"
     );
-    // Outer source port per inner flow: one each, not all the same.
+    // Outer source ports (docs/vxlan.md, "Outer source ports"): the port
+    // is a function of the inner flow, so each flow keeps one port for
+    // all its packets, before and after other traffic; and flows spread
+    // over the pool of ports that `stats` lists.
+    let pool: BTreeSet<String> = a.stats()["vxlan"]["source_ports"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no vxlan.source_ports in {}", a.stats()))
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(
+        pool.len(),
+        32,
+        "the default range gives a pool of 32: {pool:?}"
+    );
     let udp = cap.rows("vxlan && udp.dstport == 9 && !icmp", &["udp.srcport"]);
-    let mut by_flow: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut by_flow: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for r in &udp {
         let (outer, inner) = r[0]
             .split_once(',')
@@ -785,30 +780,61 @@ fn tshark_decodes_the_underlay_as_vxlan_with_per_flow_source_ports() {
         by_flow
             .entry(inner.to_string())
             .or_default()
-            .insert(outer.to_string());
+            .push(outer.to_string());
     }
     assert_eq!(
         by_flow.len(),
-        8,
-        "not all eight flows captured: {by_flow:?}"
+        usize::from(FLOWS),
+        "not all {FLOWS} flows captured: {by_flow:?}"
     );
     for (inner, outer) in &by_flow {
+        assert_eq!(outer.len(), 6, "flow from port {inner}: {outer:?}");
+        let ports: BTreeSet<&String> = outer.iter().collect();
         assert_eq!(
-            outer.len(),
+            ports.len(),
             1,
-            "flow from port {inner} used outer ports {outer:?}"
+            "flow from port {inner} used outer ports {ports:?}"
+        );
+        assert!(
+            pool.contains(&outer[0]),
+            "flow from port {inner} left from {}, not a pool port {pool:?}",
+            outer[0]
         );
     }
-    let distinct: BTreeSet<&String> = by_flow.values().flatten().collect();
+    // A hash that spreads 32 flows uniformly over 32 ports uses 20 of them
+    // on average; fewer than 14 happens with probability below 1e-4. A
+    // choice among a few ports, or one port for all, stays far below.
+    let distinct: BTreeSet<&String> = by_flow.values().map(|o| &o[0]).collect();
+    eprintln!(
+        "{FLOWS} inner flows left from {} of the {} pool ports",
+        distinct.len(),
+        pool.len()
+    );
     assert!(
-        distinct.len() >= 2,
-        "eight inner flows all used outer source port {distinct:?}"
+        distinct.len() >= 14,
+        "{FLOWS} inner flows used only {} outer source ports: {distinct:?}",
+        distinct.len()
+    );
+    // The TCP stream from a1 is one flow too: one outer port throughout.
+    let tcp = cap.rows(
+        &format!(
+            "vxlan && tcp && ip.src == {} && ip.src == {}",
+            u.a_ip, a1.ip
+        ),
+        &["udp.srcport"],
+    );
+    let ports: BTreeSet<&String> = tcp.iter().map(|r| &r[0]).collect();
+    assert_eq!(
+        ports.len(),
+        1,
+        "a1's TCP stream ({} datagrams) left from outer ports {ports:?}",
+        tcp.len()
     );
 }
 
 #[test]
 fn a_frame_too_large_for_the_underlay_is_dropped_and_counted_never_fragmented() {
-    if !can_run(&["ip", "ping", "sysctl"]) {
+    if !can_run(&["ip", "ping"]) {
         return;
     }
     let u = underlay(6, Family::V4);
@@ -851,10 +877,7 @@ fn a_frame_too_large_for_the_underlay_is_dropped_and_counted_never_fragmented() 
     let vtep_b = format!("{}:4789", u.b_ip);
     let oversize = || a.vtep_stat(&vtep_b, "drops.oversize");
     let before = oversize();
-    let (frags, reasm) = (
-        snmp(&u.a, "Ip", "FragCreates"),
-        snmp(&u.b, "Ip", "ReasmReqds"),
-    );
+    let (frags, reasm) = (u.a.snmp("Ip", "FragCreates"), u.b.snmp("Ip", "ReasmReqds"));
     // One byte more does not cross (one echo request only: were the switch
     // to answer with "fragmentation needed", a1 would not even send a
     // second, larger one)...
@@ -870,12 +893,8 @@ fn a_frame_too_large_for_the_underlay_is_dropped_and_counted_never_fragmented() 
     );
     assert_eq!(oversize(), before + 1, "{}", a.vtep(&vtep_b));
     // ...and nothing was fragmented on the underlay.
-    assert_eq!(snmp(&u.a, "Ip", "FragCreates"), frags, "host A fragmented");
-    assert_eq!(
-        snmp(&u.b, "Ip", "ReasmReqds"),
-        reasm,
-        "host B got fragments"
-    );
+    assert_eq!(u.a.snmp("Ip", "FragCreates"), frags, "host A fragmented");
+    assert_eq!(u.b.snmp("Ip", "ReasmReqds"), reasm, "host B got fragments");
 }
 
 /// Sends `n` VXLAN-sized datagrams from `src_ip` to `dst_ip`:4789 as fast
@@ -896,7 +915,7 @@ for _ in range(n):
 
 #[test]
 fn datagrams_the_kernel_drops_on_a_full_socket_are_counted() {
-    if !can_run(&["ip", "python3", "sysctl", "kill"]) {
+    if !can_run(&["ip", "ping", "python3", "kill"]) {
         return;
     }
     let u = underlay(7, Family::V4);
@@ -905,10 +924,10 @@ fn datagrams_the_kernel_drops_on_a_full_socket_are_counted() {
     assert_eq!(a.vxlan_drops("socket_overflow"), 0);
     // A stopped daemon reads nothing: 20 000 datagrams (28 MB) overflow
     // even a 4 MiB receive buffer.
-    let pid = a.daemon.child.id().to_string();
-    run("kill", &["-STOP", &pid]);
+    let pid = a.daemon.child.id();
+    support::signal(pid, "STOP");
     udp_burst(&u.b, &u.b_ip, &u.a_ip, 20_000);
-    run("kill", &["-CONT", &pid]);
+    support::signal(pid, "CONT");
     // The count arrives with the next datagram read after the drops.
     let counted = wait_until(Duration::from_secs(10), || {
         udp_burst(&u.b, &u.b_ip, &u.a_ip, 1);
@@ -931,7 +950,7 @@ fn datagrams_the_kernel_drops_on_a_full_socket_are_counted() {
 
 #[test]
 fn datagrams_of_mixed_sizes_leave_together_and_all_arrive_in_order() {
-    if !can_run(&["ip", "ping", "python3", "sysctl"]) {
+    if !can_run(&["ip", "ping", "python3"]) {
         return;
     }
     // Small datagrams of different sizes cannot share a UDP_SEGMENT run;
@@ -979,19 +998,18 @@ for seq in range(n):
     s.sendto(seq.to_bytes(4, "big") + bytes([seq % 251]) * (size - 4), (dst, 7000))
 "#;
     let count = COUNT.to_string();
-    let mut rx = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &b1.ns.name,
-            "python3",
-            "-c",
-            RECV,
-            &count,
-            SIZES,
-        ])
+    let recv = [
+        "netns",
+        "exec",
+        &b1.ns.name,
+        "python3",
+        "-c",
+        RECV,
+        &count,
+        SIZES,
+    ];
+    let mut rx = support::cmd("ip", &recv)
         .stdout(std::process::Stdio::piped())
-        .stdin(std::process::Stdio::null())
         .spawn()
         .expect("spawn the receiver");
     let stdout = rx.stdout.take().unwrap();

@@ -1,13 +1,13 @@
 //! A tshark capture of one interface inside a namespace, for tests that
 //! check what went over a wire: the VXLAN underlay, a container's eth0.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::{run, run_raw, wait_until, Netns, Proc, TempDir};
+use super::{cmd, run, run_raw, signal, wait_until, Netns, Proc, TempDir};
 
 /// A tshark capture of one interface inside a namespace, bounded to two
 /// minutes, killed on drop if the test fails before stopping it.
+/// Runs: ip, tshark, ping (marker pings), kill (to stop it).
 pub struct Capture {
     tshark: Proc,
     dir: TempDir,
@@ -27,11 +27,10 @@ impl Capture {
         let out = std::fs::File::create(dir.0.join("tshark.out")).unwrap();
         let log = std::fs::File::create(dir.0.join("tshark.log")).unwrap();
         // -P -l: also print each packet's summary line, flushed at once.
-        let child = Command::new("ip")
-            .args(["netns", "exec", &host.name, "tshark", "-i", dev, "-l", "-P"])
+        let argv = ["netns", "exec", &host.name, "tshark", "-i", dev, "-l", "-P"];
+        let child = cmd("ip", &argv)
             .args(["-a", "duration:120", "-w"])
             .arg(&file)
-            .stdin(Stdio::null())
             .stdout(out)
             .stderr(log)
             .spawn()
@@ -80,8 +79,7 @@ impl Capture {
     /// that the file is complete).
     pub fn stop(&mut self) {
         self.sync();
-        let pid = self.tshark.0.id().to_string();
-        run("kill", &["-INT", &pid]);
+        signal(self.tshark.0.id(), "INT");
         assert!(
             wait_until(Duration::from_secs(10), || {
                 self.tshark.0.try_wait().ok().flatten().is_some()

@@ -1,0 +1,265 @@
+//! The binary under test as a process: a [`Daemon`] on a socket of its
+//! own, its counters, and the CNI plugin run as a runtime runs it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{cmd, run_raw, signal, unique, wait_until, Netns, TempDir, BIN};
+
+/// A `vxswitch daemon` child process on its own socket, killed (by PID) on
+/// drop. Runs: ip (when started in a namespace), kill (`terminate`).
+pub struct Daemon {
+    pub child: Child,
+    pub socket: PathBuf,
+    pub dir: PathBuf,
+    /// Namespace the daemon runs in (None: the test's own).
+    pub netns: Option<String>,
+}
+
+impl Daemon {
+    pub fn start(extra: &[&str]) -> Daemon {
+        Self::start_in(None, extra)
+    }
+
+    /// Starts a daemon, inside `netns` when given, and waits until it answers.
+    pub fn start_in(netns: Option<&Netns>, extra: &[&str]) -> Daemon {
+        let dir = std::env::temp_dir().join(unique("vxsw-test-"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("vxswitch.sock");
+        let sock = socket.to_str().unwrap().to_string();
+        let mut args: Vec<String> = Vec::new();
+        let prog = match netns {
+            Some(ns) => {
+                args.extend(["netns", "exec", &ns.name, BIN].map(String::from));
+                "ip".to_string()
+            }
+            None => BIN.to_string(),
+        };
+        args.extend(["--socket".to_string(), sock.clone(), "daemon".to_string()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let child = cmd(&prog, &argv)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn vxswitch daemon");
+        let mut d = Daemon {
+            child,
+            socket,
+            dir,
+            netns: netns.map(|n| n.name.clone()),
+        };
+        let up = wait_until(Duration::from_secs(10), || {
+            d.cli_raw(&["ping"]).status.success() || d.child.try_wait().ok().flatten().is_some()
+        });
+        assert!(
+            up && d.child.try_wait().unwrap().is_none(),
+            "daemon did not start:\n{}",
+            d.log()
+        );
+        d
+    }
+
+    /// Starts a daemon with `--state-dir dir` (and `extra`), in the test's
+    /// namespace, and waits until it answers.
+    pub fn start_with_state(dir: &Path, extra: &[&str]) -> Daemon {
+        let mut args = vec!["--state-dir", dir.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Self::start(&args)
+    }
+
+    /// Runs `vxswitch daemon ARGS...` on a throwaway socket, expecting it
+    /// to exit on its own within 10 s (a start-up error); returns its
+    /// status and stderr. Killed (by PID) and failed if it keeps running.
+    pub fn start_failing(extra: &[&str]) -> (std::process::ExitStatus, String) {
+        let dir = TempDir::new("vxsw-fail-");
+        let sock = dir.0.join("s.sock");
+        let mut child = cmd(BIN, &["--socket", sock.to_str().unwrap(), "daemon"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn vxswitch daemon");
+        let exited = wait_until(Duration::from_secs(10), || {
+            child.try_wait().ok().flatten().is_some()
+        });
+        if !exited {
+            // Still running: the kill cannot fail, and the panic says why.
+            child.kill().ok();
+            child.wait().ok();
+            panic!("daemon {extra:?} kept running; it should have refused to start");
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Runs `vxswitch --socket S ARGS...`.
+    pub fn cli_raw(&self, args: &[&str]) -> Output {
+        let mut all = vec!["--socket", self.socket.to_str().unwrap()];
+        all.extend_from_slice(args);
+        run_raw(BIN, &all)
+    }
+
+    /// `port add NAME --network NET --netns NS --ip IP EXTRA...`.
+    pub fn port_add(&self, name: &str, network: &str, ns: &Netns, ip: &str, extra: &[&str]) {
+        let path = ns.path();
+        let mut args = vec![
+            "port",
+            "add",
+            name,
+            "--network",
+            network,
+            "--netns",
+            &path,
+            "--ip",
+            ip,
+        ];
+        args.extend_from_slice(extra);
+        self.cli(&args);
+    }
+
+    /// Runs a CLI command that must succeed; returns stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = self.cli_raw(args);
+        assert!(
+            out.status.success(),
+            "`vxswitch {}` failed: {}{}\ndaemon log:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs a CLI command with `--json` and parses its output.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.cli(&all);
+        serde_json::from_str(&out).unwrap_or_else(|e| {
+            panic!(
+                "`vxswitch --json {}` printed non-JSON ({e}): {out}",
+                args.join(" ")
+            )
+        })
+    }
+
+    /// The names of the ports `port ls --json` lists, for exact comparison
+    /// (a substring test on the table would also match namespace paths).
+    pub fn port_names(&self) -> Vec<String> {
+        let ls = self.json(&["port", "ls"]);
+        ls.as_array()
+            .or_else(|| ls["ports"].as_array())
+            .unwrap_or_else(|| panic!("`port ls --json` is no list: {ls}"))
+            .iter()
+            .map(|p| {
+                p["name"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("port without a name: {ls}"))
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit (at most 10 s).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        signal(self.child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not exit within 10 s of SIGTERM:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            // Killing fails only for a process that has exited meanwhile;
+            // the wait reaps it either way.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            eprintln!("clean-up: remove {}: {e}", self.dir.display());
+        }
+    }
+}
+
+/// The counters of port `name` in `vxswitch --json stats` output.
+pub fn find_port<'a>(stats: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    let ports = stats["ports"]
+        .as_array()
+        .unwrap_or_else(|| panic!("stats --json has no ports list: {stats}"));
+    let p = ports
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no port {name} in {stats}"));
+    if p.get("stats").is_some() {
+        &p["stats"]
+    } else {
+        p
+    }
+}
+
+/// What one run of the CNI plugin gave back.
+pub struct CniOutcome {
+    pub ok: bool,
+    /// stdout, trimmed: the result or error object.
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the CNI plugin `plugin` (the vxswitch binary under a `-cni`
+/// name) as a container runtime would: a clean environment with PATH,
+/// `CNI_PATH=cni_path`, CNI_COMMAND=`cmd` and `env`, and `conf` on stdin.
+pub fn cni_exec(
+    plugin: &Path,
+    cni_path: &str,
+    cmd: &str,
+    env: &[(&str, &str)],
+    conf: &str,
+) -> CniOutcome {
+    // A path, not a command on PATH: nothing to check.
+    let mut child = Command::new(plugin)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("CNI_PATH", cni_path)
+        .env("CNI_COMMAND", cmd)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run vxswitch-cni");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    CniOutcome {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
