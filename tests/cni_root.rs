@@ -164,6 +164,8 @@ fn plugin_add_check_del_connects_two_namespaces() {
         "10.83.0.0/24",
         "--gateway",
         "10.83.0.1",
+        "--gateway-port",
+        "none",
     ]);
     let data = TempDir::new("vxcni-ipam-");
     let c = conf(
@@ -301,6 +303,8 @@ fn plugin_errors_are_cni_errors_and_leave_nothing_behind() {
         "10.83.0.0/24",
         "--gateway",
         "10.83.0.1",
+        "--gateway-port",
+        "none",
     ]);
     let data = TempDir::new("vxcni-ipam-");
     let ns = Netns::new("vxc");
@@ -556,6 +560,8 @@ fn podman_containers_ping_through_vxswitch_and_rm_runs_del() {
         range["subnet"].as_str().unwrap(),
         "--gateway",
         range["gateway"].as_str().unwrap(),
+        "--gateway-port",
+        "none",
     ]);
     let pm = Podman {
         dir: TempDir::new("vxcni-podman-"),
