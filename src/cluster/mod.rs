@@ -1,0 +1,3 @@
+//! The cluster control plane (placeholder doc, rewritten below).
+
+pub mod http;
