@@ -1,3 +1,4 @@
 //! The cluster control plane (placeholder doc, rewritten below).
 
+pub mod etcd;
 pub mod http;
