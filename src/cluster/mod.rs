@@ -2,4 +2,5 @@
 
 pub mod etcd;
 pub mod http;
+pub mod model;
 pub mod schema;
