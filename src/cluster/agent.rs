@@ -312,7 +312,9 @@ struct Runner<D> {
     view: ClusterView,
     applied: State,
     lease: Option<i64>,
-    next_keepalive: Instant,
+    /// Refreshes the lease on its own thread, so a slow `Dataplane::apply`
+    /// can never let the lease expire.
+    keeper: Option<Keeper>,
     /// Our host key vanished while the lease lives: write it again.
     host_key_missing: bool,
     /// Our endpoint keys as last written: key -> (value, lease).
@@ -339,7 +341,7 @@ impl<D: Dataplane> Runner<D> {
             view: ClusterView::default(),
             applied: State::default(),
             lease: None,
-            next_keepalive: now,
+            keeper: None,
             host_key_missing: false,
             published: BTreeMap::new(),
             local_dirty: true,
@@ -370,6 +372,8 @@ impl<D: Dataplane> Runner<D> {
                 .clamp(Duration::from_millis(1), Duration::from_secs(1));
             let never = crossbeam_channel::never();
             let watch_rx = self.watch.as_ref().map_or(&never, |w| &w.rx);
+            let never_k = crossbeam_channel::never();
+            let keeper_rx = self.keeper.as_ref().map_or(&never_k, |k| &k.rx);
             select! {
                 recv(rx) -> cmd => match cmd {
                     Ok(Cmd::LocalChanged) => self.mark_local_dirty(),
@@ -389,6 +393,14 @@ impl<D: Dataplane> Runner<D> {
                     Ok(m) => self.on_watch(m),
                     Err(_) => self.lose_watch(Some(EtcdError::WatchClosed { endpoint: String::new() })),
                 },
+                recv(keeper_rx) -> ev => match ev {
+                    Ok(KeeperEvent::Alive) => self.st.connected = true,
+                    Ok(KeeperEvent::Unreachable(e)) => {
+                        self.st.connected = false;
+                        self.st.error = Some(e);
+                    }
+                    Ok(KeeperEvent::Lost) | Err(_) => self.lose_lease(),
+                },
                 default(timeout) => {}
             }
         }
@@ -396,6 +408,7 @@ impl<D: Dataplane> Runner<D> {
 
     fn finish(mut self, revoke: bool) {
         self.watch = None;
+        self.keeper = None;
         if revoke {
             if let Some(id) = self.lease.take() {
                 let _ = self.client.lease_revoke(id);
@@ -432,6 +445,9 @@ impl<D: Dataplane> Runner<D> {
                 );
                 self.st.refused = refused;
                 self.note(Some(&e));
+                if matches!(&e, ClusterError::Etcd(e) if e.is_lease_not_found()) {
+                    self.lose_lease();
+                }
                 if e.is_unavailable() {
                     // Whatever was open is suspect; the state stays applied.
                     self.lose_watch(None);
@@ -449,22 +465,8 @@ impl<D: Dataplane> Runner<D> {
 
     fn try_step(&mut self) -> Result<(), ClusterError> {
         let now = Instant::now();
-        match self.lease {
-            None => self.register()?,
-            Some(id) if now >= self.next_keepalive => {
-                match self.client.lease_keepalive(id)? {
-                    Some(_) => self.next_keepalive = now + self.cfg.ttl / 3,
-                    None => {
-                        // Expired (a partition longer than the TTL): etcd
-                        // deleted our keys; register and publish anew.
-                        self.st.lease_losses += 1;
-                        self.lease = None;
-                        self.st.registered = false;
-                        self.register()?;
-                    }
-                }
-            }
-            Some(_) => {}
+        if self.lease.is_none() {
+            self.register()?;
         }
         if self.host_key_missing {
             if let Some(id) = self.lease {
@@ -489,11 +491,20 @@ impl<D: Dataplane> Runner<D> {
             self.next_gc = now + self.cfg.ipam_gc_interval;
             self.collect_garbage()?;
         }
-        self.next_step = self
-            .next_keepalive
-            .min(self.next_gc)
-            .min(now + self.cfg.ttl / 3);
+        self.next_step = self.next_gc.min(now + self.cfg.ttl / 3);
         Ok(())
+    }
+
+    /// The lease expired (a partition longer than the TTL): etcd deleted our
+    /// keys. Register and publish anew.
+    fn lose_lease(&mut self) {
+        if self.lease.take().is_some() {
+            self.st.lease_losses += 1;
+        }
+        self.keeper = None;
+        self.st.registered = false;
+        self.published.clear();
+        self.next_step = Instant::now();
     }
 
     /// Publishes soon: now when healthy, after the backoff otherwise.
@@ -563,7 +574,7 @@ impl<D: Dataplane> Runner<D> {
                 self.st.lease = lease.id;
                 self.st.registered = true;
                 self.st.refused = false;
-                self.next_keepalive = Instant::now() + self.cfg.ttl / 3;
+                self.keeper = Some(spawn_keeper(&self.cfg, lease.id));
                 self.host_key_missing = false;
                 self.local_dirty = true; // everything under the new lease
                 Ok(())
@@ -644,7 +655,6 @@ impl<D: Dataplane> Runner<D> {
                 WatchEvent::Delete { .. } => {
                     // Lease expired, or deleted by hand: find out which.
                     self.host_key_missing = true;
-                    self.next_keepalive = Instant::now();
                     self.next_step = Instant::now();
                 }
                 WatchEvent::Put(kv) => {
@@ -800,7 +810,10 @@ impl<D: Dataplane> Runner<D> {
 }
 
 fn spawn_reader(mut watch: super::etcd::Watch) -> WatchReader {
-    let (tx, rx) = bounded(1024);
+    // Small: a slow agent must slow the stream down (etcd then counts the
+    // watch as behind and, after a compaction, says so) rather than queue
+    // without bound here.
+    let (tx, rx) = bounded(8);
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let spawned = std::thread::Builder::new()
@@ -821,10 +834,56 @@ fn spawn_reader(mut watch: super::etcd::Watch) -> WatchReader {
                 }
             }
         });
-    if spawned.is_err() {
-        // No thread: an empty, closed channel makes the agent re-list later.
-        let (_, rx) = bounded(0);
-        return WatchReader { rx, stop };
-    }
+    // A failed spawn drops `tx`: the closed channel reads as a lost watch.
+    let _ = spawned;
     WatchReader { rx, stop }
+}
+
+enum KeeperEvent {
+    /// A keepalive succeeded after failures.
+    Alive,
+    /// A keepalive failed; the keeper retries.
+    Unreachable(String),
+    /// etcd no longer knows the lease.
+    Lost,
+}
+
+/// The lease keeper's thread; it ends when this is dropped.
+struct Keeper {
+    rx: Receiver<KeeperEvent>,
+    _stop: Sender<()>,
+}
+
+fn spawn_keeper(cfg: &AgentConfig, lease: i64) -> Keeper {
+    let (tx, rx) = unbounded();
+    let (stop, stopped) = bounded::<()>(0);
+    let mut client = Client::new(cfg.etcd.clone());
+    let (period, retry) = (cfg.ttl / 3, cfg.retry);
+    let spawned = std::thread::Builder::new()
+        .name("vxswitch-lease".into())
+        .spawn(move || {
+            let mut wait = period;
+            let mut failing = false;
+            // Wakes on the period, ends when the agent drops its `Keeper`.
+            while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = stopped.recv_timeout(wait)
+            {
+                let event = match client.lease_keepalive(lease) {
+                    Ok(Some(_)) if failing => Some(KeeperEvent::Alive),
+                    Ok(Some(_)) => None,
+                    Ok(None) => Some(KeeperEvent::Lost),
+                    Err(e) => Some(KeeperEvent::Unreachable(format!("lease keepalive: {e}"))),
+                };
+                failing = matches!(event, Some(KeeperEvent::Unreachable(_)));
+                wait = if failing { retry } else { period };
+                let lost = matches!(event, Some(KeeperEvent::Lost));
+                if let Some(ev) = event {
+                    if tx.send(ev).is_err() || lost {
+                        return;
+                    }
+                }
+            }
+        });
+    // A failed spawn drops `tx`: the closed channel reads as a lost lease.
+    let _ = spawned;
+    Keeper { rx, _stop: stop }
 }

@@ -97,6 +97,12 @@ pub enum EtcdError {
     NoEndpoints,
 }
 
+/// Kernel receive buffer of a watch connection: a consumer that falls
+/// behind pushes back on etcd after this much, instead of the kernel
+/// buffering megabytes (etcd then holds the events or, after a compaction,
+/// cancels the watch, which the agent answers with a re-list).
+const WATCH_RECV_BUFFER: usize = 256 * 1024;
+
 /// gRPC status codes that etcd returns and this client acts on.
 mod code {
     pub const DEADLINE_EXCEEDED: i64 = 4;
@@ -106,6 +112,12 @@ mod code {
 }
 
 impl EtcdError {
+    /// The lease named in the request does not exist (any more).
+    pub fn is_lease_not_found(&self) -> bool {
+        matches!(self, EtcdError::Server { code, message, .. }
+            if *code == code::NOT_FOUND && message.contains("lease not found"))
+    }
+
     /// etcd could not be reached or could not serve (no quorum, a member
     /// restarting): retry later or elsewhere; the request may not have
     /// been applied. Everything else is an answer.
@@ -825,6 +837,7 @@ impl Client {
             let ep = &self.cfg.endpoints[idx];
             let opened =
                 Conn::connect(ep, self.cfg.connect_timeout, self.cfg.limits).and_then(|c| {
+                    c.set_recv_buffer(WATCH_RECV_BUFFER);
                     c.stream(
                         "/v3/watch",
                         &headers,

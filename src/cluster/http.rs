@@ -674,6 +674,12 @@ impl Conn {
         &self.label
     }
 
+    /// Caps the kernel's receive buffer (for a long-lived stream: a reader
+    /// that stops reading then pushes back on the server soon).
+    pub fn set_recv_buffer(&self, bytes: usize) {
+        let _ = socket2::SockRef::from(&self.stream).set_recv_buffer_size(bytes);
+    }
+
     /// Whether another request may be sent on this connection.
     pub fn is_reusable(&self) -> bool {
         self.reusable

@@ -53,6 +53,13 @@ impl MemDataplane {
         self.lock().local = eps;
     }
 
+    /// Blocks every call of the agent into this dataplane until the guard
+    /// is dropped (a daemon too busy to answer). Do not call the other
+    /// methods while holding it.
+    pub fn pause(&self) -> impl Drop + '_ {
+        self.lock()
+    }
+
     /// Makes changes to `network` fail (or succeed again).
     pub fn fail_network(&self, network: &str, fail: bool) {
         let mut g = self.lock();
