@@ -641,11 +641,15 @@ impl<D: Dataplane> Runner<D> {
             Err(e) => return self.lose_watch(Some(e)),
         };
         let s = self.cfg.schema.clone();
+        let mut affected = BTreeSet::new();
         for ev in &events {
             self.view.apply(&s, ev);
+            self.view.affected_networks(&s, ev, &mut affected);
             self.track_own(&s, ev);
         }
-        self.reconcile();
+        if !affected.is_empty() {
+            self.reconcile_in(Some(&affected));
+        }
     }
 
     /// Notices our own keys changed by someone else (or expiring).
@@ -688,10 +692,22 @@ impl<D: Dataplane> Runner<D> {
 
     /// Diffs the view against what is applied and applies the changes.
     fn reconcile(&mut self) {
-        self.reconcile_due = None;
-        let desired = self.view.desired(&self.cfg.host_id);
+        self.reconcile_in(None);
+    }
+
+    /// `reconcile` for some networks only (those a watch batch touched):
+    /// with thousands of endpoints, the whole diff costs tens of ms.
+    fn reconcile_in(&mut self, only: Option<&BTreeSet<String>>) {
+        let desired = self.view.desired_in(&self.cfg.host_id, only);
+        let changes = match only {
+            Some(nets) => diff(&self.applied.restricted(nets), &desired),
+            None => {
+                self.reconcile_due = None;
+                diff(&self.applied, &desired)
+            }
+        };
         let before = self.applied.networks.len();
-        for c in diff(&self.applied, &desired) {
+        for c in changes {
             match self.dp.apply(&c) {
                 Ok(()) => self.applied.apply(&c),
                 Err(e) => {

@@ -159,6 +159,38 @@ impl ClusterView {
         self.revision = self.revision.max(ev.mod_revision());
     }
 
+    /// The networks whose desired state `ev` (already applied) may have
+    /// changed: an endpoint's or network's own; for a host, every network
+    /// it has endpoints in. Keys outside the view change nothing.
+    pub fn affected_networks(&self, schema: &Schema, ev: &WatchEvent, out: &mut BTreeSet<String>) {
+        match schema.parse_key(ev.key()) {
+            Ok(Key::Network(n)) => {
+                out.insert(n);
+            }
+            Ok(Key::Endpoint { network, .. }) => {
+                out.insert(network);
+            }
+            Ok(Key::Host(h)) => {
+                let from = EndpointKey {
+                    host: h.clone(),
+                    network: String::new(),
+                    mac: MacAddr::ZERO,
+                };
+                for k in self
+                    .endpoints
+                    .range(from..)
+                    .map(|(k, _)| k)
+                    .take_while(|k| k.host == h)
+                {
+                    if !out.contains(&k.network) {
+                        out.insert(k.network.clone());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// The VTEP of a registered host.
     pub fn vtep_of(&self, host: &HostId) -> Option<SocketAddr> {
         self.hosts
@@ -168,10 +200,18 @@ impl ClusterView {
 
     /// What host `me`'s dataplane should have (see the module docs).
     pub fn desired(&self, me: &HostId) -> State {
+        self.desired_in(me, None)
+    }
+
+    /// `desired`, for the networks in `only` (all when `None`). Every part
+    /// of a `State` is per network, so this is exactly that part of it.
+    pub fn desired_in(&self, me: &HostId, only: Option<&BTreeSet<String>>) -> State {
+        let wanted = |n: &String| only.is_none_or(|o| o.contains(n));
         let mut st = State {
             networks: self
                 .networks
                 .iter()
+                .filter(|(n, _)| wanted(n))
                 .map(|(n, e)| (n.clone(), e.record.clone()))
                 .collect(),
             ..State::default()
@@ -331,6 +371,29 @@ impl State {
                 self.neigh.remove(&(network.clone(), *ip));
             }
         }
+    }
+
+    /// The part of this state in `networks`.
+    pub fn restricted(&self, networks: &BTreeSet<String>) -> State {
+        let mut st = State::default();
+        for n in networks {
+            if let Some(spec) = self.networks.get(n) {
+                st.networks.insert(n.clone(), spec.clone());
+            }
+            let lo = (n.clone(), MacAddr::ZERO);
+            let hi = (n.clone(), MacAddr([0xff; 6]));
+            st.fdb
+                .extend(self.fdb.range(lo..=hi).map(|(k, v)| (k.clone(), *v)));
+            st.vteps
+                .extend(self.vteps.iter().filter(|(vn, _)| vn == n).cloned());
+            st.neigh.extend(
+                self.neigh
+                    .iter()
+                    .filter(|((vn, _), _)| vn == n)
+                    .map(|(k, v)| (k.clone(), *v)),
+            );
+        }
+        st
     }
 
     /// Endpoints (remote MACs) per network, for status output.

@@ -255,6 +255,14 @@ proptest! {
     }
 
     #[test]
+    fn a_scoped_diff_is_the_full_diff_of_its_networks(applied in arb_state(), desired in arb_state(), pick in proptest::collection::btree_set(0usize..3, 0..3)) {
+        let nets: std::collections::BTreeSet<String> = pick.into_iter().map(|n| NETS[n].to_string()).collect();
+        let scoped = diff(&applied.restricted(&nets), &desired.restricted(&nets));
+        let full: Vec<Change> = diff(&applied, &desired).into_iter().filter(|c| nets.contains(c.network())).collect();
+        prop_assert_eq!(scoped, full);
+    }
+
+    #[test]
     fn a_failed_change_comes_back(applied in arb_state(), desired in arb_state(), skip in 0usize..20) {
         let changes = diff(&applied, &desired);
         let mut st = applied.clone();
@@ -333,4 +341,45 @@ fn value_of(k: usize, v: usize) -> Vec<u8> {
         4..=6 => to_value(&ep_rec(v8)),
         _ => b"{\"network\":\"blue\"}".to_vec(),
     }
+}
+
+#[test]
+#[ignore]
+fn timing_desired_and_diff() {
+    let s = schema();
+    let mut kvs = Vec::new();
+    for n in 0..10 {
+        kvs.push(kv(
+            s.network_key(&format!("n{n}")),
+            to_value(&net_rec(n + 1)),
+            1,
+            0,
+        ));
+    }
+    for h in 0..500u32 {
+        let id = host(&format!("h{h}"));
+        let hr = HostRecord {
+            vtep: IpAddr::from([10, 0, (h / 250) as u8, (h % 250) as u8 + 1]),
+            ..host_rec(1)
+        };
+        kvs.push(kv(s.host_key(&id), to_value(&hr), 2, 7));
+        for e in 0..40u32 {
+            let m = MacAddr([2, 0, (h >> 8) as u8, h as u8, e as u8, 1]);
+            kvs.push(kv(
+                s.endpoint_key(&id, &format!("n{}", (h + e) % 10), m),
+                to_value(&ep_rec(e as u8 + 1)),
+                3,
+                7,
+            ));
+        }
+    }
+    let t = std::time::Instant::now();
+    let v = ClusterView::from_list(&s, &kvs, 4);
+    eprintln!("from_list {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    let d = v.desired(&host("me"));
+    eprintln!("desired {:?} ({} fdb)", t.elapsed(), d.fdb.len());
+    let t = std::time::Instant::now();
+    let c = diff(&d, &d);
+    eprintln!("diff {:?} ({})", t.elapsed(), c.len());
 }
