@@ -2,8 +2,8 @@
 //!
 //! Why the gateway and not gRPC: etcd (3.4 and later) serves the same v3 API
 //! as JSON over plain HTTP/1.1 from the same client port, keys and values in
-//! base64 and 64-bit integers as strings. Speaking it takes this file and
-//! `http.rs`; speaking gRPC would take tonic, prost and a tokio runtime,
+//! base64 and 64-bit integers as strings. Speaking it takes this module and
+//! `http`; speaking gRPC would take tonic, prost and a tokio runtime,
 //! whose build scripts need `protoc` — and the project promises that
 //! `cargo test` works with the Rust toolchain alone. The API surface vxswitch
 //! needs is small: range, put, delete, txn, leases and a watch.
@@ -21,15 +21,21 @@
 //! `http::Limits`, a watch line by `EtcdConfig::max_watch_line`, a paged list
 //! by `EtcdConfig::max_list_keys`.
 
+mod watch;
+mod wire;
+
 use std::time::{Duration, Instant, SystemTime};
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
-use super::http::{BodyStream, Conn, Endpoint, HttpError, Limits, ReadOutcome};
+use super::http::{Conn, Endpoint, HttpError, Limits};
+pub use watch::{Watch, WatchEvent, WatchMessage};
+use wire::{b64, DeleteResp, ErrorBody, LeaseResp, PutResp, RangeResp, StreamFrame, TxnResp};
+pub use wire::{
+    prefix_end, CmpOp, Compare, CompareTarget, Header, KeyValue, Lease, RangeResult, TxnOp,
+    TxnOpResult, TxnResult,
+};
 
 /// How to reach etcd.
 #[derive(Clone, Debug)]
@@ -131,375 +137,6 @@ impl EtcdError {
             _ => false,
         }
     }
-}
-
-fn de_i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum N {
-        S(String),
-        I(i64),
-    }
-    match N::deserialize(d)? {
-        N::S(s) => s.parse().map_err(serde::de::Error::custom),
-        N::I(i) => Ok(i),
-    }
-}
-
-fn de_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum N {
-        S(String),
-        I(u64),
-    }
-    match N::deserialize(d)? {
-        N::S(s) => s.parse().map_err(serde::de::Error::custom),
-        N::I(i) => Ok(i),
-    }
-}
-
-fn de_b64<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-    let s = String::deserialize(d)?;
-    B64.decode(s.as_bytes()).map_err(serde::de::Error::custom)
-}
-
-fn b64(b: &[u8]) -> String {
-    B64.encode(b)
-}
-
-/// The response header etcd puts on every answer.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(default)]
-pub struct Header {
-    #[serde(deserialize_with = "de_u64")]
-    pub cluster_id: u64,
-    #[serde(deserialize_with = "de_u64")]
-    pub member_id: u64,
-    /// The store's revision when the request was served.
-    #[serde(deserialize_with = "de_i64")]
-    pub revision: i64,
-    #[serde(deserialize_with = "de_u64")]
-    pub raft_term: u64,
-}
-
-/// A key and its value with etcd's metadata.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(default)]
-pub struct KeyValue {
-    #[serde(deserialize_with = "de_b64")]
-    pub key: Vec<u8>,
-    #[serde(deserialize_with = "de_b64")]
-    pub value: Vec<u8>,
-    /// Revision of the put that created the key (0: the key is absent).
-    #[serde(deserialize_with = "de_i64")]
-    pub create_revision: i64,
-    /// Revision of the last put.
-    #[serde(deserialize_with = "de_i64")]
-    pub mod_revision: i64,
-    #[serde(deserialize_with = "de_i64")]
-    pub version: i64,
-    /// The lease the key is attached to (0: none).
-    #[serde(deserialize_with = "de_i64")]
-    pub lease: i64,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct RangeResp {
-    header: Header,
-    kvs: Vec<KeyValue>,
-    more: bool,
-    #[serde(deserialize_with = "de_i64")]
-    count: i64,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct PutResp {
-    header: Header,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct DeleteResp {
-    header: Header,
-    #[serde(deserialize_with = "de_i64")]
-    deleted: i64,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct RawOpResponse {
-    response_range: Option<RangeResp>,
-    response_put: Option<PutResp>,
-    response_delete_range: Option<DeleteResp>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct TxnResp {
-    header: Header,
-    succeeded: bool,
-    responses: Vec<RawOpResponse>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct LeaseResp {
-    header: Header,
-    #[serde(rename = "ID", deserialize_with = "de_i64")]
-    id: i64,
-    #[serde(rename = "TTL", deserialize_with = "de_i64")]
-    ttl: i64,
-    error: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct RawEvent {
-    #[serde(rename = "type")]
-    kind: String,
-    kv: KeyValue,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct WatchResp {
-    header: Header,
-    created: bool,
-    canceled: bool,
-    #[serde(deserialize_with = "de_i64")]
-    compact_revision: i64,
-    cancel_reason: String,
-    fragment: bool,
-    events: Vec<RawEvent>,
-}
-
-/// One message of a streaming endpoint (`/v3/watch`, `/v3/lease/keepalive`).
-#[derive(Debug, Deserialize)]
-struct StreamFrame<T> {
-    result: Option<T>,
-    error: Option<Value>,
-}
-
-/// etcd's error body: `{"error": "...", "message": "...", "code": N}`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct ErrorBody {
-    message: String,
-    code: i64,
-}
-
-/// A page or all of a range.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RangeResult {
-    pub kvs: Vec<KeyValue>,
-    pub more: bool,
-    pub count: i64,
-    /// The revision the range was read at.
-    pub revision: i64,
-}
-
-/// The end of the range of keys starting with `prefix` (etcd's `range_end`).
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0] // every key
-}
-
-/// A comparison in a transaction.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Compare {
-    pub key: Vec<u8>,
-    pub target: CompareTarget,
-    pub op: CmpOp,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CompareTarget {
-    CreateRevision(i64),
-    ModRevision(i64),
-    Version(i64),
-    Value(Vec<u8>),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CmpOp {
-    Equal,
-    NotEqual,
-    Greater,
-    Less,
-}
-
-impl Compare {
-    /// The key does not exist.
-    pub fn absent(key: impl Into<Vec<u8>>) -> Self {
-        Compare {
-            key: key.into(),
-            target: CompareTarget::CreateRevision(0),
-            op: CmpOp::Equal,
-        }
-    }
-
-    /// The key was last written at `rev` (compare-and-set).
-    pub fn mod_revision(key: impl Into<Vec<u8>>, rev: i64) -> Self {
-        Compare {
-            key: key.into(),
-            target: CompareTarget::ModRevision(rev),
-            op: CmpOp::Equal,
-        }
-    }
-
-    /// The key holds exactly `value`.
-    pub fn value(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
-        Compare {
-            key: key.into(),
-            target: CompareTarget::Value(value.into()),
-            op: CmpOp::Equal,
-        }
-    }
-
-    fn to_json(&self) -> Value {
-        let result = match self.op {
-            CmpOp::Equal => "EQUAL",
-            CmpOp::NotEqual => "NOT_EQUAL",
-            CmpOp::Greater => "GREATER",
-            CmpOp::Less => "LESS",
-        };
-        let mut v = json!({"key": b64(&self.key), "result": result});
-        let (target, field, val) = match &self.target {
-            CompareTarget::CreateRevision(r) => ("CREATE", "create_revision", json!(r.to_string())),
-            CompareTarget::ModRevision(r) => ("MOD", "mod_revision", json!(r.to_string())),
-            CompareTarget::Version(r) => ("VERSION", "version", json!(r.to_string())),
-            CompareTarget::Value(b) => ("VALUE", "value", json!(b64(b))),
-        };
-        v["target"] = json!(target);
-        v[field] = val;
-        v
-    }
-}
-
-/// An operation in a transaction.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TxnOp {
-    /// Write `value`; `lease` 0 for none.
-    Put {
-        key: Vec<u8>,
-        value: Vec<u8>,
-        lease: i64,
-    },
-    /// Delete one key, or `[key, range_end)`.
-    Delete {
-        key: Vec<u8>,
-        range_end: Option<Vec<u8>>,
-    },
-    /// Read one key.
-    Get { key: Vec<u8> },
-}
-
-impl TxnOp {
-    pub fn put(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>, lease: i64) -> Self {
-        TxnOp::Put {
-            key: key.into(),
-            value: value.into(),
-            lease,
-        }
-    }
-
-    pub fn delete(key: impl Into<Vec<u8>>) -> Self {
-        TxnOp::Delete {
-            key: key.into(),
-            range_end: None,
-        }
-    }
-
-    pub fn get(key: impl Into<Vec<u8>>) -> Self {
-        TxnOp::Get { key: key.into() }
-    }
-
-    fn to_json(&self) -> Value {
-        match self {
-            TxnOp::Put { key, value, lease } => {
-                let mut p = json!({"key": b64(key), "value": b64(value)});
-                if *lease != 0 {
-                    p["lease"] = json!(lease.to_string());
-                }
-                json!({ "request_put": p })
-            }
-            TxnOp::Delete { key, range_end } => {
-                let mut d = json!({"key": b64(key)});
-                if let Some(end) = range_end {
-                    d["range_end"] = json!(b64(end));
-                }
-                json!({ "request_delete_range": d })
-            }
-            TxnOp::Get { key } => json!({"request_range": {"key": b64(key)}}),
-        }
-    }
-}
-
-/// What a transaction did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TxnResult {
-    /// The compares held, so the `success` branch ran.
-    pub succeeded: bool,
-    pub revision: i64,
-    /// One per operation of the branch that ran.
-    pub responses: Vec<TxnOpResult>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TxnOpResult {
-    Range(Vec<KeyValue>),
-    Put,
-    Deleted(i64),
-}
-
-/// A lease as granted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Lease {
-    pub id: i64,
-    pub ttl_secs: i64,
-}
-
-/// One change seen by a watch.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum WatchEvent {
-    Put(KeyValue),
-    Delete { key: Vec<u8>, mod_revision: i64 },
-}
-
-impl WatchEvent {
-    pub fn key(&self) -> &[u8] {
-        match self {
-            WatchEvent::Put(kv) => &kv.key,
-            WatchEvent::Delete { key, .. } => key,
-        }
-    }
-
-    pub fn mod_revision(&self) -> i64 {
-        match self {
-            WatchEvent::Put(kv) => kv.mod_revision,
-            WatchEvent::Delete { mod_revision, .. } => *mod_revision,
-        }
-    }
-}
-
-/// One message of a watch stream.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum WatchMessage {
-    /// The watch is established; `revision` is the store's current one.
-    Created { revision: i64 },
-    /// Changes, in revision order.
-    Events { events: Vec<WatchEvent> },
-    /// No changes; everything up to `revision` was delivered.
-    Progress { revision: i64 },
 }
 
 /// A client of one etcd cluster (see the module docs for failover).
@@ -873,7 +510,7 @@ impl Client {
     }
 }
 
-fn parse_json<T: DeserializeOwned>(label: &str, bytes: &[u8]) -> Result<T, EtcdError> {
+pub(super) fn parse_json<T: DeserializeOwned>(label: &str, bytes: &[u8]) -> Result<T, EtcdError> {
     serde_json::from_slice(bytes).map_err(|e| EtcdError::BadResponse {
         endpoint: label.to_string(),
         what: e.to_string(),
@@ -896,7 +533,7 @@ fn server_error(label: &str, status: u16, body: &[u8]) -> EtcdError {
     }
 }
 
-fn stream_error(label: &str, err: &Value) -> EtcdError {
+pub(super) fn stream_error(label: &str, err: &Value) -> EtcdError {
     let code = err.get("grpc_code").and_then(Value::as_i64).unwrap_or(0);
     let status = err
         .get("http_code")
@@ -926,135 +563,9 @@ fn compacted(e: EtcdError) -> EtcdError {
     }
 }
 
-/// An open watch (see `Client::watch`).
-pub struct Watch {
-    body: BodyStream,
-    /// Decoded body bytes not yet returned as messages.
-    pending: Vec<u8>,
-    /// `pending[..scanned]` holds no newline.
-    scanned: usize,
-    max_line: usize,
-    /// The revision to resume from after everything seen so far.
-    next_revision: i64,
-}
-
-impl Watch {
-    /// The revision a new watch should start from to continue this one.
-    pub fn next_revision(&self) -> i64 {
-        self.next_revision
-    }
-
-    /// Waits up to `timeout` for the next message. `Ok(None)`: nothing yet.
-    /// Errors end the watch: `Compacted` (resync from a fresh list),
-    /// `WatchCanceled`, `WatchClosed`, transport errors.
-    pub fn next(&mut self, timeout: Duration) -> Result<Option<WatchMessage>, EtcdError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(nl) = self.pending[self.scanned..]
-                .iter()
-                .position(|&b| b == b'\n')
-            {
-                let end = self.scanned + nl;
-                let line: Vec<u8> = self.pending.drain(..=end).collect();
-                self.scanned = 0;
-                let line = &line[..line.len() - 1];
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                return self.message(line).map(Some);
-            }
-            self.scanned = self.pending.len();
-            if self.pending.len() > self.max_line {
-                return Err(HttpError::TooLarge {
-                    endpoint: self.body.label().to_string(),
-                    what: "watch message",
-                    limit: self.max_line,
-                }
-                .into());
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(None);
-            }
-            match self.body.read_some(&mut self.pending, left)? {
-                ReadOutcome::Data => {}
-                ReadOutcome::Idle => return Ok(None),
-                ReadOutcome::End => {
-                    return Err(EtcdError::WatchClosed {
-                        endpoint: self.body.label().to_string(),
-                    })
-                }
-            }
-        }
-    }
-
-    fn message(&mut self, line: &[u8]) -> Result<WatchMessage, EtcdError> {
-        let label = self.body.label().to_string();
-        let frame: StreamFrame<WatchResp> = parse_json(&label, line)?;
-        if let Some(err) = frame.error {
-            return Err(stream_error(&label, &err));
-        }
-        let Some(r) = frame.result else {
-            return Err(EtcdError::BadResponse {
-                endpoint: label,
-                what: "watch message without result".into(),
-            });
-        };
-        if r.canceled {
-            if r.compact_revision > 0 {
-                return Err(EtcdError::Compacted {
-                    compact_revision: r.compact_revision,
-                });
-            }
-            return Err(EtcdError::WatchCanceled {
-                reason: if r.cancel_reason.is_empty() {
-                    "no reason given".into()
-                } else {
-                    r.cancel_reason
-                },
-            });
-        }
-        if r.fragment {
-            return Err(EtcdError::BadResponse {
-                endpoint: label,
-                what: "a fragmented watch response (not requested)".into(),
-            });
-        }
-        if r.created {
-            return Ok(WatchMessage::Created {
-                revision: r.header.revision,
-            });
-        }
-        if r.events.is_empty() {
-            self.next_revision = self.next_revision.max(r.header.revision + 1);
-            return Ok(WatchMessage::Progress {
-                revision: r.header.revision,
-            });
-        }
-        let mut events = Vec::with_capacity(r.events.len());
-        for e in r.events {
-            let ev = match e.kind.as_str() {
-                "" | "PUT" => WatchEvent::Put(e.kv),
-                "DELETE" => WatchEvent::Delete {
-                    key: e.kv.key,
-                    mod_revision: e.kv.mod_revision,
-                },
-                other => {
-                    return Err(EtcdError::BadResponse {
-                        endpoint: label,
-                        what: format!("unknown event type {other:?}"),
-                    })
-                }
-            };
-            self.next_revision = self.next_revision.max(ev.mod_revision() + 1);
-            events.push(ev);
-        }
-        Ok(WatchMessage::Events { events })
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::wire::*;
     use super::*;
 
     #[test]
