@@ -7,6 +7,7 @@
 //! Dependencies flow one way: `ctl -> switch -> {fdb, ports, wire}`; all
 //! `unsafe` lives in the private `sys` module.
 
+pub mod cluster;
 pub mod cni;
 pub mod ctl;
 pub mod docker;
