@@ -258,32 +258,12 @@ impl Coalescer {
                     Ipv4Packet::new_unchecked(&frame[l3..l4]),
                     Ipv4Packet::new_unchecked(&held[l3..l4]),
                 );
-                a.version() == b.version()
-                    && a.header_len() == b.header_len()
-                    && a.dscp_ecn() == b.dscp_ecn()
-                    && a.flags_frag() == b.flags_frag()
-                    && a.ttl() == b.ttl()
-                    && a.protocol() == b.protocol()
-                    && a.src_addr() == b.src_addr()
-                    && a.dst_addr() == b.dst_addr()
-                    && a.options() == b.options()
-                    && self.id_follows(a.ident(), b.flags_frag())
+                a.same_flow_header(&b) && self.id_follows(a.ident(), b.flags_frag())
             }
             // Version/traffic class/flow label, next header, hop limit,
             // addresses.
-            Ip::V6 => {
-                let (a, b) = (
-                    Ipv6Packet::new_unchecked(&frame[l3..l4]),
-                    Ipv6Packet::new_unchecked(&held[l3..l4]),
-                );
-                a.version() == b.version()
-                    && a.traffic_class() == b.traffic_class()
-                    && a.flow_label() == b.flow_label()
-                    && a.next_header() == b.next_header()
-                    && a.hop_limit() == b.hop_limit()
-                    && a.src_addr() == b.src_addr()
-                    && a.dst_addr() == b.dst_addr()
-            }
+            Ip::V6 => Ipv6Packet::new_unchecked(&frame[l3..l4])
+                .same_flow_header(&Ipv6Packet::new_unchecked(&held[l3..l4])),
         };
         let (a, b) = (
             TcpPacket::new_unchecked(&frame[l4..]),
@@ -294,9 +274,7 @@ impl Coalescer {
             && c.flags & !tcp_flags::PSH == first_flags & !tcp_flags::CWR;
         same_ip
             && flags_ok
-            && a.src_port() == b.src_port()
-            && a.dst_port() == b.dst_port()
-            && a.options() == b.options()
+            && a.same_ports_and_options(&b)
             && c.seq == self.next_seq
             && c.payload <= self.mss
             && self.len - l3 + c.payload <= MAX_IP_PACKET

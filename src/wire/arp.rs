@@ -54,19 +54,19 @@ pub struct ArpPacket<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> ArpPacket<T> {
-    #[inline]
+    #[inline(always)]
     pub const fn new_unchecked(buffer: T) -> Self {
         ArpPacket { buffer }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Self> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
         Ok(p)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn check_len(&self) -> Result<()> {
         if self.buffer.as_ref().len() < PACKET_LEN {
             Err(Error::Truncated)
@@ -79,29 +79,29 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
         self.buffer
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn hardware_type(&self) -> u16 {
         read_u16_unchecked(self.buffer.as_ref(), field::HTYPE.start)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn protocol_type(&self) -> EtherType {
         EtherType::from(read_u16_unchecked(self.buffer.as_ref(), field::PTYPE.start))
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn hardware_len(&self) -> u8 {
         self.buffer.as_ref()[field::HLEN]
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn protocol_len(&self) -> u8 {
         self.buffer.as_ref()[field::PLEN]
     }
 
     /// Hardware Ethernet, protocol IPv4, lengths 6 and 4: the fixed
     /// offsets of the address getters are the real ones.
-    #[inline]
+    #[inline(always)]
     pub fn is_ethernet_ipv4(&self) -> bool {
         self.hardware_type() == HTYPE_ETHERNET
             && self.protocol_type() == EtherType::Ipv4
@@ -109,28 +109,28 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
             && self.protocol_len() == 4
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn operation(&self) -> ArpOperation {
         ArpOperation::from(read_u16_unchecked(self.buffer.as_ref(), field::OPER.start))
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn sender_hardware_addr(&self) -> MacAddr {
         MacAddr::from_bytes(&self.buffer.as_ref()[field::SHA])
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn sender_protocol_addr(&self) -> Ipv4Addr {
         let b = &self.buffer.as_ref()[field::SPA];
         Ipv4Addr::new(b[0], b[1], b[2], b[3])
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn target_hardware_addr(&self) -> MacAddr {
         MacAddr::from_bytes(&self.buffer.as_ref()[field::THA])
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn target_protocol_addr(&self) -> Ipv4Addr {
         let b = &self.buffer.as_ref()[field::TPA];
         Ipv4Addr::new(b[0], b[1], b[2], b[3])
@@ -139,7 +139,7 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
     /// Writes hardware type Ethernet, protocol IPv4, lengths 6 and 4.
-    #[inline]
+    #[inline(always)]
     pub fn set_ethernet_ipv4(&mut self) {
         let b = self.buffer.as_mut();
         write_u16_unchecked(b, field::HTYPE.start, HTYPE_ETHERNET);
@@ -148,27 +148,27 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
         b[field::PLEN] = 4;
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_operation(&mut self, op: ArpOperation) {
         write_u16_unchecked(self.buffer.as_mut(), field::OPER.start, u16::from(op));
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_sender_hardware_addr(&mut self, a: MacAddr) {
         self.buffer.as_mut()[field::SHA].copy_from_slice(a.as_bytes());
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_sender_protocol_addr(&mut self, a: Ipv4Addr) {
         self.buffer.as_mut()[field::SPA].copy_from_slice(&a.octets());
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_target_hardware_addr(&mut self, a: MacAddr) {
         self.buffer.as_mut()[field::THA].copy_from_slice(a.as_bytes());
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_target_protocol_addr(&mut self, a: Ipv4Addr) {
         self.buffer.as_mut()[field::TPA].copy_from_slice(&a.octets());
     }

@@ -41,7 +41,7 @@ enum_with_unknown! {
 
 impl EtherType {
     /// Whether this value in an EtherType position announces a VLAN tag.
-    #[inline]
+    #[inline(always)]
     pub const fn is_vlan_tpid(self) -> bool {
         matches!(self, EtherType::Vlan | EtherType::QinQ)
     }
@@ -75,6 +75,8 @@ pub const VLAN_TAG_LEN: usize = tag_field::PAYLOAD;
 pub const VLAN_HEADER_LEN: usize = HEADER_LEN + VLAN_TAG_LEN;
 /// Most VLAN tags a frame may carry here (802.1ad outer + 802.1Q inner).
 pub const MAX_VLAN_TAGS: usize = 2;
+const TPID_8021Q: u16 = 0x8100;
+const TPID_8021AD: u16 = 0x88a8;
 /// Length of the longest header: two tags.
 pub const MAX_HEADER_LEN: usize = HEADER_LEN + MAX_VLAN_TAGS * VLAN_TAG_LEN;
 
@@ -89,7 +91,7 @@ pub struct VlanTag {
 
 impl VlanTag {
     /// An 802.1Q tag for `vid` (priority 0), as a port's access VLAN is.
-    #[inline]
+    #[inline(always)]
     pub const fn dot1q(vid: u16) -> VlanTag {
         VlanTag {
             tpid: EtherType::Vlan,
@@ -98,19 +100,19 @@ impl VlanTag {
     }
 
     /// The 12-bit VLAN ID.
-    #[inline]
+    #[inline(always)]
     pub const fn vid(&self) -> u16 {
         self.tci & 0x0fff
     }
 
     /// The 3-bit priority code point.
-    #[inline]
+    #[inline(always)]
     pub const fn pcp(&self) -> u8 {
         (self.tci >> 13) as u8
     }
 
     /// The drop eligible indicator.
-    #[inline]
+    #[inline(always)]
     pub const fn dei(&self) -> bool {
         self.tci & 0x1000 != 0
     }
@@ -126,13 +128,13 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     /// Wraps a buffer without checking its length; accessors may panic.
     /// [`HEADER_LEN`] bytes are enough for the addresses and
     /// [`ethertype`](Self::ethertype).
-    #[inline]
+    #[inline(always)]
     pub const fn new_unchecked(buffer: T) -> Self {
         EthernetFrame { buffer }
     }
 
     /// Wraps a buffer after [`check_len`](Self::check_len).
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Self> {
         let f = Self::new_unchecked(buffer);
         f.check_len()?;
@@ -142,61 +144,98 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     /// Ensures that every accessor (the VLAN ones included: each TPID in
     /// the first [`MAX_VLAN_TAGS`] EtherType positions promises a tag)
     /// stays inside the buffer.
-    #[inline]
+    #[inline(always)]
     pub fn check_len(&self) -> Result<()> {
+        self.check_payload().map(|_| ())
+    }
+
+    /// Checks the frame as [`check_len`](Self::check_len) does and returns
+    /// the offset of the payload and its EtherType, walking the tags once:
+    /// what a parse that goes on to L3 needs.
+    #[inline(always)]
+    pub fn check_payload(&self) -> Result<(usize, EtherType)> {
         let len = self.buffer.as_ref().len();
         if len < HEADER_LEN {
             return Err(Error::Truncated);
         }
+        // Unrolled for MAX_VLAN_TAGS = 2: each TPID promises a tag.
         let mut tags = 0;
-        while tags < MAX_VLAN_TAGS && self.type_at(tags).is_vlan_tpid() {
-            tags += 1;
-            if len < HEADER_LEN + tags * VLAN_TAG_LEN {
+        if self.is_tpid_at(0) {
+            tags = 1;
+            if len < HEADER_LEN + VLAN_TAG_LEN {
                 return Err(Error::Truncated);
             }
+            if self.is_tpid_at(1) {
+                tags = 2;
+                if len < HEADER_LEN + 2 * VLAN_TAG_LEN {
+                    return Err(Error::Truncated);
+                }
+            }
         }
-        Ok(())
+        Ok((HEADER_LEN + tags * VLAN_TAG_LEN, self.type_at(tags)))
     }
 
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
-    /// The EtherType position after `tags` tags.
-    #[inline]
-    fn type_at(&self, tags: usize) -> EtherType {
+    /// The raw EtherType position after `tags` tags.
+    #[inline(always)]
+    fn raw_type_at(&self, tags: usize) -> u16 {
         let at = field::ETHERTYPE.start + tags * VLAN_TAG_LEN;
-        EtherType::from(read_u16_unchecked(self.buffer.as_ref(), at))
+        read_u16_unchecked(self.buffer.as_ref(), at)
     }
 
-    #[inline]
+    /// The EtherType position after `tags` tags.
+    #[inline(always)]
+    fn type_at(&self, tags: usize) -> EtherType {
+        EtherType::from(self.raw_type_at(tags))
+    }
+
+    /// Whether the EtherType position after `tags` tags holds a TPID.
+    #[inline(always)]
+    fn is_tpid_at(&self, tags: usize) -> bool {
+        matches!(self.raw_type_at(tags), TPID_8021Q | TPID_8021AD)
+    }
+
+    #[inline(always)]
     pub fn dst_addr(&self) -> MacAddr {
         MacAddr::from_bytes(&self.buffer.as_ref()[field::DESTINATION])
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn src_addr(&self) -> MacAddr {
         MacAddr::from_bytes(&self.buffer.as_ref()[field::SOURCE])
     }
 
+    /// Both addresses as they sit in the header, destination then source
+    /// (12 bytes): what hashes over the addresses read.
+    #[inline(always)]
+    pub fn addresses(&self) -> &[u8] {
+        &self.buffer.as_ref()[field::DESTINATION.start..field::SOURCE.end]
+    }
+
     /// The outer EtherType (a TPID for a tagged frame).
-    #[inline]
+    #[inline(always)]
     pub fn ethertype(&self) -> EtherType {
         self.type_at(0)
     }
 
     /// How many VLAN tags precede the payload (0..=[`MAX_VLAN_TAGS`]).
-    #[inline]
+    #[inline(always)]
     pub fn vlan_count(&self) -> usize {
-        let mut tags = 0;
-        while tags < MAX_VLAN_TAGS && self.type_at(tags).is_vlan_tpid() {
-            tags += 1;
+        // Unrolled for MAX_VLAN_TAGS = 2.
+        if !self.is_tpid_at(0) {
+            0
+        } else if !self.is_tpid_at(1) {
+            1
+        } else {
+            2
         }
-        tags
     }
 
     /// Tag `i` (0 is the outermost), if the frame has that many.
-    #[inline]
+    #[inline(always)]
     pub fn vlan_tag(&self, i: usize) -> Option<VlanTag> {
         if i >= self.vlan_count() {
             return None;
@@ -209,54 +248,56 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     }
 
     /// The VLAN ID (12 bits) of the outermost tag, when the frame is tagged.
-    #[inline]
+    #[inline(always)]
     pub fn vlan_id(&self) -> Option<u16> {
         self.vlan_tag(0).map(|t| t.vid())
     }
 
     /// The EtherType of the payload, looking through the VLAN tags.
-    #[inline]
+    #[inline(always)]
     pub fn inner_ethertype(&self) -> EtherType {
-        self.type_at(self.vlan_count())
+        // The last two bytes of the header, whatever the tag count.
+        let at = self.payload_offset() - field::ETHERTYPE.len();
+        EtherType::from(read_u16_unchecked(self.buffer.as_ref(), at))
     }
 
     /// Offset of the L3 payload, after any VLAN tags.
-    #[inline]
+    #[inline(always)]
     pub fn payload_offset(&self) -> usize {
         HEADER_LEN + self.vlan_count() * VLAN_TAG_LEN
     }
 
     /// The whole L2 header: addresses, tags, EtherType.
-    #[inline]
+    #[inline(always)]
     pub fn header(&self) -> &[u8] {
         &self.buffer.as_ref()[..self.payload_offset()]
     }
 
     /// The L3 payload, after any VLAN tags.
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[self.payload_offset()..]
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
-    #[inline]
+    #[inline(always)]
     pub fn set_dst_addr(&mut self, a: MacAddr) {
         self.buffer.as_mut()[field::DESTINATION].copy_from_slice(a.as_bytes());
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_src_addr(&mut self, a: MacAddr) {
         self.buffer.as_mut()[field::SOURCE].copy_from_slice(a.as_bytes());
     }
 
     /// Sets the outer EtherType (a TPID when tags follow).
-    #[inline]
+    #[inline(always)]
     pub fn set_ethertype(&mut self, t: EtherType) {
         write_u16_unchecked(self.buffer.as_mut(), field::ETHERTYPE.start, u16::from(t));
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let off = self.payload_offset();
         &mut self.buffer.as_mut()[off..]
@@ -271,19 +312,19 @@ pub struct VlanHeader<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> VlanHeader<T> {
-    #[inline]
+    #[inline(always)]
     pub const fn new_unchecked(buffer: T) -> Self {
         VlanHeader { buffer }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Self> {
         let v = Self::new_unchecked(buffer);
         v.check_len()?;
         Ok(v)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn check_len(&self) -> Result<()> {
         if self.buffer.as_ref().len() < VLAN_TAG_LEN {
             Err(Error::Truncated)
@@ -293,19 +334,19 @@ impl<T: AsRef<[u8]>> VlanHeader<T> {
     }
 
     /// The tag control field.
-    #[inline]
+    #[inline(always)]
     pub fn tci(&self) -> u16 {
         read_u16_unchecked(self.buffer.as_ref(), tag_field::TCI.start)
     }
 
     /// The 12-bit VLAN ID.
-    #[inline]
+    #[inline(always)]
     pub fn vid(&self) -> u16 {
         self.tci() & 0x0fff
     }
 
     /// The EtherType after the tag (or the next TPID).
-    #[inline]
+    #[inline(always)]
     pub fn ethertype(&self) -> EtherType {
         EtherType::from(read_u16_unchecked(
             self.buffer.as_ref(),
@@ -313,19 +354,19 @@ impl<T: AsRef<[u8]>> VlanHeader<T> {
         ))
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[tag_field::PAYLOAD..]
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> VlanHeader<T> {
-    #[inline]
+    #[inline(always)]
     pub fn set_tci(&mut self, tci: u16) {
         write_u16_unchecked(self.buffer.as_mut(), tag_field::TCI.start, tci);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_ethertype(&mut self, t: EtherType) {
         write_u16_unchecked(
             self.buffer.as_mut(),

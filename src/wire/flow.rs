@@ -37,8 +37,7 @@ pub fn flow_hash(frame: &[u8]) -> u32 {
     // The untagged header is there: its getters are in bounds (the tag is
     // read through its own view below, when it is all there).
     let eth = EthernetFrame::new_unchecked(frame);
-    h.write(eth.dst_addr().as_bytes());
-    h.write(eth.src_addr().as_bytes());
+    h.write(eth.addresses());
     // One 802.1Q tag is looked through when it is all there; otherwise the
     // TPID is the EtherType hashed, and nothing of L3 is.
     let mut ethertype = eth.ethertype();
@@ -54,16 +53,14 @@ pub fn flow_hash(frame: &[u8]) -> u32 {
         EtherType::Ipv4 if l3.len() >= ipv4::HEADER_LEN => {
             // The fixed header is there: its getters are in bounds.
             let ip = Ipv4Packet::new_unchecked(l3);
-            h.write(&ip.src_addr().octets());
-            h.write(&ip.dst_addr().octets());
+            h.write(ip.addresses());
             h.write(&[u8::from(ip.protocol())]);
             let ihl = ip.header_len();
             (!ip.is_fragment() && ihl >= ipv4::HEADER_LEN).then(|| (ip.protocol(), l3.get(ihl..)))
         }
         EtherType::Ipv6 if l3.len() >= ipv6::HEADER_LEN => {
             let ip = Ipv6Packet::new_unchecked(l3);
-            h.write(&ip.src_addr().octets());
-            h.write(&ip.dst_addr().octets());
+            h.write(ip.addresses());
             h.write(&[u8::from(ip.next_header())]);
             Some((ip.next_header(), l3.get(ipv6::HEADER_LEN..)))
         }

@@ -46,19 +46,19 @@ pub struct Icmpv4Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
-    #[inline]
+    #[inline(always)]
     pub const fn new_unchecked(buffer: T) -> Self {
         Icmpv4Packet { buffer }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Self> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
         Ok(p)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn check_len(&self) -> Result<()> {
         if self.buffer.as_ref().len() < HEADER_LEN {
             Err(Error::Truncated)
@@ -71,77 +71,77 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
         self.buffer
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn msg_type(&self) -> Icmpv4Message {
         Icmpv4Message::from(self.buffer.as_ref()[field::TYPE])
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn msg_code(&self) -> u8 {
         self.buffer.as_ref()[field::CODE]
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn checksum(&self) -> u16 {
         read_u16_unchecked(self.buffer.as_ref(), field::CHECKSUM.start)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn echo_ident(&self) -> u16 {
         read_u16_unchecked(self.buffer.as_ref(), field::ECHO_IDENT.start)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn echo_seq_no(&self) -> u16 {
         read_u16_unchecked(self.buffer.as_ref(), field::ECHO_SEQNO.start)
     }
 
     /// The echo data (for other messages, what follows their 8 bytes).
-    #[inline]
+    #[inline(always)]
     pub fn data(&self) -> &[u8] {
         &self.buffer.as_ref()[field::DATA..]
     }
 
     /// Whether the checksum over the whole message verifies.
-    #[inline]
+    #[inline(always)]
     pub fn verify_checksum(&self) -> bool {
         checksum::verifies(checksum::sum_words(self.buffer.as_ref(), 0))
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv4Packet<T> {
-    #[inline]
+    #[inline(always)]
     pub fn set_msg_type(&mut self, t: Icmpv4Message) {
         self.buffer.as_mut()[field::TYPE] = u8::from(t);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_msg_code(&mut self, c: u8) {
         self.buffer.as_mut()[field::CODE] = c;
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_checksum(&mut self, v: u16) {
         write_u16_unchecked(self.buffer.as_mut(), field::CHECKSUM.start, v);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_echo_ident(&mut self, v: u16) {
         write_u16_unchecked(self.buffer.as_mut(), field::ECHO_IDENT.start, v);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_echo_seq_no(&mut self, v: u16) {
         write_u16_unchecked(self.buffer.as_mut(), field::ECHO_SEQNO.start, v);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn data_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[field::DATA..]
     }
 
     /// Computes and stores the checksum over the whole buffer.
-    #[inline]
+    #[inline(always)]
     pub fn fill_checksum(&mut self) {
         self.set_checksum(0);
         let c = checksum::checksum(self.buffer.as_ref());

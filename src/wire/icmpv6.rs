@@ -93,7 +93,7 @@ enum_with_unknown! {
 
 impl Icmpv6Message {
     /// Neighbour solicitation or advertisement: the messages with a target.
-    #[inline]
+    #[inline(always)]
     const fn is_nd_with_target(self) -> bool {
         matches!(
             self,
@@ -109,12 +109,12 @@ pub struct Icmpv6Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
-    #[inline]
+    #[inline(always)]
     pub const fn new_unchecked(buffer: T) -> Self {
         Icmpv6Packet { buffer }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Self> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
@@ -123,7 +123,7 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
 
     /// Ensures the 8-byte header, and the 24 bytes of a neighbour
     /// solicitation or advertisement, are there.
-    #[inline]
+    #[inline(always)]
     pub fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
         if len < HEADER_LEN || (self.msg_type().is_nd_with_target() && len < ND_LEN) {
@@ -136,38 +136,38 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
         self.buffer
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn msg_type(&self) -> Icmpv6Message {
         Icmpv6Message::from(self.buffer.as_ref()[field::TYPE])
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn msg_code(&self) -> u8 {
         self.buffer.as_ref()[field::CODE]
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn checksum(&self) -> u16 {
         read_u16_unchecked(self.buffer.as_ref(), field::CHECKSUM.start)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn echo_ident(&self) -> u16 {
         read_u16_unchecked(self.buffer.as_ref(), field::ECHO_IDENT.start)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn echo_seq_no(&self) -> u16 {
         read_u16_unchecked(self.buffer.as_ref(), field::ECHO_SEQNO.start)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn echo_data(&self) -> &[u8] {
         &self.buffer.as_ref()[field::ECHO_DATA..]
     }
 
     /// The neighbour advertisement flags ([`nd_flags`]).
-    #[inline]
+    #[inline(always)]
     pub fn nd_flags(&self) -> u8 {
         self.buffer.as_ref()[field::ND_FLAGS]
     }
@@ -175,7 +175,7 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
     /// The target address of a neighbour solicitation or advertisement
     /// (always `Some` for those after `check_len`; `None` for another
     /// message too short to have one).
-    #[inline]
+    #[inline(always)]
     pub fn nd_target(&self) -> Option<Ipv6Addr> {
         let b = self.buffer.as_ref().get(field::ND_TARGET)?;
         let mut a = [0u8; 16];
@@ -185,7 +185,7 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
 
     /// The options of a neighbour solicitation or advertisement (none for
     /// a message too short to have any).
-    #[inline]
+    #[inline(always)]
     pub fn nd_options(&self) -> NdOptions<'_> {
         NdOptions {
             rest: self.buffer.as_ref().get(field::ND_OPTIONS..).unwrap_or(&[]),
@@ -194,65 +194,65 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
 
     /// Whether the checksum verifies, given the IPv6 pseudo-header sum for
     /// this message's length.
-    #[inline]
+    #[inline(always)]
     pub fn verify_checksum(&self, pseudo_header_sum: u64) -> bool {
         checksum::verifies(checksum::sum_words(self.buffer.as_ref(), pseudo_header_sum))
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv6Packet<T> {
-    #[inline]
+    #[inline(always)]
     pub fn set_msg_type(&mut self, t: Icmpv6Message) {
         self.buffer.as_mut()[field::TYPE] = u8::from(t);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_msg_code(&mut self, c: u8) {
         self.buffer.as_mut()[field::CODE] = c;
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_checksum(&mut self, v: u16) {
         write_u16_unchecked(self.buffer.as_mut(), field::CHECKSUM.start, v);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_echo_ident(&mut self, v: u16) {
         write_u16_unchecked(self.buffer.as_mut(), field::ECHO_IDENT.start, v);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_echo_seq_no(&mut self, v: u16) {
         write_u16_unchecked(self.buffer.as_mut(), field::ECHO_SEQNO.start, v);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn echo_data_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[field::ECHO_DATA..]
     }
 
     /// Sets the advertisement flags and clears the reserved bytes.
-    #[inline]
+    #[inline(always)]
     pub fn set_nd_flags(&mut self, flags: u8) {
         let b = self.buffer.as_mut();
         b[field::ND_FLAGS] = flags;
         b[field::ND_RESERVED].fill(0);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_nd_target(&mut self, a: Ipv6Addr) {
         self.buffer.as_mut()[field::ND_TARGET].copy_from_slice(&a.octets());
     }
 
     /// The bytes after the ND header, for options.
-    #[inline]
+    #[inline(always)]
     pub fn nd_options_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[field::ND_OPTIONS..]
     }
 
     /// Computes and stores the checksum over the whole buffer from the
     /// IPv6 pseudo-header sum.
-    #[inline]
+    #[inline(always)]
     pub fn fill_checksum(&mut self, pseudo_header_sum: u64) {
         self.set_checksum(0);
         let sum = checksum::sum_words(self.buffer.as_ref(), pseudo_header_sum);
@@ -267,12 +267,12 @@ pub struct NdOption<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> NdOption<T> {
-    #[inline]
+    #[inline(always)]
     pub const fn new_unchecked(buffer: T) -> Self {
         NdOption { buffer }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Self> {
         let o = Self::new_unchecked(buffer);
         o.check_len()?;
@@ -281,7 +281,7 @@ impl<T: AsRef<[u8]>> NdOption<T> {
 
     /// Ensures the type and length bytes are there, the length is not 0
     /// and the option fits.
-    #[inline]
+    #[inline(always)]
     pub fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
         if len <= opt_field::LENGTH {
@@ -294,20 +294,20 @@ impl<T: AsRef<[u8]>> NdOption<T> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn option_type(&self) -> NdOptionType {
         NdOptionType::from(self.buffer.as_ref()[opt_field::TYPE])
     }
 
     /// The option's length in bytes (the length field times 8).
-    #[inline]
+    #[inline(always)]
     pub fn option_len(&self) -> usize {
         usize::from(self.buffer.as_ref()[opt_field::LENGTH]) * ND_LL_OPTION_LEN
     }
 
     /// The Ethernet address of a link-layer address option (the first six
     /// data bytes of any option, which `check_len` guarantees).
-    #[inline]
+    #[inline(always)]
     pub fn link_layer_addr(&self) -> MacAddr {
         MacAddr::from_bytes(&self.buffer.as_ref()[opt_field::LL_ADDR])
     }
@@ -318,7 +318,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> NdOption<T> {
     ///
     /// # Panics
     /// When the buffer is shorter than 8 bytes.
-    #[inline]
+    #[inline(always)]
     pub fn emit_link_layer_addr(&mut self, ty: NdOptionType, addr: MacAddr) {
         let b = self.buffer.as_mut();
         b[opt_field::TYPE] = u8::from(ty);

@@ -60,12 +60,12 @@ pub struct Ipv4Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Ipv4Packet<T> {
-    #[inline]
+    #[inline(always)]
     pub const fn new_unchecked(buffer: T) -> Self {
         Ipv4Packet { buffer }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Self> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
@@ -75,7 +75,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// Ensures the fixed header is present (then the fixed-field getters
     /// cannot panic), the IHL is sane and the header and total length fit
     /// (then `options`/`payload` cannot panic either).
-    #[inline]
+    #[inline(always)]
     pub fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
         if len < HEADER_LEN {
@@ -95,116 +95,139 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         self.buffer
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[field::VER_IHL] >> 4
     }
 
     /// Header length in bytes (IHL * 4), options included.
-    #[inline]
+    #[inline(always)]
     pub fn header_len(&self) -> usize {
         usize::from(self.buffer.as_ref()[field::VER_IHL] & 0x0f) * 4
     }
 
     /// DSCP and ECN, the byte once called TOS.
-    #[inline]
+    #[inline(always)]
     pub fn dscp_ecn(&self) -> u8 {
         self.buffer.as_ref()[field::DSCP_ECN]
     }
 
     /// Total length: header and payload.
-    #[inline]
+    #[inline(always)]
     pub fn total_len(&self) -> u16 {
         read_u16_unchecked(self.buffer.as_ref(), field::LENGTH.start)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn ident(&self) -> u16 {
         read_u16_unchecked(self.buffer.as_ref(), field::IDENT.start)
     }
 
     /// The flags and fragment offset, as one 16-bit field.
-    #[inline]
+    #[inline(always)]
     pub fn flags_frag(&self) -> u16 {
         read_u16_unchecked(self.buffer.as_ref(), field::FLG_OFF.start)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn dont_frag(&self) -> bool {
         self.flags_frag() & FLAG_DF != 0
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn more_frags(&self) -> bool {
         self.flags_frag() & FLAG_MF != 0
     }
 
     /// Fragment offset in bytes.
-    #[inline]
+    #[inline(always)]
     pub fn frag_offset(&self) -> u16 {
         (self.flags_frag() & 0x1fff) << 3
     }
 
     /// MF set or a fragment offset: this is (part of) a fragment.
-    #[inline]
+    #[inline(always)]
     pub fn is_fragment(&self) -> bool {
         self.flags_frag() & FRAGMENT_MASK != 0
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn ttl(&self) -> u8 {
         self.buffer.as_ref()[field::TTL]
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn protocol(&self) -> IpProtocol {
         IpProtocol::from(self.buffer.as_ref()[field::PROTOCOL])
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn checksum(&self) -> u16 {
         read_u16_unchecked(self.buffer.as_ref(), field::CHECKSUM.start)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn src_addr(&self) -> Ipv4Addr {
         let b = &self.buffer.as_ref()[field::SRC_ADDR];
         Ipv4Addr::new(b[0], b[1], b[2], b[3])
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn dst_addr(&self) -> Ipv4Addr {
         let b = &self.buffer.as_ref()[field::DST_ADDR];
         Ipv4Addr::new(b[0], b[1], b[2], b[3])
     }
 
+    /// Both addresses as they sit in the header, source then destination
+    /// (8 bytes): what hashes over the addresses read.
+    #[inline(always)]
+    pub fn addresses(&self) -> &[u8] {
+        &self.buffer.as_ref()[field::SRC_ADDR.start..field::DST_ADDR.end]
+    }
+
     /// The options (empty for IHL 5).
-    #[inline]
+    #[inline(always)]
     pub fn options(&self) -> &[u8] {
         &self.buffer.as_ref()[field::OPTIONS..self.header_len()]
     }
 
     /// The header, options included.
-    #[inline]
+    #[inline(always)]
     pub fn header(&self) -> &[u8] {
         &self.buffer.as_ref()[..self.header_len()]
     }
 
     /// The payload: from the end of the header to the total length.
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[self.header_len()..usize::from(self.total_len())]
     }
 
+    /// Whether every header byte of `other` but the total length, the
+    /// identification and the checksum equals this one's: version, IHL,
+    /// DSCP/ECN, flags and fragment offset, TTL, protocol, addresses and
+    /// options. Segments of one flow that may be merged (GRO) differ in
+    /// those three fields only.
+    #[inline(always)]
+    pub fn same_flow_header<U: AsRef<[u8]>>(&self, other: &Ipv4Packet<U>) -> bool {
+        let (a, b) = (self.buffer.as_ref(), other.buffer.as_ref());
+        // Equal first bytes mean equal IHLs: one header length serves both.
+        a[..field::LENGTH.start] == b[..field::LENGTH.start]
+            && a[field::FLG_OFF.start..field::CHECKSUM.start]
+                == b[field::FLG_OFF.start..field::CHECKSUM.start]
+            && a[field::SRC_ADDR.start..self.header_len()]
+                == b[field::SRC_ADDR.start..self.header_len()]
+    }
+
     /// Whether the header checksum verifies.
-    #[inline]
+    #[inline(always)]
     pub fn verify_checksum(&self) -> bool {
         checksum::verifies(checksum::sum_words(self.header(), 0))
     }
 
     /// The running sum of the pseudo-header a TCP/UDP checksum over this
     /// packet's payload starts from, for `l4_len` bytes of `protocol`.
-    #[inline]
+    #[inline(always)]
     pub fn pseudo_header_sum(&self, protocol: IpProtocol, l4_len: usize) -> u64 {
         let b = self.buffer.as_ref();
         checksum::pseudo_v4(
@@ -218,67 +241,67 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     /// Sets version 4 and the header length (a multiple of 4, 20..=60).
-    #[inline]
+    #[inline(always)]
     pub fn set_version_and_header_len(&mut self, header_len: usize) {
         self.buffer.as_mut()[field::VER_IHL] = 0x40 | ((header_len / 4) as u8 & 0x0f);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_dscp_ecn(&mut self, v: u8) {
         self.buffer.as_mut()[field::DSCP_ECN] = v;
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_total_len(&mut self, v: u16) {
         write_u16_unchecked(self.buffer.as_mut(), field::LENGTH.start, v);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_ident(&mut self, v: u16) {
         write_u16_unchecked(self.buffer.as_mut(), field::IDENT.start, v);
     }
 
     /// Sets the flags and fragment offset as one 16-bit field.
-    #[inline]
+    #[inline(always)]
     pub fn set_flags_frag(&mut self, v: u16) {
         write_u16_unchecked(self.buffer.as_mut(), field::FLG_OFF.start, v);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_ttl(&mut self, v: u8) {
         self.buffer.as_mut()[field::TTL] = v;
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_protocol(&mut self, p: IpProtocol) {
         self.buffer.as_mut()[field::PROTOCOL] = u8::from(p);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_checksum(&mut self, v: u16) {
         write_u16_unchecked(self.buffer.as_mut(), field::CHECKSUM.start, v);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_src_addr(&mut self, a: Ipv4Addr) {
         self.buffer.as_mut()[field::SRC_ADDR].copy_from_slice(&a.octets());
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_dst_addr(&mut self, a: Ipv4Addr) {
         self.buffer.as_mut()[field::DST_ADDR].copy_from_slice(&a.octets());
     }
 
     /// Computes and stores the header checksum (over the header as it is,
     /// options included).
-    #[inline]
+    #[inline(always)]
     pub fn fill_checksum(&mut self) {
         self.set_checksum(0);
         let c = checksum::checksum(self.header());
         self.set_checksum(c);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let range = self.header_len()..usize::from(self.total_len());
         &mut self.buffer.as_mut()[range]

@@ -66,12 +66,12 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     /// Wraps a buffer without checking it. A buffer of at least
     /// [`HEADER_LEN`] bytes is enough for every fixed-field getter;
     /// `payload` needs [`check_len`](Self::check_len).
-    #[inline]
+    #[inline(always)]
     pub const fn new_unchecked(buffer: T) -> Self {
         Ipv6Packet { buffer }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Self> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
@@ -79,7 +79,7 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     }
 
     /// Ensures the fixed header and the payload length fit in the buffer.
-    #[inline]
+    #[inline(always)]
     pub fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
         if len < HEADER_LEN || HEADER_LEN + usize::from(self.payload_len()) > len {
@@ -92,48 +92,55 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
         self.buffer
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[field::VER_TC_FLOW.start] >> 4
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn traffic_class(&self) -> u8 {
         ((read_u16_unchecked(self.buffer.as_ref(), field::VER_TC_FLOW.start) >> 4) & 0xff) as u8
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn flow_label(&self) -> u32 {
         read_u32_unchecked(self.buffer.as_ref(), field::VER_TC_FLOW.start) & 0x000f_ffff
     }
 
     /// Payload length: extension headers and the upper-layer packet.
-    #[inline]
+    #[inline(always)]
     pub fn payload_len(&self) -> u16 {
         read_u16_unchecked(self.buffer.as_ref(), field::LENGTH.start)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn next_header(&self) -> IpProtocol {
         IpProtocol::from(self.buffer.as_ref()[field::NXT_HDR])
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn hop_limit(&self) -> u8 {
         self.buffer.as_ref()[field::HOP_LIMIT]
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn src_addr(&self) -> Ipv6Addr {
         Ipv6Addr::from(self.addr_bytes(field::SRC_ADDR.start))
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn dst_addr(&self) -> Ipv6Addr {
         Ipv6Addr::from(self.addr_bytes(field::DST_ADDR.start))
     }
 
-    #[inline]
+    /// Both addresses as they sit in the header, source then destination
+    /// (32 bytes): what hashes over the addresses read.
+    #[inline(always)]
+    pub fn addresses(&self) -> &[u8] {
+        &self.buffer.as_ref()[field::SRC_ADDR.start..field::DST_ADDR.end]
+    }
+
+    #[inline(always)]
     fn addr_bytes(&self, at: usize) -> [u8; 16] {
         let mut a = [0u8; 16];
         a.copy_from_slice(&self.buffer.as_ref()[at..at + 16]);
@@ -141,23 +148,33 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     }
 
     /// The fixed header.
-    #[inline]
+    #[inline(always)]
     pub fn header(&self) -> &[u8] {
         &self.buffer.as_ref()[..HEADER_LEN]
     }
 
     /// The payload: extension headers and upper layer, up to the payload
     /// length.
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..HEADER_LEN + usize::from(self.payload_len())]
+    }
+
+    /// Whether every fixed-header byte of `other` but the payload length
+    /// equals this one's: version, traffic class, flow label, next header,
+    /// hop limit, addresses. Segments of one flow that may be merged (GRO)
+    /// differ in the payload length only.
+    #[inline(always)]
+    pub fn same_flow_header<U: AsRef<[u8]>>(&self, other: &Ipv6Packet<U>) -> bool {
+        let (a, b) = (self.header(), other.header());
+        a[field::VER_TC_FLOW] == b[field::VER_TC_FLOW] && a[field::NXT_HDR..] == b[field::NXT_HDR..]
     }
 
     /// The running sum of the pseudo-header (RFC 8200 section 8.1) an
     /// upper-layer checksum starts from, for `l4_len` bytes of `protocol`.
     /// The destination is this header's (a routing header with segments
     /// left would need the final one: callers refuse those).
-    #[inline]
+    #[inline(always)]
     pub fn pseudo_header_sum(&self, protocol: IpProtocol, l4_len: usize) -> u64 {
         let b = self.buffer.as_ref();
         checksum::pseudo_v6(
@@ -171,44 +188,44 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
     /// Sets version 6, the traffic class and the flow label.
-    #[inline]
+    #[inline(always)]
     pub fn set_version_tc_flow(&mut self, traffic_class: u8, flow_label: u32) {
         let v = (6u32 << 28) | (u32::from(traffic_class) << 20) | (flow_label & 0x000f_ffff);
         self.buffer.as_mut()[field::VER_TC_FLOW].copy_from_slice(&v.to_be_bytes());
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_payload_len(&mut self, v: u16) {
         write_u16_unchecked(self.buffer.as_mut(), field::LENGTH.start, v);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_next_header(&mut self, p: IpProtocol) {
         self.buffer.as_mut()[field::NXT_HDR] = u8::from(p);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_hop_limit(&mut self, v: u8) {
         self.buffer.as_mut()[field::HOP_LIMIT] = v;
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_src_addr(&mut self, a: Ipv6Addr) {
         self.buffer.as_mut()[field::SRC_ADDR].copy_from_slice(&a.octets());
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_dst_addr(&mut self, a: Ipv6Addr) {
         self.buffer.as_mut()[field::DST_ADDR].copy_from_slice(&a.octets());
     }
 
     /// The fixed header, to copy another packet's into.
-    #[inline]
+    #[inline(always)]
     pub fn header_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[..HEADER_LEN]
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let end = HEADER_LEN + usize::from(self.payload_len());
         &mut self.buffer.as_mut()[HEADER_LEN..end]
@@ -225,12 +242,12 @@ pub struct Ipv6ExtHeader<T: AsRef<[u8]>> {
 impl<T: AsRef<[u8]>> Ipv6ExtHeader<T> {
     /// Wraps a buffer without checking it. [`EXT_HEADER_MIN_LEN`] bytes are
     /// enough for every getter but [`data`](Self::data).
-    #[inline]
+    #[inline(always)]
     pub const fn new_unchecked(buffer: T) -> Self {
         Ipv6ExtHeader { buffer }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Self> {
         let h = Self::new_unchecked(buffer);
         h.check_len()?;
@@ -238,7 +255,7 @@ impl<T: AsRef<[u8]>> Ipv6ExtHeader<T> {
     }
 
     /// Ensures the first 8 bytes and the whole header fit.
-    #[inline]
+    #[inline(always)]
     pub fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
         if len < EXT_HEADER_MIN_LEN || self.header_len() > len {
@@ -247,32 +264,32 @@ impl<T: AsRef<[u8]>> Ipv6ExtHeader<T> {
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn next_header(&self) -> IpProtocol {
         IpProtocol::from(self.buffer.as_ref()[ext_field::NXT_HDR])
     }
 
     /// The header's length in bytes: `(byte 1 + 1) * 8`.
-    #[inline]
+    #[inline(always)]
     pub fn header_len(&self) -> usize {
         (usize::from(self.buffer.as_ref()[ext_field::LENGTH]) + 1) * EXT_HEADER_MIN_LEN
     }
 
     /// The routing type (meaningful in a routing header only).
-    #[inline]
+    #[inline(always)]
     pub fn routing_type(&self) -> u8 {
         self.buffer.as_ref()[ext_field::ROUTING_TYPE]
     }
 
     /// Segments left (meaningful in a routing header only): non-zero means
     /// the destination in the IPv6 header is not the final one.
-    #[inline]
+    #[inline(always)]
     pub fn segments_left(&self) -> u8 {
         self.buffer.as_ref()[ext_field::SEGMENTS_LEFT]
     }
 
     /// The options or routing data after the first two bytes.
-    #[inline]
+    #[inline(always)]
     pub fn data(&self) -> &[u8] {
         &self.buffer.as_ref()[ext_field::LENGTH + 1..self.header_len()]
     }

@@ -159,9 +159,10 @@ pub enum LayoutError {
 /// IPv6, behind 0..2 VLAN tags.
 pub fn parse(frame: &[u8]) -> Result<Layout, LayoutError> {
     use LayoutError::*;
-    let eth = EthernetFrame::new_checked(frame).map_err(|_| HeadersTruncated)?;
-    let l3 = eth.payload_offset();
-    let (ip, l4, end, next) = match eth.inner_ethertype() {
+    let (l3, ethertype) = EthernetFrame::new_unchecked(frame)
+        .check_payload()
+        .map_err(|_| HeadersTruncated)?;
+    let (ip, l4, end, next) = match ethertype {
         EtherType::Ipv4 => {
             let len = frame.len() - l3;
             if len < ipv4::HEADER_LEN {

@@ -17,12 +17,14 @@ impl MacAddr {
     ///
     /// # Panics
     /// When `b` is shorter than six bytes.
+    #[inline]
     pub fn from_bytes(b: &[u8]) -> MacAddr {
         let mut m = [0u8; 6];
         m.copy_from_slice(&b[..6]);
         MacAddr(m)
     }
 
+    #[inline]
     pub const fn as_bytes(&self) -> &[u8; 6] {
         &self.0
     }

@@ -53,7 +53,9 @@ macro_rules! enum_with_unknown {
         }
 
         impl ::core::convert::From<$ty> for $name {
-            #[inline]
+            // Always: inlined, a conversion followed by a comparison folds
+            // into comparing the raw number; outlined, it is a jump table.
+            #[inline(always)]
             fn from(value: $ty) -> Self {
                 match value {
                     $( $value => $name::$variant ),+,
@@ -63,7 +65,7 @@ macro_rules! enum_with_unknown {
         }
 
         impl ::core::convert::From<$name> for $ty {
-            #[inline]
+            #[inline(always)]
             fn from(value: $name) -> Self {
                 match value {
                     $( $name::$variant => $value ),+,
@@ -120,28 +122,31 @@ pub enum Error {
 pub type Result<T> = core::result::Result<T, Error>;
 
 /// A big-endian `u16` at `at`: the one helper every view's getters share.
+/// One bounds check (the range), so it inlines into a load and a swap.
 ///
 /// # Panics
 /// When `b` is shorter than `at + 2`.
-#[inline]
+#[inline(always)]
 pub(crate) fn read_u16_unchecked(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
+    let s = &b[at..at + 2];
+    u16::from_be_bytes([s[0], s[1]])
 }
 
 /// A big-endian `u32` at `at`.
 ///
 /// # Panics
 /// When `b` is shorter than `at + 4`.
-#[inline]
+#[inline(always)]
 pub(crate) fn read_u32_unchecked(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    let s = &b[at..at + 4];
+    u32::from_be_bytes([s[0], s[1], s[2], s[3]])
 }
 
 /// Writes a big-endian `u16` at `at`.
 ///
 /// # Panics
 /// When `b` is shorter than `at + 2`.
-#[inline]
+#[inline(always)]
 pub(crate) fn write_u16_unchecked(b: &mut [u8], at: usize, v: u16) {
     b[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }
@@ -150,7 +155,7 @@ pub(crate) fn write_u16_unchecked(b: &mut [u8], at: usize, v: u16) {
 ///
 /// # Panics
 /// When `b` is shorter than `at + 4`.
-#[inline]
+#[inline(always)]
 pub(crate) fn write_u32_unchecked(b: &mut [u8], at: usize, v: u32) {
     b[at..at + 4].copy_from_slice(&v.to_be_bytes());
 }

@@ -126,14 +126,14 @@ pub struct ProbeHeader<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> ProbeHeader<T> {
-    #[inline]
+    #[inline(always)]
     pub const fn new_unchecked(buffer: T) -> Self {
         ProbeHeader { buffer }
     }
 
     /// Wraps a buffer that holds the whole header; the magic and version
     /// are not checked (see [`ProbeFrame::check`]).
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Self, ProbeError> {
         let h = Self::new_unchecked(buffer);
         if h.buffer.as_ref().len() < PROBE_HEADER_LEN {
@@ -142,66 +142,66 @@ impl<T: AsRef<[u8]>> ProbeHeader<T> {
         Ok(h)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn magic(&self) -> u32 {
         super::read_u32_unchecked(self.buffer.as_ref(), field::MAGIC.start)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn run(&self) -> u16 {
         read_u16_unchecked(self.buffer.as_ref(), field::RUN.start)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn flow(&self) -> u16 {
         read_u16_unchecked(self.buffer.as_ref(), field::FLOW.start)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn seq(&self) -> u64 {
         let mut b = [0u8; 8];
         b.copy_from_slice(&self.buffer.as_ref()[field::SEQ]);
         u64::from_be_bytes(b)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn kind(&self) -> ProbeKind {
         ProbeKind::from(self.buffer.as_ref()[field::KIND])
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[field::VERSION]
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> ProbeHeader<T> {
-    #[inline]
+    #[inline(always)]
     pub fn set_magic(&mut self, v: u32) {
         super::write_u32_unchecked(self.buffer.as_mut(), field::MAGIC.start, v);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_run(&mut self, v: u16) {
         write_u16_unchecked(self.buffer.as_mut(), field::RUN.start, v);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_flow(&mut self, v: u16) {
         write_u16_unchecked(self.buffer.as_mut(), field::FLOW.start, v);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_seq(&mut self, v: u64) {
         self.buffer.as_mut()[field::SEQ].copy_from_slice(&v.to_be_bytes());
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_kind(&mut self, k: ProbeKind) {
         self.buffer.as_mut()[field::KIND] = u8::from(k);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_version(&mut self, v: u8) {
         self.buffer.as_mut()[field::VERSION] = v;
     }
@@ -245,13 +245,13 @@ pub struct ProbeFrame<T: AsRef<[u8]>> {
 
 impl<T: AsRef<[u8]>> ProbeFrame<T> {
     /// Wraps a buffer without checking it; getters may panic.
-    #[inline]
+    #[inline(always)]
     pub const fn new_unchecked(buffer: T) -> Self {
         ProbeFrame { buffer }
     }
 
     /// Wraps a buffer after [`check`](Self::check).
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Self, ProbeError> {
         let f = Self::new_unchecked(buffer);
         f.check()?;
@@ -283,75 +283,75 @@ impl<T: AsRef<[u8]>> ProbeFrame<T> {
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     fn ip(&self) -> Ipv4Packet<&[u8]> {
         Ipv4Packet::new_unchecked(&self.buffer.as_ref()[IP_OFFSET..])
     }
 
-    #[inline]
+    #[inline(always)]
     fn probe(&self) -> ProbeHeader<&[u8]> {
         ProbeHeader::new_unchecked(&self.buffer.as_ref()[MAGIC_OFFSET..])
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn dst_mac(&self) -> MacAddr {
         EthernetFrame::new_unchecked(self.buffer.as_ref()).dst_addr()
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn src_mac(&self) -> MacAddr {
         EthernetFrame::new_unchecked(self.buffer.as_ref()).src_addr()
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn ip_src(&self) -> Ipv4Addr {
         self.ip().src_addr()
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn udp_src_port(&self) -> u16 {
         UdpPacket::new_unchecked(&self.buffer.as_ref()[UDP_OFFSET..]).src_port()
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn magic(&self) -> u32 {
         self.probe().magic()
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn run(&self) -> u16 {
         self.probe().run()
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn flow(&self) -> u16 {
         self.probe().flow()
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn seq(&self) -> u64 {
         self.probe().seq()
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn kind(&self) -> ProbeKind {
         self.probe().kind()
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> ProbeFrame<T> {
-    #[inline]
+    #[inline(always)]
     fn probe_mut(&mut self) -> ProbeHeader<&mut [u8]> {
         ProbeHeader::new_unchecked(&mut self.buffer.as_mut()[MAGIC_OFFSET..])
     }
 
     /// Rewrites the sequence number: all a send changes in a built frame.
-    #[inline]
+    #[inline(always)]
     pub fn set_seq(&mut self, seq: u64) {
         self.probe_mut().set_seq(seq);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_kind(&mut self, kind: ProbeKind) {
         self.probe_mut().set_kind(kind);
     }

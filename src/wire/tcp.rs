@@ -67,12 +67,12 @@ pub struct TcpPacket<T: AsRef<[u8]>> {
 impl<T: AsRef<[u8]>> TcpPacket<T> {
     /// Wraps a buffer without checking it. [`HEADER_LEN`] bytes are enough
     /// for every fixed-field getter.
-    #[inline]
+    #[inline(always)]
     pub const fn new_unchecked(buffer: T) -> Self {
         TcpPacket { buffer }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Self> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
@@ -81,7 +81,7 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
 
     /// Ensures the fixed header is there, the data offset is at least 5
     /// and the options fit.
-    #[inline]
+    #[inline(always)]
     pub fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
         if len < HEADER_LEN {
@@ -101,117 +101,127 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         self.buffer
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn src_port(&self) -> u16 {
         read_u16_unchecked(self.buffer.as_ref(), field::SRC_PORT.start)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn dst_port(&self) -> u16 {
         read_u16_unchecked(self.buffer.as_ref(), field::DST_PORT.start)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn seq_number(&self) -> u32 {
         read_u32_unchecked(self.buffer.as_ref(), field::SEQ_NUM.start)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn ack_number(&self) -> u32 {
         read_u32_unchecked(self.buffer.as_ref(), field::ACK_NUM.start)
     }
 
     /// Header length in bytes (data offset * 4), options included.
-    #[inline]
+    #[inline(always)]
     pub fn header_len(&self) -> usize {
         usize::from(self.buffer.as_ref()[field::DATA_OFF] >> 4) * 4
     }
 
     /// The flag byte; see [`flags`].
-    #[inline]
+    #[inline(always)]
     pub fn flags(&self) -> u8 {
         self.buffer.as_ref()[field::FLAGS]
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn window_len(&self) -> u16 {
         read_u16_unchecked(self.buffer.as_ref(), field::WIN_SIZE.start)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn checksum(&self) -> u16 {
         read_u16_unchecked(self.buffer.as_ref(), field::CHECKSUM.start)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn urgent_at(&self) -> u16 {
         read_u16_unchecked(self.buffer.as_ref(), field::URGENT.start)
     }
 
     /// The options, unparsed.
-    #[inline]
+    #[inline(always)]
     pub fn options(&self) -> &[u8] {
         &self.buffer.as_ref()[field::OPTIONS..self.header_len()]
     }
 
     /// The payload: everything after the header.
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[self.header_len()..]
     }
 
+    /// Whether `other` has the same ports and the same options (the same
+    /// data offset included): what segments of one flow that may be merged
+    /// (GRO) share, whatever their sequence numbers, flags and windows.
+    #[inline(always)]
+    pub fn same_ports_and_options<U: AsRef<[u8]>>(&self, other: &TcpPacket<U>) -> bool {
+        let ports = field::SRC_PORT.start..field::DST_PORT.end;
+        let (a, b) = (self.buffer.as_ref(), other.buffer.as_ref());
+        a[ports.clone()] == b[ports] && self.options() == other.options()
+    }
+
     /// Whether the checksum verifies, given the pseudo-header sum of the IP
     /// layer for this segment's length.
-    #[inline]
+    #[inline(always)]
     pub fn verify_checksum(&self, pseudo_header_sum: u64) -> bool {
         checksum::verifies(checksum::sum_words(self.buffer.as_ref(), pseudo_header_sum))
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
-    #[inline]
+    #[inline(always)]
     pub fn set_src_port(&mut self, v: u16) {
         write_u16_unchecked(self.buffer.as_mut(), field::SRC_PORT.start, v);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_dst_port(&mut self, v: u16) {
         write_u16_unchecked(self.buffer.as_mut(), field::DST_PORT.start, v);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_seq_number(&mut self, v: u32) {
         write_u32_unchecked(self.buffer.as_mut(), field::SEQ_NUM.start, v);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_ack_number(&mut self, v: u32) {
         write_u32_unchecked(self.buffer.as_mut(), field::ACK_NUM.start, v);
     }
 
     /// Sets the data offset from a header length (a multiple of 4).
-    #[inline]
+    #[inline(always)]
     pub fn set_header_len(&mut self, len: usize) {
         let b = &mut self.buffer.as_mut()[field::DATA_OFF];
         *b = (*b & 0x0f) | (((len / 4) as u8) << 4);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_flags(&mut self, v: u8) {
         self.buffer.as_mut()[field::FLAGS] = v;
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_window_len(&mut self, v: u16) {
         write_u16_unchecked(self.buffer.as_mut(), field::WIN_SIZE.start, v);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_checksum(&mut self, v: u16) {
         write_u16_unchecked(self.buffer.as_mut(), field::CHECKSUM.start, v);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_urgent_at(&mut self, v: u16) {
         write_u16_unchecked(self.buffer.as_mut(), field::URGENT.start, v);
     }
@@ -219,14 +229,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     /// Computes and stores the full checksum over the whole buffer (header
     /// and payload) from the pseudo-header sum. A computed 0 stays 0 (as
     /// the kernel's `tcp_v4_check` leaves it; 0xffff would verify as well).
-    #[inline]
+    #[inline(always)]
     pub fn fill_checksum(&mut self, pseudo_header_sum: u64) {
         self.set_checksum(0);
         let sum = checksum::sum_words(self.buffer.as_ref(), pseudo_header_sum);
         self.set_checksum(!checksum::fold(sum));
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let at = self.header_len();
         &mut self.buffer.as_mut()[at..]

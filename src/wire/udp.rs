@@ -39,12 +39,12 @@ pub struct UdpPacket<T: AsRef<[u8]>> {
 impl<T: AsRef<[u8]>> UdpPacket<T> {
     /// Wraps a buffer without checking it. [`HEADER_LEN`] bytes are enough
     /// for every getter but [`payload`](Self::payload).
-    #[inline]
+    #[inline(always)]
     pub const fn new_unchecked(buffer: T) -> Self {
         UdpPacket { buffer }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Self> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
@@ -52,7 +52,7 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     }
 
     /// Ensures the header is there and the length field is sane and fits.
-    #[inline]
+    #[inline(always)]
     pub fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
         if len < HEADER_LEN {
@@ -72,37 +72,37 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         self.buffer
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn src_port(&self) -> u16 {
         read_u16_unchecked(self.buffer.as_ref(), field::SRC_PORT.start)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn dst_port(&self) -> u16 {
         read_u16_unchecked(self.buffer.as_ref(), field::DST_PORT.start)
     }
 
     /// The length field: header and payload.
-    #[inline]
+    #[inline(always)]
     #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> u16 {
         read_u16_unchecked(self.buffer.as_ref(), field::LENGTH.start)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn checksum(&self) -> u16 {
         read_u16_unchecked(self.buffer.as_ref(), field::CHECKSUM.start)
     }
 
     /// The payload, up to the length field.
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[field::PAYLOAD..usize::from(self.len())]
     }
 
     /// Whether the checksum verifies (or is absent: 0), given the
     /// pseudo-header sum for this datagram's length.
-    #[inline]
+    #[inline(always)]
     pub fn verify_checksum(&self, pseudo_header_sum: u64) -> bool {
         self.checksum() == 0
             || checksum::verifies(checksum::sum_words(
@@ -113,36 +113,36 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
-    #[inline]
+    #[inline(always)]
     pub fn set_src_port(&mut self, v: u16) {
         write_u16_unchecked(self.buffer.as_mut(), field::SRC_PORT.start, v);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_dst_port(&mut self, v: u16) {
         write_u16_unchecked(self.buffer.as_mut(), field::DST_PORT.start, v);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_len(&mut self, v: u16) {
         write_u16_unchecked(self.buffer.as_mut(), field::LENGTH.start, v);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_checksum(&mut self, v: u16) {
         write_u16_unchecked(self.buffer.as_mut(), field::CHECKSUM.start, v);
     }
 
     /// Computes and stores the checksum over the whole buffer (header and
     /// payload) from the pseudo-header sum; 0 is stored as 0xffff.
-    #[inline]
+    #[inline(always)]
     pub fn fill_checksum(&mut self, pseudo_header_sum: u64) {
         self.set_checksum(0);
         let sum = checksum::sum_words(self.buffer.as_ref(), pseudo_header_sum);
         self.set_checksum(checksum::finish(sum));
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let end = usize::from(self.len());
         &mut self.buffer.as_mut()[field::PAYLOAD..end]
