@@ -6,10 +6,11 @@
 //! into a caller-owned buffer; the thread in the parent module owns the
 //! socket. Every frame is counted in exactly one [`GatewayStats`] counter.
 //!
-//! Contracts: frames are untrusted; every offset is checked against the
-//! frame's length before it is read, and IP lengths are taken from the IP
-//! header (never the frame length: Ethernet pads short frames to 60 bytes),
-//! after checking they fit in the frame. A reply is never longer than the
+//! Contracts: frames are untrusted; they are read and replies are written
+//! only through the views of [`crate::wire`] (a view's length check before
+//! any field of it is read), and IP lengths are taken from the IP header
+//! (never the frame length: Ethernet pads short frames to 60 bytes), after
+//! checking they fit in the frame. A reply is never longer than the
 //! request or 128 bytes, whichever is more (echo replies copy the request
 //! without IPv4 options; an advertisement answering a solicitation without
 //! options adds one), so an output buffer of that size always suffices;
@@ -29,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::wire::ethernet::HEADER_LEN as ETH_LEN;
 use crate::wire::icmpv6::nd_flags;
+use crate::wire::ipv6::solicited_node;
 use crate::wire::{arp, ipv4, ipv6};
 use crate::wire::{
     ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetFrame, EthernetRepr, Icmpv4Packet,
@@ -100,20 +102,6 @@ pub struct Responder {
     mac: MacAddr,
     ip: IpAddr,
     stats: std::sync::Arc<GatewayStats>,
-}
-
-/// The solicited-node multicast address of `ip` (RFC 4291 §2.7.1).
-fn solicited_node(ip: Ipv6Addr) -> Ipv6Addr {
-    let o = ip.octets();
-    Ipv6Addr::from([
-        0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, o[13], o[14], o[15],
-    ])
-}
-
-/// The Ethernet multicast MAC of an IPv6 multicast address (RFC 2464 §7).
-fn multicast_mac(ip: Ipv6Addr) -> MacAddr {
-    let o = ip.octets();
-    MacAddr([0x33, 0x33, o[12], o[13], o[14], o[15]])
 }
 
 impl Responder {
@@ -296,7 +284,7 @@ impl Responder {
         let snm = solicited_node(gw);
         // Multicast frames other than our solicited-node group (router
         // solicitations, MLD, all-nodes) are someone else's business.
-        if dst_mac != self.mac && dst_mac != multicast_mac(snm) {
+        if dst_mac != self.mac && dst_mac != MacAddr::ipv6_multicast(snm) {
             return Err(Outcome::Ignored);
         }
         // The fixed header (exactly): its getters are in bounds.
@@ -380,7 +368,7 @@ impl Responder {
             let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
             (
                 all_nodes,
-                multicast_mac(all_nodes),
+                MacAddr::ipv6_multicast(all_nodes),
                 nd_flags::ROUTER | nd_flags::OVERRIDE,
             )
         } else {
@@ -681,7 +669,11 @@ mod tests {
             icmp.extend_from_slice(C1.as_bytes());
         }
         let snm = solicited_node(GW_IP6);
-        frame(multicast_mac(snm), 0x86dd, &ip6(src, snm, 255, icmp))
+        frame(
+            MacAddr::ipv6_multicast(snm),
+            0x86dd,
+            &ip6(src, snm, 255, icmp),
+        )
     }
 
     #[test]
@@ -727,7 +719,7 @@ mod tests {
         // A router solicitation to all routers: not answered, ignored.
         let all_routers = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
         let rs = frame(
-            multicast_mac(all_routers),
+            MacAddr::ipv6_multicast(all_routers),
             0x86dd,
             &ip6(C1_IP6, all_routers, 255, vec![133, 0, 0, 0, 0, 0, 0, 0]),
         );

@@ -56,6 +56,16 @@ pub const HEADER_LEN: usize = field::PAYLOAD;
 /// Length of the shortest extension header, and the unit of their lengths.
 pub const EXT_HEADER_MIN_LEN: usize = ext_field::MIN_LEN;
 
+/// The solicited-node multicast address of `ip` (RFC 4291 section 2.7.1):
+/// `ff02::1:ff` followed by the low 24 bits of `ip`, where a neighbour
+/// solicitation for `ip` is sent.
+pub fn solicited_node(ip: Ipv6Addr) -> Ipv6Addr {
+    let o = ip.octets();
+    Ipv6Addr::from([
+        0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, o[13], o[14], o[15],
+    ])
+}
+
 /// A read/write view of an IPv6 packet.
 #[derive(Debug, Clone)]
 pub struct Ipv6Packet<T: AsRef<[u8]>> {
@@ -445,6 +455,15 @@ mod tests {
             (IpProtocol::Udp, 16, 0, 2)
         );
         assert_eq!(h.data().len(), 14);
+    }
+
+    #[test]
+    fn solicited_node_group() {
+        let ip: Ipv6Addr = "fd00:88::12:3456".parse().unwrap();
+        assert_eq!(
+            solicited_node(ip),
+            "ff02::1:ff12:3456".parse::<Ipv6Addr>().unwrap()
+        );
     }
 
     #[test]

@@ -61,6 +61,13 @@ impl MacAddr {
         MacAddr(m)
     }
 
+    /// The Ethernet multicast address an IPv6 multicast address maps to
+    /// (RFC 2464 section 7): `33:33` and the address's last 32 bits.
+    pub fn ipv6_multicast(ip: std::net::Ipv6Addr) -> MacAddr {
+        let o = ip.octets();
+        MacAddr([0x33, 0x33, o[12], o[13], o[14], o[15]])
+    }
+
     /// The low 48 bits of a `u64`, used as a compact key.
     pub fn to_u64(self) -> u64 {
         let b = self.0;
@@ -148,6 +155,15 @@ mod tests {
             let e = bad.parse::<MacAddr>().unwrap_err();
             assert!(e.to_string().contains("invalid MAC address"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn ipv6_multicast_mapping() {
+        let group: std::net::Ipv6Addr = "ff02::1:ff00:1".parse().unwrap();
+        assert_eq!(
+            MacAddr::ipv6_multicast(group).to_string(),
+            "33:33:ff:00:00:01"
+        );
     }
 
     #[test]
