@@ -159,3 +159,103 @@ pub(crate) fn write_u16_unchecked(b: &mut [u8], at: usize, v: u16) {
 pub(crate) fn write_u32_unchecked(b: &mut [u8], at: usize, v: u32) {
     b[at..at + 4].copy_from_slice(&v.to_be_bytes());
 }
+
+#[cfg(test)]
+mod tests {
+    //! The contract common to every view: once `new_checked` succeeds, no
+    //! getter panics, whatever the bytes; and it never panics itself.
+
+    use super::*;
+    use test_frames::Rng;
+
+    /// Every length 0..96, random bytes, with the type-like bytes biased
+    /// towards values that lead somewhere (TPIDs, IPv4/IPv6 versions, ICMP
+    /// ND types) so that the conditional checks are exercised.
+    fn buffers(mut f: impl FnMut(&[u8])) {
+        let mut rng = Rng(0xdead_beef);
+        for len in 0..96 {
+            for round in 0..200 {
+                let mut b: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                match round % 5 {
+                    0 if len > 14 => b[12..14].copy_from_slice(&[0x81, 0x00]),
+                    1 if len > 18 => b[16..18].copy_from_slice(&[0x88, 0xa8]),
+                    2 if len > 0 => b[0] = 0x40 | (b[0] & 0x0f),
+                    3 if len > 0 => b[0] = [135, 136, 128][usize::from(b[0]) % 3],
+                    _ => {}
+                }
+                f(&b);
+            }
+        }
+    }
+
+    #[test]
+    fn no_getter_panics_after_new_checked() {
+        buffers(|b| {
+            if let Ok(p) = EthernetFrame::new_checked(b) {
+                let _ = (p.dst_addr(), p.src_addr(), p.addresses(), p.ethertype());
+                let _ = (p.vlan_count(), p.vlan_tag(0), p.vlan_tag(1), p.vlan_id());
+                let _ = (p.inner_ethertype(), p.header(), p.payload());
+                let _ = EthernetRepr::parse(&p);
+            }
+            if let Ok(p) = VlanHeader::new_checked(b) {
+                let _ = (p.tci(), p.vid(), p.ethertype(), p.payload());
+            }
+            if let Ok(p) = ArpPacket::new_checked(b) {
+                let _ = (
+                    p.operation(),
+                    p.sender_hardware_addr(),
+                    p.target_protocol_addr(),
+                );
+                let _ = ArpRepr::parse(&p);
+            }
+            if let Ok(p) = Ipv4Packet::new_checked(b) {
+                let _ = (p.options(), p.payload(), p.addresses(), p.verify_checksum());
+                let _ = (p.frag_offset(), p.pseudo_header_sum(IpProtocol::Tcp, 20));
+                let _ = p.same_flow_header(&p);
+                let _ = Ipv4Repr::parse(&p);
+            }
+            if let Ok(p) = Ipv6Packet::new_checked(b) {
+                let _ = (
+                    p.traffic_class(),
+                    p.flow_label(),
+                    p.src_addr(),
+                    p.dst_addr(),
+                );
+                let _ = (p.payload(), p.addresses(), p.same_flow_header(&p));
+                let _ = Ipv6Repr::parse(&p);
+            }
+            if let Ok(p) = Ipv6ExtHeader::new_checked(b) {
+                let _ = (p.next_header(), p.segments_left(), p.data());
+            }
+            if let Ok(p) = TcpPacket::new_checked(b) {
+                let _ = (p.seq_number(), p.ack_number(), p.options(), p.payload());
+                let _ = (p.verify_checksum(0), p.same_ports_and_options(&p));
+            }
+            if let Ok(p) = UdpPacket::new_checked(b) {
+                let _ = (p.payload(), p.verify_checksum(0));
+                let _ = UdpRepr::parse(&p);
+            }
+            if let Ok(p) = Icmpv4Packet::new_checked(b) {
+                let _ = (p.msg_type(), p.echo_ident(), p.data(), p.verify_checksum());
+                let _ = Icmpv4Repr::parse(&p);
+            }
+            if let Ok(p) = Icmpv6Packet::new_checked(b) {
+                let _ = (p.nd_target(), p.nd_flags(), p.echo_data());
+                let _ = p.nd_options().count();
+                let a = std::net::Ipv6Addr::LOCALHOST;
+                let _ = Icmpv6Repr::parse(&a, &a, &p);
+            }
+            if let Ok(p) = NdOption::new_checked(b) {
+                let _ = (p.option_type(), p.option_len(), p.link_layer_addr());
+            }
+            if let Ok(p) = probe::ProbeFrame::new_checked(b) {
+                let _ = (p.dst_mac(), p.ip_src(), p.udp_src_port(), p.seq(), p.kind());
+            }
+            if let Ok(p) = vxlan::VxlanPacket::new_checked(b) {
+                let _ = (p.vni(), p.payload());
+            }
+            let _ = layout::parse(b);
+            let _ = flow_hash(b);
+        });
+    }
+}
