@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use vxswitch::offload::{
-    complete_checksum, csum, segment, Coalescer, Push, VnetHdr, F_NEEDS_CSUM, GSO_NONE, GSO_TCPV4,
+    complete_checksum, segment, Coalescer, Push, VnetHdr, F_NEEDS_CSUM, GSO_NONE, GSO_TCPV4,
 };
+use vxswitch::wire::checksum as csum;
 
 /// An Ethernet/IPv4/TCP (timestamps) super-frame with `payload` bytes and
 /// the partial checksum a vnet_hdr TAP hands over, with its header.

@@ -7,10 +7,10 @@
 
 use etherparse::{NetHeaders, PacketHeaders, TransportHeader};
 use vxswitch::offload::{
-    complete_checksum, segment, tcp_flags, Coalescer, OffloadError, Push, Segments, VnetHdr,
-    F_DATA_VALID, F_NEEDS_CSUM, GSO_ECN, GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP, GSO_UDP_L4,
-    VNET_HDR_LEN,
+    complete_checksum, segment, Coalescer, OffloadError, Push, Segments, VnetHdr, F_DATA_VALID,
+    F_NEEDS_CSUM, GSO_ECN, GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP, GSO_UDP_L4, VNET_HDR_LEN,
 };
+use vxswitch::wire::tcp::flags as tcp_flags;
 
 mod offload_frames;
 

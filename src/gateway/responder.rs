@@ -6,10 +6,11 @@
 //! into a caller-owned buffer; the thread in the parent module owns the
 //! socket. Every frame is counted in exactly one [`GatewayStats`] counter.
 //!
-//! Contracts: frames are untrusted; every offset is checked against the
-//! frame's length before it is read, and IP lengths are taken from the IP
-//! header (never the frame length: Ethernet pads short frames to 60 bytes),
-//! after checking they fit in the frame. A reply is never longer than the
+//! Contracts: frames are untrusted; they are read and replies are written
+//! only through the views of [`crate::wire`] (a view's length check before
+//! any field of it is read), and IP lengths are taken from the IP header
+//! (never the frame length: Ethernet pads short frames to 60 bytes), after
+//! checking they fit in the frame. A reply is never longer than the
 //! request or 128 bytes, whichever is more (echo replies copy the request
 //! without IPv4 options; an advertisement answering a solicitation without
 //! options adds one), so an output buffer of that size always suffices;
@@ -22,87 +23,28 @@
 //! headers (unanswered), router advertisements (containers get their
 //! default route from `port add`).
 
-use crate::offload::csum;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
 use crate::wire::ethernet::HEADER_LEN as ETH_LEN;
-use crate::wire::{EtherType, MacAddr};
+use crate::wire::icmpv6::nd_flags;
+use crate::wire::ipv6::solicited_node;
+use crate::wire::{arp, ipv4, ipv6};
+use crate::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetFrame, EthernetRepr, Icmpv4Packet,
+    Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr,
+    MacAddr,
+};
 
 /// Shortest Ethernet frame without its FCS; replies are padded to it.
 const MIN_FRAME: usize = 60;
-
-mod arp {
-    pub type Field = core::ops::Range<usize>;
-    pub const HTYPE: Field = 0..2;
-    pub const PTYPE: Field = 2..4;
-    pub const HLEN: usize = 4;
-    pub const PLEN: usize = 5;
-    pub const OPER: Field = 6..8;
-    pub const SHA: Field = 8..14;
-    pub const SPA: Field = 14..18;
-    pub const THA: Field = 18..24;
-    pub const TPA: Field = 24..28;
-    pub const LEN: usize = 28;
-    pub const REQUEST: u16 = 1;
-    pub const REPLY: u16 = 2;
-}
-
-mod ipv4 {
-    pub type Field = core::ops::Range<usize>;
-    pub const VER_IHL: usize = 0;
-    pub const TOS: usize = 1;
-    pub const TOTAL_LEN: Field = 2..4;
-    pub const IDENT: Field = 4..6;
-    pub const FLAGS_FRAG: Field = 6..8;
-    pub const TTL: usize = 8;
-    pub const PROTOCOL: usize = 9;
-    pub const CHECKSUM: Field = 10..12;
-    pub const SRC: Field = 12..16;
-    pub const DST: Field = 16..20;
-    pub const MIN_LEN: usize = 20;
-    pub const PROTO_ICMP: u8 = 1;
-    /// More fragments flag and fragment offset: any of them set is a fragment.
-    pub const MF_OFFSET: u16 = 0x3fff;
-}
-
-mod ipv6 {
-    pub type Field = core::ops::Range<usize>;
-    pub const PAYLOAD_LEN: Field = 4..6;
-    pub const NEXT_HEADER: usize = 6;
-    pub const HOP_LIMIT: usize = 7;
-    pub const SRC: Field = 8..24;
-    pub const DST: Field = 24..40;
-    pub const LEN: usize = 40;
-    pub const NEXT_ICMPV6: u8 = 58;
-}
-
-mod icmp {
-    pub const TYPE: usize = 0;
-    pub const CODE: usize = 1;
-    pub type Field = core::ops::Range<usize>;
-    pub const CHECKSUM: Field = 2..4;
-    pub const MIN_LEN: usize = 8;
-    pub const V4_ECHO_REPLY: u8 = 0;
-    pub const V4_ECHO_REQUEST: u8 = 8;
-    pub const V6_ECHO_REQUEST: u8 = 128;
-    pub const V6_ECHO_REPLY: u8 = 129;
-    pub const V6_NEIGHBOR_SOLICIT: u8 = 135;
-    pub const V6_NEIGHBOR_ADVERT: u8 = 136;
-    /// Neighbour solicitation/advertisement: type, code, checksum,
-    /// reserved/flags (4), target address (16).
-    pub const ND_TARGET: Field = 8..24;
-    pub const ND_LEN: usize = 24;
-    /// Option types (RFC 4861 §4.6.1).
-    pub const OPT_SOURCE_LLADDR: u8 = 1;
-    pub const OPT_TARGET_LLADDR: u8 = 2;
-    /// Router | Solicited | Override.
-    pub const NA_ROUTER: u8 = 0x80;
-    pub const NA_SOLICITED: u8 = 0x40;
-    pub const NA_OVERRIDE: u8 = 0x20;
-}
+/// TTL of an echo reply; hop limit of an ICMPv6 echo reply.
+const REPLY_TTL: u8 = 64;
+/// Hop limit of Neighbor Discovery messages, sent and required on receipt
+/// (RFC 4861 section 7.1.1: anything else crossed a router).
+const ND_HOP_LIMIT: u8 = 255;
 
 /// What the gateway did with each frame the switch gave it.
 #[derive(Debug, Default)]
@@ -162,40 +104,6 @@ pub struct Responder {
     stats: std::sync::Arc<GatewayStats>,
 }
 
-fn be16(b: &[u8], r: core::ops::Range<usize>) -> u16 {
-    u16::from_be_bytes([b[r.start], b[r.start + 1]])
-}
-
-/// The Internet checksum (RFC 1071) of `data`, continuing from `sum`.
-fn sum16(sum: u64, data: &[u8]) -> u64 {
-    csum::sum_words(data, sum)
-}
-
-/// The checksum field value of a running sum (0 when the data, checksum
-/// field included, verifies).
-fn fold(sum: u64) -> u16 {
-    !csum::fold(sum)
-}
-
-/// The ICMPv6 checksum's pseudo-header sum (RFC 8200 §8.1).
-fn pseudo6(src: &[u8], dst: &[u8], len: usize) -> u64 {
-    csum::pseudo_v6(src, dst, ipv6::NEXT_ICMPV6, len)
-}
-
-/// The solicited-node multicast address of `ip` (RFC 4291 §2.7.1).
-fn solicited_node(ip: Ipv6Addr) -> Ipv6Addr {
-    let o = ip.octets();
-    Ipv6Addr::from([
-        0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, o[13], o[14], o[15],
-    ])
-}
-
-/// The Ethernet multicast MAC of an IPv6 multicast address (RFC 2464 §7).
-fn multicast_mac(ip: Ipv6Addr) -> MacAddr {
-    let o = ip.octets();
-    MacAddr([0x33, 0x33, o[12], o[13], o[14], o[15]])
-}
-
 impl Responder {
     pub fn new(mac: MacAddr, ip: IpAddr, stats: std::sync::Arc<GatewayStats>) -> Responder {
         Responder { mac, ip, stats }
@@ -222,9 +130,10 @@ impl Responder {
         if frame.len() < ETH_LEN {
             return Outcome::Ignored;
         }
-        let dst = MacAddr::from_bytes(&frame[0..6]);
-        let src = MacAddr::from_bytes(&frame[6..12]);
-        let ethertype = EtherType::from(be16(frame, 12..14));
+        // The untagged header is there. Tagged frames are not the
+        // gateway's: their TPID is an EtherType answered by nobody below.
+        let eth = EthernetFrame::new_unchecked(frame);
+        let (dst, src) = (eth.dst_addr(), eth.src_addr());
         let body = &frame[ETH_LEN..];
         // Frames addressed to another station's MAC were flooded here
         // (unknown unicast) or mirrored: none of our business.
@@ -232,7 +141,7 @@ impl Responder {
         if !for_us && !dst.is_multicast() {
             return Outcome::Ignored;
         }
-        let reply = match (ethertype, self.ip) {
+        let reply = match (eth.ethertype(), self.ip) {
             (EtherType::Arp, IpAddr::V4(gw)) => self.arp(src, body, gw, &mut out[..]),
             (EtherType::Ipv4, IpAddr::V4(gw)) if for_us => self.icmp4(src, body, gw, out),
             (EtherType::Ipv6, IpAddr::V6(gw)) => self.icmp6(dst, src, body, gw, out),
@@ -256,9 +165,14 @@ impl Responder {
     ) -> Option<usize> {
         let len = (ETH_LEN + body_len).max(MIN_FRAME);
         let out = out.get_mut(..len)?;
-        out[0..6].copy_from_slice(to.as_bytes());
-        out[6..12].copy_from_slice(self.mac.as_bytes());
-        out[12..14].copy_from_slice(&u16::from(ty).to_be_bytes());
+        let repr = EthernetRepr {
+            src_addr: self.mac,
+            dst_addr: to,
+            vlan: None,
+            inner_vlan: None,
+            ethertype: ty,
+        };
+        repr.emit(&mut EthernetFrame::new_unchecked(&mut out[..]));
         out[ETH_LEN + body_len..].fill(0);
         Some(len)
     }
@@ -270,33 +184,30 @@ impl Responder {
         gw: Ipv4Addr,
         out: &mut [u8],
     ) -> Result<usize, Outcome> {
-        let Some(a) = body.get(..arp::LEN) else {
+        let Ok(a) = ArpPacket::new_checked(body) else {
             return Err(Outcome::Ignored);
         };
-        let well_formed = be16(a, arp::HTYPE) == 1
-            && be16(a, arp::PTYPE) == 0x0800
-            && a[arp::HLEN] == 6
-            && a[arp::PLEN] == 4;
-        if !well_formed || a[arp::TPA] != gw.octets() {
+        if !a.is_ethernet_ipv4() || a.target_protocol_addr() != gw {
             return Err(Outcome::Ignored);
         }
-        let sha = MacAddr::from_bytes(&a[arp::SHA]);
+        let sha = a.sender_hardware_addr();
         // Only requests get replies; a reply or announcement claiming our
         // address, or a request we cannot answer (no valid sender), is
         // counted as unanswered.
-        if be16(a, arp::OPER) != arp::REQUEST || !sha.is_valid_source() || src.is_multicast() {
+        if a.operation() != ArpOperation::Request || !sha.is_valid_source() || src.is_multicast() {
             return Err(Outcome::Unanswered);
         }
         let len = self
-            .ethernet(out, sha, EtherType::Arp, arp::LEN)
+            .ethernet(out, sha, EtherType::Arp, arp::PACKET_LEN)
             .ok_or(Outcome::Unanswered)?;
-        let r = &mut out[ETH_LEN..ETH_LEN + arp::LEN];
-        r[..arp::OPER.start].copy_from_slice(&a[..arp::OPER.start]);
-        r[arp::OPER].copy_from_slice(&arp::REPLY.to_be_bytes());
-        r[arp::SHA].copy_from_slice(self.mac.as_bytes());
-        r[arp::SPA].copy_from_slice(&gw.octets());
-        r[arp::THA].copy_from_slice(sha.as_bytes());
-        r[arp::TPA].copy_from_slice(&a[arp::SPA]);
+        let reply = ArpRepr {
+            operation: ArpOperation::Reply,
+            source_hardware_addr: self.mac,
+            source_protocol_addr: gw,
+            target_hardware_addr: sha,
+            target_protocol_addr: a.sender_protocol_addr(),
+        };
+        reply.emit(&mut ArpPacket::new_unchecked(&mut out[ETH_LEN..]));
         self.stats.neighbor_replies.fetch_add(1, Ordering::Relaxed);
         Ok(len)
     }
@@ -309,58 +220,55 @@ impl Responder {
         out: &mut [u8],
     ) -> Result<usize, Outcome> {
         const NO: Outcome = Outcome::Unanswered;
-        let h = body.get(..ipv4::MIN_LEN).ok_or(NO)?;
-        let ihl = usize::from(h[ipv4::VER_IHL] & 0x0f) * 4;
-        let total = usize::from(be16(h, ipv4::TOTAL_LEN));
-        if h[ipv4::VER_IHL] >> 4 != 4 || ihl < ipv4::MIN_LEN || total < ihl || total > body.len() {
+        // Header and total length inside the frame (the rest is padding).
+        let ip = Ipv4Packet::new_checked(body).map_err(|_| NO)?;
+        if ip.version() != 4 {
             return Err(NO);
         }
-        if h[ipv4::DST] != gw.octets() {
+        if ip.dst_addr() != gw {
             // Sent to the gateway's MAC for another address: to be routed.
             return Err(NO);
         }
-        let sip = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
+        let sip = ip.src_addr();
         let bad_source =
             sip.is_unspecified() || sip.is_broadcast() || sip.is_multicast() || sip == gw;
-        if fold(sum16(0, &body[..ihl])) != 0
+        if !ip.verify_checksum()
             || bad_source
             || !src.is_valid_source()
-            || h[ipv4::PROTOCOL] != ipv4::PROTO_ICMP
-            || be16(h, ipv4::FLAGS_FRAG) & ipv4::MF_OFFSET != 0
+            || ip.protocol() != IpProtocol::Icmp
+            || ip.is_fragment()
         {
             return Err(NO);
         }
-        let msg = &body[ihl..total];
-        if msg.len() < icmp::MIN_LEN
-            || msg[icmp::TYPE] != icmp::V4_ECHO_REQUEST
-            || msg[icmp::CODE] != 0
-            || fold(sum16(0, msg)) != 0
-        {
+        let msg = Icmpv4Packet::new_checked(ip.payload()).map_err(|_| NO)?;
+        let Ok(Icmpv4Repr::EchoRequest {
+            ident,
+            seq_no,
+            data,
+        }) = Icmpv4Repr::parse(&msg)
+        else {
             return Err(NO);
-        }
-        let ip_len = ipv4::MIN_LEN + msg.len();
+        };
+        let echo = Icmpv4Repr::EchoReply {
+            ident,
+            seq_no,
+            data,
+        };
+        let reply = Ipv4Repr {
+            src_addr: gw,
+            dst_addr: sip,
+            protocol: IpProtocol::Icmp,
+            payload_len: echo.buffer_len(),
+            ttl: REPLY_TTL,
+            dscp_ecn: ip.dscp_ecn(),
+            ident: ip.ident(),
+            dont_frag: false,
+        };
+        let ip_len = reply.buffer_len() + echo.buffer_len();
         let len = self.ethernet(out, src, EtherType::Ipv4, ip_len).ok_or(NO)?;
         let r = &mut out[ETH_LEN..ETH_LEN + ip_len];
-        r[ipv4::VER_IHL] = 0x45;
-        r[ipv4::TOS] = h[ipv4::TOS];
-        // ip_len <= total, which came from a u16.
-        r[ipv4::TOTAL_LEN]
-            .copy_from_slice(&u16::try_from(ip_len).unwrap_or(u16::MAX).to_be_bytes());
-        r[ipv4::IDENT].copy_from_slice(&h[ipv4::IDENT]);
-        r[ipv4::FLAGS_FRAG].copy_from_slice(&[0, 0]);
-        r[ipv4::TTL] = 64;
-        r[ipv4::PROTOCOL] = ipv4::PROTO_ICMP;
-        r[ipv4::CHECKSUM].copy_from_slice(&[0, 0]);
-        r[ipv4::SRC].copy_from_slice(&gw.octets());
-        r[ipv4::DST].copy_from_slice(&sip.octets());
-        let c = fold(sum16(0, &r[..ipv4::MIN_LEN]));
-        r[ipv4::CHECKSUM].copy_from_slice(&c.to_be_bytes());
-        let m = &mut r[ipv4::MIN_LEN..];
-        m.copy_from_slice(msg);
-        m[icmp::TYPE] = icmp::V4_ECHO_REPLY;
-        m[icmp::CHECKSUM].copy_from_slice(&[0, 0]);
-        let c = fold(sum16(0, m));
-        m[icmp::CHECKSUM].copy_from_slice(&c.to_be_bytes());
+        reply.emit(&mut Ipv4Packet::new_unchecked(&mut r[..]));
+        echo.emit(&mut Icmpv4Packet::new_unchecked(&mut r[ipv4::HEADER_LEN..]));
         self.stats.echo_replies.fetch_add(1, Ordering::Relaxed);
         Ok(len)
     }
@@ -376,13 +284,13 @@ impl Responder {
         let snm = solicited_node(gw);
         // Multicast frames other than our solicited-node group (router
         // solicitations, MLD, all-nodes) are someone else's business.
-        if dst_mac != self.mac && dst_mac != multicast_mac(snm) {
+        if dst_mac != self.mac && dst_mac != MacAddr::ipv6_multicast(snm) {
             return Err(Outcome::Ignored);
         }
-        let h = body.get(..ipv6::LEN).ok_or(Outcome::Ignored)?;
-        let plen = usize::from(be16(h, ipv6::PAYLOAD_LEN));
-        let dip = Ipv6Addr::from(<[u8; 16]>::try_from(&h[ipv6::DST]).unwrap_or_default());
-        let sip = Ipv6Addr::from(<[u8; 16]>::try_from(&h[ipv6::SRC]).unwrap_or_default());
+        // The fixed header (exactly): its getters are in bounds.
+        let h = body.get(..ipv6::HEADER_LEN).ok_or(Outcome::Ignored)?;
+        let h = Ipv6Packet::new_unchecked(h);
+        let (sip, dip) = (h.src_addr(), h.dst_addr());
         if dip != gw && dip != snm {
             return Err(if dst_mac == self.mac {
                 Outcome::Unanswered
@@ -391,36 +299,44 @@ impl Responder {
             });
         }
         const NO: Outcome = Outcome::Unanswered;
-        if h[0] >> 4 != 6
-            || ipv6::LEN + plen > body.len()
-            || h[ipv6::NEXT_HEADER] != ipv6::NEXT_ICMPV6
-        {
+        if h.version() != 6 || h.next_header() != IpProtocol::Icmpv6 {
             return Err(NO);
         }
-        let msg = &body[ipv6::LEN..ipv6::LEN + plen];
-        if msg.len() < icmp::MIN_LEN
-            || fold(sum16(pseudo6(&h[ipv6::SRC], &h[ipv6::DST], plen), msg)) != 0
-            || !src.is_valid_source()
-            || sip.is_multicast()
-        {
+        // The payload length inside the frame (the rest is padding).
+        let ip = Ipv6Packet::new_checked(body).map_err(|_| NO)?;
+        if !src.is_valid_source() || sip.is_multicast() {
             return Err(NO);
         }
-        match (msg[icmp::TYPE], msg[icmp::CODE]) {
-            (icmp::V6_NEIGHBOR_SOLICIT, 0) => self.neighbor_advert(src, h, msg, gw, out),
-            (icmp::V6_ECHO_REQUEST, 0) if dip == gw && !sip.is_unspecified() => {
-                let ip_len = ipv6::LEN + msg.len();
+        let msg = Icmpv6Packet::new_checked(ip.payload()).map_err(|_| NO)?;
+        match Icmpv6Repr::parse(&sip, &dip, &msg) {
+            Ok(Icmpv6Repr::NeighborSolicit { target, lladdr }) => {
+                self.neighbor_advert(src, &h, target, lladdr, gw, out)
+            }
+            Ok(Icmpv6Repr::EchoRequest {
+                ident,
+                seq_no,
+                data,
+            }) if dip == gw && !sip.is_unspecified() => {
+                let echo = Icmpv6Repr::EchoReply {
+                    ident,
+                    seq_no,
+                    data,
+                };
+                let ip_len = ipv6::HEADER_LEN + echo.buffer_len();
                 let len = self.ethernet(out, src, EtherType::Ipv6, ip_len).ok_or(NO)?;
                 let r = &mut out[ETH_LEN..ETH_LEN + ip_len];
-                r[..ipv6::LEN].copy_from_slice(h);
-                r[ipv6::HOP_LIMIT] = 64;
-                r[ipv6::SRC].copy_from_slice(&gw.octets());
-                r[ipv6::DST].copy_from_slice(&sip.octets());
-                let (ip, m) = r.split_at_mut(ipv6::LEN);
-                m.copy_from_slice(msg);
-                m[icmp::TYPE] = icmp::V6_ECHO_REPLY;
-                m[icmp::CHECKSUM].copy_from_slice(&[0, 0]);
-                let c = fold(sum16(pseudo6(&ip[ipv6::SRC], &ip[ipv6::DST], plen), m));
-                m[icmp::CHECKSUM].copy_from_slice(&c.to_be_bytes());
+                // The request's header (traffic class, flow label, lengths)
+                // with the addresses swapped and a fresh hop limit.
+                let mut reply = Ipv6Packet::new_unchecked(&mut r[..]);
+                reply.header_mut().copy_from_slice(h.header());
+                reply.set_hop_limit(REPLY_TTL);
+                reply.set_src_addr(gw);
+                reply.set_dst_addr(sip);
+                echo.emit(
+                    &gw,
+                    &sip,
+                    &mut Icmpv6Packet::new_unchecked(&mut r[ipv6::HEADER_LEN..]),
+                );
                 self.stats.echo_replies.fetch_add(1, Ordering::Relaxed);
                 Ok(len)
             }
@@ -433,32 +349,17 @@ impl Responder {
     fn neighbor_advert(
         &self,
         src: MacAddr,
-        h: &[u8],
-        msg: &[u8],
+        h: &Ipv6Packet<&[u8]>,
+        target: Ipv6Addr,
+        sll: Option<MacAddr>,
         gw: Ipv6Addr,
         out: &mut [u8],
     ) -> Result<usize, Outcome> {
         const NO: Outcome = Outcome::Unanswered;
-        if h[ipv6::HOP_LIMIT] != 255
-            || msg.len() < icmp::ND_LEN
-            || msg[icmp::ND_TARGET] != gw.octets()
-        {
+        if h.hop_limit() != ND_HOP_LIMIT || target != gw {
             return Err(NO);
         }
-        let sip = Ipv6Addr::from(<[u8; 16]>::try_from(&h[ipv6::SRC]).unwrap_or_default());
-        // The solicitor's link-layer address option, if it sent one.
-        let mut opts = &msg[icmp::ND_LEN..];
-        let mut sll = None;
-        while opts.len() >= 8 {
-            let olen = usize::from(opts[1]) * 8;
-            if olen == 0 || olen > opts.len() {
-                return Err(NO);
-            }
-            if opts[0] == icmp::OPT_SOURCE_LLADDR && olen == 8 {
-                sll = Some(MacAddr::from_bytes(&opts[2..8]));
-            }
-            opts = &opts[olen..];
-        }
+        let sip = h.src_addr();
         let dad = sip.is_unspecified();
         if dad && sll.is_some() {
             return Err(NO); // RFC 4861 §7.1.1: must not carry the option.
@@ -467,38 +368,39 @@ impl Responder {
             let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
             (
                 all_nodes,
-                multicast_mac(all_nodes),
-                icmp::NA_ROUTER | icmp::NA_OVERRIDE,
+                MacAddr::ipv6_multicast(all_nodes),
+                nd_flags::ROUTER | nd_flags::OVERRIDE,
             )
         } else {
             (
                 sip,
                 sll.unwrap_or(src),
-                icmp::NA_ROUTER | icmp::NA_SOLICITED | icmp::NA_OVERRIDE,
+                nd_flags::ROUTER | nd_flags::SOLICITED | nd_flags::OVERRIDE,
             )
         };
-        let plen = icmp::ND_LEN + 8;
-        let ip_len = ipv6::LEN + plen;
+        let advert = Icmpv6Repr::NeighborAdvert {
+            flags,
+            target: gw,
+            lladdr: Some(self.mac),
+        };
+        let ip = Ipv6Repr {
+            src_addr: gw,
+            dst_addr: to_ip,
+            next_header: IpProtocol::Icmpv6,
+            payload_len: advert.buffer_len(),
+            hop_limit: ND_HOP_LIMIT,
+        };
+        let ip_len = ip.buffer_len() + advert.buffer_len();
         let len = self
             .ethernet(out, to_mac, EtherType::Ipv6, ip_len)
             .ok_or(NO)?;
         let r = &mut out[ETH_LEN..ETH_LEN + ip_len];
-        r[..4].copy_from_slice(&[0x60, 0, 0, 0]);
-        r[ipv6::PAYLOAD_LEN].copy_from_slice(&u16::try_from(plen).unwrap_or(0).to_be_bytes());
-        r[ipv6::NEXT_HEADER] = ipv6::NEXT_ICMPV6;
-        r[ipv6::HOP_LIMIT] = 255;
-        r[ipv6::SRC].copy_from_slice(&gw.octets());
-        r[ipv6::DST].copy_from_slice(&to_ip.octets());
-        let (ip, m) = r.split_at_mut(ipv6::LEN);
-        m.fill(0);
-        m[icmp::TYPE] = icmp::V6_NEIGHBOR_ADVERT;
-        m[4] = flags;
-        m[icmp::ND_TARGET].copy_from_slice(&gw.octets());
-        m[icmp::ND_LEN] = icmp::OPT_TARGET_LLADDR;
-        m[icmp::ND_LEN + 1] = 1;
-        m[icmp::ND_LEN + 2..icmp::ND_LEN + 8].copy_from_slice(self.mac.as_bytes());
-        let c = fold(sum16(pseudo6(&ip[ipv6::SRC], &ip[ipv6::DST], plen), m));
-        m[icmp::CHECKSUM].copy_from_slice(&c.to_be_bytes());
+        ip.emit(&mut Ipv6Packet::new_unchecked(&mut r[..]));
+        advert.emit(
+            &gw,
+            &to_ip,
+            &mut Icmpv6Packet::new_unchecked(&mut r[ipv6::HEADER_LEN..]),
+        );
         self.stats.neighbor_replies.fetch_add(1, Ordering::Relaxed);
         Ok(len)
     }
@@ -512,36 +414,59 @@ pub(crate) mod fixtures {
 
     /// `who-has TPA tell SPA` from `sha`, broadcast.
     pub fn arp_request(sha: MacAddr, spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
-        let mut f = vec![0xff; 6];
-        f.extend_from_slice(sha.as_bytes());
-        f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
-        f.extend_from_slice(sha.as_bytes());
-        f.extend_from_slice(&spa);
-        f.extend_from_slice(&[0; 6]);
-        f.extend_from_slice(&tpa);
+        let eth = EthernetRepr {
+            src_addr: sha,
+            dst_addr: MacAddr::BROADCAST,
+            vlan: None,
+            inner_vlan: None,
+            ethertype: EtherType::Arp,
+        };
+        let arp = ArpRepr {
+            operation: ArpOperation::Request,
+            source_hardware_addr: sha,
+            source_protocol_addr: spa.into(),
+            target_hardware_addr: MacAddr::ZERO,
+            target_protocol_addr: tpa.into(),
+        };
+        let mut f = vec![0u8; eth.buffer_len() + arp.buffer_len()];
+        eth.emit(&mut EthernetFrame::new_unchecked(&mut f[..]));
+        arp.emit(&mut ArpPacket::new_unchecked(&mut f[ETH_LEN..]));
         f
     }
 
-    /// An ICMP echo request (id 0x1234, seq 1) from `src`/`sip` to
-    /// `dst`/`dip`, padded to 60 bytes like a minimum Ethernet frame.
+    /// An ICMP echo request (id 0x1234, seq 1, IP ID 0xabcd, DF) from
+    /// `src`/`sip` to `dst`/`dip`, padded to 60 bytes like a minimum
+    /// Ethernet frame.
     pub fn echo4(dst: MacAddr, src: MacAddr, sip: [u8; 4], dip: [u8; 4], data: &[u8]) -> Vec<u8> {
-        let mut ip = vec![0x45, 0, 0, 0, 0xab, 0xcd, 0x40, 0, 64, 1, 0, 0];
-        ip.extend_from_slice(&sip);
-        ip.extend_from_slice(&dip);
-        let mut icmp = vec![8, 0, 0, 0, 0x12, 0x34, 0, 1];
-        icmp.extend_from_slice(data);
-        let c = fold(sum16(0, &icmp));
-        icmp[2..4].copy_from_slice(&c.to_be_bytes());
-        let total = u16::try_from(20 + icmp.len()).unwrap_or(u16::MAX);
-        ip[2..4].copy_from_slice(&total.to_be_bytes());
-        let c = fold(sum16(0, &ip));
-        ip[10..12].copy_from_slice(&c.to_be_bytes());
-        let mut f = dst.as_bytes().to_vec();
-        f.extend_from_slice(src.as_bytes());
-        f.extend_from_slice(&[0x08, 0x00]);
-        f.extend_from_slice(&ip);
-        f.extend_from_slice(&icmp);
-        f.resize(f.len().max(60), 0);
+        let eth = EthernetRepr {
+            src_addr: src,
+            dst_addr: dst,
+            vlan: None,
+            inner_vlan: None,
+            ethertype: EtherType::Ipv4,
+        };
+        let echo = Icmpv4Repr::EchoRequest {
+            ident: 0x1234,
+            seq_no: 1,
+            data,
+        };
+        let ip = Ipv4Repr {
+            src_addr: sip.into(),
+            dst_addr: dip.into(),
+            protocol: IpProtocol::Icmp,
+            payload_len: echo.buffer_len(),
+            ttl: 64,
+            dscp_ecn: 0,
+            ident: 0xabcd,
+            dont_frag: true,
+        };
+        let len = eth.buffer_len() + ip.buffer_len() + echo.buffer_len();
+        let mut f = vec![0u8; len.max(MIN_FRAME)];
+        eth.emit(&mut EthernetFrame::new_unchecked(&mut f[..]));
+        ip.emit(&mut Ipv4Packet::new_unchecked(&mut f[ETH_LEN..]));
+        echo.emit(&mut Icmpv4Packet::new_unchecked(
+            &mut f[ETH_LEN + ipv4::HEADER_LEN..],
+        ));
         f
     }
 }
@@ -549,6 +474,7 @@ pub(crate) mod fixtures {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::checksum;
     use std::sync::Arc;
 
     const GW_MAC: MacAddr = MacAddr([0x02, 0x00, 0x00, 0x00, 0x00, 0x01]);
@@ -564,49 +490,48 @@ mod tests {
 
     /// `who-has 10.88.0.1 tell 10.88.0.11` as a container's kernel sends it.
     fn arp_request(tpa: [u8; 4]) -> Vec<u8> {
-        let mut f = vec![0xff; 6];
-        f.extend_from_slice(C1.as_bytes());
-        f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
-        f.extend_from_slice(C1.as_bytes());
-        f.extend_from_slice(&[10, 88, 0, 11]);
-        f.extend_from_slice(&[0; 6]);
-        f.extend_from_slice(&tpa);
+        let f = fixtures::arp_request(C1, [10, 88, 0, 11], tpa);
+        // Byte for byte what the kernel sends.
+        let mut expect = vec![0xff; 6];
+        expect.extend_from_slice(C1.as_bytes());
+        expect.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+        expect.extend_from_slice(C1.as_bytes());
+        expect.extend_from_slice(&[10, 88, 0, 11]);
+        expect.extend_from_slice(&[0; 6]);
+        expect.extend_from_slice(&tpa);
+        assert_eq!(f, expect);
         f
     }
 
     /// An ICMP echo request from 10.88.0.11 to `dst`, id 0x1234 seq 1,
     /// padded to 60 bytes like a minimum Ethernet frame when short.
     fn echo4(dst: [u8; 4], data: &[u8]) -> Vec<u8> {
-        let mut ip = vec![
-            0x45, 0, 0, 0, 0xab, 0xcd, 0x40, 0, 64, 1, 0, 0, 10, 88, 0, 11,
-        ];
-        ip.extend_from_slice(&dst);
-        let mut icmp = vec![8, 0, 0, 0, 0x12, 0x34, 0, 1];
-        icmp.extend_from_slice(data);
-        let c = fold(sum16(0, &icmp));
-        icmp[2..4].copy_from_slice(&c.to_be_bytes());
-        let total = u16::try_from(20 + icmp.len()).unwrap();
-        ip[2..4].copy_from_slice(&total.to_be_bytes());
-        let c = fold(sum16(0, &ip));
-        ip[10..12].copy_from_slice(&c.to_be_bytes());
-        let mut f = GW_MAC.as_bytes().to_vec();
-        f.extend_from_slice(C1.as_bytes());
-        f.extend_from_slice(&[0x08, 0x00]);
-        f.extend_from_slice(&ip);
-        f.extend_from_slice(&icmp);
-        f.resize(f.len().max(60), 0);
+        let f = fixtures::echo4(GW_MAC, C1, [10, 88, 0, 11], dst, data);
+        let head = [0x45, 0, 0, 0, 0xab, 0xcd, 0x40, 0, 64, 1];
+        assert_eq!(
+            (&f[12..14], &f[14..16], &f[18..24]),
+            (&[8u8, 0][..], &head[..2], &head[4..])
+        );
+        assert_eq!(checksum::checksum(&f[14..34]), 0, "valid IP checksum");
         f
+    }
+
+    /// The RFC 1071 checksum of an ICMPv6 message `m` (with its checksum
+    /// field) between the addresses of the IPv6 header `ip`: 0 when valid.
+    fn icmp6_checksum(ip: &[u8], m: &[u8]) -> u16 {
+        let pseudo = checksum::pseudo_v6(&ip[8..24], &ip[24..40], 58, m.len());
+        !checksum::fold(checksum::sum_words(m, pseudo))
     }
 
     fn ip6(src: Ipv6Addr, dst: Ipv6Addr, hop: u8, mut icmp: Vec<u8>) -> Vec<u8> {
         let plen = icmp.len();
-        let c = fold(sum16(pseudo6(&src.octets(), &dst.octets(), plen), &icmp));
-        icmp[2..4].copy_from_slice(&c.to_be_bytes());
         let mut h = vec![0x60, 0, 0, 0];
         h.extend_from_slice(&u16::try_from(plen).unwrap().to_be_bytes());
         h.extend_from_slice(&[58, hop]);
         h.extend_from_slice(&src.octets());
         h.extend_from_slice(&dst.octets());
+        let c = icmp6_checksum(&h, &icmp);
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
         h.extend_from_slice(&icmp);
         h
     }
@@ -671,15 +596,15 @@ mod tests {
         assert_eq!(&out[0..6], C1.as_bytes());
         assert_eq!(&out[6..12], GW_MAC.as_bytes());
         let ip = &out[14..];
-        assert_eq!(fold(sum16(0, &ip[..20])), 0, "valid IP checksum");
+        assert_eq!(checksum::checksum(&ip[..20]), 0, "valid IP checksum");
         assert_eq!(&ip[12..16], &[10, 88, 0, 1]);
         assert_eq!(&ip[16..20], &[10, 88, 0, 11]);
         assert_eq!(ip[9], 1);
-        let total = usize::from(be16(ip, 2..4));
+        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
         assert_eq!(total, 20 + 8 + 14);
         let icmp = &ip[20..total];
         assert_eq!(icmp[0], 0, "echo reply");
-        assert_eq!(fold(sum16(0, icmp)), 0, "valid ICMP checksum");
+        assert_eq!(checksum::checksum(icmp), 0, "valid ICMP checksum");
         assert_eq!(&icmp[4..8], &[0x12, 0x34, 0, 1]);
         assert_eq!(&icmp[8..], b"hello, gateway");
         assert_eq!(r.stats().snapshot().echo_replies, 1);
@@ -696,7 +621,7 @@ mod tests {
         let mut f = echo4([10, 88, 0, 1], b"x");
         f[14 + 9] = 17;
         f[24..26].copy_from_slice(&[0, 0]);
-        let c = fold(sum16(0, &f[14..34]));
+        let c = checksum::checksum(&f[14..34]);
         f[24..26].copy_from_slice(&c.to_be_bytes());
         assert_eq!(r.answer(&f, &mut out), Outcome::Unanswered);
         // A corrupted ICMP checksum.
@@ -744,7 +669,11 @@ mod tests {
             icmp.extend_from_slice(C1.as_bytes());
         }
         let snm = solicited_node(GW_IP6);
-        frame(multicast_mac(snm), 0x86dd, &ip6(src, snm, 255, icmp))
+        frame(
+            MacAddr::ipv6_multicast(snm),
+            0x86dd,
+            &ip6(src, snm, 255, icmp),
+        )
     }
 
     #[test]
@@ -756,14 +685,14 @@ mod tests {
         assert_eq!(ip[7], 255, "hop limit");
         assert_eq!(&ip[8..24], &GW_IP6.octets());
         assert_eq!(&ip[24..40], &C1_IP6.octets());
-        let plen = usize::from(be16(ip, 4..6));
+        let plen = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
         let m = &ip[40..40 + plen];
         assert_eq!(m[0], 136);
         assert_eq!(m[4], 0xe0, "router, solicited, override");
         assert_eq!(&m[8..24], &GW_IP6.octets());
         assert_eq!(&m[24..26], &[2, 1]);
         assert_eq!(&m[26..32], GW_MAC.as_bytes());
-        assert_eq!(fold(sum16(pseudo6(&ip[8..24], &ip[24..40], plen), m)), 0);
+        assert_eq!(icmp6_checksum(ip, m), 0);
         // Duplicate address detection: to all nodes, not solicited.
         let out = reply(&r, &ns(Ipv6Addr::UNSPECIFIED, false));
         assert_eq!(&out[0..6], &[0x33, 0x33, 0, 0, 0, 1]);
@@ -780,17 +709,17 @@ mod tests {
         let out = reply(&r, &f);
         let ip = &out[14..];
         assert_eq!(&ip[24..40], &C1_IP6.octets());
-        let plen = usize::from(be16(ip, 4..6));
+        let plen = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
         let m = &ip[40..40 + plen];
         assert_eq!(
             (m[0], &m[4..8], &m[8..]),
             (129, &[0, 7, 0, 3][..], &b"six"[..])
         );
-        assert_eq!(fold(sum16(pseudo6(&ip[8..24], &ip[24..40], plen), m)), 0);
+        assert_eq!(icmp6_checksum(ip, m), 0);
         // A router solicitation to all routers: not answered, ignored.
         let all_routers = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
         let rs = frame(
-            multicast_mac(all_routers),
+            MacAddr::ipv6_multicast(all_routers),
             0x86dd,
             &ip6(C1_IP6, all_routers, 255, vec![133, 0, 0, 0, 0, 0, 0, 0]),
         );

@@ -23,15 +23,16 @@
 //! csum_offset 16 and the uncomplemented pseudo-header sum in the checksum
 //! field. [`segment`](super::segment) of it gives back the segments.
 
-use super::csum;
 use super::vnet::{F_DATA_VALID, F_NEEDS_CSUM, GSO_ECN, GSO_TCPV4, GSO_TCPV6};
-use super::{parse_layout, tcp_flags, Ip, Layout, Proto, VnetHdr, VNET_HDR_LEN};
+use super::{Ip, Layout, Proto, VnetHdr, VNET_HDR_LEN};
+use crate::wire::checksum as csum;
+use crate::wire::ipv4::FLAG_DF;
+use crate::wire::tcp::{self, flags as tcp_flags};
+use crate::wire::{ethernet, ipv6, layout, IpProtocol, Ipv4Packet, Ipv6Packet, TcpPacket};
 
-/// Longest super-frame held: two VLAN tags and a 65535-byte IP packet.
-pub const MAX_SUPER_FRAME: usize = 14 + 8 + 65535;
 const MAX_IP_PACKET: usize = 65535;
-/// The IPv4 "don't fragment" bit in the flags/fragment-offset field.
-const IPV4_DF: u16 = 0x4000;
+/// Longest super-frame held: two VLAN tags and a 65535-byte IP packet.
+pub const MAX_SUPER_FRAME: usize = ethernet::MAX_HEADER_LEN + MAX_IP_PACKET;
 
 /// What [`Coalescer::push`] did with a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,12 +102,15 @@ impl Default for Coalescer {
     }
 }
 
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+/// The IPv4 ID of a frame whose layout was parsed (0 for IPv6, which has
+/// none outside a fragment header).
+#[inline]
+fn ip_ident(frame: &[u8], lay: &Layout) -> u16 {
+    match lay.ip {
+        // The layout found a whole IPv4 header there.
+        Ip::V4 => Ipv4Packet::new_unchecked(&frame[lay.l3..lay.l4]).ident(),
+        Ip::V6 => 0,
+    }
 }
 
 /// A frame that could join a super-frame, with its parse.
@@ -119,50 +123,39 @@ struct Candidate {
 
 /// The checks that need only this frame; `None` means "never mergeable".
 fn candidate(frame: &[u8]) -> Option<Candidate> {
-    let lay = parse_layout(frame).ok()?;
+    let lay = layout::parse(frame).ok()?;
     if lay.proto != Proto::Tcp || lay.end != frame.len() {
         return None;
     }
-    let plain_ip = match lay.ip {
-        Ip::V4 => lay.l4 == lay.l3 + 20,
-        Ip::V6 => lay.l4 == lay.l3 + 40,
-    };
-    let flags = frame[lay.l4 + 13];
+    // The layout found a whole TCP header at l4.
+    let tcp = TcpPacket::new_unchecked(&frame[lay.l4..]);
+    let flags = tcp.flags();
     let refused = tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST | tcp_flags::URG;
-    if !plain_ip || flags & refused != 0 || lay.payload_len() == 0 {
+    if !lay.is_plain_ip() || flags & refused != 0 || lay.payload_len() == 0 {
         return None;
     }
     Some(Candidate {
         lay,
         flags,
-        seq: be32(frame, lay.l4 + 4),
+        seq: tcp.seq_number(),
         payload: lay.payload_len(),
     })
 }
 
 /// IPv4 header and TCP checksums both verify.
 fn checksums_ok(frame: &[u8], lay: &Layout) -> bool {
-    let l4_len = frame.len() - lay.l4;
+    let (ip, l4) = (&frame[lay.l3..lay.l4], &frame[lay.l4..]);
     let pseudo = match lay.ip {
         Ip::V4 => {
-            if csum::fold(csum::sum_words(&frame[lay.l3..lay.l4], 0)) != 0xffff {
+            let p = Ipv4Packet::new_unchecked(ip);
+            if !p.verify_checksum() {
                 return false;
             }
-            csum::pseudo_v4(
-                &frame[lay.l3 + 12..lay.l3 + 16],
-                &frame[lay.l3 + 16..lay.l3 + 20],
-                6,
-                l4_len,
-            )
+            p.pseudo_header_sum(IpProtocol::Tcp, l4.len())
         }
-        Ip::V6 => csum::pseudo_v6(
-            &frame[lay.l3 + 8..lay.l3 + 24],
-            &frame[lay.l3 + 24..lay.l3 + 40],
-            6,
-            l4_len,
-        ),
+        Ip::V6 => Ipv6Packet::new_unchecked(ip).pseudo_header_sum(IpProtocol::Tcp, l4.len()),
     };
-    csum::fold(csum::sum_words(&frame[lay.l4..], pseudo)) == 0xffff
+    TcpPacket::new_unchecked(l4).verify_checksum(pseudo)
 }
 
 impl Coalescer {
@@ -237,7 +230,7 @@ impl Coalescer {
         self.segs = 1;
         self.mss = c.payload;
         self.next_seq = c.seq.wrapping_add(c.payload as u32);
-        self.next_id = be16(frame, c.lay.l3 + 4).wrapping_add(1);
+        self.next_id = ip_ident(frame, &c.lay).wrapping_add(1);
         self.fixed_id = None;
         self.closed = c.flags & tcp_flags::PSH != 0;
         self.cwr = c.flags & tcp_flags::CWR != 0;
@@ -255,28 +248,33 @@ impl Coalescer {
         if frame[..l3] != held[..l3] {
             return false;
         }
+        // Both have a plain IP header of the same version at l3 and a TCP
+        // header of the same length at l4 (their layouts say so).
         let same_ip = match h.ip {
             // Version/IHL/TOS, flags/fragment/TTL/protocol, addresses; the ID
             // must be the next one.
             Ip::V4 => {
-                frame[l3..l3 + 2] == held[l3..l3 + 2]
-                    && frame[l3 + 6..l3 + 10] == held[l3 + 6..l3 + 10]
-                    && frame[l3 + 12..l4] == held[l3 + 12..l4]
-                    && self.id_follows(be16(frame, l3 + 4), be16(held, l3 + 6))
+                let (a, b) = (
+                    Ipv4Packet::new_unchecked(&frame[l3..l4]),
+                    Ipv4Packet::new_unchecked(&held[l3..l4]),
+                );
+                a.same_flow_header(&b) && self.id_follows(a.ident(), b.flags_frag())
             }
             // Version/traffic class/flow label, next header, hop limit,
             // addresses.
-            Ip::V6 => {
-                frame[l3..l3 + 4] == held[l3..l3 + 4] && frame[l3 + 6..l4] == held[l3 + 6..l4]
-            }
+            Ip::V6 => Ipv6Packet::new_unchecked(&frame[l3..l4])
+                .same_flow_header(&Ipv6Packet::new_unchecked(&held[l3..l4])),
         };
-        let first_flags = held[l4 + 13] & !tcp_flags::PSH;
+        let (a, b) = (
+            TcpPacket::new_unchecked(&frame[l4..]),
+            TcpPacket::new_unchecked(&held[l4..]),
+        );
+        let first_flags = b.flags() & !tcp_flags::PSH;
         let flags_ok = c.flags & tcp_flags::CWR == 0
             && c.flags & !tcp_flags::PSH == first_flags & !tcp_flags::CWR;
         same_ip
             && flags_ok
-            && frame[l4..l4 + 4] == held[l4..l4 + 4]
-            && frame[l4 + 20..l4 + h.l4_len] == held[l4 + 20..l4 + h.l4_len]
+            && a.same_ports_and_options(&b)
             && c.seq == self.next_seq
             && c.payload <= self.mss
             && self.len - l3 + c.payload <= MAX_IP_PACKET
@@ -285,7 +283,7 @@ impl Coalescer {
     /// Whether IPv4 ID `id` may follow: the next one, or with DF the same
     /// one when the flow keeps it fixed (what the second segment shows).
     fn id_follows(&self, id: u16, frag: u16) -> bool {
-        let fixed = id == self.next_id.wrapping_sub(1) && frag & IPV4_DF != 0;
+        let fixed = id == self.next_id.wrapping_sub(1) && frag & FLAG_DF != 0;
         match self.fixed_id {
             None => id == self.next_id || fixed,
             Some(true) => fixed,
@@ -299,11 +297,12 @@ impl Coalescer {
         self.buf[at..at + c.payload].copy_from_slice(&frame[c.lay.headers_len()..]);
         self.len += c.payload;
         // Acknowledgment and window from the latest segment.
-        let h = VNET_HDR_LEN + l4;
-        self.buf[h + 8..h + 12].copy_from_slice(&frame[l4 + 8..l4 + 12]);
-        self.buf[h + 14..h + 16].copy_from_slice(&frame[l4 + 14..l4 + 16]);
+        let new = TcpPacket::new_unchecked(&frame[l4..]);
+        let mut held = TcpPacket::new_unchecked(&mut self.buf[VNET_HDR_LEN + l4..]);
+        held.set_ack_number(new.ack_number());
+        held.set_window_len(new.window_len());
         if c.flags & tcp_flags::PSH != 0 {
-            self.buf[h + 13] |= tcp_flags::PSH;
+            held.set_flags(held.flags() | tcp_flags::PSH);
             self.closed = true;
         }
         if c.payload < self.mss {
@@ -312,7 +311,7 @@ impl Coalescer {
         self.segs += 1;
         self.next_seq = self.next_seq.wrapping_add(c.payload as u32);
         if self.lay.ip == Ip::V4 {
-            let id = be16(frame, self.lay.l3 + 4);
+            let id = ip_ident(frame, &c.lay);
             let fixed = id != self.next_id;
             self.fixed_id = Some(fixed);
             if !fixed {
@@ -345,21 +344,24 @@ impl Coalescer {
             }
         } else {
             // Lengths fit: the buffer holds at most one 65535-byte IP packet.
-            let l4_len = len - l4;
+            let (ip, l4_bytes) = f.split_at_mut(l4);
+            let ip = &mut ip[l3..];
+            let l4_len = l4_bytes.len();
             let pseudo = match lay.ip {
                 Ip::V4 => {
-                    f[l3 + 2..l3 + 4].copy_from_slice(&((len - l3) as u16).to_be_bytes());
-                    f[l3 + 10..l3 + 12].copy_from_slice(&[0, 0]);
-                    let c = csum::ipv4_header(&f[l3..l4]);
-                    f[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
-                    csum::pseudo_v4(&f[l3 + 12..l3 + 16], &f[l3 + 16..l3 + 20], 6, l4_len)
+                    let mut p = Ipv4Packet::new_unchecked(ip);
+                    p.set_total_len((len - l3) as u16);
+                    p.fill_checksum();
+                    p.pseudo_header_sum(IpProtocol::Tcp, l4_len)
                 }
                 Ip::V6 => {
-                    f[l3 + 4..l3 + 6].copy_from_slice(&((len - l3 - 40) as u16).to_be_bytes());
-                    csum::pseudo_v6(&f[l3 + 8..l3 + 24], &f[l3 + 24..l3 + 40], 6, l4_len)
+                    let mut p = Ipv6Packet::new_unchecked(ip);
+                    p.set_payload_len((len - l3 - ipv6::HEADER_LEN) as u16);
+                    p.pseudo_header_sum(IpProtocol::Tcp, l4_len)
                 }
             };
-            f[l4 + 16..l4 + 18].copy_from_slice(&csum::fold(pseudo).to_be_bytes());
+            // CHECKSUM_PARTIAL: the uncomplemented pseudo-header sum.
+            TcpPacket::new_unchecked(l4_bytes).set_checksum(csum::fold(pseudo));
             let gso = match lay.ip {
                 Ip::V4 => GSO_TCPV4,
                 Ip::V6 => GSO_TCPV6,
@@ -370,7 +372,7 @@ impl Coalescer {
                 hdr_len: lay.headers_len() as u16,
                 gso_size: self.mss as u16,
                 csum_start: l4 as u16,
-                csum_offset: 16,
+                csum_offset: tcp::CHECKSUM_OFFSET as u16,
                 num_buffers: 0,
             }
         };

@@ -24,10 +24,9 @@
 //! segment `stride` bytes long except possibly the last. Either all segments
 //! are written or none (`OutputTooSmall`).
 
-use super::csum;
-use super::{
-    complete_checksum, parse_layout, tcp_flags, GsoKind, Ip, Layout, OffloadError, Proto, VnetHdr,
-};
+use super::{complete_checksum, parse_layout, GsoKind, Ip, Layout, OffloadError, Proto, VnetHdr};
+use crate::wire::tcp::flags as tcp_flags;
+use crate::wire::{Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket};
 
 /// Where [`segment`] put the segments in its output buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -198,13 +197,16 @@ pub fn segment(
     }
 
     let headers = &frame[..hlen];
-    let ip_id = be16(frame, lay.l3 + 4);
-    let seq = u32::from_be_bytes([
-        frame[lay.l4 + 4],
-        frame[lay.l4 + 5],
-        frame[lay.l4 + 6],
-        frame[lay.l4 + 7],
-    ]);
+    // parse_layout found a whole IPv4 (or IPv6) header at l3 and a whole
+    // TCP header at l4: the fixed-field getters are in bounds.
+    let ip_id = match lay.ip {
+        Ip::V4 => Ipv4Packet::new_unchecked(&frame[lay.l3..lay.l4]).ident(),
+        Ip::V6 => 0,
+    };
+    let seq = match lay.proto {
+        Proto::Tcp => TcpPacket::new_unchecked(&frame[lay.l4..lay.end]).seq_number(),
+        Proto::Udp => 0,
+    };
     for (i, chunk) in payload.chunks(mss).chain(empty_if(payload)).enumerate() {
         let start = i * stride + headroom;
         let seg = &mut out[start..start + hlen + chunk.len()];
@@ -241,67 +243,49 @@ struct SegPos {
     ip_id: u16,
 }
 
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-fn put16(b: &mut [u8], at: usize, v: u16) {
-    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
-}
-
 /// Rewrites lengths, IDs, sequence, flags and checksums of one segment
 /// whose headers were copied from the super-frame.
 fn fix_segment(seg: &mut [u8], lay: &Layout, pos: &SegPos) {
-    let (l3, l4) = (lay.l3, lay.l4);
-    let l4_len = seg.len() - l4;
+    let (ip, l4) = seg.split_at_mut(lay.l4);
+    let ip = &mut ip[lay.l3..];
+    let l4_len = l4.len();
     // Lengths fit in 16 bits: a segment is never longer than the IP packet
     // it was cut from, whose length field is 16 bits.
+    let ip_len = ip.len() + l4_len;
     let pseudo = match lay.ip {
         Ip::V4 => {
-            put16(seg, l3 + 2, (seg.len() - l3) as u16);
-            put16(seg, l3 + 4, pos.ip_id);
-            put16(seg, l3 + 10, 0);
-            let c = csum::ipv4_header(&seg[l3..l4]);
-            put16(seg, l3 + 10, c);
-            csum::pseudo_v4(
-                &seg[l3 + 12..l3 + 16],
-                &seg[l3 + 16..l3 + 20],
-                lay.proto.number(),
-                l4_len,
-            )
+            let mut p = Ipv4Packet::new_unchecked(ip);
+            p.set_total_len(ip_len as u16);
+            p.set_ident(pos.ip_id);
+            p.fill_checksum();
+            p.pseudo_header_sum(lay.proto.protocol(), l4_len)
         }
         Ip::V6 => {
-            put16(seg, l3 + 4, (seg.len() - l3 - 40) as u16);
-            csum::pseudo_v6(
-                &seg[l3 + 8..l3 + 24],
-                &seg[l3 + 24..l3 + 40],
-                lay.proto.number(),
-                l4_len,
-            )
+            let mut p = Ipv6Packet::new_unchecked(ip);
+            p.set_payload_len((ip_len - crate::wire::ipv6::HEADER_LEN) as u16);
+            p.pseudo_header_sum(lay.proto.protocol(), l4_len)
         }
     };
     match lay.proto {
         Proto::Tcp => {
-            seg[l4 + 4..l4 + 8].copy_from_slice(&pos.seq.to_be_bytes());
-            let mut flags = seg[l4 + 13];
+            let mut t = TcpPacket::new_unchecked(l4);
+            t.set_seq_number(pos.seq);
+            let mut flags = t.flags();
             if pos.index != 0 {
                 flags &= !tcp_flags::CWR;
             }
             if !pos.last {
                 flags &= !(tcp_flags::FIN | tcp_flags::PSH);
             }
-            seg[l4 + 13] = flags;
-            put16(seg, l4 + 16, 0);
+            t.set_flags(flags);
             // TCP keeps a computed 0 as 0 (as tcp_v4_check does); 0xffff
             // would verify as well.
-            let c = !csum::fold(csum::sum_words(&seg[l4..], pseudo));
-            put16(seg, l4 + 16, c);
+            t.fill_checksum(pseudo);
         }
         Proto::Udp => {
-            put16(seg, l4 + 4, l4_len as u16);
-            put16(seg, l4 + 6, 0);
-            let c = csum::finish(csum::sum_words(&seg[l4..], pseudo));
-            put16(seg, l4 + 6, c);
+            let mut u = UdpPacket::new_unchecked(l4);
+            u.set_len(l4_len as u16);
+            u.fill_checksum(pseudo);
         }
     }
 }

@@ -14,10 +14,15 @@
 //! 10..12 num_buffers  le16   (mergeable rx buffers; ignored, emitted as given)
 //! ```
 //!
-//! Fields are read at byte offsets, never through a struct cast: a read
-//! buffer has no alignment guarantee.
+//! Fields are read at byte offsets (named in the private `mod field`, as the
+//! views of `crate::wire` do), never through a struct cast: a read buffer
+//! has no alignment guarantee. The header stays here rather than in
+//! `wire`: it is not on the wire but the kernel's description of an offload
+//! (what a NIC would be told), and only the offloads and the TAP ports use
+//! it.
 
 use super::{csum_field_offset, Proto};
+use crate::wire::LayoutError;
 
 /// Length of `struct virtio_net_hdr_v1` (12 bytes, `num_buffers` included).
 pub const VNET_HDR_LEN: usize = 12;
@@ -175,6 +180,21 @@ impl OffloadError {
     }
 }
 
+impl From<LayoutError> for OffloadError {
+    fn from(e: LayoutError) -> OffloadError {
+        match e {
+            LayoutError::HeadersTruncated => OffloadError::HeadersTruncated,
+            LayoutError::UnsupportedEtherType => OffloadError::UnsupportedEtherType,
+            LayoutError::BadIpHeader => OffloadError::BadIpHeader,
+            LayoutError::IpLengthMismatch => OffloadError::IpLengthMismatch,
+            LayoutError::Ipv4Fragment => OffloadError::Ipv4Fragment,
+            LayoutError::UnsupportedIpv6Ext => OffloadError::UnsupportedIpv6Ext,
+            LayoutError::UnsupportedL4 => OffloadError::UnsupportedL4,
+            LayoutError::BadTcpHeader => OffloadError::BadTcpHeader,
+        }
+    }
+}
+
 /// The 12-byte `virtio_net_hdr_v1` (little-endian fields).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VnetHdr {
@@ -190,24 +210,39 @@ pub struct VnetHdr {
     pub num_buffers: u16,
 }
 
-fn le16(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
+mod field {
+    pub type Field = core::ops::Range<usize>;
+    pub const FLAGS: usize = 0;
+    pub const GSO_TYPE: usize = 1;
+    pub const HDR_LEN: Field = 2..4;
+    pub const GSO_SIZE: Field = 4..6;
+    pub const CSUM_START: Field = 6..8;
+    pub const CSUM_OFFSET: Field = 8..10;
+    pub const NUM_BUFFERS: Field = 10..12;
+}
+
+/// The little-endian `u16` in `f` (two bytes of `b`, which the caller has
+/// checked holds a whole header).
+#[inline]
+fn le16(b: &[u8], f: field::Field) -> u16 {
+    u16::from_le_bytes([b[f.start], b[f.start + 1]])
 }
 
 impl VnetHdr {
     /// Reads the first 12 bytes of `buf` (the rest is the frame).
+    #[inline]
     pub fn parse(buf: &[u8]) -> Result<VnetHdr, OffloadError> {
         if buf.len() < VNET_HDR_LEN {
             return Err(OffloadError::HdrTruncated);
         }
         Ok(VnetHdr {
-            flags: buf[0],
-            gso_type: buf[1],
-            hdr_len: le16(buf, 2),
-            gso_size: le16(buf, 4),
-            csum_start: le16(buf, 6),
-            csum_offset: le16(buf, 8),
-            num_buffers: le16(buf, 10),
+            flags: buf[field::FLAGS],
+            gso_type: buf[field::GSO_TYPE],
+            hdr_len: le16(buf, field::HDR_LEN),
+            gso_size: le16(buf, field::GSO_SIZE),
+            csum_start: le16(buf, field::CSUM_START),
+            csum_offset: le16(buf, field::CSUM_OFFSET),
+            num_buffers: le16(buf, field::NUM_BUFFERS),
         })
     }
 
@@ -218,15 +253,16 @@ impl VnetHdr {
     }
 
     /// The 12 bytes of this header.
+    #[inline]
     pub fn to_bytes(&self) -> [u8; VNET_HDR_LEN] {
         let mut b = [0u8; VNET_HDR_LEN];
-        b[0] = self.flags;
-        b[1] = self.gso_type;
-        b[2..4].copy_from_slice(&self.hdr_len.to_le_bytes());
-        b[4..6].copy_from_slice(&self.gso_size.to_le_bytes());
-        b[6..8].copy_from_slice(&self.csum_start.to_le_bytes());
-        b[8..10].copy_from_slice(&self.csum_offset.to_le_bytes());
-        b[10..12].copy_from_slice(&self.num_buffers.to_le_bytes());
+        b[field::FLAGS] = self.flags;
+        b[field::GSO_TYPE] = self.gso_type;
+        b[field::HDR_LEN].copy_from_slice(&self.hdr_len.to_le_bytes());
+        b[field::GSO_SIZE].copy_from_slice(&self.gso_size.to_le_bytes());
+        b[field::CSUM_START].copy_from_slice(&self.csum_start.to_le_bytes());
+        b[field::CSUM_OFFSET].copy_from_slice(&self.csum_offset.to_le_bytes());
+        b[field::NUM_BUFFERS].copy_from_slice(&self.num_buffers.to_le_bytes());
         b
     }
 

@@ -1,25 +1,8 @@
-//! The probe frame pktgen sends: Ethernet II / IPv4 / UDP, with a small
-//! pktgen header at the start of the UDP payload.
-//!
-//! ```text
-//! offset  field                                   notes
-//!  0..6   Ethernet destination                   --dst-mac
-//!  6..12  Ethernet source                        --src-mac (default: the interface's)
-//! 12..14  EtherType 0x0800
-//! 14..34  IPv4 header, 20 bytes, no options      DF set, ID 0, TTL 64, protocol 17
-//! 34..42  UDP header                             checksum 0: none (legal over IPv4, RFC 768)
-//! 42..46  magic "VXPG"
-//! 46..48  run id                                 random per tx run; rx keeps runs apart
-//! 48..50  flow id                                0..flows
-//! 50..58  sequence number                        per flow, from 0; the END marker carries
-//!                                                the number of data frames the run sent
-//! 58      kind                                   0 data, 1 END marker
-//! 59      version                                1
-//! 60..    filler                                 bytes 0, 1, 2, ... (mod 256)
-//! ```
-//!
-//! The pktgen header ends at byte 60, so the shortest legal Ethernet frame
-//! (60 bytes without FCS, `ETH_ZLEN`) already carries all of it.
+//! The probe frames pktgen sends: [`FrameSpec`] says what a run's frames
+//! are (addresses, ports, size, run id) and builds them through the views
+//! of [`crate::wire`]; the frame format itself (layout, magic, the
+//! [`ProbeFrame`] view the receiver reads with) is [`crate::wire::probe`],
+//! re-exported here.
 //!
 //! Why the frame is built this way: one frame per flow is built once
 //! ([`FrameSpec::emit`]); after that a send only rewrites the eight bytes of
@@ -28,209 +11,24 @@
 //! frame. Flow `f` differs from flow 0 in its UDP source port (base + f)
 //! and IPv4 source address (base + f), so the 5-tuple, and with it any
 //! hash over it (RSS, the VXLAN source port), changes per flow.
-//!
-//! Contract, as in `crate::wire`: received bytes enter through
-//! [`ProbeFrame::new_checked`]; once it succeeds no getter panics. Fields
-//! are read at byte offsets, never through struct casts.
 
 use std::net::Ipv4Addr;
 
-use crate::wire::MacAddr;
+use crate::wire::ethernet;
+use crate::wire::probe::{ProbeHeader, ProbeRepr, UDP_OFFSET};
+use crate::wire::{
+    checksum, EtherType, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr, MacAddr,
+    UdpPacket, UdpRepr,
+};
 
-mod field {
-    pub type Field = core::ops::Range<usize>;
-    pub const ETH_DST: Field = 0..6;
-    pub const ETH_SRC: Field = 6..12;
-    pub const ETHERTYPE: Field = 12..14;
-    pub const IP_VER_IHL: usize = 14;
-    pub const IP_TOS: usize = 15;
-    pub const IP_TOTAL_LEN: Field = 16..18;
-    pub const IP_ID: Field = 18..20;
-    pub const IP_FLAGS_FRAG: Field = 20..22;
-    pub const IP_TTL: usize = 22;
-    pub const IP_PROTO: usize = 23;
-    pub const IP_CHECKSUM: Field = 24..26;
-    pub const IP_SRC: Field = 26..30;
-    pub const IP_DST: Field = 30..34;
-    pub const IP_HEADER: Field = 14..34;
-    pub const UDP_SRC: Field = 34..36;
-    pub const UDP_DST: Field = 36..38;
-    pub const UDP_LEN: Field = 38..40;
-    pub const UDP_CHECKSUM: Field = 40..42;
-    pub const MAGIC: Field = 42..46;
-    pub const RUN: Field = 46..48;
-    pub const FLOW: Field = 48..50;
-    pub const SEQ: Field = 50..58;
-    pub const KIND: usize = 58;
-    pub const VERSION: usize = 59;
-    pub const FILLER: usize = 60;
-}
-
-/// Offset of the IPv4 header in the frame.
-pub const IP_OFFSET: usize = field::IP_VER_IHL;
-/// Offset of the pktgen magic: what the receive filter matches.
-pub const MAGIC_OFFSET: usize = field::MAGIC.start;
-/// Offset of the IPv4 protocol byte.
-pub const IP_PROTO_OFFSET: usize = field::IP_PROTO;
-/// `"VXPG"`, big-endian.
-pub const MAGIC: u32 = u32::from_be_bytes(*b"VXPG");
-pub const VERSION: u8 = 1;
-/// Bytes from the start of the frame to the end of the pktgen header: the
-/// part that differs between flows and frames. Also the smallest frame.
-pub const HEADER_LEN: usize = field::FILLER;
-/// Smallest frame pktgen sends (Ethernet's minimum without FCS).
-pub const MIN_FRAME: usize = HEADER_LEN;
-/// Largest frame: an IPv4 total length of 65535 plus the Ethernet header.
-pub const MAX_FRAME: usize = 65535 + 14;
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const IPPROTO_UDP: u8 = 17;
-const IP_VER_IHL: u8 = 0x45;
-
-/// What a probe frame is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// A counted frame; its sequence number is its index within its flow.
-    Data,
-    /// Sent (a few times) after the last data frame; its sequence field is
-    /// the number of data frames the run sent, so the receiver can compute
-    /// loss without being told.
-    End,
-    /// Anything else, kept so it round-trips.
-    Unknown(u8),
-}
-
-impl From<u8> for Kind {
-    fn from(v: u8) -> Kind {
-        match v {
-            0 => Kind::Data,
-            1 => Kind::End,
-            other => Kind::Unknown(other),
-        }
-    }
-}
-
-impl From<Kind> for u8 {
-    fn from(k: Kind) -> u8 {
-        match k {
-            Kind::Data => 0,
-            Kind::End => 1,
-            Kind::Unknown(v) => v,
-        }
-    }
-}
-
-/// Why bytes are not a probe frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ProbeError {
-    #[error("shorter than a probe frame")]
-    Truncated,
-    #[error("not IPv4/UDP without IP options")]
-    NotUdp,
-    #[error("no pktgen magic")]
-    NoMagic,
-    #[error("unknown pktgen header version")]
-    Version,
-}
-
-/// A read/write view of a probe frame.
-#[derive(Debug, Clone)]
-pub struct ProbeFrame<T: AsRef<[u8]>> {
-    buffer: T,
-}
-
-fn be16(b: &[u8], f: field::Field) -> u16 {
-    let s = &b[f];
-    u16::from_be_bytes([s[0], s[1]])
-}
-
-impl<T: AsRef<[u8]>> ProbeFrame<T> {
-    /// Wraps a buffer without checking it; getters may panic.
-    pub const fn new_unchecked(buffer: T) -> Self {
-        ProbeFrame { buffer }
-    }
-
-    /// Wraps a buffer after [`check`](Self::check).
-    pub fn new_checked(buffer: T) -> Result<Self, ProbeError> {
-        let f = Self::new_unchecked(buffer);
-        f.check()?;
-        Ok(f)
-    }
-
-    /// Ensures the buffer holds the whole pktgen header of an IPv4/UDP
-    /// frame with the magic and a known version, so no getter can panic.
-    pub fn check(&self) -> Result<(), ProbeError> {
-        let b = self.buffer.as_ref();
-        if b.len() < HEADER_LEN {
-            return Err(ProbeError::Truncated);
-        }
-        if be16(b, field::ETHERTYPE) != ETHERTYPE_IPV4
-            || b[field::IP_VER_IHL] != IP_VER_IHL
-            || b[field::IP_PROTO] != IPPROTO_UDP
-        {
-            return Err(ProbeError::NotUdp);
-        }
-        if self.magic() != MAGIC {
-            return Err(ProbeError::NoMagic);
-        }
-        if b[field::VERSION] != VERSION {
-            return Err(ProbeError::Version);
-        }
-        Ok(())
-    }
-
-    pub fn dst_mac(&self) -> MacAddr {
-        MacAddr::from_bytes(&self.buffer.as_ref()[field::ETH_DST])
-    }
-
-    pub fn src_mac(&self) -> MacAddr {
-        MacAddr::from_bytes(&self.buffer.as_ref()[field::ETH_SRC])
-    }
-
-    pub fn magic(&self) -> u32 {
-        let s = &self.buffer.as_ref()[field::MAGIC];
-        u32::from_be_bytes([s[0], s[1], s[2], s[3]])
-    }
-
-    pub fn run(&self) -> u16 {
-        be16(self.buffer.as_ref(), field::RUN)
-    }
-
-    pub fn flow(&self) -> u16 {
-        be16(self.buffer.as_ref(), field::FLOW)
-    }
-
-    pub fn seq(&self) -> u64 {
-        let s = &self.buffer.as_ref()[field::SEQ];
-        u64::from_be_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]])
-    }
-
-    pub fn kind(&self) -> Kind {
-        Kind::from(self.buffer.as_ref()[field::KIND])
-    }
-
-    pub fn udp_src_port(&self) -> u16 {
-        be16(self.buffer.as_ref(), field::UDP_SRC)
-    }
-
-    pub fn ip_src(&self) -> Ipv4Addr {
-        let s = &self.buffer.as_ref()[field::IP_SRC];
-        Ipv4Addr::new(s[0], s[1], s[2], s[3])
-    }
-}
-
-impl<T: AsRef<[u8]> + AsMut<[u8]>> ProbeFrame<T> {
-    pub fn set_seq(&mut self, seq: u64) {
-        self.buffer.as_mut()[field::SEQ].copy_from_slice(&seq.to_be_bytes());
-    }
-
-    pub fn set_kind(&mut self, kind: Kind) {
-        self.buffer.as_mut()[field::KIND] = u8::from(kind);
-    }
-}
+pub use crate::wire::probe::{
+    ProbeError, ProbeFrame, ProbeKind as Kind, HEADER_LEN, IP_OFFSET, IP_PROTO_OFFSET,
+    IP_VERSION_IHL, MAGIC, MAGIC_OFFSET, MAX_FRAME, MIN_FRAME, VERSION,
+};
 
 /// The RFC 1071 Internet checksum of `data`.
 pub fn internet_checksum(data: &[u8]) -> u16 {
-    !crate::offload::csum::fold(crate::offload::csum::sum_words(data, 0))
+    checksum::checksum(data)
 }
 
 /// Everything that defines the frames of a run.
@@ -274,36 +72,48 @@ impl FrameSpec {
             self.size,
             buf.len()
         );
-        let ip_len = u16::try_from(self.size - 14).unwrap_or(u16::MAX);
-        let udp_len = ip_len - 20;
         let (src_ip, src_port) = self.flow_tuple(flow);
-        buf[field::ETH_DST].copy_from_slice(self.dst_mac.as_bytes());
-        buf[field::ETH_SRC].copy_from_slice(self.src_mac.as_bytes());
-        buf[field::ETHERTYPE].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-        buf[field::IP_VER_IHL] = IP_VER_IHL;
-        buf[field::IP_TOS] = 0;
-        buf[field::IP_TOTAL_LEN].copy_from_slice(&ip_len.to_be_bytes());
-        buf[field::IP_ID].copy_from_slice(&[0, 0]);
-        // DF: the frame is built to its final size; nothing may fragment it.
-        buf[field::IP_FLAGS_FRAG].copy_from_slice(&0x4000u16.to_be_bytes());
-        buf[field::IP_TTL] = 64;
-        buf[field::IP_PROTO] = IPPROTO_UDP;
-        buf[field::IP_CHECKSUM].copy_from_slice(&[0, 0]);
-        buf[field::IP_SRC].copy_from_slice(&src_ip.octets());
-        buf[field::IP_DST].copy_from_slice(&self.dst_ip.octets());
-        let csum = internet_checksum(&buf[field::IP_HEADER]);
-        buf[field::IP_CHECKSUM].copy_from_slice(&csum.to_be_bytes());
-        buf[field::UDP_SRC].copy_from_slice(&src_port.to_be_bytes());
-        buf[field::UDP_DST].copy_from_slice(&self.dst_port.to_be_bytes());
-        buf[field::UDP_LEN].copy_from_slice(&udp_len.to_be_bytes());
-        buf[field::UDP_CHECKSUM].copy_from_slice(&[0, 0]);
-        buf[field::MAGIC].copy_from_slice(&MAGIC.to_be_bytes());
-        buf[field::RUN].copy_from_slice(&self.run.to_be_bytes());
-        buf[field::FLOW].copy_from_slice(&flow.to_be_bytes());
-        buf[field::SEQ].copy_from_slice(&seq.to_be_bytes());
-        buf[field::KIND] = u8::from(kind);
-        buf[field::VERSION] = VERSION;
-        for (i, b) in buf[field::FILLER..].iter_mut().enumerate() {
+        let eth = EthernetRepr {
+            src_addr: self.src_mac,
+            dst_addr: self.dst_mac,
+            vlan: None,
+            inner_vlan: None,
+            ethertype: EtherType::Ipv4,
+        };
+        let udp_len = self.size - UDP_OFFSET;
+        let ip = Ipv4Repr {
+            src_addr: src_ip,
+            dst_addr: self.dst_ip,
+            protocol: IpProtocol::Udp,
+            payload_len: udp_len,
+            ttl: 64,
+            dscp_ecn: 0,
+            ident: 0,
+            // The frame is built to its final size; nothing may fragment it.
+            dont_frag: true,
+        };
+        let udp = UdpRepr {
+            src_port,
+            dst_port: self.dst_port,
+        };
+        let probe = ProbeRepr {
+            run: self.run,
+            flow,
+            seq,
+            kind,
+        };
+        eth.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
+        ip.emit(&mut Ipv4Packet::new_unchecked(
+            &mut buf[ethernet::HEADER_LEN..],
+        ));
+        // No UDP checksum (0): legal over IPv4, and nothing to recompute
+        // when a send rewrites the sequence number.
+        udp.emit(
+            &mut UdpPacket::new_unchecked(&mut buf[UDP_OFFSET..]),
+            udp_len - udp.buffer_len(),
+        );
+        probe.emit(&mut ProbeHeader::new_unchecked(&mut buf[MAGIC_OFFSET..]));
+        for (i, b) in buf[HEADER_LEN..].iter_mut().enumerate() {
             *b = (i & 0xff) as u8;
         }
     }
@@ -390,13 +200,15 @@ mod tests {
         assert_eq!(f.udp_src_port(), 9003);
         assert_eq!(f.ip_src(), Ipv4Addr::new(198, 18, 0, 4));
         let differing: Vec<usize> = (0..HEADER_LEN).filter(|&i| h0[i] != h3[i]).collect();
-        // IP source (last byte), IP checksum, UDP source port, flow id.
+        // IP source (last byte), IP checksum, UDP source port, flow id,
+        // at their offsets in the frame (see the table in wire::probe).
+        let (ip_src, ip_checksum, udp_src, flow) = (26..30, 24..26, 34..36, 48..50);
         for i in differing {
             assert!(
-                field::IP_SRC.contains(&i)
-                    || field::IP_CHECKSUM.contains(&i)
-                    || field::UDP_SRC.contains(&i)
-                    || field::FLOW.contains(&i),
+                ip_src.contains(&i)
+                    || ip_checksum.contains(&i)
+                    || udp_src.contains(&i)
+                    || flow.contains(&i),
                 "byte {i} differs"
             );
         }

@@ -10,6 +10,8 @@ use super::frame::{self, Kind, ProbeFrame};
 use super::seq::{FlowSeq, SeqCounts};
 use super::{counters, lookup, open_socket, DevCounters, PktgenError, Place, STOP_CHECK};
 use crate::sys::packet::{self, BpfInsn, RingSpec, RxFrame, RxRing, ETH_P_ALL};
+use crate::wire::ethernet::ETHERTYPE_OFFSET;
+use crate::wire::{EtherType, IpProtocol};
 
 /// Bytes of each frame the filter keeps: the pktgen header, rounded up.
 /// The frame's full length is still known (`tp_len`) for byte counts.
@@ -122,12 +124,12 @@ pub fn probe_filter() -> Vec<BpfInsn> {
         k,
     };
     vec![
-        ld(LD_H_ABS, 12),
-        jeq(1, 0x0800),
+        ld(LD_H_ABS, ETHERTYPE_OFFSET),
+        jeq(1, u32::from(u16::from(EtherType::Ipv4))),
         ld(LD_B_ABS, frame::IP_OFFSET),
-        jeq(3, 0x45),
+        jeq(3, u32::from(frame::IP_VERSION_IHL)),
         ld(LD_B_ABS, frame::IP_PROTO_OFFSET),
-        jeq(5, 17),
+        jeq(5, u32::from(u8::from(IpProtocol::Udp))),
         ld(LD_W_ABS, frame::MAGIC_OFFSET),
         jeq(7, frame::MAGIC),
         BpfInsn {

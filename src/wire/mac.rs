@@ -17,12 +17,14 @@ impl MacAddr {
     ///
     /// # Panics
     /// When `b` is shorter than six bytes.
+    #[inline]
     pub fn from_bytes(b: &[u8]) -> MacAddr {
         let mut m = [0u8; 6];
         m.copy_from_slice(&b[..6]);
         MacAddr(m)
     }
 
+    #[inline]
     pub const fn as_bytes(&self) -> &[u8; 6] {
         &self.0
     }
@@ -57,6 +59,13 @@ impl MacAddr {
         let mut m = seed;
         m[0] = (m[0] & 0xfc) | 0x02;
         MacAddr(m)
+    }
+
+    /// The Ethernet multicast address an IPv6 multicast address maps to
+    /// (RFC 2464 section 7): `33:33` and the address's last 32 bits.
+    pub fn ipv6_multicast(ip: std::net::Ipv6Addr) -> MacAddr {
+        let o = ip.octets();
+        MacAddr([0x33, 0x33, o[12], o[13], o[14], o[15]])
     }
 
     /// The low 48 bits of a `u64`, used as a compact key.
@@ -146,6 +155,15 @@ mod tests {
             let e = bad.parse::<MacAddr>().unwrap_err();
             assert!(e.to_string().contains("invalid MAC address"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn ipv6_multicast_mapping() {
+        let group: std::net::Ipv6Addr = "ff02::1:ff00:1".parse().unwrap();
+        assert_eq!(
+            MacAddr::ipv6_multicast(group).to_string(),
+            "33:33:ff:00:00:01"
+        );
     }
 
     #[test]

@@ -3,9 +3,8 @@
 //! 16-bit reference checksum written independently of src/offload.
 #![allow(dead_code)] // each test binary uses its own subset
 
-use vxswitch::offload::{
-    tcp_flags, VnetHdr, F_NEEDS_CSUM, GSO_ECN, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4,
-};
+use vxswitch::offload::{VnetHdr, F_NEEDS_CSUM, GSO_ECN, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4};
+use vxswitch::wire::tcp::flags as tcp_flags;
 
 /// A scratch buffer as a worker would own one.
 pub const SCRATCH: usize = 256 * 1024;
