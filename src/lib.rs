@@ -13,6 +13,7 @@ pub mod demo;
 pub mod docker;
 pub mod fdb;
 pub mod gateway;
+pub mod metrics;
 pub mod offload;
 pub mod pktgen;
 pub mod ports;

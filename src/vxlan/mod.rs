@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use crate::switch::stats::Counter;
+use crate::metrics::Counter;
 use crate::sys;
 use crate::wire::vxlan::IANA_PORT;
 
