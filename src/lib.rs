@@ -2,10 +2,10 @@
 //!
 //! One daemon attaches one TAP port per container, learns MAC addresses in
 //! a concurrent forwarding database, bridges frames between local ports and
-//! (later) carries them between hosts in VXLAN. See `docs/architecture.md`.
+//! carries them between hosts in VXLAN. See `docs/architecture.md`.
 //!
-//! Dependencies flow one way: `ctl -> switch -> {fdb, ports, wire}`; all
-//! `unsafe` lives in the private `sys` module.
+//! Dependencies flow one way: `ctl -> switch -> {vxlan, fdb, offload} ->
+//! {metrics, wire}`; all `unsafe` lives in the private `sys` module.
 
 pub mod cni;
 pub mod ctl;

@@ -1,11 +1,17 @@
 //! VXLAN (RFC 7348): everything of the overlay below the forwarding
 //! decision. The header itself is in [`crate::wire::vxlan`]; which frames go
 //! into the tunnel (head-end replication, split horizon, learning remote
-//! MACs) is in the engine.
+//! MACs) is decided by the switch, which calls in here to do it.
 //!
 //! - [`sockets`]: the UDP sockets, one listening socket and a source-port
 //!   pool per address family;
 //! - [`flow`]: the inner-flow hash that picks the pool socket;
+//! - [`vteps`]: each network's VNI and VTEPs, which senders a VNI accepts,
+//!   and learning VTEPs from traffic;
+//! - [`batch`]: building runs of datagrams for one `sendmmsg` (pure code);
+//! - [`tx`]: sending: `sendmmsg`, `UDP_SEGMENT`, and counting the outcome;
+//! - [`decap`]: receiving a train of datagrams and resolving each to its
+//!   network and VTEP;
 //! - [`stats`]: the counters of the sockets as a whole.
 //!
 //! Sockets. One listening socket per address family, bound to the VXLAN port
@@ -27,17 +33,25 @@
 //! Layering: this module counts into [`crate::metrics`] and parses with
 //! [`crate::wire`]; it never imports from [`crate::switch`], which drives it.
 
+pub mod batch;
+pub mod decap;
 pub mod flow;
 pub mod sockets;
 pub mod stats;
+pub mod tx;
+pub mod vteps;
 
 use serde::{Deserialize, Serialize};
 
 use crate::wire::vxlan::IANA_PORT;
 
+pub(crate) use decap::decap;
+pub use decap::{Decapped, Recv, Train};
 pub use flow::flow_hash;
 pub use sockets::{FamilySockets, SocketError, Sockets};
 pub use stats::{VxlanDrop, VxlanSnapshot, VxlanStats};
+pub(crate) use tx::Tunnel;
+pub use vteps::{canonical, VtepInfo};
 
 /// Most source-port sockets per address family.
 pub const MAX_POOL: usize = 32;
