@@ -22,6 +22,9 @@ mod egress;
 mod ingress;
 mod worker;
 
+#[cfg(test)]
+mod tests;
+
 /// The per-port counters, where they were before [`crate::metrics`].
 pub mod stats {
     pub use crate::metrics::{Counter, DropReason, PortStats, PortStatsSnapshot};

@@ -73,6 +73,28 @@ pub(super) struct Port {
     pub(super) rx_errors: Cell<u32>,
 }
 
+impl Port {
+    /// The worker's share of a port, made non-blocking and registered by
+    /// the caller.
+    pub(super) fn new(p: PortQueue) -> Port {
+        let mtu = usize::try_from(p.mtu).unwrap_or(usize::MAX);
+        Port {
+            id: p.id,
+            net: p.net,
+            file: File::from(p.fd),
+            read: p.read,
+            gone: p.gone,
+            vnet: p.vnet_hdr,
+            max_frame: mtu.saturating_add(L2_OVERHEAD).min(MAX_FRAME),
+            stats: p.stats,
+            // Frames may already be queued: edge-triggered readiness would
+            // not report them, so serve the port once right away.
+            pending: p.read,
+            rx_errors: Cell::new(0),
+        }
+    }
+}
+
 /// A network's local side (its overlay side is in the [`VtepTable`]).
 #[derive(Default)]
 pub(super) struct Net {
@@ -100,7 +122,17 @@ impl Tables {
         self.nets.get(id.0 as usize)
     }
 
-    fn net_mut(&mut self, id: NetId) -> &mut Net {
+    /// Adds a port to the table and to its network's members.
+    pub(super) fn insert(&mut self, port: Port) {
+        let idx = port.id.0 as usize;
+        if self.ports.len() <= idx {
+            self.ports.resize_with(idx + 1, || None);
+        }
+        self.net_mut(port.net).members.push(port.id);
+        self.ports[idx] = Some(port);
+    }
+
+    pub(super) fn net_mut(&mut self, id: NetId) -> &mut Net {
         let i = id.0 as usize;
         if self.nets.len() <= i {
             self.nets.resize_with(i + 1, Net::default);
@@ -359,7 +391,6 @@ impl Worker {
     }
 
     fn attach(&mut self, p: PortQueue) -> Result<(), EngineError> {
-        let idx = p.id.0 as usize;
         if self.tables.port(p.id).is_some() {
             return Err(EngineError::PortExists(p.id.0));
         }
@@ -375,28 +406,10 @@ impl Worker {
                 )
                 .map_err(EngineError::Register)?;
         }
-        let ports = &mut self.tables.ports;
-        if ports.len() <= idx {
-            ports.resize_with(idx + 1, || None);
-        }
-        self.tables.net_mut(p.net).members.push(p.id);
-        let mtu = usize::try_from(p.mtu).unwrap_or(usize::MAX);
-        self.tables.ports[idx] = Some(Port {
-            id: p.id,
-            net: p.net,
-            file: File::from(p.fd),
-            read: p.read,
-            gone: p.gone,
-            vnet: p.vnet_hdr,
-            max_frame: mtu.saturating_add(L2_OVERHEAD).min(MAX_FRAME),
-            stats: p.stats,
-            // Frames may already be queued: edge-triggered readiness would
-            // not report them, so serve the port once right away.
-            pending: p.read,
-            rx_errors: Cell::new(0),
-        });
-        if p.read {
-            self.pending.push(Source::Port(p.id));
+        let (id, read) = (p.id, p.read);
+        self.tables.insert(Port::new(p));
+        if read {
+            self.pending.push(Source::Port(id));
         }
         Ok(())
     }
