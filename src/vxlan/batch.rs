@@ -6,7 +6,7 @@
 //! socket, all of one size (the last may be shorter, which closes the run),
 //! form one [`Run`]: one message, with `UDP_SEGMENT` when it holds several
 //! datagrams. At the end of the turn (or when the batch is full)
-//! [`super::tx`] sends all runs through one socket in one `sendmmsg`, in
+//! `tx` sends all runs through one socket in one `sendmmsg`, in
 //! order, so a flow stays in order. The [`Limits`] are the kernel's:
 //! segments and bytes per `UDP_SEGMENT` message, messages per `sendmmsg`.
 

@@ -6,11 +6,11 @@
 //! - [`sockets`]: the UDP sockets, one listening socket and a source-port
 //!   pool per address family;
 //! - [`flow`]: the inner-flow hash that picks the pool socket;
-//! - [`vteps`]: each network's VNI and VTEPs, which senders a VNI accepts,
+//! - `vteps`: each network's VNI and VTEPs, which senders a VNI accepts,
 //!   and learning VTEPs from traffic;
 //! - [`batch`]: building runs of datagrams for one `sendmmsg` (pure code);
-//! - [`tx`]: sending: `sendmmsg`, `UDP_SEGMENT`, and counting the outcome;
-//! - [`decap`]: receiving a train of datagrams and resolving each to its
+//! - `tx`: sending: `sendmmsg`, `UDP_SEGMENT`, and counting the outcome;
+//! - `decap`: receiving a train of datagrams and resolving each to its
 //!   network and VTEP;
 //! - [`stats`]: the counters of the sockets as a whole.
 //!
@@ -34,12 +34,12 @@
 //! [`crate::wire`]; it never imports from [`crate::switch`], which drives it.
 
 pub mod batch;
-pub mod decap;
+pub(crate) mod decap;
 pub mod flow;
 pub mod sockets;
 pub mod stats;
-pub mod tx;
-pub mod vteps;
+pub(crate) mod tx;
+pub(crate) mod vteps;
 
 use serde::{Deserialize, Serialize};
 

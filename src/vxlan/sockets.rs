@@ -2,7 +2,7 @@
 //! VXLAN port and a pool of sockets bound to spread source ports (see the
 //! [module documentation](super) for why a pool). Opening and socket
 //! options only; what is sent and received through them is in
-//! [`super::tx`] and [`super::decap`].
+//! `tx` and `decap`.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
