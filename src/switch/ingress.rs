@@ -25,6 +25,7 @@ use crate::fdb::{Dest, FdbGuard, Learned, PortId, Refusal};
 use crate::metrics::{DropReason, PortStats};
 use crate::offload::{VnetHdr, VNET_HDR_LEN};
 use crate::time::Millis;
+// MERGE: flow_hash is to come from wire::flow (identical); this is its only user.
 use crate::vxlan::{decap, flow_hash, Recv, Tunnel};
 use crate::wire::vxlan::HEADER_LEN as VXLAN_HEADER_LEN;
 
