@@ -168,7 +168,7 @@ impl Worker {
 
 /// Sends a frame where its verdict says, counting the outcome on `stats`
 /// (the ingress port's, or the sending VTEP's for a decapsulated frame).
-#[inline]
+#[inline(always)]
 pub(super) fn dispatch(
     tables: &Tables,
     egress: &mut Egress,

@@ -90,7 +90,7 @@ impl TxBatch {
     /// place, is still open, has room and its datagrams are at least as
     /// long; otherwise it starts a run. Returns [`Full`], changing nothing,
     /// when a run cannot be started: the caller sends the batch first.
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, dest: RunDest, datagram: &[u8], merge: bool) -> Result<(), Full> {
         let n = datagram.len();
         let lim = &self.limits;

@@ -68,14 +68,18 @@ impl Tunnel {
     /// Queues one small datagram (VXLAN header and frame) for the VTEP and
     /// socket `to`; it leaves at the next [`Tunnel::flush`], or now if the
     /// batch is full.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push(&mut self, vteps: &VtepTable, to: RunDest, datagram: &[u8]) {
-        let merge = self.udp_gso.get();
-        if self.batch.push(to, datagram, merge).is_ok() {
-            return;
+        if self.batch.push(to, datagram, self.udp_gso.get()).is_err() {
+            self.push_after_flush(vteps, to, datagram);
         }
+    }
+
+    /// [`Tunnel::push`] when the batch is full: it is sent first.
+    #[cold]
+    fn push_after_flush(&mut self, vteps: &VtepTable, to: RunDest, datagram: &[u8]) {
         self.flush(vteps);
-        if self.batch.push(to, datagram, merge).is_err() {
+        if self.batch.push(to, datagram, self.udp_gso.get()).is_err() {
             // Larger than a whole batch: it goes alone.
             if let (Some(vtep), Some(sock)) = (vteps.get(to.0), self.run_socket(vteps, to)) {
                 self.send_one(vtep, sock, datagram);
