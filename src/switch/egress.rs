@@ -293,6 +293,7 @@ impl Egress {
     /// the ones before it. Returns true when the frame was taken; otherwise
     /// whatever was held is written first (so a flow stays in order) and
     /// the caller sends the frame as usual.
+    #[inline]
     pub(super) fn coalesce(
         &mut self,
         ports: &[Option<Port>],
@@ -334,6 +335,7 @@ impl Egress {
     }
 
     /// Writes the held super-frame (if any) to its port.
+    #[inline]
     pub(super) fn flush_gro(&mut self, ports: &[Option<Port>]) {
         let out = self.gro.egress.take();
         let Some(c) = self.gro.merge.finish() else {

@@ -6,10 +6,10 @@
 //! which stays where it was received: no copy.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::os::fd::AsFd;
 
-use super::vteps::{canonical, VtepTable};
+use super::vteps::VtepTable;
 use super::{Tunnel, VxlanDrop, VxlanStats};
 use crate::fdb::{NetId, VtepId};
 use crate::sys;
@@ -32,17 +32,42 @@ pub enum Recv {
 pub struct Train {
     pub len: usize,
     pub segment: usize,
-    /// The sender, IPv4-mapped addresses made IPv4.
-    pub from: SocketAddr,
+    /// The sender's address, an IPv4-mapped one made IPv4.
+    pub from: IpAddr,
 }
 
 impl Train {
     /// Each datagram's offset and length.
-    pub fn datagrams(&self) -> impl Iterator<Item = (usize, usize)> {
-        let (len, seg) = (self.len, self.segment);
-        (0..len)
-            .step_by(seg)
-            .map(move |off| (off, seg.min(len - off)))
+    #[inline]
+    pub fn datagrams(&self) -> Datagrams {
+        Datagrams {
+            off: 0,
+            len: self.len,
+            segment: self.segment.max(1),
+        }
+    }
+}
+
+/// Iterator of [`Train::datagrams`].
+#[derive(Clone, Debug)]
+pub struct Datagrams {
+    off: usize,
+    len: usize,
+    segment: usize,
+}
+
+impl Iterator for Datagrams {
+    type Item = (usize, usize);
+
+    #[inline]
+    fn next(&mut self) -> Option<(usize, usize)> {
+        if self.off >= self.len {
+            return None;
+        }
+        let at = self.off;
+        let n = self.segment.min(self.len - at);
+        self.off += n;
+        Some((at, n))
     }
 }
 
@@ -57,6 +82,7 @@ impl Tunnel {
     /// Receives into `buf` from socket `index` of the family (0 is the
     /// listening socket, 1.. the pool), counting the datagrams, their
     /// bytes, and what the kernel dropped since the last receive.
+    #[inline]
     pub(crate) fn receive(&mut self, ipv6: bool, index: usize, buf: &mut [u8]) -> Recv {
         let Some(sock) = self.sockets.as_ref().and_then(|s| s.get(ipv6, index)) else {
             return Recv::Drained;
@@ -81,7 +107,7 @@ impl Tunnel {
             self.stats
                 .count_drops(VxlanDrop::SocketOverflow, u64::from(new));
         }
-        let from = canonical(r.from);
+        let from = r.from.ip().to_canonical();
         let segment = r.segment.max(1);
         self.stats.rx_datagrams.add(r.len.div_ceil(segment) as u64);
         self.stats.rx_bytes.add(r.len as u64);
@@ -97,11 +123,12 @@ impl Tunnel {
 /// the sender as a VTEP where its network allows; counts the inner frame as
 /// received on the VTEP. The inner frame is `datagram[HEADER_LEN..]`.
 /// `None` when the datagram was dropped (counted in `stats`).
+#[inline]
 pub(crate) fn decap(
     vteps: &mut VtepTable,
     stats: &VxlanStats,
     datagram: &[u8],
-    from: SocketAddr,
+    from: IpAddr,
 ) -> Option<Decapped> {
     let Ok(hdr) = VxlanPacket::new_checked(datagram) else {
         stats.count_drop(VxlanDrop::Truncated);
@@ -116,7 +143,7 @@ pub(crate) fn decap(
         stats.count_drop(VxlanDrop::UnknownVni);
         return None;
     };
-    let vtep = match vteps.sender(from.ip(), vni) {
+    let vtep = match vteps.sender(from, vni) {
         Some(v) => v,
         None => match vteps.learn(net, vni, from) {
             Ok(v) => v,
@@ -152,7 +179,7 @@ mod tests {
 
     #[test]
     fn trains_split_into_their_datagrams() {
-        let from = "192.0.2.1:1".parse().unwrap();
+        let from = "192.0.2.1".parse().unwrap();
         let t = Train {
             len: 250,
             segment: 100,
@@ -174,7 +201,7 @@ mod tests {
     fn each_refusal_is_counted_and_a_known_sender_is_resolved() {
         let mut vteps = VtepTable::new(VxlanConfig::default(), Arc::new(IdPool::default()));
         let stats = VxlanStats::default();
-        let from: SocketAddr = "192.0.2.1:40000".parse().unwrap();
+        let from: IpAddr = "192.0.2.1".parse().unwrap();
         assert_eq!(decap(&mut vteps, &stats, &[0u8; 7], from), None);
         assert_eq!(stats.drops(VxlanDrop::Truncated), 1);
         assert_eq!(decap(&mut vteps, &stats, &[0u8; 8], from), None);
@@ -216,7 +243,7 @@ mod tests {
         let mut vteps = VtepTable::new(VxlanConfig::default(), Arc::new(IdPool::default()));
         let stats = VxlanStats::default();
         vteps.set_network(NET, Some(9), true).unwrap();
-        let from: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+        let from: IpAddr = "192.0.2.7".parse().unwrap();
         let d = decap(&mut vteps, &stats, &datagram(9, &[1; 60]), from).unwrap();
         assert_eq!(d.net, NET);
         let learned: Vec<_> = vteps.learned().collect();

@@ -46,7 +46,7 @@ use serde::{Deserialize, Serialize};
 use crate::wire::vxlan::IANA_PORT;
 
 pub(crate) use decap::decap;
-pub use decap::{Decapped, Recv, Train};
+pub use decap::{Datagrams, Decapped, Recv, Train};
 pub use flow::flow_hash;
 pub use sockets::{FamilySockets, SocketError, Sockets};
 pub use stats::{VxlanDrop, VxlanSnapshot, VxlanStats};

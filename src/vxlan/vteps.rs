@@ -250,7 +250,7 @@ impl VtepTable {
         &mut self,
         net_id: NetId,
         vni: u32,
-        from: SocketAddr,
+        from: IpAddr,
     ) -> Result<VtepId, VxlanDrop> {
         let net = self.overlay(net_id).ok_or(VxlanDrop::UnknownVni)?;
         if !net.learn {
@@ -263,7 +263,7 @@ impl VtepTable {
         let info = VtepInfo {
             id: self.ids.alloc(),
             net: net_id,
-            addr: SocketAddr::new(from.ip(), self.cfg.port),
+            addr: SocketAddr::new(from, self.cfg.port),
             dynamic: true,
             stats: Arc::new(PortStats::default()),
         };
@@ -340,17 +340,17 @@ mod tests {
     fn learning_is_bounded_and_reported_once() {
         let mut t = table(1);
         t.set_network(NET, Some(7), false).unwrap();
-        let from: SocketAddr = "192.0.2.9:50000".parse().unwrap();
+        let from: IpAddr = "192.0.2.9".parse().unwrap();
         assert_eq!(t.learn(NET, 7, from), Err(VxlanDrop::UnknownVtep));
         t.set_network(NET, Some(7), true).unwrap();
         let id = t.learn(NET, 7, from).unwrap();
         let got: Vec<_> = t.learned().collect();
         assert_eq!(got.len(), 1);
         // Replies go to the VXLAN port, not the sender's source port.
-        assert_eq!(got[0].addr, SocketAddr::new(from.ip(), 4789));
+        assert_eq!(got[0].addr, SocketAddr::new(from, 4789));
         assert!(got[0].dynamic && got[0].id == id);
         assert_eq!(t.learned().count(), 0);
-        let other: SocketAddr = "192.0.2.10:50000".parse().unwrap();
+        let other: IpAddr = "192.0.2.10".parse().unwrap();
         assert_eq!(t.learn(NET, 7, other), Err(VxlanDrop::VtepLimit));
         // Removing the learned VTEP makes room again.
         assert!(t.remove(id));
