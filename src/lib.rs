@@ -4,8 +4,9 @@
 //! a concurrent forwarding database, bridges frames between local ports and
 //! carries them between hosts in VXLAN. See `docs/architecture.md`.
 //!
-//! Dependencies flow one way: `ctl -> switch -> {vxlan, fdb, offload} ->
-//! {metrics, wire}`; all `unsafe` lives in the private `sys` module.
+//! Dependencies flow one way: the control plane (`ctl`) drives the
+//! `switch`, which drives `vxlan`, `offload` and `fdb`; `metrics` and `wire`
+//! sit below them all. All `unsafe` lives in the private `sys` module.
 
 pub mod cni;
 pub mod ctl;
