@@ -1,5 +1,6 @@
-//! VXLAN per-frame costs: the outer source-port flow hash and the header
-//! write/parse, on realistic inner frames. The socket send/receive is
+//! VXLAN per-frame costs: the outer source-port flow hash, the header
+//! write/parse, on realistic inner frames, and appending a small datagram
+//! to the TX batch (run-building, no sockets). The socket send/receive is
 //! measured end to end in `benches/engine.rs` (`engine_encap`).
 //!
 //! Run: `cargo bench --bench vxlan`.
@@ -8,6 +9,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use vxswitch::fdb::VtepId;
+use vxswitch::vxlan::batch::TxBatch;
 use vxswitch::vxlan::flow_hash;
 use vxswitch::wire::vxlan::{VxlanPacket, VxlanRepr};
 
@@ -41,6 +44,22 @@ fn bench_vxlan(c: &mut Criterion) {
     });
     g.bench_function("decap_header", |b| {
         b.iter(|| VxlanRepr::parse(&VxlanPacket::new_unchecked(black_box(&packet[..]))))
+    });
+    g.finish();
+
+    // 64 same-size datagrams to one VTEP (one run), then the batch is
+    // emptied as a flush would: the per-datagram cost of batching.
+    let mut g = c.benchmark_group("vxlan_tx_batch");
+    g.throughput(Throughput::Elements(64));
+    let mut batch = TxBatch::default();
+    let datagram = [0u8; 8 + 64];
+    g.bench_function("push_72B", |b| {
+        b.iter(|| {
+            for _ in 0..64 {
+                let _ = batch.push((VtepId(0), 1), black_box(&datagram), true);
+            }
+            batch.clear();
+        })
     });
     g.finish();
 }

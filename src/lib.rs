@@ -2,10 +2,11 @@
 //!
 //! One daemon attaches one TAP port per container, learns MAC addresses in
 //! a concurrent forwarding database, bridges frames between local ports and
-//! (later) carries them between hosts in VXLAN. See `docs/architecture.md`.
+//! carries them between hosts in VXLAN. See `docs/architecture.md`.
 //!
-//! Dependencies flow one way: `ctl -> switch -> {fdb, ports, wire}`; all
-//! `unsafe` lives in the private `sys` module.
+//! Dependencies flow one way: the control plane (`ctl`) drives the
+//! `switch`, which drives `vxlan`, `offload` and `fdb`; `metrics` and `wire`
+//! sit below them all. All `unsafe` lives in the private `sys` module.
 
 pub mod cluster;
 pub mod cni;
@@ -13,6 +14,7 @@ pub mod ctl;
 pub mod docker;
 pub mod fdb;
 pub mod gateway;
+pub mod metrics;
 pub mod offload;
 pub mod pktgen;
 pub mod ports;

@@ -483,3 +483,105 @@ fn any_number_of_workers_forwards_and_counts_the_same() {
         assert!(!rig.engine.remove_port(PortId(2)).unwrap());
     }
 }
+
+/// A port with one queue per worker, as a multi-queue TAP: the test holds
+/// the other end of each queue.
+struct QueuedPort {
+    ends: Vec<UnixDatagram>,
+    stats: Arc<PortStats>,
+}
+
+impl Rig {
+    fn queued_port(&self, id: u32, net: u32) -> QueuedPort {
+        let mut fds = Vec::new();
+        let mut ends = Vec::new();
+        for _ in 0..self.engine.workers() {
+            let (ours, theirs) = vxswitch::seqpacket_pair().unwrap();
+            fds.push(ours);
+            let end = UnixDatagram::from(theirs);
+            end.set_nonblocking(false).unwrap();
+            end.set_read_timeout(Some(WAIT)).unwrap();
+            ends.push(end);
+        }
+        let stats = Arc::new(PortStats::default());
+        let fd = fds.remove(0);
+        self.engine
+            .add_port(PortAttach {
+                id: PortId(id),
+                net: NetId(net),
+                fd,
+                extra_queues: fds,
+                mtu: 1500,
+                stats: stats.clone(),
+                vnet_hdr: false,
+            })
+            .unwrap();
+        QueuedPort { ends, stats }
+    }
+}
+
+fn recv_on(end: &UnixDatagram, what: &str) -> Vec<u8> {
+    let mut buf = vec![0u8; 2048];
+    let n = end
+        .recv(&mut buf)
+        .unwrap_or_else(|e| panic!("{what} received nothing: {e}"));
+    buf.truncate(n);
+    buf
+}
+
+#[test]
+fn a_worker_other_than_the_first_reads_its_queue_and_writes_its_own() {
+    let cfg = EngineConfig {
+        workers: 3,
+        ..EngineConfig::default()
+    };
+    let clock = ManualClock::new(Millis(1));
+    let rig = Rig {
+        engine: Engine::start(cfg, Arc::new(clock.clone()), None).unwrap(),
+        clock,
+    };
+    let (a, b) = (rig.queued_port(0, 0), rig.queued_port(1, 0));
+    // A single-fd port: read by worker 0 only, written by all.
+    let c = rig.port(2, 0, 1500);
+
+    // A flow on A's queue 2 is worker 2's: it floods to B's queue 2 and to C.
+    let hello = frame(MacAddr::BROADCAST, mac(0xa), 1, 60);
+    a.ends[2].send(&hello).unwrap();
+    assert_eq!(recv_on(&b.ends[2], "B's queue 2"), hello);
+    assert_eq!(c.recv(), hello);
+    // B answers on its queue 1: worker 1 knows A (one FDB for all) and
+    // writes to A's queue 1.
+    let answer = frame(mac(0xa), mac(0xb), 2, 60);
+    b.ends[1].send(&answer).unwrap();
+    assert_eq!(recv_on(&a.ends[1], "A's queue 1"), answer);
+    // The flow goes on through worker 2, in order, to B alone.
+    for i in 0..50u8 {
+        let f = frame(mac(0xb), mac(0xa), i, 60 + usize::from(i));
+        a.ends[2].send(&f).unwrap();
+        assert_eq!(recv_on(&b.ends[2], "B's queue 2"), f);
+    }
+    // A broadcast from C (worker 0) reaches queue 0 of both. Every write
+    // so far came before a frame the test received, so a stray frame would
+    // be queued by now: there is none.
+    let marker = frame(MacAddr::BROADCAST, mac(0xc), 0xee, 60);
+    c.send(&marker);
+    assert_eq!(recv_on(&a.ends[0], "A's queue 0"), marker);
+    assert_eq!(recv_on(&b.ends[0], "B's queue 0"), marker);
+    for (name, end) in [("A", &a.ends), ("B", &b.ends)] {
+        for (i, e) in end.iter().enumerate() {
+            e.set_nonblocking(true).unwrap();
+            let mut buf = [0u8; 128];
+            assert!(e.recv(&mut buf).is_err(), "{name}'s queue {i} got more");
+        }
+    }
+    eventually("A's frames, both queues", || a.stats.rx_frames.get(), 51);
+    eventually("B's deliveries", || b.stats.tx_frames.get(), 52);
+    eventually("A's deliveries", || a.stats.tx_frames.get(), 2);
+    // Removing the port closes every queue.
+    assert!(rig.engine.remove_port(PortId(0)).unwrap());
+    for e in &a.ends {
+        e.set_nonblocking(false).unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(e.recv(&mut buf).unwrap(), 0);
+    }
+}

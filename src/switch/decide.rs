@@ -11,7 +11,7 @@
 //! VTEP and are never sent back into the overlay (split horizon).
 
 use crate::fdb::{Dest, FdbGuard, Learned, Lookup, NetId, PortId, VtepId};
-use crate::switch::DropReason;
+use crate::metrics::DropReason;
 use crate::time::Millis;
 use crate::wire::ethernet::HEADER_LEN;
 use crate::wire::MacAddr;

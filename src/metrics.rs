@@ -1,11 +1,16 @@
-//! Per-port counters, written by the worker that owns the port and read by
-//! the control thread at any time.
+//! Counters every layer may use: the [`Counter`] itself and the per-port
+//! (and per-VTEP) [`PortStats`], written by the worker that handles the port
+//! and read by the control thread at any time.
 //!
 //! Every outcome of a frame is counted: it was received, transmitted, or
 //! dropped for exactly one [`DropReason`]. Counters are relaxed atomics in an
 //! `Arc` the control plane holds too, so `vxswitch stats` never stops the
 //! dataplane. Nothing here logs: a per-frame failure is a counter, not a line.
+//!
+//! This module imports nothing from the rest of the crate, so the switch,
+//! VXLAN and any later layer can all count into the same types.
 
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
@@ -82,6 +87,16 @@ impl DropReason {
 
     fn index(self) -> usize {
         self as usize
+    }
+
+    /// Why a write to a port or a send to a VTEP failed, as counted on it.
+    pub fn of_tx_error(e: &io::Error) -> DropReason {
+        match e.raw_os_error() {
+            Some(libc::EAGAIN | libc::ENOBUFS) => DropReason::TxQueueFull,
+            Some(libc::EIO) => DropReason::TxLinkDown,
+            Some(libc::EMSGSIZE) => DropReason::Oversize,
+            _ => DropReason::TxError,
+        }
     }
 }
 

@@ -1,0 +1,371 @@
+//! The way out: a [`Frame`] sent to one port ([`Egress::transmit`]), to
+//! every other port of its network ([`Egress::flood`]), or to a VTEP
+//! ([`Egress::encap`], which hands finished datagrams to the
+//! [`Tunnel`]), with every outcome counted on the port or VTEP.
+//!
+//! Offloads are done here, in software, where the egress lacks them: a
+//! vnet-header port takes a super-frame and a partial checksum as they
+//! come; for any other port and for the tunnel a partial checksum is
+//! completed in place and a super-frame is cut into segments. The cut is
+//! made once per frame, into [`Egress`]'s scratch buffer with room for a
+//! VXLAN header in front of each segment, and every egress of the frame
+//! (plain ports and VTEPs of a flood) sends those same segments. The size
+//! of the segments is found once per frame too, for the MTU checks.
+//!
+//! Decapsulated TCP segments bound for one offload port are merged back
+//! into a super-frame ([`Egress::coalesce`]): one write instead of dozens.
+
+use std::io::Write;
+
+use super::handle::GoneCause;
+use super::worker::Port;
+use crate::fdb::{Dest, PortId, VtepId};
+use crate::metrics::DropReason;
+use crate::offload::{self, Coalescer, OffloadError, Push, Segments, VnetHdr, VNET_HDR_LEN};
+use crate::vxlan::vteps::VtepTable;
+use crate::vxlan::Tunnel;
+use crate::wire::vxlan::{VxlanPacket, HEADER_LEN as VXLAN_HEADER_LEN};
+
+/// The most bytes a super-frame may be cut into: its segments, each with
+/// its headers and, for a VTEP, its VXLAN header. The worst case is small
+/// segments of a 64 KiB frame; beyond this the frame is `bad_offload`.
+const SEGMENT_LIMIT: usize = 256 * 1024;
+/// The shortest segment: Ethernet, IPv4 and UDP headers, nothing else.
+const MIN_SEGMENT: usize = 14 + 20 + 8;
+/// Where super-frames are cut: always with a VXLAN header's room in front
+/// of each segment, so one cut serves ports and VTEPs alike, and enough of
+/// it that any cut within [`SEGMENT_LIMIT`] without that room fits with it.
+const SEGMENT_SCRATCH: usize = SEGMENT_LIMIT + VXLAN_HEADER_LEN * (SEGMENT_LIMIT / MIN_SEGMENT + 1);
+
+/// The frame being forwarded: it sits at `buf[start..start + len]`,
+/// with room in front for a `virtio_net_hdr` or a VXLAN header.
+pub(super) struct Frame<'a> {
+    buf: &'a mut [u8],
+    /// Where the frame starts in `buf`: at least [`VNET_HDR_LEN`] and
+    /// the VXLAN header length, whose room in front of it may be written.
+    start: usize,
+    pub(super) len: usize,
+    /// What the frame still needs (segmentation, a checksum); all zero
+    /// when it is an ordinary, complete frame.
+    vnet: VnetHdr,
+    /// `buf[start - VNET_HDR_LEN..start]` holds `vnet`, as written.
+    hdr_in_place: bool,
+    /// A super-frame's segment size, once an egress asked.
+    wire_len: Option<usize>,
+    /// A super-frame cut into [`Egress`]'s scratch, once an egress needed it.
+    cut: Option<Result<Segments, OffloadError>>,
+}
+
+impl<'a> Frame<'a> {
+    /// The frame at `buf[start..start + len]`; `hdr_in_place` says that
+    /// `vnet` is already written in front of it, as it was read.
+    pub(super) fn new(
+        buf: &'a mut [u8],
+        start: usize,
+        len: usize,
+        vnet: VnetHdr,
+        hdr_in_place: bool,
+    ) -> Frame<'a> {
+        Frame {
+            buf,
+            start,
+            len,
+            vnet,
+            hdr_in_place,
+            wire_len: None,
+            cut: None,
+        }
+    }
+}
+
+impl Frame<'_> {
+    #[inline]
+    pub(super) fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+
+    /// The `virtio_net_hdr` and the frame, for a vnet-header port.
+    fn with_vnet_hdr(&mut self) -> &[u8] {
+        let s = self.start;
+        if !self.hdr_in_place {
+            self.vnet.emit(&mut self.buf[s - VNET_HDR_LEN..s]);
+            self.hdr_in_place = true;
+        }
+        &self.buf[s - VNET_HDR_LEN..s + self.len]
+    }
+
+    /// Completes a partial checksum in place, so the frame can go where
+    /// no one else would. Afterwards the frame needs nothing.
+    fn complete_checksum(&mut self) -> Result<(), OffloadError> {
+        if self.vnet.needs_csum() {
+            let s = self.start;
+            offload::complete_checksum(&mut self.buf[s..s + self.len], &self.vnet)?;
+            self.vnet = VnetHdr::default();
+            self.hdr_in_place = false;
+        }
+        Ok(())
+    }
+
+    /// The VXLAN header and the frame: the header is written in front of it
+    /// (over the `virtio_net_hdr`, which is then gone).
+    fn with_vxlan_hdr(&mut self, vni: u32) -> &[u8] {
+        let s = self.start;
+        VxlanPacket::new_unchecked(&mut self.buf[s - VXLAN_HEADER_LEN..s]).set_header(vni);
+        self.hdr_in_place = false;
+        &self.buf[s - VXLAN_HEADER_LEN..s + self.len]
+    }
+
+    /// The size of each segment a super-frame is cut into (headers
+    /// included), or the frame's own length. Parsed once per frame.
+    #[inline]
+    fn wire_len(&mut self) -> usize {
+        if !self.vnet.is_gso() {
+            return self.len;
+        }
+        // MERGE: once wire/ offers the header layout, `segment` could take
+        // this parse instead of doing its own (one parse per frame, not two).
+        *self.wire_len.get_or_insert_with(|| {
+            match offload::parse_layout(&self.buf[self.start..self.start + self.len]) {
+                Ok(l) => l.headers_len() + usize::from(self.vnet.gso_size),
+                // Not segmentable: the segmenting egress counts it.
+                Err(_) => 0,
+            }
+        })
+    }
+}
+
+/// Software GRO on decapsulation: a [`Coalescer`] and the port its
+/// super-frame goes to.
+#[derive(Default)]
+struct Gro {
+    merge: Coalescer,
+    egress: Option<PortId>,
+}
+
+/// What sending writes to: the scratch buffer for cut super-frames, the
+/// GRO state, and the ports a write found dead.
+pub(super) struct Egress {
+    scratch: Box<[u8]>,
+    gro: Gro,
+    /// Ports found dead this round, with why (by a write here, or by their
+    /// own read): the worker detaches them after the round, last first.
+    pub(super) dead: Vec<(PortId, GoneCause)>,
+    /// Super-frames cut so far.
+    #[cfg(test)]
+    pub(super) cuts: usize,
+}
+
+impl Default for Egress {
+    fn default() -> Self {
+        Egress {
+            scratch: vec![0u8; SEGMENT_SCRATCH].into_boxed_slice(),
+            gro: Gro::default(),
+            dead: Vec::new(),
+            #[cfg(test)]
+            cuts: 0,
+        }
+    }
+}
+
+impl Egress {
+    /// Sends one frame to one port, counting the outcome on that port. A
+    /// vnet-header port takes the frame as it is; for any other port a
+    /// super-frame is segmented and a partial checksum completed first.
+    #[inline]
+    pub(super) fn transmit(&mut self, port: &Port, f: &mut Frame<'_>) {
+        if f.wire_len() > port.max_frame {
+            port.stats.count_drop(DropReason::Oversize);
+            return;
+        }
+        if port.vnet {
+            let len = f.len;
+            write_frame(port, f.with_vnet_hdr(), len, &mut self.dead);
+            return;
+        }
+        if f.vnet.is_gso() {
+            match self.cut(f) {
+                // The cut leaves a VXLAN header's room in front of each
+                // segment, which a port does not need.
+                Ok(segs) if segs.total_len - segs.count * VXLAN_HEADER_LEN <= SEGMENT_LIMIT => {
+                    for seg in segs.frames(&self.scratch) {
+                        write_frame(port, seg, seg.len(), &mut self.dead);
+                    }
+                }
+                _ => port.stats.count_drop(DropReason::BadOffload),
+            }
+            return;
+        }
+        if f.complete_checksum().is_err() {
+            port.stats.count_drop(DropReason::BadOffload);
+            return;
+        }
+        let len = f.len;
+        write_frame(port, f.bytes(), len, &mut self.dead);
+    }
+
+    /// Sends a frame to every local port of the network except where it came from.
+    #[inline]
+    pub(super) fn flood(
+        &mut self,
+        ports: &[Option<Port>],
+        members: &[PortId],
+        from: Dest,
+        f: &mut Frame<'_>,
+    ) {
+        for &m in members {
+            if from == Dest::Local(m) {
+                continue;
+            }
+            if let Some(Some(p)) = ports.get(m.0 as usize) {
+                self.transmit(p, f);
+            }
+        }
+    }
+
+    /// Sends the frame in VXLAN with `vni` to one VTEP, counting the
+    /// outcome on the VTEP (the tunnel counts its sockets' totals). A
+    /// super-frame goes as its segments, a partial checksum is completed
+    /// first: the receiving host gets ordinary frames. Small frames may
+    /// wait in the tunnel's batch until its flush.
+    #[inline]
+    pub(super) fn encap(
+        &mut self,
+        vteps: &VtepTable,
+        tunnel: &mut Tunnel,
+        id: VtepId,
+        vni: u32,
+        f: &mut Frame<'_>,
+        flow: u32,
+    ) {
+        let Some(vtep) = vteps.get(id) else {
+            return;
+        };
+        if f.wire_len() > vtep.max_frame {
+            vtep.stats.count_drop(DropReason::Oversize);
+            return;
+        }
+        let ipv6 = vtep.addr.is_ipv6();
+        let Some(index) = tunnel.sender_index(ipv6, flow) else {
+            vtep.stats.count_drop(DropReason::NoTunnel);
+            return;
+        };
+        if f.vnet.is_gso() {
+            // What is batched goes first: a flow stays in order.
+            tunnel.flush(vteps);
+            let segs = match self.cut(f) {
+                Ok(segs) if segs.total_len <= SEGMENT_LIMIT => segs,
+                _ => {
+                    vtep.stats.count_drop(DropReason::BadOffload);
+                    return;
+                }
+            };
+            for (head, _) in segs.slots_mut(&mut self.scratch) {
+                VxlanPacket::new_unchecked(head).set_header(vni);
+            }
+            tunnel.send_train(vtep, index, &self.scratch[..segs.total_len], segs.stride);
+            return;
+        }
+        if f.complete_checksum().is_err() {
+            vtep.stats.count_drop(DropReason::BadOffload);
+            return;
+        }
+        tunnel.push(vteps, (id, index), f.with_vxlan_hdr(vni));
+    }
+
+    /// The super-frame `f` cut into segments in the scratch buffer, each
+    /// behind a VXLAN header's room: cut on the first call for a frame,
+    /// reused by the others.
+    fn cut(&mut self, f: &mut Frame<'_>) -> Result<Segments, OffloadError> {
+        if let Some(cut) = f.cut {
+            return cut;
+        }
+        #[cfg(test)]
+        {
+            self.cuts += 1;
+        }
+        let cut = offload::segment(f.bytes(), &f.vnet, &mut self.scratch, VXLAN_HEADER_LEN);
+        f.cut = Some(cut);
+        cut
+    }
+
+    /// Offers a decapsulated frame on its way to `decision`'s port: a TCP
+    /// segment bound for an offload port of network `net` is merged with
+    /// the ones before it. Returns true when the frame was taken; otherwise
+    /// whatever was held is written first (so a flow stays in order) and
+    /// the caller sends the frame as usual.
+    #[inline]
+    pub(super) fn coalesce(
+        &mut self,
+        ports: &[Option<Port>],
+        out: Option<PortId>,
+        net: crate::fdb::NetId,
+        f: &Frame<'_>,
+    ) -> bool {
+        if let Some(out) = out {
+            if let Some(Some(egress)) = ports.get(out.0 as usize) {
+                if egress.net == net && egress.vnet && f.len <= egress.max_frame {
+                    if self.gro.egress.is_some_and(|e| e != out) {
+                        self.flush_gro(ports);
+                    }
+                    if self.gro_offer(out, f.bytes(), ports) {
+                        return true;
+                    }
+                }
+            }
+        }
+        // Anything else goes after what is held, so a flow stays in order.
+        self.flush_gro(ports);
+        false
+    }
+
+    /// Offers a frame bound for offload port `out`, which is the held
+    /// super-frame's egress if there is one. Returns false when the frame
+    /// cannot be merged.
+    fn gro_offer(&mut self, out: PortId, frame: &[u8], ports: &[Option<Port>]) -> bool {
+        loop {
+            match self.gro.merge.push(frame) {
+                Push::Started | Push::Merged => {
+                    self.gro.egress = Some(out);
+                    return true;
+                }
+                Push::Flush => self.flush_gro(ports),
+                Push::Bypass => return false,
+            }
+        }
+    }
+
+    /// Writes the held super-frame (if any) to its port.
+    #[inline]
+    pub(super) fn flush_gro(&mut self, ports: &[Option<Port>]) {
+        let out = self.gro.egress.take();
+        let Some(c) = self.gro.merge.finish() else {
+            return;
+        };
+        if let Some(Some(port)) = out.and_then(|o| ports.get(o.0 as usize)) {
+            write_frame(port, c.with_vnet_hdr(), c.frame().len(), &mut self.dead);
+        }
+    }
+}
+
+/// One write of `bytes` (a frame of `frame_len` bytes, maybe behind a
+/// `virtio_net_hdr`), counted on the port: the one place a port's
+/// transmissions are counted.
+#[inline]
+fn write_frame(port: &Port, bytes: &[u8], frame_len: usize, dead: &mut Vec<(PortId, GoneCause)>) {
+    match (&port.file).write(bytes) {
+        Ok(n) if n == bytes.len() => {
+            port.stats.tx_frames.inc();
+            port.stats.tx_bytes.add(frame_len as u64);
+        }
+        // TAPs and SEQPACKET sockets take a frame whole or not at all.
+        Ok(_) => port.stats.count_drop(DropReason::TxError),
+        Err(e) => {
+            port.stats.count_drop(DropReason::of_tx_error(&e));
+            if let Some(cause) = GoneCause::write(&e) {
+                if !dead.iter().any(|(id, _)| *id == port.id) {
+                    dead.push((port.id, cause));
+                }
+            }
+        }
+    }
+}

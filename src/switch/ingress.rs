@@ -1,0 +1,238 @@
+//! The way in: a turn of one port ([`Worker::port_turn`]) or one VXLAN
+//! socket ([`Worker::tunnel_turn`]), and the one [`dispatch`] of a
+//! [`Verdict`] that both use.
+//!
+//! A port's frame is read at [`HEADROOM`] (behind its `virtio_net_hdr` on
+//! an offload port); a datagram is received so that its inner frame lands
+//! at the same place, its VXLAN header in front. Either way the frame goes
+//! through [`decide()`] and then [`dispatch`], where the rules that differ
+//! by origin sit side by side: what came out of the overlay never goes back
+//! in (split horizon) and may be merged for an offload port (GRO); a stale
+//! FDB entry for a port that is gone floods to the local ports instead.
+//!
+//! Nothing on this path allocates, locks or logs: the buffers are the
+//! worker's, reused, and every outcome is a counter in the [`PortStats`] of
+//! the port or VTEP where it happened.
+
+use std::io::{self, Read};
+
+use super::decide::{decide, Decision, Ingress, Verdict};
+use super::egress::{Egress, Frame};
+use super::handle::GoneCause;
+use super::worker::{Tables, Turn, Worker};
+use super::HEADROOM;
+use crate::fdb::{Dest, FdbGuard, Learned, PortId, Refusal};
+use crate::metrics::{DropReason, PortStats};
+use crate::offload::{VnetHdr, VNET_HDR_LEN};
+use crate::time::Millis;
+// MERGE: flow_hash is to come from wire::flow (identical); this is its only user.
+use crate::vxlan::{decap, flow_hash, Recv, Tunnel};
+use crate::wire::vxlan::HEADER_LEN as VXLAN_HEADER_LEN;
+
+/// Consecutive unexpected read errors after which a port is declared dead.
+const MAX_RX_ERRORS: u32 = 64;
+
+impl Worker {
+    /// Reads and forwards up to `budget` frames from one port.
+    pub(super) fn port_turn(&mut self, id: PortId, fdb: &FdbGuard<'_>, now: Millis) -> Turn {
+        let Worker {
+            tables,
+            rx,
+            egress,
+            tunnel,
+            budget,
+            ..
+        } = self;
+        let Some(port) = tables.port(id).filter(|p| p.read) else {
+            return Turn::Idle;
+        };
+        // A vnet-header port's header lands right in front of the frame.
+        let at = if port.vnet {
+            HEADROOM - VNET_HDR_LEN
+        } else {
+            HEADROOM
+        };
+        let stats = &port.stats;
+        let mut turn = Turn::More;
+        for _ in 0..*budget {
+            let n = match (&port.file).read(&mut rx[at..]) {
+                Ok(0) => {
+                    turn = Turn::Dead(GoneCause::Eof);
+                    break;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    turn = Turn::Idle;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    if let Some(cause) = GoneCause::read(&e) {
+                        turn = Turn::Dead(cause);
+                        break;
+                    }
+                    stats.count_drop(DropReason::RxError);
+                    port.rx_errors.set(port.rx_errors.get() + 1);
+                    if port.rx_errors.get() > MAX_RX_ERRORS {
+                        turn = Turn::Dead(GoneCause::TooManyReadErrors);
+                        break;
+                    }
+                    continue;
+                }
+            };
+            port.rx_errors.set(0);
+            let len = n - (HEADROOM - at);
+            stats.rx_frames.inc();
+            stats.rx_bytes.add(len as u64);
+            let vnet = if port.vnet {
+                match VnetHdr::parse(&rx[at..HEADROOM]).and_then(|h| h.validate(len).map(|_| h)) {
+                    Ok(h) => h,
+                    Err(_) => {
+                        stats.count_drop(DropReason::BadOffload);
+                        continue;
+                    }
+                }
+            } else {
+                VnetHdr::default()
+            };
+            let mut f = Frame::new(rx, HEADROOM, len, vnet, port.vnet);
+            let ingress = Ingress::port(id, port.net);
+            let verdict = decide(fdb, ingress, f.bytes(), now);
+            dispatch(tables, egress, tunnel, ingress, stats, verdict, &mut f);
+        }
+        // Small datagrams batched during the turn leave now.
+        tunnel.flush(&tables.vteps);
+        turn
+    }
+
+    /// Receives and forwards up to `budget` receives from one VXLAN
+    /// socket. With `UDP_GRO` one receive may carry many datagrams of one
+    /// flow, end to end; each is handled on its own.
+    pub(super) fn tunnel_turn(
+        &mut self,
+        v6: bool,
+        index: usize,
+        fdb: &FdbGuard<'_>,
+        now: Millis,
+    ) -> Turn {
+        let Worker {
+            tables,
+            rx,
+            egress,
+            tunnel,
+            budget,
+            ..
+        } = self;
+        // The first datagram lands so that its inner frame starts at HEADROOM.
+        let base = HEADROOM - VXLAN_HEADER_LEN;
+        for _ in 0..*budget {
+            let train = match tunnel.receive(v6, index, &mut rx[base..]) {
+                Recv::Train(t) => t,
+                Recv::Drained => return Turn::Idle,
+                Recv::Again => continue,
+            };
+            for (off, n) in train.datagrams() {
+                // The bytes in front of each datagram are free (an earlier
+                // datagram, or headroom).
+                let at = base + off;
+                let Some(d) = decap(
+                    &mut tables.vteps,
+                    tunnel.stats(),
+                    &rx[at..at + n],
+                    train.from,
+                ) else {
+                    continue;
+                };
+                let Some(vtep) = tables.vteps.get(d.vtep) else {
+                    continue;
+                };
+                let start = at + VXLAN_HEADER_LEN;
+                let mut f = Frame::new(rx, start, n - VXLAN_HEADER_LEN, VnetHdr::default(), false);
+                let ingress = Ingress::vtep(d.vtep, d.net);
+                let verdict = decide(fdb, ingress, f.bytes(), now);
+                dispatch(
+                    tables,
+                    egress,
+                    tunnel,
+                    ingress,
+                    &vtep.stats,
+                    verdict,
+                    &mut f,
+                );
+            }
+            egress.flush_gro(&tables.ports);
+        }
+        Turn::More
+    }
+}
+
+/// Sends a frame where its verdict says, counting the outcome on `stats`
+/// (the ingress port's, or the sending VTEP's for a decapsulated frame).
+#[inline(always)]
+pub(super) fn dispatch(
+    tables: &Tables,
+    egress: &mut Egress,
+    tunnel: &mut Tunnel,
+    ingress: Ingress,
+    stats: &PortStats,
+    verdict: Verdict,
+    f: &mut Frame<'_>,
+) {
+    count_learning(stats, verdict.learned);
+    let Some(net) = tables.net(ingress.net) else {
+        stats.count_drop(DropReason::NoNetwork);
+        return;
+    };
+    let from_overlay = matches!(ingress.from, Dest::Remote(_));
+    if from_overlay {
+        let out = match verdict.decision {
+            Decision::Forward(out) => Some(out),
+            _ => None,
+        };
+        if egress.coalesce(&tables.ports, out, ingress.net, f) {
+            return;
+        }
+    }
+    let overlay = tables.vteps.overlay(ingress.net);
+    match verdict.decision {
+        Decision::Forward(out) => match tables.port(out) {
+            Some(port) if port.net == ingress.net => egress.transmit(port, f),
+            // A stale entry for a port that is gone: flood (to local ports) instead.
+            _ => egress.flood(&tables.ports, &net.members, ingress.from, f),
+        },
+        Decision::Flood => {
+            // Local ports first: VXLAN headers overwrite the
+            // virtio_net_hdr in front of the frame.
+            egress.flood(&tables.ports, &net.members, ingress.from, f);
+            // Split horizon: what came out of the overlay floods to local ports only.
+            if let (false, Some(o)) = (from_overlay, overlay) {
+                if let (Some(vni), false) = (o.vni, o.vteps.is_empty()) {
+                    let flow = flow_hash(f.bytes());
+                    for &v in &o.vteps {
+                        egress.encap(&tables.vteps, tunnel, v, vni, f, flow);
+                    }
+                }
+            }
+        }
+        // Split horizon: never back into the overlay. (decide() already
+        // drops a remote destination for a remote source.)
+        Decision::Encap(_) if from_overlay => stats.count_drop(DropReason::SplitHorizon),
+        Decision::Encap(v) => match (overlay.and_then(|o| o.vni), tables.vteps.get(v)) {
+            (Some(vni), Some(vtep)) if vtep.net == ingress.net => {
+                let flow = flow_hash(f.bytes());
+                egress.encap(&tables.vteps, tunnel, v, vni, f, flow);
+            }
+            _ => stats.count_drop(DropReason::NoTunnel),
+        },
+        Decision::Drop(why) => stats.count_drop(why),
+    }
+}
+
+fn count_learning(stats: &PortStats, learned: Option<Learned>) {
+    match learned {
+        Some(Learned::Refused(Refusal::TableFull)) => stats.learn_refused_table_full.inc(),
+        Some(Learned::Refused(Refusal::DestLimit)) => stats.learn_refused_port_limit.inc(),
+        Some(Learned::Moved { .. }) => stats.moves_in.inc(),
+        _ => {}
+    }
+}
