@@ -11,7 +11,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use vxswitch::fdb::VtepId;
 use vxswitch::vxlan::batch::TxBatch;
-use vxswitch::vxlan::flow_hash;
+use vxswitch::wire::flow_hash;
 use vxswitch::wire::vxlan::{VxlanPacket, VxlanRepr};
 
 /// An Ethernet/IPv4/TCP frame of `len` bytes.

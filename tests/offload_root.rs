@@ -32,10 +32,10 @@ use offload_frames::{build, gso_hdr, Spec, TS_OPTS};
 use support::frames::write_frame;
 use support::{can_run, wait_for, Netns};
 use vxswitch::offload::{
-    segment, tcp_flags, Coalescer, Push, VnetHdr, GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4,
-    VNET_HDR_LEN,
+    segment, Coalescer, Push, VnetHdr, GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4, VNET_HDR_LEN,
 };
 use vxswitch::ports::{self, TapSpec};
+use vxswitch::wire::tcp::flags as tcp_flags;
 use vxswitch::wire::MacAddr;
 
 const WAIT: Duration = Duration::from_secs(5);

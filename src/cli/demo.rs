@@ -25,6 +25,7 @@ use vxswitch::ctl::proto::{
     StatsReply,
 };
 use vxswitch::ports::{netns, Netns};
+use vxswitch::wire::{Icmpv4Packet, Icmpv4Repr, Ipv4Packet};
 
 use super::render;
 
@@ -289,13 +290,13 @@ fn ping(ns: &Netns, dst: Ipv4Addr, timeout: Duration) -> Result<Duration, String
     let deadline = Instant::now() + timeout;
     // Resend every 200 ms: the first echo may be spent on ARP.
     for seq in 1u16.. {
+        let request = Icmpv4Repr::EchoRequest {
+            ident: id,
+            seq_no: seq,
+            data: b"vxswitch",
+        };
         let mut echo = [0u8; 16];
-        echo[0] = 8; // echo request
-        echo[4..6].copy_from_slice(&id.to_be_bytes());
-        echo[6..8].copy_from_slice(&seq.to_be_bytes());
-        echo[8..16].copy_from_slice(b"vxswitch");
-        let sum = checksum(&echo);
-        echo[2..4].copy_from_slice(&sum.to_be_bytes());
+        request.emit(&mut Icmpv4Packet::new_unchecked(&mut echo[..]));
         let sent = Instant::now();
         sock.send_to(&echo, &addr.into())
             .map_err(|e| format!("send: {e}"))?;
@@ -304,16 +305,8 @@ fn ping(ns: &Netns, dst: Ipv4Addr, timeout: Duration) -> Result<Duration, String
             let Ok(len) = (&sock).read(&mut buf) else {
                 break;
             };
-            // Raw IPv4 sockets deliver the IP header; skip it.
-            let ihl = usize::from(buf[0] & 0x0f) * 4;
-            let icmp = buf.get(ihl..len).unwrap_or(&[]);
-            let from = Ipv4Addr::new(buf[12], buf[13], buf[14], buf[15]);
-            if from == dst
-                && icmp.len() >= 8
-                && icmp[0] == 0
-                && icmp[4..6] == id.to_be_bytes()
-                && icmp[6..8] == seq.to_be_bytes()
-            {
+            // Raw IPv4 sockets deliver the IP header with the message.
+            if is_echo_reply(&buf[..len], dst, id, seq) {
                 return Ok(sent.elapsed());
             }
         }
@@ -324,19 +317,20 @@ fn ping(ns: &Netns, dst: Ipv4Addr, timeout: Duration) -> Result<Duration, String
     Err(format!("no reply within {} s", timeout.as_secs()))
 }
 
-/// The Internet checksum (RFC 1071).
-// MERGE: wip-wire makes wire/ the only builder and parser of packet
-// formats; build the echo request and read the reply with its ICMP/IPv4
-// views and checksum, and delete this function and the offsets in `ping`.
-fn checksum(b: &[u8]) -> u16 {
-    let mut sum: u32 = b
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+/// Whether `packet` (an IPv4 packet as a raw socket delivers it) is `dst`'s
+/// reply to our echo `id`/`seq`, with a checksum that verifies.
+fn is_echo_reply(packet: &[u8], dst: Ipv4Addr, id: u16, seq: u16) -> bool {
+    let Ok(ip) = Ipv4Packet::new_checked(packet) else {
+        return false;
+    };
+    let Ok(icmp) = Icmpv4Packet::new_checked(ip.payload()) else {
+        return false;
+    };
+    ip.src_addr() == dst
+        && matches!(
+            Icmpv4Repr::parse(&icmp),
+            Ok(Icmpv4Repr::EchoReply { ident, seq_no, .. }) if ident == id && seq_no == seq
+        )
 }
 
 /// A TCP transfer from `client` to `server`: iperf3 when installed, else
@@ -477,11 +471,64 @@ fn iperf3(
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+    use vxswitch::wire::{Icmpv4Packet, Icmpv4Repr, Ipv4Packet, Ipv4Repr};
+
+    /// An IPv4 packet from `src` carrying `icmp`.
+    fn reply_from(src: Ipv4Addr, icmp: &Icmpv4Repr<'_>) -> Vec<u8> {
+        let mut p = vec![0u8; 20 + icmp.buffer_len()];
+        let ip = Ipv4Repr {
+            src_addr: src,
+            dst_addr: Ipv4Addr::new(10, 0, 0, 1),
+            protocol: vxswitch::wire::IpProtocol::Icmp,
+            payload_len: icmp.buffer_len(),
+            ttl: 64,
+            dscp_ecn: 0,
+            ident: 0,
+            dont_frag: true,
+        };
+        ip.emit(&mut Ipv4Packet::new_unchecked(&mut p[..]));
+        icmp.emit(&mut Icmpv4Packet::new_unchecked(&mut p[20..]));
+        p
+    }
+
     #[test]
-    fn checksum_matches_rfc1071_example() {
-        // RFC 1071 section 3 example bytes: sum 0xddf2, checksum !0xddf2.
-        let b = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
-        assert_eq!(super::checksum(&b), !0xddf2);
+    fn only_the_matching_echo_reply_counts() {
+        let dst = Ipv4Addr::new(10, 0, 0, 2);
+        let reply = |ident, seq_no| Icmpv4Repr::EchoReply {
+            ident,
+            seq_no,
+            data: b"vxswitch",
+        };
+        assert!(super::is_echo_reply(
+            &reply_from(dst, &reply(7, 3)),
+            dst,
+            7,
+            3
+        ));
+        assert!(!super::is_echo_reply(
+            &reply_from(dst, &reply(7, 4)),
+            dst,
+            7,
+            3
+        ));
+        assert!(!super::is_echo_reply(
+            &reply_from(dst, &reply(8, 3)),
+            dst,
+            7,
+            3
+        ));
+        let other = Ipv4Addr::new(10, 0, 0, 9);
+        assert!(!super::is_echo_reply(
+            &reply_from(other, &reply(7, 3)),
+            dst,
+            7,
+            3
+        ));
+        let mut bad = reply_from(dst, &reply(7, 3));
+        bad[30] ^= 1; // the ICMP checksum no longer verifies
+        assert!(!super::is_echo_reply(&bad, dst, 7, 3));
+        assert!(!super::is_echo_reply(&[0x45, 0, 0], dst, 7, 3));
     }
 
     #[test]

@@ -158,6 +158,21 @@ pub fn segment(
     out: &mut [u8],
     headroom: usize,
 ) -> Result<Segments, OffloadError> {
+    segment_parsed(frame, hdr, None, out, headroom)
+}
+
+/// [`segment`] with the frame's header layout already parsed (by
+/// [`crate::wire::layout::parse`] on the same bytes), so a caller that
+/// needed the layout first does not parse the headers twice. `None`
+/// parses them here. The header is validated before the layout is used,
+/// so the errors are the same, in the same order, as [`segment`]'s.
+pub fn segment_parsed(
+    frame: &[u8],
+    hdr: &VnetHdr,
+    layout: Option<&Layout>,
+    out: &mut [u8],
+    headroom: usize,
+) -> Result<Segments, OffloadError> {
     let kind = hdr.validate(frame.len())?;
     if kind == GsoKind::None {
         let total_len = headroom + frame.len();
@@ -174,7 +189,10 @@ pub fn segment(
             headroom,
         });
     }
-    let lay = parse_layout(frame)?;
+    let lay = match layout {
+        Some(l) => *l,
+        None => parse_layout(frame)?,
+    };
     match (kind, lay.ip, lay.proto) {
         (GsoKind::TcpV4, Ip::V4, Proto::Tcp)
         | (GsoKind::TcpV6, Ip::V6, Proto::Tcp)

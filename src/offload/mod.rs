@@ -51,32 +51,21 @@ mod gro;
 mod gso;
 mod vnet;
 
-/// The Internet checksum, which lives in [`crate::wire::checksum`]; kept at
-/// this path for the callers that know it here.
-pub use crate::wire::checksum as csum;
-/// The header layout, from [`crate::wire::layout`].
-pub use crate::wire::layout::{Ip, Layout, Proto};
-/// TCP flag bits, from [`crate::wire::tcp::flags`].
-pub use crate::wire::tcp::flags as tcp_flags;
+use crate::wire::checksum as csum;
+use crate::wire::layout::{Ip, Layout, Proto};
 
 pub use gro::{Coalesced, Coalescer, Push, MAX_SUPER_FRAME};
-pub use gso::{segment, Batches, SegmentIter, Segments};
+pub use gso::{segment, segment_parsed, Batches, SegmentIter, Segments};
 pub use vnet::{
     GsoKind, OffloadError, VnetHdr, F_DATA_VALID, F_NEEDS_CSUM, GSO_ECN, GSO_NONE, GSO_TCPV4,
     GSO_TCPV6, GSO_UDP, GSO_UDP_L4, VNET_HDR_LEN,
 };
 
-/// Offset of the checksum field within the L4 header.
-#[inline]
-pub const fn csum_field_offset(proto: Proto) -> usize {
-    proto.checksum_offset()
-}
-
 /// Finds the headers of an Ethernet frame carrying TCP or UDP over IPv4 or
 /// IPv6, behind 0..2 VLAN tags (802.1Q 0x8100 or 802.1ad 0x88a8): the
 /// parse of [`crate::wire::layout::parse`], its refusals as offload errors.
 #[inline]
-pub fn parse_layout(frame: &[u8]) -> Result<Layout, OffloadError> {
+pub(crate) fn parse_layout(frame: &[u8]) -> Result<Layout, OffloadError> {
     crate::wire::layout::parse(frame).map_err(OffloadError::from)
 }
 

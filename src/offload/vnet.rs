@@ -21,7 +21,7 @@
 //! (what a NIC would be told), and only the offloads and the TAP ports use
 //! it.
 
-use super::{csum_field_offset, Proto};
+use crate::wire::layout::Proto;
 use crate::wire::LayoutError;
 
 /// Length of `struct virtio_net_hdr_v1` (12 bytes, `num_buffers` included).
@@ -316,8 +316,8 @@ impl VnetHdr {
             }
             let expected = match kind {
                 GsoKind::None => None,
-                GsoKind::TcpV4 | GsoKind::TcpV6 => Some(csum_field_offset(Proto::Tcp)),
-                GsoKind::UdpL4 => Some(csum_field_offset(Proto::Udp)),
+                GsoKind::TcpV4 | GsoKind::TcpV6 => Some(Proto::Tcp.checksum_offset()),
+                GsoKind::UdpL4 => Some(Proto::Udp.checksum_offset()),
             };
             if expected.is_some_and(|o| o != usize::from(self.csum_offset)) {
                 return Err(OffloadError::CsumOffsetMismatch);

@@ -14,7 +14,7 @@ use crate::fdb::{Dest, FdbGuard, Learned, Lookup, NetId, PortId, VtepId};
 use crate::metrics::DropReason;
 use crate::time::Millis;
 use crate::wire::ethernet::HEADER_LEN;
-use crate::wire::MacAddr;
+use crate::wire::EthernetFrame;
 
 /// Where a frame came from: a local port, or a remote VTEP (decapsulated).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,8 +76,11 @@ pub fn decide(fdb: &FdbGuard<'_>, ingress: Ingress, frame: &[u8], now: Millis) -
     if frame.len() < HEADER_LEN {
         return Verdict::drop(DropReason::Runt);
     }
-    let dst = MacAddr::from_bytes(&frame[0..6]);
-    let src = MacAddr::from_bytes(&frame[6..12]);
+    // Only the two addresses are read: the length check above is all they
+    // need (`new_checked` would also refuse a cut-short VLAN tag, which the
+    // switch forwards like any other frame).
+    let eth = EthernetFrame::new_unchecked(frame);
+    let (dst, src) = (eth.dst_addr(), eth.src_addr());
     if !src.is_valid_source() {
         return Verdict::drop(DropReason::InvalidSource);
     }
@@ -103,6 +106,7 @@ pub fn decide(fdb: &FdbGuard<'_>, ingress: Ingress, frame: &[u8], now: Millis) -
 mod tests {
     use super::*;
     use crate::fdb::{Fdb, FdbConfig, Refusal};
+    use crate::wire::MacAddr;
 
     const NET: NetId = NetId(0);
     const A: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0xa]);

@@ -24,6 +24,7 @@ use crate::metrics::DropReason;
 use crate::offload::{self, Coalescer, OffloadError, Push, Segments, VnetHdr, VNET_HDR_LEN};
 use crate::vxlan::vteps::VtepTable;
 use crate::vxlan::Tunnel;
+use crate::wire::layout::{self, Layout, LayoutError};
 use crate::wire::vxlan::{VxlanPacket, HEADER_LEN as VXLAN_HEADER_LEN};
 
 /// The most bytes a super-frame may be cut into: its segments, each with
@@ -50,8 +51,9 @@ pub(super) struct Frame<'a> {
     vnet: VnetHdr,
     /// `buf[start - VNET_HDR_LEN..start]` holds `vnet`, as written.
     hdr_in_place: bool,
-    /// A super-frame's segment size, once an egress asked.
-    wire_len: Option<usize>,
+    /// A super-frame's header layout, parsed once when the first egress
+    /// needs it: for the MTU checks (segment size) and for the cut.
+    layout: Option<Result<Layout, LayoutError>>,
     /// A super-frame cut into [`Egress`]'s scratch, once an egress needed it.
     cut: Option<Result<Segments, OffloadError>>,
 }
@@ -72,7 +74,7 @@ impl<'a> Frame<'a> {
             len,
             vnet,
             hdr_in_place,
-            wire_len: None,
+            layout: None,
             cut: None,
         }
     }
@@ -115,22 +117,27 @@ impl Frame<'_> {
         &self.buf[s - VXLAN_HEADER_LEN..s + self.len]
     }
 
+    /// The super-frame's header layout, parsed on the first call.
+    #[inline]
+    fn layout(&mut self) -> Result<Layout, LayoutError> {
+        let (buf, start, len) = (&self.buf, self.start, self.len);
+        *self
+            .layout
+            .get_or_insert_with(|| layout::parse(&buf[start..start + len]))
+    }
+
     /// The size of each segment a super-frame is cut into (headers
-    /// included), or the frame's own length. Parsed once per frame.
+    /// included), or the frame's own length.
     #[inline]
     fn wire_len(&mut self) -> usize {
         if !self.vnet.is_gso() {
             return self.len;
         }
-        // MERGE: once wire/ offers the header layout, `segment` could take
-        // this parse instead of doing its own (one parse per frame, not two).
-        *self.wire_len.get_or_insert_with(|| {
-            match offload::parse_layout(&self.buf[self.start..self.start + self.len]) {
-                Ok(l) => l.headers_len() + usize::from(self.vnet.gso_size),
-                // Not segmentable: the segmenting egress counts it.
-                Err(_) => 0,
-            }
-        })
+        match self.layout() {
+            Ok(l) => l.headers_len() + usize::from(self.vnet.gso_size),
+            // Not segmentable: the segmenting egress counts it.
+            Err(_) => 0,
+        }
     }
 }
 
@@ -283,7 +290,20 @@ impl Egress {
         {
             self.cuts += 1;
         }
-        let cut = offload::segment(f.bytes(), &f.vnet, &mut self.scratch, VXLAN_HEADER_LEN);
+        // The layout the MTU check parsed (an unparsable frame is parsed
+        // again by `segment`, which then names the error).
+        let layout = if f.vnet.is_gso() {
+            f.layout().ok()
+        } else {
+            None
+        };
+        let cut = offload::segment_parsed(
+            f.bytes(),
+            &f.vnet,
+            layout.as_ref(),
+            &mut self.scratch,
+            VXLAN_HEADER_LEN,
+        );
         f.cut = Some(cut);
         cut
     }

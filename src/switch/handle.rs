@@ -106,11 +106,7 @@ pub struct NetworkSpec {
 #[derive(Debug, Clone)]
 pub enum Event {
     /// The port's fd failed for good; it was removed and its FDB entries flushed.
-    // MERGE: `cause` becomes `GoneCause` once ctl formats it with
-    // `to_string()` (ctl/state.rs passes it to `strip_os_error(&cause)` and
-    // stores it in `GonePort`); until then the worker sends
-    // `GoneCause::to_string()`, the same text as before.
-    PortGone { id: PortId, cause: String },
+    PortGone { id: PortId, cause: GoneCause },
     /// A network with `learn_vteps` accepted a new sender as a VTEP.
     VtepLearned(VtepInfo),
 }

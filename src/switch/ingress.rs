@@ -25,8 +25,8 @@ use crate::fdb::{Dest, FdbGuard, Learned, PortId, Refusal};
 use crate::metrics::{DropReason, PortStats};
 use crate::offload::{VnetHdr, VNET_HDR_LEN};
 use crate::time::Millis;
-// MERGE: flow_hash is to come from wire::flow (identical); this is its only user.
-use crate::vxlan::{decap, flow_hash, Recv, Tunnel};
+use crate::vxlan::{decap, Recv, Tunnel};
+use crate::wire::flow_hash;
 use crate::wire::vxlan::HEADER_LEN as VXLAN_HEADER_LEN;
 
 /// Consecutive unexpected read errors after which a port is declared dead.

@@ -333,7 +333,6 @@ impl Worker {
                 for peer in &self.peers {
                     let _ = peer.post(Command::ForgetPort(id));
                 }
-                let cause = cause.to_string();
                 let _ = self.events.send(Event::PortGone { id, cause });
                 raised = true;
             }

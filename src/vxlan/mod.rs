@@ -4,8 +4,8 @@
 //! MACs) is decided by the switch, which calls in here to do it.
 //!
 //! - [`sockets`]: the UDP sockets, one listening socket and a source-port
-//!   pool per address family;
-//! - [`flow`]: the inner-flow hash that picks the pool socket;
+//!   pool per address family; the pool socket of a frame is picked by the
+//!   inner-flow hash ([`crate::wire::flow_hash`]);
 //! - `vteps`: each network's VNI and VTEPs, which senders a VNI accepts,
 //!   and learning VTEPs from traffic;
 //! - [`batch`]: building runs of datagrams for one `sendmmsg` (pure code);
@@ -35,7 +35,6 @@
 
 pub mod batch;
 pub(crate) mod decap;
-pub mod flow;
 pub mod sockets;
 pub mod stats;
 pub(crate) mod tx;
@@ -47,7 +46,6 @@ use crate::wire::vxlan::IANA_PORT;
 
 pub(crate) use decap::decap;
 pub use decap::{Datagrams, Decapped, Recv, Train};
-pub use flow::flow_hash;
 pub use sockets::{FamilySockets, SocketError, Sockets};
 pub use stats::{VxlanDrop, VxlanSnapshot, VxlanStats};
 pub(crate) use tx::Tunnel;

@@ -186,3 +186,43 @@ impl Sockets {
         ports
     }
 }
+
+#[cfg(test)]
+mod spread_tests {
+    use crate::vxlan::MAX_POOL;
+    use crate::wire::flow_hash;
+
+    /// An IPv4/UDP frame of one flow.
+    fn udp4(sport: u16, dport: u16) -> Vec<u8> {
+        use crate::wire::{EthernetFrame, Ipv4Packet, UdpPacket};
+        let mut f = vec![0u8; 14 + 20 + 8];
+        let mut eth = EthernetFrame::new_unchecked(&mut f[..]);
+        eth.set_dst_addr(crate::wire::MacAddr([2, 0, 0, 0, 0, 1]));
+        eth.set_src_addr(crate::wire::MacAddr([2, 0, 0, 0, 0, 2]));
+        eth.set_ethertype(crate::wire::EtherType::Ipv4);
+        let mut ip = Ipv4Packet::new_unchecked(&mut f[14..]);
+        ip.set_version_and_header_len(20);
+        ip.set_protocol(crate::wire::IpProtocol::Udp);
+        ip.set_src_addr(std::net::Ipv4Addr::new(10, 0, 0, 1));
+        ip.set_dst_addr(std::net::Ipv4Addr::new(10, 0, 0, 2));
+        let mut udp = UdpPacket::new_unchecked(&mut f[34..]);
+        udp.set_src_port(sport);
+        udp.set_dst_port(dport);
+        f
+    }
+
+    /// One flow always picks the same pool socket; 64 flows spread over
+    /// most of the pool.
+    #[test]
+    fn one_flow_one_socket_and_flows_spread() {
+        assert_eq!(flow_hash(&udp4(1000, 53)), flow_hash(&udp4(1000, 53)));
+        let buckets: std::collections::HashSet<u32> = (0..64)
+            .map(|p| flow_hash(&udp4(40_000 + p, 53)) % MAX_POOL as u32)
+            .collect();
+        assert!(
+            buckets.len() >= 16,
+            "64 flows hit only {} of {MAX_POOL} source ports",
+            buckets.len()
+        );
+    }
+}
