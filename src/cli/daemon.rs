@@ -22,7 +22,7 @@ pub fn run(socket: &Path, a: DaemonArgs) -> Result<(), String> {
     }
     // Checked before anything is claimed: a daemon systemd cannot hear
     // from would be killed at the start timeout.
-    let notifier = Notifier::from_env()?;
+    let notifier = Notifier::from_env()?.map(std::sync::Arc::new);
     let config = match &a.config {
         Some(path) => Config::load(path).map_err(|e| e.to_string())?,
         None => Config::default(),
@@ -31,6 +31,12 @@ pub fn run(socket: &Path, a: DaemonArgs) -> Result<(), String> {
     let mut opts = ServerOptions::new(socket);
     opts.engine = settings.engine;
     opts.handle_signals = true;
+    if let Some(n) = &notifier {
+        // Told on the server's thread as the shutdown starts, before the
+        // process can exit.
+        let n = n.clone();
+        opts.on_stop = Some(std::sync::Arc::new(move || n.tell("STOPPING=1")));
+    }
     let mut server = Server::bind(opts).map_err(|e| e.to_string())?;
     let mut restored = false;
     if let Some(dir) = &settings.state_dir {
@@ -68,10 +74,8 @@ pub fn run(socket: &Path, a: DaemonArgs) -> Result<(), String> {
         Some(path) => Some(Pidfile::write(path)?),
         None => None,
     };
-    if let Some(n) = notifier {
+    if let Some(n) = &notifier {
         n.tell("READY=1");
-        n.stopping_on_signal()
-            .map_err(|e| format!("cannot watch for signals: {e}"))?;
     }
     eprintln!(
         "vxswitch: daemon {} listening on {}",

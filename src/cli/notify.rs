@@ -5,9 +5,10 @@
 //! When systemd starts a `Type=notify` service it sets `NOTIFY_SOCKET` to
 //! a Unix datagram socket: a path, or an abstract name written `@name`.
 //! The daemon sends `READY=1` once its socket serves (systemd then starts
-//! what is ordered after it, such as dockerd) and `STOPPING=1` when a
-//! SIGINT or SIGTERM starts its shutdown. Without `NOTIFY_SOCKET` nothing
-//! is sent and no thread is started.
+//! what is ordered after it, such as dockerd) and `STOPPING=1` when its
+//! shutdown starts (the server calls back on its own thread, so the message
+//! leaves before the process can exit). Without `NOTIFY_SOCKET` nothing is
+//! sent.
 
 use std::io;
 use std::os::linux::net::SocketAddrExt;
@@ -67,21 +68,6 @@ impl Notifier {
                 self.name
             );
         }
-    }
-
-    /// Sends `STOPPING=1` from a thread of its own at the first SIGINT or
-    /// SIGTERM, alongside the server's own handling of the signal.
-    pub fn stopping_on_signal(self) -> io::Result<()> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
-        std::thread::Builder::new()
-            .name("vxswitch-notify".into())
-            .spawn(move || {
-                if signals.forever().next().is_some() {
-                    self.tell("STOPPING=1");
-                }
-            })
-            .map(drop)
     }
 }
 

@@ -1,8 +1,8 @@
 //! The control socket server: one thread, one `mio::Poll`, many clients.
 //!
-//! Why it looks like this (see EXEMPLARS "Avoid" 1: boringtun reads client
-//! lines while holding the device lock, so one slow client stalls every
-//! worker):
+//! Why it looks like this (a control server done otherwise — boringtun's
+//! reads client lines while holding the device lock — lets one slow client
+//! stall every worker):
 //!
 //! - Nothing here blocks. Clients are non-blocking, edge-triggered, and
 //!   served from a per-client input buffer and output buffer. The dataplane
@@ -93,6 +93,10 @@ pub struct ServerOptions {
     pub handle_signals: bool,
     /// Log ports that go away to stderr.
     pub log_events: bool,
+    /// Called once, on the server's thread, when it stops serving (a
+    /// signal or a shutdown request), before clients are closed and the
+    /// dataplane stops: e.g. to tell a service manager `STOPPING=1`.
+    pub on_stop: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl ServerOptions {
@@ -106,6 +110,7 @@ impl ServerOptions {
             max_clients: 128,
             handle_signals: false,
             log_events: true,
+            on_stop: None,
         }
     }
 }
@@ -485,6 +490,7 @@ pub struct Server {
     signals: Option<Signals>,
     /// When to next look for ports whose sandbox is gone.
     next_reap: Instant,
+    on_stop: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 /// How often the server looks for ports whose sandbox is gone.
@@ -523,6 +529,7 @@ impl Server {
         let (calls_tx, calls) = crossbeam_channel::unbounded();
         Ok(Server {
             next_reap: Instant::now() + REAP_EVERY,
+            on_stop: opts.on_stop.clone(),
             signals,
             conns: Vec::new(),
             ready: Vec::new(),
@@ -556,6 +563,9 @@ impl Server {
     /// every client, stops the dataplane and removes the socket file.
     pub fn run(mut self) -> Result<(), ServerError> {
         let res = self.serve();
+        if let Some(stopping) = self.on_stop.take() {
+            stopping();
+        }
         if let Some(note) = self.daemon.leaving_note() {
             self.daemon.save_state();
             eprintln!("vxswitch: {note}");
