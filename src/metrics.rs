@@ -8,7 +8,7 @@
 //! dataplane. Nothing here logs: a per-frame failure is a counter, not a line.
 //!
 //! This module imports nothing from the rest of the crate, so the switch,
-//! VXLAN and any later layer can all count into the same types.
+//! VXLAN and any other layer can all count into the same types.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};

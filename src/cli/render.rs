@@ -1,6 +1,6 @@
 //! Human output of the CLI: aligned tables and one-line confirmations.
 //!
-//! Pure functions from protocol results to text, apart from argument
+//! Pure functions from protocol results to text, kept apart from argument
 //! parsing and the socket, so the exact text is unit-tested; `--json` (the
 //! raw result) stays the stable interface for scripts: these tables may
 //! change, the protocol payloads may not.

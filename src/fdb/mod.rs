@@ -5,7 +5,8 @@
 //! - The map is a [`papaya::HashMap`]: readers never take a lock, so two
 //!   worker threads looking up the same hot entries scale ~2x instead of
 //!   fighting over a read-lock cache line as a `dashmap` shard lock does
-//!   (measured: `benches/fdb.rs`, and `FINDINGS.md`). The hasher is
+//!   (measured on this machine: `benches/fdb.rs`, and docs/architecture.md,
+//!   "FDB"). The hasher is
 //!   `ahash` with a random per-process key, so a remote sender cannot
 //!   choose MACs that collide (the bridge's `fdb_salt`).
 //! - An entry's destination and last-seen time are atomics inside the

@@ -18,7 +18,7 @@
 //! Why a thread and a socket pair rather than a hook in the engine: the
 //! engine already treats any fd that carries one frame per read/write as a
 //! port (learning, flooding, counters, MTU checks all apply unchanged),
-//! and the responder's work stays off the dataplane thread. The thread
+//! and the responder's work stays off the dataplane's threads. The thread
 //! ends when the switch closes its end (the port is removed, or the daemon
 //! stops): its `read` returns end-of-file.
 

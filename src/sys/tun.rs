@@ -3,7 +3,7 @@
 //! Why not a crate: `tun-tap` has no `IFF_VNET_HDR` and no `IFF_MULTI_QUEUE`,
 //! which the fast path needs; `tun` has no `TUNSETOFFLOAD` and no multiqueue;
 //! `tun-rs` has both but its GSO helpers assume L3 and its `try_clone()`
-//! after a netns move creates a wrong device (see shared/FINDINGS.md). The
+//! after a netns move creates a wrong device (tried on this machine). The
 //! ioctls are all in `libc` and fit in this file.
 //!
 //! Offloads: a TAP opened with [`TunFlags::VNET_HDR`] prefixes every frame,
@@ -24,8 +24,7 @@ use super::fd::cvt;
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct TunFlags(pub u16);
 
-// TUN, VNET_HDR and MULTI_QUEUE are the extension points named in the
-// module doc; nothing outside tests uses them yet.
+// Only tests use TUN (listed so that a TUN device can be recognised).
 #[allow(dead_code)]
 impl TunFlags {
     /// Layer-3 device (no Ethernet header). Listed so a TUN can be recognised.
@@ -34,9 +33,11 @@ impl TunFlags {
     pub const TAP: TunFlags = TunFlags(0x0002);
     /// No 4-byte packet-information prefix on each frame.
     pub const NO_PI: TunFlags = TunFlags(0x1000);
-    /// Each frame is preceded by a `virtio_net_hdr` (offloads). Not used yet.
+    /// Each frame is preceded by a `virtio_net_hdr` (offloads): every TAP
+    /// vxswitch creates, unless offloads are off.
     pub const VNET_HDR: TunFlags = TunFlags(0x4000);
-    /// One device, several fds (queues). Not used yet.
+    /// One device, several fds (queues): every TAP vxswitch creates when
+    /// it runs more than one dataplane worker, one queue per worker.
     pub const MULTI_QUEUE: TunFlags = TunFlags(0x0100);
     /// Fail with `EBUSY` instead of attaching when the name already exists:
     /// what "create" means.

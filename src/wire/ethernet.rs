@@ -16,8 +16,8 @@
 //! ```
 //!
 //! Contract: untrusted bytes enter through [`EthernetFrame::new_checked`];
-//! once it has succeeded no accessor panics. [`check_len`]
-//! (EthernetFrame::check_len) walks the tag stack: a TPID promises a tag,
+//! once it has succeeded no accessor panics.
+//! [`check_len`](EthernetFrame::check_len) walks the tag stack: a TPID promises a tag,
 //! and a frame that ends inside a promised tag is truncated. At most two
 //! tags are walked; a third TPID is the payload's EtherType, as far as this
 //! view is concerned (no one sends three, and offloads refuse it).

@@ -7,8 +7,8 @@
 //! ```
 //!
 //! Contract: [`UdpPacket::check_len`] checks the header, that the length
-//! field is at least 8 and that it fits in the buffer; [`payload`]
-//! (UdpPacket::payload) ends at the length field. The checksum covers a
+//! field is at least 8 and that it fits in the buffer;
+//! [`payload`](UdpPacket::payload) ends at the length field. The checksum covers a
 //! pseudo-header of the IP layer (`Ipv4Packet::pseudo_header_sum`,
 //! `Ipv6Packet::pseudo_header_sum`); a computed 0 is sent as 0xffff, since
 //! 0 means "no checksum" (RFC 768).
