@@ -23,10 +23,13 @@ const LAYERS: &[(&str, &[&str])] = &[
     // Devices, sockets and the overlay's parts.
     ("ports", &["sys", "wire", "time"]),
     ("gateway", &["sys", "wire", "time", "metrics", "ports"]),
-    ("vxlan", &["sys", "wire", "time", "metrics", "fdb", "offload"]),
+    (
+        "vxlan",
+        &["sys", "wire", "time", "metrics", "fdb", "offload"],
+    ),
     ("pktgen", &["sys", "wire", "time", "metrics", "ports"]),
-    // The cluster agent talks to the daemon through its own trait; the
-    // control plane implements it (ctl -> cluster, never the reverse).
+    // The cluster agent talks to the daemon through its own trait, for the
+    // control plane to implement (ctl -> cluster, never the reverse).
     ("cluster", &["wire", "time", "metrics"]),
     // The engine.
     (

@@ -73,6 +73,10 @@ def parse_args(argv=None):
     p.add_argument("--vxswitch", metavar="PATH", default=default_binary(),
                    help="the vxswitch binary (default: $VXSWITCH_BIN, else $CARGO_TARGET_DIR/release/vxswitch, "
                         "else target/release/vxswitch in the repo)")
+    p.add_argument("--baseline", metavar="PATH",
+                   help="a second vxswitch binary (the 'before' of a change): `vxswitch` and `vxswitch-vxlan`, "
+                        "when selected, are also measured with it as vxswitch-base and vxswitch-vxlan-base, "
+                        "alternated with every other contender in the same run")
     p.add_argument("--build", action="store_true", help="run `cargo build --release` first")
     p.add_argument("--generator", default="trafgen", choices=sorted(M.GENERATORS), help="frame generator")
     p.add_argument("--runs", type=int, help="runs per figure (default 3; --quick 1)")
@@ -124,6 +128,16 @@ def parse_args(argv=None):
     else:
         opts.selected = list(C.ALL)
     opts.vxswitch = os.path.abspath(opts.vxswitch)
+    if opts.baseline:
+        opts.baseline = os.path.abspath(opts.baseline)
+        if not os.access(opts.baseline, os.X_OK):
+            p.error(f"--baseline {opts.baseline} is not an executable")
+        with_base = []
+        for c in opts.selected:
+            with_base.append(c)
+            if c.name in C.BASE_OF:
+                with_base.append(C.BASE_OF[c.name])
+        opts.selected = with_base
     return opts
 
 
@@ -223,7 +237,7 @@ def bench(lab: Lab, opts, t_start: float) -> int:
         "mode": opts.mode,
         "loadavg_start": loadavg(),
         "note": opts.note,
-        "vxswitch": {"binary": opts.vxswitch},
+        "vxswitch": {"binary": opts.vxswitch, **({"baseline": opts.baseline} if opts.baseline else {})},
         "config": {
             "runs": opts.runs, "sizes": opts.sizes, "tcp_seconds": opts.tcp_seconds, "tcp_omit": opts.tcp_omit,
             "frame_seconds": opts.frame_seconds, "latency_seconds": opts.latency_seconds,

@@ -31,7 +31,7 @@ use super::validate::{
 use crate::fdb::{Dest, NetId, PortId};
 use crate::ports::search::{self, NsIdentity, Sandbox};
 use crate::ports::{self, Netns, PersistGuard, Tap, TapSpec};
-use crate::switch::{PortAttach, PortStats};
+use crate::switch::{GoneCause, PortAttach, PortStats};
 use crate::wire::MacAddr;
 
 /// A port as the daemon keeps it.
@@ -91,8 +91,8 @@ pub struct GonePort {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GoneReason {
     /// The dataplane dropped it because its fd failed for good (the TAP was
-    /// deleted, the peer of a socket pair closed); the dataplane's words.
-    Dataplane(String),
+    /// deleted, the peer of a socket pair closed).
+    Dataplane(GoneCause),
     /// The namespace file it was created in is gone (`ip netns del`, the
     /// sandbox torn down), or the process given by PID exited.
     NamespaceGone,
@@ -103,7 +103,7 @@ pub enum GoneReason {
 impl std::fmt::Display for GoneReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            GoneReason::Dataplane(cause) => f.write_str(cause),
+            GoneReason::Dataplane(cause) => cause.fmt(f),
             GoneReason::NamespaceGone => f.write_str("its namespace is gone"),
             GoneReason::NamespaceReplaced => {
                 f.write_str("its namespace file now names another namespace")
@@ -518,9 +518,9 @@ impl Daemon {
         })
     }
 
-    /// Forgets a port the dataplane dropped on its own (`cause`, its
-    /// words), logging one line; `None` if it is not (or no longer) known.
-    pub(super) fn port_gone(&mut self, id: PortId, cause: String) -> Option<GonePort> {
+    /// Forgets a port the dataplane dropped on its own (for `cause`),
+    /// logging one line; `None` if it is not (or no longer) known.
+    pub(super) fn port_gone(&mut self, id: PortId, cause: GoneCause) -> Option<GonePort> {
         let name = self
             .ports
             .iter()
@@ -538,7 +538,7 @@ impl Daemon {
                 "vxswitch: {}port {name} (network {network}) went away: {}; \
                  removed it and flushed its FDB entries{}",
                 if gateway { "gateway " } else { "" },
-                strip_os_error(&cause),
+                strip_os_error(&cause.to_string()),
                 if gateway {
                     "; the network has no gateway port until it is created \
                      again ('vxswitch network rm' and 'network create')"
@@ -1066,8 +1066,8 @@ mod tests {
     #[test]
     fn gone_reasons_read_as_the_log_says() {
         assert_eq!(
-            GoneReason::Dataplane("the TAP was deleted".into()).to_string(),
-            "the TAP was deleted"
+            GoneReason::Dataplane(GoneCause::Eof).to_string(),
+            "the port's fd reached end of file"
         );
         assert_eq!(
             GoneReason::NamespaceGone.to_string(),

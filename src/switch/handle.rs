@@ -185,7 +185,7 @@ pub enum EngineError {
     VtepExists { addr: SocketAddr },
     #[error("no IPv6 VXLAN socket: this host could not bind [::]:{port}")]
     NoIpv6 { port: u16 },
-    #[error("the dataplane thread has stopped")]
+    #[error("the dataplane has stopped")]
     Stopped,
 }
 

@@ -152,17 +152,22 @@ class Vxswitch(Contender):
         "`vxswitch daemon` in namespace sw; `port add --netns` creates a TAP `eth0` in c1 and in c2"
     )
 
+    @property
+    def exe(self) -> str:
+        """The vxswitch binary this contender runs."""
+        return self.opts.vxswitch
+
     def cli(self, sock: str, *args) -> str:
-        return run([self.opts.vxswitch, "--socket", sock, *args], timeout=20).stdout
+        return run([self.exe, "--socket", sock, *args], timeout=20).stdout
 
     def start_daemon(self, ns: str, sock: str, extra=()) -> Proc:
         proc = self.lab.spawn(
-            f"{self.name}-daemon-{ns}", [self.opts.vxswitch, "--socket", sock, "daemon", *extra], ns=ns
+            f"{self.name}-daemon-{ns}", [self.exe, "--socket", sock, "daemon", *extra], ns=ns
         )
         self.procs.append(proc)
 
         def answers():
-            return run([self.opts.vxswitch, "--socket", sock, "ping"], check=False, timeout=5).returncode == 0
+            return run([self.exe, "--socket", sock, "ping"], check=False, timeout=5).returncode == 0
 
         wait_for(f"vxswitch daemon on {sock}", answers, 10, proc, step=0.1)
         return proc
@@ -467,6 +472,32 @@ class KernelVxlan(Contender):
         self.finish_setup()
 
 
+class VxswitchBase(Vxswitch):
+    """`vxswitch` run by the --baseline binary: a before/after in one run."""
+
+    name = "vxswitch-base"
+    title = "vxswitch (TAP ports), the --baseline binary"
+    topology = "as `vxswitch`, run by the binary given with --baseline (the 'before' of a change)"
+
+    @property
+    def exe(self) -> str:
+        return self.opts.baseline
+
+
+class VxswitchVxlanBase(VxswitchVxlan):
+    """`vxswitch-vxlan` run by the --baseline binary."""
+
+    name = "vxswitch-vxlan-base"
+    title = "vxswitch VXLAN overlay (2 hosts), the --baseline binary"
+    topology = "as `vxswitch-vxlan`, run by the binary given with --baseline (the 'before' of a change)"
+
+    @property
+    def exe(self) -> str:
+        return self.opts.baseline
+
+
 ALL = [Vxswitch, VxswitchNoOffload, VxswitchBusyPoll, TapFloor, KernelBridge, Ovs, OvsTso, Vde, Veth, VxswitchVxlan, KernelVxlan]
+# Measured only with --baseline, beside the contender they repeat.
+BASE_OF = {"vxswitch": VxswitchBase, "vxswitch-vxlan": VxswitchVxlanBase}
 BY_NAME = {c.name: c for c in ALL}
 BASELINE = "bridge"
