@@ -84,11 +84,11 @@ impl Dataplane for Recorder {
         self.state.apply(c);
         Ok(())
     }
-    fn applied(&mut self) -> State {
-        State::default()
+    fn applied(&mut self) -> Result<State, String> {
+        Ok(State::default())
     }
-    fn local_endpoints(&mut self) -> Vec<LocalEndpoint> {
-        Vec::new()
+    fn local_endpoints(&mut self) -> Result<Vec<LocalEndpoint>, String> {
+        Ok(Vec::new())
     }
 }
 

@@ -57,6 +57,9 @@ pub enum Cmd {
     /// Show and edit the forwarding database (MAC -> port or VTEP).
     #[command(subcommand)]
     Fdb(FdbCmd),
+    /// This daemon in its cluster (daemon --cluster).
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
     /// Per-port and per-VTEP frame, byte and drop counters, VXLAN socket
     /// and FDB counters.
     Stats {
@@ -180,6 +183,23 @@ pub struct DaemonArgs {
     /// socket's path with .log (/run/vxswitch/vxswitch.log).
     #[arg(long, value_name = "PATH", requires = "detach")]
     pub log_file: Option<PathBuf>,
+    /// Join a cluster through etcd at these client URLs (comma-separated,
+    /// http://HOST:2379): cluster networks, their VTEPs and remote FDB
+    /// entries come from it (docs/cluster.md). Needs --underlay-ip.
+    #[arg(long, value_name = "URLS")]
+    pub cluster: Option<String>,
+    /// With --cluster: this host's address that the other hosts send its
+    /// VXLAN traffic to.
+    #[arg(long, value_name = "ADDR")]
+    pub underlay_ip: Option<std::net::IpAddr>,
+    /// With --cluster: this host's id, unique in the cluster. Default: the
+    /// host name.
+    #[arg(long, value_name = "ID")]
+    pub host_id: Option<String>,
+    /// With --cluster: the lease TTL in seconds; a host that dies vanishes
+    /// from the others this long after. Default 10.
+    #[arg(long, value_name = "SECS")]
+    pub cluster_ttl: Option<u64>,
 }
 
 /// `--gateway-port`: the protocol's `GatewayPort`, spelt the same.
@@ -188,6 +208,13 @@ pub enum GatewayPortArg {
     Host,
     Switch,
     None,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterCmd {
+    /// The cluster agent's state: etcd reachable, registered, in sync, the
+    /// lease, the revision, hosts and endpoints, the last error.
+    Status,
 }
 
 #[derive(Subcommand, Debug)]
@@ -245,6 +272,11 @@ pub struct NetworkCreateArgs {
     /// shortened to 15 bytes).
     #[arg(long, value_name = "IFNAME")]
     pub gateway_ifname: Option<String>,
+    /// A cluster network (needs --vni; the daemon runs with --cluster):
+    /// created in etcd if absent, and by that on every host of the
+    /// cluster, with the VTEPs of the hosts that have ports in it.
+    #[arg(long, requires = "vni", conflicts_with_all = ["learn_vteps", "vteps", "gateway_port", "gateway_ifname"])]
+    pub cluster: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -61,6 +61,33 @@ pub fn run(socket: &Path, a: DaemonArgs) -> Result<(), String> {
             );
         }
     }
+    match settings.cluster {
+        // After the restore (the agent starts from what it put back), before
+        // the server answers: the agent's calls wait for it.
+        Some(cluster) => {
+            let caller = server.caller();
+            server
+                .daemon_mut()
+                .start_cluster(cluster, caller)
+                .map_err(|e| format!("cannot start the cluster agent: {e}"))?;
+        }
+        None => {
+            let frozen: Vec<String> = server
+                .daemon_mut()
+                .network_ls()
+                .into_iter()
+                .filter(|n| n.scope == vxswitch::ctl::proto::NetworkScope::Cluster)
+                .map(|n| n.name)
+                .collect();
+            if !frozen.is_empty() {
+                eprintln!(
+                    "vxswitch: warning: cluster network(s) {} restored, but this daemon runs \
+                     without --cluster: their VTEPs and remote entries stay as last known",
+                    frozen.join(", ")
+                );
+            }
+        }
+    }
     if let Some(path) = &a.config {
         // On error the server is dropped: what was created is removed again.
         let applied = config.apply_after_restore(server.daemon_mut(), path, restored);

@@ -107,6 +107,7 @@ fn run(cli: Cli) -> Result<(), String> {
         | Cmd::Port(_)
         | Cmd::Vtep(_)
         | Cmd::Fdb(_)
+        | Cmd::Cluster(_)
         | Cmd::Stats { .. }
         | Cmd::Ping
         | Cmd::Version => unreachable!("requests are sent above"),
@@ -142,6 +143,10 @@ impl Ctx {
             Request::VtepLs(_) => self.call(&req, |v: &Vec<_>| render::vteps(v)),
             Request::VtepRm(_) => self.call(&req, render::vtep_removed),
             Request::Stats(_) => self.call(&req, render::stats),
+            Request::ClusterStatus(_) => self.call(&req, render::cluster_status),
+            Request::IpamAllocate(_) | Request::IpamRelease(_) => {
+                self.call(&req, |v: &serde_json::Value| format!("{v}\n"))
+            }
             Request::Ping(_) => self.call(&req, |p: &Pong| {
                 format!(
                     "pong from vxswitch {} at {}\n",

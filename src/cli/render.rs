@@ -8,10 +8,9 @@
 use std::fmt::Write as _;
 
 use vxswitch::ctl::proto::{
-    FdbChanged, FdbFlushed, FdbRow, GatewayPort, GatewayRow, NetworkInfo, NetworkRemoved, PortInfo,
-    PortRemoved, StatsReply, VtepRemoved, VtepRow,
+    ClusterStatus, FdbChanged, FdbFlushed, FdbKind, FdbRow, GatewayPort, GatewayRow, NetworkInfo,
+    NetworkRemoved, NetworkScope, PortInfo, PortRemoved, StatsReply, VtepRemoved, VtepRow,
 };
-use vxswitch::fdb::EntryKind;
 use vxswitch::switch::PortStatsSnapshot;
 use vxswitch::vxlan::VxlanSnapshot;
 
@@ -98,8 +97,10 @@ pub fn age(ms: u64) -> String {
 }
 
 pub fn networks(nets: &[NetworkInfo]) -> String {
-    let mut t = Table::new(&["NAME", "SUBNET", "GATEWAY", "MTU", "VNI", "VTEPS", "PORTS"])
-        .right_align(&[3, 4, 5, 6]);
+    let mut t = Table::new(&[
+        "NAME", "SUBNET", "GATEWAY", "MTU", "VNI", "VTEPS", "PORTS", "SCOPE",
+    ])
+    .right_align(&[3, 4, 5, 6]);
     for n in nets {
         let vteps = match n.vni {
             Some(_) if n.learn_vteps => format!("{}+learn", n.vteps.len()),
@@ -120,6 +121,7 @@ pub fn networks(nets: &[NetworkInfo]) -> String {
             or_dash(&n.vni),
             vteps,
             n.ports.len().to_string(),
+            n.scope.to_string(),
         ]);
     }
     t.render()
@@ -151,6 +153,9 @@ pub fn network_created(n: &NetworkInfo) -> String {
     }
     if n.learn_vteps {
         s.push_str(", learning VTEPs");
+    }
+    if n.scope == NetworkScope::Cluster {
+        s.push_str(", in the cluster");
     }
     s.push('\n');
     s
@@ -230,8 +235,9 @@ pub fn fdb(rows: &[FdbRow]) -> String {
     let mut t = Table::new(&["NETWORK", "MAC", "PORT", "TYPE", "AGE"]).right_align(&[4]);
     for r in rows {
         let (kind, age) = match r.kind {
-            EntryKind::Learned => ("learned", age(r.age_ms)),
-            EntryKind::Static => ("static", "-".to_string()),
+            FdbKind::Learned => ("learned", age(r.age_ms)),
+            FdbKind::Static => ("static", "-".to_string()),
+            FdbKind::Cluster => ("cluster", "-".to_string()),
         };
         t.row(vec![
             r.network.clone(),
@@ -276,6 +282,48 @@ pub fn fdb_flushed(f: &FdbFlushed) -> String {
     )
 }
 
+/// `cluster status`: one `key: value` line each, the problem first.
+pub fn cluster_status(s: &ClusterStatus) -> String {
+    let mut out = String::new();
+    let state = match (s.connected, s.registered, s.synced, s.refused) {
+        (_, _, _, true) => "refused",
+        (true, true, true, _) => "in sync",
+        (true, _, _, _) => "joining",
+        (false, _, _, _) => "etcd unreachable (last known state kept)",
+    };
+    let _ = writeln!(out, "host:             {} (VTEP {})", s.host_id, s.vtep);
+    let _ = writeln!(out, "etcd:             {}", s.endpoints.join(","));
+    let _ = writeln!(out, "state:            {state}");
+    if let Some(e) = &s.error {
+        let _ = writeln!(out, "error:            {e}");
+    }
+    if let Some(e) = &s.apply_error {
+        let _ = writeln!(out, "apply error:      {e}");
+    }
+    let _ = writeln!(
+        out,
+        "lease:            {} (TTL {} s)",
+        s.lease.as_deref().unwrap_or("-"),
+        s.ttl_secs
+    );
+    let _ = writeln!(out, "revision:         {}", s.revision);
+    let _ = writeln!(
+        out,
+        "hosts:            {}, networks {}, remote endpoints {}, published {}",
+        s.hosts, s.networks, s.remote_endpoints, s.published
+    );
+    if let Some(ms) = s.clock_skew_ms {
+        let _ = writeln!(out, "clock skew:       {ms} ms");
+    }
+    let _ = writeln!(
+        out,
+        "counters:         resyncs {}, compactions {}, lease losses {}, takeovers {}, \
+         apply failures {}, refused records {}",
+        s.resyncs, s.compactions, s.lease_losses, s.takeovers, s.apply_failures, s.refused_records
+    );
+    out
+}
+
 pub fn vteps(vteps: &[VtepRow]) -> String {
     let mut t = Table::new(&[
         "NETWORK",
@@ -292,7 +340,12 @@ pub fn vteps(vteps: &[VtepRow]) -> String {
             v.network.clone(),
             v.vni.to_string(),
             v.addr.clone(),
-            if v.dynamic { "dynamic" } else { "static" }.to_string(),
+            match (v.cluster, v.dynamic) {
+                (true, _) => "cluster",
+                (false, true) => "dynamic",
+                (false, false) => "static",
+            }
+            .to_string(),
             v.stats.rx_frames.to_string(),
             v.stats.tx_frames.to_string(),
             v.stats.total_drops().to_string(),
@@ -512,7 +565,7 @@ mod tests {
                 mac: MacAddr([2, 0, 0, 0, 0, 1]),
                 port: Some("c1".into()),
                 vtep: None,
-                kind: EntryKind::Learned,
+                kind: FdbKind::Learned,
                 age_ms: 12_300,
             },
             FdbRow {
@@ -520,7 +573,7 @@ mod tests {
                 mac: MacAddr([2, 0, 0, 0, 0, 2]),
                 port: Some("c2".into()),
                 vtep: None,
-                kind: EntryKind::Static,
+                kind: FdbKind::Static,
                 age_ms: 0,
             },
             FdbRow {
@@ -528,7 +581,7 @@ mod tests {
                 mac: MacAddr([2, 0, 0, 0, 0, 3]),
                 port: None,
                 vtep: Some("198.18.0.2:4789".into()),
-                kind: EntryKind::Learned,
+                kind: FdbKind::Learned,
                 age_ms: 1_000,
             },
         ];

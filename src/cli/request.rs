@@ -11,8 +11,8 @@ use vxswitch::ctl::proto::{
 use vxswitch::ctl::Request;
 
 use super::args::{
-    Cmd, FdbCmd, FdbSelectArgs, GatewayPortArg, NetworkCmd, NetworkCreateArgs, PortAddArgs,
-    PortCmd, VtepCmd,
+    ClusterCmd, Cmd, FdbCmd, FdbSelectArgs, GatewayPortArg, NetworkCmd, NetworkCreateArgs,
+    PortAddArgs, PortCmd, VtepCmd,
 };
 
 impl TryFrom<Cmd> for Request {
@@ -25,6 +25,7 @@ impl TryFrom<Cmd> for Request {
             Cmd::Port(c) => c.into(),
             Cmd::Vtep(c) => c.into(),
             Cmd::Fdb(c) => c.into(),
+            Cmd::Cluster(ClusterCmd::Status) => Request::ClusterStatus(NoArgs {}),
             Cmd::Stats { port } => Request::Stats(StatsArgs { port }),
             Cmd::Ping => Request::Ping(NoArgs {}),
             Cmd::Version => Request::Version(NoArgs {}),
@@ -52,7 +53,9 @@ impl From<NetworkCreateArgs> for NetworkCreate {
         // without --gateway-port, the host does (`none` opts out).
         let gateway_port = match (a.gateway_port, &a.gateway) {
             (Some(kind), _) => Some(kind.into()),
-            (None, Some(_)) => Some(GatewayPort::Host),
+            // A cluster network's gateway is the containers' route only.
+            (None, Some(_)) if !a.cluster => Some(GatewayPort::Host),
+            (None, Some(_)) => None,
             (None, None) => None,
         };
         NetworkCreate {
@@ -65,6 +68,7 @@ impl From<NetworkCreateArgs> for NetworkCreate {
             vteps: a.vteps,
             gateway_port,
             gateway_ifname: a.gateway_ifname,
+            cluster: a.cluster,
         }
     }
 }

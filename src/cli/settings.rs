@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use vxswitch::ctl::cluster::ClusterSettings;
 use vxswitch::ctl::config::check_vxlan;
 use vxswitch::ctl::Config;
 use vxswitch::switch::EngineConfig;
@@ -18,6 +19,9 @@ pub struct DaemonSettings {
     pub engine: EngineConfig,
     /// `--state-dir`, else `[state] dir`.
     pub state_dir: Option<PathBuf>,
+    /// `--cluster` and its companions, else `[cluster]`: `None` without a
+    /// cluster.
+    pub cluster: Option<ClusterSettings>,
 }
 
 /// Merges the flags `a` over `config` (read from `config_path`, if any) over
@@ -52,6 +56,32 @@ pub fn merge(
     check_vxlan(&vxlan).map_err(in_config)?;
     let dp = config.dataplane.unwrap_or_default();
     dp.check().map_err(in_config)?;
+    let cc = config.cluster.clone().unwrap_or_default();
+    let endpoints = a
+        .cluster
+        .clone()
+        .or_else(|| (!cc.endpoints.is_empty()).then(|| cc.endpoints.join(",")));
+    let cluster = match endpoints {
+        Some(urls) => Some(
+            ClusterSettings::resolve(
+                &urls,
+                a.underlay_ip.or(cc.underlay_ip),
+                a.host_id.as_deref().or(cc.host_id.as_deref()),
+                a.cluster_ttl,
+                &cc,
+            )
+            .map_err(in_config)?,
+        ),
+        None if a.underlay_ip.is_some() || a.host_id.is_some() || a.cluster_ttl.is_some() => {
+            return Err(
+                "--underlay-ip, --host-id and --cluster-ttl go with --cluster URLS (the etcd \
+                 of the cluster to join)"
+                    .into(),
+            )
+        }
+        None => None,
+    };
+
     Ok(DaemonSettings {
         engine: EngineConfig {
             fdb,
@@ -65,6 +95,7 @@ pub fn merge(
             .state_dir
             .clone()
             .or_else(|| config.state.as_ref().and_then(|s| s.dir.clone())),
+        cluster,
     })
 }
 

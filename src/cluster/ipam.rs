@@ -190,26 +190,59 @@ pub fn release(
     ip: IpAddr,
     owner: Option<&str>,
 ) -> Result<bool, ClusterError> {
+    release_if(c, s, network, ip, |r| match owner {
+        Some(want) if r.owner != want => Err(ClusterError::NotOwner {
+            network: network.into(),
+            ip,
+            owner: r.owner.clone(),
+            requester: want.into(),
+        }),
+        _ => Ok(()),
+    })
+}
+
+/// Frees `ip` in `network` if host `host` allocated it (for callers that
+/// know the address but not who asked for it, as Docker's ReleaseAddress);
+/// `Ok(false)`: it was not allocated. Another host's address is refused.
+pub fn release_for_host(
+    c: &mut Client,
+    s: &Schema,
+    network: &str,
+    ip: IpAddr,
+    host: &HostId,
+) -> Result<bool, ClusterError> {
+    release_if(c, s, network, ip, |r| {
+        if r.host == *host {
+            Ok(())
+        } else {
+            Err(ClusterError::NotOwner {
+                network: network.into(),
+                ip,
+                owner: format!("{} on host {}", r.owner, r.host),
+                requester: format!("host {host}"),
+            })
+        }
+    })
+}
+
+fn release_if(
+    c: &mut Client,
+    s: &Schema,
+    network: &str,
+    ip: IpAddr,
+    check: impl Fn(&IpamRecord) -> Result<(), ClusterError>,
+) -> Result<bool, ClusterError> {
     schema::check_network_name(network)?;
     let key = s.ipam_key(network, ip).into_bytes();
     for _ in 0..ATTEMPTS {
         let (kv, _) = c.get(&key)?;
         let Some(kv) = kv else { return Ok(false) };
-        if let Some(want) = owner {
-            let k = Key::Ipam {
-                network: network.into(),
-                ip,
-            };
-            if let Ok(Value::Ipam(r)) = schema::parse_value(&k, &kv.value) {
-                if r.owner != want {
-                    return Err(ClusterError::NotOwner {
-                        network: network.into(),
-                        ip,
-                        owner: r.owner,
-                        requester: want.into(),
-                    });
-                }
-            }
+        let k = Key::Ipam {
+            network: network.into(),
+            ip,
+        };
+        if let Ok(Value::Ipam(r)) = schema::parse_value(&k, &kv.value) {
+            check(&r)?;
         }
         let t = c.txn(
             &[Compare::mod_revision(key.clone(), kv.mod_revision)],
@@ -230,13 +263,24 @@ pub fn release_owner(
     network: &str,
     owner: &str,
 ) -> Result<usize, ClusterError> {
-    let mut n = 0;
+    release_owner_ips(c, s, network, owner).map(|ips| ips.len())
+}
+
+/// Frees every address `owner` holds in `network`; returns them.
+pub fn release_owner_ips(
+    c: &mut Client,
+    s: &Schema,
+    network: &str,
+    owner: &str,
+) -> Result<Vec<IpAddr>, ClusterError> {
+    schema::check_network_name(network)?;
+    let mut freed = Vec::new();
     for (ip, r, _) in allocations(c, s, network)? {
         if r.owner == owner && release(c, s, network, ip, Some(owner))? {
-            n += 1;
+            freed.push(ip);
         }
     }
-    Ok(n)
+    Ok(freed)
 }
 
 /// Hosts seen without a registration, and since when (monotonic).

@@ -82,18 +82,18 @@ impl Dataplane for MemDataplane {
         Ok(())
     }
 
-    fn applied(&mut self) -> State {
-        self.lock().state.clone()
+    fn applied(&mut self) -> Result<State, String> {
+        Ok(self.lock().state.clone())
     }
 
-    fn local_endpoints(&mut self) -> Vec<LocalEndpoint> {
+    fn local_endpoints(&mut self) -> Result<Vec<LocalEndpoint>, String> {
         // As a daemon: ports exist only on networks it has.
         let g = self.lock();
-        g.local
+        Ok(g.local
             .iter()
             .filter(|e| g.state.networks.contains_key(&e.network))
             .cloned()
-            .collect()
+            .collect())
     }
 }
 
@@ -123,7 +123,7 @@ mod tests {
             ips: vec![],
         };
         dp.set_local(vec![ep("blue"), ep("red")]);
-        assert_eq!(dp.local_endpoints(), vec![ep("blue")]);
+        assert_eq!(dp.local_endpoints(), Ok(vec![ep("blue")]));
         assert_eq!(dp.applied_count(), 1);
     }
 }

@@ -82,6 +82,8 @@ pub enum ClusterError {
     Contention(&'static str),
     #[error("the cluster agent is not running")]
     AgentStopped,
+    #[error("the daemon did not answer the cluster agent: {0}")]
+    Daemon(String),
 }
 
 impl ClusterError {

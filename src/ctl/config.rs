@@ -122,6 +122,9 @@ pub struct Config {
     pub dataplane: Option<DataplaneConfig>,
     #[serde(default)]
     pub state: Option<StateConfig>,
+    /// `[cluster]`: the etcd to join and this host's place in the cluster.
+    #[serde(default)]
+    pub cluster: Option<super::cluster::ClusterConfig>,
     #[serde(default)]
     pub network: Vec<NetworkCreate>,
     #[serde(default)]
@@ -228,6 +231,15 @@ impl Config {
         for (i, n) in self.network.iter().enumerate() {
             if restored && daemon.has_network(&n.name) {
                 continue;
+            }
+            if n.cluster {
+                return Err(entry_err(
+                    format!("[[network]] #{} ({:?})", i + 1, n.name),
+                    "a cluster network is made once for the whole cluster with 'vxswitch \
+                     network create NAME --cluster ...', and every daemon with --cluster gets \
+                     it: remove it from the config file"
+                        .into(),
+                ));
             }
             daemon.network_create(n).map_err(|e| {
                 entry_err(format!("[[network]] #{} ({:?})", i + 1, n.name), e.message)

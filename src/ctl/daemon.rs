@@ -74,6 +74,9 @@ pub struct Daemon {
     pub(super) store: Option<Store>,
     /// Saving is held back while a state file is being restored.
     pub(super) restoring: bool,
+    /// `daemon --cluster`: the agent's link, and what it made this daemon
+    /// apply (see [`super::cluster`]).
+    pub(super) cluster: super::cluster::Cluster,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -102,6 +105,7 @@ impl Daemon {
             log_events: true,
             store: None,
             restoring: false,
+            cluster: Default::default(),
         })
     }
 
@@ -187,6 +191,9 @@ impl Daemon {
             Request::VtepLs(a) => Reply::Vteps(self.vtep_ls(&a)?),
             Request::VtepRm(a) => Reply::VtepRemoved(self.vtep_rm(&a)?),
             Request::Stats(a) => Reply::Stats(self.stats(&a)?),
+            Request::ClusterStatus(_) => Reply::ClusterStatus(self.cluster_status()?),
+            Request::IpamAllocate(a) => Reply::IpamAllocated(self.ipam_allocate(&a)?),
+            Request::IpamRelease(a) => Reply::IpamReleased(self.ipam_release(&a)?),
         })
     }
 
@@ -231,6 +238,9 @@ impl Drop for Daemon {
     /// Keeps persistent TAPs for the next start; the dataplane stops when
     /// the engine, the first field, is dropped next.
     fn drop(&mut self) {
+        // Before the dataplane goes: without a state directory the ports go
+        // with the daemon, so the other hosts are told at once (revoke).
+        self.cluster_stop(self.store.is_none());
         for port in self.ports.values_mut() {
             if let Some(guard) = port.persist.take() {
                 guard.keep();

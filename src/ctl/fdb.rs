@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::daemon::Daemon;
-use super::proto::{CtlError, FdbAdd, FdbChanged, FdbDel, FdbFlushed, FdbRow, FdbSelect};
+use super::proto::{CtlError, FdbAdd, FdbChanged, FdbDel, FdbFlushed, FdbKind, FdbRow, FdbSelect};
 use super::validate::check_unicast_mac;
 use super::vteps::ls_hint;
 use crate::fdb::{Dest, FdbError, Filter, NetId, PortId, VtepId};
@@ -105,12 +105,16 @@ impl Daemon {
                         ),
                     ),
                 };
+                let kind = match FdbKind::from(e.kind) {
+                    FdbKind::Static if self.is_cluster_fdb(&network, e.mac) => FdbKind::Cluster,
+                    k => k,
+                };
                 Some(FdbRow {
                     network,
                     mac: e.mac,
                     port,
                     vtep,
-                    kind: e.kind,
+                    kind,
                     age_ms: e.age_ms,
                 })
             })
@@ -122,6 +126,7 @@ impl Daemon {
     /// `fdb.add`: a static entry pointing at a local port or at a VTEP.
     pub fn fdb_add(&mut self, a: &FdbAdd) -> Result<FdbChanged, CtlError> {
         let net = self.network(&a.network)?.id;
+        self.refuse_cluster_entry(&a.network, a.mac)?;
         check_unicast_mac("static entry", a.mac)?;
         let (dest, port, vtep, owner) = match (&a.port, &a.vtep) {
             (Some(_), Some(_)) | (None, None) => {
@@ -185,6 +190,7 @@ impl Daemon {
 
     pub fn fdb_del(&mut self, a: &FdbDel) -> Result<FdbChanged, CtlError> {
         let net = self.network(&a.network)?.id;
+        self.refuse_cluster_entry(&a.network, a.mac)?;
         let rows = self.fdb_show(&FdbSelect {
             network: Some(a.network.clone()),
             ..FdbSelect::default()
@@ -206,6 +212,21 @@ impl Daemon {
             port,
             vtep,
         })
+    }
+
+    /// The cluster's entries are the cluster's: an operator's change would
+    /// be undone by nobody, and be wrong once the endpoint moves.
+    fn refuse_cluster_entry(
+        &self,
+        network: &str,
+        mac: crate::wire::MacAddr,
+    ) -> Result<(), CtlError> {
+        if self.is_cluster_fdb(network, mac) {
+            return Err(CtlError::busy(format!(
+                "the FDB entry of {mac} in network {network:?} is managed by the cluster (a                  remote endpoint); it goes when the endpoint leaves the cluster"
+            )));
+        }
+        Ok(())
     }
 
     /// Removes learned entries (static ones stay: delete those one by one).

@@ -41,6 +41,7 @@
 //! ```
 
 pub mod client;
+pub mod cluster;
 pub mod config;
 mod daemon;
 mod fdb;
@@ -64,4 +65,6 @@ pub use daemon::Daemon;
 pub use ports::{GonePort, GoneReason};
 pub use proto::{CtlError, ErrorKind, Reply, Request};
 pub use restore::{DropReason, Dropped, RestoreReport, SavedItem};
-pub use server::{Server, ServerError, ServerHandle, ServerOptions, ServerStopped, DEFAULT_SOCKET};
+pub use server::{
+    DaemonCaller, Server, ServerError, ServerHandle, ServerOptions, ServerStopped, DEFAULT_SOCKET,
+};

@@ -14,7 +14,8 @@ use ipnet::IpNet;
 
 use super::daemon::Daemon;
 use super::proto::{
-    CtlError, GatewayPort, NetworkCreate, NetworkInfo, NetworkRemoved, NetworkRm, PortRm,
+    CtlError, GatewayPort, NetworkCreate, NetworkInfo, NetworkRemoved, NetworkRm, NetworkScope,
+    PortRm,
 };
 use super::validate::{
     check_gateway_port, check_mtu, check_name, check_not_self, check_vni, engine_error,
@@ -51,6 +52,9 @@ pub(super) struct Network {
 impl Daemon {
     /// `network.create`.
     pub fn network_create(&mut self, a: &NetworkCreate) -> Result<NetworkInfo, CtlError> {
+        if a.cluster {
+            return self.cluster_network_create(a);
+        }
         self.network_create_with(a, None)
     }
 
@@ -197,6 +201,9 @@ impl Daemon {
     }
 
     pub fn network_rm(&mut self, a: &NetworkRm) -> Result<NetworkRemoved, CtlError> {
+        if self.is_cluster_network(&a.name) {
+            return self.cluster_network_rm(a);
+        }
         let net = self.network(&a.name)?;
         let (id, gw_port) = (net.id, net.gw_port.clone());
         let attached: Vec<String> = self
@@ -270,6 +277,11 @@ impl Daemon {
                 .and_then(|p| self.ports.get(p))
                 .and_then(|p| p.ifname.clone()),
             gateway_mac: net.gw_port.as_ref().and(net.gateway_mac),
+            scope: if net.spec.cluster {
+                NetworkScope::Cluster
+            } else {
+                NetworkScope::Local
+            },
         }
     }
 

@@ -42,6 +42,10 @@ pub struct StateFile {
     /// Static FDB entries, as `fdb.add` takes them.
     #[serde(default)]
     pub static_fdb: Vec<FdbAdd>,
+    /// What the cluster made the daemon apply (`daemon --cluster`): put
+    /// back at the start so traffic flows before etcd answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<super::cluster::SavedCluster>,
 }
 
 /// A network: the `network.create` request as given, and what changed
@@ -339,6 +343,7 @@ mod tests {
                 offload: None,
             }],
             static_fdb: vec![],
+            cluster: None,
         }
     }
 

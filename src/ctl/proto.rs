@@ -56,6 +56,9 @@ pub const COMMANDS: &[&str] = &[
     "vtep.ls",
     "vtep.rm",
     "stats",
+    "cluster.status",
+    "ipam.allocate",
+    "ipam.release",
 ];
 
 /// One request. Serialized as `{"cmd": NAME, "args": {...}}`.
@@ -96,6 +99,12 @@ pub enum Request {
     VtepRm(VtepRm),
     #[serde(rename = "stats")]
     Stats(StatsArgs),
+    #[serde(rename = "cluster.status")]
+    ClusterStatus(NoArgs),
+    #[serde(rename = "ipam.allocate")]
+    IpamAllocate(IpamAllocate),
+    #[serde(rename = "ipam.release")]
+    IpamRelease(IpamRelease),
 }
 
 impl Request {
@@ -119,6 +128,9 @@ impl Request {
             Request::VtepLs(_) => "vtep.ls",
             Request::VtepRm(_) => "vtep.rm",
             Request::Stats(_) => "stats",
+            Request::ClusterStatus(_) => "cluster.status",
+            Request::IpamAllocate(_) => "ipam.allocate",
+            Request::IpamRelease(_) => "ipam.release",
         }
     }
 
@@ -173,6 +185,12 @@ pub struct NetworkCreate {
     /// shortened to 15 bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway_ifname: Option<String>,
+    /// A cluster network (needs `vni`; the daemon runs with `--cluster`):
+    /// created in etcd if absent (name and VNI unique cluster-wide), and by
+    /// that on every daemon of the cluster; its VTEPs and remote FDB
+    /// entries are the cluster's (see `docs/cluster.md`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub cluster: bool,
 }
 
 /// Who answers for a network's gateway address.
@@ -398,6 +416,9 @@ pub struct NetworkInfo {
     /// The MAC that answers for the gateway address (`host` and `switch`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway_mac: Option<MacAddr>,
+    /// `cluster` for a cluster network; absent for a local one.
+    #[serde(default, skip_serializing_if = "NetworkScope::is_local")]
+    pub scope: NetworkScope,
 }
 
 /// Result of `network.rm`.
@@ -470,7 +491,7 @@ pub struct FdbRow {
     pub port: Option<String>,
     /// The VTEP's address (`IP:PORT`), for a MAC behind a remote host.
     pub vtep: Option<String>,
-    pub kind: EntryKind,
+    pub kind: FdbKind,
     /// Milliseconds since the MAC was last seen (0 for static entries).
     pub age_ms: u64,
 }
@@ -508,6 +529,9 @@ pub struct VtepRow {
     pub addr: String,
     /// Learned from traffic (a network with `learn_vteps`), not configured.
     pub dynamic: bool,
+    /// Managed by the cluster (a host with endpoints in the network).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub cluster: bool,
     /// Frames decapsulated from (rx) and encapsulated to (tx) this VTEP;
     /// bytes are inner-frame bytes.
     pub stats: PortStatsSnapshot,
@@ -548,6 +572,151 @@ pub struct GatewayRow {
     pub stats: GatewayStatsSnapshot,
 }
 
+// ---------------------------------------------------------------------------
+// The cluster (`docs/cluster.md`)
+
+/// Where a network lives: this daemon only, or the whole cluster.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkScope {
+    #[default]
+    Local,
+    Cluster,
+}
+
+impl NetworkScope {
+    pub fn is_local(&self) -> bool {
+        *self == NetworkScope::Local
+    }
+}
+
+impl std::fmt::Display for NetworkScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NetworkScope::Local => "local",
+            NetworkScope::Cluster => "cluster",
+        })
+    }
+}
+
+/// How an FDB entry got there, as `fdb.show` reports it: the dataplane's
+/// kinds, and `cluster` for a static entry the cluster agent manages (a
+/// remote endpoint's MAC behind its host's VTEP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FdbKind {
+    /// From the source address of a received frame; ages out.
+    Learned,
+    /// Added by the operator; never ages, never moves.
+    Static,
+    /// Added by the cluster agent; goes when the endpoint leaves the cluster.
+    Cluster,
+}
+
+impl From<EntryKind> for FdbKind {
+    fn from(k: EntryKind) -> FdbKind {
+        match k {
+            EntryKind::Learned => FdbKind::Learned,
+            EntryKind::Static => FdbKind::Static,
+        }
+    }
+}
+
+/// `kind == EntryKind::Static` keeps meaning "added by the operator".
+impl PartialEq<EntryKind> for FdbKind {
+    fn eq(&self, k: &EntryKind) -> bool {
+        *self == FdbKind::from(*k)
+    }
+}
+
+/// Result of `cluster.status`: this daemon in the cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub host_id: String,
+    /// This host's VTEP (`IP:PORT`) as other hosts reach it.
+    pub vtep: String,
+    /// The etcd endpoints.
+    pub endpoints: Vec<String>,
+    /// etcd answered the last request.
+    pub connected: bool,
+    /// Registered under a live lease.
+    pub registered: bool,
+    /// Listed and watching: the view is current.
+    pub synced: bool,
+    /// Registration refused (host id taken, clock off): `error` says why.
+    pub refused: bool,
+    /// The lease (hexadecimal, as etcdctl prints it); absent when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<String>,
+    pub ttl_secs: u64,
+    /// The etcd revision the view reflects.
+    pub revision: i64,
+    pub hosts: usize,
+    pub networks: usize,
+    /// Remote endpoints (cluster FDB entries) applied here.
+    pub remote_endpoints: usize,
+    /// Local endpoints published.
+    pub published: usize,
+    /// Records in etcd refused as invalid (counted, ignored).
+    pub refused_records: u64,
+    pub resyncs: u64,
+    pub compactions: u64,
+    pub lease_losses: u64,
+    pub takeovers: u64,
+    pub apply_failures: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply_error: Option<String>,
+    /// This host's clock minus etcd's, in ms (±1 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_skew_ms: Option<i64>,
+    /// The last error; absent once everything works.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `ipam.allocate`: an address of a cluster network, unique cluster-wide.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpamAllocate {
+    pub network: String,
+    /// Who holds it (a CNI container and interface, a Docker endpoint):
+    /// asking again with the same owner returns the same address.
+    pub owner: String,
+    /// This address, if free (else the lowest free one of the subnet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+}
+
+/// Result of `ipam.allocate`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpamAllocated {
+    pub network: String,
+    /// The address with its subnet's prefix length (`10.42.0.2/24`).
+    pub ip: ipnet::IpNet,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<IpAddr>,
+}
+
+/// `ipam.release`: idempotent. `ip` and `owner`: that address if `owner`
+/// holds it; `owner` alone: every address it holds; `ip` alone: that
+/// address if this host allocated it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpamRelease {
+    pub network: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+/// Result of `ipam.release`: what was freed (empty: nothing was held).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpamReleased {
+    pub network: String,
+    pub released: Vec<IpAddr>,
+}
+
 /// A successful result, whichever command produced it. Serialized as the
 /// bare payload: the client knows which command it sent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -568,6 +737,9 @@ pub enum Reply {
     Vteps(Vec<VtepRow>),
     VtepRemoved(VtepRemoved),
     Stats(StatsReply),
+    ClusterStatus(ClusterStatus),
+    IpamAllocated(IpamAllocated),
+    IpamReleased(IpamReleased),
 }
 
 // ---------------------------------------------------------------------------
@@ -594,6 +766,9 @@ pub enum ErrorKind {
     TunnelError,
     /// The daemon itself failed; worth a bug report.
     Internal,
+    /// Something the request needs is out of reach (etcd, for a cluster
+    /// network or address): try again later.
+    Unavailable,
     /// A kind this client does not know (a newer daemon).
     #[serde(other)]
     Other,
@@ -610,6 +785,7 @@ impl ErrorKind {
             ErrorKind::PortError => "port_error",
             ErrorKind::TunnelError => "tunnel_error",
             ErrorKind::Internal => "internal",
+            ErrorKind::Unavailable => "unavailable",
             ErrorKind::Other => "other",
         }
     }
@@ -653,6 +829,10 @@ impl CtlError {
 
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, message)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unavailable, message)
     }
 }
 

@@ -161,6 +161,9 @@ impl Daemon {
     /// Writes the state file if a state directory is set and something
     /// changed since the last write.
     pub fn save_state(&mut self) {
+        // Every change of the configuration passes here: the cluster agent
+        // hears of changed ports.
+        self.cluster_local_changed();
         if self.restoring || self.store.is_none() {
             return;
         }
@@ -196,7 +199,7 @@ impl Daemon {
                 vteps: net
                     .vteps
                     .iter()
-                    .filter(|(_, v)| !v.dynamic)
+                    .filter(|(a, v)| !v.dynamic && !self.is_cluster_vtep(name, **a))
                     .map(|(a, _)| a.to_string())
                     .collect(),
                 gateway_mac: net.gw_port.as_ref().and(net.gateway_mac),
@@ -255,6 +258,7 @@ impl Daemon {
             networks,
             ports,
             static_fdb,
+            cluster: self.cluster_saved(),
         }
     }
 
@@ -310,6 +314,12 @@ impl Daemon {
             if let Err(e) = self.fdb_add(f) {
                 let (network, mac) = (f.network.clone(), f.mac);
                 drop_item(SavedItem::StaticEntry { network, mac }, e.into());
+            }
+        }
+        if let Some(c) = &file.cluster {
+            // The agent re-applies whatever is still wanted once etcd answers.
+            for (what, why) in self.cluster_restore(c) {
+                eprintln!("vxswitch: restore: cluster state {what} dropped: {why}");
             }
         }
         report

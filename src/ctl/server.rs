@@ -559,6 +559,16 @@ impl Server {
         &mut self.daemon
     }
 
+    /// A handle that posts calls to the server's thread (run between
+    /// requests, as [`ServerHandle::with_daemon`] runs them): for threads of
+    /// the daemon's own, such as the cluster agent's.
+    pub fn caller(&self) -> DaemonCaller {
+        DaemonCaller {
+            calls: self.calls_tx.clone(),
+            waker: self.waker.clone(),
+        }
+    }
+
     /// Serves until [`ServerHandle::shutdown`] or a signal; then closes
     /// every client, stops the dataplane and removes the socket file.
     pub fn run(mut self) -> Result<(), ServerError> {
@@ -834,6 +844,28 @@ fn socket_file(path: &Path) -> Result<SocketFile, ServerError> {
     };
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(bind_err)?;
     Ok(file)
+}
+
+/// Posts calls to a server's thread (see [`Server::caller`]); cloneable.
+/// A call posted after the server stopped is dropped unrun.
+#[derive(Clone)]
+pub struct DaemonCaller {
+    calls: Sender<Call>,
+    waker: Arc<Waker>,
+}
+
+impl std::fmt::Debug for DaemonCaller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DaemonCaller")
+    }
+}
+
+impl DaemonCaller {
+    /// Queues `f` for the server's thread and wakes it; does not wait.
+    pub fn post(&self, f: Box<dyn FnOnce(&mut Daemon) + Send>) -> Result<(), ServerStopped> {
+        self.calls.send(f).map_err(|_| ServerStopped)?;
+        self.waker.wake().map_err(|_| ServerStopped)
+    }
 }
 
 /// Controls a server running on its own thread. Dropping it shuts the

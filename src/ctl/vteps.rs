@@ -40,9 +40,10 @@ impl Daemon {
             .iter()
             .filter(|(n, _)| a.network.as_ref().is_none_or(|want| want == *n))
             .flat_map(|(n, net)| {
-                net.vteps
-                    .iter()
-                    .map(move |(addr, v)| vtep_row(n, net, *addr, v))
+                net.vteps.iter().map(move |(addr, v)| VtepRow {
+                    cluster: self.is_cluster_vtep(n, *addr),
+                    ..vtep_row(n, net, *addr, v)
+                })
             })
             .collect())
     }
@@ -52,6 +53,11 @@ impl Daemon {
     pub fn vtep_rm(&mut self, a: &VtepRm) -> Result<VtepRemoved, CtlError> {
         let what = format!("network {:?}", a.network);
         let (addr, id) = self.find_vtep(&a.network, &a.addr, &ls_hint(&a.network))?;
+        if self.is_cluster_vtep(&a.network, addr) {
+            return Err(CtlError::busy(format!(
+                "{what}: VTEP {addr} is managed by the cluster (a host with endpoints in the                  network); it goes when that host's endpoints leave"
+            )));
+        }
         let fdb_flushed = self.fdb().dest_count(Dest::Remote(id));
         self.engine
             .remove_vtep(id)
@@ -191,6 +197,7 @@ pub(super) fn vtep_row(network: &str, net: &Network, addr: SocketAddr, v: &Vtep)
         vni: net.vni.unwrap_or_default(),
         addr: addr.to_string(),
         dynamic: v.dynamic,
+        cluster: false,
         stats: v.stats.snapshot(),
     }
 }

@@ -63,14 +63,23 @@ pub trait Dataplane: Send + 'static {
     /// wanted. `Set*` changes replace an existing entry.
     fn apply(&mut self, change: &Change) -> Result<(), String>;
 
+    /// Applies `changes` in order, one result per change: what a daemon
+    /// implements to take a whole diff in one call (one trip to its control
+    /// thread, one state-file write). The default calls `apply` for each.
+    fn apply_all(&mut self, changes: &[Change]) -> Vec<Result<(), String>> {
+        changes.iter().map(|c| self.apply(c)).collect()
+    }
+
     /// The cluster-derived state the daemon has right now (networks it holds
     /// as cluster networks, cluster VTEPs, FDB entries, bindings), asked once
-    /// at start: after a restart with persisted state it is not empty.
-    fn applied(&mut self) -> State;
+    /// at start (again after an error, before anything else is done): after
+    /// a restart with persisted state it is not empty.
+    fn applied(&mut self) -> Result<State, String>;
 
     /// The endpoints (ports) on this host. Those in cluster networks are
-    /// published; the others are ignored.
-    fn local_endpoints(&mut self) -> Vec<LocalEndpoint>;
+    /// published; the others are ignored. An error (the daemon did not
+    /// answer) publishes nothing and is retried: never read as "none".
+    fn local_endpoints(&mut self) -> Result<Vec<LocalEndpoint>, String>;
 }
 
 /// A container's interface on this host.
@@ -89,7 +98,7 @@ pub struct AgentConfig {
     pub host_id: HostId,
     /// This host's VTEP: underlay address and VXLAN port.
     pub vtep: SocketAddr,
-    /// The machine's boot id (`kernel_boot_id()`): tells a restart of this
+    /// The machine's boot id (`host_boot_id()`): tells a restart of this
     /// daemon (same id, takes its record over) from another machine.
     pub boot_id: String,
     /// Lease TTL; keepalives every third of it.
@@ -104,6 +113,19 @@ pub struct AgentConfig {
     pub ipam_grace: Duration,
     /// How often the collector (the live host with the lowest id) looks.
     pub ipam_gc_interval: Duration,
+    /// Called on the agent's thread with the previous and the new status
+    /// whenever it changes (the daemon logs what a person must know).
+    pub on_status: Option<StatusHook>,
+}
+
+/// A callback for status changes (see `AgentConfig::on_status`).
+#[derive(Clone)]
+pub struct StatusHook(pub Arc<dyn Fn(&AgentStatus, &AgentStatus) + Send + Sync>);
+
+impl std::fmt::Debug for StatusHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StatusHook")
+    }
 }
 
 impl AgentConfig {
@@ -113,14 +135,30 @@ impl AgentConfig {
             schema: Schema::default(),
             host_id,
             vtep,
-            boot_id: kernel_boot_id(),
+            boot_id: host_boot_id(),
             ttl: Duration::from_secs(10),
             retry: Duration::from_secs(1),
             max_clock_skew: Some(Duration::from_secs(30)),
             wall_clock: SystemTime::now,
             ipam_grace: Duration::from_secs(60),
             ipam_gc_interval: Duration::from_secs(30),
+            on_status: None,
         }
+    }
+}
+
+/// This machine's identity for `AgentConfig::boot_id`: the kernel's boot id
+/// and the inode of the network namespace the daemon runs in. A daemon
+/// restarted on the same machine finds the same value (its record is taken
+/// over); a rebooted machine, or another "host" in another network namespace
+/// of the same kernel (a lab, a test), has another one (a colliding host id
+/// is refused).
+pub fn host_boot_id() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let boot = kernel_boot_id();
+    match std::fs::metadata("/proc/self/ns/net") {
+        Ok(m) => format!("{boot}-net{}", m.ino()),
+        Err(_) => boot,
     }
 }
 

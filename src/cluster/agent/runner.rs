@@ -25,8 +25,12 @@ pub(super) struct Runner<D> {
     client: Client,
     status: Arc<Mutex<AgentStatus>>,
     st: AgentStatus,
+    /// `st` as last published (the status hook is told the differences).
+    last_status: AgentStatus,
     view: ClusterView,
     applied: State,
+    /// `applied` was read from the dataplane.
+    have_applied: bool,
     lease: Option<i64>,
     /// Refreshes the lease on its own thread, so a slow `Dataplane::apply`
     /// can never let the lease expire.
@@ -54,8 +58,10 @@ impl<D: Dataplane> Runner<D> {
             dp,
             status,
             st: AgentStatus::default(),
+            last_status: AgentStatus::default(),
             view: ClusterView::default(),
             applied: State::default(),
+            have_applied: false,
             lease: None,
             keeper: None,
             host_key_missing: false,
@@ -69,7 +75,6 @@ impl<D: Dataplane> Runner<D> {
     }
 
     pub(super) fn run(mut self, rx: Receiver<Cmd>) {
-        self.applied = self.dp.applied();
         loop {
             let now = Instant::now();
             if self.reconcile_due.is_some_and(|t| now >= t) {
@@ -181,6 +186,11 @@ impl<D: Dataplane> Runner<D> {
 
     fn try_step(&mut self) -> Result<(), ClusterError> {
         let now = Instant::now();
+        if !self.have_applied {
+            // Before any diff: what the daemon holds already (restored).
+            self.applied = self.dp.applied().map_err(ClusterError::Daemon)?;
+            self.have_applied = true;
+        }
         if self.lease.is_none() {
             self.register()?;
         }
@@ -423,9 +433,19 @@ impl<D: Dataplane> Runner<D> {
             }
         };
         let before = self.applied.networks.len();
-        for c in changes {
-            match self.dp.apply(&c) {
-                Ok(()) => self.applied.apply(&c),
+        let results = if changes.is_empty() {
+            Vec::new()
+        } else {
+            self.dp.apply_all(&changes)
+        };
+        for (i, c) in changes.iter().enumerate() {
+            // A dataplane that answered for fewer changes applied none of the rest.
+            let r = results
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| Err("not applied (the daemon did not answer)".into()));
+            match r {
+                Ok(()) => self.applied.apply(c),
                 Err(e) => {
                     self.st.apply_failures += 1;
                     self.st.apply_error = Some(format!("applying {c:?}: {e}"));
@@ -448,7 +468,7 @@ impl<D: Dataplane> Runner<D> {
         };
         let s = &self.cfg.schema;
         let mut want: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-        for ep in self.dp.local_endpoints() {
+        for ep in self.dp.local_endpoints().map_err(ClusterError::Daemon)? {
             if !self.applied.networks.contains_key(&ep.network)
                 || !self.view.networks.contains_key(&ep.network)
             {
@@ -528,6 +548,20 @@ impl<D: Dataplane> Runner<D> {
     }
 
     fn publish_status(&mut self) {
+        self.fill_status();
+        if self.st == self.last_status {
+            return;
+        }
+        if let Ok(mut s) = self.status.lock() {
+            s.clone_from(&self.st);
+        }
+        if let Some(hook) = &self.cfg.on_status {
+            (hook.0)(&self.last_status, &self.st);
+        }
+        self.last_status.clone_from(&self.st);
+    }
+
+    fn fill_status(&mut self) {
         self.st.revision = self.view.revision;
         self.st.hosts = self.view.hosts.len();
         self.st.networks = self.view.networks.len();
@@ -535,8 +569,5 @@ impl<D: Dataplane> Runner<D> {
         self.st.published = self.published.len();
         self.st.refused_records = self.view.refused.count;
         self.st.lease = self.lease.unwrap_or(0);
-        if let Ok(mut s) = self.status.lock() {
-            s.clone_from(&self.st);
-        }
     }
 }
