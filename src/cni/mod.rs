@@ -7,7 +7,9 @@
 //! client of the running daemon: ADD is one `port.add` (a TAP named
 //! `CNI_IFNAME` created in `CNI_NETNS`), DEL one `port.rm`. Addresses come
 //! from a standard IPAM plugin (host-local, ...) that is exec'd with the same
-//! environment and configuration, exactly as the reference plugins do.
+//! environment and configuration, exactly as the reference plugins do; or,
+//! with `"ipam": {"type": "vxswitch"}` on a cluster network, from the
+//! cluster-wide IPAM through the daemon ([`cluster_ipam`]).
 //!
 //! Why a deterministic port name ([`port_name`]) instead of state on disk:
 //! DEL must work without `prevResult` (after a failed ADD, after a crash),
@@ -23,6 +25,7 @@
 //! listening" as "port already gone" and succeeds (after releasing the IPAM
 //! lease), so containers can still be removed after the daemon stopped.
 
+mod cluster_ipam;
 mod ipam;
 mod result;
 
@@ -530,6 +533,9 @@ impl Ctx<'_> {
 
     fn ipam(&self, command: &str) -> Result<Option<Value>, CniError> {
         match &self.conf.ipam {
+            Some((kind, _)) if kind == cluster_ipam::TYPE => {
+                cluster_ipam::exec(command, &self.conf, &self.port()?)
+            }
             Some((kind, _)) => ipam::exec(kind, command, self.env, self.input),
             None => Ok(None),
         }
@@ -747,6 +753,10 @@ impl Ctx<'_> {
                     Err(ClientError::Remote(e)) if e.kind == ErrorKind::NotFound => {}
                     Err(e) => return Err(daemon_error(&self.conf.socket, e)),
                 }
+                if self.conf.ipam.as_ref().is_some_and(|(k, _)| k == cluster_ipam::TYPE) {
+                    // The cluster address of a stale port goes with it.
+                    cluster_ipam::exec("DEL", &self.conf, &p.name)?;
+                }
             }
         }
         // host-local before CNI 1.1 knows no GC: its leases are then left
@@ -805,7 +815,7 @@ fn daemon_error(socket: &Path, e: ClientError) -> CniError {
         ClientError::Remote(r) => {
             let code = match r.kind {
                 ErrorKind::InvalidArgument | ErrorKind::NotFound => code::INVALID_CONFIG,
-                ErrorKind::Busy => code::TRY_AGAIN_LATER,
+                ErrorKind::Busy | ErrorKind::Unavailable => code::TRY_AGAIN_LATER,
                 _ => code::DAEMON_REFUSED,
             };
             CniError::new(code, format!("vxswitch daemon: {}", r.message))

@@ -230,6 +230,7 @@ mod tests {
             gateway_port: Default::default(),
             gateway_mac: None,
             gateway_ifname: None,
+            scope: Default::default(),
         }
     }
 

@@ -1088,6 +1088,9 @@ mod tests {
             Request::VtepLs(VtepLs::default()),
             Request::VtepRm(VtepRm::default()),
             Request::Stats(StatsArgs::default()),
+            Request::ClusterStatus(NoArgs {}),
+            Request::IpamAllocate(IpamAllocate::default()),
+            Request::IpamRelease(IpamRelease::default()),
         ];
         assert_eq!(all.len(), COMMANDS.len());
         for r in &all {
@@ -1279,7 +1282,7 @@ mod tests {
             mac: MacAddr([2, 0, 0, 0, 0, 1]),
             port: None,
             vtep: Some("198.18.0.2:4789".into()),
-            kind: EntryKind::Learned,
+            kind: FdbKind::Learned,
             age_ms: 5,
         };
         assert_eq!(

@@ -24,7 +24,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::ctl::proto::{
-    GatewayPort, NetworkCreate, NetworkInfo, NetworkRm, NoArgs, PortAdd, PortInfo, PortRm, Request,
+    GatewayPort, NetworkCreate, NetworkInfo, NetworkRm, NetworkScope, NoArgs, PortAdd, PortInfo,
+    PortRm, Request,
 };
 use crate::ctl::{ClientError, ErrorKind};
 use crate::wire::MacAddr;
@@ -60,7 +61,15 @@ pub const OPTIONS: &[(&str, &str)] = &[
         MTU_OPTION,
         "network.create mtu (Docker's own MTU option; must agree with vxswitch.mtu)",
     ),
+    (
+        CLUSTER_OPTION,
+        "the cluster network (vxswitch network create NAME --cluster) this Docker network \
+         joins; its settings are the cluster's",
+    ),
 ];
+
+/// `-o vxswitch.cluster=NAME`: the Docker network is the cluster network.
+const CLUSTER_OPTION: &str = "vxswitch.cluster";
 
 /// Docker's generic MTU option, as `-o com.docker.network.driver.mtu=N`.
 const MTU_OPTION: &str = "com.docker.network.driver.mtu";
@@ -218,7 +227,13 @@ impl<B: Backend> Driver<B> {
     /// Records the request that made `network` (write, then rename: a
     /// crash leaves the old file or the new one, never half of one).
     fn save(&self, create: &NetworkCreate) -> Result<(), CallError> {
-        let Some(path) = self.state_file(&create.name) else {
+        self.save_as(&create.name, create)
+    }
+
+    /// Records `create` under the vxswitch name `network` (a Docker
+    /// network's link to a cluster network has the cluster network's).
+    fn save_as(&self, network: &str, create: &NetworkCreate) -> Result<(), CallError> {
+        let Some(path) = self.state_file(network) else {
             return Ok(());
         };
         let tmp = path.with_extension("json.tmp");
@@ -231,6 +246,68 @@ impl<B: Backend> Driver<B> {
                     path.display()
                 )
             })
+    }
+
+    /// The vxswitch network of a Docker network: its own (`docker-ID`), or
+    /// the cluster network it joined (`-o vxswitch.cluster`).
+    fn vx_network(&self, network_id: &str) -> Result<String, CallError> {
+        let name = network_name(network_id)?;
+        Ok(match self.saved(&name) {
+            Some(c) if c.cluster => c.name,
+            _ => name,
+        })
+    }
+
+    /// `-o vxswitch.cluster=NAME`: the Docker network `docker_name` is the
+    /// daemon's cluster network `cluster` (made once for the whole cluster
+    /// with `vxswitch network create NAME --cluster`); only the link is
+    /// recorded, nothing is created.
+    fn join_cluster_network(
+        &self,
+        docker_name: &str,
+        cluster: &str,
+        opts: &BTreeMap<String, String>,
+        r: &CreateNetworkReq,
+    ) -> Result<Value, CallError> {
+        if let Some(k) = opts
+            .keys()
+            .find(|k| k.starts_with("vxswitch.") && *k != CLUSTER_OPTION)
+        {
+            return Err(format!(
+                "option {k} does not go with -o {CLUSTER_OPTION}: the network's settings are \
+                 the cluster network's"
+            ));
+        }
+        let nets = self.networks()?;
+        let Some(net) = nets
+            .iter()
+            .find(|n| n.name == cluster && n.scope == NetworkScope::Cluster)
+        else {
+            return Err(format!(
+                "the vxswitch daemon has no cluster network {cluster}; create it once, from \
+                 any host, with 'vxswitch network create {cluster} --cluster --vni N --subnet \
+                 CIDR --gateway ADDR' (the daemons run with --cluster)"
+            ));
+        };
+        for p in r.ipv4_data.iter().flatten() {
+            let docker = p.pool.parse::<ipnet::IpNet>().ok().map(|n| n.trunc());
+            if !p.pool.is_empty() && p.pool != "0.0.0.0/0" && docker != net.subnet {
+                return Err(format!(
+                    "cluster network {cluster} has subnet {}, Docker's IPAM gave {}; use \
+                     --ipam-driver vxswitch (addresses unique cluster-wide) or --subnet {}",
+                    net.subnet.map_or("none".into(), |s| s.to_string()),
+                    p.pool,
+                    net.subnet.map_or("none".into(), |s| s.to_string()),
+                ));
+            }
+        }
+        let link = NetworkCreate {
+            name: cluster.to_string(),
+            cluster: true,
+            ..Default::default()
+        };
+        self.save_as(docker_name, &link)?;
+        Ok(json!({}))
     }
 
     /// The recorded creation request of `network`, if any.
@@ -288,7 +365,11 @@ impl<B: Backend> Driver<B> {
                 .map_err(|e| format!("vxswitch: malformed {what} request from Docker: {e}"))
         };
         match call {
-            "Plugin.Activate" => Ok(json!({ "Implements": ["NetworkDriver"] })),
+            "Plugin.Activate" => Ok(json!({ "Implements": ["NetworkDriver", "IpamDriver"] })),
+            _ if call.starts_with("IpamDriver.") => {
+                let body = parse(call)?;
+                super::ipam::handle(&self.backend, &call["IpamDriver.".len()..], &body)
+            }
             "NetworkDriver.GetCapabilities" => {
                 Ok(json!({ "Scope": "local", "ConnectivityScope": "local" }))
             }
@@ -322,7 +403,7 @@ impl<B: Backend> Driver<B> {
             ),
             other => Err(format!(
                 "vxswitch: unknown plugin call {other:?}; this plugin implements \
-                 Plugin.Activate and the NetworkDriver API"
+                 Plugin.Activate, the NetworkDriver API and the IpamDriver API"
             )),
         }
     }
@@ -338,6 +419,9 @@ impl<B: Backend> Driver<B> {
             ..Default::default()
         };
         let opts = generic_options(&r.options)?;
+        if let Some(cluster) = opts.get(CLUSTER_OPTION) {
+            return self.join_cluster_network(&name, cluster, &opts, &r);
+        }
         // `docker network create --internal`: no way out, so by default
         // nobody answers at the gateway and containers get no default route.
         let internal = r.options.get(INTERNAL) == Some(&Value::Bool(true));
@@ -444,12 +528,19 @@ impl<B: Backend> Driver<B> {
 
     fn delete_network(&self, r: NetworkReq) -> Result<Value, CallError> {
         let name = network_name(&r.network_id)?;
+        // A cluster network stays: it is the cluster's, other hosts use it.
+        let cluster = self.saved(&name).is_some_and(|c| c.cluster);
         // Docker deletes the endpoints first; `force` makes sure that no TAP
         // outlives the network even if one was left behind.
-        match self.call(Request::NetworkRm(NetworkRm {
-            name: name.clone(),
-            force: true,
-        })) {
+        let removed = if cluster {
+            Ok(Value::Null)
+        } else {
+            self.call(Request::NetworkRm(NetworkRm {
+                name: name.clone(),
+                force: true,
+            }))
+        };
+        match removed {
             Ok(_) => {}
             Err(ClientError::Remote(e)) if e.kind == ErrorKind::NotFound => {}
             Err(e) => return Err(daemon_error(&e)),
@@ -473,7 +564,7 @@ impl<B: Backend> Driver<B> {
         // Refused here, before anything is created: ProgramExternalConnectivity
         // is only called when the network has a gateway.
         refuse_published_ports(&r)?;
-        let network = network_name(&r.network_id)?;
+        let network = self.vx_network(&r.network_id)?;
         let name = port_name(&r.endpoint_id)?;
         let given = r
             .interface
@@ -496,7 +587,7 @@ impl<B: Backend> Driver<B> {
         if matches!(&reply, Err(ClientError::Remote(e)) if e.kind == ErrorKind::NotFound) {
             // The daemon lost the network (it restarted): make it again as
             // Docker created it, then retry once.
-            if let Some(create) = self.saved(&network) {
+            if let Some(create) = self.saved(&network).filter(|c| !c.cluster) {
                 self.ensure_network(&create)?;
                 reply = self.call(Request::PortAdd(add));
             }
@@ -533,7 +624,7 @@ impl<B: Backend> Driver<B> {
     }
 
     fn join(&self, r: EndpointReq) -> Result<Value, CallError> {
-        let network = network_name(&r.network_id)?;
+        let network = self.vx_network(&r.network_id)?;
         let port = port_name(&r.endpoint_id)?;
         let nets = self.networks()?;
         let Some(net) = nets.iter().find(|n| n.name == network) else {
@@ -700,7 +791,7 @@ mod tests {
         let f = Fake::default();
         assert_eq!(
             Driver::new(&f).handle("/Plugin.Activate", b"").unwrap(),
-            json!({"Implements": ["NetworkDriver"]})
+            json!({"Implements": ["NetworkDriver", "IpamDriver"]})
         );
         assert_eq!(
             call(&f, "/NetworkDriver.GetCapabilities", json!({})).unwrap(),
@@ -738,6 +829,7 @@ mod tests {
                 vteps: vec!["198.18.0.2".into(), "198.18.0.3:8472".into()],
                 gateway_port: Some(GatewayPort::Host),
                 gateway_ifname: Some("vxgw-3f1c2a9b8d".into()),
+                cluster: false,
             })]
         );
     }

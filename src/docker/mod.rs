@@ -12,6 +12,7 @@
 
 pub mod driver;
 pub mod http;
+pub mod ipam;
 pub mod names;
 
 use std::io::{self, BufReader};
@@ -305,7 +306,7 @@ mod tests {
         );
         assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
         assert!(head.contains("Content-Type: application/vnd.docker.plugins.v1.2+json"));
-        assert_eq!(body, r#"{"Implements":["NetworkDriver"]}"#);
+        assert_eq!(body, r#"{"Implements":["NetworkDriver","IpamDriver"]}"#);
         // The same connection carries the next call.
         let (head, body) = exchange(
             &mut s,
