@@ -662,6 +662,7 @@ mod tests {
             vni: 4242,
             addr: addr.into(),
             dynamic,
+            cluster: false,
             stats: stats.snapshot(),
         }
     }
@@ -735,6 +736,7 @@ mod tests {
             gateway_port: GatewayPort::Host,
             gateway_ifname: Some("vxgw-lab".into()),
             gateway_mac: Some(MacAddr([2, 0, 0, 0, 0, 1])),
+            scope: NetworkScope::Local,
         };
         assert_eq!(
             network_created(&n),
@@ -804,23 +806,25 @@ mod tests {
             gateway_port: Default::default(),
             gateway_ifname: None,
             gateway_mac: None,
+            scope: NetworkScope::Cluster,
         };
         let plain = NetworkInfo {
             name: "red".into(),
             vni: None,
             vteps: Vec::new(),
             mtu: 1500,
+            scope: NetworkScope::Local,
             ..n.clone()
         };
         assert_eq!(
             networks(&[n.clone(), plain]),
-            "NAME  SUBNET  GATEWAY   MTU   VNI  VTEPS  PORTS\n\
-             blue  -       -        1450  4242      1      1\n\
-             red   -       -        1500     -      -      1\n"
+            "NAME  SUBNET  GATEWAY   MTU   VNI  VTEPS  PORTS  SCOPE\n\
+             blue  -       -        1450  4242      1      1  cluster\n\
+             red   -       -        1500     -      -      1  local\n"
         );
         assert_eq!(
             network_created(&n),
-            "network blue created, mtu 1450, vni 4242, vteps 198.18.0.2:4789\n"
+            "network blue created, mtu 1450, vni 4242, vteps 198.18.0.2:4789, in the cluster\n"
         );
         let r = NetworkRemoved {
             name: "blue".into(),

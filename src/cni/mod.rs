@@ -753,7 +753,12 @@ impl Ctx<'_> {
                     Err(ClientError::Remote(e)) if e.kind == ErrorKind::NotFound => {}
                     Err(e) => return Err(daemon_error(&self.conf.socket, e)),
                 }
-                if self.conf.ipam.as_ref().is_some_and(|(k, _)| k == cluster_ipam::TYPE) {
+                if self
+                    .conf
+                    .ipam
+                    .as_ref()
+                    .is_some_and(|(k, _)| k == cluster_ipam::TYPE)
+                {
                     // The cluster address of a stale port goes with it.
                     cluster_ipam::exec("DEL", &self.conf, &p.name)?;
                 }

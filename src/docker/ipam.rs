@@ -67,7 +67,9 @@ struct AddressReq {
 /// Answers one `IpamDriver.*` call (`call` without the prefix).
 pub fn handle<B: Backend>(backend: &B, call: &str, body: &Value) -> Result<Value, CallError> {
     match call {
-        "GetCapabilities" => Ok(json!({ "RequiresMACAddress": false, "RequiresRequestReplay": false })),
+        "GetCapabilities" => {
+            Ok(json!({ "RequiresMACAddress": false, "RequiresRequestReplay": false }))
+        }
         "GetDefaultAddressSpaces" => Ok(json!({
             "LocalDefaultAddressSpace": LOCAL_SPACE,
             "GlobalDefaultAddressSpace": GLOBAL_SPACE,
@@ -114,9 +116,11 @@ const CREATE_HINT: &str = "create it once, from any host, with 'vxswitch network
 
 fn request_pool<B: Backend>(backend: &B, r: PoolReq) -> Result<Value, CallError> {
     if r.v6 {
-        return Err("vxswitch IPAM: IPv6 pools are not served (the cluster network's local \
+        return Err(
+            "vxswitch IPAM: IPv6 pools are not served (the cluster network's local \
                     network has one IPv4 subnet); leave out --ipv6"
-            .into());
+                .into(),
+        );
     }
     if !r.sub_pool.is_empty() {
         return Err(format!(
