@@ -120,7 +120,10 @@ pub struct AgentConfig {
 
 /// A callback for status changes (see `AgentConfig::on_status`).
 #[derive(Clone)]
-pub struct StatusHook(pub Arc<dyn Fn(&AgentStatus, &AgentStatus) + Send + Sync>);
+pub struct StatusHook(pub Arc<StatusFn>);
+
+/// What a `StatusHook` calls: (previous, new).
+pub type StatusFn = dyn Fn(&AgentStatus, &AgentStatus) + Send + Sync;
 
 impl std::fmt::Debug for StatusHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

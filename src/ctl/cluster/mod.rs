@@ -517,3 +517,6 @@ impl Daemon {
 
 mod apply;
 mod ops;
+
+#[cfg(test)]
+mod tests;
