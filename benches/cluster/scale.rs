@@ -211,6 +211,10 @@ fn main() {
     let keys = ops.len();
     println!("generator: {keys} keys ({hosts} hosts x {endpoints} endpoints, {networks} networks) written in {:.2?}", t0.elapsed());
 
+    if std::env::var("DATAPLANE").as_deref() == Ok("daemon") {
+        return join_a_daemon(&curl, hosts * endpoints, &mut c, &s, lease.id, changes);
+    }
+
     // A new daemon joins.
     let (tx, rx) = unbounded();
     let rss0 = rss_kib();
@@ -289,6 +293,94 @@ fn main() {
     let size: u64 = walk(&etcd.dir.join("data"));
     println!("etcd data dir: {} MiB", size / (1024 * 1024));
     agent.shutdown(false);
+}
+
+/// `DATAPLANE=daemon`: the newcomer is a real daemon (in this process: its
+/// control server, engine and FDB, with the cluster agent's changes applied
+/// through the control thread, as `vxswitch daemon --cluster` does).
+fn join_a_daemon(
+    curl: &str,
+    want: usize,
+    c: &mut Client,
+    s: &Schema,
+    lease: i64,
+    changes: usize,
+) {
+    use vxswitch::ctl::cluster::ClusterSettings;
+    use vxswitch::ctl::{Server, ServerOptions};
+    let sock = std::env::temp_dir().join(format!("vxswitch-bench-{}.sock", std::process::id()));
+    let mut opts = ServerOptions::new(&sock);
+    let port = std::net::UdpSocket::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    opts.engine.vxlan.port = port;
+    opts.engine.vxlan.src_port_min = port;
+    opts.engine.vxlan.src_port_max = port;
+    opts.engine.fdb.max_entries = want * 2 + 1024;
+    opts.log_events = false;
+    let mut server = Server::bind(opts).unwrap();
+    let caller = server.caller();
+    let rss0 = rss_kib();
+    let t0 = Instant::now();
+    server
+        .daemon_mut()
+        .start_cluster(
+            ClusterSettings {
+                endpoints: vec![curl.parse().unwrap()],
+                host_id: HostId::new("newcomer").unwrap(),
+                underlay_ip: IpAddr::from([10, 250, 0, 1]),
+                ttl: Duration::from_secs(10),
+                ipam_grace: Duration::from_secs(60),
+                schema: Schema::default(),
+            },
+            caller,
+        )
+        .unwrap();
+    let handle = server.spawn().unwrap();
+    let remote = || {
+        handle
+            .with_daemon(|d| d.cluster_status().map(|s| s.remote_endpoints).unwrap_or(0))
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while remote() < want {
+        assert!(Instant::now() < deadline, "no convergence within 120 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let vteps = handle
+        .with_daemon(|d| d.vtep_ls(&Default::default()).map(|v| v.len()).unwrap_or(0))
+        .unwrap();
+    println!(
+        "daemon converge: {:.2?} to {want} remote FDB entries and {vteps} VTEPs applied through \
+         the control thread; RSS +{} MiB",
+        t0.elapsed(),
+        rss_kib().saturating_sub(rss0) / 1024
+    );
+    let writer = HostId::new("sim0").unwrap();
+    let mut lat = Vec::with_capacity(changes);
+    for i in 0..changes {
+        let before = remote();
+        let key = s.endpoint_key(&writer, "n0", mac_of(60000, i));
+        let t = Instant::now();
+        c.put(key.as_bytes(), b"{}", lease).unwrap();
+        while remote() == before {
+            assert!(t.elapsed() < Duration::from_secs(10), "change within 10 s");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    if !lat.is_empty() {
+        println!(
+            "daemon propagation over {changes} changes: p50 {:.2?}, p99 {:.2?}, max {:.2?}",
+            lat[lat.len() / 2],
+            lat[(lat.len() * 99 / 100).min(lat.len() - 1)],
+            lat[lat.len() - 1]
+        );
+    }
+    handle.shutdown().unwrap();
 }
 
 fn walk(p: &std::path::Path) -> u64 {
