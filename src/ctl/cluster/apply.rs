@@ -49,7 +49,10 @@ impl Daemon {
                 }
             }
             Change::RemoveVtep { network, vtep } => {
-                self.cluster_remove_vtep(network, *vtep);
+                // Only what the cluster manages: never an operator's VTEP.
+                if self.is_cluster_vtep(network, *vtep) {
+                    self.cluster_remove_vtep(network, *vtep);
+                }
                 Ok(())
             }
             Change::SetFdb { network, mac, vtep } => {
@@ -121,7 +124,12 @@ impl Daemon {
                 )),
             };
         }
-        self.network_create_with(&local_spec(name, rec), None)
+        let mut spec = local_spec(name, rec);
+        if spec.mtu.is_none() && self.cluster.underlay_is_ipv6() {
+            // Its VTEPs come later: their headers' size must be known now.
+            spec.mtu = Some(self.vxlan_config().default_port_mtu(true));
+        }
+        self.network_create_with(&spec, None)
             .map(|_| ())
             .map_err(|e| format!("cluster network {name}: {}", e.message))
     }

@@ -191,6 +191,15 @@ pub struct Cluster {
     announced: Option<Vec<LocalEndpoint>>,
 }
 
+impl Cluster {
+    /// This host's VTEP is an IPv6 address (VXLAN headers take 70 bytes).
+    fn underlay_is_ipv6(&self) -> bool {
+        self.link
+            .as_ref()
+            .is_some_and(|l| l.settings.underlay_ip.is_ipv6())
+    }
+}
+
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cluster")
