@@ -12,7 +12,8 @@
 //! the length once it exceeds the TTL) leaves forwarding untouched and what
 //! changed meanwhile converges after it; a restart with `--state-dir`
 //! re-publishes under a new lease while the other hosts keep every entry; a
-//! colliding host id is refused; an unreachable etcd at start leaves a
+//! colliding host id, and a clock two minutes off (etcd seen through a
+//! proxy that rewrites its `Date:`), are refused; an unreachable etcd at start leaves a
 //! daemon that serves local networks and says so; a 3-member etcd losing a
 //! member changes nothing. Then the cluster IPAM through CNI and through two
 //! Docker hosts.
@@ -263,6 +264,117 @@ impl Lab {
         args.extend_from_slice(extra);
         h.daemon = Some(Daemon::start_in(Some(&h.ns), &args));
     }
+}
+
+/// `secs` since the epoch as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`).
+fn http_date(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil from days (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const WD: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MON: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
+        WD[days.rem_euclid(7) as usize],
+        MON[(month - 1) as usize],
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// A TCP proxy in `ns` from `listen` to `upstream` (etcd) that sets the
+/// `Date:` of every answer to the time `skew_secs` from now: etcd as a host
+/// with a wrong clock sees it. Stops accepting when the flag is set.
+fn date_proxy(
+    ns: &Netns,
+    listen: &str,
+    upstream: &str,
+    skew_secs: i64,
+) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let (listen, upstream) = (listen.to_string(), upstream.to_string());
+    // Sockets (and threads spawned from here) live in the namespace.
+    ns.enter(move || {
+        let l = TcpListener::bind(&listen).unwrap();
+        l.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                let Ok((client, _)) = l.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                client.set_nonblocking(false).unwrap();
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c2, &mut s2);
+                    let _ = s2.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut from, mut to) = (server, client);
+                std::thread::spawn(move || {
+                    const PAT: &[u8] = b"\r\nDate: ";
+                    const LEN: usize = 29;
+                    let (mut buf, mut chunk) = (Vec::new(), [0u8; 16384]);
+                    loop {
+                        let n = match from.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        buf.extend_from_slice(&chunk[..n]);
+                        let mut i = 0;
+                        while let Some(p) = buf[i..].windows(PAT.len()).position(|w| w == PAT) {
+                            let at = i + p + PAT.len();
+                            if buf.len() < at + LEN {
+                                break;
+                            }
+                            let now = std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .unwrap()
+                                .as_secs() as i64;
+                            let date = http_date(now + skew_secs);
+                            buf[at..at + LEN].copy_from_slice(date.as_bytes());
+                            i = at + LEN;
+                        }
+                        // Hold back only what may be the start of a Date header.
+                        let keep = (0..buf.len())
+                            .rev()
+                            .take(PAT.len() + LEN)
+                            .find(|&k| {
+                                let tail = &buf[k..];
+                                tail.len() >= 3
+                                    && tail.starts_with(b"\r\nD")
+                                    && (tail.len() < PAT.len() + LEN)
+                                    && PAT.starts_with(&tail[..tail.len().min(PAT.len())])
+                            })
+                            .unwrap_or(buf.len());
+                        if to.write_all(&buf[..keep]).is_err() {
+                            return;
+                        }
+                        buf.drain(..keep);
+                    }
+                });
+            }
+        });
+    });
+    stop
 }
 
 /// The underlay namespace: bridge br0 carrying `addrs` (etcd's).
@@ -712,7 +824,8 @@ fn a_restart_with_a_state_dir_republishes_under_a_new_lease_without_a_gap() {
 }
 
 #[test]
-fn a_colliding_host_id_is_refused_and_an_unreachable_etcd_leaves_local_networks_served() {
+fn a_colliding_host_id_or_a_wrong_clock_is_refused_and_an_unreachable_etcd_leaves_local_networks_served(
+) {
     if !can_run(TOOLS) {
         return;
     }
@@ -740,6 +853,48 @@ fn a_colliding_host_id_is_refused_and_an_unreachable_etcd_leaves_local_networks_
     let text = h2.d().cli(&["cluster", "status"]);
     assert!(text.contains("state:            refused"), "{text}");
     assert_eq!(status(h1.d())["hosts"], 1, "h2 must not have registered");
+
+    // Host 4's clock is two minutes ahead of etcd's (etcd seen through a
+    // proxy that dates its answers two minutes back): refused.
+    let proxy = date_proxy(
+        &lab.ul,
+        &format!("{ETCD_IP}:2479"),
+        &format!("{ETCD_IP}:2379"),
+        -120,
+    );
+    let mut h4 = lab.bare_host(4);
+    h4.daemon = Some(Daemon::start_in(
+        Some(&h4.ns),
+        &[
+            "--cluster",
+            &format!("http://{ETCD_IP}:2479"),
+            "--underlay-ip",
+            "198.18.0.4",
+            "--host-id",
+            "h4",
+        ],
+    ));
+    wait_for(Duration::from_secs(10), "h4 to be refused", || {
+        status(h4.d())["refused"] == true
+    });
+    let st = status(h4.d());
+    let err = st["error"].as_str().unwrap_or_default();
+    assert!(
+        (err.contains("this host's clock is 119 s off etcd's")
+            || err.contains("this host's clock is 120 s off etcd's"))
+            && err.contains("NTP"),
+        "{st}"
+    );
+    assert!(
+        h4.d()
+            .log()
+            .contains("registration refused: this host's clock is"),
+        "{}",
+        h4.d().log()
+    );
+    assert_eq!(status(h1.d())["hosts"], 1, "h4 must not have registered");
+    h4.daemon = None;
+    proxy.store(true, std::sync::atomic::Ordering::Relaxed);
 
     // Host 3 starts while its etcd cannot be reached: it serves local
     // networks and says so.

@@ -298,14 +298,7 @@ fn main() {
 /// `DATAPLANE=daemon`: the newcomer is a real daemon (in this process: its
 /// control server, engine and FDB, with the cluster agent's changes applied
 /// through the control thread, as `vxswitch daemon --cluster` does).
-fn join_a_daemon(
-    curl: &str,
-    want: usize,
-    c: &mut Client,
-    s: &Schema,
-    lease: i64,
-    changes: usize,
-) {
+fn join_a_daemon(curl: &str, want: usize, c: &mut Client, s: &Schema, lease: i64, changes: usize) {
     use vxswitch::ctl::cluster::ClusterSettings;
     use vxswitch::ctl::{Server, ServerOptions};
     let sock = std::env::temp_dir().join(format!("vxswitch-bench-{}.sock", std::process::id()));
