@@ -938,6 +938,30 @@ fn a_colliding_host_id_or_a_wrong_clock_is_refused_and_an_unreachable_etcd_leave
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
+    // etcd becomes reachable at that address: h3 joins on its own.
+    let reachable = date_proxy(
+        &lab.ul,
+        &format!("{ETCD_IP}:2399"),
+        &format!("{ETCD_IP}:2379"),
+        0,
+    );
+    wait_for(
+        Duration::from_secs(10),
+        "h3 to join once etcd answers",
+        || {
+            let st = status(h3.d());
+            st["registered"] == true && st["synced"] == true
+        },
+    );
+    assert!(
+        h3.d().log().contains("etcd answers again"),
+        "{}",
+        h3.d().log()
+    );
+    assert_eq!(status(h1.d())["hosts"], 2, "h1 and h3");
+    assert!(a.ping("10.77.0.12"), "the local network still works");
+    h3.daemon = None;
+    reachable.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 #[test]
