@@ -404,8 +404,12 @@ fn container(h: &Host, network: &str, n: u8) -> (Netns, String, String) {
     (ns, ip, mac)
 }
 
-/// `network create blue --cluster` on `h`.
+/// `network create blue --cluster` on `h`, once `h` is in the cluster (as
+/// a script waits: etcd written to once, so it takes writes).
 fn create_network(h: &Host) {
+    wait_for(Duration::from_secs(20), &format!("{} in sync", h.id), || {
+        status(h.d())["synced"] == true
+    });
     h.d().cli(&[
         "network",
         "create",
