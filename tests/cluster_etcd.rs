@@ -489,6 +489,51 @@ fn agents_converge_without_vtep_lists() {
     );
 }
 
+/// A daemon that cannot say which endpoints it has (its control thread did
+/// not answer in time) must not have them withdrawn: an error is retried,
+/// never read as "no endpoints".
+#[test]
+fn an_unanswered_local_endpoints_call_withdraws_nothing() {
+    let Some(etcd) = Etcd::start() else { return };
+    let (a1, d1) = start_host(&etcd, 1);
+    let (a2, d2) = start_host(&etcd, 2);
+    wait_for(Duration::from_secs(5), "registration", || {
+        (a1.status().registered && a2.status().registered).then_some(())
+    });
+    a1.create_network("blue", blue()).unwrap();
+    converge(
+        &[(1, &d1), (2, &d2)],
+        &[1, 2],
+        Duration::from_secs(5),
+        "both",
+    );
+    d1.fail_local(true);
+    // A port changed on host 1, but host 1 cannot list its ports now.
+    a1.local_endpoints_changed();
+    wait_for(Duration::from_secs(5), "the error in the status", || {
+        a1.status()
+            .error
+            .filter(|e| e.contains("did not answer"))
+            .map(|_| ())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        sees(&d2.state(), 2, &[1, 2]),
+        "host 1's endpoint was withdrawn"
+    );
+    assert_eq!(a1.status().published, 1);
+    d1.fail_local(false);
+    notify(&a1, &d1, vec![]);
+    converge(
+        &[(2, &d2)],
+        &[2],
+        Duration::from_secs(5),
+        "withdrawn once told",
+    );
+    a1.shutdown(true);
+    a2.shutdown(true);
+}
+
 #[test]
 fn killed_agent_vanishes_within_ttl() {
     let Some(etcd) = Etcd::start() else { return };

@@ -407,9 +407,11 @@ fn container(h: &Host, network: &str, n: u8) -> (Netns, String, String) {
 /// `network create blue --cluster` on `h`, once `h` is in the cluster (as
 /// a script waits: etcd written to once, so it takes writes).
 fn create_network(h: &Host) {
-    wait_for(Duration::from_secs(20), &format!("{} in sync", h.id), || {
-        status(h.d())["synced"] == true
-    });
+    wait_for(
+        Duration::from_secs(20),
+        &format!("{} in sync", h.id),
+        || status(h.d())["synced"] == true,
+    );
     h.d().cli(&[
         "network",
         "create",

@@ -13,6 +13,8 @@ struct Inner {
     local: Vec<LocalEndpoint>,
     /// Changes touching these networks fail (a daemon refusing).
     failing: BTreeSet<String>,
+    /// `local_endpoints` fails (a daemon that does not answer in time).
+    local_fails: bool,
     applied: u64,
 }
 
@@ -60,6 +62,11 @@ impl MemDataplane {
         self.lock()
     }
 
+    /// Makes `local_endpoints` fail (or answer again).
+    pub fn fail_local(&self, fail: bool) {
+        self.lock().local_fails = fail;
+    }
+
     /// Makes changes to `network` fail (or succeed again).
     pub fn fail_network(&self, network: &str, fail: bool) {
         let mut g = self.lock();
@@ -89,6 +96,9 @@ impl Dataplane for MemDataplane {
     fn local_endpoints(&mut self) -> Result<Vec<LocalEndpoint>, String> {
         // As a daemon: ports exist only on networks it has.
         let g = self.lock();
+        if g.local_fails {
+            return Err("the daemon did not answer".into());
+        }
         Ok(g.local
             .iter()
             .filter(|e| g.state.networks.contains_key(&e.network))
