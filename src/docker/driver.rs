@@ -1197,4 +1197,64 @@ mod tests {
         .unwrap_err();
         assert_eq!(e, "vxswitch: no");
     }
+
+    #[test]
+    fn a_docker_network_joins_a_cluster_network_by_name() {
+        let dir = std::env::temp_dir().join(format!("vxsw-docker-cluster-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = Fake::default();
+        let d = Driver::new(&f).with_state_dir(dir.clone());
+        let ls = json!([{"name": "blue", "subnet": "10.42.0.0/24", "gateway": "10.42.0.1",
+            "mtu": 1450, "vni": 4242, "learn_vteps": false, "vteps": [], "ports": [],
+            "scope": "cluster"}]);
+        let create = |opts: Value, pool: &str| {
+            f.answer.lock().unwrap().push(Ok(ls.clone()));
+            let body = json!({"NetworkID": NID, "Options": {"com.docker.network.generic": opts},
+                "IPv4Data": [{"Pool": pool, "Gateway": "10.42.0.1/24"}]});
+            d.handle("/NetworkDriver.CreateNetwork", body.to_string().as_bytes())
+        };
+        let e = create(json!({"vxswitch.cluster": "blue"}), "10.9.0.0/24").unwrap_err();
+        assert!(e.contains("has subnet 10.42.0.0/24"), "{e}");
+        let e = create(json!({"vxswitch.cluster": "green"}), "10.42.0.0/24").unwrap_err();
+        assert!(e.contains("no cluster network green"), "{e}");
+        f.answer.lock().unwrap().clear();
+        let e = d
+            .handle(
+                "/NetworkDriver.CreateNetwork",
+                json!({"NetworkID": NID, "Options": {"com.docker.network.generic":
+                    {"vxswitch.cluster": "blue", "vxswitch.vni": "5"}}})
+                .to_string()
+                .as_bytes(),
+            )
+            .unwrap_err();
+        assert!(e.contains("does not go with -o vxswitch.cluster"), "{e}");
+        sent(&f);
+        create(json!({"vxswitch.cluster": "blue"}), "10.42.0.0/24").unwrap();
+        // Nothing is created: the network is the cluster's.
+        assert_eq!(sent(&f), vec![Request::NetworkLs(NoArgs {})]);
+        // Endpoints go to the cluster network.
+        f.answer
+            .lock()
+            .unwrap()
+            .push(Ok(json!({"name": "vxab12cd34ef56", "network": "blue",
+            "kind": "created", "netns": null, "ifname": "vxab12cd34ef56",
+            "mac": "02:11:22:33:44:55", "ip": null, "mtu": 1450})));
+        let body = json!({"NetworkID": NID, "EndpointID": EID, "Interface": {}});
+        d.handle("/NetworkDriver.CreateEndpoint", body.to_string().as_bytes())
+            .unwrap();
+        match &sent(&f)[..] {
+            [Request::PortAdd(p)] => assert_eq!(p.network, "blue"),
+            other => panic!("{other:?}"),
+        }
+        // Removing the Docker network leaves the cluster network alone.
+        d.handle(
+            "/NetworkDriver.DeleteNetwork",
+            json!({"NetworkID": NID}).to_string().as_bytes(),
+        )
+        .unwrap();
+        assert!(sent(&f).is_empty());
+        assert!(!dir.join("docker-3f1c2a9b8d7e.json").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -275,3 +275,154 @@ fn release_address<B: Backend>(backend: &B, r: AddressReq) -> Result<Value, Call
         Err(e) => Err(daemon_error(&e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Answers network.ls with one cluster network and one local one,
+    /// ipam.* with what the daemon would; records the requests.
+    #[derive(Default)]
+    struct Fake {
+        sent: Mutex<Vec<Request>>,
+    }
+
+    impl Backend for &Fake {
+        fn call(&self, req: &Request) -> Result<Value, ClientError> {
+            self.sent.lock().unwrap().push(req.clone());
+            Ok(match req {
+                Request::NetworkLs(_) => json!([
+                    {"name": "blue", "subnet": "10.42.0.0/24", "gateway": "10.42.0.1", "mtu": 1450,
+                     "vni": 4242, "learn_vteps": false, "vteps": [], "ports": [], "scope": "cluster"},
+                    {"name": "red", "subnet": "10.42.0.0/24", "gateway": null, "mtu": 1500,
+                     "vni": null, "learn_vteps": false, "vteps": [], "ports": []}
+                ]),
+                Request::IpamAllocate(a) => json!({
+                    "network": a.network,
+                    "ip": format!("{}/24", a.ip.clone().unwrap_or("10.42.0.2".into())),
+                    "gateway": "10.42.0.1"
+                }),
+                Request::IpamRelease(r) => json!({"network": r.network, "released": []}),
+                _ => json!({}),
+            })
+        }
+    }
+
+    fn ipam(f: &Fake, call: &str, body: Value) -> Result<Value, CallError> {
+        handle(&f, call, &body)
+    }
+
+    #[test]
+    fn pools_are_cluster_networks_found_by_subnet_or_name() {
+        let f = Fake::default();
+        assert_eq!(
+            ipam(&f, "GetCapabilities", json!({})).unwrap()["RequiresMACAddress"],
+            false
+        );
+        // The local network with the same subnet is not a candidate.
+        let pool = ipam(
+            &f,
+            "RequestPool",
+            json!({"AddressSpace": "vxswitch-local", "Pool": "10.42.0.0/24"}),
+        )
+        .unwrap();
+        assert_eq!(
+            pool,
+            json!({"PoolID": "vxswitch/blue", "Pool": "10.42.0.0/24", "Data": {}})
+        );
+        let named = ipam(
+            &f,
+            "RequestPool",
+            json!({"Options": {"vxswitch.cluster": "blue"}}),
+        )
+        .unwrap();
+        assert_eq!(named["PoolID"], "vxswitch/blue");
+        for (body, want) in [
+            (json!({}), "--ipam-opt vxswitch.cluster=NAME"),
+            (
+                json!({"Pool": "10.9.0.0/24"}),
+                "no cluster network has subnet 10.9.0.0/24",
+            ),
+            (
+                json!({"Options": {"vxswitch.cluster": "red"}}),
+                "there is no cluster network red",
+            ),
+            (
+                json!({"Pool": "10.42.0.0/24", "V6": true}),
+                "IPv6 pools are not served",
+            ),
+            (
+                json!({"Pool": "10.42.0.0/24", "SubPool": "10.42.0.0/25"}),
+                "--ip-range",
+            ),
+        ] {
+            let e = ipam(&f, "RequestPool", body).unwrap_err();
+            assert!(e.contains(want), "{e}");
+        }
+    }
+
+    #[test]
+    fn addresses_come_from_the_daemon_and_the_gateway_is_the_networks() {
+        let f = Fake::default();
+        let gw = ipam(
+            &f,
+            "RequestAddress",
+            json!({"PoolID": "vxswitch/blue", "Options": {"RequestAddressType": "com.docker.network.gateway"}}),
+        )
+        .unwrap();
+        assert_eq!(gw["Address"], "10.42.0.1/24");
+        f.sent.lock().unwrap().clear();
+        let a = ipam(&f, "RequestAddress", json!({"PoolID": "vxswitch/blue"})).unwrap();
+        assert_eq!(a["Address"], "10.42.0.2/24");
+        let b = ipam(
+            &f,
+            "RequestAddress",
+            json!({"PoolID": "vxswitch/blue", "Address": "10.42.0.9"}),
+        )
+        .unwrap();
+        assert_eq!(b["Address"], "10.42.0.9/24");
+        let sent = std::mem::take(&mut *f.sent.lock().unwrap());
+        let owners: Vec<&str> = sent
+            .iter()
+            .filter_map(|r| match r {
+                Request::IpamAllocate(a) => Some(a.owner.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(owners.len(), 2);
+        assert_ne!(owners[0], owners[1], "each request is its own owner");
+        // Releasing the gateway frees nothing; an address goes to the daemon.
+        ipam(
+            &f,
+            "ReleaseAddress",
+            json!({"PoolID": "vxswitch/blue", "Address": "10.42.0.1"}),
+        )
+        .unwrap();
+        ipam(
+            &f,
+            "ReleaseAddress",
+            json!({"PoolID": "vxswitch/blue", "Address": "10.42.0.9/24"}),
+        )
+        .unwrap();
+        let released: Vec<IpamRelease> = std::mem::take(&mut *f.sent.lock().unwrap())
+            .into_iter()
+            .filter_map(|r| match r {
+                Request::IpamRelease(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            released,
+            vec![IpamRelease {
+                network: "blue".into(),
+                ip: Some("10.42.0.9".into()),
+                owner: None,
+            }]
+        );
+        let e = ipam(&f, "RequestAddress", json!({"PoolID": "elsewhere"})).unwrap_err();
+        assert!(e.contains("unknown pool"), "{e}");
+        let e = ipam(&f, "Bogus", json!({})).unwrap_err();
+        assert!(e.contains("unknown IPAM call"), "{e}");
+    }
+}
