@@ -24,7 +24,20 @@ impl Daemon {
                 r
             })
             .collect();
-        self.save_state();
+        // Only networks and VTEPs are in the state file (and only networks
+        // change which ports are cluster endpoints).
+        let saved = |c: &Change| {
+            matches!(
+                c,
+                Change::AddNetwork { .. }
+                    | Change::RemoveNetwork { .. }
+                    | Change::AddVtep { .. }
+                    | Change::RemoveVtep { .. }
+            )
+        };
+        if changes.iter().any(saved) {
+            self.save_state();
+        }
         results
     }
 
@@ -210,22 +223,12 @@ impl Daemon {
         Some(SavedCluster {
             networks: a.networks.clone(),
             vteps: a.vteps.iter().cloned().collect(),
-            fdb: a
-                .fdb
-                .iter()
-                .map(|((n, mac), v)| (n.clone(), *mac, *v))
-                .collect(),
-            neigh: a
-                .neigh
-                .iter()
-                .map(|((n, ip), mac)| (n.clone(), *ip, *mac))
-                .collect(),
         })
     }
 
     /// Puts the cluster part of a state file back (after its networks):
-    /// VTEPs and remote entries as they were, until the agent says what
-    /// changed. Returns what could not be put back, each with why.
+    /// the VTEPs as they were, until the agent says what changed. Returns
+    /// what could not be put back, each with why.
     pub(crate) fn cluster_restore(&mut self, saved: &SavedCluster) -> Vec<(String, String)> {
         let mut changes = Vec::new();
         for (name, spec) in &saved.networks {
@@ -238,20 +241,6 @@ impl Daemon {
             changes.push(Change::AddVtep {
                 network: network.clone(),
                 vtep: *vtep,
-            });
-        }
-        for (network, mac, vtep) in &saved.fdb {
-            changes.push(Change::SetFdb {
-                network: network.clone(),
-                mac: *mac,
-                vtep: *vtep,
-            });
-        }
-        for (network, ip, mac) in &saved.neigh {
-            changes.push(Change::SetNeigh {
-                network: network.clone(),
-                ip: *ip,
-                mac: *mac,
             });
         }
         let mut failed = Vec::new();

@@ -17,10 +17,14 @@
 //! - IP -> MAC bindings are recorded for ARP/ND suppression
 //!   ([`Daemon::neigh_bindings`]).
 //!
-//! What the cluster made this daemon apply is [`Cluster::applied`], saved in
-//! the state file beside the rest, so a daemon restarted with `--state-dir`
-//! has its VTEPs and remote entries back before the agent has even reached
-//! etcd (no traffic gap), and the agent then only applies what changed.
+//! What the cluster made this daemon apply is [`Cluster::applied`]. Its
+//! networks and VTEPs are saved in the state file beside the rest, so a
+//! daemon restarted with `--state-dir` has them back before the agent has
+//! even reached etcd: no traffic gap, as frames to a remote MAC flood to the
+//! network's VTEPs until its entry is back. Remote FDB entries and bindings
+//! are not saved: they change with every container anywhere, and a state
+//! file written for each would cost the control thread a snapshot and an
+//! fsync per remote change; the agent applies them again at its first sync.
 //!
 //! Requests that need etcd itself (`network create --cluster`, `network rm`
 //! of a cluster network, `ipam.*`) use a client of their own on the control
@@ -172,12 +176,6 @@ pub struct SavedCluster {
     /// (network, remote VTEP).
     #[serde(default)]
     pub vteps: Vec<(String, SocketAddr)>,
-    /// (network, remote MAC, its VTEP).
-    #[serde(default)]
-    pub fdb: Vec<(String, MacAddr, SocketAddr)>,
-    /// (network, remote address, its MAC).
-    #[serde(default)]
-    pub neigh: Vec<(String, IpAddr, MacAddr)>,
 }
 
 /// The daemon's cluster state: what the cluster made it apply, and the link
