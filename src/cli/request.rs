@@ -225,6 +225,32 @@ mod tests {
                 Some(json!(wire))
             );
         }
+        // A cluster network's gateway is the containers' route: no gateway port.
+        assert_eq!(
+            sent(&[
+                "network",
+                "create",
+                "blue",
+                "--cluster",
+                "--vni",
+                "4242",
+                "--subnet",
+                "10.42.0.0/24",
+                "--gateway",
+                "10.42.0.1",
+            ]),
+            req(
+                "network.create",
+                json!({
+                    "name": "blue", "subnet": "10.42.0.0/24", "gateway": "10.42.0.1",
+                    "vni": 4242, "cluster": true,
+                })
+            )
+        );
+        assert_eq!(
+            sent(&["cluster", "status"]),
+            req("cluster.status", json!({}))
+        );
         assert_eq!(sent(&["network", "ls"]), req("network.ls", json!({})));
         assert_eq!(sent(&["network", "list"]), req("network.ls", json!({})));
         assert_eq!(

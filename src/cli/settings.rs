@@ -242,4 +242,75 @@ mod tests {
             "{e}"
         );
     }
+
+    #[test]
+    fn cluster_flags_beat_the_cluster_table_and_need_each_other() {
+        let s = merge(&flags(&[]), &Config::default(), None).unwrap();
+        assert!(s.cluster.is_none());
+        let file = config(
+            "[cluster]\nendpoints = [\"http://10.0.0.1:2379\", \"http://10.0.0.2:2379\"]\n\
+             underlay_ip = \"198.18.0.1\"\nhost_id = \"from-file\"\nttl_secs = 5\n",
+        );
+        let c = merge(&flags(&[]), &file, Some(Path::new("c.toml")))
+            .unwrap()
+            .cluster
+            .unwrap();
+        assert_eq!(c.endpoints.len(), 2);
+        assert_eq!((c.host_id.as_str(), c.ttl.as_secs()), ("from-file", 5));
+        let a = flags(&[
+            "--cluster",
+            "http://10.0.0.9:2379",
+            "--host-id",
+            "from-flag",
+            "--cluster-ttl",
+            "7",
+        ]);
+        let c = merge(&a, &file, Some(Path::new("c.toml")))
+            .unwrap()
+            .cluster
+            .unwrap();
+        assert_eq!(c.endpoints.len(), 1);
+        assert_eq!((c.host_id.as_str(), c.ttl.as_secs()), ("from-flag", 7));
+        assert_eq!(c.underlay_ip.to_string(), "198.18.0.1", "from the file");
+        let e = merge(
+            &flags(&["--cluster", "http://10.0.0.9:2379", "--host-id", "h"]),
+            &Config::default(),
+            None,
+        )
+        .unwrap_err();
+        assert!(e.contains("needs --underlay-ip"), "{e}");
+        let e = merge(
+            &flags(&["--underlay-ip", "198.18.0.1"]),
+            &Config::default(),
+            None,
+        )
+        .unwrap_err();
+        assert!(e.contains("go with --cluster"), "{e}");
+        let e = merge(
+            &flags(&[
+                "--cluster",
+                "https://10.0.0.9:2379",
+                "--underlay-ip",
+                "198.18.0.1",
+            ]),
+            &Config::default(),
+            None,
+        )
+        .unwrap_err();
+        assert!(e.contains("https needs TLS, not built in yet"), "{e}");
+        let e = merge(
+            &flags(&[
+                "--cluster",
+                "http://10.0.0.9:2379",
+                "--underlay-ip",
+                "198.18.0.1",
+                "--cluster-ttl",
+                "1",
+            ]),
+            &Config::default(),
+            None,
+        )
+        .unwrap_err();
+        assert!(e.contains("TTL 1 s is out of range"), "{e}");
+    }
 }
