@@ -54,6 +54,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::daemon::Daemon;
 use super::proto::{encode_reply, parse_request, strip_os_error, CtlError, MAX_LINE};
+use super::validate;
 use crate::switch::EngineConfig;
 use crate::time::{Clock, MonotonicClock};
 
@@ -518,6 +519,10 @@ pub struct Server {
     signals: Option<Signals>,
     /// When to next look for ports whose sandbox is gone.
     next_reap: Instant,
+    /// `accept` failed (out of fds): the client waits in the backlog, and
+    /// accepting is tried again at each wake-up until it works (the
+    /// listener is edge-triggered: no new event comes for it).
+    accept_failing: bool,
     /// When to next retry what the state file records but could not be
     /// restored yet, and the interval after that.
     next_retry: Option<Instant>,
@@ -567,6 +572,7 @@ impl Server {
             next_reap: Instant::now() + REAP_EVERY,
             next_retry: None,
             retry_every: RETRY_FIRST,
+            accept_failing: false,
             on_stop: opts.on_stop.clone(),
             signals,
             conns: Vec::new(),
@@ -667,6 +673,9 @@ impl Server {
                 eprintln!("vxswitch: signal received, shutting down");
                 return Ok(());
             }
+            if self.accept_failing {
+                self.accept();
+            }
             let now = Instant::now();
             self.serve_ready(now);
             self.expire(now);
@@ -762,15 +771,22 @@ impl Server {
                     self.count_clients();
                     self.mark_ready(idx);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_failing = false;
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    // E.g. out of fds: the waiting client stays in the backlog
-                    // and is accepted on the next connection or wake-up.
-                    eprintln!(
-                        "vxswitch: cannot accept a control client: {}",
-                        strip_os_error(&e.to_string())
-                    );
+                    // E.g. out of fds: the waiting client stays in the
+                    // backlog and is accepted at a later wake-up. Said once.
+                    if !self.accept_failing {
+                        let msg = strip_os_error(&e.to_string());
+                        eprintln!(
+                            "vxswitch: cannot accept a control client: {}",
+                            validate::with_fd_advice(msg, e.raw_os_error())
+                        );
+                    }
+                    self.accept_failing = true;
                     return;
                 }
             }
