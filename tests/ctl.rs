@@ -611,15 +611,22 @@ fn network_rm_is_busy_and_port_rm_flushes() {
 #[test]
 fn static_entries_and_flush() {
     let (d, mut a, mut b) = two_ports("static");
+    // A third port: a frame flooded instead of forwarded would reach it.
+    let mut c = d.attach("c", "red");
     exchange(&mut a, &mut b, 4);
+    assert_eq!(recv(&mut c), frame([0xff; 6], A_MAC, 4), "c sees the broadcast");
     d.ok(
         "fdb.add",
         json!({"network": "red", "mac": "02:00:00:00:00:99", "port": "b"}),
     );
-    // Frames to the static MAC go to b only.
+    // Frames to the static MAC go to b only: c's next frame is the
+    // broadcast sent after it, not the frame itself.
     let f = frame([2, 0, 0, 0, 0, 0x99], A_MAC, 5);
     a.write_all(&f).unwrap();
+    let marker = frame([0xff; 6], A_MAC, 6);
+    a.write_all(&marker).unwrap();
     assert_eq!(recv(&mut b), f);
+    assert_eq!(recv(&mut c), marker, "the static entry's frame was flooded");
     assert_eq!(d.ok("fdb.flush", json!({"network": "red"}))["removed"], 2);
     let rows = d.ok("fdb.show", json!({}));
     assert_eq!(rows.as_array().unwrap().len(), 1);
