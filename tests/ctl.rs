@@ -614,7 +614,11 @@ fn static_entries_and_flush() {
     // A third port: a frame flooded instead of forwarded would reach it.
     let mut c = d.attach("c", "red");
     exchange(&mut a, &mut b, 4);
-    assert_eq!(recv(&mut c), frame([0xff; 6], A_MAC, 4), "c sees the broadcast");
+    assert_eq!(
+        recv(&mut c),
+        frame([0xff; 6], A_MAC, 4),
+        "c sees the broadcast"
+    );
     d.ok(
         "fdb.add",
         json!({"network": "red", "mac": "02:00:00:00:00:99", "port": "b"}),
