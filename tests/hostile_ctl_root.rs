@@ -45,7 +45,8 @@ fn a_netns_that_is_no_network_namespace_is_refused_at_once_naming_it() {
         let name = format!("x{i}");
         let socket = d.socket.clone();
         let (p, n) = (path.clone(), name.clone());
-        // From another client, while the refused request runs.
+        // From another client, while the refused request runs (or just
+        // before: the two race).
         let adder = std::thread::spawn(move || {
             let t = Instant::now();
             let out = std::process::Command::new(BIN)
@@ -66,6 +67,12 @@ fn a_netns_that_is_no_network_namespace_is_refused_at_once_naming_it() {
         assert!(
             took < Duration::from_secs(2),
             "port add --netns {path} took {took:?}"
+        );
+        // And the daemon is not left stuck on it.
+        let (ok, took) = ping(&d);
+        assert!(
+            ok && took < Duration::from_secs(2),
+            "ping after {path}: {took:?}"
         );
         assert!(
             err.contains(&format!(
