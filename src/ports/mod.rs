@@ -221,6 +221,7 @@ fn tun_hint(e: &io::Error) -> &'static str {
             "the daemon's user may not open the device: run the daemon as root, or give \
              /dev/net/tun mode 0666 as udev does on most distributions; see docs/rootless.md"
         }
+        Some(libc::EMFILE) | Some(libc::ENFILE) => "the daemon has no file descriptor left",
         _ => "is the tun module loaded, and does the daemon have access?",
     }
 }
