@@ -229,3 +229,49 @@ fn the_daemon_raises_its_soft_fd_limit_to_the_hard_one() {
     assert_eq!(fields, ["4096", "4096"], "{limits}");
     assert!(!d.log().contains("open-file limit"), "{}", d.log());
 }
+
+/// A container's namespace that is the daemon's own (a process that has
+/// not left it yet, or a typo) is refused with a message saying so,
+/// instead of an `eth0` appearing beside the daemon's interfaces.
+#[test]
+fn the_daemons_own_namespace_is_not_a_containers() {
+    if !can_run(&["ip"]) {
+        return;
+    }
+    let d = Daemon::start(&[]);
+    d.cli(&["network", "create", "n", "--subnet", "10.80.3.0/24"]);
+    let own = format!("/proc/{}/ns/net", d.child.id());
+    let out = d.cli_raw(&[
+        "port",
+        "add",
+        "c1",
+        "--network",
+        "n",
+        "--netns",
+        &own,
+        "--ip",
+        "10.80.3.11/24",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "port add into the daemon's namespace worked"
+    );
+    assert!(
+        err.contains(&format!(
+            "{own} is the daemon's own network namespace, not a container's"
+        )),
+        "{err}"
+    );
+    assert!(d.port_names().is_empty(), "{:?}", d.port_names());
+    // No eth0 was made here on the way.
+    let links = run("ip", &["-d", "-j", "link", "show"]);
+    let v: serde_json::Value = serde_json::from_str(&links).unwrap();
+    assert!(
+        !v.as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["ifname"] == "eth0" && l["linkinfo"]["info_kind"] == "tun"),
+        "a TAP eth0 appeared in the daemon's namespace"
+    );
+}

@@ -11,7 +11,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -63,6 +63,24 @@ pub fn run_in<T: Send>(netns: &Netns, f: impl FnOnce() -> T + Send) -> Result<T,
             Err(panic) => std::panic::resume_unwind(panic),
         }
     })
+}
+
+/// Whether `netns` names a file for the network namespace this process
+/// runs in (false for [`Netns::Current`], which says so on purpose). A
+/// container's namespace that turns out to be the daemon's own is almost
+/// always a race (the container's process has not unshared yet) or a
+/// mistake, and a TAP "in the container" would land beside the daemon's.
+pub fn is_own(netns: &Netns) -> Result<bool, PortError> {
+    let Some(path) = netns.path() else {
+        return Ok(false);
+    };
+    let err = |source| PortError::Netns {
+        netns: netns.to_string(),
+        source,
+    };
+    let theirs = open_netns(&path).map_err(err)?.metadata().map_err(err)?;
+    let ours = fs::metadata("/proc/thread-self/ns/net").map_err(err)?;
+    Ok((theirs.dev(), theirs.ino()) == (ours.dev(), ours.ino()))
 }
 
 /// Opens the network namespace file `path` for `setns`, refusing anything
