@@ -526,6 +526,16 @@ pub fn stats(s: &StatsReply) -> String {
         f.refused_dest_limit,
         f.static_conflicts
     );
+    let c = &s.control;
+    let _ = writeln!(
+        out,
+        "control: {} clients, {} idle evicted, {} refused busy, {} request timeouts, {} reply \
+         timeouts, {} idle closed",
+        c.clients, c.evicted, c.refused_busy, c.request_timeouts, c.reply_timeouts, c.idle_closed
+    );
+    for p in &s.pending {
+        let _ = writeln!(out, "pending restore: {}: {} (retried)", p.item, p.reason);
+    }
     out
 }
 
@@ -641,6 +651,8 @@ mod tests {
             vxlan: None,
             vteps: Vec::new(),
             gateways: Vec::new(),
+            control: Default::default(),
+            pending: Vec::new(),
         };
         let out = stats(&s);
         let lines: Vec<&str> = out.lines().collect();
@@ -702,6 +714,8 @@ mod tests {
             vxlan: Some(x),
             vteps: rows,
             gateways: Vec::new(),
+            control: Default::default(),
+            pending: Vec::new(),
         };
         let out = stats(&s);
         let lines: Vec<&str> = out.lines().collect();
