@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use vxswitch::fdb::{Dest, FdbConfig, Filter, NetId, PortId};
-use vxswitch::switch::{DropReason, Engine, EngineConfig, Event, PortAttach, PortStats};
+use vxswitch::switch::{
+    DropReason, Engine, EngineConfig, Event, PortAttach, PortStats, SourcePolicy,
+};
 use vxswitch::time::{ManualClock, Millis};
 use vxswitch::wire::MacAddr;
 
@@ -88,6 +90,8 @@ impl Rig {
                 mtu,
                 stats: stats.clone(),
                 vnet_hdr,
+                mac: None,
+                policy: SourcePolicy::Open,
             })
             .unwrap();
         let end = UnixDatagram::from(theirs);
@@ -514,6 +518,8 @@ impl Rig {
                 mtu: 1500,
                 stats: stats.clone(),
                 vnet_hdr: false,
+                mac: None,
+                policy: SourcePolicy::Open,
             })
             .unwrap();
         QueuedPort { ends, stats }
@@ -583,5 +589,154 @@ fn a_worker_other_than_the_first_reads_its_queue_and_writes_its_own() {
         e.set_nonblocking(false).unwrap();
         let mut buf = [0u8; 64];
         assert_eq!(e.recv(&mut buf).unwrap(), 0);
+    }
+}
+
+/// A free UDP port on the wildcard address (bound and released).
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A VXLAN datagram (VNI `vni`) around `inner`.
+fn vxlan_datagram(vni: u32, inner: &[u8]) -> Vec<u8> {
+    let mut d = vec![0x08, 0, 0, 0];
+    d.extend_from_slice(&(vni << 8).to_be_bytes());
+    d.extend_from_slice(inner);
+    d
+}
+
+/// A UDP socket on `addr` that shares its port with the engine's sockets
+/// (SO_REUSEPORT): the engine's floods to a VTEP at `addr` land here.
+fn reuseport_udp(addr: std::net::SocketAddr) -> std::net::UdpSocket {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+    s.set_reuse_port(true).unwrap();
+    s.bind(&addr.into()).unwrap();
+    let s = std::net::UdpSocket::from(s);
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s
+}
+
+/// Datagrams waiting on `s` now (each send on loopback is queued when it returns).
+fn queued(s: &std::net::UdpSocket) -> usize {
+    s.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 2048];
+    let mut n = 0;
+    while s.recv(&mut buf).is_ok() {
+        n += 1;
+    }
+    s.set_nonblocking(false).unwrap();
+    n
+}
+
+/// With `learn_vteps` and two workers, a new sender whose first datagrams
+/// reach both workers' sockets at once is learned as one VTEP: one event,
+/// one id in every worker, so a flood reaches it once and removing that id
+/// leaves nothing sending to it. (Each worker used to learn it under an id
+/// of its own: floods went twice, and `vtep rm` left the second id.)
+#[test]
+fn two_workers_that_see_a_new_sender_at_once_learn_one_vtep() {
+    use std::collections::BTreeMap;
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+    use vxswitch::switch::NetworkSpec;
+    use vxswitch::vxlan::VxlanConfig;
+
+    let port = free_udp_port();
+    let cfg = EngineConfig {
+        workers: 2,
+        vxlan: VxlanConfig {
+            port,
+            src_port_min: port,
+            src_port_max: port,
+            ..VxlanConfig::default()
+        },
+        ..EngineConfig::default()
+    };
+    let clock = ManualClock::new(Millis(1));
+    let rig = Rig {
+        engine: Engine::start(cfg, Arc::new(clock.clone()), None).unwrap(),
+        clock,
+    };
+    let vni = 4242;
+    rig.engine
+        .set_network(NetworkSpec {
+            id: NetId(0),
+            vni: Some(vni),
+            learn_vteps: true,
+            ..NetworkSpec::default()
+        })
+        .unwrap();
+    let local = rig.port(0, 0, 1400);
+    // Keep both workers busy with a queue each of frames they drop
+    // (hairpin), so that datagrams pile up on both workers' sockets and
+    // each worker reads its first ones in the same round as its peer.
+    let busy = rig.queued_port(1, 0);
+    busy.ends[0]
+        .send(&frame(MacAddr::BROADCAST, mac(0xf1), 0, 60))
+        .unwrap();
+    assert_eq!(local.recv()[6..12], mac(0xf1).0);
+    for end in &busy.ends {
+        end.set_nonblocking(true).unwrap();
+        let hairpin = frame(mac(0xf1), mac(0xf1), 0, 60);
+        while end.send(&hairpin).is_ok() {}
+    }
+    let to_engine = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+    // Eight new senders, each sending its first datagrams from 16 source
+    // ports back to back: the kernel spreads them over both workers.
+    let senders: Vec<Ipv4Addr> = (2..10).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect();
+    let mut listeners = Vec::new();
+    for (i, ip) in senders.iter().enumerate() {
+        listeners.push(reuseport_udp(SocketAddr::new(IpAddr::V4(*ip), port)));
+        let socks: Vec<UdpSocket> = (0..16)
+            .map(|_| UdpSocket::bind(SocketAddr::new(IpAddr::V4(*ip), 0)).unwrap())
+            .collect();
+        let inner = frame(MacAddr::BROADCAST, mac(0x40 + i as u8), 1, 60);
+        let d = vxlan_datagram(vni, &inner);
+        for s in &socks {
+            s.send_to(&d, to_engine).unwrap();
+        }
+    }
+    for _ in 0..senders.len() * 16 {
+        local.recv();
+    }
+    rig.engine.barrier().unwrap();
+    let mut learned: BTreeMap<IpAddr, Vec<u32>> = BTreeMap::new();
+    while let Ok(ev) = rig.engine.events().try_recv() {
+        if let Event::VtepLearned(v) = ev {
+            learned.entry(v.addr.ip()).or_default().push(v.id.0);
+        }
+    }
+    for ip in &senders {
+        let ids = learned.get(&IpAddr::V4(*ip)).cloned().unwrap_or_default();
+        assert_eq!(ids.len(), 1, "{ip} learned as VTEPs {ids:?}");
+    }
+    // A broadcast from the local port reaches each sender once.
+    local.send(&frame(MacAddr::BROADCAST, mac(0xa), 2, 60));
+    for (ip, l) in senders.iter().zip(&listeners) {
+        let mut buf = [0u8; 2048];
+        l.recv(&mut buf)
+            .unwrap_or_else(|e| panic!("{ip} got no flood: {e}"));
+    }
+    rig.engine.barrier().unwrap();
+    for (ip, l) in senders.iter().zip(&listeners) {
+        assert_eq!(queued(l), 0, "{ip} got the flood more than once");
+    }
+    // Removing each learned VTEP leaves none sending.
+    for ids in learned.values() {
+        for &id in ids {
+            assert!(rig.engine.remove_vtep(vxswitch::fdb::VtepId(id)).unwrap());
+        }
+    }
+    local.send(&frame(MacAddr::BROADCAST, mac(0xa), 3, 60));
+    rig.engine.barrier().unwrap();
+    for (ip, l) in senders.iter().zip(&listeners) {
+        assert_eq!(
+            queued(l),
+            0,
+            "{ip} still gets floods after its VTEP was removed"
+        );
     }
 }

@@ -551,6 +551,8 @@ mod tests {
             container: Some("web-1".into()),
             offload: true,
             gateway: false,
+            port_security: true,
+            ip_guard: false,
         };
         assert_eq!(
             ports(std::slice::from_ref(&p)),
@@ -715,6 +717,8 @@ mod tests {
             container: None,
             offload: false,
             gateway: true,
+            port_security: true,
+            ip_guard: false,
         };
         assert!(ports(&[p]).lines().nth(1).unwrap().ends_with(" (gateway)"));
         let g = GatewayRow {

@@ -246,6 +246,8 @@ mod tests {
             container: Some("web".into()),
             offload: true,
             gateway: false,
+            port_security: true,
+            ip_guard: false,
         }
     }
 

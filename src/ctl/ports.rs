@@ -31,7 +31,7 @@ use super::validate::{
 use crate::fdb::{Dest, NetId, PortId};
 use crate::ports::search::{self, NsIdentity, Sandbox};
 use crate::ports::{self, Netns, PersistGuard, Tap, TapSpec};
-use crate::switch::{GoneCause, PortAttach, PortStats};
+use crate::switch::{GoneCause, PortAttach, PortStats, SourcePolicy};
 use crate::wire::MacAddr;
 
 /// A port as the daemon keeps it.
@@ -61,6 +61,45 @@ pub(super) struct Port {
     /// the TAP is deleted with its last fd; a daemon stop keeps it. `None`
     /// for every other port.
     pub(super) persist: Option<PersistGuard>,
+    /// Port security and the IP guard, as `port.add` chose them.
+    pub(super) security: Security,
+    /// What the dataplane checks of the port's frames.
+    pub(super) policy: SourcePolicy,
+}
+
+/// How `port.add` chose to check a port's sources (docs/security.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Security {
+    /// Port security: only the port's own MAC as a source (on unless
+    /// `port_security` is false).
+    pub(super) port_security: bool,
+    /// The IP source guard on the port's address.
+    pub(super) ip_guard: bool,
+}
+
+impl Security {
+    /// Port security on, no IP guard: gateway ports, fd ports.
+    pub(super) const ON: Security = Security {
+        port_security: true,
+        ip_guard: false,
+    };
+
+    pub(super) fn of(a: &PortAdd) -> Security {
+        Security {
+            port_security: a.port_security.unwrap_or(true),
+            ip_guard: a.ip_guard,
+        }
+    }
+
+    /// The dataplane policy of a port with MAC `mac` and address `ip`.
+    fn policy(self, mac: Option<MacAddr>, ip: Option<IpNet>) -> SourcePolicy {
+        let guard = self.ip_guard.then(|| match ip.map(|n| n.addr()) {
+            Some(IpAddr::V4(v4)) => (Some(v4), None),
+            Some(IpAddr::V6(v6)) => (None, Some(v6)),
+            None => (None, None),
+        });
+        SourcePolicy::new(mac, self.port_security, guard)
+    }
 }
 
 /// What a port is, besides its fds and MTU, as [`Daemon::attach`] records it.
@@ -76,6 +115,7 @@ pub(super) struct PortMeta {
     pub(super) gateway: bool,
     pub(super) offload_choice: Option<bool>,
     pub(super) persist: Option<PersistGuard>,
+    pub(super) security: Security,
 }
 
 /// A port that went away on its own, as [`Daemon::process_events`] and
@@ -140,6 +180,7 @@ pub(super) struct PortPlan {
     pub(super) ip: Option<IpNet>,
     pub(super) container: Option<String>,
     pub(super) offload_choice: Option<bool>,
+    pub(super) security: Security,
 }
 
 /// The system part of a [`PortPlan`].
@@ -166,7 +207,25 @@ impl PortPlan {
             ip,
             container: a.container.clone(),
             offload_choice: a.offload,
+            security: Security::of(a),
         };
+        if a.ip_guard && a.port_security == Some(false) {
+            return Err(CtlError::invalid(format!(
+                "{what}: ip_guard (--ip-guard) checks the sources of a port with port \
+                 security; leave out port_security false (--no-port-security), or the guard"
+            )));
+        }
+        if a.ip_guard && a.ip.is_none() {
+            return Err(CtlError::invalid(format!(
+                "{what}: ip_guard (--ip-guard) allows only the port's address, and it has \
+                 none; give ip (--ip ADDR/LEN){}",
+                if a.existing {
+                    ", which an existing TAP cannot have: leave out the guard"
+                } else {
+                    ""
+                }
+            )));
+        }
         if a.existing {
             let set: Vec<&str> = [
                 ("netns", a.netns.is_some()),
@@ -349,6 +408,7 @@ impl Daemon {
             gateway: false,
             offload_choice: plan.offload_choice,
             persist,
+            security: plan.security,
         };
         self.attach(
             &plan.name,
@@ -385,6 +445,9 @@ impl Daemon {
             gateway: false,
             offload_choice: None,
             persist: None,
+            // The MAC is unknown: nothing to lock the port to (see
+            // docs/security.md), but it may not use other ports' MACs.
+            security: Security::ON,
         };
         self.attach(name, network, fd, Vec::new(), mtu, meta)
     }
@@ -413,8 +476,20 @@ impl Daemon {
         meta: PortMeta,
     ) -> Result<PortInfo, CtlError> {
         let net = self.network(network)?.id;
+        if let Some((other, _)) = meta.mac.and_then(|mac| {
+            self.ports
+                .iter()
+                .find(|(_, p)| p.net == net && p.mac == Some(mac))
+        }) {
+            return Err(CtlError::exists(format!(
+                "port {name:?}: MAC {} is already the MAC of port {other:?} on network \
+                 {network}; a MAC belongs to one port of a network (choose another --mac)",
+                meta.mac.unwrap_or(MacAddr::ZERO)
+            )));
+        }
         let id = self.free_port_id();
         let stats = Arc::new(PortStats::default());
+        let policy = meta.security.policy(meta.mac, meta.ip);
         self.engine
             .add_port(PortAttach {
                 id,
@@ -424,6 +499,8 @@ impl Daemon {
                 mtu,
                 stats: stats.clone(),
                 vnet_hdr: meta.vnet_hdr,
+                mac: meta.mac,
+                policy,
             })
             // On error `meta` is dropped, and with it a persistent TAP's
             // guard: the TAP goes with its last fd.
@@ -449,6 +526,8 @@ impl Daemon {
             stats,
             offload_choice: meta.offload_choice,
             persist: meta.persist,
+            security: meta.security,
+            policy,
         };
         let info = self.port_info(name, &port);
         self.ports.insert(name.to_string(), port);
@@ -628,6 +707,8 @@ impl Daemon {
             container: p.container.clone(),
             offload: p.offload,
             gateway: p.gateway,
+            port_security: p.policy.mac().is_some(),
+            ip_guard: matches!(p.policy, SourcePolicy::Guarded(_)),
         }
     }
 }
@@ -1024,6 +1105,8 @@ mod tests {
             sandbox: None,
             offload_choice: None,
             persist: None,
+            security: Security::ON,
+            policy: SourcePolicy::Open,
         };
         d.ports.insert("c1".into(), c1);
         let req = |netns: &str, network: &str, ip: &str| PortAdd {

@@ -173,6 +173,12 @@ pub struct NetworkCreate {
     /// shortened to 15 bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway_ifname: Option<String>,
+    /// The network's FDB budget: most MACs it may have in the forwarding
+    /// table (default: the daemon's `[fdb] max_per_network`). New MACs
+    /// beyond it are not learned (counted), so a MAC flood in this network
+    /// cannot stop the others from learning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fdb_max_entries: Option<usize>,
 }
 
 /// Who answers for a network's gateway address.
@@ -252,6 +258,18 @@ pub struct PortAdd {
     /// container's stack sends MTU-sized frames with full checksums.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offload: Option<bool>,
+    /// Port security (absent: on): the port forwards only frames whose
+    /// source MAC is its own; others are dropped and counted
+    /// (`spoofed_src`). `false` for a container that bridges other MACs
+    /// (its own bridge, macvlan, VRRP). See docs/security.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_security: Option<bool>,
+    /// IP source guard: only the port's `ip`, its IPv6 link-local (from its
+    /// MAC) and the unspecified address as ARP sender and IPv4/IPv6 source;
+    /// others are dropped and counted (`spoofed_ip`). Needs `ip` and port
+    /// security.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub ip_guard: bool,
 }
 
 /// `port.rm`.
@@ -450,6 +468,14 @@ pub struct PortInfo {
     /// network; `port.rm` refuses it).
     #[serde(default, skip_serializing_if = "is_false")]
     pub gateway: bool,
+    /// Frames are forwarded only from the port's own MAC (`mac`); false for
+    /// a port created without port security, or whose MAC the switch does
+    /// not know (fd ports).
+    #[serde(default)]
+    pub port_security: bool,
+    /// IP sources are guarded too (`port.add`'s `ip_guard`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub ip_guard: bool,
 }
 
 /// Result of `port.rm`.

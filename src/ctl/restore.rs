@@ -19,7 +19,7 @@ use super::daemon::Daemon;
 use super::persist::{
     SavedKind, SavedNetwork, SavedPort, StateError, StateFile, Store, STATE_VERSION,
 };
-use super::ports::PortMeta;
+use super::ports::{PortMeta, Security};
 use super::proto::{
     strip_os_error, CtlError, FdbAdd, FdbSelect, NetworkCreate, PortAdd, PortKind, VtepAdd,
 };
@@ -234,6 +234,8 @@ impl Daemon {
                     mtu: p.mtu,
                     container: p.container.clone(),
                     offload: p.offload_choice,
+                    port_security: (!p.security.port_security).then_some(false),
+                    ip_guard: p.security.ip_guard,
                 })
             })
             .collect();
@@ -329,6 +331,7 @@ impl Daemon {
                 existing: true,
                 container: p.container.clone(),
                 offload: p.offload,
+                port_security: p.port_security,
                 ..PortAdd::default()
             })?;
             return Ok(());
@@ -377,6 +380,10 @@ impl Daemon {
             gateway: false,
             offload_choice: p.offload,
             persist: Some(PersistGuard::new(held, p.name.clone())),
+            security: Security {
+                port_security: p.port_security.unwrap_or(true),
+                ip_guard: p.ip_guard,
+            },
         };
         self.attach(&p.name, &p.network, tap.fd, tap.extra_queues, tap.mtu, meta)?;
         Ok(())
@@ -447,6 +454,8 @@ mod tests {
             mtu: 1450,
             container: None,
             offload: None,
+            port_security: None,
+            ip_guard: false,
         });
         super::super::persist::write_atomic(
             &dir,

@@ -180,6 +180,34 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Removes a learned VTEP that has been idle for
+    /// `learned_vtep_ageing_ms`, as `vtep.rm` would (its MACs go with it).
+    /// Only if this daemon still has it under that id: after its network
+    /// was removed, the id may name another VTEP.
+    pub(super) fn vtep_idle(&mut self, info: &VtepInfo) {
+        let Some((name, net)) = self.networks.iter_mut().find(|(_, n)| n.id == info.net) else {
+            return;
+        };
+        let ours = net
+            .vteps
+            .get(&info.addr)
+            .is_some_and(|v| v.id == info.id && v.dynamic);
+        if !ours || self.engine.remove_vtep(info.id).is_err() {
+            return;
+        }
+        net.vteps.remove(&info.addr);
+        if self.log_events {
+            eprintln!(
+                "vxswitch: network {name}: learned VTEP {} sent nothing for {} s; removed it \
+                 and the MACs behind it (it is learned again when it sends)",
+                info.addr,
+                self.engine.vxlan_config().learned_vtep_ageing_ms / 1000
+            );
+        }
+    }
+}
+
 pub(super) fn ls_hint(network: &str) -> String {
     format!("list its VTEPs with 'vxswitch vtep ls {network}'")
 }

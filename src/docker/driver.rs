@@ -738,6 +738,7 @@ mod tests {
                 vteps: vec!["198.18.0.2".into(), "198.18.0.3:8472".into()],
                 gateway_port: Some(GatewayPort::Host),
                 gateway_ifname: Some("vxgw-3f1c2a9b8d".into()),
+                fdb_max_entries: None,
             })]
         );
     }

@@ -19,6 +19,7 @@ use std::io::{self, Read};
 use super::decide::{decide, Decision, Ingress, Verdict};
 use super::egress::{Egress, Frame};
 use super::handle::GoneCause;
+use super::policy::Policy;
 use super::worker::{Tables, Turn, Worker};
 use super::HEADROOM;
 use crate::fdb::{Dest, FdbGuard, Learned, PortId, Refusal};
@@ -96,7 +97,7 @@ impl Worker {
                 VnetHdr::default()
             };
             let mut f = Frame::new(rx, HEADROOM, len, vnet, port.vnet);
-            let ingress = Ingress::port(id, port.net);
+            let ingress = Ingress::port(id, port.net).with_policy(tables.policy(port));
             let verdict = decide(fdb, ingress, f.bytes(), now);
             dispatch(tables, egress, tunnel, ingress, stats, verdict, &mut f);
         }
@@ -140,6 +141,7 @@ impl Worker {
                     tunnel.stats(),
                     &rx[at..at + n],
                     train.from,
+                    now,
                 ) else {
                     continue;
                 };
@@ -148,7 +150,9 @@ impl Worker {
                 };
                 let start = at + VXLAN_HEADER_LEN;
                 let mut f = Frame::new(rx, start, n - VXLAN_HEADER_LEN, VnetHdr::default(), false);
-                let ingress = Ingress::vtep(d.vtep, d.net);
+                // No VTEP may send from a local port's own MAC.
+                let ingress =
+                    Ingress::vtep(d.vtep, d.net).with_policy(Policy::NotOwned(&tables.owned));
                 let verdict = decide(fdb, ingress, f.bytes(), now);
                 dispatch(
                     tables,
@@ -173,7 +177,7 @@ pub(super) fn dispatch(
     tables: &Tables,
     egress: &mut Egress,
     tunnel: &mut Tunnel,
-    ingress: Ingress,
+    ingress: Ingress<'_>,
     stats: &PortStats,
     verdict: Verdict,
     f: &mut Frame<'_>,
@@ -232,6 +236,7 @@ fn count_learning(stats: &PortStats, learned: Option<Learned>) {
     match learned {
         Some(Learned::Refused(Refusal::TableFull)) => stats.learn_refused_table_full.inc(),
         Some(Learned::Refused(Refusal::DestLimit)) => stats.learn_refused_port_limit.inc(),
+        Some(Learned::Refused(Refusal::NetLimit)) => stats.learn_refused_net_limit.inc(),
         Some(Learned::Moved { .. }) => stats.moves_in.inc(),
         _ => {}
     }

@@ -9,13 +9,16 @@
 //!   dispatch of a [`Verdict`] for local and decapsulated frames alike;
 //! - `egress`: sending a frame to a port, flooding it, or handing it to the
 //!   tunnel, with offloads done in software where the egress lacks them;
-//! - [`decide()`]: the forwarding decision itself, pure.
+//! - [`decide()`]: the forwarding decision itself, pure;
+//! - [`policy`]: what a port may send (port security, the IP source
+//!   guard, MACs a port owns), checked in `decide()`.
 //!
 //! The VXLAN parts a worker drives (VTEP table, TX batching, decap) are in
 //! [`crate::vxlan`]; counters in [`crate::metrics`].
 
 pub mod decide;
 pub mod handle;
+pub mod policy;
 
 mod command;
 mod egress;
@@ -36,6 +39,7 @@ pub use decide::{decide, Decision, Ingress, Verdict};
 pub use handle::{
     default_workers, Engine, EngineConfig, EngineError, Event, GoneCause, NetworkSpec, PortAttach,
 };
+pub use policy::{IpGuard, OwnedMacs, Policy, SourcePolicy};
 
 /// Room in front of every received frame, so a `virtio_net_hdr` or a VXLAN
 /// header can be written in front of it without a copy (the kernel adds

@@ -141,6 +141,7 @@ impl Desk {
             ports: Vec::new(),
             nets: Vec::new(),
             vteps: VtepTable::new(cfg, Arc::new(IdPool::default())),
+            owned: Default::default(),
         };
         tables.vteps.set_network(NET, Some(VNI), false).unwrap();
         tables.net_mut(NET);
@@ -167,6 +168,8 @@ impl Desk {
             stats: stats.clone(),
             vnet_hdr,
             gone: Arc::new(AtomicBool::new(false)),
+            mac: None,
+            policy: Default::default(),
         }));
         End {
             sock: UnixDatagram::from(theirs),
