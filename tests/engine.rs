@@ -382,6 +382,30 @@ fn with_hdr(h: &vxswitch::offload::VnetHdr, frame: &[u8]) -> Vec<u8> {
     v
 }
 
+/// A read shorter than the `virtio_net_hdr` on an offload port is counted
+/// and dropped, and the port keeps forwarding. (Its length was computed
+/// as `n - 12`: the worker thread panicked on the underflow and the port,
+/// with every other port of that worker, went deaf.)
+#[test]
+fn a_read_shorter_than_the_vnet_header_is_counted_not_sliced() {
+    let rig = Rig::new(FdbConfig::default());
+    let a = rig.vnet_port(0, 0, 1500);
+    let b = rig.port(1, 0, 1500);
+    // (An empty read is end of file on a socket pair: not tried.)
+    for short in [&[0u8; 1][..], &[0u8; 5][..], &[0u8; 11][..]] {
+        a.send(short);
+    }
+    let f = frame(mac(0xb), mac(0xa), 1, 60);
+    a.send(&with_hdr(&vxswitch::offload::VnetHdr::default(), &f));
+    assert_eq!(b.recv(), f, "the port forwards after the short reads");
+    eventually(
+        "short reads counted as bad_offload",
+        || a.stats.drops(DropReason::BadOffload),
+        3,
+    );
+    assert_eq!(a.stats.drops(DropReason::RxError), 0);
+}
+
 #[test]
 fn super_frames_pass_between_offload_ports_and_are_segmented_for_plain_ones() {
     use offload_frames::{build, gso_hdr, Spec};

@@ -82,7 +82,13 @@ impl Worker {
                 }
             };
             port.rx_errors.set(0);
-            let len = n - (HEADROOM - at);
+            let len = match frame_len(n, rx.len() - at, HEADROOM - at) {
+                Ok(len) => len,
+                Err(why) => {
+                    stats.count_drop(why);
+                    continue;
+                }
+            };
             stats.rx_frames.inc();
             stats.rx_bytes.add(len as u64);
             let vnet = if port.vnet {
@@ -168,6 +174,20 @@ impl Worker {
         }
         Turn::More
     }
+}
+
+/// The length of the frame in a read that returned `n` into `room` bytes,
+/// the first `hdr` of them a `virtio_net_hdr`; or why the read is no frame.
+/// A TAP truncates a frame longer than the buffer and still returns the
+/// frame's full length (`tun_put_user`): such a read is dropped as
+/// `rx_error`, never sliced. A read shorter than the header is
+/// `bad_offload` (`vnet_hdr_truncated`).
+#[inline(always)]
+pub(super) fn frame_len(n: usize, room: usize, hdr: usize) -> Result<usize, DropReason> {
+    if n > room {
+        return Err(DropReason::RxError);
+    }
+    n.checked_sub(hdr).ok_or(DropReason::BadOffload)
 }
 
 /// Sends a frame where its verdict says, counting the outcome on `stats`
