@@ -764,3 +764,58 @@ fn two_workers_that_see_a_new_sender_at_once_learn_one_vtep() {
         );
     }
 }
+
+/// Set in the child process of the test below.
+const PANIC_CHILD: &str = "VXSWITCH_TEST_PANIC_CHILD";
+
+/// A worker that panics takes the whole process down, with one line that
+/// says so and a non-zero status, instead of leaving a daemon whose other
+/// threads answer while that worker's ports are never read again. The test
+/// runs itself again as a child that makes a worker panic.
+#[test]
+fn a_worker_that_panics_takes_the_process_down_with_one_line() {
+    const NAME: &str = "a_worker_that_panics_takes_the_process_down_with_one_line";
+    if std::env::var_os(PANIC_CHILD).is_some() {
+        let cfg = EngineConfig {
+            workers: 2,
+            ..EngineConfig::default()
+        };
+        let engine = Engine::start(cfg, Arc::new(ManualClock::new(Millis(1))), None).unwrap();
+        engine.debug_panic_worker(1).unwrap();
+        // The process is expected to end before this does.
+        std::thread::sleep(Duration::from_secs(10));
+        println!("CHILD STILL RUNNING");
+        return;
+    }
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+        .env(PANIC_CHILD, "1")
+        .env_remove("RUST_BACKTRACE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the child hangs");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        !stdout.contains("CHILD STILL RUNNING"),
+        "the process outlived its worker:\n{stdout}\n{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(70), "{stdout}\n{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line, not {}:\n{stderr}", lines.len());
+    assert!(
+        lines[0].starts_with("vxswitch: dataplane worker 1 panicked")
+            && lines[0].contains("a panic asked for by debug_panic_worker")
+            && lines[0].contains("--state-dir"),
+        "{stderr}"
+    );
+}

@@ -48,6 +48,9 @@ pub(super) enum Command {
     RemoveVtep(VtepId, Sender<bool>),
     Barrier(Sender<()>),
     Stop,
+    /// Test-only: panic, to show what a bug in a worker does
+    /// ([`Engine::debug_panic_worker`](super::Engine::debug_panic_worker)).
+    DebugPanic,
 }
 
 /// How one thread reaches a worker.

@@ -28,6 +28,7 @@ use crossbeam_channel::Receiver;
 use mio::{Poll, Waker};
 
 use super::command::{ask_all, Command, Mailbox, PortQueue};
+use super::fatal;
 use super::policy::SourcePolicy;
 use super::worker::{Shared, Worker, WAKER};
 use crate::fdb::{Fdb, FdbConfig, NetId, PortId, VtepId};
@@ -246,6 +247,7 @@ impl Engine {
         } else {
             cfg.workers
         };
+        fatal::install_hook();
         let fdb = Arc::new(Fdb::new(cfg.fdb));
         let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
         let vxlan_stats = Arc::new(VxlanStats::default());
@@ -280,8 +282,19 @@ impl Engine {
                 .collect();
             let mut worker = Worker::new(index, poll, peers, cmds, &shared);
             let spawned = std::thread::Builder::new()
-                .name(format!("vxswitch-dp{index}"))
-                .spawn(move || worker.run());
+                .name(format!("{}{index}", fatal::THREAD_PREFIX))
+                .spawn(move || {
+                    // A worker that fails takes the process with it
+                    // (see `fatal`): never half a dataplane.
+                    let run = std::panic::AssertUnwindSafe(|| worker.run());
+                    match std::panic::catch_unwind(run) {
+                        Ok(Ok(())) => {}
+                        Ok(Err(why)) => fatal::worker_failed(index, "stopped", &why),
+                        Err(payload) => {
+                            fatal::worker_failed(index, "panicked", &fatal::panic_report(&*payload))
+                        }
+                    }
+                });
             match spawned {
                 Ok(t) => threads.push(t),
                 Err(e) => {
@@ -461,6 +474,18 @@ impl Engine {
             self.vtep_ids.free(id);
         }
         Ok(removed)
+    }
+
+    /// Test-only: makes worker `index` panic, as a bug would. Not reachable
+    /// through the control socket; tests use it to check that a failed
+    /// worker takes the daemon down (docs/architecture.md, "Workers and
+    /// queues").
+    #[doc(hidden)]
+    pub fn debug_panic_worker(&self, index: usize) -> Result<(), EngineError> {
+        self.mailboxes
+            .get(index)
+            .ok_or(EngineError::Stopped)?
+            .post(Command::DebugPanic)
     }
 
     /// Returns once every worker has finished the round it is in. Frames

@@ -22,6 +22,7 @@ pub mod policy;
 
 mod command;
 mod egress;
+mod fatal;
 mod ingress;
 mod worker;
 
@@ -36,6 +37,7 @@ pub mod stats {
 pub use crate::metrics::{DropReason, PortStats, PortStatsSnapshot};
 pub use crate::vxlan::VtepInfo;
 pub use decide::{decide, Decision, Ingress, Verdict};
+pub use fatal::EXIT_STATUS as WORKER_FAILED_STATUS;
 pub use handle::{
     default_workers, Engine, EngineConfig, EngineError, Event, GoneCause, NetworkSpec, PortAttach,
 };

@@ -260,7 +260,8 @@ impl Worker {
         }
     }
 
-    pub(super) fn run(&mut self) {
+    /// The worker's loop, until `Stop`; an error if its event loop failed.
+    pub(super) fn run(&mut self) -> Result<(), String> {
         let mut events = Events::with_capacity(256);
         // Until when an idle worker keeps spinning (busy poll).
         let mut spin_until = std::time::Instant::now();
@@ -277,8 +278,7 @@ impl Worker {
                     continue;
                 }
                 // Nothing sensible is left to do without an event loop.
-                eprintln!("vxswitch: dataplane poll failed, stopping: {e}");
-                return;
+                return Err(format!("its event loop failed: {e}"));
             }
             self.ready.clear();
             self.ready.append(&mut self.pending);
@@ -304,7 +304,7 @@ impl Worker {
             }
             self.serve_ready();
             if woken && !self.handle_commands() {
-                return;
+                return Ok(());
             }
             let now = self.clock.now();
             if now >= self.next_housekeeping {
@@ -406,6 +406,7 @@ impl Worker {
                     let _ = reply.send(());
                 }
                 Command::Stop => return false,
+                Command::DebugPanic => panic!("a panic asked for by debug_panic_worker"),
             }
         }
         true
