@@ -561,6 +561,23 @@ pub struct StatsReply {
     /// is asked about one port that is not one).
     #[serde(default)]
     pub gateways: Vec<GatewayRow>,
+    /// Each network's share of the FDB and what its budget refused (empty
+    /// when `stats` is asked about one port).
+    #[serde(default)]
+    pub networks: Vec<NetworkFdbRow>,
+}
+
+/// A network's share of the FDB, as `stats` reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkFdbRow {
+    pub network: String,
+    /// Its entries now.
+    pub entries: usize,
+    /// Its budget (`network.create`'s `fdb_max_entries`, or the daemon's
+    /// `max_per_network`).
+    pub max: usize,
+    /// New MACs not learned because the budget was spent.
+    pub refused: u64,
 }
 
 /// A `switch` gateway's counters, as `stats` reports them.
