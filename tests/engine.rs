@@ -79,6 +79,23 @@ impl Rig {
     }
 
     fn port_with(&self, id: u32, net: u32, mtu: u32, vnet_hdr: bool) -> TestPort {
+        self.port_as(id, net, mtu, vnet_hdr, None, SourcePolicy::Open)
+    }
+
+    /// A port with MAC `mac` (when known) whose sources `policy` checks.
+    fn secured_port(&self, id: u32, net: u32, mac: MacAddr, policy: SourcePolicy) -> TestPort {
+        self.port_as(id, net, 1500, false, Some(mac), policy)
+    }
+
+    fn port_as(
+        &self,
+        id: u32,
+        net: u32,
+        mtu: u32,
+        vnet_hdr: bool,
+        mac: Option<MacAddr>,
+        policy: SourcePolicy,
+    ) -> TestPort {
         let (ours, theirs) = vxswitch::seqpacket_pair().unwrap();
         let stats = Arc::new(PortStats::default());
         self.engine
@@ -90,8 +107,8 @@ impl Rig {
                 mtu,
                 stats: stats.clone(),
                 vnet_hdr,
-                mac: None,
-                policy: SourcePolicy::Open,
+                mac,
+                policy,
             })
             .unwrap();
         let end = UnixDatagram::from(theirs);
@@ -818,4 +835,225 @@ fn a_worker_that_panics_takes_the_process_down_with_one_line() {
             && lines[0].contains("--state-dir"),
         "{stderr}"
     );
+}
+
+/// Port security: a port sends only from its own MAC. A container that
+/// spoofs its neighbour's MAC is dropped and counted, is not learned, and
+/// so does not receive the neighbour's unicast, which keeps flowing.
+#[test]
+fn a_port_with_port_security_cannot_take_another_ports_mac() {
+    let rig = Rig::new(FdbConfig::default());
+    let (a, b, c) = (mac(0xa), mac(0xb), mac(0xc));
+    let victim = rig.secured_port(0, 0, a, SourcePolicy::Mac(a));
+    let peer = rig.secured_port(1, 0, b, SourcePolicy::Mac(b));
+    let evil = rig.secured_port(2, 0, c, SourcePolicy::Mac(c));
+    victim.barrier(a, &[&peer, &evil]);
+    peer.barrier(b, &[&victim, &evil]);
+    // The attacker sends as the victim, and from a made-up MAC.
+    evil.send(&frame(b, a, 1, 60));
+    evil.send(&frame(MacAddr::BROADCAST, mac(0xee), 2, 60));
+    evil.barrier(c, &[&victim, &peer]);
+    eventually(
+        "spoofed frames counted",
+        || evil.stats.drops(DropReason::SpoofedSrc),
+        2,
+    );
+    // The victim's MAC still points at the victim: its unicast goes there.
+    let to_victim = frame(a, b, 3, 60);
+    peer.send(&to_victim);
+    assert_eq!(victim.recv(), to_victim);
+    peer.barrier(b, &[&victim, &evil]);
+    assert_eq!(
+        rig.engine.fdb().lookup(NetId(0), a, rig.clock_now()),
+        vxswitch::fdb::Lookup::Hit(Dest::Local(PortId(0)))
+    );
+    assert_eq!(
+        rig.engine
+            .fdb()
+            .lookup(NetId(0), mac(0xee), rig.clock_now()),
+        vxswitch::fdb::Lookup::Miss,
+        "a spoofed source is never learned"
+    );
+    assert_eq!(victim.stats.drops(DropReason::SpoofedSrc), 0);
+}
+
+/// A port without port security (a container with its own bridge)
+/// forwards the MACs behind it, but not the MAC another port owns.
+#[test]
+fn a_port_without_port_security_bridges_its_macs_but_not_anothers() {
+    let rig = Rig::new(FdbConfig::default());
+    let (a, b) = (mac(0xa), mac(0xb));
+    let victim = rig.secured_port(0, 0, a, SourcePolicy::Mac(a));
+    let bridge = rig.secured_port(1, 0, b, SourcePolicy::Open);
+    let peer = rig.port(2, 0, 1500);
+    // Frames of the MACs behind the bridge port pass and are learned.
+    for inner in [mac(0x51), mac(0x52)] {
+        let f = frame(MacAddr::BROADCAST, inner, 1, 60);
+        bridge.send(&f);
+        assert_eq!(victim.recv(), f);
+        assert_eq!(peer.recv(), f);
+    }
+    let reply = frame(mac(0x51), mac(0x99), 2, 60);
+    peer.send(&reply);
+    assert_eq!(bridge.recv(), reply, "unicast to a MAC behind the bridge");
+    // The victim's MAC is the victim's.
+    bridge.send(&frame(MacAddr::BROADCAST, a, 3, 60));
+    bridge.barrier(b, &[&victim, &peer]);
+    eventually(
+        "the victim's MAC from the bridge port",
+        || bridge.stats.drops(DropReason::SpoofedSrc),
+        1,
+    );
+    // And an unknown port's MAC is checked too: one port per MAC.
+    let clash = rig.engine.add_port(PortAttach {
+        id: PortId(3),
+        net: NetId(0),
+        fd: vxswitch::seqpacket_pair().unwrap().0,
+        extra_queues: Vec::new(),
+        mtu: 1500,
+        stats: Arc::new(PortStats::default()),
+        vnet_hdr: false,
+        mac: Some(a),
+        policy: SourcePolicy::Mac(a),
+    });
+    assert!(
+        matches!(clash, Err(vxswitch::switch::EngineError::MacInUse { .. })),
+        "{clash:?}"
+    );
+}
+
+/// The IP source guard: a guarded port's ARP and IP carry only its
+/// addresses; DHCP's and DAD's unspecified source still pass.
+#[test]
+fn the_ip_guard_drops_frames_that_claim_another_address() {
+    use std::net::Ipv4Addr;
+    use vxswitch::switch::IpGuard;
+    let rig = Rig::new(FdbConfig::default());
+    let a = mac(0xa);
+    let mine = Ipv4Addr::new(10, 0, 0, 10);
+    let guarded = rig.secured_port(
+        0,
+        0,
+        a,
+        SourcePolicy::Guarded(IpGuard::new(a, Some(mine), None)),
+    );
+    let peer = rig.port(1, 0, 1500);
+    let ipv4 = |src: Ipv4Addr| {
+        let mut f = frame(MacAddr::BROADCAST, a, 0, 14);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f.extend_from_slice(&[0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0]);
+        f.extend_from_slice(&src.octets());
+        f.extend_from_slice(&[255, 255, 255, 255]);
+        f.extend_from_slice(&[0; 8]);
+        f.resize(60, 0);
+        f
+    };
+    for ok in [mine, Ipv4Addr::UNSPECIFIED] {
+        let f = ipv4(ok);
+        guarded.send(&f);
+        assert_eq!(peer.recv(), f, "from {ok}");
+    }
+    guarded.send(&ipv4(Ipv4Addr::new(10, 0, 0, 20)));
+    guarded.barrier(a, &[&peer]);
+    eventually(
+        "a foreign source address counted",
+        || guarded.stats.drops(DropReason::SpoofedIp),
+        1,
+    );
+}
+
+/// The overlay cannot pull a local container's traffic into the tunnel: a
+/// VXLAN datagram whose inner source is a local port's MAC is dropped and
+/// counted on its VTEP. And a learned VTEP that falls silent is reported
+/// idle once, for the control plane to remove it.
+#[test]
+fn a_vtep_cannot_take_a_local_mac_and_idle_learned_vteps_are_reported() {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+    use vxswitch::switch::NetworkSpec;
+    use vxswitch::vxlan::VxlanConfig;
+
+    let port = free_udp_port();
+    let cfg = EngineConfig {
+        workers: 1,
+        vxlan: VxlanConfig {
+            port,
+            src_port_min: port,
+            src_port_max: port,
+            learned_vtep_ageing_ms: 10_000,
+            ..VxlanConfig::default()
+        },
+        ..EngineConfig::default()
+    };
+    let clock = ManualClock::new(Millis(1));
+    let rig = Rig {
+        engine: Engine::start(cfg, Arc::new(clock.clone()), None).unwrap(),
+        clock,
+    };
+    let vni = 99;
+    rig.engine
+        .set_network(NetworkSpec {
+            id: NetId(0),
+            vni: Some(vni),
+            learn_vteps: true,
+            ..NetworkSpec::default()
+        })
+        .unwrap();
+    let a = mac(0xa);
+    let local = rig.secured_port(0, 0, a, SourcePolicy::Mac(a));
+    local.barrier(a, &[]);
+    let sender = UdpSocket::bind("127.0.0.7:0").unwrap();
+    let to_engine = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+    let spoofed = frame(MacAddr::BROADCAST, a, 1, 60);
+    let honest = frame(MacAddr::BROADCAST, mac(0x70), 2, 60);
+    sender
+        .send_to(&vxlan_datagram(vni, &spoofed), to_engine)
+        .unwrap();
+    sender
+        .send_to(&vxlan_datagram(vni, &honest), to_engine)
+        .unwrap();
+    assert_eq!(local.recv(), honest, "the spoofed frame was dropped");
+    let vtep = loop {
+        match rig.engine.events().recv_timeout(WAIT) {
+            Ok(Event::VtepLearned(v)) => break v,
+            Ok(_) => continue,
+            Err(e) => panic!("no VtepLearned: {e}"),
+        }
+    };
+    assert_eq!(vtep.addr.ip(), IpAddr::V4(Ipv4Addr::new(127, 0, 0, 7)));
+    eventually(
+        "the local MAC from the overlay counted on the VTEP",
+        || vtep.stats.drops(DropReason::SpoofedSrc),
+        1,
+    );
+    assert_eq!(
+        rig.engine.fdb().lookup(NetId(0), a, rig.clock_now()),
+        vxswitch::fdb::Lookup::Hit(Dest::Local(PortId(0)))
+    );
+    // Housekeeping (every 500 ms of the clock, when the worker wakes; the
+    // second barrier returns after the first one's round, housekeeping
+    // included) sees the VTEP's traffic, then its silence.
+    let housekeeping = |ms: u64| {
+        rig.clock.advance(Duration::from_millis(ms));
+        rig.engine.barrier().unwrap();
+        rig.engine.barrier().unwrap();
+    };
+    housekeeping(600);
+    housekeeping(9_000);
+    assert!(
+        !matches!(rig.engine.events().try_recv(), Ok(Event::VtepIdle(_))),
+        "idle too early"
+    );
+    housekeeping(1_001);
+    let idle = loop {
+        match rig.engine.events().recv_timeout(WAIT) {
+            Ok(Event::VtepIdle(v)) => break v,
+            Ok(_) => continue,
+            Err(e) => panic!("no VtepIdle: {e}"),
+        }
+    };
+    assert_eq!((idle.id, idle.addr), (vtep.id, vtep.addr));
+    assert!(rig.engine.remove_vtep(idle.id).unwrap());
+    // Reported once.
+    housekeeping(20_000);
+    assert!(rig.engine.events().try_recv().is_err());
 }

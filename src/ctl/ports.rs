@@ -1028,6 +1028,70 @@ mod tests {
     }
 
     #[test]
+    fn port_security_is_on_unless_refused_and_the_ip_guard_needs_an_address() {
+        let plan = PortPlan::new(&add("c1"), &defaults(false)).unwrap();
+        assert_eq!(plan.security, Security::ON);
+        let mac: MacAddr = "02:00:00:00:00:11".parse().unwrap();
+        assert_eq!(
+            plan.security.policy(Some(mac), None),
+            SourcePolicy::Mac(mac)
+        );
+        // Without a known MAC there is nothing to lock the port to.
+        assert_eq!(plan.security.policy(None, None), SourcePolicy::Open);
+        let plan = PortPlan::new(
+            &PortAdd {
+                port_security: Some(false),
+                ..add("c1")
+            },
+            &defaults(false),
+        )
+        .unwrap();
+        assert_eq!(plan.security.policy(Some(mac), None), SourcePolicy::Open);
+        let plan = PortPlan::new(
+            &PortAdd {
+                ip: Some("10.77.0.11/24".into()),
+                ip_guard: true,
+                ..add("c1")
+            },
+            &defaults(false),
+        )
+        .unwrap();
+        let policy = plan.security.policy(Some(mac), plan.ip);
+        assert_eq!(
+            policy,
+            SourcePolicy::Guarded(crate::switch::IpGuard::new(
+                mac,
+                Some("10.77.0.11".parse().unwrap()),
+                None
+            ))
+        );
+        let refused = |a: PortAdd| PortPlan::new(&a, &defaults(false)).unwrap_err();
+        let e = refused(PortAdd {
+            ip_guard: true,
+            ..add("c1")
+        });
+        assert_eq!(e.kind, ErrorKind::InvalidArgument);
+        assert!(
+            e.message.contains("give ip (--ip ADDR/LEN)"),
+            "{}",
+            e.message
+        );
+        let e = refused(PortAdd {
+            ip_guard: true,
+            existing: true,
+            ..add("tap0")
+        });
+        assert!(e.message.contains("existing TAP cannot"), "{}", e.message);
+        let e = refused(PortAdd {
+            ip: Some("10.77.0.11/24".into()),
+            ip_guard: true,
+            port_security: Some(false),
+            ..add("c1")
+        });
+        assert!(e.message.contains("port security"), "{}", e.message);
+    }
+
+    #[test]
     fn a_plan_refuses_a_request_in_the_order_it_reports() {
         let refused = |a: PortAdd| PortPlan::new(&a, &defaults(false)).unwrap_err();
         // An existing TAP takes nothing that configures it; all are named.

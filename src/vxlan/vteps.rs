@@ -455,6 +455,42 @@ mod tests {
     }
 
     #[test]
+    fn workers_learning_one_sender_share_one_vtep_that_ages_once() {
+        let pool = Arc::new(IdPool::default());
+        let cfg = VxlanConfig::default();
+        let (mut w0, mut w1) = (
+            VtepTable::new(cfg, pool.clone()),
+            VtepTable::new(cfg, pool.clone()),
+        );
+        for t in [&mut w0, &mut w1] {
+            t.set_network(NET, Some(7), true).unwrap();
+        }
+        let from: IpAddr = "192.0.2.9".parse().unwrap();
+        let id0 = w0.learn(NET, 7, from, Millis(0)).unwrap();
+        let id1 = w1.learn(NET, 7, from, Millis(0)).unwrap();
+        assert_eq!(id0, id1, "one sender, one id");
+        // Only the first learner announces it; the other adopts it again,
+        // which changes nothing.
+        let announced: Vec<_> = w0.learned().chain(w1.learned()).collect();
+        assert_eq!(announced.len(), 1);
+        w1.adopt(&announced[0]);
+        assert_eq!(w1.overlay(NET).unwrap().vteps, vec![id0]);
+        // Traffic keeps it; silence reports it once.
+        let stats = w0.get(id0).unwrap().stats.clone();
+        stats.rx_frames.inc();
+        assert!(pool.idle(Millis(100), 1_000).is_empty());
+        assert!(pool.idle(Millis(1_099), 1_000).is_empty());
+        let idle = pool.idle(Millis(1_100), 1_000);
+        assert_eq!(idle.iter().map(|v| v.id).collect::<Vec<_>>(), vec![id0]);
+        assert!(pool.idle(Millis(5_000), 1_000).is_empty());
+        // Freed, the sender is a new VTEP next time.
+        assert!(w0.remove(id0) && w1.remove(id0));
+        pool.free(id0);
+        assert!(w0.learn(NET, 7, from, Millis(6_000)).is_ok());
+        assert_eq!(w0.learned().count(), 1);
+    }
+
+    #[test]
     fn a_new_vni_forgets_the_old_senders() {
         let mut t = table(4);
         t.set_network(NET, Some(1), false).unwrap();
