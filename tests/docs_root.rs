@@ -60,6 +60,7 @@ const DOCS: &[&str] = &[
     "docs/benchmarks.md",
     "docs/benchmarks-system.md",
     "docs/protocol.md",
+    "docs/security.md",
 ];
 
 /// Documents not checked yet, each with the reason.
@@ -563,4 +564,9 @@ fn vxlan() {
 #[test]
 fn protocol() {
     run_doc("docs/protocol.md");
+}
+
+#[test]
+fn security() {
+    run_doc("docs/security.md");
 }
