@@ -254,6 +254,10 @@ pub struct NetworkCreateArgs {
     /// --fdb-max-per-network.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub fdb_max_entries: Option<u64>,
+    /// Ports of this network forward frames whatever their source MAC,
+    /// unless a port add says otherwise (default: port security on).
+    #[arg(long)]
+    pub no_port_security: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -68,6 +68,7 @@ impl From<NetworkCreateArgs> for NetworkCreate {
             fdb_max_entries: a
                 .fdb_max_entries
                 .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            port_security: a.no_port_security.then_some(false),
         }
     }
 }

@@ -84,9 +84,10 @@ impl Security {
         ip_guard: false,
     };
 
-    pub(super) fn of(a: &PortAdd) -> Security {
+    /// `a`'s choice, or its network's (`default`).
+    pub(super) fn of(a: &PortAdd, default: bool) -> Security {
         Security {
-            port_security: a.port_security.unwrap_or(true),
+            port_security: a.port_security.unwrap_or(default),
             ip_guard: a.ip_guard,
         }
     }
@@ -167,6 +168,8 @@ pub(super) struct PortDefaults {
     pub(super) queues: usize,
     /// New TAPs are persistent (a state directory is set).
     pub(super) persistent: bool,
+    /// The network's port security, which a request's `port_security` overrides.
+    pub(super) port_security: bool,
 }
 
 /// A `port.add` request, checked: what to open and what to record.
@@ -207,9 +210,9 @@ impl PortPlan {
             ip,
             container: a.container.clone(),
             offload_choice: a.offload,
-            security: Security::of(a),
+            security: Security::of(a, d.port_security),
         };
-        if a.ip_guard && a.port_security == Some(false) {
+        if a.ip_guard && !a.port_security.unwrap_or(d.port_security) {
             return Err(CtlError::invalid(format!(
                 "{what}: ip_guard (--ip-guard) checks the sources of a port with port \
                  security; leave out port_security false (--no-port-security), or the guard"
@@ -334,6 +337,7 @@ impl Daemon {
             offload: self.engine.offload(),
             queues: self.engine.workers(),
             persistent: self.store.is_some(),
+            port_security: net.spec.port_security.unwrap_or(true),
         };
         let plan = PortPlan::new(a, &defaults)?;
         if let TapPlan::Create { spec, .. } = &plan.tap {
@@ -938,6 +942,7 @@ mod tests {
             offload: true,
             queues: 2,
             persistent,
+            port_security: true,
         }
     }
 
@@ -1089,6 +1094,18 @@ mod tests {
             ..add("c1")
         });
         assert!(e.message.contains("port security"), "{}", e.message);
+        // A network's default, which a port may override.
+        let off = PortDefaults {
+            port_security: false,
+            ..defaults(false)
+        };
+        let plan = PortPlan::new(&add("c1"), &off).unwrap();
+        assert!(!plan.security.port_security);
+        let on = PortAdd {
+            port_security: Some(true),
+            ..add("c1")
+        };
+        assert!(PortPlan::new(&on, &off).unwrap().security.port_security);
     }
 
     #[test]

@@ -179,6 +179,11 @@ pub struct NetworkCreate {
     /// cannot stop the others from learning.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fdb_max_entries: Option<usize>,
+    /// Port security of the network's ports unless a `port.add` says
+    /// (absent: on). `false` for a network of containers that carry other
+    /// MACs (Docker: `-o vxswitch.port_security=off`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_security: Option<bool>,
 }
 
 /// Who answers for a network's gateway address.
