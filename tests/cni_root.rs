@@ -683,6 +683,123 @@ fn podman_containers_ping_through_vxswitch_and_rm_runs_del() {
     assert_eq!(leases(&data, &net), Vec::<IpAddr>::new());
 }
 
+/// `vxswitch --socket SOCKET daemon --state-dir STATE`, with its log in a
+/// directory of its own: unlike [`Daemon::start_with_state`], the socket is
+/// the same from one start to the next, as the plugin's configuration
+/// names it.
+fn daemon_on(socket: &Path, state: &Path) -> Daemon {
+    let dir = std::env::temp_dir().join(unique("vxsw-test-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
+    let argv = [
+        "--socket",
+        socket.to_str().unwrap(),
+        "daemon",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ];
+    let child = support::cmd(BIN, &argv)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("spawn vxswitch daemon");
+    let mut d = Daemon {
+        child,
+        socket: socket.to_path_buf(),
+        dir,
+        netns: None,
+    };
+    let up = wait_until(Duration::from_secs(10), || {
+        d.cli_raw(&["ping"]).status.success() || d.child.try_wait().ok().flatten().is_some()
+    });
+    assert!(up && d.child.try_wait().unwrap().is_none(), "{}", d.log());
+    d
+}
+
+#[test]
+fn del_while_the_daemon_is_down_never_lets_an_address_be_used_twice() {
+    if !can_run_with(&["ip", "kill"], &[HOST_LOCAL]) {
+        return;
+    }
+    let bin = PluginDir::new();
+    let plugin = bin.plugin();
+    let run_dir = TempDir::new("vxcni-run-");
+    let socket = run_dir.0.join("vxswitch.sock");
+    let state = TempDir::new("vxsw-state-");
+    let data = TempDir::new("vxcni-ipam-");
+    let net = unique("cnidown");
+    // One address in the range: whoever gets it next gets exactly the one
+    // the deleted container had.
+    let c = json!({
+        "cniVersion": "1.0.0", "name": net, "type": "vxswitch-cni", "socket": socket,
+        "ipam": {"type": "host-local", "dataDir": data.0,
+                 "ranges": [[{"subnet": "10.83.5.0/24", "rangeStart": "10.83.5.10",
+                              "rangeEnd": "10.83.5.10"}]]}
+    })
+    .to_string();
+    let (ns1, ns2) = (Netns::new("vxc"), Netns::new("vxc"));
+    let (id1, id2) = (unique("cid-d-"), unique("cid-n-"));
+    let (p1, p2) = (ns1.path(), ns2.path());
+    let (e1, e2) = (
+        container(&id1, &p1, "pod-gone"),
+        container(&id2, &p2, "pod-new"),
+    );
+
+    let mut first = daemon_on(&socket, &state.0);
+    first.cli(&["network", "create", &net, "--subnet", "10.83.5.0/24"]);
+    let r = cni(&plugin, "ADD", &env_ref(&e1), &c);
+    assert_eq!(r.success().json()["ips"][0]["address"], "10.83.5.10/24");
+    assert!(first.terminate().success(), "{}", first.log());
+    // The daemon left its TAP for the next start, and said where its
+    // state is.
+    assert!(support::link_names(&ns1.name).contains(&"eth0".to_string()));
+
+    // The container goes while no daemon runs.
+    cni(&plugin, "DEL", &env_ref(&e1), &c).success();
+    assert_eq!(leases(&data.0, &net), Vec::<IpAddr>::new());
+
+    // The next start does not bring the deleted port back...
+    let second = daemon_on(&socket, &state.0);
+    let gone = vxswitch::cni::port_name(&net, &id1, "eth0");
+    assert!(
+        !second.port_names().contains(&gone),
+        "the deleted port came back:\n{}",
+        second.log()
+    );
+    assert!(
+        second.log().contains(&format!(
+            "restore: port {gone} (network {net}) was deleted while the daemon was down"
+        )),
+        "{}",
+        second.log()
+    );
+    assert!(
+        !support::link_names(&ns1.name).contains(&"eth0".to_string()),
+        "the deleted port's TAP is still in its namespace"
+    );
+    // ... so its address can go to the next container, once.
+    let r = cni(&plugin, "ADD", &env_ref(&e2), &c);
+    assert_eq!(r.success().json()["ips"][0]["address"], "10.83.5.10/24");
+    let ls = second.json(&["port", "ls"]);
+    let holders: Vec<&Value> = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["ip"] == "10.83.5.10/24")
+        .collect();
+    assert_eq!(holders.len(), 1, "10.83.5.10 is held twice: {ls}");
+    let tombstones = state.0.join("deleted-ports");
+    assert_eq!(
+        std::fs::read_dir(&tombstones)
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0,
+        "tombstones left in {}",
+        tombstones.display()
+    );
+    cni(&plugin, "DEL", &env_ref(&e2), &c).success();
+}
+
 #[test]
 fn plugin_status_and_gc_speak_cni_1_1() {
     if !can_run_with(&["ip"], &[]) {

@@ -379,29 +379,204 @@ fn pipelined_requests_are_answered_in_order() {
 }
 
 #[test]
-fn too_many_clients_get_busy() {
+fn idle_clients_make_room_and_only_busy_ones_refuse_a_newcomer() {
     let d = TestDaemon::start_with("busy", |o| o.max_clients = 2);
     let path = d.socket();
-    let mut held: Vec<UnixStream> = Vec::new();
-    for _ in 0..2 {
-        let mut s = connect(&path);
-        // A round trip makes sure the daemon has accepted this one.
-        s.write_all(b"{\"cmd\":\"ping\"}\n").unwrap();
-        read_reply(&mut BufReader::new(s.try_clone().unwrap()));
-        held.push(s);
-    }
+    // Two idle connections fill the table; a newcomer takes the place of
+    // the one idle the longest, which finds itself closed.
+    let mut first = connect(&path);
+    first.write_all(b"{\"cmd\":\"ping\"}\n").unwrap();
+    let mut first_r = BufReader::new(first.try_clone().unwrap());
+    read_reply(&mut first_r);
+    let mut second = connect(&path);
+    second.write_all(b"{\"cmd\":\"ping\"}\n").unwrap();
+    read_reply(&mut BufReader::new(second.try_clone().unwrap()));
+    assert_eq!(d.ok("ping", json!({}))["pong"], true);
+    let mut rest = Vec::new();
+    assert_eq!(
+        first_r.read_to_end(&mut rest).unwrap(),
+        0,
+        "the longest idle connection was closed for the newcomer"
+    );
+
+    // Connections with a request in progress (here: half a line) are not
+    // evicted: with every slot busy, a newcomer gets `busy`.
+    let mut a = connect(&path);
+    a.write_all(b"{\"cmd\":").unwrap();
+    let mut b = connect(&path);
+    b.write_all(b"{\"cmd\":").unwrap();
+    // Give the daemon the time to read both halves.
+    wait_until("both half requests to be read", || {
+        let r = call(&path, "stats", json!({}));
+        r["ok"] == false && r["error"]["kind"] == "busy"
+    });
     let s = connect(&path);
     let reply = read_reply(&mut BufReader::new(s));
     assert_eq!(reply["error"]["kind"], "busy");
-    assert!(error_message(&reply).contains("too many clients (2)"));
-    held.clear();
-    wait_until("a slot to free up", || {
-        let mut s = connect(&path);
-        let _ = s.write_all(b"{\"cmd\":\"ping\"}\n");
-        let mut line = String::new();
-        let _ = BufReader::new(s).read_line(&mut line);
-        line.contains("\"pong\":true")
+    let m = error_message(&reply);
+    assert!(
+        m.contains("all 2 client connections of the daemon have a request in progress"),
+        "{m}"
+    );
+    // Finishing them frees the slots for everyone again.
+    a.write_all(b"\"ping\"}\n").unwrap();
+    b.write_all(b"\"ping\"}\n").unwrap();
+    read_reply(&mut BufReader::new(a.try_clone().unwrap()));
+    read_reply(&mut BufReader::new(b.try_clone().unwrap()));
+    let st = d.ok("stats", json!({}));
+    assert!(st["control"]["evicted"].as_u64().unwrap() >= 1, "{st}");
+    assert!(st["control"]["refused_busy"].as_u64().unwrap() >= 1, "{st}");
+    drop((a, b, second));
+    d.shutdown();
+}
+
+/// A cheap, deterministic stream of bytes for the garbage client.
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+#[test]
+fn hostile_clients_never_lock_others_out() {
+    let d = TestDaemon::start_with("hostile", |o| {
+        o.request_timeout = Duration::from_secs(2);
+        o.reply_timeout = Duration::from_secs(2);
+        o.idle_timeout = Duration::from_secs(3);
+        o.engine.fdb.max_per_dest = 50_000;
     });
+    let path = d.socket();
+    d.ok("network.create", json!({"name": "red"}));
+    let mut a = d.attach("a", "red");
+    let _b = d.attach("b", "red");
+    // 16,000 learned MACs: an `fdb show` of about 1.6 MB, far more than a
+    // socket buffer holds.
+    for i in 0..16_000u32 {
+        let [_, x, y, z] = i.to_be_bytes();
+        a.write_all(&frame([0xff; 6], [0x02, 0xaa, 0, x, y, z], 0))
+            .unwrap();
+    }
+    wait_until("16,000 entries", || {
+        d.ok("stats", json!({}))["fdb"]["entries"].as_u64() >= Some(16_000)
+    });
+
+    // The whole reply, as a reader that keeps up gets it.
+    let full = {
+        let mut s = connect(&path);
+        s.write_all(b"{\"cmd\":\"fdb.show\"}\n").unwrap();
+        let mut line = Vec::new();
+        BufReader::new(s).read_until(b'\n', &mut line).unwrap();
+        line.len()
+    };
+    assert!(full > 1_000_000, "fdb show is only {full} bytes");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut threads = Vec::new();
+    // 300 idle connections: more than the 128 slots.
+    let idle: Vec<UnixStream> = (0..300).map(|_| connect(&path)).collect();
+    // One that sends only newlines, forever.
+    let newline_closed = {
+        let mut s = connect(&path);
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                if s.write_all(b"\n").is_err() {
+                    return Some(t0.elapsed());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            None
+        })
+    };
+    // A 16 MiB line, as fast as the daemon takes it.
+    {
+        let mut s = connect(&path);
+        let stop = stop.clone();
+        threads.push(std::thread::spawn(move || {
+            let chunk = vec![b'x'; 1 << 20];
+            for _ in 0..16 {
+                if stop.load(Ordering::Relaxed) || s.write_all(&chunk).is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+    // Random bytes, newlines included.
+    {
+        let mut s = connect(&path);
+        let (stop, path) = (stop.clone(), path.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut state = 0x9e37_79b9_7f4a_7c15u64;
+            while !stop.load(Ordering::Relaxed) {
+                let bytes: Vec<u8> = (0..4096).map(|_| xorshift(&mut state) as u8).collect();
+                if s.write_all(&bytes).is_err() {
+                    s = connect(&path);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }));
+    }
+    // A reader that takes a byte every 250 ms of a big `fdb show`, then,
+    // well past the reply deadline, the rest at full speed.
+    let slow = {
+        let mut s = connect(&path);
+        s.write_all(b"{\"cmd\":\"fdb.show\"}\n").unwrap();
+        std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let mut byte = [0u8; 1];
+            for _ in 0..16 {
+                std::thread::sleep(Duration::from_millis(250));
+                if s.read(&mut byte).unwrap_or(0) == 1 {
+                    got.push(byte[0]);
+                }
+            }
+            let _ = s.read_to_end(&mut got);
+            got
+        })
+    };
+    // Meanwhile every other client is answered, promptly.
+    let t0 = Instant::now();
+    let mut worst = Duration::ZERO;
+    let mut pings = 0;
+    while t0.elapsed() < Duration::from_secs(5) {
+        let t = Instant::now();
+        let r = call(&path, "ping", json!({}));
+        let took = t.elapsed();
+        assert_eq!(r["result"]["pong"], true, "ping {pings}: {r}");
+        assert!(took < Duration::from_secs(2), "ping {pings} took {took:?}");
+        worst = worst.max(took);
+        pings += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("{pings} pings under attack, slowest {worst:?}");
+    // And a request that changes something still works.
+    d.ok("network.create", json!({"name": "blue"}));
+
+    // The slow reader was cut off at the reply deadline: what it got is
+    // what the socket buffers held then, not the reply, and then the end.
+    let got = slow.join().unwrap();
+    assert!(
+        got.len() < full && !got.ends_with(b"\n"),
+        "the slow reader got {} of {full} bytes: the whole reply",
+        got.len()
+    );
+    // The newline sender is no client: it is closed when idle too long
+    // (or evicted before that).
+    stop.store(true, Ordering::Relaxed);
+    let closed = newline_closed.join().unwrap();
+    assert!(
+        closed.is_some_and(|t| t < Duration::from_secs(10)),
+        "the newline client was never closed: {closed:?}"
+    );
+    for t in threads {
+        t.join().unwrap();
+    }
+    let st = d.ok("stats", json!({}));
+    let c = &st["control"];
+    assert!(c["evicted"].as_u64().unwrap() >= 172, "{c}");
+    assert!(c["reply_timeouts"].as_u64().unwrap() >= 1, "{c}");
+    drop(idle);
     d.shutdown();
 }
 
@@ -436,15 +611,26 @@ fn network_rm_is_busy_and_port_rm_flushes() {
 #[test]
 fn static_entries_and_flush() {
     let (d, mut a, mut b) = two_ports("static");
+    // A third port: a frame flooded instead of forwarded would reach it.
+    let mut c = d.attach("c", "red");
     exchange(&mut a, &mut b, 4);
+    assert_eq!(
+        recv(&mut c),
+        frame([0xff; 6], A_MAC, 4),
+        "c sees the broadcast"
+    );
     d.ok(
         "fdb.add",
         json!({"network": "red", "mac": "02:00:00:00:00:99", "port": "b"}),
     );
-    // Frames to the static MAC go to b only.
+    // Frames to the static MAC go to b only: c's next frame is the
+    // broadcast sent after it, not the frame itself.
     let f = frame([2, 0, 0, 0, 0, 0x99], A_MAC, 5);
     a.write_all(&f).unwrap();
+    let marker = frame([0xff; 6], A_MAC, 6);
+    a.write_all(&marker).unwrap();
     assert_eq!(recv(&mut b), f);
+    assert_eq!(recv(&mut c), marker, "the static entry's frame was flooded");
     assert_eq!(d.ok("fdb.flush", json!({"network": "red"}))["removed"], 2);
     let rows = d.ok("fdb.show", json!({}));
     assert_eq!(rows.as_array().unwrap().len(), 1);

@@ -327,19 +327,24 @@ impl Drop for Sandbox {
 /// Runs inside the sandbox, as its PID 1 (root in fresh namespaces).
 const SANDBOX: &str = r#"
 set -o errexit -o pipefail
+# The binary and the block may live under /tmp (a checkout there): hold
+# them open before the tmpfs mounts hide their paths.
+exec 3<"$VX_BIN" 4<"$DOC_SCRIPT"
 mount -t tmpfs -o mode=0755 vxswitch-docs /run
 mount -t tmpfs -o mode=1777 vxswitch-docs /tmp
 ip link set lo up
 d=/tmp/docs
 mkdir -p $d/bin $d/home $d/work/target/release
-cp "$VX_BIN" $d/bin/vxswitch
+cat <&3 >$d/bin/vxswitch
+chmod 0755 $d/bin/vxswitch
 ln -s $d/bin/vxswitch $d/work/target/release/vxswitch
 printf '%s\n' '#!/bin/sh' \
     'case "$*" in "build --release") exit 0;; esac' \
     'echo "cargo $*: the docs test stands in only for cargo build --release" >&2; exit 1' \
     > $d/bin/cargo
 chmod 0755 $d/bin/cargo
-cp "$DOC_SCRIPT" $d/script.sh
+cat <&4 >$d/script.sh
+exec 3<&- 4<&-
 export PATH=$d/bin:$PATH HOME=$d/home SHELL=/bin/bash
 cd $d/work
 run_as=()

@@ -278,6 +278,100 @@ fn a_port_whose_namespace_went_away_is_dropped_and_reported() {
 }
 
 #[test]
+fn a_network_whose_vxlan_port_is_busy_at_start_is_kept_and_comes_back() {
+    if !can_run(&["ip", "ping", "kill"]) {
+        return;
+    }
+    let c = Netns::new("vxr");
+    let state = TempDir::new("vxsw-state-");
+    // A port of our own, so that holding it disturbs nobody else.
+    let port = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.local_addr())
+        .unwrap()
+        .port()
+        .to_string();
+    let mut first = Daemon::start_with_state(&state.0, &["--vxlan-port", &port]);
+    first.cli(&[
+        "network",
+        "create",
+        "red",
+        "--subnet",
+        "10.79.5.0/24",
+        "--gateway",
+        "10.79.5.1",
+        "--gateway-port",
+        "switch",
+        "--vni",
+        "5005",
+        "--vtep",
+        "198.18.0.9",
+    ]);
+    first.port_add("c1", "red", &c, "10.79.5.11/24", &[]);
+    assert!(first.terminate().success(), "{}", first.log());
+    let saved = state_file(&state.0);
+
+    // At the next start something else holds the VXLAN port (a kernel
+    // vxlan device, a daemon not quite gone): a transient failure.
+    let holder = std::net::UdpSocket::bind(format!("0.0.0.0:{port}")).unwrap();
+    let second = Daemon::start_with_state(&state.0, &["--vxlan-port", &port]);
+    let log = second.log();
+    assert!(
+        log.contains("restore: network red not restored yet: network \"red\": ")
+            && log.contains(&format!("cannot bind the VXLAN UDP port 0.0.0.0:{port}"))
+            && log.contains("retried until it works or is removed ('vxswitch network rm red')"),
+        "{log}"
+    );
+    assert!(
+        log.contains(
+            "restore: port c1 (network red) not restored yet: its network red is not restored \
+             yet"
+        ),
+        "{log}"
+    );
+    assert!(log.contains("(2 pending, retried, see above)"), "{log}");
+    // Nothing erased: the file names the network and the port as before,
+    // and the TAP waits in the container.
+    let kept = state_file(&state.0);
+    assert_eq!(kept["networks"], saved["networks"]);
+    assert_eq!(kept["ports"], saved["ports"]);
+    assert!(link_names(&c.name).iter().any(|n| n == "eth0"));
+    let st = second.json(&["stats"]);
+    let pending: Vec<&str> = st["pending"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no pending list in {st}"))
+        .iter()
+        .filter_map(|p| p["item"].as_str())
+        .collect();
+    assert_eq!(pending, ["network red", "port c1 (network red)"], "{st}");
+
+    // Once the port is free, both come back on their own.
+    drop(holder);
+    let back = support::wait_until(Duration::from_secs(15), || {
+        second.port_names().iter().any(|p| p == "c1")
+    });
+    assert!(
+        back,
+        "the network and port did not come back:\n{}",
+        second.log()
+    );
+    assert!(
+        second
+            .log()
+            .contains("restore: network red restored on retry"),
+        "{}",
+        second.log()
+    );
+    assert!(
+        c.ping_within("10.79.5.1", Duration::from_secs(5)),
+        "the restored port does not reach its gateway\n{}",
+        second.log()
+    );
+    let st = second.json(&["stats"]);
+    assert!(st.get("pending").is_none(), "{st}");
+    assert_eq!(state_file(&state.0)["ports"], saved["ports"]);
+}
+
+#[test]
 fn a_corrupt_state_file_stops_the_start_naming_the_file() {
     if !can_run(&[]) {
         return;

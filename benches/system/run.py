@@ -2,20 +2,25 @@
 """System benchmark harness of vxswitch: the same two-container topology on
 vxswitch, the Linux bridge, Open vSwitch (userspace datapath), VDE and a bare
 veth pair, plus a two-host VXLAN overlay on vxswitch and on the kernel; TCP
-throughput, frames/s by frame size with loss, round-trip latency and the
-switch's CPU per GB, each the median of several runs, with ratios to the
-kernel bridge measured in the same run.
+throughput, frames/s by frame size with loss, round-trip latency (ping and
+sockperf) and the switch's CPU per GB and when idle, each the median of
+several runs, with ratios to the kernel bridge measured in the same run and
+vxswitch's standing against every userspace peer and the TAP floor.
 
-    sudo benches/system/run.py            # full run, about 17 minutes
+    sudo benches/system/run.py            # full run, about 20 minutes
     sudo benches/system/run.py --quick    # smoke run, under 3 minutes
     sudo benches/system/run.py --only vxswitch,ovs
+    benches/system/run.py --from-json benches/system/results/X.json --markdown-table peers
+    benches/system/run.py --check-docs    # the docs' generated tables match their JSON
 
-Needs root. Installs nothing: a missing tool is reported with the apt-get line
-that installs it (exit 2). See docs/benchmarks-system.md.
+Measuring needs root. Installs nothing: a missing tool is reported with the
+apt-get line that installs it (exit 2). See docs/benchmarks-system.md.
 
-Exit status: 0 every contender produced every figure; 1 some did not (the
-reasons are printed); 2 cannot start (not root, tools or binary missing, bad
-option); 130 interrupted. Everything created is removed in every case.
+Exit status: 0 every contender produced every figure in every round; 1 some
+measurement is missing (each is printed: contender, round, test, reason), or
+--check-docs found a table that differs; 2 cannot start (not root, tools or
+binary missing, bad option); 130 interrupted. Everything created is removed
+in every case.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ import glob  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
+import random  # noqa: E402
+import re  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
@@ -45,11 +52,15 @@ from vxbench import report as R  # noqa: E402
 from vxbench.lab import BenchError, Interrupted, Lab, log, remove_namespaces, run, stale_namespaces  # noqa: E402
 
 FULL = dict(runs=3, tcp_seconds=4.0, tcp_omit=1, frame_seconds=1.5, latency_seconds=2.0,
-            sizes="64,256,512,1024,1500", deadline=1200.0)
+            sizes="64,256,512,1024,1500", deadline=1500.0, ping_count=1000)
 QUICK = dict(runs=1, tcp_seconds=2.0, tcp_omit=0, frame_seconds=1.0, latency_seconds=1.0,
-             sizes="64,1500", deadline=220.0)
+             sizes="64,1500", deadline=220.0, ping_count=500)
 LATENCY_PACED_MPS = 1000  # the paced latency test: one message per ms
 LATENCY_MSG = 64
+PING_INTERVAL = 0.001  # ping -i: one echo per ms, each finds the path idle
+IDLE_SETTLE = 0.5  # seconds after the last test of a round before the idle window
+DOCS = [os.path.join(REPO, "docs", "benchmarks-system.md"), os.path.join(REPO, "docs", "benchmarks.md")]
+GENERATED = re.compile(r"^<!-- generated from (\S+\.json)(?: table=(\S+))? -->$")
 
 
 def default_binary() -> str:
@@ -64,12 +75,13 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         prog="benches/system/run.py",
         description="System benchmark: vxswitch vs the kernel bridge, OVS (netdev), VDE, veth, and VXLAN overlays.",
-        epilog="Full run: 3 runs per figure, about 17 minutes. --quick: 1 run, under 3 minutes. Needs root.",
+        epilog="Full run: 3 rounds, about 20 minutes. --quick: 1 round, under 3 minutes. Measuring needs root; "
+               "--from-json, --markdown-table and --check-docs do not.",
     )
     p.add_argument("--quick", action="store_true", help="smoke run: 1 run each, shorter tests, sizes 64,1500")
     p.add_argument("--only", metavar="LIST",
                    help=f"comma-separated contenders ({','.join(c.name for c in C.ALL)}); "
-                        f"'{C.BASELINE}' is always added, it is the baseline of the ratios")
+                        f"'{C.BASELINE}' and 'tap-floor' are always added: the baseline of the ratios and the floor")
     p.add_argument("--vxswitch", metavar="PATH", default=default_binary(),
                    help="the vxswitch binary (default: $VXSWITCH_BIN, else $CARGO_TARGET_DIR/release/vxswitch, "
                         "else target/release/vxswitch in the repo)")
@@ -83,16 +95,26 @@ def parse_args(argv=None):
     p.add_argument("--sizes", help="frame sizes of the sweep, bytes with FCS (default 64,256,512,1024,1500)")
     p.add_argument("--tcp-seconds", type=float, help="iperf3 -t (default 4; --quick 2)")
     p.add_argument("--frame-seconds", type=float, help="measuring window per frame size (default 1.5; --quick 1)")
-    p.add_argument("--latency-seconds", type=float, help="sockperf -t of each latency test (default 2; --quick 1)")
+    p.add_argument("--latency-seconds", type=float,
+                   help="sockperf -t of each latency test, and the idle-CPU window (default 2; --quick 1)")
+    p.add_argument("--ping-count", type=int, help="ping -c of the 1 ms-paced ping test (default 1000; --quick 500)")
+    p.add_argument("--seed", type=int, help="seed of the contender order's shuffle (default: random; recorded)")
     p.add_argument("--deadline", type=float,
-                   help="give up on measurements not started after this many seconds (default 1200; --quick 220)")
+                   help="give up on measurements not started after this many seconds (default 1500; --quick 220)")
     p.add_argument("--out", metavar="DIR", default=os.path.join(REPO, "target", "bench-system"),
                    help="where results.md, results.json and the SVGs go (default target/bench-system)")
     p.add_argument("--note", default="", help="a sentence added to the report (e.g. what else the machine ran)")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (logs, configs) after the run")
     p.add_argument("--list", action="store_true", help="list the contenders and exit")
     p.add_argument("--from-json", metavar="FILE",
-                   help="measure nothing: render results.md and the SVGs again from a results.json into --out")
+                   help="measure nothing: render results.md and the SVGs again from a results.json into --out "
+                        "(with --markdown-table: print one table)")
+    p.add_argument("--markdown-table", metavar="NAME", choices=sorted(R.TABLES),
+                   help=f"with --from-json: print only this table ({', '.join(R.TABLES)}), as the docs carry it")
+    p.add_argument("--check-docs", action="store_true",
+                   help="check that every table in docs/benchmarks*.md under a `<!-- generated from "
+                        "benches/system/results/X.json table=NAME -->` line is what --markdown-table prints now")
+    p.add_argument("--update-docs", action="store_true", help="rewrite those tables from their JSON")
     p.add_argument("--check", action="store_true", help="only check tools and binary, then exit")
     p.add_argument("--clean-stale", action="store_true",
                    help="remove vxb-PID-* namespaces left by a harness that was SIGKILLed, then exit")
@@ -105,6 +127,11 @@ def parse_args(argv=None):
     opts.frame_seconds = opts.frame_seconds or defaults["frame_seconds"]
     opts.latency_seconds = opts.latency_seconds or defaults["latency_seconds"]
     opts.deadline = opts.deadline or defaults["deadline"]
+    opts.ping_count = opts.ping_count or defaults["ping_count"]
+    if not 10 <= opts.ping_count <= 100000:
+        p.error("--ping-count must be 10 to 100000")
+    if opts.markdown_table and not opts.from_json:
+        p.error("--markdown-table needs --from-json FILE")
     try:
         opts.sizes = [int(s) for s in (opts.sizes or defaults["sizes"]).split(",") if s.strip()]
     except ValueError:
@@ -122,11 +149,10 @@ def parse_args(argv=None):
         unknown = [n for n in wanted if n not in C.BY_NAME]
         if unknown:
             p.error(f"unknown contender(s) {', '.join(unknown)}; choose from {', '.join(names)}")
-        if C.BASELINE not in wanted:
-            wanted.append(C.BASELINE)
+        wanted += [n for n in C.ALWAYS if n not in wanted]
         opts.selected = [c for c in C.ALL if c.name in wanted]
     else:
-        opts.selected = list(C.ALL)
+        opts.selected = [c for c in C.ALL if c.name not in C.OPTIONAL]
     opts.vxswitch = os.path.abspath(opts.vxswitch)
     if opts.baseline:
         opts.baseline = os.path.abspath(opts.baseline)
@@ -149,8 +175,9 @@ def missing_packages(opts) -> list[tuple[str, str]]:
 
 
 def estimate_seconds(opts) -> float:
-    per = 2 * (opts.tcp_seconds + opts.tcp_omit + 1.0) + 2 * (opts.latency_seconds + 1.2) + len(opts.sizes) * (opts.frame_seconds + 1.0)
-    return 20 + opts.runs * len(opts.selected) * per
+    per = (2 * (opts.tcp_seconds + opts.tcp_omit + 1.0) + 2 * (opts.latency_seconds + 1.2)
+           + opts.ping_count * (PING_INTERVAL + 0.0002) + 0.3 + len(opts.sizes) * (opts.frame_seconds + 1.0))
+    return 20 + opts.runs * (len(opts.selected) * per + IDLE_SETTLE + opts.latency_seconds)
 
 
 def version(argv) -> str:
@@ -180,24 +207,20 @@ def loadavg() -> str:
         return " ".join(f.read().split()[:3])
 
 
-def write_outputs(out: str, doc: dict, contenders, summary: dict, errors: dict):
+def view(doc: dict) -> R.View:
+    return R.View(doc, [c.name for c in C.ALL])
+
+
+def write_outputs(out: str, doc: dict) -> tuple[str, list[str]]:
     """Writes results.md, results.json and the two SVGs; returns the markdown and the file names."""
-    meta = doc["meta"]
-    sizes = meta["config"]["sizes"]
+    v = view(doc)
     os.makedirs(out, exist_ok=True)
-    md = R.markdown(meta, contenders, summary, errors, sizes, C.BASELINE)
-    if meta.get("note"):
-        md = meta["note"].strip() + "\n\n" + md
-    retried = [(n, r) for n, e in doc["contenders"].items() for r in e.get("retried", [])]
-    if retried:
-        md += "\nMeasurements that failed once and succeeded when retried (the retry's figure is used):\n\n"
-        md += "".join(f"- {n}: {r}\n" for n, r in retried)
-    subtitle = f"{meta['date_utc']}, {meta['machine']}, {meta['config']['runs']} run(s) per bar"
+    md = R.markdown(v)
     files = {
         "results.md": md,
         "results.json": json.dumps(doc, indent=2, sort_keys=True) + "\n",
-        "throughput.svg": R.svg_throughput(contenders, summary, subtitle),
-        "frames.svg": R.svg_frames(contenders, summary, sizes, subtitle.replace("per bar", "per point")),
+        "throughput.svg": R.svg_throughput(v),
+        "frames.svg": R.svg_frames(v),
     }
     for name, text in files.items():
         with open(os.path.join(out, name), "w") as f:
@@ -205,43 +228,133 @@ def write_outputs(out: str, doc: dict, contenders, summary: dict, errors: dict):
     return md, list(files)
 
 
-def from_json(path: str, out: str) -> int:
-    """Renders the outputs again from a results.json (no measurement, no root needed)."""
+def load_json(path: str) -> dict:
     with open(path) as f:
-        doc = json.load(f)
-    contenders = []
-    for name, entry in doc["contenders"].items():
-        contenders.append(argparse.Namespace(
-            name=name, kind=entry.get("kind", "l2"), userspace=entry.get("userspace_switch", True),
-            title=entry.get("title", name)))
-    order = [c.name for c in C.ALL]
-    contenders.sort(key=lambda c: order.index(c.name) if c.name in order else len(order))
-    summary = {n: {"metrics": e["metrics"]} for n, e in doc["contenders"].items()}
-    errors = {n: e.get("errors", []) for n, e in doc["contenders"].items()}
-    md, files = write_outputs(out, doc, contenders, summary, errors)
+        return json.load(f)
+
+
+def from_json(path: str, out: str, table: str | None) -> int:
+    """Renders the outputs again from a results.json (no measurement, no root needed)."""
+    doc = load_json(path)
+    if table:
+        sys.stdout.write(R.render_table(view(doc), table))
+        return 0
+    md, files = write_outputs(out, doc)
     print(md)
     log(f"wrote {', '.join(files)} to {out}")
     return 0
 
 
+def generated_blocks(lines: list[str]):
+    """(index of the marker line, JSON path, table name, index past the block) for every
+    `<!-- generated from X.json table=NAME -->` line: the block is the lines under it up to
+    the first blank line."""
+    for i, line in enumerate(lines):
+        m = GENERATED.match(line.rstrip("\n"))
+        if not m:
+            continue
+        end = i + 1
+        while end < len(lines) and lines[end].strip():
+            end += 1
+        yield i, m.group(1), m.group(2) or "summary", end
+
+
+def check_docs(update: bool, paths=None) -> int:
+    """Every generated table of the docs against what its JSON renders now; with `update`, rewritten."""
+    import difflib
+
+    bad = checked = 0
+    for path in paths or DOCS:
+        with open(path) as f:
+            lines = f.readlines()
+        rel = os.path.relpath(path, REPO)
+        changed = False
+        for i, src, table, end in reversed(list(generated_blocks(lines))):
+            checked += 1
+            src_path = os.path.join(REPO, src)
+            try:
+                want = R.render_table(view(load_json(src_path)), table).splitlines(keepends=True)
+            except (OSError, ValueError, KeyError) as e:
+                print(f"{rel}:{i + 1}: cannot render table {table} from {src}: {e}", file=sys.stderr)
+                bad += 1
+                continue
+            have = lines[i + 1:end]
+            if have == want:
+                continue
+            if update:
+                lines[i + 1:end] = want
+                changed = True
+                print(f"{rel}:{i + 1}: table {table} from {src} rewritten")
+                continue
+            bad += 1
+            print(f"{rel}:{i + 1}: table {table} differs from what {src} renders now "
+                  f"(benches/system/run.py --from-json {src} --markdown-table {table}):", file=sys.stderr)
+            sys.stderr.writelines(difflib.unified_diff(have, want, "in the doc", "rendered", n=0))
+        if changed:
+            with open(path, "w") as f:
+                f.writelines(lines)
+    print(f"check-docs: {checked} generated table(s), {bad} differ" + (" (run with --update-docs to rewrite)" if bad else ""))
+    return 1 if bad else 0
+
+
+def expected_keys(c, opts) -> list[str]:
+    keys = ["tcp1_gbps", "tcp4_gbps", "rtt_p50_us", "rtt_p99_us", "rtt1k_p50_us", "rtt1k_p99_us",
+            "ping_avg_us", "ping_p99_us", "ping_lost", "softirq_s_per_gb", "machine_s_per_gb", "busy_cpus"]
+    keys += [f"{k}_{s}" for s in opts.sizes for k in ("fps", "loss")]
+    if c.userspace:
+        keys += ["cpu_s_per_gb", "idle_cpu_pct"]
+    return keys
+
+
+def pool_tcp(got: dict[str, dict], userspace: bool) -> dict[str, float]:
+    """CPU figures of one round from its two TCP tests pooled (`got`: test -> tcp() result).
+    Both must be there: a figure from one test alone would not be the same figure."""
+    lacking = [t for t in ("tcp1", "tcp4") if t not in got]
+    if lacking:
+        raise BenchError(f"needs both TCP tests of the round; {' and '.join(lacking)} missing")
+    res = [got["tcp1"], got["tcp4"]]
+    gb = sum(x["moved_bytes"] for x in res) / 1e9
+    out = {
+        "softirq_s_per_gb": sum(x["softirq_s"] for x in res) / gb,
+        "machine_s_per_gb": sum(x["machine_busy_s"] for x in res) / gb,
+        "busy_cpus": sum(x["machine_busy_s"] for x in res) / sum(x["wall_s"] for x in res),
+    }
+    if userspace:
+        if any(x["switch_cpu_s"] is None for x in res):
+            raise BenchError("a TCP test has no CPU time of the switch")
+        out["cpu_s_per_gb"] = sum(x["switch_cpu_s"] for x in res) / gb
+    return out
+
+
 def bench(lab: Lab, opts, t_start: float) -> int:
     gen = M.make_generator(opts.generator, opts)
     contenders = [cls(lab, i + 1, opts) for i, cls in enumerate(opts.selected)]
-    errors: dict[str, list[str]] = {c.name: [] for c in contenders}
+    seed = opts.seed if opts.seed is not None else random.SystemRandom().randrange(1 << 31)
+    rng = random.Random(seed)
+    # Every measurement that did not produce its figure: contender -> [{run, test, reason}].
+    missing: dict[str, list[dict]] = {c.name: [] for c in contenders}
     raw: dict[str, dict[str, list]] = {c.name: defaultdict(list) for c in contenders}
     details: dict[str, list] = {c.name: [] for c in contenders}
     retried: dict[str, list[str]] = {c.name: [] for c in contenders}
+
+    def miss(c, run_no, test, reason):
+        missing[c.name].append({"run": run_no, "test": test, "reason": reason})
+
     meta = {
         "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": machine(),
         "mode": opts.mode,
         "loadavg_start": loadavg(),
         "note": opts.note,
+        "seed": seed,
+        "order": [],
+        "contenders_order": [c.name for c in contenders],
         "vxswitch": {"binary": opts.vxswitch, **({"baseline": opts.baseline} if opts.baseline else {})},
         "config": {
             "runs": opts.runs, "sizes": opts.sizes, "tcp_seconds": opts.tcp_seconds, "tcp_omit": opts.tcp_omit,
             "frame_seconds": opts.frame_seconds, "latency_seconds": opts.latency_seconds,
             "latency_paced_mps": LATENCY_PACED_MPS, "latency_msg_bytes": LATENCY_MSG, "generator": gen.name,
+            "ping_count": opts.ping_count, "ping_interval_s": PING_INTERVAL, "idle_seconds": opts.latency_seconds,
             "deadline_s": opts.deadline,
         },
     }
@@ -253,6 +366,7 @@ def bench(lab: Lab, opts, t_start: float) -> int:
     meta["tools"] = {
         "iperf3": version(["iperf3", "--version"]),
         "sockperf": version(["sockperf", "--version"]),
+        "ping": version(["ping", "-V"]),
     }
     if gen.name == "trafgen":
         meta["tools"]["trafgen"] = version(["trafgen", "-v"])
@@ -269,22 +383,32 @@ def bench(lab: Lab, opts, t_start: float) -> int:
             c.setup()
             live.append(c)
         except BenchError as e:
-            errors[c.name].append(f"set-up failed: {e}")
+            miss(c, None, "set-up", f"set-up failed: {e}")
             log(f"  {c.name}: set-up failed: {e}")
 
-    # -- measurements: round-robin over contenders within each test --------
+    # -- measurements: every test on every contender in turn, in an order
+    # shuffled anew for every test of every round (recorded in meta.order) --
     tests = [("tcp1", lambda c: M.tcp(lab, c, 1, opts.tcp_seconds, opts.tcp_omit)),
              ("tcp4", lambda c: M.tcp(lab, c, 4, opts.tcp_seconds, opts.tcp_omit)),
              ("latency", lambda c: M.latency(lab, c, opts.latency_seconds, "max", LATENCY_MSG)),
-             ("latency_paced", lambda c: M.latency(lab, c, opts.latency_seconds, LATENCY_PACED_MPS, LATENCY_MSG))]
+             ("latency_paced", lambda c: M.latency(lab, c, opts.latency_seconds, LATENCY_PACED_MPS, LATENCY_MSG)),
+             ("ping", lambda c: M.ping(lab, c, opts.ping_count, PING_INTERVAL))]
     for size in opts.sizes:
         tests.append((f"frames_{size}", lambda c, s=size: M.frames(lab, c, gen, s, opts.frame_seconds)))
-    cpu_acc: dict[tuple[str, int], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0, 0.0, 0.0])
-    for r in range(opts.runs):
+
+    def past_deadline() -> bool:
+        return time.monotonic() - t_start > opts.deadline
+
+    for r in range(1, opts.runs + 1):
+        order_of_round = {}
+        tcp_of_round: dict[str, dict[str, dict]] = defaultdict(dict)
         for test, fn in tests:
-            for c in live:
-                if time.monotonic() - t_start > opts.deadline:
-                    errors[c.name].append(f"run {r + 1} {test}: not started, past the {opts.deadline:g} s deadline")
+            order = list(live)
+            rng.shuffle(order)
+            order_of_round[test] = [c.name for c in order]
+            for c in order:
+                if past_deadline():
+                    miss(c, r, test, f"not started, past the {opts.deadline:g} s deadline")
                     continue
                 res, first_error = None, None
                 for attempt in (1, 2):  # one retry: a tool's hiccup must not fail a whole run
@@ -295,82 +419,97 @@ def bench(lab: Lab, opts, t_start: float) -> int:
                     except BenchError as e:
                         if first_error is None:
                             first_error = str(e)
-                        log(f"  {c.name} run {r + 1} {test}: FAILED (attempt {attempt}): {str(e).splitlines()[0]}")
+                        log(f"  {c.name} run {r} {test}: FAILED (attempt {attempt}): {str(e).splitlines()[0]}")
                         if not c.alive():
                             break  # the switch died: retrying measures nothing
                 if res is None:
-                    errors[c.name].append(f"run {r + 1} {test}: {first_error}")
+                    miss(c, r, test, first_error)
                     continue
                 if first_error is not None:
-                    retried[c.name].append(f"run {r + 1} {test}: {first_error.splitlines()[0]}")
-                details[c.name].append({"run": r + 1, "test": test, **res})
+                    retried[c.name].append(f"run {r} {test}: {first_error.splitlines()[0]}")
+                details[c.name].append({"run": r, "test": test, **res})
                 if test.startswith("tcp"):
                     raw[c.name][f"{test}_gbps"].append(res["gbps"])
-                    acc = cpu_acc[(c.name, r)]
-                    acc[0] += res["switch_cpu_s"] or 0.0
-                    acc[1] += res["softirq_s"]
-                    acc[2] += res["moved_bytes"]
-                    acc[3] += 1
-                    acc[4] += res["machine_busy_s"]
-                    acc[5] += res["wall_s"]
-                    log(f"  {c.name} run {r + 1} {test}: {res['gbps']:.2f} Gbit/s")
+                    tcp_of_round[c.name][test] = res
+                    log(f"  {c.name} run {r} {test}: {res['gbps']:.2f} Gbit/s")
                 elif test.startswith("latency"):
                     prefix = "rtt" if test == "latency" else "rtt1k"
                     raw[c.name][f"{prefix}_p50_us"].append(res["p50_us"])
                     raw[c.name][f"{prefix}_p99_us"].append(res["p99_us"])
-                    log(f"  {c.name} run {r + 1} {test}: p50 {res['p50_us']:.0f} µs, p99 {res['p99_us']:.0f} µs")
+                    log(f"  {c.name} run {r} {test}: p50 {res['p50_us']:.0f} µs, p99 {res['p99_us']:.0f} µs")
+                elif test == "ping":
+                    raw[c.name]["ping_avg_us"].append(res["avg_us"])
+                    raw[c.name]["ping_p99_us"].append(res["p99_us"])
+                    raw[c.name]["ping_lost"].append(res["lost"])
+                    log(f"  {c.name} run {r} ping: avg {res['avg_us']:.0f} µs, p99 {res['p99_us']:.0f} µs, "
+                        f"{res['lost']} lost")
                 else:
                     size = int(test.split("_")[1])
                     raw[c.name][f"fps_{size}"].append(res["fps"])
                     raw[c.name][f"loss_{size}"].append(res["loss"])
-                    log(f"  {c.name} run {r + 1} {size} B: {res['fps'] / 1e6:.3f} Mframes/s, "
+                    log(f"  {c.name} run {r} {size} B: {res['fps'] / 1e6:.3f} Mframes/s, "
                         f"loss {res['loss'] * 100:.1f}%")
-        # CPU per GB of this run: both TCP tests pooled.
+        meta["order"].append(order_of_round)
+        # CPU per GB of this round: both TCP tests pooled. A round that lacks
+        # one of them has no CPU figure (not the other test's alone).
         for c in live:
-            acc = cpu_acc.get((c.name, r))
-            if acc and acc[2] > 0:
-                gb = acc[2] / 1e9
-                if c.userspace:
-                    raw[c.name]["cpu_s_per_gb"].append(acc[0] / gb)
-                raw[c.name]["softirq_s_per_gb"].append(acc[1] / gb)
-                raw[c.name]["machine_s_per_gb"].append(acc[4] / gb)
-                if acc[5] > 0:
-                    raw[c.name]["busy_cpus"].append(acc[4] / acc[5])
+            try:
+                pooled = pool_tcp(tcp_of_round.get(c.name, {}), c.userspace)
+            except BenchError as e:
+                miss(c, r, "cpu per GB", str(e))
+                continue
+            for key, value in pooled.items():
+                raw[c.name][key].append(value)
+        # Idle CPU: every userspace switch at once, no traffic anywhere.
+        idle = [c for c in live if c.userspace]
+        if idle and past_deadline():
+            for c in idle:
+                miss(c, r, "idle CPU", f"not started, past the {opts.deadline:g} s deadline")
+        elif idle:
+            time.sleep(IDLE_SETTLE)
+            for name, res in M.idle_cpu(idle, opts.latency_seconds).items():
+                c = next(x for x in idle if x.name == name)
+                if isinstance(res, BenchError):
+                    miss(c, r, "idle CPU", str(res))
+                    continue
+                raw[name]["idle_cpu_pct"].append(res)
+                details[name].append({"run": r, "test": "idle", "cpu_pct": res})
+            log(f"  run {r} idle CPU: " + ", ".join(
+                f"{c.name} {raw[c.name]['idle_cpu_pct'][-1]:.1f}%" for c in idle if raw[c.name]["idle_cpu_pct"]))
 
-    # -- verdict per contender ---------------------------------------------
-    required = ["tcp1_gbps", "tcp4_gbps", "rtt_p50_us", "rtt_p99_us", "rtt1k_p50_us", "rtt1k_p99_us"]
-    required += [f"{k}_{s}" for s in opts.sizes for k in ("fps", "loss")]
-    failed = {}
+    # -- what is missing --------------------------------------------------
+    short = {}
     for c in contenders:
-        need = required + (["cpu_s_per_gb"] if c.userspace else [])
-        missing = [k for k in need if not raw[c.name].get(k)]
-        if missing or any(e.startswith("set-up failed") for e in errors[c.name]):
-            failed[c.name] = missing
+        for key in expected_keys(c, opts):
+            n = len(raw[c.name].get(key, []))
+            if n < opts.runs:
+                short.setdefault(c.name, []).append(f"{key} n={n}")
     meta["elapsed_s"] = time.monotonic() - t_start
     meta["loadavg_end"] = loadavg()
 
-    summary = R.build(contenders, raw, C.BASELINE)
+    summary = R.build([c.name for c in contenders], raw, C.BASELINE)
     doc = {
         "meta": meta,
         "baseline": C.BASELINE,
-        "targets": R.targets(summary),
         "contenders": {
             c.name: {
                 "title": c.title,
                 "kind": c.kind,
                 "topology": c.topology,
                 "userspace_switch": c.userspace,
-                "ok": c.name not in failed,
-                "errors": errors[c.name],
+                "ok": not missing[c.name] and c.name not in short,
+                "expected": expected_keys(c, opts),
+                "missing": missing[c.name],
                 "retried": retried[c.name],
-                "metrics": summary[c.name]["metrics"],
+                "metrics": summary[c.name],
                 "runs": details[c.name],
             }
             for c in contenders
         },
     }
-    md, files = write_outputs(opts.out, doc, contenders, summary, errors)
-    if any(errors.values()):
+    doc["targets"] = R.targets(view(doc))
+    md, files = write_outputs(opts.out, doc)
+    if any(missing.values()) or short:
         logs = os.path.join(opts.out, "logs")
         shutil.rmtree(logs, ignore_errors=True)
         os.makedirs(logs)
@@ -378,13 +517,19 @@ def bench(lab: Lab, opts, t_start: float) -> int:
             shutil.copy(path, logs)
     print(md)
     log(f"wrote {', '.join(files)} to {opts.out} ({meta['elapsed_s']:.0f} s)")
-    if failed:
-        for name, missing in failed.items():
-            reasons = errors[name] or [f"no value for {', '.join(missing)}"]
-            print(f"FAILED {name}: " + "; ".join(r.splitlines()[0] for r in reasons), file=sys.stderr)
-            for r in reasons:
-                if "\n" in r:
-                    print("  " + r.replace("\n", "\n  "), file=sys.stderr)
+    count = sum(len(m) for m in missing.values())
+    if count or short:
+        for name, ms in missing.items():
+            for m in ms:
+                where = f"run {m['run']} " if m["run"] else ""
+                reason = m["reason"]
+                print(f"MISSING {name} {where}{m['test']}: {reason.splitlines()[0]}", file=sys.stderr)
+                if "\n" in reason:
+                    print("  " + reason.replace("\n", "\n  "), file=sys.stderr)
+        for name, keys in short.items():
+            print(f"SHORT {name}: fewer runs than the {opts.runs} planned: {', '.join(keys)}", file=sys.stderr)
+        print(f"FAILED: {count} measurement(s) missing; "
+              + ", ".join(f"{n}: {len(m)}" for n, m in missing.items() if m), file=sys.stderr)
         return 1
     return 0
 
@@ -394,11 +539,18 @@ def main(argv=None) -> int:
     path = os.environ.get("PATH", "").split(os.pathsep)
     os.environ["PATH"] = os.pathsep.join(path + [d for d in ("/usr/local/sbin", "/usr/sbin", "/sbin") if d not in path])
     opts = parse_args(argv)
+    if opts.check_docs or opts.update_docs:
+        return check_docs(opts.update_docs)
     if opts.from_json:
-        return from_json(opts.from_json, opts.out)
+        try:
+            return from_json(opts.from_json, opts.out, opts.markdown_table)
+        except (OSError, ValueError, KeyError) as e:
+            print(f"run.py: cannot render {opts.from_json}: {e}", file=sys.stderr)
+            return 2
     if opts.list:
         for c in C.ALL:
-            print(f"{c.name:19} {c.title}\n{'':19} {c.topology}")
+            extra = " (only with --only)" if c.name in C.OPTIONAL else ""
+            print(f"{c.name:23} {c.title}{extra}\n{'':23} {c.topology}")
         return 0
     if os.geteuid() != 0:
         print("run.py: needs root (namespaces, TAPs, bridges); run it with sudo", file=sys.stderr)
@@ -436,7 +588,7 @@ def main(argv=None) -> int:
             "remove them with --clean-stale")
 
     t_start = time.monotonic()
-    log(f"{opts.mode} run: {', '.join(c.name for c in opts.selected)}; {opts.runs} run(s) per figure, "
+    log(f"{opts.mode} run: {', '.join(c.name for c in opts.selected)}; {opts.runs} round(s), "
         f"about {estimate_seconds(opts) / 60:.1f} min")
     lab = Lab(keep_tmp=opts.keep_tmp)
     atexit.register(lab.cleanup)

@@ -28,6 +28,14 @@ pub fn run(socket: &Path, a: DaemonArgs) -> Result<(), String> {
         None => Config::default(),
     };
     let settings = settings::merge(&a, &config, a.config.as_deref())?;
+    // Silent when it works: only a limit that stays low is worth a line.
+    if let Err(e) = vxswitch::ctl::server::raise_open_file_limit() {
+        eprintln!(
+            "vxswitch: warning: cannot raise the open-file limit to its hard limit: {e}; with \
+             many ports the daemon may run out of file descriptors (raise LimitNOFILE= / \
+             ulimit -n)"
+        );
+    }
     let mut opts = ServerOptions::new(socket);
     opts.engine = settings.engine;
     opts.handle_signals = true;
@@ -54,12 +62,26 @@ pub fn run(socket: &Path, a: DaemonArgs) -> Result<(), String> {
                 report.ports,
                 if report.ports == 1 { "" } else { "s" },
                 dir.join(vxswitch::ctl::persist::STATE_FILE).display(),
-                match report.dropped.len() {
-                    0 => String::new(),
-                    n => format!(" ({n} dropped, see above)"),
+                match (report.dropped.len(), report.pending.len()) {
+                    (0, 0) => String::new(),
+                    (d, 0) => format!(" ({d} dropped, see above)"),
+                    (0, p) => format!(" ({p} pending, retried, see above)"),
+                    (d, p) => format!(" ({d} dropped, {p} pending and retried, see above)"),
                 }
             );
         }
+    }
+    // Where the CNI plugin looks when no daemon answers: while a state
+    // directory may bring ports back, deleting one must leave a tombstone
+    // there (docs/cni.md, "Restarts").
+    if let Err(e) =
+        vxswitch::ctl::persist::set_state_dir_pointer(socket, settings.state_dir.as_deref())
+    {
+        eprintln!(
+            "vxswitch: warning: cannot write {}: {e}; CNI DEL while this daemon is down would \
+             not know about its state directory",
+            vxswitch::ctl::persist::state_dir_pointer(socket).display()
+        );
     }
     if let Some(path) = &a.config {
         // On error the server is dropped: what was created is removed again.

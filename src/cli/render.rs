@@ -491,6 +491,16 @@ pub fn stats(s: &StatsReply) -> String {
             n.network, n.entries, n.max, n.refused
         );
     }
+    let c = &s.control;
+    let _ = writeln!(
+        out,
+        "control: {} clients, {} idle evicted, {} refused busy, {} request timeouts, {} reply \
+         timeouts, {} idle closed",
+        c.clients, c.evicted, c.refused_busy, c.request_timeouts, c.reply_timeouts, c.idle_closed
+    );
+    for p in &s.pending {
+        let _ = writeln!(out, "pending restore: {}: {} (retried)", p.item, p.reason);
+    }
     out
 }
 
@@ -608,6 +618,8 @@ mod tests {
             vxlan: None,
             vteps: Vec::new(),
             gateways: Vec::new(),
+            control: Default::default(),
+            pending: Vec::new(),
             networks: Vec::new(),
         };
         let out = stats(&s);
@@ -656,6 +668,8 @@ mod tests {
                     refused: 0,
                 },
             ],
+            control: Default::default(),
+            pending: Vec::new(),
         };
         let out = stats(&s);
         let lines: Vec<&str> = out.lines().collect();
@@ -671,7 +685,8 @@ mod tests {
             lines[4],
             "  fdb red: 16 of 16 entries, refused 5 (network budget)"
         );
-        assert_eq!(lines.len(), 5, "{out}");
+        assert!(lines[5].starts_with("control: "), "{out}");
+        assert_eq!(lines.len(), 6, "{out}");
     }
 
     fn vtep_row(addr: &str, dynamic: bool, stats: &PortStats) -> VtepRow {
@@ -719,6 +734,8 @@ mod tests {
             vxlan: Some(x),
             vteps: rows,
             gateways: Vec::new(),
+            control: Default::default(),
+            pending: Vec::new(),
             networks: Vec::new(),
         };
         let out = stats(&s);

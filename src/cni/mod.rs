@@ -19,9 +19,19 @@
 //! IPAM is asked for an address, and an address IPAM handed out is released
 //! again when the port cannot be created.
 //!
-//! The daemon's ports die with the daemon. DEL therefore treats "no daemon
-//! listening" as "port already gone" and succeeds (after releasing the IPAM
-//! lease), so containers can still be removed after the daemon stopped.
+//! DEL with no daemon listening: without a state directory the daemon's
+//! ports died with it, so the port is already gone and DEL succeeds after
+//! releasing the IPAM lease. With one (`daemon --state-dir`), the next
+//! start would bring the port back holding its address, and a lease
+//! released now could be handed to another container: the same IP twice.
+//! So DEL first records the deletion as a tombstone in that state
+//! directory (found through the file the daemon leaves beside its socket,
+//! [`persist::state_dir_pointer`]), which the next start applies before it
+//! restores anything, and releases the lease only once the tombstone is on
+//! disk. A daemon that started meanwhile (and may have read the tombstones
+//! already) is then asked to remove the port as usual. A lease is released
+//! only when the port is known to be gone; when that cannot be known, DEL
+//! fails and the runtime retries it.
 
 mod ipam;
 mod result;
@@ -35,7 +45,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use crate::ctl::proto::{NetworkInfo, NoArgs, PortAdd, PortInfo, PortRm};
-use crate::ctl::{Client, ClientError, ErrorKind, Request, DEFAULT_SOCKET};
+use crate::ctl::{persist, Client, ClientError, ErrorKind, Request, DEFAULT_SOCKET};
 use crate::ports::{link, Netns};
 use crate::wire::MacAddr;
 
@@ -446,6 +456,14 @@ fn is_plugin_port(name: &str) -> bool {
     }
 }
 
+/// How `port.rm` went.
+enum Removed {
+    /// The daemon removed the port, or has none by that name.
+    Done,
+    /// No daemon listens on the socket.
+    NoDaemon,
+}
+
 /// One invocation's inputs.
 struct Ctx<'a> {
     conf: NetConf,
@@ -622,26 +640,77 @@ impl Ctx<'_> {
         self.required("CNI_CONTAINERID")?;
         self.required("CNI_IFNAME")?;
         let name = self.port()?;
-        let removed = match Client::connect(&self.conf.socket) {
-            Ok(mut client) => match client.call(&Request::PortRm(PortRm { name })) {
-                Ok(_) => Ok(()),
-                Err(ClientError::Remote(e)) if e.kind == ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(daemon_error(&self.conf.socket, e)),
-            },
-            // No daemon: its ports (and their TAPs) went with it.
+        match self.remove_port(&name)? {
+            Removed::Done => {}
+            Removed::NoDaemon => self.del_while_down(&name)?,
+        }
+        // Only now is the port known to be gone for good: its address may
+        // go to another container.
+        self.ipam("DEL").map(|_| ())
+    }
+
+    /// `port.rm` on the daemon; "no such port" is success.
+    fn remove_port(&self, name: &str) -> Result<Removed, CniError> {
+        match Client::connect(&self.conf.socket) {
+            Ok(mut client) => {
+                let rm = Request::PortRm(PortRm {
+                    name: name.to_string(),
+                });
+                match client.call(&rm) {
+                    Ok(_) => Ok(Removed::Done),
+                    Err(ClientError::Remote(e)) if e.kind == ErrorKind::NotFound => {
+                        Ok(Removed::Done)
+                    }
+                    Err(e) => Err(daemon_error(&self.conf.socket, e)),
+                }
+            }
             Err(ClientError::Connect { source, .. })
                 if matches!(
                     source.kind(),
                     io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
                 ) =>
             {
-                Ok(())
+                Ok(Removed::NoDaemon)
             }
             Err(e) => Err(daemon_error(&self.conf.socket, e)),
+        }
+    }
+
+    /// DEL with no daemon listening (see the module's doc): without a
+    /// state directory nothing comes back; with one, a tombstone makes sure
+    /// the port does not.
+    fn del_while_down(&self, name: &str) -> Result<(), CniError> {
+        let socket = &self.conf.socket;
+        let dir = persist::read_state_dir_pointer(socket).map_err(|e| {
+            CniError::new(
+                code::IO_FAILURE,
+                format!(
+                    "the vxswitch daemon at {} is not running and its state directory is \
+                     unknown: {e}",
+                    socket.display()
+                ),
+            )
+        })?;
+        let Some(dir) = dir else {
+            // No state directory: its ports (and their TAPs) went with it.
+            return Ok(());
         };
-        // The address is released whatever happened to the port.
-        let released = self.ipam("DEL").map(|_| ());
-        removed.and(released)
+        persist::write_tombstone(&dir, name).map_err(|e| {
+            CniError::new(
+                code::IO_FAILURE,
+                format!(
+                    "the vxswitch daemon at {} is not running, and its state directory {} \
+                     would bring port {name} back at its next start; recording the deletion \
+                     there failed: {e} (the IPAM address is kept; DEL again once this is fixed)",
+                    socket.display(),
+                    dir.display()
+                ),
+            )
+        })?;
+        // A daemon that started after the first attempt may have read the
+        // tombstones before this one was written: remove the port through
+        // it. One that still does not listen reads it when it starts.
+        self.remove_port(name).map(drop)
     }
 
     fn check(&self) -> Result<(), CniError> {

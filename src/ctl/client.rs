@@ -5,6 +5,13 @@
 //! awaited with a deadline (not a per-`read` timeout, which a daemon
 //! trickling bytes could extend forever) and read up to a size cap, so a
 //! wedged or confused peer costs the CLI a bounded wait and bounded memory.
+//!
+//! A connection kept between requests may be closed by the daemon while
+//! idle (to make room for another client, or after its idle timeout; see
+//! docs/protocol.md, "Limits"). The daemon closes only connections with no
+//! request in progress, so a request that meets such a closed connection
+//! before any byte of its reply was never seen: [`Client::call`] then
+//! connects again and sends it once more.
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -114,6 +121,9 @@ pub struct Client {
     timeout: Duration,
     /// Bytes read past the last reply line.
     pending: Vec<u8>,
+    /// A reply came on this connection already: a close before the next
+    /// reply may be the daemon closing it while idle.
+    used: bool,
 }
 
 impl Client {
@@ -128,6 +138,7 @@ impl Client {
             stream,
             timeout: DEFAULT_TIMEOUT,
             pending: Vec::new(),
+            used: false,
         })
     }
 
@@ -139,6 +150,20 @@ impl Client {
 
     /// Sends `req` and returns the result payload as JSON.
     pub fn call(&mut self, req: &Request) -> Result<Value, ClientError> {
+        match self.call_once(req) {
+            Err(ClientError::Closed { .. }) if self.used && self.pending.is_empty() => {
+                // Closed while idle, before the request was read: again,
+                // on a new connection.
+                let fresh = Client::connect(&self.path)?;
+                self.stream = fresh.stream;
+                self.used = false;
+                self.call_once(req)
+            }
+            other => other,
+        }
+    }
+
+    fn call_once(&mut self, req: &Request) -> Result<Value, ClientError> {
         let line = req.to_line();
         self.stream
             .set_write_timeout(Some(self.timeout))
@@ -155,10 +180,17 @@ impl Client {
                     io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
                 ) =>
             {
-                self.read_line().map_err(|_| self.io(e))?
+                match self.read_line() {
+                    Ok(reply) => reply,
+                    Err(ClientError::Closed { path }) if self.used => {
+                        return Err(ClientError::Closed { path })
+                    }
+                    Err(_) => return Err(self.io(e)),
+                }
             }
             Err(e) => return Err(self.io(e)),
         };
+        self.used = true;
         let resp: Response = serde_json::from_slice(&reply).map_err(|e| ClientError::Protocol {
             path: self.path.clone(),
             message: e.to_string(),

@@ -50,7 +50,8 @@ use mio::Waker;
 use super::networks::Network;
 use super::persist::Store;
 use super::ports::{GonePort, Port};
-use super::proto::{CtlError, Pong, Reply, Request, VersionInfo, PROTOCOL_VERSION};
+use super::proto::{ControlStats, CtlError, Pong, Reply, Request, VersionInfo, PROTOCOL_VERSION};
+use super::restore::Pending;
 use crate::fdb::{Fdb, NetId, PortId};
 use crate::switch::{Engine, EngineConfig, Event};
 use crate::time::Clock;
@@ -74,6 +75,11 @@ pub struct Daemon {
     pub(super) store: Option<Store>,
     /// Saving is held back while a state file is being restored.
     pub(super) restoring: bool,
+    /// The control socket's counters, kept by the server (`stats` shows them).
+    pub(super) control: ControlStats,
+    /// What the state file records that a transient failure kept from
+    /// being restored yet (see `restore.rs`).
+    pub(super) pending: Pending,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -102,6 +108,8 @@ impl Daemon {
             log_events: true,
             store: None,
             restoring: false,
+            control: ControlStats::default(),
+            pending: Pending::default(),
         })
     }
 
@@ -163,6 +171,9 @@ impl Daemon {
 
     /// The dispatch: each request to the method of its resource.
     fn answer(&mut self, req: Request) -> Result<Reply, CtlError> {
+        if let Some(reply) = self.pending_request(&req) {
+            return reply;
+        }
         Ok(match req {
             Request::Ping(_) => Reply::Pong(Pong {
                 pong: true,
@@ -205,6 +216,11 @@ impl Daemon {
             self.save_state();
         }
         gone
+    }
+
+    /// The control socket's counters, for the server to keep.
+    pub fn control_stats_mut(&mut self) -> &mut ControlStats {
+        &mut self.control
     }
 
     /// Whether a network of that name exists.

@@ -302,6 +302,173 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// The directory, inside a state directory, of ports deleted while no
+/// daemon ran: one empty file per port, named after it.
+pub const TOMBSTONE_DIR: &str = "deleted-ports";
+/// Most tombstones read at one start; more wait for the next.
+const MAX_TOMBSTONES: usize = 65_536;
+/// Longest pointer file read (a path).
+const MAX_POINTER: u64 = 4096;
+
+/// The file beside a control socket that names the state directory of the
+/// daemon listening there (`vxswitch.sock.state-dir`). A daemon started
+/// with `--state-dir` writes it and leaves it when it stops (its ports come
+/// back at its next start); a daemon without one removes it. The CNI
+/// plugin reads it when no daemon answers (see [`write_tombstone`]).
+pub fn state_dir_pointer(socket: &Path) -> PathBuf {
+    let mut name = socket.as_os_str().to_owned();
+    name.push(".state-dir");
+    PathBuf::from(name)
+}
+
+/// Records, beside `socket`, that the daemon listening there keeps its
+/// state in `dir` (or, with `None`, that it keeps none).
+pub fn set_state_dir_pointer(socket: &Path, dir: Option<&Path>) -> io::Result<()> {
+    let pointer = state_dir_pointer(socket);
+    let Some(dir) = dir else {
+        return match fs::remove_file(&pointer) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+    };
+    let dir = fs::canonicalize(dir)?;
+    let (Some(parent), Some(name)) = (pointer.parent(), pointer.file_name()) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} has no directory", pointer.display()),
+        ));
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let mut text = dir.as_os_str().as_encoded_bytes().to_vec();
+    text.push(b'\n');
+    write_atomic(parent, &name.to_string_lossy(), &text)
+}
+
+/// The state directory the pointer beside `socket` names: `None` when
+/// there is no pointer (the daemon keeps no state, its ports die with it).
+/// A pointer that is not an absolute path to a directory is an error
+/// naming the file.
+pub fn read_state_dir_pointer(socket: &Path) -> io::Result<Option<PathBuf>> {
+    use std::io::Read;
+    let pointer = state_dir_pointer(socket);
+    let mut text = Vec::new();
+    match File::open(&pointer) {
+        Ok(f) => f.take(MAX_POINTER + 1).read_to_end(&mut text)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let bad = |why: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{} {why}; it should hold the daemon's --state-dir (remove the file if the \
+                 daemon runs without one)",
+                pointer.display()
+            ),
+        )
+    };
+    if text.len() as u64 > MAX_POINTER {
+        return Err(bad("is too long"));
+    }
+    let text = std::str::from_utf8(&text).map_err(|_| bad("is not UTF-8"))?;
+    let dir = PathBuf::from(text.trim_end_matches('\n'));
+    if !dir.is_absolute() || text.contains('\0') {
+        return Err(bad("does not hold an absolute path"));
+    }
+    if !dir.is_dir() {
+        return Err(bad(&format!(
+            "names {}, which is not a directory",
+            dir.display()
+        )));
+    }
+    Ok(Some(dir))
+}
+
+/// Records in the state directory `dir` that port `port` was deleted while
+/// no daemon ran, so the next start removes it instead of restoring it
+/// (an empty file `dir/deleted-ports/PORT`, made durable before this
+/// returns). Only then may the caller release what the port held, such as
+/// its IPAM address.
+pub fn write_tombstone(dir: &Path, port: &str) -> io::Result<()> {
+    if super::validate::check_name("port", port).is_err() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid port name {port:?}"),
+        ));
+    }
+    let stones = dir.join(TOMBSTONE_DIR);
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&stones)?;
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(stones.join(port))?;
+    f.sync_all()?;
+    drop(f);
+    File::open(&stones)?.sync_all()?;
+    File::open(dir)?.sync_all()
+}
+
+/// The tombstones found in a state directory at start.
+#[derive(Debug, Default)]
+pub struct Tombstones {
+    /// The ports they name.
+    pub names: std::collections::BTreeSet<String>,
+    files: Vec<PathBuf>,
+}
+
+impl Tombstones {
+    /// Removes the tombstone files, once the state file no longer names
+    /// their ports.
+    pub fn remove(self) {
+        for f in self.files {
+            if let Err(e) = fs::remove_file(&f) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    eprintln!("vxswitch: cannot remove {}: {e}", f.display());
+                }
+            }
+        }
+    }
+}
+
+/// Reads the tombstones of `dir` ([`write_tombstone`]). Entries that are
+/// not regular files named after a valid port are removed with one line
+/// each; at most [`MAX_TOMBSTONES`] are read.
+pub fn take_tombstones(dir: &Path) -> Tombstones {
+    let mut out = Tombstones::default();
+    let stones = dir.join(TOMBSTONE_DIR);
+    let Ok(entries) = fs::read_dir(&stones) else {
+        return out;
+    };
+    for entry in entries.flatten().take(MAX_TOMBSTONES) {
+        let path = entry.path();
+        let name = entry.file_name().to_str().map(String::from);
+        let regular = entry.file_type().is_ok_and(|t| t.is_file());
+        match name {
+            Some(n) if regular && super::validate::check_name("port", &n).is_ok() => {
+                out.names.insert(n);
+                out.files.push(path);
+            }
+            _ => {
+                eprintln!(
+                    "vxswitch: {} is not a tombstone (a file named after a port); removing it",
+                    path.display()
+                );
+                let _ = fs::remove_file(&path).or_else(|_| fs::remove_dir_all(&path));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,6 +526,52 @@ mod tests {
         let (_, read) = Store::open(&dir).unwrap();
         assert_eq!(read, Some(sample()));
         assert!(!dir.join("state.json.tmp").exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tombstones_are_written_read_validated_and_removed() {
+        let dir = tempdir("tomb");
+        fs::create_dir_all(&dir).unwrap();
+        assert!(take_tombstones(&dir).names.is_empty());
+        write_tombstone(&dir, "cni-abc-0123456789abcdef").unwrap();
+        write_tombstone(&dir, "c1").unwrap();
+        assert!(write_tombstone(&dir, "../escape").is_err());
+        assert!(write_tombstone(&dir, "").is_err());
+        // Junk someone left there is not taken for a port.
+        fs::create_dir(dir.join(TOMBSTONE_DIR).join("a-dir")).unwrap();
+        fs::write(dir.join(TOMBSTONE_DIR).join(".hidden"), b"").unwrap();
+        let t = take_tombstones(&dir);
+        let names: Vec<&str> = t.names.iter().map(String::as_str).collect();
+        assert_eq!(names, ["c1", "cni-abc-0123456789abcdef"]);
+        assert!(!dir.join(TOMBSTONE_DIR).join("a-dir").exists());
+        assert!(!dir.join(TOMBSTONE_DIR).join(".hidden").exists());
+        t.remove();
+        assert!(take_tombstones(&dir).names.is_empty());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_state_dir_pointer_names_an_absolute_directory_or_nothing() {
+        let dir = tempdir("pointer");
+        fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("vx.sock");
+        assert_eq!(read_state_dir_pointer(&socket).unwrap(), None);
+        let state = dir.join("state");
+        fs::create_dir_all(&state).unwrap();
+        set_state_dir_pointer(&socket, Some(&state)).unwrap();
+        assert_eq!(
+            read_state_dir_pointer(&socket).unwrap(),
+            Some(fs::canonicalize(&state).unwrap())
+        );
+        fs::write(state_dir_pointer(&socket), b"relative/dir\n").unwrap();
+        let e = read_state_dir_pointer(&socket).unwrap_err().to_string();
+        assert!(e.contains("does not hold an absolute path"), "{e}");
+        fs::write(state_dir_pointer(&socket), vec![b'/'; 5000]).unwrap();
+        assert!(read_state_dir_pointer(&socket).is_err());
+        set_state_dir_pointer(&socket, None).unwrap();
+        assert_eq!(read_state_dir_pointer(&socket).unwrap(), None);
+        set_state_dir_pointer(&socket, None).unwrap();
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -22,11 +22,11 @@ use ipnet::IpNet;
 
 use super::daemon::Daemon;
 use super::proto::{
-    strip_os_error, CtlError, PortAdd, PortInfo, PortKind, PortRemoved, PortRm, PortSet,
+    strip_os_error, CtlError, ErrorKind, PortAdd, PortInfo, PortKind, PortRemoved, PortRm, PortSet,
 };
 use super::validate::{
     check_ifname, check_label, check_mtu, check_name, check_unicast_mac, engine_error,
-    parse_port_ip, port_error,
+    fd_limit_advice, parse_port_ip, port_error, with_fd_advice,
 };
 use crate::fdb::{Dest, NetId, PortId};
 use crate::ports::search::{self, NsIdentity, Sandbox};
@@ -387,10 +387,17 @@ impl Daemon {
             } => {
                 let guard = PersistGuard::new(tap.fd, plan.name.clone());
                 let fd = guard.try_clone_queue().map_err(|e| {
-                    CtlError::internal(format!(
+                    let errno = e.raw_os_error();
+                    let message = strip_os_error(&format!(
                         "{}: cannot keep a handle on the persistent TAP: {e}",
                         plan.what
-                    ))
+                    ));
+                    match fd_limit_advice(errno) {
+                        Some(_) => {
+                            CtlError::new(ErrorKind::PortError, with_fd_advice(message, errno))
+                        }
+                        None => CtlError::internal(message),
+                    }
                 })?;
                 (fd, Some(guard), spec.netns)
             }

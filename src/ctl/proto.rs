@@ -566,6 +566,14 @@ pub struct StatsReply {
     /// is asked about one port that is not one).
     #[serde(default)]
     pub gateways: Vec<GatewayRow>,
+    /// The control socket's connections and what it refused or cut off
+    /// (docs/protocol.md, "Limits").
+    #[serde(default)]
+    pub control: ControlStats,
+    /// What the state directory records but could not be put back yet
+    /// (a transient failure); retried until it works or is removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<PendingRow>,
     /// Each network's share of the FDB and what its budget refused (empty
     /// when `stats` is asked about one port).
     #[serde(default)]
@@ -583,6 +591,33 @@ pub struct NetworkFdbRow {
     pub max: usize,
     /// New MACs not learned because the budget was spent.
     pub refused: u64,
+}
+
+/// The control socket's counters, since the daemon started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlStats {
+    /// Connections open now.
+    pub clients: u64,
+    /// Idle connections closed to make room for a newcomer.
+    pub evicted: u64,
+    /// Newcomers refused with `busy`: every connection had a request in
+    /// progress.
+    pub refused_busy: u64,
+    /// Connections that did not complete a request line in time.
+    pub request_timeouts: u64,
+    /// Connections closed because they did not take a reply in time.
+    pub reply_timeouts: u64,
+    /// Connections closed after the idle timeout.
+    pub idle_closed: u64,
+}
+
+/// Something the state file records that is not back yet, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRow {
+    /// "network red", "port c1 (network red)", ...
+    pub item: String,
+    /// The last attempt's error.
+    pub reason: String,
 }
 
 /// A `switch` gateway's counters, as `stats` reports them.

@@ -54,6 +54,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::daemon::Daemon;
 use super::proto::{encode_reply, parse_request, strip_os_error, CtlError, MAX_LINE};
+use super::validate;
 use crate::switch::EngineConfig;
 use crate::time::{Clock, MonotonicClock};
 
@@ -82,11 +83,17 @@ pub struct ServerOptions {
     pub socket: PathBuf,
     pub engine: EngineConfig,
     pub clock: Arc<dyn Clock>,
-    /// A partial request line must be completed, and a reply taken, within this.
+    /// A request line must be complete within this of its first byte.
     pub request_timeout: Duration,
-    /// A connection with nothing pending is closed after this long.
+    /// A reply must be taken whole within this of being queued, however
+    /// slowly the client reads.
+    pub reply_timeout: Duration,
+    /// A connection with nothing in progress is closed after this long
+    /// since its last request (blank lines do not count).
     pub idle_timeout: Duration,
-    /// Connections beyond this get a `busy` error and are closed.
+    /// Most connections at once. A newcomer beyond it takes the place of
+    /// the connection idle the longest; only when every connection has a
+    /// request in progress does it get a `busy` error.
     pub max_clients: usize,
     /// Stop cleanly on SIGINT/SIGTERM (for the `vxswitch daemon` process;
     /// leave off when embedding, the handlers are process-wide).
@@ -106,6 +113,7 @@ impl ServerOptions {
             engine: EngineConfig::default(),
             clock: Arc::new(MonotonicClock::new()),
             request_timeout: Duration::from_secs(10),
+            reply_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
             max_clients: 128,
             handle_signals: false,
@@ -121,6 +129,7 @@ impl std::fmt::Debug for ServerOptions {
             .field("socket", &self.socket)
             .field("engine", &self.engine)
             .field("request_timeout", &self.request_timeout)
+            .field("reply_timeout", &self.reply_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("max_clients", &self.max_clients)
             .field("handle_signals", &self.handle_signals)
@@ -270,11 +279,16 @@ struct Conn {
     /// The reply being written, and how much of it is out.
     out: Vec<u8>,
     out_pos: usize,
-    /// When the pending partial line started arriving.
+    /// When the pending partial line started arriving: it must be a whole
+    /// request within the request timeout.
     partial_since: Option<Instant>,
-    /// When a write last hit `WouldBlock` with reply bytes left.
-    stalled_since: Option<Instant>,
-    last_activity: Instant,
+    /// When the reply in `out` was queued: it must be taken whole within
+    /// the reply timeout, however it is read (a byte at a time too).
+    reply_since: Option<Instant>,
+    /// When the connection last had nothing in progress after a request
+    /// (or was accepted). Blank lines and partial input do not move it:
+    /// only a request answered does.
+    idle_since: Instant,
     eof: bool,
     /// Close once `out` is written.
     closing: bool,
@@ -294,6 +308,7 @@ enum Pump {
 
 struct Limits {
     request_timeout: Duration,
+    reply_timeout: Duration,
     idle_timeout: Duration,
 }
 
@@ -306,8 +321,8 @@ impl Conn {
             out: Vec::new(),
             out_pos: 0,
             partial_since: None,
-            stalled_since: None,
-            last_activity: now,
+            reply_since: None,
+            idle_since: now,
             eof: false,
             closing: false,
             discarding: false,
@@ -340,9 +355,20 @@ impl Conn {
         self.inbuf[self.scanned..].contains(&b'\n')
     }
 
+    /// A request is under way: part of one received, a line not yet
+    /// answered, an over-long line being skipped, or a reply not yet taken.
+    /// Such a connection is never evicted for a newcomer.
+    fn busy(&self) -> bool {
+        !self.inbuf.is_empty()
+            || self.discarding
+            || self.out_pos < self.out.len()
+            || self.closing
+            || self.queued
+    }
+
     /// Queues an error reply and closes the connection after it.
-    fn fail(&mut self, err: CtlError) {
-        self.out.extend_from_slice(&encode_reply(&Err(err)));
+    fn fail(&mut self, err: CtlError, now: Instant) {
+        self.queue_reply(&encode_reply(&Err(err)), now);
         self.closing = true;
         self.discarding = false;
         self.inbuf = Vec::new();
@@ -350,13 +376,21 @@ impl Conn {
         self.partial_since = None;
     }
 
-    fn answer(&mut self, line: &[u8], daemon: &mut Daemon) {
+    fn queue_reply(&mut self, reply: &[u8], now: Instant) {
+        if self.out_pos >= self.out.len() {
+            self.reply_since = Some(now);
+        }
+        self.out.extend_from_slice(reply);
+    }
+
+    fn answer(&mut self, line: &[u8], daemon: &mut Daemon, now: Instant) {
         let trimmed = line.trim_ascii();
         if trimmed.is_empty() {
+            // Not a request, and not activity: the idle clock runs on.
             return;
         }
         let reply = parse_request(trimmed).and_then(|req| daemon.handle(req));
-        self.out.extend_from_slice(&encode_reply(&reply));
+        self.queue_reply(&encode_reply(&reply), now);
     }
 
     /// Writes what is pending, answers complete lines, reads more; until
@@ -370,17 +404,16 @@ impl Conn {
                     Ok(0) => return Pump::Close,
                     Ok(n) => {
                         self.out_pos += n;
-                        self.last_activity = now;
-                        self.stalled_since = None;
                         continue;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        self.stalled_since.get_or_insert(now);
-                        return Pump::Wait;
-                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Pump::Wait,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(_) => return Pump::Close,
                 }
+            }
+            if !self.out.is_empty() {
+                // A reply went out whole: the request is done.
+                self.idle_since = now;
             }
             if self.out.capacity() > KEEP_OUT_CAPACITY {
                 self.out = Vec::new();
@@ -388,7 +421,7 @@ impl Conn {
                 self.out.clear();
             }
             self.out_pos = 0;
-            self.stalled_since = None;
+            self.reply_since = None;
             if self.closing {
                 return Pump::Close;
             }
@@ -398,16 +431,16 @@ impl Conn {
                 }
                 if let Some(line) = self.take_line(now) {
                     handled += 1;
-                    self.answer(&line, daemon);
+                    self.answer(&line, daemon, now);
                 }
                 continue;
             }
             if self.inbuf.len() > MAX_LINE {
-                self.out
-                    .extend_from_slice(&encode_reply(&Err(CtlError::bad_request(format!(
-                        "request line longer than {MAX_LINE} bytes; send one JSON request \
-                         per line (the rest of this line is skipped)"
-                    )))));
+                let err = CtlError::bad_request(format!(
+                    "request line longer than {MAX_LINE} bytes; send one JSON request per line \
+                     (the rest of this line is skipped)"
+                ));
+                self.queue_reply(&encode_reply(&Err(err)), now);
                 self.inbuf = Vec::new();
                 self.scanned = 0;
                 self.discarding = true;
@@ -421,7 +454,7 @@ impl Conn {
                 }
                 // A last request without its newline (`printf ... | nc -U`).
                 let line = std::mem::take(&mut self.inbuf);
-                self.answer(&line, daemon);
+                self.answer(&line, daemon, now);
                 self.closing = true;
                 continue;
             }
@@ -431,20 +464,16 @@ impl Conn {
             let room = (MAX_LINE + 1 - self.inbuf.len()).min(scratch.len());
             match self.stream.read(&mut scratch[..room]) {
                 Ok(0) => self.eof = true,
-                Ok(n) if self.discarding => {
-                    self.last_activity = now;
-                    match scratch[..n].iter().position(|&b| b == b'\n') {
-                        Some(pos) => {
-                            self.discarding = false;
-                            self.inbuf.extend_from_slice(&scratch[pos + 1..n]);
-                            self.partial_since = (!self.inbuf.is_empty()).then_some(now);
-                        }
-                        None => discarded += n,
+                Ok(n) if self.discarding => match scratch[..n].iter().position(|&b| b == b'\n') {
+                    Some(pos) => {
+                        self.discarding = false;
+                        self.inbuf.extend_from_slice(&scratch[pos + 1..n]);
+                        self.partial_since = (!self.inbuf.is_empty()).then_some(now);
                     }
-                }
+                    None => discarded += n,
+                },
                 Ok(n) => {
                     self.inbuf.extend_from_slice(&scratch[..n]);
-                    self.last_activity = now;
                     self.partial_since.get_or_insert(now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Pump::Wait,
@@ -456,12 +485,12 @@ impl Conn {
 
     /// The next moment a timeout is due.
     fn deadline(&self, lim: &Limits) -> Instant {
-        let mut due = self.last_activity + lim.idle_timeout;
+        let mut due = self.idle_since + lim.idle_timeout;
         if let Some(t) = self.partial_since {
             due = due.min(t + lim.request_timeout);
         }
-        if let Some(t) = self.stalled_since {
-            due = due.min(t + lim.request_timeout);
+        if let Some(t) = self.reply_since {
+            due = due.min(t + lim.reply_timeout);
         }
         due
     }
@@ -490,11 +519,23 @@ pub struct Server {
     signals: Option<Signals>,
     /// When to next look for ports whose sandbox is gone.
     next_reap: Instant,
+    /// `accept` failed (out of fds): the client waits in the backlog, and
+    /// accepting is tried again at each wake-up until it works (the
+    /// listener is edge-triggered: no new event comes for it).
+    accept_failing: bool,
+    /// When to next retry what the state file records but could not be
+    /// restored yet, and the interval after that.
+    next_retry: Option<Instant>,
+    retry_every: Duration,
     on_stop: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 /// How often the server looks for ports whose sandbox is gone.
 const REAP_EVERY: Duration = Duration::from_secs(1);
+/// The first interval between retries of pending restores; it doubles
+/// while nothing comes back, up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -529,6 +570,9 @@ impl Server {
         let (calls_tx, calls) = crossbeam_channel::unbounded();
         Ok(Server {
             next_reap: Instant::now() + REAP_EVERY,
+            next_retry: None,
+            retry_every: RETRY_FIRST,
+            accept_failing: false,
             on_stop: opts.on_stop.clone(),
             signals,
             conns: Vec::new(),
@@ -543,6 +587,7 @@ impl Server {
             stop: Arc::new(AtomicBool::new(false)),
             limits: Limits {
                 request_timeout: opts.request_timeout,
+                reply_timeout: opts.reply_timeout,
                 idle_timeout: opts.idle_timeout,
             },
             max_clients: opts.max_clients.max(1),
@@ -628,6 +673,9 @@ impl Server {
                 eprintln!("vxswitch: signal received, shutting down");
                 return Ok(());
             }
+            if self.accept_failing {
+                self.accept();
+            }
             let now = Instant::now();
             self.serve_ready(now);
             self.expire(now);
@@ -635,6 +683,7 @@ impl Server {
                 self.daemon.reap_orphans();
                 self.next_reap = now + REAP_EVERY;
             }
+            self.retry_pending(now);
         }
     }
 
@@ -642,6 +691,9 @@ impl Server {
         if !self.ready.is_empty() {
             return Duration::ZERO;
         }
+        let retry = self
+            .next_retry
+            .map_or(MAX_SLEEP, |t| t.saturating_duration_since(now));
         self.conns
             .iter()
             .flatten()
@@ -650,6 +702,28 @@ impl Server {
             .map_or(MAX_SLEEP, |due| due.saturating_duration_since(now))
             .min(MAX_SLEEP)
             .min(self.next_reap.saturating_duration_since(now))
+            .min(retry)
+    }
+
+    /// Retries pending restores when due: every second at first, then
+    /// backing off to every [`RETRY_MAX`] while nothing comes back.
+    fn retry_pending(&mut self, now: Instant) {
+        if !self.daemon.has_pending() {
+            self.next_retry = None;
+            self.retry_every = RETRY_FIRST;
+            return;
+        }
+        let due = *self.next_retry.get_or_insert(now + self.retry_every);
+        if now < due {
+            return;
+        }
+        let back = self.daemon.retry_pending();
+        self.retry_every = if back > 0 {
+            RETRY_FIRST
+        } else {
+            (self.retry_every * 2).min(RETRY_MAX)
+        };
+        self.next_retry = Some(now + self.retry_every);
     }
 
     fn mark_ready(&mut self, i: usize) {
@@ -665,10 +739,10 @@ impl Server {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
-                    let live = self.conns.iter().flatten().count();
-                    if live >= self.max_clients {
+                    if !self.make_room() {
                         let busy = CtlError::busy(format!(
-                            "too many clients ({}) are connected to the daemon; try again later",
+                            "all {} client connections of the daemon have a request in \
+                             progress; try again",
                             self.max_clients
                         ));
                         // Best effort: a fresh socket's buffer takes one short line.
@@ -694,19 +768,65 @@ impl Server {
                         continue;
                     }
                     self.conns[idx] = Some(Conn::new(stream, Instant::now()));
+                    self.count_clients();
                     self.mark_ready(idx);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    // E.g. out of fds: the waiting client stays in the backlog
-                    // and is accepted on the next connection or wake-up.
-                    eprintln!(
-                        "vxswitch: cannot accept a control client: {}",
-                        strip_os_error(&e.to_string())
-                    );
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_failing = false;
                     return;
                 }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // E.g. out of fds: the waiting client stays in the
+                    // backlog and is accepted at a later wake-up. Said once.
+                    if !self.accept_failing {
+                        let msg = strip_os_error(&e.to_string());
+                        eprintln!(
+                            "vxswitch: cannot accept a control client: {}",
+                            validate::with_fd_advice(msg, e.raw_os_error())
+                        );
+                    }
+                    self.accept_failing = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Whether a new connection can be taken: a free slot, or one made by
+    /// closing the connection idle the longest (no request in progress).
+    /// Connections not looked at yet (on the ready list) are served first,
+    /// so one whose request is already waiting is answered, not evicted.
+    fn make_room(&mut self) -> bool {
+        if self.conns.iter().flatten().count() < self.max_clients {
+            return true;
+        }
+        if !self.ready.is_empty() {
+            self.serve_ready(Instant::now());
+            if self.conns.iter().flatten().count() < self.max_clients {
+                return true;
+            }
+        }
+        let oldest = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| Some((i, c.as_ref()?)))
+            .filter(|(_, c)| !c.busy())
+            .min_by_key(|(_, c)| c.idle_since)
+            .map(|(i, _)| i);
+        match oldest {
+            Some(i) => {
+                // Nothing was asked on it: closing loses no request, and a
+                // client that sends one later sees the connection closed
+                // without a reply (the CLI's client then reconnects).
+                self.close(i);
+                self.daemon.control_stats_mut().evicted += 1;
+                true
+            }
+            None => {
+                self.daemon.control_stats_mut().refused_busy += 1;
+                false
             }
         }
     }
@@ -732,17 +852,27 @@ impl Server {
             }
         }
         self.ready.retain(|&r| r != i);
+        self.count_clients();
+    }
+
+    fn count_clients(&mut self) {
+        let n = self.conns.iter().flatten().count();
+        self.daemon.control_stats_mut().clients = u64::try_from(n).unwrap_or(u64::MAX);
     }
 
     fn expire(&mut self, now: Instant) {
-        let rt = self.limits.request_timeout;
-        let idle = self.limits.idle_timeout;
+        let lim = &self.limits;
+        let (rt, reply, idle) = (lim.request_timeout, lim.reply_timeout, lim.idle_timeout);
         for i in 0..self.conns.len() {
             let Some(Some(c)) = self.conns.get_mut(i) else {
                 continue;
             };
-            if c.stalled_since.is_some_and(|t| now.duration_since(t) >= rt) {
-                // The client does not read its replies: nothing to tell it.
+            if c.reply_since
+                .is_some_and(|t| now.duration_since(t) >= reply)
+            {
+                // The client does not take its reply: it would not read an
+                // error either.
+                self.daemon.control_stats_mut().reply_timeouts += 1;
                 self.close(i);
                 continue;
             }
@@ -750,18 +880,22 @@ impl Server {
                 continue;
             }
             if c.partial_since.is_some_and(|t| now.duration_since(t) >= rt) {
-                c.fail(CtlError::bad_request(format!(
-                    "no complete request line within {rt:?}; send one JSON request per line, \
-                     ending in a newline (closing the connection)"
-                )));
+                self.daemon.control_stats_mut().request_timeouts += 1;
+                c.fail(
+                    CtlError::bad_request(format!(
+                        "no complete request line within {rt:?}; send one JSON request per \
+                         line, ending in a newline (closing the connection)"
+                    )),
+                    now,
+                );
                 if !c.queued {
                     c.queued = true;
                     self.ready.push(i);
                 }
                 continue;
             }
-            let quiet = c.inbuf.is_empty() && c.out.len() == c.out_pos && !c.queued;
-            if quiet && now.duration_since(c.last_activity) >= idle {
+            if !c.busy() && now.duration_since(c.idle_since) >= idle {
+                self.daemon.control_stats_mut().idle_closed += 1;
                 self.close(i);
             }
         }
@@ -834,6 +968,14 @@ fn socket_file(path: &Path) -> Result<SocketFile, ServerError> {
     };
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(bind_err)?;
     Ok(file)
+}
+
+/// Raises the process's soft open-file limit (`RLIMIT_NOFILE`) to its hard
+/// limit and returns the limit now in effect. A daemon holds an fd per TAP
+/// queue (ports × workers), per VXLAN socket and per client; the usual
+/// soft limit of 1024 is met long before the hard one (often 524288).
+pub fn raise_open_file_limit() -> io::Result<u64> {
+    crate::sys::rlimit::raise_nofile()
 }
 
 /// Controls a server running on its own thread. Dropping it shuts the

@@ -65,6 +65,8 @@ impl Daemon {
             vxlan: self.engine.vxlan_stats(),
             vteps,
             gateways,
+            control: self.control,
+            pending: self.pending_rows(),
             networks,
         })
     }

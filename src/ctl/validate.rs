@@ -356,19 +356,53 @@ fn example_host(net: IpNet, n: u32) -> IpAddr {
 /// `what: e` as the error of a request. The errno's number is left out,
 /// as the CLI leaves it out of its own errors: the text names the error.
 pub(super) fn port_error(what: &str, e: ports::PortError) -> CtlError {
+    let errno = e.raw_os_error();
     CtlError::new(
         ErrorKind::PortError,
-        strip_os_error(&format!("{what}: {e}")),
+        with_fd_advice(strip_os_error(&format!("{what}: {e}")), errno),
     )
+}
+
+/// What to do when the daemon (`EMFILE`) or the system (`ENFILE`) has run
+/// out of file descriptors: every TAP queue, worker and client holds one,
+/// so a busy daemon meets its limit long before anything is wrong.
+pub(super) fn fd_limit_advice(errno: Option<i32>) -> Option<String> {
+    match errno? {
+        libc::EMFILE => {
+            let limit = crate::sys::rlimit::nofile()
+                .map_or_else(|_| "unknown".to_string(), |(soft, _)| soft.to_string());
+            Some(format!(
+                "too many open files (limit {limit}): raise LimitNOFILE= / ulimit -n"
+            ))
+        }
+        libc::ENFILE => Some(
+            "too many open files in the whole system: raise the sysctl fs.file-max".to_string(),
+        ),
+        _ => None,
+    }
+}
+
+/// `message`, ending in [`fd_limit_advice`] when `errno` says the fds ran out.
+pub(super) fn with_fd_advice(message: String, errno: Option<i32>) -> String {
+    match fd_limit_advice(errno) {
+        Some(advice) => format!("{message}: {advice}"),
+        None => message,
+    }
 }
 
 /// Errors of the engine's VXLAN side, which the operator can act on.
 pub(super) fn vxlan_error(what: &str, e: EngineError) -> CtlError {
     match e {
-        EngineError::Tunnel(e) => CtlError::new(
-            ErrorKind::TunnelError,
-            strip_os_error(&format!("{what}: {e}")),
-        ),
+        EngineError::Tunnel(e) => {
+            let errno = match &e {
+                crate::vxlan::SocketError::Bind { source, .. }
+                | crate::vxlan::SocketError::Setup(source) => source.raw_os_error(),
+            };
+            CtlError::new(
+                ErrorKind::TunnelError,
+                with_fd_advice(strip_os_error(&format!("{what}: {e}")), errno),
+            )
+        }
         EngineError::NoIpv6 { port } => CtlError::new(
             ErrorKind::TunnelError,
             format!(
@@ -391,6 +425,14 @@ pub(super) fn vxlan_error(what: &str, e: EngineError) -> CtlError {
 }
 
 pub(super) fn engine_error(what: &str, e: EngineError) -> CtlError {
+    if let EngineError::Register(io) = &e {
+        if let Some(advice) = fd_limit_advice(io.raw_os_error()) {
+            return CtlError::new(
+                ErrorKind::PortError,
+                format!("{what}: cannot hand the port to the dataplane: {advice}"),
+            );
+        }
+    }
     CtlError::internal(strip_os_error(&format!(
         "{what}: the dataplane refused it: {e}; this is a bug, please report it with the \
          daemon's log"

@@ -5,12 +5,81 @@
 //! Docker's plugin client (Go's `net/http` over the unix socket) always
 //! sends a `Content-Length` (its bodies are in-memory buffers), so a chunked
 //! body is refused with a clear error rather than decoded. Heads and bodies
-//! have size caps, so a confused peer costs bounded memory.
+//! have size caps, so a confused peer costs bounded memory; and time is
+//! bounded per request, not per `read`: a [`DeadlineStream`] gives each
+//! read only what is left of the request's deadline, so a peer trickling a
+//! byte now and then cannot hold a connection (and its thread) forever.
 
 use std::io::{self, BufRead, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// A socket whose reads and writes share one deadline: each call waits at
+/// most the time left until it, and fails with `TimedOut` once it passed.
+#[derive(Debug)]
+pub struct DeadlineStream {
+    stream: UnixStream,
+    deadline: Instant,
+}
+
+impl DeadlineStream {
+    pub fn new(stream: UnixStream, deadline: Instant) -> DeadlineStream {
+        DeadlineStream { stream, deadline }
+    }
+
+    /// Sets the deadline of what is read or written next.
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+    }
+
+    pub fn get_ref(&self) -> &UnixStream {
+        &self.stream
+    }
+
+    fn left(&self) -> io::Result<Duration> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the deadline of the request passed",
+            ));
+        }
+        Ok(left)
+    }
+}
+
+impl Read for DeadlineStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.left()?;
+        self.stream.set_read_timeout(Some(left))?;
+        self.stream.read(buf).map_err(timed_out)
+    }
+}
+
+impl Write for DeadlineStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let left = self.left()?;
+        self.stream.set_write_timeout(Some(left))?;
+        self.stream.write(buf).map_err(timed_out)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+/// A socket timeout reads as `WouldBlock`; say what it is.
+fn timed_out(e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::WouldBlock {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the deadline of the request passed",
+        )
+    } else {
+        e
+    }
+}
 
 /// Largest request head (request line and headers) accepted.
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -171,6 +240,7 @@ fn reason(status: u16) -> &'static str {
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         411 => "Length Required",
         413 => "Content Too Large",
         431 => "Request Header Fields Too Large",
@@ -218,13 +288,13 @@ pub enum GetError {
 /// sends the body whole (no chunks) and closes the connection after it;
 /// chunked and `Content-Length` bodies are still understood.
 pub fn get(socket: &Path, path: &str, timeout: Duration) -> Result<(u16, Vec<u8>), GetError> {
-    let mut s = UnixStream::connect(socket).map_err(|source| GetError::Connect {
+    let s = UnixStream::connect(socket).map_err(|source| GetError::Connect {
         path: socket.display().to_string(),
         source,
     })?;
     let exchange = |e: io::Error| GetError::Exchange(format!("GET {path}: {e}"));
-    s.set_read_timeout(Some(timeout)).map_err(exchange)?;
-    s.set_write_timeout(Some(timeout)).map_err(exchange)?;
+    // One deadline for the whole exchange, not one per read.
+    let mut s = DeadlineStream::new(s, Instant::now() + timeout);
     let request =
         format!("GET {path} HTTP/1.0\r\nHost: docker\r\nAccept: application/json\r\n\r\n");
     s.write_all(request.as_bytes()).map_err(exchange)?;
@@ -286,8 +356,11 @@ pub fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), String> {
     }
 }
 
-/// Decodes a chunked body (RFC 9112 7.1); trailers are ignored.
-fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {
+/// Decodes a chunked body (RFC 9112 7.1); trailers are ignored. A chunk
+/// size is checked against what is left of the body before any arithmetic
+/// on it, so no size (`ffffffffffffffff` included) can wrap or index out of
+/// bounds; the output is never larger than the input.
+pub fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     loop {
         let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
@@ -295,13 +368,29 @@ fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {
         };
         let size_text = std::str::from_utf8(&rest[..eol]).unwrap_or_default();
         let size_text = size_text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_text, 16)
+        // At most 16 hex digits, no sign: what a u64 holds, nothing else.
+        if size_text.is_empty()
+            || size_text.len() > 16
+            || !size_text.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(format!("bad chunk size {size_text:?}"));
+        }
+        let size = u64::from_str_radix(size_text, 16)
             .map_err(|_| format!("bad chunk size {size_text:?}"))?;
         rest = &rest[eol + 2..];
         if size == 0 {
             return Ok(out);
         }
-        if rest.len() < size + 2 || &rest[size..size + 2] != b"\r\n" {
+        // `rest.len() - 2` cannot wrap: checked first.
+        let fits = rest.len() >= 2 && size <= (rest.len() - 2) as u64;
+        if !fits {
+            return Err(format!(
+                "the reply ended inside a chunk of {size} bytes ({} bytes left)",
+                rest.len()
+            ));
+        }
+        let size = size as usize; // fits: at most rest.len() - 2
+        if &rest[size..size + 2] != b"\r\n" {
             return Err("the reply ended inside a chunk".into());
         }
         out.extend_from_slice(&rest[..size]);
@@ -420,6 +509,62 @@ mod tests {
         assert!(parse_response(b"HTTP/1.1 200 OK\r\n")
             .unwrap_err()
             .contains("before its head"));
+    }
+
+    #[test]
+    fn chunk_sizes_that_would_wrap_are_refused() {
+        for size in [
+            "ffffffffffffffff",
+            "fffffffffffffffe",
+            "10000000000000000",
+            "-1",
+            "+5",
+            "",
+        ] {
+            let raw = format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{size}\r\nab\r\n0\r\n\r\n"
+            );
+            let e = parse_response(raw.as_bytes()).unwrap_err();
+            assert!(
+                e.contains("bad chunk size") || e.contains("ended inside a chunk of"),
+                "{size}: {e}"
+            );
+        }
+        // A chunk that claims one byte more than there is.
+        let e = dechunk(b"3\r\nab\r\n").unwrap_err();
+        assert!(
+            e.contains("inside a chunk of 3 bytes (4 bytes left)"),
+            "{e}"
+        );
+        assert_eq!(dechunk(b"2\r\nab\r\n0\r\n\r\n").unwrap(), b"ab");
+    }
+
+    #[test]
+    fn a_deadline_bounds_the_whole_request_not_each_read() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let t0 = Instant::now();
+        let deadline = t0 + Duration::from_millis(600);
+        let writer = std::thread::spawn(move || {
+            // A byte every 100 ms: each read would be well within a
+            // per-read timeout of 600 ms.
+            for byte in b"POST /x HTTP/1.1\r\nHost: plugin\r\n".iter() {
+                if b.write_all(&[*byte]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let mut r = std::io::BufReader::new(DeadlineStream::new(a, deadline));
+        let e = read_request(&mut r).unwrap_err();
+        let waited = t0.elapsed();
+        assert!(
+            matches!(&e, HttpError::Io(io) if io.kind() == io::ErrorKind::TimedOut),
+            "{e:?}"
+        );
+        assert!(waited >= Duration::from_millis(550), "{waited:?}");
+        assert!(waited < Duration::from_secs(3), "{waited:?}");
+        drop(r);
+        writer.join().unwrap();
     }
 
     #[test]

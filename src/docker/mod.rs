@@ -9,24 +9,31 @@
 //! One thread per connection, at most [`MAX_CONNECTIONS`] at once: Docker
 //! keeps a couple of keep-alive connections and may call for several
 //! networks at the same time; the daemon serializes the requests anyway.
+//! Each connection's time is bounded ([`ConnLimits`]): between requests it
+//! may idle [`IDLE_TIMEOUT`]; from a request's first byte, the whole
+//! request must arrive within [`REQUEST_TIMEOUT`] (a 408 otherwise) and the
+//! reply be taken within [`DAEMON_TIMEOUT`], however the bytes trickle.
+//! The socket is made mode 0660 (owner root, Docker's group decides who
+//! else), whatever the umask.
 
 pub mod driver;
 pub mod http;
 pub mod names;
 
-use std::io::{self, BufReader};
+use std::io::{self, BufRead, BufReader};
 use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::ctl::{Client, ClientError, Request};
 use driver::{Backend, Driver};
-use http::HttpError;
+use http::{DeadlineStream, HttpError};
 
 /// Where Docker looks for the plugin named `vxswitch`.
 pub const DEFAULT_PLUGIN_SOCKET: &str = "/run/docker/plugins/vxswitch.sock";
@@ -34,6 +41,8 @@ pub const DEFAULT_PLUGIN_SOCKET: &str = "/run/docker/plugins/vxswitch.sock";
 pub const MAX_CONNECTIONS: usize = 32;
 /// How long a keep-alive connection may stay idle between requests.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a request may take to arrive whole, from its first byte.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the daemon may take for one request (port.add does netlink work).
 pub const DAEMON_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -97,7 +106,39 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
         std::fs::remove_file(path)
             .map_err(|e| format!("cannot remove the stale socket {}: {e}", path.display()))?;
     }
-    UnixListener::bind(path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))
+    let listener = UnixListener::bind(path)
+        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    // Not whatever the umask left: root and the socket's group, as the
+    // daemon's control socket.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE)).map_err(|e| {
+        let _ = std::fs::remove_file(path);
+        format!("cannot set the mode of {}: {e}", path.display())
+    })?;
+    Ok(listener)
+}
+
+/// The plugin socket's mode.
+pub const SOCKET_MODE: u32 = 0o660;
+
+/// How long a connection may take, at most (see the module's doc).
+#[derive(Clone, Copy, Debug)]
+pub struct ConnLimits {
+    /// Between requests.
+    pub idle: Duration,
+    /// From a request's first byte to its last.
+    pub request: Duration,
+    /// For the reply to be taken.
+    pub reply: Duration,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        ConnLimits {
+            idle: IDLE_TIMEOUT,
+            request: REQUEST_TIMEOUT,
+            reply: DAEMON_TIMEOUT,
+        }
+    }
 }
 
 /// Runs the plugin until SIGTERM or SIGINT, then removes its socket.
@@ -154,6 +195,16 @@ pub fn run(opts: PluginOptions) -> Result<(), String> {
 
 /// Accepts connections forever, one thread each.
 pub fn serve<B: Backend + 'static>(listener: UnixListener, driver: Arc<Driver<B>>, debug: bool) {
+    serve_with(listener, driver, debug, ConnLimits::default());
+}
+
+/// [`serve`] with other time limits (tests).
+pub fn serve_with<B: Backend + 'static>(
+    listener: UnixListener,
+    driver: Arc<Driver<B>>,
+    debug: bool,
+    limits: ConnLimits,
+) {
     let active = Arc::new(AtomicUsize::new(0));
     for conn in listener.incoming() {
         let mut stream = match conn {
@@ -177,7 +228,7 @@ pub fn serve<B: Backend + 'static>(listener: UnixListener, driver: Arc<Driver<B>
         let spawned = std::thread::Builder::new()
             .name("docker-conn".into())
             .spawn(move || {
-                if let Err(e) = connection(stream, &driver, debug) {
+                if let Err(e) = connection(stream, &driver, debug, limits) {
                     eprintln!("vxswitch: docker plugin connection: {e}");
                 }
                 active.fetch_sub(1, Ordering::SeqCst);
@@ -192,28 +243,46 @@ fn err_body(msg: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({ "Err": msg })).unwrap_or_default()
 }
 
-/// Serves the requests of one connection until it closes.
-fn connection<B: Backend>(stream: UnixStream, driver: &Driver<B>, debug: bool) -> io::Result<()> {
-    stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
-    stream.set_write_timeout(Some(DAEMON_TIMEOUT))?;
-    let mut writer = stream.try_clone()?;
-    let mut reader = BufReader::new(stream);
+/// Serves the requests of one connection until it closes or a limit is
+/// reached.
+fn connection<B: Backend>(
+    stream: UnixStream,
+    driver: &Driver<B>,
+    debug: bool,
+    limits: ConnLimits,
+) -> io::Result<()> {
+    let mut writer = DeadlineStream::new(stream.try_clone()?, Instant::now());
+    let mut reader = BufReader::new(DeadlineStream::new(stream, Instant::now() + limits.idle));
     loop {
+        // Idle until the next request's first byte...
+        reader.get_mut().set_deadline(Instant::now() + limits.idle);
+        match reader.fill_buf() {
+            Ok([]) => return Ok(()),
+            Ok(_) => {}
+            // Idle keep-alive connection: Docker opens a new one.
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        // ... then the whole request within its own deadline.
+        reader
+            .get_mut()
+            .set_deadline(Instant::now() + limits.request);
         let req = match http::read_request(&mut reader) {
             Ok(r) => r,
             Err(HttpError::Closed) => return Ok(()),
-            Err(HttpError::Io(e))
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                // Idle keep-alive connection: Docker opens a new one.
+            Err(HttpError::Io(e)) if e.kind() == io::ErrorKind::TimedOut => {
+                let body = err_body(&format!(
+                    "vxswitch plugin: the request did not arrive whole within {:?}",
+                    limits.request
+                ));
+                writer.set_deadline(Instant::now() + Duration::from_secs(1));
+                let _ = http::write_response(&mut writer, 408, &body, true);
                 return Ok(());
             }
             Err(HttpError::Io(e)) => return Err(e),
             Err(HttpError::Bad { status, message }) => {
                 let body = err_body(&format!("vxswitch plugin: {message}"));
+                writer.set_deadline(Instant::now() + limits.reply);
                 return http::write_response(&mut writer, status, &body, true);
             }
         };
@@ -242,6 +311,7 @@ fn connection<B: Backend>(stream: UnixStream, driver: &Driver<B>, debug: bool) -
                 String::from_utf8_lossy(&body)
             );
         }
+        writer.set_deadline(Instant::now() + limits.reply);
         http::write_response(&mut writer, status, &body, req.close)?;
         if req.close {
             return Ok(());
@@ -345,6 +415,68 @@ mod tests {
         assert!(reply.starts_with("HTTP/1.1 503 "), "{reply}");
         assert!(reply.contains("too many connections (32)"), "{reply}");
         drop(idle);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_slow_client_is_cut_off_at_the_request_deadline() {
+        let path = socket_path("slow");
+        let _ = std::fs::remove_file(&path);
+        let listener = bind(&path).unwrap();
+        let limits = ConnLimits {
+            idle: Duration::from_secs(5),
+            request: Duration::from_millis(700),
+            reply: Duration::from_secs(5),
+        };
+        std::thread::spawn(move || {
+            serve_with(listener, Arc::new(Driver::new(Nothing)), false, limits)
+        });
+        let mut s = UnixStream::connect(&path).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let t0 = std::time::Instant::now();
+        // A byte every 100 ms, far within any per-read timeout: the whole
+        // request is what the deadline bounds.
+        let mut reply = Vec::new();
+        for byte in b"POST /Plugin.Activate HTTP/1.1\r\nHost: plugin\r\n"
+            .iter()
+            .cycle()
+        {
+            if s.write_all(&[*byte]).is_err() {
+                break;
+            }
+            let mut buf = [0u8; 512];
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => reply.extend_from_slice(&buf[..n]),
+                Err(_) => {}
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "still connected after 5 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = s.read_to_end(&mut reply);
+        let text = String::from_utf8_lossy(&reply);
+        assert!(
+            text.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("did not arrive whole within 700ms"), "{text}");
+        let waited = t0.elapsed();
+        assert!(waited >= Duration::from_millis(650), "{waited:?}");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn the_socket_is_mode_0660_whatever_the_umask() {
+        let path = socket_path("mode");
+        let _ = std::fs::remove_file(&path);
+        let listener = bind(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o660, "{mode:o}");
+        drop(listener);
         let _ = std::fs::remove_file(&path);
     }
 

@@ -193,6 +193,13 @@ pub enum PortError {
         step: &'static str,
         source: std::io::Error,
     },
+    /// The namespace given for a container is the daemon's own.
+    #[error(
+        "{netns} is the daemon's own network namespace, not a container's (has the container's \
+         process left it yet? `unshare --net CMD &` leaves it a moment after it starts); give \
+         the container's namespace, or leave --netns out to keep the TAP here under the port's name"
+    )]
+    OwnNamespace { netns: String },
     #[error("{0}")]
     Unsupported(&'static str),
 }
@@ -221,6 +228,7 @@ fn tun_hint(e: &io::Error) -> &'static str {
             "the daemon's user may not open the device: run the daemon as root, or give \
              /dev/net/tun mode 0666 as udev does on most distributions; see docs/rootless.md"
         }
+        Some(libc::EMFILE) | Some(libc::ENFILE) => "the daemon has no file descriptor left",
         _ => "is the tun module loaded, and does the daemon have access?",
     }
 }
@@ -244,7 +252,9 @@ impl PortError {
             | PortError::Configure { source, .. }
             | PortError::Inspect { source, .. }
             | PortError::Namespace { source, .. } => source.raw_os_error(),
-            PortError::InvalidName { .. } | PortError::Unsupported(_) => None,
+            PortError::InvalidName { .. }
+            | PortError::OwnNamespace { .. }
+            | PortError::Unsupported(_) => None,
         }
     }
 

@@ -10,8 +10,8 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::fd::AsFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -41,8 +41,8 @@ pub fn run_in<T: Send>(netns: &Netns, f: impl FnOnce() -> T + Send) -> Result<T,
         source,
     };
     // Opened here, not on the helper: the caller sees "no such namespace"
-    // without paying for a thread.
-    let file = File::open(&path).map_err(enter_err)?;
+    // (or "not a namespace") without paying for a thread.
+    let file = open_netns(&path).map_err(enter_err)?;
     std::thread::scope(|s| {
         let helper = std::thread::Builder::new()
             .name("vxs-netns".into())
@@ -63,6 +63,109 @@ pub fn run_in<T: Send>(netns: &Netns, f: impl FnOnce() -> T + Send) -> Result<T,
             Err(panic) => std::panic::resume_unwind(panic),
         }
     })
+}
+
+/// Whether `netns` names a file for the network namespace this process
+/// runs in (false for [`Netns::Current`], which says so on purpose). A
+/// container's namespace that turns out to be the daemon's own is almost
+/// always a race (the container's process has not unshared yet) or a
+/// mistake, and a TAP "in the container" would land beside the daemon's.
+pub fn is_own(netns: &Netns) -> Result<bool, PortError> {
+    let Some(path) = netns.path() else {
+        return Ok(false);
+    };
+    let err = |source| PortError::Netns {
+        netns: netns.to_string(),
+        source,
+    };
+    let theirs = open_netns(&path).map_err(err)?.metadata().map_err(err)?;
+    let ours = fs::metadata("/proc/thread-self/ns/net").map_err(err)?;
+    Ok((theirs.dev(), theirs.ino()) == (ours.dev(), ours.ino()))
+}
+
+/// Opens the network namespace file `path` for `setns`, refusing anything
+/// else before it is opened for real.
+///
+/// A client names the path and the daemon runs as root, so the path may be
+/// anything: a FIFO (a blocking `open` would wait for a writer forever,
+/// and the control plane with it), a tty or a watchdog device (whose
+/// driver acts on `open` itself, even a non-blocking one), a directory, a
+/// regular file. So the path is first opened with `O_PATH`, which runs no
+/// driver and never blocks; the handle must be on `nsfs` (`fstatfs`), the
+/// filesystem of `/proc/PID/ns/*` and of the bind mounts `ip netns` makes,
+/// and name a *network* namespace (`NS_GET_NSTYPE`). Only then is that
+/// same file (through `/proc/self/fd`, so it cannot be swapped in between)
+/// opened `O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC`.
+///
+/// The refusal names the path and what it is instead: "`/tmp/x` is not a
+/// network namespace file (it is a FIFO) ...".
+pub fn open_netns(path: &Path) -> io::Result<File> {
+    let handle = sys::fs::open_path(path)?;
+    let magic = sys::fs::fs_magic(handle.as_fd())?;
+    if magic != sys::fs::NSFS_MAGIC {
+        let kind = File::from(handle)
+            .metadata()
+            .map(|m| file_kind(&m.file_type()))
+            .unwrap_or("something else");
+        return Err(not_a_netns(path, kind));
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(format!("/proc/self/fd/{}", handle.as_raw_fd()))?;
+    drop(handle);
+    match sys::netns::ns_type(file.as_fd()) {
+        Ok(t) if t == libc::CLONE_NEWNET => Ok(file),
+        Ok(t) => Err(not_a_netns(path, ns_kind(t))),
+        // A kernel before 4.11: setns says EINVAL if it is another kind.
+        Err(e) if e.raw_os_error() == Some(libc::ENOTTY) => Ok(file),
+        Err(e) => Err(e),
+    }
+}
+
+fn not_a_netns(path: &Path, kind: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{} is not a network namespace file (it is {kind}); give a namespace such as \
+             /run/netns/NAME or /proc/PID/ns/net",
+            path.display()
+        ),
+    )
+}
+
+/// What a file that is not a namespace is, for messages.
+fn file_kind(t: &fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_file() {
+        "a regular file"
+    } else {
+        "something else"
+    }
+}
+
+/// The kind of a namespace that is not a network one, for messages.
+fn ns_kind(t: libc::c_int) -> &'static str {
+    match t {
+        libc::CLONE_NEWNS => "a mount namespace",
+        libc::CLONE_NEWUTS => "a UTS namespace",
+        libc::CLONE_NEWIPC => "an IPC namespace",
+        libc::CLONE_NEWUSER => "a user namespace",
+        libc::CLONE_NEWPID => "a PID namespace",
+        libc::CLONE_NEWCGROUP => "a cgroup namespace",
+        libc::CLONE_NEWTIME => "a time namespace",
+        _ => "another kind of namespace",
+    }
 }
 
 fn check_ns_name(name: &str) -> Result<(), PortError> {
@@ -200,6 +303,55 @@ mod tests {
         let e = run_in(&ns, || ()).unwrap_err();
         assert!(matches!(e, PortError::Netns { .. }));
         assert!(e.to_string().contains("/nonexistent/vxswitch-netns"), "{e}");
+    }
+
+    #[test]
+    fn what_is_not_a_network_namespace_is_refused_without_blocking() {
+        let dir = std::env::temp_dir().join(format!("vxswitch-notns-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        // No writer ever opens it: a blocking open would wait here forever.
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo {}", fifo.display());
+        let regular = dir.join("file");
+        fs::write(&regular, b"x").unwrap();
+        let cases = [
+            (fifo.clone(), "a FIFO"),
+            (regular.clone(), "a regular file"),
+            (dir.clone(), "a directory"),
+            (PathBuf::from("/dev/null"), "a character device"),
+            (PathBuf::from("/dev/zero"), "a character device"),
+            (PathBuf::from("/proc/self/ns/uts"), "a UTS namespace"),
+        ];
+        for (path, kind) in cases {
+            let e = open_netns(&path).unwrap_err();
+            assert_eq!(
+                e.kind(),
+                io::ErrorKind::InvalidInput,
+                "{}: {e}",
+                path.display()
+            );
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "{} is not a network namespace file (it is {kind}); give a namespace \
+                     such as /run/netns/NAME or /proc/PID/ns/net",
+                    path.display()
+                )
+            );
+            let e = run_in(&Netns::Path(path.clone()), || ()).unwrap_err();
+            assert!(
+                e.to_string().starts_with(&format!(
+                    "cannot enter network namespace {}: {} is not a network namespace file",
+                    path.display(),
+                    path.display()
+                )),
+                "{e}"
+            );
+        }
+        assert!(open_netns(Path::new("/proc/self/ns/net")).is_ok());
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

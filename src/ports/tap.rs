@@ -86,6 +86,11 @@ pub fn create_persistent_tap(spec: &TapSpec) -> Result<Tap, PortError> {
 
 fn create(spec: &TapSpec, persist: bool) -> Result<Tap, PortError> {
     validate_ifname(&spec.ifname)?;
+    if netns::is_own(&spec.netns)? {
+        return Err(PortError::OwnNamespace {
+            netns: spec.netns.to_string(),
+        });
+    }
     let mac = match spec.mac {
         Some(m) => m,
         None => random_mac(&spec.ifname)?,

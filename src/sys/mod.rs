@@ -5,8 +5,10 @@
 #![allow(unsafe_code)]
 
 pub mod fd;
+pub mod fs;
 pub mod netlink;
 pub mod netns;
 pub mod packet;
+pub mod rlimit;
 pub mod tun;
 pub mod udp;

@@ -77,3 +77,13 @@ pub fn umount_detach(path: &Path) -> io::Result<()> {
     // SAFETY: `path` is a live NUL-terminated C string.
     cvt(unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) }).map(drop)
 }
+
+/// `ioctl(NS_GET_NSTYPE)` (Linux 4.11): the `CLONE_NEW*` flag of the
+/// namespace the nsfs file `fd` refers to; `ENOTTY` on older kernels and
+/// on files that are not namespaces.
+pub fn ns_type(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
+    // _IO(0xb7, 0x3) from <linux/nsfs.h>.
+    const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+    // SAFETY: NS_GET_NSTYPE takes no argument and only returns a value; `fd` is open.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE as _) })
+}

@@ -219,6 +219,16 @@ class VxswitchBusyPoll(Vxswitch):
     )
 
 
+class VxswitchBusyPollAuto(Vxswitch):
+    name = "vxswitch-busypoll-auto"
+    title = "vxswitch with --busy-poll auto (adaptive spinning, issue 13)"
+    daemon_args = ["--busy-poll", "auto"]
+    topology = (
+        "as `vxswitch`, with `daemon --busy-poll auto`: each worker spins while the next frame is "
+        "likely to come sooner than a wake-up would take, within a CPU budget (see its idle CPU)"
+    )
+
+
 class KernelBridge(Contender):
     name = "bridge"
     title = "Linux bridge + veth (docker0)"
@@ -496,8 +506,15 @@ class VxswitchVxlanBase(VxswitchVxlan):
         return self.opts.baseline
 
 
-ALL = [Vxswitch, VxswitchNoOffload, VxswitchBusyPoll, TapFloor, KernelBridge, Ovs, OvsTso, Vde, Veth, VxswitchVxlan, KernelVxlan]
+ALL = [Vxswitch, VxswitchNoOffload, VxswitchBusyPoll, VxswitchBusyPollAuto, TapFloor, KernelBridge, Ovs, OvsTso, Vde,
+       Veth, VxswitchVxlan, KernelVxlan]
+# Measured only when asked for with --only: the binary must have the feature
+# (`--busy-poll auto` lands with issue 13's item 1).
+OPTIONAL = {"vxswitch-busypoll-auto"}
 # Measured only with --baseline, beside the contender they repeat.
 BASE_OF = {"vxswitch": VxswitchBase, "vxswitch-vxlan": VxswitchVxlanBase}
 BY_NAME = {c.name: c for c in ALL}
 BASELINE = "bridge"
+# Always measured, whatever --only says: the reference of the ratios and the
+# floor of any switch on TAP ports.
+ALWAYS = [BASELINE, "tap-floor"]

@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""Unit tests of the harness's pure parts (no root, no network, about a second):
+
+    python3 benches/system/test_vxbench.py
+
+What a figure says: the runs behind it, no spread from one run, no figure
+made up from part of a measurement, verdicts computed from the data, and
+the docs' generated tables checked against their JSON.
+"""
+
+from __future__ import annotations
+
+import sys
+
+sys.dont_write_bytecode = True
+
+import copy  # noqa: E402
+import importlib.util  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import tempfile  # noqa: E402
+import unittest  # noqa: E402
+from contextlib import redirect_stderr, redirect_stdout  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from vxbench import measure as M  # noqa: E402
+from vxbench import report as R  # noqa: E402
+from vxbench.lab import BenchError  # noqa: E402
+
+spec = importlib.util.spec_from_file_location("vxbench_run", os.path.join(HERE, "run.py"))
+RUN = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(RUN)
+
+RESULTS = os.path.join(HERE, "results")
+
+
+def doc_with(metrics: dict, runs: int = 3, expected: dict | None = None, userspace=None) -> dict:
+    """A minimal results document: metrics[name][key] = [value per run]."""
+    userspace = userspace or {}
+    contenders = {}
+    for name, keys in metrics.items():
+        contenders[name] = {
+            "kind": "l2", "userspace_switch": userspace.get(name, name != "bridge"), "missing": [],
+            "metrics": {k: R.summarize(v) for k, v in keys.items()},
+        }
+        if expected is not None:
+            contenders[name]["expected"] = expected.get(name, list(keys))
+    return {
+        "meta": {"config": {"runs": runs, "sizes": [64]}, "date_utc": "D", "machine": "M", "mode": "full",
+                 "elapsed_s": 1, "loadavg_start": "0", "loadavg_end": "0", "seed": 1,
+                 "contenders_order": list(metrics), "vxswitch": {}},
+        "baseline": "bridge",
+        "contenders": contenders,
+    }
+
+
+class Cells(unittest.TestCase):
+    def test_one_run_has_no_spread_and_says_n1(self):
+        s = R.summarize([12.5])
+        self.assertIsNone(s["spread_pct"])
+        v = R.View(doc_with({"vxswitch": {"tcp1_gbps": [12.5]}, "bridge": {"tcp1_gbps": [25.0]}}, runs=1))
+        text = R.cell(v, "vxswitch", "tcp1_gbps")
+        self.assertNotIn("±", text)
+        self.assertIn("n=1", text)
+        self.assertIn("(0.50×)", text)
+
+    def test_every_cell_gives_its_n(self):
+        v = R.View(doc_with({"vxswitch": {"tcp1_gbps": [10.0, 12.0]}, "bridge": {"tcp1_gbps": [20.0, 20, 20]}}))
+        self.assertIn("±9% n=2", R.cell(v, "vxswitch", "tcp1_gbps"))
+        self.assertIn("n=3", R.cell(v, "bridge", "tcp1_gbps"))
+        self.assertIn("1 of 2 figures stand on fewer than 3 runs", "\n".join(R.header(v)))
+
+    def test_a_figure_with_no_run_is_missing_not_zero(self):
+        v = R.View(doc_with({"vxswitch": {"tcp1_gbps": [10.0]}, "bridge": {"tcp1_gbps": [20.0]}},
+                            expected={"vxswitch": ["tcp1_gbps", "tcp4_gbps"]}))
+        self.assertEqual(R.cell(v, "vxswitch", "tcp4_gbps"), "**missing** (n=0)")
+        with self.assertRaises(ValueError):
+            R.summarize([1.0, None])
+
+    def test_negative_loss_is_shown_not_clamped(self):
+        v = R.View(doc_with({"bridge": {"loss_64": [-0.002, 0.0, 0.0]}}))
+        self.assertIn("(min -0.2)", R.cell(v, "bridge", "loss_64"))
+
+    def test_plot_subtitle_counts_the_runs_behind_the_points(self):
+        v = R.View(doc_with({"vxswitch": {"fps_64": [1.0, 2, 3]}, "bridge": {"fps_64": [1.0, 2]}}))
+        self.assertIn("2–3 runs (of 3 planned) per point", R.svg_frames(v))
+
+
+class Measurements(unittest.TestCase):
+    def test_ping_lines_parse_to_microseconds_without_duplicates(self):
+        out = ("PING 10.250.1.12 (10.250.1.12) 56(84) bytes of data.\n"
+               "64 bytes from 10.250.1.12: icmp_seq=1 ttl=64 time=0.092 ms\n"
+               "64 bytes from 10.250.1.12: icmp_seq=2 ttl=64 time=0.110 ms\n"
+               "64 bytes from 10.250.1.12: icmp_seq=2 ttl=64 time=0.300 ms (DUP!)\n"
+               "64 bytes from 10.250.1.12: icmp_seq=4 ttl=64 time=1.05 ms\n"
+               "rtt min/avg/max/mdev = 0.092/0.417/1.050/0.447 ms\n")
+        times = M.parse_ping(out)
+        self.assertEqual(sorted(times), [1, 2, 4])
+        self.assertAlmostEqual(times[2], 110.0)
+        self.assertAlmostEqual(times[4], 1050.0)
+
+    def test_percentile_is_nearest_rank(self):
+        values = list(range(1, 101))
+        self.assertEqual(M.percentile(values, 99), 99)
+        self.assertEqual(M.percentile(values, 50), 50)
+        self.assertEqual(M.percentile([7.0], 99), 7.0)
+
+    def test_cpu_per_gb_needs_both_tcp_tests(self):
+        one = {"moved_bytes": 1e9, "switch_cpu_s": 0.5, "softirq_s": 0.1, "machine_busy_s": 1.0, "wall_s": 1.0}
+        with self.assertRaisesRegex(BenchError, "tcp4 missing"):
+            RUN.pool_tcp({"tcp1": one}, True)
+        with self.assertRaisesRegex(BenchError, "no CPU time"):
+            RUN.pool_tcp({"tcp1": one, "tcp4": dict(one, switch_cpu_s=None)}, True)
+        pooled = RUN.pool_tcp({"tcp1": one, "tcp4": dict(one, switch_cpu_s=1.5)}, True)
+        self.assertAlmostEqual(pooled["cpu_s_per_gb"], 1.0)
+        self.assertNotIn("cpu_s_per_gb", RUN.pool_tcp({"tcp1": one, "tcp4": one}, False))
+
+
+class Targets(unittest.TestCase):
+    def verdicts(self, doc):
+        return {t["target"]: t for t in R.targets(R.View(doc))}
+
+    def test_no_regression_within_the_runs_ranges_is_met_outside_not(self):
+        doc = doc_with({"vxswitch": {"tcp1_gbps": [9.0, 10.0, 11.0]},
+                        "vxswitch-base": {"tcp1_gbps": [10.0, 10.5, 11.5]}, "bridge": {"tcp1_gbps": [20.0]}})
+        t = self.verdicts(doc)["TCP 1 stream: no regression"]
+        self.assertTrue(t["met"])
+        self.assertTrue(t["overlap"])
+        doc["contenders"]["vxswitch"]["metrics"]["tcp1_gbps"] = R.summarize([7.0, 8.0, 9.0])
+        self.assertFalse(self.verdicts(doc)["TCP 1 stream: no regression"]["met"])
+
+    def test_a_target_without_its_contender_has_no_figure_and_says_how(self):
+        t = self.verdicts(doc_with({"vxswitch": {"tcp4_gbps": [1.0]}, "bridge": {"tcp4_gbps": [2.0]}}))
+        self.assertIsNone(t["64 B frames/s ≥ 1.3× VDE"]["met"])
+        self.assertIn("add vde with --only", t["64 B frames/s ≥ 1.3× VDE"]["why"])
+        self.assertIn("--baseline", t["TCP 1 stream: no regression"]["why"])
+        self.assertFalse(t["TCP 4 streams ≥ 0.7× the bridge"]["met"])
+
+    def test_peers_table_has_a_column_per_peer_and_floor(self):
+        v = R.View(doc_with({n: {"fps_64": [x]} for n, x in
+                             (("vxswitch", 3.0), ("ovs", 2.0), ("vde", 3.1), ("tap-floor", 2.9), ("bridge", 3.0))}))
+        head, _rule, row = R.table_peers(v)
+        self.assertEqual(head, "| contender | figure | better | value | ÷ ovs | ÷ vde | ÷ tap-floor | ÷ bridge |")
+        self.assertIn("| 1.50× better | 0.97× worse | 1.03× better | 1.00× overlap |", row)
+
+
+class Docs(unittest.TestCase):
+    def test_check_docs_accepts_the_rendered_table_and_names_a_stale_one(self):
+        src = os.path.join(RESULTS, "2026-12-06-reorg-overlay-recheck.json")
+        table = R.render_table(RUN.view(RUN.load_json(src)), "before-after")
+        with tempfile.TemporaryDirectory() as d:
+            doc = os.path.join(d, "doc.md")
+            with open(doc, "w") as f:
+                f.write(f"text\n\n<!-- generated from {src} table=before-after -->\n{table}\nmore\n")
+            with redirect_stdout(io.StringIO()):
+                self.assertEqual(RUN.check_docs(False, [doc]), 0)
+            stale = table.replace("1.01×", "1.05×")
+            self.assertNotEqual(stale, table)
+            with open(doc, "w") as f:
+                f.write(f"<!-- generated from {src} table=before-after -->\n{stale}\nmore\n")
+            err = io.StringIO()
+            with redirect_stdout(io.StringIO()), redirect_stderr(err):
+                self.assertEqual(RUN.check_docs(False, [doc]), 1)
+            self.assertIn("--markdown-table before-after", err.getvalue())
+            with redirect_stdout(io.StringIO()):
+                self.assertEqual(RUN.check_docs(True, [doc]), 0)
+                self.assertEqual(RUN.check_docs(False, [doc]), 0)
+            with open(doc) as f:
+                self.assertTrue(f.read().endswith(table + "\nmore\n"))
+
+    def test_committed_results_render(self):
+        for name in sorted(os.listdir(RESULTS)):
+            if name.endswith(".json"):
+                with self.subTest(name):
+                    v = RUN.view(RUN.load_json(os.path.join(RESULTS, name)))
+                    for table in R.TABLES:
+                        R.render_table(v, table)
+                    md = R.markdown(v)
+                    self.assertNotIn("±0% n=1", md)
+
+    def test_an_old_results_json_keeps_its_twin_beside_its_original(self):
+        doc = copy.deepcopy(RUN.load_json(os.path.join(RESULTS, "2026-12-06-reorg-before-after.json")))
+        doc["meta"].pop("contenders_order", None)
+        names = RUN.view(doc).names
+        self.assertEqual(names.index("vxswitch-base"), names.index("vxswitch") + 1)
+        self.assertEqual(json.loads(json.dumps(doc))["baseline"], "bridge")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=1)
