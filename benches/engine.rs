@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use vxswitch::fdb::{Dest, FdbConfig, NetId, PortId};
-use vxswitch::switch::{Engine, EngineConfig, NetworkSpec, PortAttach, PortStats};
+use vxswitch::switch::{Engine, EngineConfig, NetworkSpec, PortAttach, PortStats, SourcePolicy};
 use vxswitch::time::MonotonicClock;
 use vxswitch::vxlan::VxlanConfig;
 use vxswitch::wire::MacAddr;
@@ -37,8 +37,11 @@ fn rig(frame_len: usize) -> Rig {
     };
     let engine = Engine::start(cfg, Arc::new(MonotonicClock::new()), None).unwrap();
     let mut ends = Vec::new();
-    for id in 0..2u32 {
+    let a = [0x02, 0, 0, 0, 0, 0xa];
+    let b = [0x02, 0, 0, 0, 0, 0xb];
+    for (id, own) in [(0u32, a), (1, b)] {
         let (ours, theirs) = vxswitch::seqpacket_pair().unwrap();
+        // With port security, as `port add` makes ports by default.
         engine
             .add_port(PortAttach {
                 id: PortId(id),
@@ -48,6 +51,8 @@ fn rig(frame_len: usize) -> Rig {
                 mtu: 9000,
                 stats: Arc::new(PortStats::default()),
                 vnet_hdr: false,
+                mac: Some(MacAddr(own)),
+                policy: SourcePolicy::Mac(MacAddr(own)),
             })
             .unwrap();
         let end = UnixDatagram::from(theirs);
@@ -57,8 +62,6 @@ fn rig(frame_len: usize) -> Rig {
     }
     let rx = ends.pop().unwrap();
     let tx = ends.pop().unwrap();
-    let a = [0x02, 0, 0, 0, 0, 0xa];
-    let b = [0x02, 0, 0, 0, 0, 0xb];
     // Teach the switch where B is, so the measured frames are known unicast.
     let mut hello = vec![0u8; 60];
     hello[0..6].copy_from_slice(&[0xff; 6]);
@@ -141,6 +144,7 @@ fn encap_rig(frame_len: usize) -> EncapRig {
             id: net,
             vni: Some(4242),
             learn_vteps: false,
+            ..NetworkSpec::default()
         })
         .unwrap();
     let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -162,6 +166,8 @@ fn encap_rig(frame_len: usize) -> EncapRig {
             mtu: 9000,
             stats: Arc::new(PortStats::default()),
             vnet_hdr: false,
+            mac: Some(MacAddr([0x02, 0, 0, 0, 0, 0xa])),
+            policy: SourcePolicy::Mac(MacAddr([0x02, 0, 0, 0, 0, 0xa])),
         })
         .unwrap();
     let tx = UnixDatagram::from(theirs);

@@ -7,19 +7,23 @@
 //! - `fdb_learn/refresh`: learning a MAC that is already known (the common
 //!   case on the hot path: one relaxed load).
 //! - `fdb_learn/insert_remove`: a new MAC (the map write) and its removal.
-//! - `decide/known_unicast`, `decide/broadcast`: the whole per-frame decision.
+//! - `decide/known_unicast`, `decide/broadcast`: the whole per-frame
+//!   decision; `decide/known_unicast_port_security`, `_ip_guard` and
+//!   `_not_owned`: the same with a port's source policy (the default port
+//!   security, the IP guard, a port without port security).
 //!
 //! Run: `cargo bench --bench fdb`. After the criterion groups, the bench
 //! prints the 2-thread/1-thread ratio it measured itself, so the scaling
 //! target can be read off one run.
 
 use std::hint::black_box;
+use std::net::Ipv4Addr;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, BenchmarkId, Criterion, SamplingMode, Throughput};
 use vxswitch::fdb::{Dest, Fdb, FdbConfig, NetId, PortId};
-use vxswitch::switch::{decide, Ingress};
+use vxswitch::switch::{decide, Ingress, IpGuard, OwnedMacs, Policy};
 use vxswitch::time::Millis;
 use vxswitch::wire::MacAddr;
 
@@ -37,6 +41,7 @@ fn table(n: u32) -> Arc<Fdb> {
         ageing_ms: 300_000,
         max_entries: n as usize + 16,
         max_per_dest: n as usize,
+        max_per_network: n as usize + 16,
     });
     for i in 0..n {
         fdb.learn(NET, mac(i), Dest::Local(PortId(i % 64)), NOW);
@@ -144,9 +149,33 @@ fn bench_decide(c: &mut Criterion) {
     unicast[0..6].copy_from_slice(&mac(10).0);
     unicast[6..12].copy_from_slice(&mac(11).0);
     unicast[12..14].copy_from_slice(&[0x08, 0x00]);
+    // An IPv4 header from 10.0.0.11, for the IP guard.
+    unicast[14..34].copy_from_slice(&[
+        0x45, 0, 0, 50, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 11, 10, 0, 0, 10,
+    ]);
     let ingress = Ingress::port(PortId(11), NET);
     g.bench_function("known_unicast", |b| {
         b.iter(|| black_box(decide(&guard, ingress, black_box(&unicast), NOW)))
+    });
+    // What a port with port security (the default) pays: one compare.
+    let secured = ingress.with_policy(Policy::Mac(mac(11)));
+    g.bench_function("known_unicast_port_security", |b| {
+        b.iter(|| black_box(decide(&guard, secured, black_box(&unicast), NOW)))
+    });
+    let ip_guard = IpGuard::new(mac(11), Some(Ipv4Addr::new(10, 0, 0, 11)), None);
+    let guarded = ingress.with_policy(Policy::Guarded(&ip_guard));
+    g.bench_function("known_unicast_ip_guard", |b| {
+        b.iter(|| black_box(decide(&guard, guarded, black_box(&unicast), NOW)))
+    });
+    // A port without port security (or a VTEP): a lookup among the MACs
+    // the ports own.
+    let mut owned = OwnedMacs::default();
+    for p in 0..64u32 {
+        owned.claim(NET, mac(100_000 + p), PortId(p)).unwrap();
+    }
+    let open = ingress.with_policy(Policy::NotOwned(&owned));
+    g.bench_function("known_unicast_not_owned", |b| {
+        b.iter(|| black_box(decide(&guard, open, black_box(&unicast), NOW)))
     });
     let mut bcast = unicast;
     bcast[0..6].copy_from_slice(&[0xff; 6]);

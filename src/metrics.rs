@@ -49,10 +49,17 @@ pub enum DropReason {
     /// that cannot be segmented or completed in software for an egress
     /// without offloads (egress).
     BadOffload,
+    /// The source MAC is not the port's own (port security), or is another
+    /// port's own MAC (from a port without port security, or from a VTEP)
+    /// (ingress).
+    SpoofedSrc,
+    /// An ARP sender or IP source that is not one of the port's addresses,
+    /// or an ARP/IP header too short to tell (IP source guard; ingress).
+    SpoofedIp,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::Runt,
         DropReason::InvalidSource,
         DropReason::NoNetwork,
@@ -65,6 +72,8 @@ impl DropReason {
         DropReason::TxError,
         DropReason::RxError,
         DropReason::BadOffload,
+        DropReason::SpoofedSrc,
+        DropReason::SpoofedIp,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -82,6 +91,8 @@ impl DropReason {
             DropReason::TxError => "tx_error",
             DropReason::RxError => "rx_error",
             DropReason::BadOffload => "bad_offload",
+            DropReason::SpoofedSrc => "spoofed_src",
+            DropReason::SpoofedIp => "spoofed_ip",
         }
     }
 
@@ -132,6 +143,9 @@ pub struct PortStats {
     pub learn_refused_table_full: Counter,
     /// Source MACs not learned because this port hit its FDB limit.
     pub learn_refused_port_limit: Counter,
+    /// Source MACs not learned because the port's network spent its FDB
+    /// budget.
+    pub learn_refused_net_limit: Counter,
     /// MACs that moved to this port from another destination.
     pub moves_in: Counter,
 }
@@ -165,6 +179,7 @@ impl PortStats {
             learn_refused_table_full: self.learn_refused_table_full.get(),
             learn_refused_port_limit: self.learn_refused_port_limit.get(),
             moves_in: self.moves_in.get(),
+            learn_refused_net_limit: self.learn_refused_net_limit.get(),
         }
     }
 }
@@ -181,6 +196,8 @@ pub struct PortStatsSnapshot {
     pub learn_refused_table_full: u64,
     pub learn_refused_port_limit: u64,
     pub moves_in: u64,
+    #[serde(default)]
+    pub learn_refused_net_limit: u64,
 }
 
 impl PortStatsSnapshot {

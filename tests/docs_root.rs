@@ -61,6 +61,7 @@ const DOCS: &[&str] = &[
     "docs/benchmarks-system.md",
     "docs/protocol.md",
     "docs/cluster.md",
+    "docs/security.md",
 ];
 
 /// Documents not checked yet, each with the reason.
@@ -570,4 +571,9 @@ fn protocol() {
 #[test]
 fn cluster() {
     run_doc("docs/cluster.md");
+}
+
+#[test]
+fn security() {
+    run_doc("docs/security.md");
 }

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use vxswitch::fdb::{Dest, FdbConfig, Filter, NetId, PortId};
-use vxswitch::switch::{DropReason, Engine, EngineConfig, Event, PortAttach, PortStats};
+use vxswitch::switch::{
+    DropReason, Engine, EngineConfig, Event, PortAttach, PortStats, SourcePolicy,
+};
 use vxswitch::time::{ManualClock, Millis};
 use vxswitch::wire::MacAddr;
 
@@ -77,6 +79,23 @@ impl Rig {
     }
 
     fn port_with(&self, id: u32, net: u32, mtu: u32, vnet_hdr: bool) -> TestPort {
+        self.port_as(id, net, mtu, vnet_hdr, None, SourcePolicy::Open)
+    }
+
+    /// A port with MAC `mac` (when known) whose sources `policy` checks.
+    fn secured_port(&self, id: u32, net: u32, mac: MacAddr, policy: SourcePolicy) -> TestPort {
+        self.port_as(id, net, 1500, false, Some(mac), policy)
+    }
+
+    fn port_as(
+        &self,
+        id: u32,
+        net: u32,
+        mtu: u32,
+        vnet_hdr: bool,
+        mac: Option<MacAddr>,
+        policy: SourcePolicy,
+    ) -> TestPort {
         let (ours, theirs) = vxswitch::seqpacket_pair().unwrap();
         let stats = Arc::new(PortStats::default());
         self.engine
@@ -88,6 +107,8 @@ impl Rig {
                 mtu,
                 stats: stats.clone(),
                 vnet_hdr,
+                mac,
+                policy,
             })
             .unwrap();
         let end = UnixDatagram::from(theirs);
@@ -378,6 +399,30 @@ fn with_hdr(h: &vxswitch::offload::VnetHdr, frame: &[u8]) -> Vec<u8> {
     v
 }
 
+/// A read shorter than the `virtio_net_hdr` on an offload port is counted
+/// and dropped, and the port keeps forwarding. (Its length was computed
+/// as `n - 12`: the worker thread panicked on the underflow and the port,
+/// with every other port of that worker, went deaf.)
+#[test]
+fn a_read_shorter_than_the_vnet_header_is_counted_not_sliced() {
+    let rig = Rig::new(FdbConfig::default());
+    let a = rig.vnet_port(0, 0, 1500);
+    let b = rig.port(1, 0, 1500);
+    // (An empty read is end of file on a socket pair: not tried.)
+    for short in [&[0u8; 1][..], &[0u8; 5][..], &[0u8; 11][..]] {
+        a.send(short);
+    }
+    let f = frame(mac(0xb), mac(0xa), 1, 60);
+    a.send(&with_hdr(&vxswitch::offload::VnetHdr::default(), &f));
+    assert_eq!(b.recv(), f, "the port forwards after the short reads");
+    eventually(
+        "short reads counted as bad_offload",
+        || a.stats.drops(DropReason::BadOffload),
+        3,
+    );
+    assert_eq!(a.stats.drops(DropReason::RxError), 0);
+}
+
 #[test]
 fn super_frames_pass_between_offload_ports_and_are_segmented_for_plain_ones() {
     use offload_frames::{build, gso_hdr, Spec};
@@ -514,6 +559,8 @@ impl Rig {
                 mtu: 1500,
                 stats: stats.clone(),
                 vnet_hdr: false,
+                mac: None,
+                policy: SourcePolicy::Open,
             })
             .unwrap();
         QueuedPort { ends, stats }
@@ -584,4 +631,429 @@ fn a_worker_other_than_the_first_reads_its_queue_and_writes_its_own() {
         let mut buf = [0u8; 64];
         assert_eq!(e.recv(&mut buf).unwrap(), 0);
     }
+}
+
+/// A free UDP port on the wildcard address (bound and released).
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A VXLAN datagram (VNI `vni`) around `inner`.
+fn vxlan_datagram(vni: u32, inner: &[u8]) -> Vec<u8> {
+    let mut d = vec![0x08, 0, 0, 0];
+    d.extend_from_slice(&(vni << 8).to_be_bytes());
+    d.extend_from_slice(inner);
+    d
+}
+
+/// A UDP socket on `addr` that shares its port with the engine's sockets
+/// (SO_REUSEPORT): the engine's floods to a VTEP at `addr` land here.
+fn reuseport_udp(addr: std::net::SocketAddr) -> std::net::UdpSocket {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+    s.set_reuse_port(true).unwrap();
+    s.bind(&addr.into()).unwrap();
+    let s = std::net::UdpSocket::from(s);
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s
+}
+
+/// Datagrams waiting on `s` now (each send on loopback is queued when it returns).
+fn queued(s: &std::net::UdpSocket) -> usize {
+    s.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 2048];
+    let mut n = 0;
+    while s.recv(&mut buf).is_ok() {
+        n += 1;
+    }
+    s.set_nonblocking(false).unwrap();
+    n
+}
+
+/// With `learn_vteps` and two workers, a new sender whose first datagrams
+/// reach both workers' sockets at once is learned as one VTEP: one event,
+/// one id in every worker, so a flood reaches it once and removing that id
+/// leaves nothing sending to it. (Each worker used to learn it under an id
+/// of its own: floods went twice, and `vtep rm` left the second id.)
+#[test]
+fn two_workers_that_see_a_new_sender_at_once_learn_one_vtep() {
+    use std::collections::BTreeMap;
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+    use vxswitch::switch::NetworkSpec;
+    use vxswitch::vxlan::VxlanConfig;
+
+    let port = free_udp_port();
+    let cfg = EngineConfig {
+        workers: 2,
+        vxlan: VxlanConfig {
+            port,
+            src_port_min: port,
+            src_port_max: port,
+            ..VxlanConfig::default()
+        },
+        ..EngineConfig::default()
+    };
+    let clock = ManualClock::new(Millis(1));
+    let rig = Rig {
+        engine: Engine::start(cfg, Arc::new(clock.clone()), None).unwrap(),
+        clock,
+    };
+    let vni = 4242;
+    rig.engine
+        .set_network(NetworkSpec {
+            id: NetId(0),
+            vni: Some(vni),
+            learn_vteps: true,
+            ..NetworkSpec::default()
+        })
+        .unwrap();
+    let local = rig.port(0, 0, 1400);
+    // Keep both workers busy with a queue each of frames they drop
+    // (hairpin), so that datagrams pile up on both workers' sockets and
+    // each worker reads its first ones in the same round as its peer.
+    let busy = rig.queued_port(1, 0);
+    busy.ends[0]
+        .send(&frame(MacAddr::BROADCAST, mac(0xf1), 0, 60))
+        .unwrap();
+    assert_eq!(local.recv()[6..12], mac(0xf1).0);
+    for end in &busy.ends {
+        end.set_nonblocking(true).unwrap();
+        let hairpin = frame(mac(0xf1), mac(0xf1), 0, 60);
+        while end.send(&hairpin).is_ok() {}
+    }
+    let to_engine = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+    // Eight new senders, each sending its first datagrams from 16 source
+    // ports back to back: the kernel spreads them over both workers.
+    let senders: Vec<Ipv4Addr> = (2..10).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect();
+    let mut listeners = Vec::new();
+    for (i, ip) in senders.iter().enumerate() {
+        listeners.push(reuseport_udp(SocketAddr::new(IpAddr::V4(*ip), port)));
+        let socks: Vec<UdpSocket> = (0..16)
+            .map(|_| UdpSocket::bind(SocketAddr::new(IpAddr::V4(*ip), 0)).unwrap())
+            .collect();
+        let inner = frame(MacAddr::BROADCAST, mac(0x40 + i as u8), 1, 60);
+        let d = vxlan_datagram(vni, &inner);
+        for s in &socks {
+            s.send_to(&d, to_engine).unwrap();
+        }
+    }
+    for _ in 0..senders.len() * 16 {
+        local.recv();
+    }
+    rig.engine.barrier().unwrap();
+    let mut learned: BTreeMap<IpAddr, Vec<u32>> = BTreeMap::new();
+    while let Ok(ev) = rig.engine.events().try_recv() {
+        if let Event::VtepLearned(v) = ev {
+            learned.entry(v.addr.ip()).or_default().push(v.id.0);
+        }
+    }
+    for ip in &senders {
+        let ids = learned.get(&IpAddr::V4(*ip)).cloned().unwrap_or_default();
+        assert_eq!(ids.len(), 1, "{ip} learned as VTEPs {ids:?}");
+    }
+    // A broadcast from the local port reaches each sender once.
+    local.send(&frame(MacAddr::BROADCAST, mac(0xa), 2, 60));
+    for (ip, l) in senders.iter().zip(&listeners) {
+        let mut buf = [0u8; 2048];
+        l.recv(&mut buf)
+            .unwrap_or_else(|e| panic!("{ip} got no flood: {e}"));
+    }
+    rig.engine.barrier().unwrap();
+    for (ip, l) in senders.iter().zip(&listeners) {
+        assert_eq!(queued(l), 0, "{ip} got the flood more than once");
+    }
+    // Removing each learned VTEP leaves none sending.
+    for ids in learned.values() {
+        for &id in ids {
+            assert!(rig.engine.remove_vtep(vxswitch::fdb::VtepId(id)).unwrap());
+        }
+    }
+    local.send(&frame(MacAddr::BROADCAST, mac(0xa), 3, 60));
+    rig.engine.barrier().unwrap();
+    for (ip, l) in senders.iter().zip(&listeners) {
+        assert_eq!(
+            queued(l),
+            0,
+            "{ip} still gets floods after its VTEP was removed"
+        );
+    }
+}
+
+/// Set in the child process of the test below.
+const PANIC_CHILD: &str = "VXSWITCH_TEST_PANIC_CHILD";
+
+/// A worker that panics takes the whole process down, with one line that
+/// says so and a non-zero status, instead of leaving a daemon whose other
+/// threads answer while that worker's ports are never read again. The test
+/// runs itself again as a child that makes a worker panic.
+#[test]
+fn a_worker_that_panics_takes_the_process_down_with_one_line() {
+    const NAME: &str = "a_worker_that_panics_takes_the_process_down_with_one_line";
+    if std::env::var_os(PANIC_CHILD).is_some() {
+        let cfg = EngineConfig {
+            workers: 2,
+            ..EngineConfig::default()
+        };
+        let engine = Engine::start(cfg, Arc::new(ManualClock::new(Millis(1))), None).unwrap();
+        engine.debug_panic_worker(1).unwrap();
+        // The process is expected to end before this does.
+        std::thread::sleep(Duration::from_secs(10));
+        println!("CHILD STILL RUNNING");
+        return;
+    }
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+        .env(PANIC_CHILD, "1")
+        .env_remove("RUST_BACKTRACE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the child hangs");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        !stdout.contains("CHILD STILL RUNNING"),
+        "the process outlived its worker:\n{stdout}\n{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(70), "{stdout}\n{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line, not {}:\n{stderr}", lines.len());
+    assert!(
+        lines[0].starts_with("vxswitch: dataplane worker 1 panicked")
+            && lines[0].contains("a panic asked for by debug_panic_worker")
+            && lines[0].contains("--state-dir"),
+        "{stderr}"
+    );
+}
+
+/// Port security: a port sends only from its own MAC. A container that
+/// spoofs its neighbour's MAC is dropped and counted, is not learned, and
+/// so does not receive the neighbour's unicast, which keeps flowing.
+#[test]
+fn a_port_with_port_security_cannot_take_another_ports_mac() {
+    let rig = Rig::new(FdbConfig::default());
+    let (a, b, c) = (mac(0xa), mac(0xb), mac(0xc));
+    let victim = rig.secured_port(0, 0, a, SourcePolicy::Mac(a));
+    let peer = rig.secured_port(1, 0, b, SourcePolicy::Mac(b));
+    let evil = rig.secured_port(2, 0, c, SourcePolicy::Mac(c));
+    victim.barrier(a, &[&peer, &evil]);
+    peer.barrier(b, &[&victim, &evil]);
+    // The attacker sends as the victim, and from a made-up MAC.
+    evil.send(&frame(b, a, 1, 60));
+    evil.send(&frame(MacAddr::BROADCAST, mac(0xee), 2, 60));
+    evil.barrier(c, &[&victim, &peer]);
+    eventually(
+        "spoofed frames counted",
+        || evil.stats.drops(DropReason::SpoofedSrc),
+        2,
+    );
+    // The victim's MAC still points at the victim: its unicast goes there.
+    let to_victim = frame(a, b, 3, 60);
+    peer.send(&to_victim);
+    assert_eq!(victim.recv(), to_victim);
+    peer.barrier(b, &[&victim, &evil]);
+    assert_eq!(
+        rig.engine.fdb().lookup(NetId(0), a, rig.clock_now()),
+        vxswitch::fdb::Lookup::Hit(Dest::Local(PortId(0)))
+    );
+    assert_eq!(
+        rig.engine
+            .fdb()
+            .lookup(NetId(0), mac(0xee), rig.clock_now()),
+        vxswitch::fdb::Lookup::Miss,
+        "a spoofed source is never learned"
+    );
+    assert_eq!(victim.stats.drops(DropReason::SpoofedSrc), 0);
+}
+
+/// A port without port security (a container with its own bridge)
+/// forwards the MACs behind it, but not the MAC another port owns.
+#[test]
+fn a_port_without_port_security_bridges_its_macs_but_not_anothers() {
+    let rig = Rig::new(FdbConfig::default());
+    let (a, b) = (mac(0xa), mac(0xb));
+    let victim = rig.secured_port(0, 0, a, SourcePolicy::Mac(a));
+    let bridge = rig.secured_port(1, 0, b, SourcePolicy::Open);
+    let peer = rig.port(2, 0, 1500);
+    // Frames of the MACs behind the bridge port pass and are learned.
+    for inner in [mac(0x51), mac(0x52)] {
+        let f = frame(MacAddr::BROADCAST, inner, 1, 60);
+        bridge.send(&f);
+        assert_eq!(victim.recv(), f);
+        assert_eq!(peer.recv(), f);
+    }
+    let reply = frame(mac(0x51), mac(0x99), 2, 60);
+    peer.send(&reply);
+    assert_eq!(bridge.recv(), reply, "unicast to a MAC behind the bridge");
+    // The victim's MAC is the victim's.
+    bridge.send(&frame(MacAddr::BROADCAST, a, 3, 60));
+    bridge.barrier(b, &[&victim, &peer]);
+    eventually(
+        "the victim's MAC from the bridge port",
+        || bridge.stats.drops(DropReason::SpoofedSrc),
+        1,
+    );
+    // And an unknown port's MAC is checked too: one port per MAC.
+    let clash = rig.engine.add_port(PortAttach {
+        id: PortId(3),
+        net: NetId(0),
+        fd: vxswitch::seqpacket_pair().unwrap().0,
+        extra_queues: Vec::new(),
+        mtu: 1500,
+        stats: Arc::new(PortStats::default()),
+        vnet_hdr: false,
+        mac: Some(a),
+        policy: SourcePolicy::Mac(a),
+    });
+    assert!(
+        matches!(clash, Err(vxswitch::switch::EngineError::MacInUse { .. })),
+        "{clash:?}"
+    );
+}
+
+/// The IP source guard: a guarded port's ARP and IP carry only its
+/// addresses; DHCP's and DAD's unspecified source still pass.
+#[test]
+fn the_ip_guard_drops_frames_that_claim_another_address() {
+    use std::net::Ipv4Addr;
+    use vxswitch::switch::IpGuard;
+    let rig = Rig::new(FdbConfig::default());
+    let a = mac(0xa);
+    let mine = Ipv4Addr::new(10, 0, 0, 10);
+    let guarded = rig.secured_port(
+        0,
+        0,
+        a,
+        SourcePolicy::Guarded(IpGuard::new(a, Some(mine), None)),
+    );
+    let peer = rig.port(1, 0, 1500);
+    let ipv4 = |src: Ipv4Addr| {
+        let mut f = frame(MacAddr::BROADCAST, a, 0, 14);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f.extend_from_slice(&[0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0]);
+        f.extend_from_slice(&src.octets());
+        f.extend_from_slice(&[255, 255, 255, 255]);
+        f.extend_from_slice(&[0; 8]);
+        f.resize(60, 0);
+        f
+    };
+    for ok in [mine, Ipv4Addr::UNSPECIFIED] {
+        let f = ipv4(ok);
+        guarded.send(&f);
+        assert_eq!(peer.recv(), f, "from {ok}");
+    }
+    guarded.send(&ipv4(Ipv4Addr::new(10, 0, 0, 20)));
+    guarded.barrier(a, &[&peer]);
+    eventually(
+        "a foreign source address counted",
+        || guarded.stats.drops(DropReason::SpoofedIp),
+        1,
+    );
+}
+
+/// The overlay cannot pull a local container's traffic into the tunnel: a
+/// VXLAN datagram whose inner source is a local port's MAC is dropped and
+/// counted on its VTEP. And a learned VTEP that falls silent is reported
+/// idle once, for the control plane to remove it.
+#[test]
+fn a_vtep_cannot_take_a_local_mac_and_idle_learned_vteps_are_reported() {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+    use vxswitch::switch::NetworkSpec;
+    use vxswitch::vxlan::VxlanConfig;
+
+    let port = free_udp_port();
+    let cfg = EngineConfig {
+        workers: 1,
+        vxlan: VxlanConfig {
+            port,
+            src_port_min: port,
+            src_port_max: port,
+            learned_vtep_ageing_ms: 10_000,
+            ..VxlanConfig::default()
+        },
+        ..EngineConfig::default()
+    };
+    let clock = ManualClock::new(Millis(1));
+    let rig = Rig {
+        engine: Engine::start(cfg, Arc::new(clock.clone()), None).unwrap(),
+        clock,
+    };
+    let vni = 99;
+    rig.engine
+        .set_network(NetworkSpec {
+            id: NetId(0),
+            vni: Some(vni),
+            learn_vteps: true,
+            ..NetworkSpec::default()
+        })
+        .unwrap();
+    let a = mac(0xa);
+    let local = rig.secured_port(0, 0, a, SourcePolicy::Mac(a));
+    local.barrier(a, &[]);
+    let sender = UdpSocket::bind("127.0.0.7:0").unwrap();
+    let to_engine = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+    let spoofed = frame(MacAddr::BROADCAST, a, 1, 60);
+    let honest = frame(MacAddr::BROADCAST, mac(0x70), 2, 60);
+    sender
+        .send_to(&vxlan_datagram(vni, &spoofed), to_engine)
+        .unwrap();
+    sender
+        .send_to(&vxlan_datagram(vni, &honest), to_engine)
+        .unwrap();
+    assert_eq!(local.recv(), honest, "the spoofed frame was dropped");
+    let vtep = loop {
+        match rig.engine.events().recv_timeout(WAIT) {
+            Ok(Event::VtepLearned(v)) => break v,
+            Ok(_) => continue,
+            Err(e) => panic!("no VtepLearned: {e}"),
+        }
+    };
+    assert_eq!(vtep.addr.ip(), IpAddr::V4(Ipv4Addr::new(127, 0, 0, 7)));
+    eventually(
+        "the local MAC from the overlay counted on the VTEP",
+        || vtep.stats.drops(DropReason::SpoofedSrc),
+        1,
+    );
+    assert_eq!(
+        rig.engine.fdb().lookup(NetId(0), a, rig.clock_now()),
+        vxswitch::fdb::Lookup::Hit(Dest::Local(PortId(0)))
+    );
+    // Housekeeping (every 500 ms of the clock, when the worker wakes; the
+    // second barrier returns after the first one's round, housekeeping
+    // included) sees the VTEP's traffic, then its silence.
+    let housekeeping = |ms: u64| {
+        rig.clock.advance(Duration::from_millis(ms));
+        rig.engine.barrier().unwrap();
+        rig.engine.barrier().unwrap();
+    };
+    housekeeping(600);
+    housekeeping(9_000);
+    assert!(
+        !matches!(rig.engine.events().try_recv(), Ok(Event::VtepIdle(_))),
+        "idle too early"
+    );
+    housekeeping(1_001);
+    let idle = loop {
+        match rig.engine.events().recv_timeout(WAIT) {
+            Ok(Event::VtepIdle(v)) => break v,
+            Ok(_) => continue,
+            Err(e) => panic!("no VtepIdle: {e}"),
+        }
+    };
+    assert_eq!((idle.id, idle.addr), (vtep.id, vtep.addr));
+    assert!(rig.engine.remove_vtep(idle.id).unwrap());
+    // Reported once.
+    housekeeping(20_000);
+    assert!(rig.engine.events().try_recv().is_err());
 }

@@ -142,6 +142,10 @@ pub struct DaemonArgs {
     /// Most FDB entries pointing at one port (or VTEP). Default 4096.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub fdb_max_per_port: Option<u64>,
+    /// Most FDB entries of one network, unless it was created with
+    /// --fdb-max-entries. Default 16384.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub fdb_max_per_network: Option<u64>,
     /// UDP port of VXLAN: listened on, and sent to when a VTEP has no port.
     /// Default 4789 (Linux vxlan devices created without dstport use 8472).
     #[arg(long, value_name = "PORT")]
@@ -277,6 +281,15 @@ pub struct NetworkCreateArgs {
     /// cluster, with the VTEPs of the hosts that have ports in it.
     #[arg(long, requires = "vni", conflicts_with_all = ["learn_vteps", "vteps", "gateway_port", "gateway_ifname"])]
     pub cluster: bool,
+    /// Most MACs this network may have in the forwarding table; new ones
+    /// beyond are not learned (counted). Default: the daemon's
+    /// --fdb-max-per-network.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub fdb_max_entries: Option<u64>,
+    /// Ports of this network forward frames whatever their source MAC,
+    /// unless a port add says otherwise (default: port security on).
+    #[arg(long)]
+    pub no_port_security: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -341,6 +354,16 @@ pub struct PortAddArgs {
     /// runs with --no-offload).
     #[arg(long)]
     pub no_offload: bool,
+    /// Forward frames from this port whatever their source MAC (default:
+    /// only the port's own MAC; others are dropped as spoofed_src). For a
+    /// container that bridges other MACs: its own bridge, macvlan, VRRP.
+    #[arg(long, conflicts_with = "ip_guard")]
+    pub no_port_security: bool,
+    /// Also guard IP sources: only the port's --ip, its IPv6 link-local
+    /// and the unspecified address as ARP sender and IPv4/IPv6 source
+    /// (others dropped as spoofed_ip). Needs --ip.
+    #[arg(long, requires = "ip")]
+    pub ip_guard: bool,
 }
 
 #[derive(Subcommand, Debug)]

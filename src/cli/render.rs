@@ -9,7 +9,8 @@ use std::fmt::Write as _;
 
 use vxswitch::ctl::proto::{
     ClusterStatus, FdbChanged, FdbFlushed, FdbKind, FdbRow, GatewayPort, GatewayRow, NetworkInfo,
-    NetworkRemoved, NetworkScope, PortInfo, PortRemoved, StatsReply, VtepRemoved, VtepRow,
+    NetworkRemoved, NetworkScope, PortInfo, PortKind, PortRemoved, StatsReply, VtepRemoved,
+    VtepRow,
 };
 use vxswitch::switch::PortStatsSnapshot;
 use vxswitch::vxlan::VxlanSnapshot;
@@ -217,7 +218,13 @@ pub fn port_added(p: &PortInfo) -> String {
     if let Some(ip) = p.ip {
         let _ = write!(s, ", ip {ip}");
     }
-    let _ = writeln!(s, ", mtu {}", p.mtu);
+    let _ = write!(s, ", mtu {}", p.mtu);
+    if p.ip_guard {
+        s.push_str("; IP source guard on");
+    } else if !p.port_security && p.kind != PortKind::Fd {
+        s.push_str("; port security off (any source MAC)");
+    }
+    s.push('\n');
     s
 }
 
@@ -397,6 +404,9 @@ fn counter_notes(st: &PortStatsSnapshot) -> Vec<String> {
     if st.learn_refused_port_limit > 0 {
         unlearned.push(format!("port_limit={}", st.learn_refused_port_limit));
     }
+    if st.learn_refused_net_limit > 0 {
+        unlearned.push(format!("network_budget={}", st.learn_refused_net_limit));
+    }
     if !unlearned.is_empty() {
         notes.push(format!("not learned {}", unlearned.join(" ")));
     }
@@ -517,15 +527,24 @@ pub fn stats(s: &StatsReply) -> String {
     let _ = writeln!(
         out,
         "fdb: {} entries, {} learned, {} moved, {} aged out, refused {} (table full) {} (port \
-         limit), {} static conflicts",
+         limit) {} (network budget), {} static conflicts",
         f.entries,
         f.inserted,
         f.moved,
         f.aged_out,
         f.refused_table_full,
         f.refused_dest_limit,
+        f.refused_net_limit,
         f.static_conflicts
     );
+    // A network whose budget refused MACs: who is flooding, and how full.
+    for n in s.networks.iter().filter(|n| n.refused > 0) {
+        let _ = writeln!(
+            out,
+            "  fdb {}: {} of {} entries, refused {} (network budget)",
+            n.network, n.entries, n.max, n.refused
+        );
+    }
     let c = &s.control;
     let _ = writeln!(
         out,
@@ -542,7 +561,7 @@ pub fn stats(s: &StatsReply) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vxswitch::ctl::proto::{PortKind, PortStatsRow};
+    use vxswitch::ctl::proto::{NetworkFdbRow, PortKind, PortStatsRow};
     use vxswitch::fdb::FdbStats;
     use vxswitch::switch::DropReason;
     use vxswitch::switch::PortStats;
@@ -614,6 +633,8 @@ mod tests {
             container: Some("web-1".into()),
             offload: true,
             gateway: false,
+            port_security: true,
+            ip_guard: false,
         };
         assert_eq!(
             ports(std::slice::from_ref(&p)),
@@ -653,6 +674,7 @@ mod tests {
             gateways: Vec::new(),
             control: Default::default(),
             pending: Vec::new(),
+            networks: Vec::new(),
         };
         let out = stats(&s);
         let lines: Vec<&str> = out.lines().collect();
@@ -666,6 +688,59 @@ mod tests {
         );
         assert_eq!(lines[3], "  a: drops runt=1 tx_queue_full=2");
         assert!(lines[4].starts_with("fdb: 0 entries"), "{out}");
+    }
+
+    #[test]
+    fn stats_show_spoofing_and_spent_network_budgets() {
+        let st = PortStats::default();
+        st.count_drop(DropReason::SpoofedSrc);
+        st.learn_refused_net_limit.add(5);
+        let s = StatsReply {
+            ports: vec![PortStatsRow {
+                name: "evil".into(),
+                network: "red".into(),
+                stats: st.snapshot(),
+            }],
+            fdb: FdbStats {
+                refused_net_limit: 5,
+                ..FdbStats::default()
+            },
+            vxlan: None,
+            vteps: Vec::new(),
+            gateways: Vec::new(),
+            networks: vec![
+                NetworkFdbRow {
+                    network: "red".into(),
+                    entries: 16,
+                    max: 16,
+                    refused: 5,
+                },
+                NetworkFdbRow {
+                    network: "blue".into(),
+                    entries: 2,
+                    max: 16384,
+                    refused: 0,
+                },
+            ],
+            control: Default::default(),
+            pending: Vec::new(),
+        };
+        let out = stats(&s);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[2],
+            "  evil: drops spoofed_src=1; not learned network_budget=5"
+        );
+        assert!(
+            lines[3].contains("refused 0 (table full) 0 (port limit) 5 (network budget)"),
+            "{out}"
+        );
+        assert_eq!(
+            lines[4],
+            "  fdb red: 16 of 16 entries, refused 5 (network budget)"
+        );
+        assert!(lines[5].starts_with("control: "), "{out}");
+        assert_eq!(lines.len(), 6, "{out}");
     }
 
     fn vtep_row(addr: &str, dynamic: bool, stats: &PortStats) -> VtepRow {
@@ -716,6 +791,7 @@ mod tests {
             gateways: Vec::new(),
             control: Default::default(),
             pending: Vec::new(),
+            networks: Vec::new(),
         };
         let out = stats(&s);
         let lines: Vec<&str> = out.lines().collect();
@@ -784,6 +860,8 @@ mod tests {
             container: None,
             offload: false,
             gateway: true,
+            port_security: true,
+            ip_guard: false,
         };
         assert!(ports(&[p]).lines().nth(1).unwrap().ends_with(" (gateway)"));
         let g = GatewayRow {

@@ -69,6 +69,10 @@ impl From<NetworkCreateArgs> for NetworkCreate {
             gateway_port,
             gateway_ifname: a.gateway_ifname,
             cluster: a.cluster,
+            fdb_max_entries: a
+                .fdb_max_entries
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            port_security: a.no_port_security.then_some(false),
         }
     }
 }
@@ -112,6 +116,9 @@ impl From<PortAddArgs> for PortAdd {
             container: a.container,
             // Absent: the daemon's default (offloads on unless --no-offload).
             offload: a.no_offload.then_some(false),
+            // Absent: on.
+            port_security: a.no_port_security.then_some(false),
+            ip_guard: a.ip_guard,
         }
     }
 }

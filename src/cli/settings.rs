@@ -46,6 +46,9 @@ pub fn merge(
     if let Some(n) = a.fdb_max_per_port {
         fdb.max_per_dest = usize::try_from(n).unwrap_or(usize::MAX);
     }
+    if let Some(n) = a.fdb_max_per_network {
+        fdb.max_per_network = usize::try_from(n).unwrap_or(usize::MAX);
+    }
     let mut vxlan = config.vxlan.unwrap_or_default();
     if let Some(port) = a.vxlan_port {
         vxlan.port = port;
@@ -158,6 +161,7 @@ mod tests {
                 ageing_ms: 60_000,
                 max_entries: 100,
                 max_per_dest: 10,
+                ..FdbConfig::default()
             }
         );
         assert_eq!(s.engine.vxlan.port, 8472);
@@ -200,6 +204,7 @@ mod tests {
                 ageing_ms: 7_000,
                 max_entries: 5,
                 max_per_dest: 3,
+                ..FdbConfig::default()
             }
         );
         assert_eq!(s.engine.vxlan.port, 4790);

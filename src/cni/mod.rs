@@ -237,6 +237,9 @@ pub struct NetConf {
     pub ipam: Option<(String, Value)>,
     /// `runtimeConfig.mac`.
     pub runtime_mac: Option<String>,
+    /// `portSecurity`: `false` lets the container send from any source MAC
+    /// (default `true`: only its own; docs/security.md).
+    pub port_security: Option<bool>,
     /// `prevResult`, for CHECK.
     pub prev_result: Option<Value>,
     /// `cni.dev/valid-attachments`, for GC: (container ID, ifname).
@@ -325,6 +328,15 @@ impl NetConf {
                 )))
             }
         };
+        let port_security = match raw.get("portSecurity") {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "network configuration: \"portSecurity\" must be true or false, not {other}"
+                )))
+            }
+        };
         let runtime_mac = raw
             .get("runtimeConfig")
             .and_then(|r| r.get("mac"))
@@ -352,6 +364,7 @@ impl NetConf {
             mtu,
             ipam,
             runtime_mac,
+            port_security,
             prev_result,
             valid_attachments,
             raw,
@@ -613,6 +626,7 @@ impl Ctx<'_> {
             ip: plan.ip.map(|ip| ip.to_string()),
             mtu: self.conf.mtu,
             container: Some(container),
+            port_security: self.conf.port_security,
             ..PortAdd::default()
         });
         let port: PortInfo = match self.call(&mut client, &req) {
@@ -1031,6 +1045,26 @@ mod tests {
         assert_eq!(
             c.valid_attachments,
             Some(vec![("c1".into(), "eth0".into())])
+        );
+        assert_eq!(c.port_security, None, "absent: the network's (on)");
+    }
+
+    #[test]
+    fn port_security_can_be_turned_off_in_the_config() {
+        let c = NetConf::parse(
+            br#"{"cniVersion":"1.0.0","name":"red","type":"vxswitch-cni","portSecurity":false}"#,
+        )
+        .unwrap();
+        assert_eq!(c.port_security, Some(false));
+        let e = NetConf::parse(
+            br#"{"cniVersion":"1.0.0","name":"red","type":"vxswitch-cni","portSecurity":"off"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, code::INVALID_CONFIG);
+        assert!(
+            e.msg.contains("\"portSecurity\" must be true or false"),
+            "{}",
+            e.msg
         );
     }
 

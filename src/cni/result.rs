@@ -247,6 +247,8 @@ mod tests {
             container: Some("web".into()),
             offload: true,
             gateway: false,
+            port_security: true,
+            ip_guard: false,
         }
     }
 

@@ -5,6 +5,7 @@
 //! ageing_ms = 300000
 //! max_entries = 65536
 //! max_per_dest = 4096
+//! max_per_network = 16384  # unless a network has its own (fdb_max_entries)
 //!
 //! [vxlan]
 //! port = 4789
@@ -12,6 +13,7 @@
 //! src_port_min = 49152
 //! src_port_max = 65535
 //! max_learned_vteps = 64
+//! learned_vtep_ageing_ms = 300000  # an idle learned VTEP is removed
 //!
 //! [dataplane]
 //! workers = 2              # threads; default one per CPU (--workers)
@@ -192,6 +194,13 @@ impl Config {
                 defaults.max_per_dest,
                 "lets no port or VTEP have an entry",
                 "--fdb-max-per-port",
+            ),
+            (
+                "max_per_network",
+                fdb.max_per_network,
+                defaults.max_per_network,
+                "lets no network have an entry",
+                "--fdb-max-per-network",
             ),
         ] {
             if value == 0 {

@@ -215,6 +215,7 @@ impl Daemon {
         while let Ok(ev) = self.engine.events().try_recv() {
             match ev {
                 Event::VtepLearned(info) => self.vtep_learned(info),
+                Event::VtepIdle(info) => self.vtep_idle(&info),
                 Event::PortGone { id, cause } => gone.extend(self.port_gone(id, cause)),
             }
         }

@@ -173,6 +173,13 @@ impl Daemon {
                      daemon with a higher --fdb-max-entries ([fdb] max_entries)",
                     entries(max)
                 )),
+                FdbError::NetLimit { max, .. } => CtlError::busy(format!(
+                    "network {:?} already has {max} FDB {} (its budget); delete some, or \
+                     create the network with a higher --fdb-max-entries (default: the \
+                     daemon's --fdb-max-per-network, [fdb] max_per_network)",
+                    a.network,
+                    entries(max)
+                )),
                 FdbError::DestLimit { max, .. } => CtlError::busy(format!(
                     "{owner} already has {max} FDB {} (the per-port and per-VTEP limit); \
                      delete some or start the daemon with a higher --fdb-max-per-port \

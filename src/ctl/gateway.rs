@@ -9,7 +9,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use super::daemon::Daemon;
-use super::ports::PortMeta;
+use super::ports::{PortMeta, Security};
 use super::proto::{CtlError, GatewayPort, PortKind};
 use super::validate::{check_ifname, port_error};
 use crate::gateway::{self, Responder, SwitchGateway};
@@ -83,6 +83,7 @@ impl Daemon {
             vnet_hdr,
             offload_choice: None,
             persist: None,
+            security: Security::ON,
         };
         let mut switch_gw = None;
         let mac = match kind {

@@ -134,6 +134,13 @@ impl Daemon {
             None => DEFAULT_MTU,
         };
         let mtu = check_mtu(&what, a.mtu.unwrap_or(default_mtu))?;
+        if a.fdb_max_entries == Some(0) {
+            return Err(CtlError::invalid(format!(
+                "{what}: fdb_max_entries 0 leaves the network no room in the forwarding \
+                 table: nothing would be learned and every frame flooded; use at least 1 \
+                 (default: the daemon's [fdb] max_per_network)"
+            )));
+        }
         let id = self.free_net_id();
         // A reused id must not inherit entries of the network that had it.
         self.fdb().flush(Filter {
@@ -144,6 +151,7 @@ impl Daemon {
             id,
             vni: a.vni,
             learn_vteps: a.learn_vteps,
+            fdb_max_entries: a.fdb_max_entries,
         };
         if let Err(e) = self.engine.set_network(spec) {
             // Nothing of the network may stay behind in the dataplane.

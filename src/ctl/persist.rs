@@ -107,6 +107,12 @@ pub struct SavedPort {
     /// `port.add`'s `offload` as given (`None`: the daemon's setting).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offload: Option<bool>,
+    /// `port.add`'s `port_security` as given (`None`: on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_security: Option<bool>,
+    /// `port.add`'s `ip_guard`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ip_guard: bool,
 }
 
 /// A state file that cannot be used, naming the file and the problem.
@@ -508,6 +514,8 @@ mod tests {
                 mtu: 1500,
                 container: Some("web".into()),
                 offload: None,
+                port_security: None,
+                ip_guard: false,
             }],
             static_fdb: vec![],
             cluster: None,

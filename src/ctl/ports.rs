@@ -31,7 +31,7 @@ use super::validate::{
 use crate::fdb::{Dest, NetId, PortId};
 use crate::ports::search::{self, NsIdentity, Sandbox};
 use crate::ports::{self, Netns, PersistGuard, Tap, TapSpec};
-use crate::switch::{GoneCause, PortAttach, PortStats};
+use crate::switch::{GoneCause, PortAttach, PortStats, SourcePolicy};
 use crate::wire::MacAddr;
 
 /// A port as the daemon keeps it.
@@ -61,6 +61,46 @@ pub(super) struct Port {
     /// the TAP is deleted with its last fd; a daemon stop keeps it. `None`
     /// for every other port.
     pub(super) persist: Option<PersistGuard>,
+    /// Port security and the IP guard, as `port.add` chose them.
+    pub(super) security: Security,
+    /// What the dataplane checks of the port's frames.
+    pub(super) policy: SourcePolicy,
+}
+
+/// How `port.add` chose to check a port's sources (docs/security.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Security {
+    /// Port security: only the port's own MAC as a source (on unless
+    /// `port_security` is false).
+    pub(super) port_security: bool,
+    /// The IP source guard on the port's address.
+    pub(super) ip_guard: bool,
+}
+
+impl Security {
+    /// Port security on, no IP guard: gateway ports, fd ports.
+    pub(super) const ON: Security = Security {
+        port_security: true,
+        ip_guard: false,
+    };
+
+    /// `a`'s choice, or its network's (`default`).
+    pub(super) fn of(a: &PortAdd, default: bool) -> Security {
+        Security {
+            port_security: a.port_security.unwrap_or(default),
+            ip_guard: a.ip_guard,
+        }
+    }
+
+    /// The dataplane policy of a port with MAC `mac` and address `ip`.
+    fn policy(self, mac: Option<MacAddr>, ip: Option<IpNet>) -> SourcePolicy {
+        let guard = self.ip_guard.then(|| match ip.map(|n| n.addr()) {
+            Some(IpAddr::V4(v4)) => (Some(v4), None),
+            Some(IpAddr::V6(v6)) => (None, Some(v6)),
+            None => (None, None),
+        });
+        SourcePolicy::new(mac, self.port_security, guard)
+    }
 }
 
 /// What a port is, besides its fds and MTU, as [`Daemon::attach`] records it.
@@ -76,6 +116,7 @@ pub(super) struct PortMeta {
     pub(super) gateway: bool,
     pub(super) offload_choice: Option<bool>,
     pub(super) persist: Option<PersistGuard>,
+    pub(super) security: Security,
 }
 
 /// A port that went away on its own, as [`Daemon::process_events`] and
@@ -127,6 +168,8 @@ pub(super) struct PortDefaults {
     pub(super) queues: usize,
     /// New TAPs are persistent (a state directory is set).
     pub(super) persistent: bool,
+    /// The network's port security, which a request's `port_security` overrides.
+    pub(super) port_security: bool,
 }
 
 /// A `port.add` request, checked: what to open and what to record.
@@ -140,6 +183,7 @@ pub(super) struct PortPlan {
     pub(super) ip: Option<IpNet>,
     pub(super) container: Option<String>,
     pub(super) offload_choice: Option<bool>,
+    pub(super) security: Security,
 }
 
 /// The system part of a [`PortPlan`].
@@ -166,7 +210,25 @@ impl PortPlan {
             ip,
             container: a.container.clone(),
             offload_choice: a.offload,
+            security: Security::of(a, d.port_security),
         };
+        if a.ip_guard && !a.port_security.unwrap_or(d.port_security) {
+            return Err(CtlError::invalid(format!(
+                "{what}: ip_guard (--ip-guard) checks the sources of a port with port \
+                 security; leave out port_security false (--no-port-security), or the guard"
+            )));
+        }
+        if a.ip_guard && a.ip.is_none() {
+            return Err(CtlError::invalid(format!(
+                "{what}: ip_guard (--ip-guard) allows only the port's address, and it has \
+                 none; give ip (--ip ADDR/LEN){}",
+                if a.existing {
+                    ", which an existing TAP cannot have: leave out the guard"
+                } else {
+                    ""
+                }
+            )));
+        }
         if a.existing {
             let set: Vec<&str> = [
                 ("netns", a.netns.is_some()),
@@ -275,6 +337,7 @@ impl Daemon {
             offload: self.engine.offload(),
             queues: self.engine.workers(),
             persistent: self.store.is_some(),
+            port_security: net.spec.port_security.unwrap_or(true),
         };
         let plan = PortPlan::new(a, &defaults)?;
         if let TapPlan::Create { spec, .. } = &plan.tap {
@@ -356,6 +419,7 @@ impl Daemon {
             gateway: false,
             offload_choice: plan.offload_choice,
             persist,
+            security: plan.security,
         };
         self.attach(
             &plan.name,
@@ -392,6 +456,9 @@ impl Daemon {
             gateway: false,
             offload_choice: None,
             persist: None,
+            // The MAC is unknown: nothing to lock the port to (see
+            // docs/security.md), but it may not use other ports' MACs.
+            security: Security::ON,
         };
         self.attach(name, network, fd, Vec::new(), mtu, meta)
     }
@@ -420,8 +487,20 @@ impl Daemon {
         meta: PortMeta,
     ) -> Result<PortInfo, CtlError> {
         let net = self.network(network)?.id;
+        if let Some((other, _)) = meta.mac.and_then(|mac| {
+            self.ports
+                .iter()
+                .find(|(_, p)| p.net == net && p.mac == Some(mac))
+        }) {
+            return Err(CtlError::exists(format!(
+                "port {name:?}: MAC {} is already the MAC of port {other:?} on network \
+                 {network}; a MAC belongs to one port of a network (choose another --mac)",
+                meta.mac.unwrap_or(MacAddr::ZERO)
+            )));
+        }
         let id = self.free_port_id();
         let stats = Arc::new(PortStats::default());
+        let policy = meta.security.policy(meta.mac, meta.ip);
         self.engine
             .add_port(PortAttach {
                 id,
@@ -431,6 +510,8 @@ impl Daemon {
                 mtu,
                 stats: stats.clone(),
                 vnet_hdr: meta.vnet_hdr,
+                mac: meta.mac,
+                policy,
             })
             // On error `meta` is dropped, and with it a persistent TAP's
             // guard: the TAP goes with its last fd.
@@ -456,6 +537,8 @@ impl Daemon {
             stats,
             offload_choice: meta.offload_choice,
             persist: meta.persist,
+            security: meta.security,
+            policy,
         };
         let info = self.port_info(name, &port);
         self.ports.insert(name.to_string(), port);
@@ -635,6 +718,8 @@ impl Daemon {
             container: p.container.clone(),
             offload: p.offload,
             gateway: p.gateway,
+            port_security: p.policy.mac().is_some(),
+            ip_guard: matches!(p.policy, SourcePolicy::Guarded(_)),
         }
     }
 }
@@ -864,6 +949,7 @@ mod tests {
             offload: true,
             queues: 2,
             persistent,
+            port_security: true,
         }
     }
 
@@ -954,6 +1040,82 @@ mod tests {
     }
 
     #[test]
+    fn port_security_is_on_unless_refused_and_the_ip_guard_needs_an_address() {
+        let plan = PortPlan::new(&add("c1"), &defaults(false)).unwrap();
+        assert_eq!(plan.security, Security::ON);
+        let mac: MacAddr = "02:00:00:00:00:11".parse().unwrap();
+        assert_eq!(
+            plan.security.policy(Some(mac), None),
+            SourcePolicy::Mac(mac)
+        );
+        // Without a known MAC there is nothing to lock the port to.
+        assert_eq!(plan.security.policy(None, None), SourcePolicy::Open);
+        let plan = PortPlan::new(
+            &PortAdd {
+                port_security: Some(false),
+                ..add("c1")
+            },
+            &defaults(false),
+        )
+        .unwrap();
+        assert_eq!(plan.security.policy(Some(mac), None), SourcePolicy::Open);
+        let plan = PortPlan::new(
+            &PortAdd {
+                ip: Some("10.77.0.11/24".into()),
+                ip_guard: true,
+                ..add("c1")
+            },
+            &defaults(false),
+        )
+        .unwrap();
+        let policy = plan.security.policy(Some(mac), plan.ip);
+        assert_eq!(
+            policy,
+            SourcePolicy::Guarded(crate::switch::IpGuard::new(
+                mac,
+                Some("10.77.0.11".parse().unwrap()),
+                None
+            ))
+        );
+        let refused = |a: PortAdd| PortPlan::new(&a, &defaults(false)).unwrap_err();
+        let e = refused(PortAdd {
+            ip_guard: true,
+            ..add("c1")
+        });
+        assert_eq!(e.kind, ErrorKind::InvalidArgument);
+        assert!(
+            e.message.contains("give ip (--ip ADDR/LEN)"),
+            "{}",
+            e.message
+        );
+        let e = refused(PortAdd {
+            ip_guard: true,
+            existing: true,
+            ..add("tap0")
+        });
+        assert!(e.message.contains("existing TAP cannot"), "{}", e.message);
+        let e = refused(PortAdd {
+            ip: Some("10.77.0.11/24".into()),
+            ip_guard: true,
+            port_security: Some(false),
+            ..add("c1")
+        });
+        assert!(e.message.contains("port security"), "{}", e.message);
+        // A network's default, which a port may override.
+        let off = PortDefaults {
+            port_security: false,
+            ..defaults(false)
+        };
+        let plan = PortPlan::new(&add("c1"), &off).unwrap();
+        assert!(!plan.security.port_security);
+        let on = PortAdd {
+            port_security: Some(true),
+            ..add("c1")
+        };
+        assert!(PortPlan::new(&on, &off).unwrap().security.port_security);
+    }
+
+    #[test]
     fn a_plan_refuses_a_request_in_the_order_it_reports() {
         let refused = |a: PortAdd| PortPlan::new(&a, &defaults(false)).unwrap_err();
         // An existing TAP takes nothing that configures it; all are named.
@@ -1031,6 +1193,8 @@ mod tests {
             sandbox: None,
             offload_choice: None,
             persist: None,
+            security: Security::ON,
+            policy: SourcePolicy::Open,
         };
         d.ports.insert("c1".into(), c1);
         let req = |netns: &str, network: &str, ip: &str| PortAdd {

@@ -191,6 +191,17 @@ pub struct NetworkCreate {
     /// entries are the cluster's (see `docs/cluster.md`).
     #[serde(default, skip_serializing_if = "is_false")]
     pub cluster: bool,
+    /// The network's FDB budget: most MACs it may have in the forwarding
+    /// table (default: the daemon's `[fdb] max_per_network`). New MACs
+    /// beyond it are not learned (counted), so a MAC flood in this network
+    /// cannot stop the others from learning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fdb_max_entries: Option<usize>,
+    /// Port security of the network's ports unless a `port.add` says
+    /// (absent: on). `false` for a network of containers that carry other
+    /// MACs (Docker: `-o vxswitch.port_security=off`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_security: Option<bool>,
 }
 
 /// Who answers for a network's gateway address.
@@ -270,6 +281,18 @@ pub struct PortAdd {
     /// container's stack sends MTU-sized frames with full checksums.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offload: Option<bool>,
+    /// Port security (absent: on): the port forwards only frames whose
+    /// source MAC is its own; others are dropped and counted
+    /// (`spoofed_src`). `false` for a container that bridges other MACs
+    /// (its own bridge, macvlan, VRRP). See docs/security.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_security: Option<bool>,
+    /// IP source guard: only the port's `ip`, its IPv6 link-local (from its
+    /// MAC) and the unspecified address as ARP sender and IPv4/IPv6 source;
+    /// others are dropped and counted (`spoofed_ip`). Needs `ip` and port
+    /// security.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub ip_guard: bool,
 }
 
 /// `port.rm`.
@@ -471,6 +494,14 @@ pub struct PortInfo {
     /// network; `port.rm` refuses it).
     #[serde(default, skip_serializing_if = "is_false")]
     pub gateway: bool,
+    /// Frames are forwarded only from the port's own MAC (`mac`); false for
+    /// a port created without port security, or whose MAC the switch does
+    /// not know (fd ports).
+    #[serde(default)]
+    pub port_security: bool,
+    /// IP sources are guarded too (`port.add`'s `ip_guard`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub ip_guard: bool,
 }
 
 /// Result of `port.rm`.
@@ -567,6 +598,23 @@ pub struct StatsReply {
     /// (a transient failure); retried until it works or is removed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending: Vec<PendingRow>,
+    /// Each network's share of the FDB and what its budget refused (empty
+    /// when `stats` is asked about one port).
+    #[serde(default)]
+    pub networks: Vec<NetworkFdbRow>,
+}
+
+/// A network's share of the FDB, as `stats` reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkFdbRow {
+    pub network: String,
+    /// Its entries now.
+    pub entries: usize,
+    /// Its budget (`network.create`'s `fdb_max_entries`, or the daemon's
+    /// `max_per_network`).
+    pub max: usize,
+    /// New MACs not learned because the budget was spent.
+    pub refused: u64,
 }
 
 /// The control socket's counters, since the daemon started.

@@ -33,7 +33,7 @@ use super::daemon::Daemon;
 use super::persist::{
     SavedKind, SavedNetwork, SavedPort, StateError, StateFile, Store, STATE_VERSION,
 };
-use super::ports::PortMeta;
+use super::ports::{PortMeta, Security};
 use super::proto::{
     strip_os_error, CtlError, FdbAdd, FdbChanged, FdbSelect, NetworkCreate, NetworkRemoved,
     PendingRow, PortAdd, PortKind, PortRemoved, Reply, Request, VtepAdd, VtepRemoved, VtepRm,
@@ -421,6 +421,8 @@ impl Daemon {
                     mtu: p.mtu,
                     container: p.container.clone(),
                     offload: p.offload_choice,
+                    port_security: (!p.security.port_security).then_some(false),
+                    ip_guard: p.security.ip_guard,
                 })
             })
             .collect();
@@ -628,6 +630,7 @@ impl Daemon {
                 existing: true,
                 container: p.container.clone(),
                 offload: p.offload,
+                port_security: p.port_security,
                 ..PortAdd::default()
             })?;
             return Ok(());
@@ -679,6 +682,10 @@ impl Daemon {
             gateway: false,
             offload_choice: p.offload,
             persist: Some(PersistGuard::new(held, p.name.clone())),
+            security: Security {
+                port_security: p.port_security.unwrap_or(true),
+                ip_guard: p.ip_guard,
+            },
         };
         self.attach(&p.name, &p.network, tap.fd, tap.extra_queues, tap.mtu, meta)?;
         Ok(())
@@ -973,6 +980,8 @@ mod tests {
             mtu: 1450,
             container: None,
             offload: None,
+            port_security: None,
+            ip_guard: false,
         });
         super::super::persist::write_atomic(
             &dir,

@@ -3,7 +3,9 @@
 //! stopping it.
 
 use super::daemon::Daemon;
-use super::proto::{CtlError, GatewayRow, PortStatsRow, StatsArgs, StatsReply, VtepLs};
+use super::proto::{
+    CtlError, GatewayRow, NetworkFdbRow, PortStatsRow, StatsArgs, StatsReply, VtepLs,
+};
 
 impl Daemon {
     pub fn stats(&self, a: &StatsArgs) -> Result<StatsReply, CtlError> {
@@ -41,6 +43,22 @@ impl Daemon {
                 })
             })
             .collect();
+        let networks = match a.port {
+            Some(_) => Vec::new(),
+            None => self
+                .networks
+                .iter()
+                .map(|(name, net)| {
+                    let f = self.fdb().network_stats(net.id);
+                    NetworkFdbRow {
+                        network: name.clone(),
+                        entries: f.entries,
+                        max: f.max,
+                        refused: f.refused,
+                    }
+                })
+                .collect(),
+        };
         Ok(StatsReply {
             ports,
             fdb: self.fdb().stats(),
@@ -49,6 +67,7 @@ impl Daemon {
             gateways,
             control: self.control,
             pending: self.pending_rows(),
+            networks,
         })
     }
 }

@@ -74,7 +74,7 @@ pub(super) fn recv(f: &mut File) -> Vec<u8> {
 
 /// A UDP port nobody uses right now: a dual-stack `[::]:0` socket gets
 /// one free in both families (IPv4 alone on a host without IPv6).
-fn free_udp_port() -> u16 {
+pub(super) fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("[::]:0")
         .or_else(|_| std::net::UdpSocket::bind("0.0.0.0:0"))
         .and_then(|s| s.local_addr())

@@ -186,6 +186,34 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Removes a learned VTEP that has been idle for
+    /// `learned_vtep_ageing_ms`, as `vtep.rm` would (its MACs go with it).
+    /// Only if this daemon still has it under that id: after its network
+    /// was removed, the id may name another VTEP.
+    pub(super) fn vtep_idle(&mut self, info: &VtepInfo) {
+        let Some((name, net)) = self.networks.iter_mut().find(|(_, n)| n.id == info.net) else {
+            return;
+        };
+        let ours = net
+            .vteps
+            .get(&info.addr)
+            .is_some_and(|v| v.id == info.id && v.dynamic);
+        if !ours || self.engine.remove_vtep(info.id).is_err() {
+            return;
+        }
+        net.vteps.remove(&info.addr);
+        if self.log_events {
+            eprintln!(
+                "vxswitch: network {name}: learned VTEP {} sent nothing for {} s; removed it \
+                 and the MACs behind it (it is learned again when it sends)",
+                info.addr,
+                self.engine.vxlan_config().learned_vtep_ageing_ms / 1000
+            );
+        }
+    }
+}
+
 pub(super) fn ls_hint(network: &str) -> String {
     format!("list its VTEPs with 'vxswitch vtep ls {network}'")
 }
@@ -324,6 +352,67 @@ mod tests {
             .unwrap();
         assert_eq!(r.removed_vteps, vec![p]);
         assert_eq!(d.vtep_ls(&VtepLs::default()).unwrap().len(), 1);
+        d.shutdown();
+    }
+
+    /// A learned VTEP that sends nothing for `learned_vtep_ageing_ms` goes,
+    /// with the MACs behind it; a configured one stays.
+    #[test]
+    fn idle_learned_vteps_are_removed_and_configured_ones_stay() {
+        use crate::switch::EngineConfig;
+        use crate::time::MonotonicClock;
+        use crate::vxlan::VxlanConfig;
+        let port = crate::ctl::testutil::free_udp_port();
+        let cfg = EngineConfig {
+            vxlan: VxlanConfig {
+                port,
+                src_port_min: port,
+                src_port_max: port,
+                learned_vtep_ageing_ms: 1,
+                ..VxlanConfig::default()
+            },
+            ..EngineConfig::default()
+        };
+        let mut d = Daemon::new(cfg, Arc::new(MonotonicClock::new()), None).unwrap();
+        d.set_log_events(false);
+        d.network_create(&NetworkCreate {
+            name: "blue".into(),
+            vni: Some(99),
+            learn_vteps: true,
+            vteps: vec!["198.18.0.2".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let src = [2, 0, 0, 0, 0, 0x77];
+        peer.send_to(&vxlan(99, &frame([0xff; 6], src)), ("127.0.0.1", port))
+            .unwrap();
+        let learned = format!("127.0.0.1:{port}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut seen = false;
+        loop {
+            d.process_events();
+            let addrs: Vec<String> = d
+                .vtep_ls(&VtepLs::default())
+                .unwrap()
+                .into_iter()
+                .map(|v| v.addr)
+                .collect();
+            seen |= addrs.contains(&learned);
+            if seen && !addrs.contains(&learned) {
+                assert_eq!(addrs, vec![format!("198.18.0.2:{port}")]);
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "learned VTEP {learned} (seen: {seen}) not removed within 10 s: {addrs:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(
+            d.fdb_show(&FdbSelect::default()).unwrap().is_empty(),
+            "its MACs went with it"
+        );
         d.shutdown();
     }
 

@@ -58,6 +58,11 @@ pub const OPTIONS: &[(&str, &str)] = &[
         "network.create gateway_port: host (default), switch or none",
     ),
     (
+        "vxswitch.port_security",
+        "network.create port_security: on (default: a container sends only from its own MAC) \
+         or off (containers that carry other MACs)",
+    ),
+    (
         MTU_OPTION,
         "network.create mtu (Docker's own MTU option; must agree with vxswitch.mtu)",
     ),
@@ -453,6 +458,13 @@ impl<B: Backend> Driver<B> {
                         .map_err(|_| bad("the MTU is a number of bytes, e.g. 1450"))?;
                     mtus.push((key.as_str(), mtu));
                 }
+                "vxswitch.port_security" => {
+                    create.port_security = match value.as_str() {
+                        "on" => None,
+                        "off" => Some(false),
+                        _ => return Err(bad("use on or off")),
+                    }
+                }
                 "vxswitch.gateway" => {
                     gateway_port = match value.as_str() {
                         "host" => GatewayPort::Host,
@@ -830,6 +842,8 @@ mod tests {
                 gateway_port: Some(GatewayPort::Host),
                 gateway_ifname: Some("vxgw-3f1c2a9b8d".into()),
                 cluster: false,
+                fdb_max_entries: None,
+                port_security: None,
             })]
         );
     }
@@ -871,6 +885,19 @@ mod tests {
             ),
             "{e}"
         );
+    }
+
+    #[test]
+    fn port_security_off_is_a_network_option() {
+        let f = Fake::default();
+        let body = json!({"NetworkID": NID,
+            "Options": {"com.docker.network.generic": {"vxswitch.port_security": "off"}},
+            "IPv4Data": [{"Pool": "10.88.0.0/24", "Gateway": "10.88.0.1/24"}]});
+        call(&f, "/NetworkDriver.CreateNetwork", body).unwrap();
+        match &sent(&f)[..] {
+            [Request::NetworkCreate(c)] => assert_eq!(c.port_security, Some(false)),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -916,6 +943,13 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("the VNI is a number"), "{e}");
+        let e = call(
+            &f,
+            "/NetworkDriver.CreateNetwork",
+            with(json!({"vxswitch.port_security": "maybe"})),
+        )
+        .unwrap_err();
+        assert_eq!(e, "option vxswitch.port_security=\"maybe\": use on or off");
         let two = json!({"NetworkID": NID, "IPv4Data": [{"Pool": "10.88.0.0/24"}, {"Pool": "10.89.0.0/24"}]});
         let e = call(&f, "/NetworkDriver.CreateNetwork", two).unwrap_err();
         assert!(e.contains("one IPv4 subnet"), "{e}");

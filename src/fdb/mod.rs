@@ -11,17 +11,35 @@
 //!   choose MACs that collide (the bridge's `fdb_salt`).
 //! - An entry's destination and last-seen time are atomics inside the
 //!   value. Refreshing a known MAC is one relaxed load (and a store at most
-//!   once per [`REFRESH_GRANULARITY_MS`]); a move is an atomic swap. The map
-//!   itself is written only when a MAC is new, and on ageing/flush.
-//! - Size is bounded: at most `max_entries` in total and `max_per_dest` per
-//!   destination (a local port or a remote VTEP). A learn beyond either is
-//!   refused and counted ([`Learned::Refused`]); nothing is evicted, so a
-//!   MAC flood from one port cannot push out other ports' entries. The table
-//!   is allocated for `max_entries` up front and never resizes.
+//!   once per [`REFRESH_GRANULARITY_MS`]); a move is a compare-and-swap. The
+//!   map itself is written only when a MAC is new, and on ageing/flush.
+//! - Size is bounded: at most `max_entries` in total, `max_per_network` in
+//!   any one network (a network may have a budget of its own:
+//!   [`Fdb::set_network_limit`]) and `max_per_dest` per destination (a
+//!   local port or a remote VTEP). A learn beyond any of them is refused and
+//!   counted ([`Learned::Refused`]); nothing is evicted, so a MAC flood from
+//!   one port cannot push out other ports' entries, and a flood in one
+//!   network cannot stop the others from learning. The table is allocated
+//!   for `max_entries` up front and never resizes.
 //! - Learned entries age out after `ageing_ms` without a frame from that
 //!   MAC (default 300 s, the bridge's default). An expired entry is a miss
 //!   at once, even before the periodic [`Fdb::sweep`] removes it. Static
 //!   entries never age and are never moved by learning.
+//!
+//! Counting. The limits need counts (in total, per network, per
+//! destination) that stay exact while several workers learn, move, flush
+//! and sweep at once. Two rules keep them so:
+//! - An entry is uncounted only by whoever took it out of the map: a
+//!   `remove`/`remove_if` that returned it, or an `insert` that replaced
+//!   it. (papaya's `retain` may call its closure more than once for one
+//!   key, and two workers flushing one port both see every entry, so
+//!   counting inside a closure counts removals that did not happen.) The
+//!   remover then swaps the entry's destination to a tombstone and
+//!   uncounts the destination it swapped out, so a move racing the removal
+//!   is charged to one destination exactly once.
+//! - A move counts the new destination before its compare-and-swap and
+//!   uncounts the old one only if the swap succeeded; a swap that finds the
+//!   tombstone undoes its count and learns the MAC anew.
 //!
 //! Every operation takes `now` from the caller: the FDB does no I/O and
 //! reads no clock, so ageing is tested with a manual clock.
@@ -56,6 +74,9 @@ pub enum Dest {
 
 impl Dest {
     const REMOTE_BIT: u64 = 1 << 32;
+    /// An entry's destination once it has been taken out of the map: no
+    /// `encode` gives it (bits above 32 other than `REMOTE_BIT` are set).
+    const GONE: u64 = u64::MAX;
 
     fn encode(self) -> u64 {
         match self {
@@ -104,6 +125,9 @@ pub struct FdbConfig {
     pub max_entries: usize,
     /// Entries pointing at any one destination (port or VTEP).
     pub max_per_dest: usize,
+    /// Entries of any one network, unless the network has a budget of its
+    /// own (`network create --fdb-max-entries`).
+    pub max_per_network: usize,
 }
 
 impl Default for FdbConfig {
@@ -112,6 +136,7 @@ impl Default for FdbConfig {
             ageing_ms: 300_000,
             max_entries: 65_536,
             max_per_dest: 4_096,
+            max_per_network: 16_384,
         }
     }
 }
@@ -148,6 +173,8 @@ pub enum Learned {
 pub enum Refusal {
     TableFull,
     DestLimit,
+    /// The network's budget (`max_per_network`, or its own).
+    NetLimit,
 }
 
 /// Errors of operator requests.
@@ -159,6 +186,8 @@ pub enum FdbError {
     TableFull { max: usize },
     #[error("destination {dest} already has {max} entries (fdb.max_per_dest)")]
     DestLimit { dest: Dest, max: usize },
+    #[error("network #{} already has {max} entries (its FDB budget)", net.0)]
+    NetLimit { net: NetId, max: usize },
     #[error("{mac} is not a unicast address; only unicast MACs can have entries")]
     NotUnicast { mac: MacAddr },
 }
@@ -175,7 +204,7 @@ pub struct Filter {
 impl Filter {
     fn matches(&self, key: &Key, e: &Entry) -> bool {
         self.net.is_none_or(|n| n == key.net())
-            && self.dest.is_none_or(|d| d == e.dest())
+            && self.dest.is_none_or(|d| Some(d) == e.dest())
             && !(self.learned_only && e.kind == EntryKind::Static)
     }
 }
@@ -201,6 +230,21 @@ pub struct FdbStats {
     pub refused_table_full: u64,
     pub refused_dest_limit: u64,
     pub static_conflicts: u64,
+    /// Learns refused because their network's budget was spent.
+    #[serde(default)]
+    pub refused_net_limit: u64,
+}
+
+/// One network's share of the table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetFdbStats {
+    /// Entries of the network now.
+    pub entries: usize,
+    /// Its budget.
+    pub max: usize,
+    /// New MACs of the network not learned because the budget was spent
+    /// (the frames were still forwarded, flooding where unknown).
+    pub refused: u64,
 }
 
 /// The map key. The MAC is kept as a `u64` so hashing is two integer
@@ -233,6 +277,7 @@ impl Key {
 
 #[derive(Debug)]
 struct Entry {
+    /// [`Dest::encode`]d, or [`Dest::GONE`] once taken out of the map.
     dest: AtomicU64,
     last_seen: AtomicU64,
     kind: EntryKind,
@@ -247,8 +292,12 @@ impl Entry {
         }
     }
 
-    fn dest(&self) -> Dest {
-        Dest::decode(self.dest.load(Ordering::Relaxed))
+    /// Where the entry points; `None` once it was removed.
+    fn dest(&self) -> Option<Dest> {
+        match self.dest.load(Ordering::Relaxed) {
+            Dest::GONE => None,
+            d => Some(Dest::decode(d)),
+        }
     }
 
     fn last_seen(&self) -> Millis {
@@ -260,6 +309,15 @@ impl Entry {
             && ageing_ms != 0
             && now.saturating_sub(self.last_seen()) >= ageing_ms
     }
+
+    /// Marks the entry removed and says which destination it counted
+    /// against. Only whoever took the entry out of the map calls this.
+    fn claim(&self) -> Option<Dest> {
+        match self.dest.swap(Dest::GONE, Ordering::AcqRel) {
+            Dest::GONE => None,
+            d => Some(Dest::decode(d)),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -269,7 +327,16 @@ struct Counters {
     aged_out: AtomicU64,
     refused_table_full: AtomicU64,
     refused_dest_limit: AtomicU64,
+    refused_net_limit: AtomicU64,
     static_conflicts: AtomicU64,
+}
+
+/// A network's budget and count.
+#[derive(Debug)]
+struct NetBudget {
+    entries: AtomicUsize,
+    max: AtomicUsize,
+    refused: AtomicU64,
 }
 
 type Map<K, V> = papaya::HashMap<K, V, ahash::RandomState>;
@@ -289,8 +356,13 @@ pub struct Fdb {
     cfg: FdbConfig,
     map: Map<Key, Entry>,
     /// Entries per destination, for `max_per_dest`. Written only when an
-    /// entry is inserted, moved or removed.
+    /// entry is inserted, moved or removed. A destination's counter is
+    /// never removed (ids are reused, so there are few), so a late
+    /// decrement never lands on a fresh zero.
     per_dest: Map<Dest, AtomicUsize>,
+    /// Entries and budget per network, for `max_per_network`; kept like
+    /// `per_dest`.
+    per_net: Map<NetId, NetBudget>,
     len: AtomicUsize,
     counters: Counters,
 }
@@ -317,6 +389,7 @@ impl Fdb {
             cfg,
             map: new_map(cfg.max_entries),
             per_dest: new_map(64),
+            per_net: new_map(16),
             len: AtomicUsize::new(0),
             counters: Counters::default(),
         }
@@ -353,6 +426,33 @@ impl Fdb {
         self.pin().learn(net, mac, dest, now)
     }
 
+    /// Sets a network's budget: at most `max` entries (`None`: the
+    /// daemon's `max_per_network`), and starts its refusal count afresh.
+    /// Entries it holds beyond a lowered budget stay until they age out.
+    pub fn set_network_limit(&self, net: NetId, max: Option<usize>) {
+        self.with_budget(net, |b| {
+            b.max
+                .store(max.unwrap_or(self.cfg.max_per_network), Ordering::Relaxed);
+            b.refused.store(0, Ordering::Relaxed);
+        });
+    }
+
+    /// A network's entries, budget and refusals.
+    pub fn network_stats(&self, net: NetId) -> NetFdbStats {
+        let pinned = self.per_net.pin();
+        match pinned.get(&net) {
+            Some(b) => NetFdbStats {
+                entries: b.entries.load(Ordering::Relaxed),
+                max: b.max.load(Ordering::Relaxed),
+                refused: b.refused.load(Ordering::Relaxed),
+            },
+            None => NetFdbStats {
+                max: self.cfg.max_per_network,
+                ..NetFdbStats::default()
+            },
+        }
+    }
+
     /// Adds or replaces a static entry.
     pub fn add_static(
         &self,
@@ -366,44 +466,38 @@ impl Fdb {
         }
         let key = Key::new(net, mac);
         let guard = self.map.guard();
-        if let Some(old) = self.map.get(&key, &guard) {
-            let old_dest = old.dest();
-            if old_dest != dest && self.dest_count(dest) >= self.cfg.max_per_dest {
-                return Err(FdbError::DestLimit {
-                    dest,
-                    max: self.cfg.max_per_dest,
-                });
+        match self.map.get(&key, &guard).map(Entry::dest) {
+            // Replacing keeps the totals; only a new destination's limit applies.
+            Some(old) => {
+                if old != Some(dest) && self.dest_count(dest) >= self.cfg.max_per_dest {
+                    return Err(FdbError::DestLimit {
+                        dest,
+                        max: self.cfg.max_per_dest,
+                    });
+                }
+                self.count(net, dest);
             }
-            // Replacing keeps the total; move the per-destination count.
-            self.map
-                .insert(key, Entry::new(dest, EntryKind::Static, now), &guard);
-            if old_dest != dest {
-                self.dest_add(old_dest, -1);
-                self.dest_add(dest, 1);
-            }
-            return Ok(());
-        }
-        match self.reserve(dest) {
-            Ok(()) => {}
-            Err(Refusal::TableFull) => {
-                return Err(FdbError::TableFull {
+            None => self.reserve(net, dest).map_err(|why| match why {
+                Refusal::TableFull => FdbError::TableFull {
                     max: self.cfg.max_entries,
-                })
-            }
-            Err(Refusal::DestLimit) => {
-                return Err(FdbError::DestLimit {
+                },
+                Refusal::DestLimit => FdbError::DestLimit {
                     dest,
                     max: self.cfg.max_per_dest,
-                })
-            }
+                },
+                Refusal::NetLimit => FdbError::NetLimit {
+                    net,
+                    max: self.network_stats(net).max,
+                },
+            })?,
         }
-        if self
+        // The new entry is counted; whatever it replaced (the entry seen
+        // above, or one a learner inserted meanwhile) is uncounted now.
+        if let Some(old) = self
             .map
             .insert(key, Entry::new(dest, EntryKind::Static, now), &guard)
-            .is_some()
         {
-            // A learner raced us in between; its reservation stands for the key.
-            self.unreserve(dest);
+            self.release(net, old);
         }
         Ok(())
     }
@@ -412,42 +506,24 @@ impl Fdb {
     pub fn remove(&self, net: NetId, mac: MacAddr) -> bool {
         let guard = self.map.guard();
         match self.map.remove(&Key::new(net, mac), &guard) {
-            Some(e) => {
-                self.unreserve(e.dest());
-                true
-            }
+            Some(e) => self.release(net, e),
             None => false,
         }
     }
 
     /// Removes every entry the filter selects; returns how many.
     pub fn flush(&self, filter: Filter) -> usize {
-        let guard = self.map.guard();
-        let mut removed = 0;
-        self.map.retain(
-            |k, e| {
-                if filter.matches(k, e) {
-                    self.unreserve(e.dest());
-                    removed += 1;
-                    false
-                } else {
-                    true
-                }
-            },
-            &guard,
-        );
-        removed
+        self.remove_where(|k, e| filter.matches(k, e))
     }
 
     /// Forgets a destination that no longer exists (a removed port or VTEP):
-    /// flushes all its entries, static ones included.
+    /// flushes all its entries, static ones included. Several workers may
+    /// do this for one port at once: each entry is uncounted once.
     pub fn forget_dest(&self, dest: Dest) -> usize {
-        let n = self.flush(Filter {
+        self.flush(Filter {
             dest: Some(dest),
             ..Filter::default()
-        });
-        self.per_dest.pin().remove(&dest);
-        n
+        })
     }
 
     /// Removes expired learned entries. Returns how many were removed and
@@ -458,30 +534,40 @@ impl Fdb {
         if ageing == 0 {
             return (0, None);
         }
-        let guard = self.map.guard();
-        let mut removed = 0;
         let mut next: Option<Millis> = None;
-        self.map.retain(
-            |_, e| {
-                if e.kind == EntryKind::Static {
-                    return true;
-                }
-                if e.expired(now, ageing) {
-                    self.unreserve(e.dest());
-                    removed += 1;
-                    false
-                } else {
-                    let due = e.last_seen().add_ms(ageing);
-                    next = Some(next.map_or(due, |n| n.min(due)));
-                    true
-                }
-            },
-            &guard,
-        );
+        let removed = self.remove_where(|_, e| {
+            if e.expired(now, ageing) {
+                return true;
+            }
+            if e.kind == EntryKind::Learned {
+                let due = e.last_seen().add_ms(ageing);
+                next = Some(next.map_or(due, |n| n.min(due)));
+            }
+            false
+        });
         self.counters
             .aged_out
             .fetch_add(removed as u64, Ordering::Relaxed);
         (removed, next)
+    }
+
+    /// Removes the entries `select` picks, counting only the removals that
+    /// happened: each candidate is removed with `remove_if`, which asks
+    /// `select` again about the entry it is about to remove.
+    fn remove_where(&self, mut select: impl FnMut(&Key, &Entry) -> bool) -> usize {
+        let guard = self.map.guard();
+        let mut removed = 0;
+        for (k, e) in self.map.iter(&guard) {
+            if !select(k, e) {
+                continue;
+            }
+            if let Ok(Some((_, gone))) = self.map.remove_if(k, |k, e| select(k, e), &guard) {
+                if self.release(k.net(), gone) {
+                    removed += 1;
+                }
+            }
+        }
+        removed
     }
 
     /// A snapshot of the entries the filter selects, sorted by network and MAC.
@@ -491,15 +577,17 @@ impl Fdb {
             .map
             .iter(&guard)
             .filter(|(k, e)| filter.matches(k, e) && !e.expired(now, self.cfg.ageing_ms))
-            .map(|(k, e)| FdbEntry {
-                net: k.net(),
-                mac: k.mac(),
-                dest: e.dest(),
-                kind: e.kind,
-                age_ms: match e.kind {
-                    EntryKind::Static => 0,
-                    EntryKind::Learned => now.saturating_sub(e.last_seen()),
-                },
+            .filter_map(|(k, e)| {
+                Some(FdbEntry {
+                    net: k.net(),
+                    mac: k.mac(),
+                    dest: e.dest()?,
+                    kind: e.kind,
+                    age_ms: match e.kind {
+                        EntryKind::Static => 0,
+                        EntryKind::Learned => now.saturating_sub(e.last_seen()),
+                    },
+                })
             })
             .collect();
         out.sort_by_key(|e| (e.net, e.mac));
@@ -516,6 +604,7 @@ impl Fdb {
             refused_table_full: c.refused_table_full.load(Ordering::Relaxed),
             refused_dest_limit: c.refused_dest_limit.load(Ordering::Relaxed),
             static_conflicts: c.static_conflicts.load(Ordering::Relaxed),
+            refused_net_limit: c.refused_net_limit.load(Ordering::Relaxed),
         }
     }
 
@@ -527,35 +616,80 @@ impl Fdb {
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
-    fn dest_add(&self, dest: Dest, delta: isize) {
+    fn dest_counter(&self, dest: Dest, f: impl FnOnce(&AtomicUsize)) {
         let pinned = self.per_dest.pin();
-        let c = pinned.get_or_insert_with(dest, || AtomicUsize::new(0));
-        if delta >= 0 {
-            c.fetch_add(delta.unsigned_abs(), Ordering::Relaxed);
-        } else {
-            c.fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
+        f(pinned.get_or_insert_with(dest, || AtomicUsize::new(0)));
+    }
+
+    fn new_budget(&self) -> NetBudget {
+        NetBudget {
+            entries: AtomicUsize::new(0),
+            max: AtomicUsize::new(self.cfg.max_per_network),
+            refused: AtomicU64::new(0),
         }
     }
 
-    /// Claims room for one entry at `dest`, or says which limit refuses it.
-    fn reserve(&self, dest: Dest) -> Result<(), Refusal> {
+    fn with_budget<T>(&self, net: NetId, f: impl FnOnce(&NetBudget) -> T) -> T {
+        let pinned = self.per_net.pin();
+        f(pinned.get_or_insert_with(net, || self.new_budget()))
+    }
+
+    /// Claims room for one entry of `net` at `dest`, or says which limit
+    /// refuses it.
+    fn reserve(&self, net: NetId, dest: Dest) -> Result<(), Refusal> {
         if self.len.fetch_add(1, Ordering::Relaxed) >= self.cfg.max_entries {
             self.len.fetch_sub(1, Ordering::Relaxed);
             return Err(Refusal::TableFull);
         }
-        let pinned = self.per_dest.pin();
-        let c = pinned.get_or_insert_with(dest, || AtomicUsize::new(0));
+        let nets = self.per_net.pin();
+        let b = nets.get_or_insert_with(net, || self.new_budget());
+        if b.entries.fetch_add(1, Ordering::Relaxed) >= b.max.load(Ordering::Relaxed) {
+            b.entries.fetch_sub(1, Ordering::Relaxed);
+            b.refused.fetch_add(1, Ordering::Relaxed);
+            self.len.fetch_sub(1, Ordering::Relaxed);
+            return Err(Refusal::NetLimit);
+        }
+        let dests = self.per_dest.pin();
+        let c = dests.get_or_insert_with(dest, || AtomicUsize::new(0));
         if c.fetch_add(1, Ordering::Relaxed) >= self.cfg.max_per_dest {
             c.fetch_sub(1, Ordering::Relaxed);
+            b.entries.fetch_sub(1, Ordering::Relaxed);
             self.len.fetch_sub(1, Ordering::Relaxed);
             return Err(Refusal::DestLimit);
         }
         Ok(())
     }
 
-    fn unreserve(&self, dest: Dest) {
+    /// Counts one more entry of `net` at `dest`, without a limit (an entry
+    /// that replaces another, which [`Fdb::release`] then uncounts).
+    fn count(&self, net: NetId, dest: Dest) {
+        self.len.fetch_add(1, Ordering::Relaxed);
+        self.with_budget(net, |b| b.entries.fetch_add(1, Ordering::Relaxed));
+        self.dest_counter(dest, |c| {
+            c.fetch_add(1, Ordering::Relaxed);
+        });
+    }
+
+    /// Gives back what [`Fdb::reserve`] or [`Fdb::count`] took.
+    fn unreserve(&self, net: NetId, dest: Dest) {
         self.len.fetch_sub(1, Ordering::Relaxed);
-        self.dest_add(dest, -1);
+        self.with_budget(net, |b| b.entries.fetch_sub(1, Ordering::Relaxed));
+        self.dest_counter(dest, |c| {
+            c.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+
+    /// Uncounts an entry of `net` the caller took out of the map (a
+    /// `remove` returned it, or an `insert` replaced it). Returns false if
+    /// it had been uncounted already, which the rules above rule out.
+    fn release(&self, net: NetId, e: &Entry) -> bool {
+        match e.claim() {
+            Some(dest) => {
+                self.unreserve(net, dest);
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -564,7 +698,10 @@ impl FdbGuard<'_> {
     #[inline]
     pub fn lookup(&self, net: NetId, mac: MacAddr, now: Millis) -> Lookup {
         match self.fdb.map.get(&Key::new(net, mac), &self.guard) {
-            Some(e) if !e.expired(now, self.fdb.cfg.ageing_ms) => Lookup::Hit(e.dest()),
+            Some(e) if !e.expired(now, self.fdb.cfg.ageing_ms) => match e.dest() {
+                Some(d) => Lookup::Hit(d),
+                None => Lookup::Miss,
+            },
             _ => Lookup::Miss,
         }
     }
@@ -576,12 +713,16 @@ impl FdbGuard<'_> {
         let fdb = self.fdb;
         let key = Key::new(net, mac);
         if let Some(e) = fdb.map.get(&key, &self.guard) {
-            return Self::refresh(fdb, e, dest, now);
+            if let Some(l) = Self::refresh(fdb, e, dest, now) {
+                return l;
+            }
+            // Removed under our feet: learn it anew.
         }
-        if let Err(why) = fdb.reserve(dest) {
+        if let Err(why) = fdb.reserve(net, dest) {
             let c = match why {
                 Refusal::TableFull => &fdb.counters.refused_table_full,
                 Refusal::DestLimit => &fdb.counters.refused_dest_limit,
+                Refusal::NetLimit => &fdb.counters.refused_net_limit,
             };
             c.fetch_add(1, Ordering::Relaxed);
             return Learned::Refused(why);
@@ -596,48 +737,79 @@ impl FdbGuard<'_> {
             }
             Err(occupied) => {
                 // Lost a race with another learner: the entry exists now.
-                fdb.unreserve(dest);
-                Self::refresh(fdb, occupied.current, dest, now)
+                fdb.unreserve(net, dest);
+                Self::refresh(fdb, occupied.current, dest, now).unwrap_or(Learned::Refreshed)
             }
         }
     }
 
+    /// Refreshes (or moves) a known entry; `None` if it was removed
+    /// meanwhile.
     #[inline]
-    fn refresh(fdb: &Fdb, e: &Entry, dest: Dest, now: Millis) -> Learned {
-        let cur = e.dest();
+    fn refresh(fdb: &Fdb, e: &Entry, dest: Dest, now: Millis) -> Option<Learned> {
+        let new = dest.encode();
+        let mut cur = e.dest.load(Ordering::Relaxed);
+        if cur == Dest::GONE {
+            return None;
+        }
         if e.kind == EntryKind::Static {
-            if cur == dest {
-                return Learned::Refreshed;
+            if cur == new {
+                return Some(Learned::Refreshed);
             }
             fdb.counters
                 .static_conflicts
                 .fetch_add(1, Ordering::Relaxed);
-            return Learned::StaticConflict;
+            return Some(Learned::StaticConflict);
         }
         if now.saturating_sub(e.last_seen()) >= REFRESH_GRANULARITY_MS
             || e.expired(now, fdb.cfg.ageing_ms)
         {
             e.last_seen.store(now.0, Ordering::Relaxed);
         }
-        if cur == dest {
-            return Learned::Refreshed;
+        if cur == new {
+            return Some(Learned::Refreshed);
         }
-        // A move. If two threads race to move the same MAC, the last swap
-        // wins, as in the bridge ("we lose race ... don't bother").
-        let prev = Dest::decode(e.dest.swap(dest.encode(), Ordering::Relaxed));
-        if prev == dest {
-            return Learned::Refreshed;
+        // A move: count the new destination first, so that a removal
+        // racing the swap never takes a count below zero.
+        fdb.dest_counter(dest, |c| {
+            c.fetch_add(1, Ordering::Relaxed);
+        });
+        loop {
+            match e
+                .dest
+                .compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(seen) if seen == Dest::GONE || seen == new => {
+                    fdb.dest_counter(dest, |c| {
+                        c.fetch_sub(1, Ordering::Relaxed);
+                    });
+                    return if seen == Dest::GONE {
+                        None
+                    } else {
+                        Some(Learned::Refreshed)
+                    };
+                }
+                Err(seen) => cur = seen,
+            }
         }
+        let from = Dest::decode(cur);
+        fdb.dest_counter(from, |c| {
+            c.fetch_sub(1, Ordering::Relaxed);
+        });
         e.last_seen.store(now.0, Ordering::Relaxed);
-        fdb.dest_add(prev, -1);
-        fdb.dest_add(dest, 1);
         fdb.counters.moved.fetch_add(1, Ordering::Relaxed);
-        Learned::Moved { from: prev }
+        Some(Learned::Moved { from })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
     use super::*;
 
     const NET: NetId = NetId(1);
@@ -654,7 +826,41 @@ mod tests {
             ageing_ms: 300_000,
             max_entries,
             max_per_dest,
+            max_per_network: max_entries,
         })
+    }
+
+    /// What the map holds, counted by walking it (expired entries too):
+    /// in total, per destination and per network.
+    fn census(fdb: &Fdb) -> (usize, HashMap<Dest, usize>, HashMap<NetId, usize>) {
+        let guard = fdb.map.guard();
+        let (mut total, mut dests, mut nets) = (0, HashMap::new(), HashMap::new());
+        for (k, e) in fdb.map.iter(&guard) {
+            total += 1;
+            *dests.entry(e.dest().unwrap()).or_insert(0) += 1;
+            *nets.entry(k.net()).or_insert(0) += 1;
+        }
+        (total, dests, nets)
+    }
+
+    /// Every count the limits use agrees with the census.
+    fn assert_counts_exact(fdb: &Fdb, dests: &[Dest], nets: &[NetId]) {
+        let (total, per_dest, per_net) = census(fdb);
+        assert_eq!(fdb.len(), total, "len() against the entries in the map");
+        for d in dests {
+            assert_eq!(
+                fdb.dest_count(*d),
+                per_dest.get(d).copied().unwrap_or(0),
+                "entries counted for {d} against those in the map"
+            );
+        }
+        for n in nets {
+            assert_eq!(
+                fdb.network_stats(*n).entries,
+                per_net.get(n).copied().unwrap_or(0),
+                "entries counted for network {n:?} against those in the map"
+            );
+        }
     }
 
     #[test]
@@ -844,6 +1050,150 @@ mod tests {
                 fdb.dest_count(d)
             );
         }
+    }
+
+    /// Workers learning, moving, flushing, sweeping and forgetting ports at
+    /// once (as each worker's detach calls `forget_dest` for the same port):
+    /// afterwards every count equals what the map holds. Counting removals
+    /// inside papaya's `retain` closure wrapped `len()` below zero here.
+    #[test]
+    fn concurrent_learn_move_flush_sweep_and_forget_keep_counts_exact() {
+        let fdb = Arc::new(Fdb::new(FdbConfig {
+            ageing_ms: 40,
+            max_entries: 100_000,
+            max_per_dest: 100_000,
+            max_per_network: 100_000,
+        }));
+        let clock = Arc::new(AtomicU64::new(1_000));
+        let stop = Arc::new(AtomicBool::new(false));
+        let ports: Vec<Dest> = (0..4).map(|p| Dest::Local(PortId(p))).collect();
+        let nets = [NetId(0), NetId(1)];
+        let mut threads = Vec::new();
+        for t in 0..3u32 {
+            let (fdb, clock, stop) = (fdb.clone(), clock.clone(), stop.clone());
+            threads.push(std::thread::spawn(move || {
+                let mut i = t;
+                while !stop.load(Ordering::Relaxed) {
+                    let now = Millis(clock.load(Ordering::Relaxed));
+                    // 64 MACs in two networks, each seen on ports that
+                    // change, so learns insert, refresh and move.
+                    let port = Dest::Local(PortId((i / 5 + t) % 4));
+                    fdb.learn(NetId(i % 2), mac(i % 64), port, now);
+                    i = i.wrapping_add(7);
+                }
+            }));
+        }
+        // Two "workers" detaching the same ports at the same time.
+        for t in 0..2u32 {
+            let (fdb, stop) = (fdb.clone(), stop.clone());
+            threads.push(std::thread::spawn(move || {
+                let mut i = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    fdb.forget_dest(Dest::Local(PortId((i + t) % 4)));
+                    if i % 5 == 0 {
+                        fdb.flush(Filter {
+                            net: Some(NetId(i % 2)),
+                            learned_only: true,
+                            ..Filter::default()
+                        });
+                    }
+                    i += 1;
+                }
+            }));
+        }
+        {
+            // The ager, with a clock that runs fast.
+            let (fdb, clock, stop) = (fdb.clone(), clock.clone(), stop.clone());
+            threads.push(std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let now = clock.fetch_add(7, Ordering::Relaxed) + 7;
+                    fdb.sweep(Millis(now));
+                }
+            }));
+        }
+        {
+            // The operator: static entries replacing learned ones, and deletes.
+            let (fdb, clock, stop) = (fdb.clone(), clock.clone(), stop.clone());
+            threads.push(std::thread::spawn(move || {
+                let mut i = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    let now = Millis(clock.load(Ordering::Relaxed));
+                    let m = mac(i % 64);
+                    let _ = fdb.add_static(NetId(i % 2), m, Dest::Local(PortId(i % 4)), now);
+                    fdb.remove(NetId((i + 1) % 2), mac((i * 3) % 64));
+                    i += 1;
+                }
+            }));
+        }
+        let deadline = Instant::now() + Duration::from_millis(1500);
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            // Not settled while the threads run, but never wrapped.
+            assert!(fdb.len() < 1_000, "len() wrapped: {}", fdb.len());
+        }
+        stop.store(true, Ordering::Relaxed);
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_counts_exact(&fdb, &ports, &nets);
+        // And the table still learns: a port can reach its limit again.
+        for p in &ports {
+            fdb.forget_dest(*p);
+        }
+        assert_counts_exact(&fdb, &ports, &nets);
+        fdb.flush(Filter::default());
+        assert!(fdb.is_empty(), "{} entries left", fdb.len());
+        for p in &ports {
+            assert_eq!(fdb.dest_count(*p), 0);
+        }
+    }
+
+    #[test]
+    fn a_network_budget_leaves_room_for_the_others() {
+        let fdb = Fdb::new(FdbConfig {
+            max_entries: 100,
+            max_per_network: 10,
+            ..FdbConfig::default()
+        });
+        let (red, blue) = (NetId(0), NetId(1));
+        for i in 0..50 {
+            fdb.learn(red, mac(i), Dest::Local(PortId(i % 5)), Millis(0));
+        }
+        assert_eq!(fdb.network_stats(red).entries, 10);
+        assert_eq!(fdb.network_stats(red).refused, 40);
+        assert_eq!(fdb.stats().refused_net_limit, 40);
+        assert_eq!(
+            fdb.learn(red, mac(99), P1, Millis(0)),
+            Learned::Refused(Refusal::NetLimit)
+        );
+        // Blue still learns.
+        assert_eq!(fdb.learn(blue, mac(1), P2, Millis(0)), Learned::Inserted);
+        // A network's own budget.
+        fdb.set_network_limit(blue, Some(2));
+        fdb.learn(blue, mac(2), P2, Millis(0));
+        assert_eq!(
+            fdb.learn(blue, mac(3), P2, Millis(0)),
+            Learned::Refused(Refusal::NetLimit)
+        );
+        assert_eq!(
+            fdb.network_stats(blue),
+            NetFdbStats {
+                entries: 2,
+                max: 2,
+                refused: 1
+            }
+        );
+        assert!(matches!(
+            fdb.add_static(blue, mac(4), P2, Millis(0)),
+            Err(FdbError::NetLimit { max: 2, .. })
+        ));
+        // Flushing makes room again.
+        fdb.flush(Filter {
+            net: Some(red),
+            ..Filter::default()
+        });
+        assert_eq!(fdb.learn(red, mac(99), P1, Millis(0)), Learned::Inserted);
+        assert_counts_exact(&fdb, &[P1, P2], &[red, blue]);
     }
 
     #[test]

@@ -11,9 +11,11 @@ use crossbeam_channel::Sender;
 use mio::Waker;
 
 use super::handle::{EngineError, NetworkSpec};
+use super::policy::SourcePolicy;
 use crate::fdb::{NetId, PortId, VtepId};
 use crate::metrics::PortStats;
 use crate::vxlan::{Sockets, VtepInfo};
+use crate::wire::MacAddr;
 
 /// One worker's share of a port.
 pub(super) struct PortQueue {
@@ -27,6 +29,9 @@ pub(super) struct PortQueue {
     pub(super) vnet_hdr: bool,
     /// Set by the first worker that finds the port dead: it alone reports it.
     pub(super) gone: Arc<AtomicBool>,
+    /// The port's own MAC, if known.
+    pub(super) mac: Option<MacAddr>,
+    pub(super) policy: SourcePolicy,
 }
 
 pub(super) enum Command {
@@ -43,6 +48,9 @@ pub(super) enum Command {
     RemoveVtep(VtepId, Sender<bool>),
     Barrier(Sender<()>),
     Stop,
+    /// Test-only: panic, to show what a bug in a worker does
+    /// ([`Engine::debug_panic_worker`](super::Engine::debug_panic_worker)).
+    DebugPanic,
 }
 
 /// How one thread reaches a worker.

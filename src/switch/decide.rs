@@ -9,32 +9,56 @@
 //! every other port of the same network and never to another network.
 //! Frames decapsulated from VXLAN learn their source behind the sending
 //! VTEP and are never sent back into the overlay (split horizon).
+//!
+//! Before anything is learned, the ingress's [`Policy`] checks the source:
+//! a port with port security sends only from its own MAC, a guarded one
+//! only from its addresses, and no one else sends from a MAC a port owns
+//! (`spoofed_src`, `spoofed_ip`; see [`super::policy`]).
 
+use super::policy::Policy;
 use crate::fdb::{Dest, FdbGuard, Learned, Lookup, NetId, PortId, VtepId};
 use crate::metrics::DropReason;
 use crate::time::Millis;
 use crate::wire::ethernet::HEADER_LEN;
 use crate::wire::EthernetFrame;
 
-/// Where a frame came from: a local port, or a remote VTEP (decapsulated).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ingress {
+/// Where a frame came from: a local port, or a remote VTEP (decapsulated),
+/// and what it may send (see [`super::policy`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Ingress<'a> {
     pub from: Dest,
     pub net: NetId,
+    pub policy: Policy<'a>,
 }
 
-impl Ingress {
-    pub fn port(port: PortId, net: NetId) -> Ingress {
+impl Ingress<'static> {
+    /// A port whose sources are not checked.
+    pub fn port(port: PortId, net: NetId) -> Ingress<'static> {
         Ingress {
             from: Dest::Local(port),
             net,
+            policy: Policy::Any,
         }
     }
 
-    pub fn vtep(vtep: VtepId, net: NetId) -> Ingress {
+    /// A VTEP whose inner sources are not checked.
+    pub fn vtep(vtep: VtepId, net: NetId) -> Ingress<'static> {
         Ingress {
             from: Dest::Remote(vtep),
             net,
+            policy: Policy::Any,
+        }
+    }
+}
+
+impl<'a> Ingress<'a> {
+    /// The same ingress, checked by `policy`.
+    #[inline(always)]
+    pub fn with_policy<'b>(self, policy: Policy<'b>) -> Ingress<'b> {
+        Ingress {
+            from: self.from,
+            net: self.net,
+            policy,
         }
     }
 }
@@ -72,7 +96,7 @@ impl Verdict {
 /// Decides the fate of `frame` received on `ingress` at `now`, learning its
 /// source address in `fdb` on the way.
 #[inline]
-pub fn decide(fdb: &FdbGuard<'_>, ingress: Ingress, frame: &[u8], now: Millis) -> Verdict {
+pub fn decide(fdb: &FdbGuard<'_>, ingress: Ingress<'_>, frame: &[u8], now: Millis) -> Verdict {
     if frame.len() < HEADER_LEN {
         return Verdict::drop(DropReason::Runt);
     }
@@ -83,6 +107,14 @@ pub fn decide(fdb: &FdbGuard<'_>, ingress: Ingress, frame: &[u8], now: Millis) -
     let (dst, src) = (eth.dst_addr(), eth.src_addr());
     if !src.is_valid_source() {
         return Verdict::drop(DropReason::InvalidSource);
+    }
+    // Port security and the IP guard: a spoofed source is never learned.
+    let port = match ingress.from {
+        Dest::Local(p) => Some(p),
+        Dest::Remote(_) => None,
+    };
+    if let Err(why) = ingress.policy.check(ingress.net, port, src, frame) {
+        return Verdict::drop(why);
     }
     let learned = Some(fdb.learn(ingress.net, src, ingress.from, now));
     let decision = if dst.is_multicast() {
@@ -120,7 +152,7 @@ mod tests {
         f
     }
 
-    fn at(port: u32) -> Ingress {
+    fn at(port: u32) -> Ingress<'static> {
         Ingress::port(PortId(port), NET)
     }
 

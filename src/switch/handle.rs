@@ -28,6 +28,8 @@ use crossbeam_channel::Receiver;
 use mio::{Poll, Waker};
 
 use super::command::{ask_all, Command, Mailbox, PortQueue};
+use super::fatal;
+use super::policy::SourcePolicy;
 use super::worker::{Shared, Worker, WAKER};
 use crate::fdb::{Fdb, FdbConfig, NetId, PortId, VtepId};
 use crate::metrics::PortStats;
@@ -36,6 +38,7 @@ use crate::vxlan::vteps::IdPool;
 use crate::vxlan::{
     canonical, SocketError, Sockets, VtepInfo, VxlanConfig, VxlanSnapshot, VxlanStats,
 };
+use crate::wire::MacAddr;
 
 /// Tuning of the dataplane.
 #[derive(Clone, Copy, Debug, Default)]
@@ -89,6 +92,12 @@ pub struct PortAttach {
     /// and partial checksums as they come; other ports get them segmented
     /// and checksummed.
     pub vnet_hdr: bool,
+    /// The port's own MAC, when the switch knows it: no other port or VTEP
+    /// of the network may send from it, and no other port of the network
+    /// may have it ([`EngineError::MacInUse`]).
+    pub mac: Option<MacAddr>,
+    /// Which frames the port may send (port security, the IP guard).
+    pub policy: SourcePolicy,
 }
 
 /// A network's dataplane settings.
@@ -100,6 +109,20 @@ pub struct NetworkSpec {
     /// Accept frames from senders that are not configured VTEPs, and add
     /// them as (dynamic) VTEPs, up to `max_learned_vteps`.
     pub learn_vteps: bool,
+    /// The network's FDB budget: most entries it may hold (`None`: the
+    /// daemon's `max_per_network`).
+    pub fdb_max_entries: Option<usize>,
+}
+
+impl Default for NetworkSpec {
+    fn default() -> Self {
+        NetworkSpec {
+            id: NetId(0),
+            vni: None,
+            learn_vteps: false,
+            fdb_max_entries: None,
+        }
+    }
 }
 
 /// Something the dataplane decided on its own.
@@ -109,6 +132,9 @@ pub enum Event {
     PortGone { id: PortId, cause: GoneCause },
     /// A network with `learn_vteps` accepted a new sender as a VTEP.
     VtepLearned(VtepInfo),
+    /// A learned VTEP sent nothing for `learned_vtep_ageing_ms`: the
+    /// control plane removes it ([`Engine::remove_vtep`]) as `vtep rm` would.
+    VtepIdle(VtepInfo),
 }
 
 /// Why the dataplane gave up on a port's fd.
@@ -173,6 +199,8 @@ impl fmt::Display for GoneCause {
 pub enum EngineError {
     #[error("port id {0} is already attached to the dataplane")]
     PortExists(u32),
+    #[error("MAC {mac} is already the MAC of another port of this network (port id {owner})")]
+    MacInUse { mac: MacAddr, owner: u32 },
     #[error("cannot register the port's fd with the event loop: {0}")]
     Register(#[source] io::Error),
     #[error(transparent)]
@@ -219,6 +247,7 @@ impl Engine {
         } else {
             cfg.workers
         };
+        fatal::install_hook();
         let fdb = Arc::new(Fdb::new(cfg.fdb));
         let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
         let vxlan_stats = Arc::new(VxlanStats::default());
@@ -253,8 +282,19 @@ impl Engine {
                 .collect();
             let mut worker = Worker::new(index, poll, peers, cmds, &shared);
             let spawned = std::thread::Builder::new()
-                .name(format!("vxswitch-dp{index}"))
-                .spawn(move || worker.run());
+                .name(format!("{}{index}", fatal::THREAD_PREFIX))
+                .spawn(move || {
+                    // A worker that fails takes the process with it
+                    // (see `fatal`): never half a dataplane.
+                    let run = std::panic::AssertUnwindSafe(|| worker.run());
+                    match std::panic::catch_unwind(run) {
+                        Ok(Ok(())) => {}
+                        Ok(Err(why)) => fatal::worker_failed(index, "stopped", &why),
+                        Err(payload) => {
+                            fatal::worker_failed(index, "panicked", &fatal::panic_report(&*payload))
+                        }
+                    }
+                });
             match spawned {
                 Ok(t) => threads.push(t),
                 Err(e) => {
@@ -342,6 +382,8 @@ impl Engine {
                 stats: port.stats.clone(),
                 vnet_hdr: port.vnet_hdr,
                 gone: gone.clone(),
+                mac: port.mac,
+                policy: port.policy,
             };
             m.post(Command::AddPort(q, tx))?;
             replies.push(rx);
@@ -383,7 +425,9 @@ impl Engine {
         }
         ask_all(&self.mailboxes, |tx| Command::SetNetwork(spec, tx))?
             .into_iter()
-            .collect()
+            .collect::<Result<(), _>>()?;
+        self.fdb.set_network_limit(spec.id, spec.fdb_max_entries);
+        Ok(())
     }
 
     /// Removes a network's VTEPs (flushing their FDB entries) and its VNI.
@@ -430,6 +474,18 @@ impl Engine {
             self.vtep_ids.free(id);
         }
         Ok(removed)
+    }
+
+    /// Test-only: makes worker `index` panic, as a bug would. Not reachable
+    /// through the control socket; tests use it to check that a failed
+    /// worker takes the daemon down (docs/architecture.md, "Workers and
+    /// queues").
+    #[doc(hidden)]
+    pub fn debug_panic_worker(&self, index: usize) -> Result<(), EngineError> {
+        self.mailboxes
+            .get(index)
+            .ok_or(EngineError::Stopped)?
+            .post(Command::DebugPanic)
     }
 
     /// Returns once every worker has finished the round it is in. Frames

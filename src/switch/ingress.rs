@@ -19,6 +19,7 @@ use std::io::{self, Read};
 use super::decide::{decide, Decision, Ingress, Verdict};
 use super::egress::{Egress, Frame};
 use super::handle::GoneCause;
+use super::policy::Policy;
 use super::worker::{Tables, Turn, Worker};
 use super::HEADROOM;
 use crate::fdb::{Dest, FdbGuard, Learned, PortId, Refusal};
@@ -81,7 +82,13 @@ impl Worker {
                 }
             };
             port.rx_errors.set(0);
-            let len = n - (HEADROOM - at);
+            let len = match frame_len(n, rx.len() - at, HEADROOM - at) {
+                Ok(len) => len,
+                Err(why) => {
+                    stats.count_drop(why);
+                    continue;
+                }
+            };
             stats.rx_frames.inc();
             stats.rx_bytes.add(len as u64);
             let vnet = if port.vnet {
@@ -96,7 +103,7 @@ impl Worker {
                 VnetHdr::default()
             };
             let mut f = Frame::new(rx, HEADROOM, len, vnet, port.vnet);
-            let ingress = Ingress::port(id, port.net);
+            let ingress = Ingress::port(id, port.net).with_policy(tables.policy(port));
             let verdict = decide(fdb, ingress, f.bytes(), now);
             dispatch(tables, egress, tunnel, ingress, stats, verdict, &mut f);
         }
@@ -140,6 +147,7 @@ impl Worker {
                     tunnel.stats(),
                     &rx[at..at + n],
                     train.from,
+                    now,
                 ) else {
                     continue;
                 };
@@ -148,7 +156,9 @@ impl Worker {
                 };
                 let start = at + VXLAN_HEADER_LEN;
                 let mut f = Frame::new(rx, start, n - VXLAN_HEADER_LEN, VnetHdr::default(), false);
-                let ingress = Ingress::vtep(d.vtep, d.net);
+                // No VTEP may send from a local port's own MAC.
+                let ingress =
+                    Ingress::vtep(d.vtep, d.net).with_policy(Policy::NotOwned(&tables.owned));
                 let verdict = decide(fdb, ingress, f.bytes(), now);
                 dispatch(
                     tables,
@@ -166,6 +176,20 @@ impl Worker {
     }
 }
 
+/// The length of the frame in a read that returned `n` into `room` bytes,
+/// the first `hdr` of them a `virtio_net_hdr`; or why the read is no frame.
+/// A TAP truncates a frame longer than the buffer and still returns the
+/// frame's full length (`tun_put_user`): such a read is dropped as
+/// `rx_error`, never sliced. A read shorter than the header is
+/// `bad_offload` (`vnet_hdr_truncated`).
+#[inline(always)]
+pub(super) fn frame_len(n: usize, room: usize, hdr: usize) -> Result<usize, DropReason> {
+    if n > room {
+        return Err(DropReason::RxError);
+    }
+    n.checked_sub(hdr).ok_or(DropReason::BadOffload)
+}
+
 /// Sends a frame where its verdict says, counting the outcome on `stats`
 /// (the ingress port's, or the sending VTEP's for a decapsulated frame).
 #[inline(always)]
@@ -173,7 +197,7 @@ pub(super) fn dispatch(
     tables: &Tables,
     egress: &mut Egress,
     tunnel: &mut Tunnel,
-    ingress: Ingress,
+    ingress: Ingress<'_>,
     stats: &PortStats,
     verdict: Verdict,
     f: &mut Frame<'_>,
@@ -232,6 +256,7 @@ fn count_learning(stats: &PortStats, learned: Option<Learned>) {
     match learned {
         Some(Learned::Refused(Refusal::TableFull)) => stats.learn_refused_table_full.inc(),
         Some(Learned::Refused(Refusal::DestLimit)) => stats.learn_refused_port_limit.inc(),
+        Some(Learned::Refused(Refusal::NetLimit)) => stats.learn_refused_net_limit.inc(),
         Some(Learned::Moved { .. }) => stats.moves_in.inc(),
         _ => {}
     }

@@ -9,16 +9,20 @@
 //!   dispatch of a [`Verdict`] for local and decapsulated frames alike;
 //! - `egress`: sending a frame to a port, flooding it, or handing it to the
 //!   tunnel, with offloads done in software where the egress lacks them;
-//! - [`decide()`]: the forwarding decision itself, pure.
+//! - [`decide()`]: the forwarding decision itself, pure;
+//! - [`policy`]: what a port may send (port security, the IP source
+//!   guard, MACs a port owns), checked in `decide()`.
 //!
 //! The VXLAN parts a worker drives (VTEP table, TX batching, decap) are in
 //! [`crate::vxlan`]; counters in [`crate::metrics`].
 
 pub mod decide;
 pub mod handle;
+pub mod policy;
 
 mod command;
 mod egress;
+mod fatal;
 mod ingress;
 mod worker;
 
@@ -33,9 +37,11 @@ pub mod stats {
 pub use crate::metrics::{DropReason, PortStats, PortStatsSnapshot};
 pub use crate::vxlan::VtepInfo;
 pub use decide::{decide, Decision, Ingress, Verdict};
+pub use fatal::EXIT_STATUS as WORKER_FAILED_STATUS;
 pub use handle::{
     default_workers, Engine, EngineConfig, EngineError, Event, GoneCause, NetworkSpec, PortAttach,
 };
+pub use policy::{IpGuard, OwnedMacs, Policy, SourcePolicy};
 
 /// Room in front of every received frame, so a `virtio_net_hdr` or a VXLAN
 /// header can be written in front of it without a copy (the kernel adds

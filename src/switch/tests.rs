@@ -141,6 +141,7 @@ impl Desk {
             ports: Vec::new(),
             nets: Vec::new(),
             vteps: VtepTable::new(cfg, Arc::new(IdPool::default())),
+            owned: Default::default(),
         };
         tables.vteps.set_network(NET, Some(VNI), false).unwrap();
         tables.net_mut(NET);
@@ -167,6 +168,8 @@ impl Desk {
             stats: stats.clone(),
             vnet_hdr,
             gone: Arc::new(AtomicBool::new(false)),
+            mac: None,
+            policy: Default::default(),
         }));
         End {
             sock: UnixDatagram::from(theirs),
@@ -512,4 +515,25 @@ fn a_cut_that_only_fits_without_vxlan_headers_is_refused_for_the_vtep_alone() {
     // The socket pair's buffer holds only so many: the rest is counted.
     assert_eq!(sent + p2.stats.drops(DropReason::TxQueueFull), 3275);
     assert_eq!(p2.stats.drops(DropReason::BadOffload), 0);
+}
+
+/// A read's length is trusted only within the buffer it was read into: a
+/// TAP returns the full length of a frame it truncated to the buffer.
+#[test]
+fn read_lengths_beyond_the_buffer_or_short_of_the_header_are_no_frames() {
+    use super::ingress::frame_len;
+    let room = super::MAX_FRAME + VNET_HDR_LEN;
+    assert_eq!(frame_len(60, room, 0), Ok(60));
+    assert_eq!(frame_len(72, room, VNET_HDR_LEN), Ok(60));
+    assert_eq!(frame_len(room, room, VNET_HDR_LEN), Ok(super::MAX_FRAME));
+    assert_eq!(
+        frame_len(room + 1, room, VNET_HDR_LEN),
+        Err(DropReason::RxError)
+    );
+    assert_eq!(frame_len(usize::MAX, room, 0), Err(DropReason::RxError));
+    assert_eq!(
+        frame_len(11, room, VNET_HDR_LEN),
+        Err(DropReason::BadOffload)
+    );
+    assert_eq!(frame_len(VNET_HDR_LEN, room, VNET_HDR_LEN), Ok(0));
 }

@@ -29,6 +29,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use super::command::{Command, Mailbox, PortQueue};
 use super::egress::Egress;
 use super::handle::{EngineConfig, EngineError, Event, GoneCause, NetworkSpec, DEFAULT_BUDGET};
+use super::policy::{OwnedMacs, Policy, SourcePolicy};
 use super::{HEADROOM, L2_OVERHEAD, MAX_FRAME};
 use crate::fdb::{Dest, Fdb, NetId, PortId, VtepId};
 use crate::metrics::PortStats;
@@ -36,6 +37,7 @@ use crate::sys;
 use crate::time::{Clock, Millis};
 use crate::vxlan::vteps::{AddError, IdPool, VniInUse, VtepTable};
 use crate::vxlan::{Sockets, Tunnel, VtepInfo, VxlanStats};
+use crate::wire::MacAddr;
 
 pub(super) const WAKER: Token = Token(usize::MAX);
 /// Tokens at and above this are VXLAN sockets: `TUNNEL_BASE + family * 1024 + index`.
@@ -71,6 +73,10 @@ pub(super) struct Port {
     /// On the pending list: the last turn ended on the budget, not on WouldBlock.
     pending: bool,
     pub(super) rx_errors: Cell<u32>,
+    /// The port's own MAC, if known (in [`Tables::owned`]).
+    mac: Option<MacAddr>,
+    /// Which frames it may send.
+    pub(super) policy: SourcePolicy,
 }
 
 impl Port {
@@ -91,6 +97,8 @@ impl Port {
             // not report them, so serve the port once right away.
             pending: p.read,
             rx_errors: Cell::new(0),
+            mac: p.mac,
+            policy: p.policy,
         }
     }
 }
@@ -109,6 +117,9 @@ pub(super) struct Tables {
     /// Indexed by `NetId`.
     pub(super) nets: Vec<Net>,
     pub(super) vteps: VtepTable,
+    /// The ports' own MACs: no other ingress of their network may send
+    /// from them.
+    pub(super) owned: OwnedMacs,
 }
 
 impl Tables {
@@ -120,6 +131,16 @@ impl Tables {
     #[inline]
     pub(super) fn net(&self, id: NetId) -> Option<&Net> {
         self.nets.get(id.0 as usize)
+    }
+
+    /// What `decide()` checks of a port's frames.
+    #[inline(always)]
+    pub(super) fn policy<'a>(&'a self, port: &'a Port) -> Policy<'a> {
+        match &port.policy {
+            SourcePolicy::Mac(m) => Policy::Mac(*m),
+            SourcePolicy::Guarded(g) => Policy::Guarded(g),
+            SourcePolicy::Open => Policy::NotOwned(&self.owned),
+        }
     }
 
     /// Adds a port to the table and to its network's members.
@@ -231,6 +252,7 @@ impl Worker {
                 ports: Vec::new(),
                 nets: Vec::new(),
                 vteps: VtepTable::new(s.cfg.vxlan, s.vtep_ids.clone()),
+                owned: OwnedMacs::default(),
             },
             rx: vec![0u8; HEADROOM + MAX_FRAME].into_boxed_slice(),
             egress: Egress::default(),
@@ -238,7 +260,8 @@ impl Worker {
         }
     }
 
-    pub(super) fn run(&mut self) {
+    /// The worker's loop, until `Stop`; an error if its event loop failed.
+    pub(super) fn run(&mut self) -> Result<(), String> {
         let mut events = Events::with_capacity(256);
         // Until when an idle worker keeps spinning (busy poll).
         let mut spin_until = std::time::Instant::now();
@@ -255,8 +278,7 @@ impl Worker {
                     continue;
                 }
                 // Nothing sensible is left to do without an event loop.
-                eprintln!("vxswitch: dataplane poll failed, stopping: {e}");
-                return;
+                return Err(format!("its event loop failed: {e}"));
             }
             self.ready.clear();
             self.ready.append(&mut self.pending);
@@ -282,7 +304,7 @@ impl Worker {
             }
             self.serve_ready();
             if woken && !self.handle_commands() {
-                return;
+                return Ok(());
             }
             let now = self.clock.now();
             if now >= self.next_housekeeping {
@@ -384,6 +406,7 @@ impl Worker {
                     let _ = reply.send(());
                 }
                 Command::Stop => return false,
+                Command::DebugPanic => panic!("a panic asked for by debug_panic_worker"),
             }
         }
         true
@@ -393,17 +416,31 @@ impl Worker {
         if self.tables.port(p.id).is_some() {
             return Err(EngineError::PortExists(p.id.0));
         }
-        sys::fd::set_nonblocking(p.fd.as_fd(), true).map_err(EngineError::Register)?;
-        let raw = p.fd.as_raw_fd();
-        if p.read {
-            self.poll
-                .registry()
-                .register(
-                    &mut SourceFd(&raw),
-                    Source::Port(p.id).token(),
-                    Interest::READABLE,
-                )
-                .map_err(EngineError::Register)?;
+        if let Some(mac) = p.mac {
+            self.tables
+                .owned
+                .claim(p.net, mac, p.id)
+                .map_err(|owner| EngineError::MacInUse {
+                    mac,
+                    owner: owner.0,
+                })?;
+        }
+        let registered = sys::fd::set_nonblocking(p.fd.as_fd(), true).and_then(|()| {
+            if !p.read {
+                return Ok(());
+            }
+            let raw = p.fd.as_raw_fd();
+            self.poll.registry().register(
+                &mut SourceFd(&raw),
+                Source::Port(p.id).token(),
+                Interest::READABLE,
+            )
+        });
+        if let Err(e) = registered {
+            if let Some(mac) = p.mac {
+                self.tables.owned.release(p.net, mac, p.id);
+            }
+            return Err(EngineError::Register(e));
         }
         let (id, read) = (p.id, p.read);
         self.tables.insert(Port::new(p));
@@ -428,6 +465,9 @@ impl Worker {
         }
         if let Some(net) = self.tables.nets.get_mut(port.net.0 as usize) {
             net.members.retain(|&m| m != port.id);
+        }
+        if let Some(mac) = port.mac {
+            self.tables.owned.release(port.net, mac, port.id);
         }
         self.pending.retain(|&s| s != Source::Port(port.id));
         self.fdb.forget_dest(Dest::Local(port.id));
@@ -496,6 +536,15 @@ impl Worker {
     fn housekeeping(&mut self, now: Millis) {
         if self.index == 0 {
             self.fdb.sweep(now);
+            let idle = self.tables.vteps.idle(now);
+            if !idle.is_empty() {
+                for v in idle {
+                    let _ = self.events.send(Event::VtepIdle(v));
+                }
+                if let Some(w) = &self.notify {
+                    let _ = w.wake();
+                }
+            }
         }
         // Ports whose fd reports an error or hang-up are served once, which
         // makes the read fail and the port go through the normal dead path.

@@ -13,6 +13,7 @@ use super::vteps::VtepTable;
 use super::{Tunnel, VxlanDrop, VxlanStats};
 use crate::fdb::{NetId, VtepId};
 use crate::sys;
+use crate::time::Millis;
 use crate::wire::vxlan::{VxlanPacket, HEADER_LEN};
 
 /// What one receive gave.
@@ -129,6 +130,7 @@ pub(crate) fn decap(
     stats: &VxlanStats,
     datagram: &[u8],
     from: IpAddr,
+    now: Millis,
 ) -> Option<Decapped> {
     let Ok(hdr) = VxlanPacket::new_checked(datagram) else {
         stats.count_drop(VxlanDrop::Truncated);
@@ -145,7 +147,7 @@ pub(crate) fn decap(
     };
     let vtep = match vteps.sender(from, vni) {
         Some(v) => v,
-        None => match vteps.learn(net, vni, from) {
+        None => match vteps.learn(net, vni, from, now) {
             Ok(v) => v,
             Err(why) => {
                 stats.count_drop(why);
@@ -169,6 +171,7 @@ mod tests {
     use crate::vxlan::{VtepInfo, VxlanConfig};
 
     const NET: NetId = NetId(3);
+    const NOW: Millis = Millis(1_000);
 
     fn datagram(vni: u32, inner: &[u8]) -> Vec<u8> {
         let mut d = vec![0u8; HEADER_LEN];
@@ -202,18 +205,18 @@ mod tests {
         let mut vteps = VtepTable::new(VxlanConfig::default(), Arc::new(IdPool::default()));
         let stats = VxlanStats::default();
         let from: IpAddr = "192.0.2.1".parse().unwrap();
-        assert_eq!(decap(&mut vteps, &stats, &[0u8; 7], from), None);
+        assert_eq!(decap(&mut vteps, &stats, &[0u8; 7], from, NOW), None);
         assert_eq!(stats.drops(VxlanDrop::Truncated), 1);
-        assert_eq!(decap(&mut vteps, &stats, &[0u8; 8], from), None);
+        assert_eq!(decap(&mut vteps, &stats, &[0u8; 8], from, NOW), None);
         assert_eq!(stats.drops(VxlanDrop::BadFlags), 1);
         assert_eq!(
-            decap(&mut vteps, &stats, &datagram(9, &[1; 60]), from),
+            decap(&mut vteps, &stats, &datagram(9, &[1; 60]), from, NOW),
             None
         );
         assert_eq!(stats.drops(VxlanDrop::UnknownVni), 1);
         vteps.set_network(NET, Some(9), false).unwrap();
         assert_eq!(
-            decap(&mut vteps, &stats, &datagram(9, &[1; 60]), from),
+            decap(&mut vteps, &stats, &datagram(9, &[1; 60]), from, NOW),
             None
         );
         assert_eq!(stats.drops(VxlanDrop::UnknownVtep), 1);
@@ -228,7 +231,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(
-            decap(&mut vteps, &stats, &datagram(9, &[1; 60]), from),
+            decap(&mut vteps, &stats, &datagram(9, &[1; 60]), from, NOW),
             Some(Decapped {
                 vtep: VtepId(0),
                 net: NET
@@ -244,14 +247,14 @@ mod tests {
         let stats = VxlanStats::default();
         vteps.set_network(NET, Some(9), true).unwrap();
         let from: IpAddr = "192.0.2.7".parse().unwrap();
-        let d = decap(&mut vteps, &stats, &datagram(9, &[1; 60]), from).unwrap();
+        let d = decap(&mut vteps, &stats, &datagram(9, &[1; 60]), from, NOW).unwrap();
         assert_eq!(d.net, NET);
         let learned: Vec<_> = vteps.learned().collect();
         assert_eq!(learned.len(), 1);
         assert_eq!(learned[0].id, d.vtep);
         // The next datagram finds it without learning again.
         assert_eq!(
-            decap(&mut vteps, &stats, &datagram(9, &[1; 60]), from),
+            decap(&mut vteps, &stats, &datagram(9, &[1; 60]), from, NOW),
             Some(d)
         );
         assert_eq!(vteps.learned().count(), 0);

@@ -71,6 +71,9 @@ pub struct VxlanConfig {
     pub src_port_max: u16,
     /// VTEPs a network with `learn_vteps` may learn from unknown senders.
     pub max_learned_vteps: usize,
+    /// A learned VTEP that sends nothing for this long is removed, with
+    /// the MACs learned behind it (ms; 0: never). Configured VTEPs stay.
+    pub learned_vtep_ageing_ms: u64,
 }
 
 impl Default for VxlanConfig {
@@ -81,6 +84,7 @@ impl Default for VxlanConfig {
             src_port_min: 49_152,
             src_port_max: 65_535,
             max_learned_vteps: 64,
+            learned_vtep_ageing_ms: 300_000,
         }
     }
 }

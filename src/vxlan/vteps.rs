@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use super::{VxlanConfig, VxlanDrop};
 use crate::fdb::{NetId, VtepId};
 use crate::metrics::PortStats;
+use crate::time::Millis;
 
 /// Maps consulted per datagram use ahash, not std's SipHash.
 type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
@@ -42,26 +43,103 @@ pub fn canonical(a: SocketAddr) -> SocketAddr {
 }
 
 /// VTEP ids, shared by the workers so that one id means one VTEP in all
-/// of them, whoever created it.
+/// of them, whoever created it; and the VTEPs learned from traffic, keyed
+/// by (address, VNI), so that two workers that see the same new sender at
+/// once get the same id (the second adopts what the first learned).
 #[derive(Debug, Default)]
-pub(crate) struct IdPool(Mutex<Vec<bool>>);
+pub(crate) struct IdPool(Mutex<Pool>);
+
+#[derive(Debug, Default)]
+struct Pool {
+    used: Vec<bool>,
+    learned: HashMap<(IpAddr, u32), LearnedVtep>,
+}
+
+/// A VTEP learned from traffic, and how long it has been idle.
+#[derive(Debug)]
+struct LearnedVtep {
+    info: VtepInfo,
+    /// Its `rx_frames` when last looked at, and since when it has not moved.
+    rx_frames: u64,
+    idle_since: Millis,
+    /// Reported idle already (its removal is under way).
+    reported: bool,
+}
 
 impl IdPool {
-    pub(crate) fn alloc(&self) -> VtepId {
-        let mut used = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let i = used.iter().position(|u| !u).unwrap_or(used.len());
-        if i == used.len() {
-            used.push(false);
-        }
-        used[i] = true;
-        VtepId(i as u32)
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pool> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    pub(crate) fn alloc(&self) -> VtepId {
+        self.lock().alloc()
+    }
+
+    /// Frees an id; a learned VTEP under it is forgotten with it.
     pub(crate) fn free(&self, id: VtepId) {
-        let mut used = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(u) = used.get_mut(id.0 as usize) {
+        let mut pool = self.lock();
+        if let Some(u) = pool.used.get_mut(id.0 as usize) {
             *u = false;
         }
+        pool.learned.retain(|_, l| l.info.id != id);
+    }
+
+    /// The VTEP learned from `addr` with `vni`: the one some worker learned
+    /// already, or a new one. The flag says it is new (the caller announces
+    /// it).
+    fn learn(&self, net: NetId, vni: u32, addr: SocketAddr, now: Millis) -> (VtepInfo, bool) {
+        let mut pool = self.lock();
+        if let Some(l) = pool.learned.get(&(addr.ip(), vni)) {
+            return (l.info.clone(), false);
+        }
+        let info = VtepInfo {
+            id: pool.alloc(),
+            net,
+            addr,
+            dynamic: true,
+            stats: Arc::new(PortStats::default()),
+        };
+        pool.learned.insert(
+            (addr.ip(), vni),
+            LearnedVtep {
+                info: info.clone(),
+                rx_frames: 0,
+                idle_since: now,
+                reported: false,
+            },
+        );
+        (info, true)
+    }
+
+    /// Learned VTEPs that have received nothing for `ageing_ms`, each
+    /// reported once (the caller removes them, which frees their ids).
+    pub(crate) fn idle(&self, now: Millis, ageing_ms: u64) -> Vec<VtepInfo> {
+        let mut out = Vec::new();
+        if ageing_ms == 0 {
+            return out;
+        }
+        for l in self.lock().learned.values_mut() {
+            let rx = l.info.stats.rx_frames.get();
+            if rx != l.rx_frames {
+                l.rx_frames = rx;
+                l.idle_since = now;
+            } else if !l.reported && now.saturating_sub(l.idle_since) >= ageing_ms {
+                l.reported = true;
+                out.push(l.info.clone());
+            }
+        }
+        out
+    }
+}
+
+impl Pool {
+    fn alloc(&mut self) -> VtepId {
+        let i = self.used.iter().position(|u| !u).unwrap_or(self.used.len());
+        if i == self.used.len() {
+            self.used.push(false);
+        }
+        self.used[i] = true;
+        VtepId(i as u32)
     }
 }
 
@@ -227,6 +305,15 @@ impl VtepTable {
         if self.slots.len() <= idx {
             self.slots.resize_with(idx + 1, || None);
         }
+        if let Some(have) = &self.slots[idx] {
+            if have.net == net_id && have.addr == addr {
+                // Adopted a VTEP this worker learned itself meanwhile: the
+                // same id, so nothing to do.
+                return;
+            }
+            // A stale VTEP under a reused id: replace it.
+            self.remove(id);
+        }
         self.slots[idx] = Some(Vtep {
             net: net_id,
             addr,
@@ -251,6 +338,7 @@ impl VtepTable {
         net_id: NetId,
         vni: u32,
         from: IpAddr,
+        now: Millis,
     ) -> Result<VtepId, VxlanDrop> {
         let net = self.overlay(net_id).ok_or(VxlanDrop::UnknownVni)?;
         if !net.learn {
@@ -259,18 +347,24 @@ impl VtepTable {
         if net.learned >= self.cfg.max_learned_vteps {
             return Err(VxlanDrop::VtepLimit);
         }
-        // Replies go to the VXLAN port, not to the sender's (flow-hashed) source port.
-        let info = VtepInfo {
-            id: self.ids.alloc(),
-            net: net_id,
-            addr: SocketAddr::new(from, self.cfg.port),
-            dynamic: true,
-            stats: Arc::new(PortStats::default()),
-        };
+        // Replies go to the VXLAN port, not to the sender's (flow-hashed)
+        // source port. Another worker may have learned the sender a moment
+        // ago: then this one takes the same VTEP, and only the first
+        // announces it.
+        let addr = SocketAddr::new(from, self.cfg.port);
+        let (info, first) = self.ids.learn(net_id, vni, addr, now);
         self.insert(vni, &info);
         let id = info.id;
-        self.learned.push(info);
+        if first {
+            self.learned.push(info);
+        }
         Ok(id)
+    }
+
+    /// Learned VTEPs (of any worker) idle for the configured time, each
+    /// reported once; whoever removes them frees their ids.
+    pub(crate) fn idle(&self, now: Millis) -> Vec<VtepInfo> {
+        self.ids.idle(now, self.cfg.learned_vtep_ageing_ms)
     }
 
     /// The VTEPs learned since the last call.
@@ -341,9 +435,12 @@ mod tests {
         let mut t = table(1);
         t.set_network(NET, Some(7), false).unwrap();
         let from: IpAddr = "192.0.2.9".parse().unwrap();
-        assert_eq!(t.learn(NET, 7, from), Err(VxlanDrop::UnknownVtep));
+        assert_eq!(
+            t.learn(NET, 7, from, Millis(0)),
+            Err(VxlanDrop::UnknownVtep)
+        );
         t.set_network(NET, Some(7), true).unwrap();
-        let id = t.learn(NET, 7, from).unwrap();
+        let id = t.learn(NET, 7, from, Millis(0)).unwrap();
         let got: Vec<_> = t.learned().collect();
         assert_eq!(got.len(), 1);
         // Replies go to the VXLAN port, not the sender's source port.
@@ -351,10 +448,46 @@ mod tests {
         assert!(got[0].dynamic && got[0].id == id);
         assert_eq!(t.learned().count(), 0);
         let other: IpAddr = "192.0.2.10".parse().unwrap();
-        assert_eq!(t.learn(NET, 7, other), Err(VxlanDrop::VtepLimit));
+        assert_eq!(t.learn(NET, 7, other, Millis(0)), Err(VxlanDrop::VtepLimit));
         // Removing the learned VTEP makes room again.
         assert!(t.remove(id));
-        assert!(t.learn(NET, 7, other).is_ok());
+        assert!(t.learn(NET, 7, other, Millis(0)).is_ok());
+    }
+
+    #[test]
+    fn workers_learning_one_sender_share_one_vtep_that_ages_once() {
+        let pool = Arc::new(IdPool::default());
+        let cfg = VxlanConfig::default();
+        let (mut w0, mut w1) = (
+            VtepTable::new(cfg, pool.clone()),
+            VtepTable::new(cfg, pool.clone()),
+        );
+        for t in [&mut w0, &mut w1] {
+            t.set_network(NET, Some(7), true).unwrap();
+        }
+        let from: IpAddr = "192.0.2.9".parse().unwrap();
+        let id0 = w0.learn(NET, 7, from, Millis(0)).unwrap();
+        let id1 = w1.learn(NET, 7, from, Millis(0)).unwrap();
+        assert_eq!(id0, id1, "one sender, one id");
+        // Only the first learner announces it; the other adopts it again,
+        // which changes nothing.
+        let announced: Vec<_> = w0.learned().chain(w1.learned()).collect();
+        assert_eq!(announced.len(), 1);
+        w1.adopt(&announced[0]);
+        assert_eq!(w1.overlay(NET).unwrap().vteps, vec![id0]);
+        // Traffic keeps it; silence reports it once.
+        let stats = w0.get(id0).unwrap().stats.clone();
+        stats.rx_frames.inc();
+        assert!(pool.idle(Millis(100), 1_000).is_empty());
+        assert!(pool.idle(Millis(1_099), 1_000).is_empty());
+        let idle = pool.idle(Millis(1_100), 1_000);
+        assert_eq!(idle.iter().map(|v| v.id).collect::<Vec<_>>(), vec![id0]);
+        assert!(pool.idle(Millis(5_000), 1_000).is_empty());
+        // Freed, the sender is a new VTEP next time.
+        assert!(w0.remove(id0) && w1.remove(id0));
+        pool.free(id0);
+        assert!(w0.learn(NET, 7, from, Millis(6_000)).is_ok());
+        assert_eq!(w0.learned().count(), 1);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use std::net::Ipv6Addr;
 
 use super::checksum;
 use super::{
-    read_u16_unchecked, read_u32_unchecked, write_u16_unchecked, Error, IpProtocol, Result,
+    read_u16_unchecked, read_u32_unchecked, write_u16_unchecked, Error, IpProtocol, MacAddr, Result,
 };
 
 mod field {
@@ -63,6 +63,32 @@ pub fn solicited_node(ip: Ipv6Addr) -> Ipv6Addr {
     let o = ip.octets();
     Ipv6Addr::from([
         0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, o[13], o[14], o[15],
+    ])
+}
+
+/// The link-local address a stack derives from `mac` (RFC 4291 appendix
+/// A, modified EUI-64): `fe80::` followed by the MAC with `ff:fe` in the
+/// middle and the universal/local bit flipped. Linux's default
+/// (`addr_gen_mode` 0).
+pub fn link_local_eui64(mac: MacAddr) -> Ipv6Addr {
+    let m = mac.0;
+    Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        m[0] ^ 0x02,
+        m[1],
+        m[2],
+        0xff,
+        0xfe,
+        m[3],
+        m[4],
+        m[5],
     ])
 }
 
