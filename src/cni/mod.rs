@@ -24,7 +24,7 @@
 //! lease), so containers can still be removed after the daemon stopped.
 
 mod ipam;
-mod result;
+pub(crate) mod result;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
