@@ -550,10 +550,13 @@ fn icmpv6_round_trip(ip: &Ipv6Repr, l4: &[u8]) {
     let Ok(r) = Icmpv6Repr::parse(&ip.src_addr, &ip.dst_addr, &p) else {
         return;
     };
+    // The Repr keeps one link-layer option and an advertisement's flags;
+    // a solicitation's reserved word (ignored on receipt, RFC 4861 4.3)
+    // is emitted as zero.
     let exact = match r {
         Icmpv6Repr::EchoRequest { .. } | Icmpv6Repr::EchoReply { .. } => true,
-        // The Repr keeps one link-layer option and the flags, nothing else.
-        _ => l4.len() == r.buffer_len() && l4[5..8] == [0, 0, 0],
+        Icmpv6Repr::NeighborSolicit { .. } => l4.len() == r.buffer_len() && l4[4..8] == [0; 4],
+        Icmpv6Repr::NeighborAdvert { .. } => l4.len() == r.buffer_len() && l4[5..8] == [0; 3],
     };
     if exact {
         let mut out = vec![0u8; r.buffer_len()];

@@ -247,7 +247,6 @@ fn check_reply(request: &[u8], reply: &[u8], gw: IpAddr) {
         GATEWAY_MAC,
         "a reply comes from the gateway"
     );
-    assert_eq!(eth.dst_addr(), req.src_addr(), "a reply goes to the asker");
     assert!(reply.len() >= 60, "a reply is padded to 60 bytes");
     match (eth.ethertype(), gw) {
         (EtherType::Arp, IpAddr::V4(gw)) => {
@@ -258,8 +257,18 @@ fn check_reply(request: &[u8], reply: &[u8], gw: IpAddr) {
                 (r.source_hardware_addr, r.source_protocol_addr),
                 (GATEWAY_MAC, gw)
             );
+            // To the asker's ARP sender address, as RFC 826 and Linux do.
+            let asked = ArpRepr::parse(&ArpPacket::new_checked(req.payload()).expect("ARP"))
+                .expect("an answered request parses as ARP");
+            assert_eq!(
+                eth.dst_addr(),
+                asked.source_hardware_addr,
+                "a reply goes to the asker"
+            );
+            assert_eq!(r.target_hardware_addr, asked.source_hardware_addr);
         }
         (EtherType::Ipv4, IpAddr::V4(gw)) => {
+            assert_eq!(eth.dst_addr(), req.src_addr(), "a reply goes to the asker");
             let p = Ipv4Packet::new_checked(eth.payload()).expect("IPv4");
             let r = Ipv4Repr::parse(&p).expect("a reply's IPv4 header verifies");
             assert_eq!((r.src_addr, r.protocol), (gw, IpProtocol::Icmp));
@@ -270,6 +279,7 @@ fn check_reply(request: &[u8], reply: &[u8], gw: IpAddr) {
             );
         }
         (EtherType::Ipv6, IpAddr::V6(gw)) => {
+            assert_eq!(eth.dst_addr(), req.src_addr(), "a reply goes to the asker");
             let p = Ipv6Packet::new_checked(eth.payload()).expect("IPv6");
             let r = Ipv6Repr::parse(&p).expect("IPv6 header");
             assert_eq!((r.src_addr, r.next_header), (gw, IpProtocol::Icmpv6));
