@@ -60,6 +60,7 @@ const DOCS: &[&str] = &[
     "docs/benchmarks.md",
     "docs/benchmarks-system.md",
     "docs/protocol.md",
+    "docs/fuzzing.md",
 ];
 
 /// Documents not checked yet, each with the reason.
