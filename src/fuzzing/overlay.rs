@@ -279,19 +279,45 @@ fn check_reply(request: &[u8], reply: &[u8], gw: IpAddr) {
             );
         }
         (EtherType::Ipv6, IpAddr::V6(gw)) => {
-            assert_eq!(eth.dst_addr(), req.src_addr(), "a reply goes to the asker");
             let p = Ipv6Packet::new_checked(eth.payload()).expect("IPv6");
             let r = Ipv6Repr::parse(&p).expect("IPv6 header");
             assert_eq!((r.src_addr, r.next_header), (gw, IpProtocol::Icmpv6));
             let m = Icmpv6Packet::new_checked(p.payload()).expect("ICMPv6");
             match Icmpv6Repr::parse(&r.src_addr, &r.dst_addr, &m) {
-                Ok(Icmpv6Repr::EchoReply { .. }) => {}
+                Ok(Icmpv6Repr::EchoReply { .. }) => {
+                    assert_eq!(eth.dst_addr(), req.src_addr(), "a reply goes to the asker");
+                }
                 Ok(Icmpv6Repr::NeighborAdvert { target, lladdr, .. }) => {
                     assert_eq!((target, lladdr), (gw, Some(GATEWAY_MAC)));
+                    // To the solicitation's source link-layer address when
+                    // it carries one (RFC 4861 7.2.4), as Linux does.
+                    assert_eq!(
+                        eth.dst_addr(),
+                        solicited_by(&req),
+                        "a reply goes to the asker"
+                    );
                 }
                 other => panic!("an IPv6 reply is {other:?}"),
             }
         }
         (t, _) => panic!("a reply of EtherType {t:?}"),
     }
+}
+
+/// Where a neighbour advertisement answering `req` (a solicitation) goes:
+/// all nodes for duplicate address detection (no source address), else
+/// its source link-layer address option, else the frame's source.
+fn solicited_by(req: &EthernetFrame<&[u8]>) -> MacAddr {
+    let ll = Ipv6Packet::new_checked(req.payload()).ok().and_then(|p| {
+        let r = Ipv6Repr::parse(&p).ok()?;
+        if r.src_addr.is_unspecified() {
+            return Some(MacAddr([0x33, 0x33, 0, 0, 0, 1]));
+        }
+        let m = Icmpv6Packet::new_checked(p.payload()).ok()?;
+        match Icmpv6Repr::parse(&r.src_addr, &r.dst_addr, &m).ok()? {
+            Icmpv6Repr::NeighborSolicit { lladdr, .. } => lladdr,
+            _ => None,
+        }
+    });
+    ll.unwrap_or(req.src_addr())
 }
