@@ -13,6 +13,8 @@ pub mod cni;
 pub mod ctl;
 pub mod docker;
 pub mod fdb;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod metrics;
 pub mod offload;

@@ -62,6 +62,7 @@ const DOCS: &[&str] = &[
     "docs/protocol.md",
     "docs/cluster.md",
     "docs/security.md",
+    "docs/fuzzing.md",
 ];
 
 /// Documents not checked yet, each with the reason.

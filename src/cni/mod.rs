@@ -37,7 +37,7 @@
 
 mod cluster_ipam;
 mod ipam;
-mod result;
+pub(crate) mod result;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;

@@ -568,6 +568,67 @@ mod tests {
     use super::wire::*;
     use super::*;
 
+    /// A server on loopback that reads one request and answers `reply`.
+    fn answer_once(reply: Vec<u8>) -> Endpoint {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            // The client's request: its head, then a body of Content-Length.
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            s.write_all(&reply).unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+            while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+        });
+        Endpoint {
+            host: "127.0.0.1".into(),
+            port,
+        }
+    }
+
+    /// A chunked 200 answer carrying `lines`, one chunk each.
+    fn stream(lines: &[&str]) -> Vec<u8> {
+        let mut r = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for l in lines {
+            r.extend_from_slice(format!("{:x}\r\n{l}\n\r\n", l.len() + 1).as_bytes());
+        }
+        r.extend_from_slice(b"0\r\n\r\n");
+        r
+    }
+
+    /// Found by fuzzing (`etcd_response`): a watch message carrying the
+    /// largest revision overflowed `revision + 1`, a panic with overflow
+    /// checks; the next revision stays at the largest instead.
+    #[test]
+    fn a_watch_message_at_the_largest_revision_is_taken() {
+        let ep = answer_once(stream(&[
+            r#"{"result":{"header":{"revision":"9223372036854775807"}}}"#,
+            r#"{"result":{"header":{"revision":"5"},"events":[{"kv":{"key":"L3AvYQ==","mod_revision":"9223372036854775807"}}]}}"#,
+        ]));
+        let mut c = Client::new(EtcdConfig::new(vec![ep]));
+        let mut w = c.watch(b"/p/", 1).unwrap();
+        assert_eq!(
+            w.next(Duration::from_secs(5)).unwrap(),
+            Some(WatchMessage::Progress { revision: i64::MAX })
+        );
+        assert_eq!(w.next_revision(), i64::MAX);
+        match w.next(Duration::from_secs(5)).unwrap() {
+            Some(WatchMessage::Events { events }) => {
+                assert_eq!(events[0].mod_revision(), i64::MAX);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(w.next_revision(), i64::MAX);
+    }
+
     #[test]
     fn prefix_ends() {
         assert_eq!(prefix_end(b"/a/"), b"/a0");

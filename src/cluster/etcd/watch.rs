@@ -141,7 +141,7 @@ impl Watch {
             });
         }
         if r.events.is_empty() {
-            self.next_revision = self.next_revision.max(r.header.revision + 1);
+            self.next_revision = self.next_revision.max(r.header.revision.saturating_add(1));
             return Ok(WatchMessage::Progress {
                 revision: r.header.revision,
             });
@@ -161,7 +161,7 @@ impl Watch {
                     })
                 }
             };
-            self.next_revision = self.next_revision.max(ev.mod_revision() + 1);
+            self.next_revision = self.next_revision.max(ev.mod_revision().saturating_add(1));
             events.push(ev);
         }
         Ok(WatchMessage::Events { events })
