@@ -29,7 +29,7 @@ use serde_json::{json, Value};
 use vxswitch::fdb::{NetId, PortId};
 use vxswitch::fuzzing::{self, encode_records, records, EtcdMode};
 use vxswitch::metrics::{DropReason, PortStats};
-use vxswitch::switch::{Engine, EngineConfig, PortAttach};
+use vxswitch::switch::{Engine, EngineConfig, PortAttach, SourcePolicy};
 use vxswitch::time::{ManualClock, Millis};
 
 #[path = "offload_frames/mod.rs"]
@@ -409,10 +409,15 @@ proptest! {
         let rec = [&hdr.to_bytes()[..], &b.frame].concat();
         // Port 3, to a destination nobody knows: flooded, to a port and a VTEP.
         let r = fuzzing::frame_ingress(&[&[1 | (2 << 2)][..], &encode_records(&[&rec])].concat());
-        prop_assert_eq!(r.dropped, vec![]);
-        let fits = b.frame.len() - payload + usize::from(mss) <= 1518;
+        prop_assert_eq!(&r.dropped, &vec![]);
+        let headers = b.frame.len() - payload;
+        // A segment fits a port, and all of them the egress's scratch
+        // (256 KiB, `switch::egress::SEGMENT_LIMIT`): beyond, the cut is
+        // refused as bad_offload, which is the engine's behaviour too.
+        let fits = headers + usize::from(mss) <= 1518
+            && payload.div_ceil(usize::from(mss)) * (headers + usize::from(mss)) <= 256 * 1024;
         if fits {
-            prop_assert!(r.segments >= payload.div_ceil(usize::from(mss)));
+            prop_assert!(r.segments >= payload.div_ceil(usize::from(mss)), "{:?}", r);
         }
     }
 
@@ -505,6 +510,8 @@ impl Rig {
                     mtu: 1500,
                     stats: stats.clone(),
                     vnet_hdr,
+                    mac: None,
+                    policy: SourcePolicy::Open,
                 })
                 .expect("a port");
             (UnixDatagram::from(theirs), stats)
@@ -599,31 +606,39 @@ fn every_frame_of_an_offload_port_is_counted_once() {
     every_frame_is_counted_once(true);
 }
 
-/// Found while writing the `frame_ingress` target: `port_turn` computes a
+/// Found while writing the `frame_ingress` target: `port_turn` computed a
 /// frame's length as the read's minus 12 for a port with a
 /// `virtio_net_hdr`, unchecked; a read of fewer than 12 bytes (a socket
 /// pair or an fd handed over, never a TAP, which always writes the header)
-/// underflows, and the worker panics. Input (base64): `AAAAAAA=`.
+/// underflowed, and the worker panicked. Input (base64): `AAAAAAA=`. Fixed
+/// by `ingress::frame_len`: the read is no frame (not in `rx_frames`), it
+/// is counted as `bad_offload`, and the next frame goes through.
 #[test]
-#[ignore = "crash found by fuzzing, fix pending: src/switch/ingress.rs port_turn subtracts VNET_HDR_LEN from a shorter read"]
 fn a_read_shorter_than_its_virtio_net_hdr_is_refused() {
     let rig = Rig::new(true);
     let mut ok = vec![0u8; 12];
     ok.extend_from_slice(&[0xff; 6]);
     ok.extend_from_slice(&STATION);
     ok.extend_from_slice(&[0x88, 0xb5, 1, 2, 3]);
-    let r = rig.send_all(&[vec![0u8; 5], ok]);
+    // The rig's own check expects one rx frame per send; the short read is
+    // none, so its verdict is read from the counters instead.
+    let _ = rig.send_all(&[vec![0u8; 5], ok]);
     let bad = rig.a_stats.drops(DropReason::BadOffload);
+    let (rx, delivered) = (rig.a_stats.rx_frames.get(), rig.b_stats.tx_frames.get());
     rig.engine.stop();
-    r.unwrap();
     assert_eq!(bad, 1, "the short read is counted as bad_offload");
+    assert_eq!(
+        (rx, delivered),
+        (1, 1),
+        "the next frame is read and delivered"
+    );
 }
 
 /// The known overflow of issue 11: a chunk size of `ffffffffffffffff` in a
-/// reply from dockerd. Input (base64):
+/// reply from dockerd (fixed in `docker::http`: the size is checked before
+/// the CRLF is added). Input (base64):
 /// `SFRUUC8xLjEgMjAwIE9LDQpUcmFuc2Zlci1FbmNvZGluZzogY2h1bmtlZA0KDQpmZmZmZmZmZmZmZmZmZmZmDQphYg==`.
 #[test]
-#[ignore = "crash found by fuzzing, fix pending: src/docker/http.rs dechunk computes size + 2 unchecked"]
 fn a_chunk_size_near_usize_max_is_refused() {
     let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nab";
     assert!(fuzzing::pending_dechunk_overflow(raw));

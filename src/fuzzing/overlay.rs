@@ -113,7 +113,8 @@ pub fn vxlan_decap(data: &[u8]) -> DecapReport {
             report.datagrams += 1;
             let d = &train[off..off + n];
             let before = drops(&stats);
-            let Some(got) = decap(&mut vteps, &stats, d, from) else {
+            let Some(got) = decap(&mut vteps, &stats, d, from, Millis(report.datagrams as u64))
+            else {
                 let grew: Vec<VxlanDrop> = VxlanDrop::ALL
                     .into_iter()
                     .zip(drops(&stats).iter().zip(&before))

@@ -76,6 +76,8 @@ impl Backend for &FakeDaemon {
                     container: a.container.clone(),
                     offload: true,
                     gateway: false,
+                    port_security: true,
+                    ip_guard: false,
                 };
                 Ok(serde_json::to_value(port).unwrap_or_default())
             }
@@ -279,6 +281,8 @@ pub fn cni_config(data: &[u8]) -> bool {
         container: None,
         offload: true,
         gateway: false,
+        port_security: true,
+        ip_guard: false,
     };
     let out = result::render(
         &conf.cni_version,
