@@ -8,5 +8,6 @@ pub mod fd;
 pub mod netlink;
 pub mod netns;
 pub mod packet;
+pub mod ring;
 pub mod tun;
 pub mod udp;
