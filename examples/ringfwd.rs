@@ -73,6 +73,10 @@ struct Args {
     /// Frames per port per turn before the transmit ring is flushed.
     #[arg(long, default_value_t = 64)]
     budget: usize,
+    /// Before sleeping in epoll_wait, watch both rings' next slots for this
+    /// many microseconds (no system call while spinning) [default: 0].
+    #[arg(long, default_value_t = 0)]
+    spin_us: u64,
     /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
     #[arg(long)]
     duration: Option<f64>,
@@ -144,7 +148,8 @@ fn run(args: &Args) -> Result<(), String> {
     let mut c = Counters::default();
     let mut rx = [rx_a, rx_b];
     let mut tx = [tx_a, tx_b];
-    fwd_loop(&mut rx, &mut tx, args.budget, &stop, deadline, &mut c)?;
+    let spin = Duration::from_micros(args.spin_us);
+    fwd_loop(&mut rx, &mut tx, args.budget, spin, &stop, deadline, &mut c)?;
     let secs = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds().unwrap_or(f64::NAN);
     let threads = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
@@ -192,6 +197,7 @@ fn fwd_loop(
     rx: &mut [RxRing; 2],
     tx: &mut [TxRing; 2],
     budget: usize,
+    spin: Duration,
     stop: &AtomicBool,
     deadline: Option<Instant>,
     c: &mut Counters,
@@ -209,6 +215,12 @@ fn fwd_loop(
     let mut events = Events::with_capacity(8);
     while !stopping(stop, deadline) {
         let pending = tx[0].pending() || tx[1].pending();
+        if !spin.is_zero() && !rx[0].ready() && !rx[1].ready() {
+            let until = Instant::now() + spin;
+            while !rx[0].ready() && !rx[1].ready() && Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        }
         if !rx[0].ready() && !rx[1].ready() {
             // Nothing to read: sleep until a frame comes, or retry a
             // refused flush after 1 ms.
