@@ -233,9 +233,8 @@ fn fwd_loop(
                 Err(e) => return Err(format!("epoll_wait: {e}")),
             }
         }
-        for from in 0..2 {
-            let to = 1 - from;
-            let (src, dst) = (&mut rx[from], &mut tx[to]);
+        for (from, src) in rx.iter_mut().enumerate() {
+            let dst = &mut tx[1 - from];
             let mut n = 0;
             while n < budget {
                 let Some(f) = src.next() else { break };

@@ -303,7 +303,7 @@ impl RxRing {
             }
             bump(&self.c.frames, 1);
             bump(&self.c.bytes, f.data.len() as u64);
-            let vlan = (f.status & libc::TP_STATUS_VLAN_VALID != 0).then(|| VlanTag {
+            let vlan = (f.status & libc::TP_STATUS_VLAN_VALID != 0).then_some(VlanTag {
                 tpid: if f.status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
                     f.vlan_tpid
                 } else {
