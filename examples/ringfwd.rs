@@ -42,6 +42,12 @@ use mio::{Events, Interest, Poll, Token};
 use vxswitch::ports::ring::{self, RingCounters, RingSpec, RxRing, TxRing};
 use vxswitch::ports::Netns;
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum TxMode {
+    Ring,
+    Sendmmsg,
+}
+
 #[derive(Parser, Debug)]
 #[command(about = "Forward frames between two interfaces through AF_PACKET mmap rings")]
 struct Args {
@@ -67,6 +73,11 @@ struct Args {
     /// Bytes per slot [default: 69904 with --vnet, else 2048].
     #[arg(long)]
     frame_size: Option<u32>,
+    /// How frames leave: `ring` (a transmit ring, flushed with one send per
+    /// turn) or `sendmmsg` (no transmit ring: one sendmmsg per 64 frames,
+    /// straight from the receive slots, each frame copied once).
+    #[arg(long, value_enum, default_value = "ring")]
+    tx: TxMode,
     /// Send through the interfaces' qdiscs (default: PACKET_QDISC_BYPASS).
     #[arg(long)]
     no_bypass: bool,
@@ -121,7 +132,10 @@ fn run(args: &Args) -> Result<(), String> {
     let rx_frames = args.rx_frames.unwrap_or(base.rx_frames);
     let spec = RingSpec {
         rx_frames,
-        tx_frames: args.tx_frames.unwrap_or(rx_frames),
+        tx_frames: match args.tx {
+            TxMode::Ring => args.tx_frames.unwrap_or(rx_frames),
+            TxMode::Sendmmsg => 0,
+        },
         frame_size: args.frame_size,
         qdisc_bypass: !args.no_bypass,
         ..base
@@ -137,7 +151,8 @@ fn run(args: &Args) -> Result<(), String> {
         .duration
         .map(|s| Instant::now() + Duration::from_secs_f64(s));
     println!(
-        "ready mode=ring vnet={} vnet_len={} rx_frames={} tx_frames={} pid={}",
+        "ready mode=ring tx={:?} vnet={} vnet_len={} rx_frames={} tx_frames={} pid={}",
+        args.tx,
         args.vnet,
         rx_a.vnet_len(),
         rx_a.frames(),
@@ -149,17 +164,24 @@ fn run(args: &Args) -> Result<(), String> {
     let mut rx = [rx_a, rx_b];
     let mut tx = [tx_a, tx_b];
     let spin = Duration::from_micros(args.spin_us);
-    fwd_loop(&mut rx, &mut tx, args.budget, spin, &stop, deadline, &mut c)?;
+    let sendmmsg = args.tx == TxMode::Sendmmsg;
+    let mode = Mode {
+        budget: args.budget,
+        spin,
+        sendmmsg,
+    };
+    fwd_loop(&mut rx, &mut tx, mode, &stop, deadline, &mut c)?;
     let secs = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds().unwrap_or(f64::NAN);
     let threads = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
     let ca = RingCounters::of(&rx[0], &tx[0]);
     let cb = RingCounters::of(&rx[1], &tx[1]);
     println!(
-        "{{\"mode\":\"ring\",\"variant\":\"tpacket_v2\",\"vnet\":{},\"seconds\":{secs:.3},\"cpu_seconds\":{cpu:.3},\
+        "{{\"mode\":\"ring\",\"variant\":\"tpacket_v2 rx, {}\",\"vnet\":{},\"seconds\":{secs:.3},\"cpu_seconds\":{cpu:.3},\
          \"frames_ab\":{},\"frames_ba\":{},\"bytes_ab\":{},\"bytes_ba\":{},\"tx_drops_ab\":{},\"tx_drops_ba\":{},\
          \"rx_errors\":{},\"syscalls\":{},\"polls\":{},\"rearms\":0,\"no_buffers\":0,\"threads\":{threads},\
-         \"rx_truncated\":{},\"rx_kernel_drops\":{},\"tx_ring_full\":{},\"tx_busy\":{},\"tx_flushes\":{}}}",
+         \"rx_truncated\":{},\"rx_kernel_drops\":{},\"tx_ring_full\":{},\"tx_busy\":{},\"tx_refused\":{},\"tx_flushes\":{}}}",
+        if sendmmsg { "sendmmsg tx" } else { "tpacket_v2 tx" },
         args.vnet,
         c.frames[0],
         c.frames[1],
@@ -174,6 +196,7 @@ fn run(args: &Args) -> Result<(), String> {
         ca.rx_kernel_drops + cb.rx_kernel_drops,
         ca.tx_ring_full + cb.tx_ring_full,
         ca.tx_busy + cb.tx_busy,
+        ca.tx_refused + cb.tx_refused,
         ca.tx_flushes + cb.tx_flushes,
     );
     Ok(())
@@ -193,11 +216,21 @@ fn stopping(stop: &AtomicBool, deadline: Option<Instant>) -> bool {
     stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d)
 }
 
+/// How the loop runs.
+#[derive(Clone, Copy)]
+struct Mode {
+    /// Frames per port per turn.
+    budget: usize,
+    /// Watch the rings this long before sleeping.
+    spin: Duration,
+    /// Send with sendmmsg from the receive slots instead of a transmit ring.
+    sendmmsg: bool,
+}
+
 fn fwd_loop(
     rx: &mut [RxRing; 2],
     tx: &mut [TxRing; 2],
-    budget: usize,
-    spin: Duration,
+    mode: Mode,
     stop: &AtomicBool,
     deadline: Option<Instant>,
     c: &mut Counters,
@@ -215,8 +248,8 @@ fn fwd_loop(
     let mut events = Events::with_capacity(8);
     while !stopping(stop, deadline) {
         let pending = tx[0].pending() || tx[1].pending();
-        if !spin.is_zero() && !rx[0].ready() && !rx[1].ready() {
-            let until = Instant::now() + spin;
+        if !mode.spin.is_zero() && !rx[0].ready() && !rx[1].ready() {
+            let until = Instant::now() + mode.spin;
             while !rx[0].ready() && !rx[1].ready() && Instant::now() < until {
                 std::hint::spin_loop();
             }
@@ -235,8 +268,20 @@ fn fwd_loop(
         }
         for (from, src) in rx.iter_mut().enumerate() {
             let dst = &mut tx[1 - from];
+            if mode.sendmmsg {
+                let before = dst.counters();
+                dst.forward_from(src, mode.budget)
+                    .map_err(|e| format!("sendmmsg: {e}"))?;
+                src.release();
+                let after = dst.counters();
+                c.frames[from] += after.tx_frames - before.tx_frames;
+                c.bytes[from] += after.tx_bytes - before.tx_bytes;
+                c.tx_drops[from] += after.tx_refused - before.tx_refused;
+                c.syscalls += after.tx_flushes - before.tx_flushes;
+                continue;
+            }
             let mut n = 0;
-            while n < budget {
+            while n < mode.budget {
                 let Some(f) = src.next() else { break };
                 n += 1;
                 if dst.push(&f) {

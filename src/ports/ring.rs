@@ -149,6 +149,8 @@ pub fn open(netns: &Netns, ifname: &str, spec: &RingSpec) -> Result<(RxRing, TxR
             c: RxCounts::default(),
         },
         TxRing {
+            batch: (spec.tx_frames == 0).then(|| raw::SendBatch::new(BATCH)),
+            scratch: Vec::new(),
             raw: tx,
             retry: false,
             c: TxCounts::default(),
@@ -182,6 +184,9 @@ pub struct RingCounters {
     /// Flushes the device refused for now (its queue full): the frames stay
     /// in the ring and the next flush sends them.
     pub tx_busy: u64,
+    /// Without a transmit ring: frames the device refused (its queue full),
+    /// dropped.
+    pub tx_refused: u64,
 }
 
 #[derive(Default)]
@@ -220,6 +225,9 @@ pub struct RxFrame<'a> {
     pub vnet: &'a [u8],
     /// The frame from its Ethernet header on, without the tag in `vlan`.
     pub data: &'a [u8],
+    /// `vnet` and `data` as one slice, as a port with the same header
+    /// length sends it (without the tag in `vlan`).
+    pub wire: &'a [u8],
     /// The VLAN tag the device took off (veth and many NICs strip it into
     /// metadata): put it back with [`RxFrame::copy_to`] before forwarding.
     pub vlan: Option<VlanTag>,
@@ -314,6 +322,7 @@ impl RxRing {
             return Some(RxFrame {
                 vnet: f.vnet,
                 data: f.data,
+                wire: f.wire,
                 vlan,
             });
         }
@@ -362,15 +371,25 @@ struct TxCounts {
     too_big: u64,
     flushes: u64,
     busy: u64,
+    refused: u64,
 }
 
-/// The transmit side of a ring port.
+/// The transmit side of a ring port: a transmit ring, or, opened with
+/// `tx_frames: 0`, batches of frames sent with one `sendmmsg`, each copied
+/// once by the kernel ([`TxRing::send_wires`], [`TxRing::forward_from`]).
 pub struct TxRing {
     raw: raw::TxRing,
     /// The last flush was refused: flush again even with nothing new.
     retry: bool,
     c: TxCounts,
+    /// Without a transmit ring: the `sendmmsg` scratch.
+    batch: Option<raw::SendBatch>,
+    /// A frame whose VLAN tag goes back in, or whose header length differs.
+    scratch: Vec<u8>,
 }
+
+/// Frames per `sendmmsg`.
+const BATCH: usize = 64;
 
 /// A free transmit slot.
 pub struct TxSlot<'a> {
@@ -488,6 +507,76 @@ impl TxRing {
         }
     }
 
+    /// Without a transmit ring (`tx_frames: 0`): sends `wires` (each the
+    /// port's `virtio_net_hdr`, if any, and a frame, as
+    /// [`RxFrame::wire`] is) with one `sendmmsg` per 64. Returns how many
+    /// went; the rest the device refused (its queue full) and are dropped
+    /// and counted (`tx_refused`).
+    pub fn send_wires(&mut self, wires: &[&[u8]]) -> io::Result<usize> {
+        let Some(batch) = self.batch.as_mut() else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "send_wires needs a ring port opened without a transmit ring (tx_frames: 0)",
+            ));
+        };
+        let vnet_len = self.raw.vnet_len();
+        let mut sent = 0;
+        for chunk in wires.chunks(BATCH) {
+            let n = batch.send(self.raw.fd(), chunk)?;
+            self.c.flushes += 1;
+            for w in &chunk[..n] {
+                self.c.frames += 1;
+                self.c.bytes += w.len().saturating_sub(vnet_len) as u64;
+            }
+            sent += n;
+            if n < chunk.len() {
+                break;
+            }
+        }
+        self.c.refused += (wires.len() - sent) as u64;
+        Ok(sent)
+    }
+
+    /// Without a transmit ring: takes up to `budget` frames from `rx` and
+    /// sends them all, 64 per `sendmmsg`, straight from `rx`'s slots (one
+    /// copy, by the kernel). A frame whose VLAN tag must go back in (or
+    /// whose header length differs from this port's) is copied and sent on
+    /// its own. Returns the frames taken; call `rx.release()` after.
+    pub fn forward_from(&mut self, rx: &RxRing, budget: usize) -> io::Result<usize> {
+        let vnet_len = self.raw.vnet_len();
+        let mut wires: [&[u8]; BATCH] = [&[]; BATCH];
+        let (mut n, mut taken) = (0, 0);
+        while taken < budget {
+            let Some(f) = rx.next() else { break };
+            taken += 1;
+            if f.vlan.is_none() && f.vnet.len() == vnet_len {
+                wires[n] = f.wire;
+                n += 1;
+                if n == BATCH {
+                    self.send_wires(&wires)?;
+                    n = 0;
+                }
+                continue;
+            }
+            // The odd one: send what is batched, then it alone.
+            self.send_wires(&wires[..n])?;
+            n = 0;
+            let need = f.len_with(vnet_len);
+            if self.scratch.len() < need {
+                self.scratch.resize(need, 0);
+            }
+            let mut scratch = std::mem::take(&mut self.scratch);
+            let sent = match f.copy_to(&mut scratch, vnet_len) {
+                Some(len) => self.send_wires(&[&scratch[..len]]),
+                None => Ok(0),
+            };
+            self.scratch = scratch;
+            sent?;
+        }
+        self.send_wires(&wires[..n])?;
+        Ok(taken)
+    }
+
     /// Whether frames wait for a retried flush.
     pub fn pending(&self) -> bool {
         self.retry
@@ -502,6 +591,7 @@ impl TxRing {
             tx_too_big: self.c.too_big,
             tx_flushes: self.c.flushes,
             tx_busy: self.c.busy,
+            tx_refused: self.c.refused,
             ..RingCounters::default()
         }
     }
@@ -517,6 +607,7 @@ impl RingCounters {
             tx_too_big: tx.c.too_big,
             tx_flushes: tx.c.flushes,
             tx_busy: tx.c.busy,
+            tx_refused: tx.c.refused,
             ..rx.counters()
         }
     }
@@ -536,6 +627,7 @@ mod tests {
         let f = RxFrame {
             vnet: &vnet,
             data: &data,
+            wire: &[],
             vlan: Some(VlanTag {
                 tpid: 0x8100,
                 tci: 10,
@@ -554,6 +646,7 @@ mod tests {
         let g = RxFrame {
             vnet: &vnet[..10],
             data: &data,
+            wire: &[],
             vlan: None,
         };
         let mut out = [0xffu8; 100];

@@ -345,6 +345,9 @@ pub struct RawRxFrame<'a> {
     pub data: &'a [u8],
     /// The `virtio_net_hdr` in front of the frame (empty without one).
     pub vnet: &'a [u8],
+    /// `vnet` and `data` as one slice (they are adjacent in the slot): what
+    /// a packet socket with the same header length sends as this frame.
+    pub wire: &'a [u8],
     /// The frame's length as the kernel received it (`tp_len`); more than
     /// `data.len()` when it did not fit in the slot.
     pub wire_len: u32,
@@ -381,6 +384,7 @@ pub fn parse_rx_slot(slot: &[u8], status: u32, vnet_len: usize) -> RawRxFrame<'_
     let mut f = RawRxFrame {
         data: &[],
         vnet: &[],
+        wire: &[],
         wire_len,
         status,
         vlan_tci: at16(hdr::VLAN_TCI),
@@ -403,6 +407,7 @@ pub fn parse_rx_slot(slot: &[u8], status: u32, vnet_len: usize) -> RawRxFrame<'_
     }
     f.vnet = &slot[vnet_start - 4..mac - 4];
     f.data = &slot[mac - 4..end - 4];
+    f.wire = &slot[vnet_start - 4..end - 4];
     f.malformed = false;
     f
 }
@@ -665,6 +670,97 @@ impl TxSlot<'_> {
     }
 }
 
+/// Scratch for sending up to `cap` frames with one `sendmmsg` on a packet
+/// socket bound to its interface (one made by [`open`] without a transmit
+/// ring: with one, `sendmsg` sends the ring instead). Each frame is copied
+/// once, into the socket buffer the kernel allocates for it; the message
+/// headers are allocated here once and only re-pointed per call.
+pub struct SendBatch {
+    iov: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+}
+
+// SAFETY: the raw pointers inside are scratch, re-pointed at borrowed
+// frames for the duration of one `send` call and never dereferenced here.
+unsafe impl Send for SendBatch {}
+
+impl SendBatch {
+    pub fn new(cap: usize) -> SendBatch {
+        let cap = cap.clamp(1, 1024);
+        SendBatch {
+            iov: (0..cap)
+                .map(|_| libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                })
+                .collect(),
+            hdrs: (0..cap)
+                .map(|_| {
+                    // SAFETY: mmsghdr is a plain C struct of integers and raw
+                    // pointers; all-zero bytes are a valid value of it.
+                    unsafe { std::mem::zeroed::<libc::mmsghdr>() }
+                })
+                .collect(),
+        }
+    }
+
+    /// Sends `frames` (each: the socket's `virtio_net_hdr`, if any, then the
+    /// frame; at most the `cap` given to `new`, the rest are ignored) on `fd` with one non-blocking `sendmmsg`. Returns how many
+    /// the kernel took, always from the first on; 0 when it refused the
+    /// first (`ENOBUFS`/`EAGAIN`: the device's queue is full).
+    pub fn send(&mut self, fd: BorrowedFd<'_>, frames: &[&[u8]]) -> io::Result<usize> {
+        let n = frames.len().min(self.iov.len());
+        if n == 0 {
+            return Ok(0);
+        }
+        let iov = self.iov.as_mut_ptr();
+        for (k, f) in frames[..n].iter().enumerate() {
+            self.iov[k] = libc::iovec {
+                iov_base: f.as_ptr().cast_mut().cast(),
+                iov_len: f.len(),
+            };
+            let h = &mut self.hdrs[k];
+            h.msg_len = 0;
+            h.msg_hdr.msg_name = std::ptr::null_mut();
+            h.msg_hdr.msg_namelen = 0;
+            h.msg_hdr.msg_iov = iov.wrapping_add(k);
+            h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_control = std::ptr::null_mut();
+            h.msg_hdr.msg_controllen = 0;
+            h.msg_hdr.msg_flags = 0;
+        }
+        let vlen = libc::c_uint::try_from(n).unwrap_or(libc::c_uint::MAX);
+        // SAFETY: the first `n` headers each point at one iovec of
+        // `self.iov`, which points at a frame borrowed for this whole call
+        // (the kernel only reads it); `self` is mutably borrowed for the
+        // call, and the kernel writes only each header's `msg_len`.
+        let ret = unsafe {
+            libc::sendmmsg(
+                fd.as_raw_fd(),
+                self.hdrs.as_mut_ptr(),
+                vlen,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if ret >= 0 {
+            return Ok(usize::try_from(ret).unwrap_or(0));
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ENOBUFS | libc::EAGAIN | libc::EINTR) => Ok(0),
+            _ => Err(e),
+        }
+    }
+}
+
+impl TxRing {
+    /// The socket (to send on with a [`SendBatch`] when the ring has no
+    /// transmit slots).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.shared.fd.as_fd()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -720,6 +816,7 @@ mod tests {
                                 assert!(usize::from(mac) >= hdr::DATA + vnet);
                                 assert_eq!(f.data.len(), snap as usize);
                                 assert_eq!(f.vnet.len(), vnet);
+                                assert_eq!(f.wire.len(), vnet + snap as usize);
                             }
                         }
                     }
