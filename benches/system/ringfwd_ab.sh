@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A/B: can a port type past one syscall per frame beat the TAP floor?
 #
-# Two "containers" (namespaces) joined three ways, set up once and measured
+# Two "containers" (namespaces) joined several ways, set up once and measured
 # in ALTERNATION, the order of the contenders rotating from round to round:
 #   tap     examples/tapfwd --mode rw --vnet: TAPs, one read() and one
 #           write() per frame (the floor of every TAP switch)
@@ -9,6 +9,10 @@
 #           drives their host ends through AF_PACKET TPACKET_V2 mmap rings
 #           with a virtio_net_hdr (one poll for many frames, one send per
 #           batch), in a third namespace
+#   ringmm  the same receive rings, but no transmit ring: each batch goes
+#           out with one sendmmsg straight from the receive slots (the
+#           kernel copies each frame once, where a transmit ring's frames
+#           are copied by the veth anyway, after the forwarder's own copy)
 #   bridge  the kernel bridge with the same veths enslaved (the reference)
 #   ringspin  (only when listed) ring with --spin-us SPIN (--spin, default
 #           50): the forwarder watches the rings' next slots that long
@@ -32,7 +36,7 @@
 # Needs root, iproute2, iperf3, ping, python3. Everything it creates (its
 # namespaces, the veths, TAPs and bridge inside them, its processes) is
 # removed on exit. Bounded: rounds x contenders x (2 x S + ping + about
-# 8 s); the defaults (5 rounds, 4 s, 3 contenders) take about 6 minutes.
+# 8 s); the defaults (5 rounds, 4 s, 4 contenders) take about 9 minutes.
 # See "Port types past the TAP floor" in docs/benchmarks-system.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -41,7 +45,7 @@ ROUNDS=5
 SECS=4
 BUILD=1
 OUT=target/ringfwd_ab.tsv
-CONTENDERS=tap,ring,bridge
+CONTENDERS=tap,ring,ringmm,bridge
 RING_ARGS=""
 SPIN=50
 PINGS=1000
@@ -54,7 +58,7 @@ while [ $# -gt 0 ]; do
     --spin) SPIN=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --out) OUT=$2; shift 2 ;;
-    -h | --help) sed -n '2,36p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,40p' "$0"; exit 0 ;;
     *) echo "ringfwd_ab: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -62,7 +66,7 @@ case "$ROUNDS$SECS$SPIN" in *[!0-9]*) echo "ringfwd_ab: --rounds, --seconds and 
 [ "$ROUNDS" -ge 1 ] && [ "$ROUNDS" -le 20 ] || { echo "ringfwd_ab: --rounds must be 1..20" >&2; exit 2; }
 [ "$SECS" -ge 1 ] && [ "$SECS" -le 10 ] || { echo "ringfwd_ab: --seconds must be 1..10" >&2; exit 2; }
 for c in ${CONTENDERS//,/ }; do
-    case $c in tap | ring | ringspin | bridge) ;; *) echo "ringfwd_ab: unknown contender $c (tap, ring, ringspin, bridge)" >&2; exit 2 ;; esac
+    case $c in tap | ring | ringmm | ringspin | bridge) ;; *) echo "ringfwd_ab: unknown contender $c (tap, ring, ringmm, ringspin, bridge)" >&2; exit 2 ;; esac
 done
 case ",$CONTENDERS," in *,tap,*) ;; *) echo "ringfwd_ab: --contenders must include tap (the floor)" >&2; exit 2 ;; esac
 [ "$(id -u)" = 0 ] || { echo "ringfwd_ab: needs root (namespaces, TAPs, veths)" >&2; exit 2; }
@@ -160,11 +164,12 @@ start_fwd() {
             --ip-a $IPA/24 --ip-b $IPB/24 >"$TMP/fwd.out" 2>"$TMP/fwd.err" &
         FP=$!
         ;;
-    ring | ringspin)
-        local spin=0
+    ring | ringmm | ringspin)
+        local spin=0 tx=ring
         [ "$c" = ringspin ] && spin=$SPIN
+        [ "$c" = ringmm ] && tx=sendmmsg
         # shellcheck disable=SC2086 # RING_ARGS are words
-        ip netns exec "$TAG${c}s" "$RINGFWD" --if-a va --if-b vb --vnet --spin-us $spin $RING_ARGS \
+        ip netns exec "$TAG${c}s" "$RINGFWD" --if-a va --if-b vb --vnet --tx $tx --spin-us $spin $RING_ARGS \
             >"$TMP/fwd.out" 2>"$TMP/fwd.err" &
         FP=$!
         ;;
@@ -346,10 +351,10 @@ print(f"\nMedians of {len(col('ping', 'tap', 3))} rounds; ÷: ratio of the media
 print("pktgen frames lost (median per run): " + ", ".join(f"{c} {v:.0f}" for c, v in lost.items()))
 drops = []
 for r in rows:
-    if r[1] in ("ring", "ringspin") and r[8] != "{}":
+    if r[1].startswith("ring") and r[8] != "{}":
         j = json.loads(r[8])
-        drops.append((r[2], j.get("rx_kernel_drops", 0), j.get("tx_ring_full", 0), j.get("rx_truncated", 0), j.get("tx_busy", 0)))
-if drops:
-    tot = [sum(d[i] for d in drops) for i in range(1, 5)]
-    print(f"ring: rx ring full (kernel drops) {tot[0]}, tx ring full {tot[1]}, truncated {tot[2]}, flushes refused {tot[3]} in all runs")
+        drops.append((r[1], j.get("rx_kernel_drops", 0), j.get("tx_ring_full", 0), j.get("rx_truncated", 0), j.get("tx_busy", 0), j.get("tx_refused", 0)))
+for c in dict.fromkeys(d[0] for d in drops):
+    tot = [sum(d[i] for d in drops if d[0] == c) for i in range(1, 6)]
+    print(f"{c}, all runs: receive ring full (kernel drops) {tot[0]}, transmit ring full {tot[1]}, truncated {tot[2]}, flushes refused {tot[3]}, sends refused {tot[4]}")
 EOF
