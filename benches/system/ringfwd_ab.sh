@@ -19,7 +19,12 @@
 #           before it sleeps, which costs no system call on a ring
 # Tests, each with the forwarder started afresh (tap, ring):
 #   ping     ping -i 0.001 -c 1000: average and p99 RTT, µs
-#   pps      64-byte frames/s at the receiver (vxswitch pktgen tx -> rx)
+#   pps      64-byte frames/s at the receiver (vxswitch pktgen tx -> rx),
+#            sent as fast as the sender can: a full TAP refuses the
+#            sender's frames (it resends), a veth never does, so there the
+#            sender's excess is dropped where the forwarder cannot keep up
+#   paced    64-byte frames offered at --rate (default 50000/s): frames
+#            lost, and the CPU per frame at a load all contenders carry
 #   tcp1     iperf3 TCP, 1 stream, Gbit/s
 #   tcp4     iperf3 TCP, 4 streams, Gbit/s
 # CPU: the forwarder's utime+stime (/proc/PID/stat) over the test window,
@@ -31,12 +36,12 @@
 # ratios; raw rows go to --out.
 #
 #   sudo benches/system/ringfwd_ab.sh [--rounds N] [--seconds S] [--contenders LIST]
-#        [--ring-args "..."] [--spin US] [--no-build] [--out FILE]
+#        [--ring-args "..."] [--spin US] [--rate FPS] [--no-build] [--out FILE]
 #
 # Needs root, iproute2, iperf3, ping, python3. Everything it creates (its
 # namespaces, the veths, TAPs and bridge inside them, its processes) is
-# removed on exit. Bounded: rounds x contenders x (2 x S + ping + about
-# 8 s); the defaults (5 rounds, 4 s, 4 contenders) take about 9 minutes.
+# removed on exit. Bounded: rounds x contenders x (4 x S + ping + about
+# 10 s); the defaults (5 rounds, 4 s, 4 contenders) take about 12 minutes.
 # See "Port types past the TAP floor" in docs/benchmarks-system.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -48,6 +53,7 @@ OUT=target/ringfwd_ab.tsv
 CONTENDERS=tap,ring,ringmm,bridge
 RING_ARGS=""
 SPIN=50
+RATE=50000
 PINGS=1000
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -56,13 +62,14 @@ while [ $# -gt 0 ]; do
     --contenders) CONTENDERS=$2; shift 2 ;;
     --ring-args) RING_ARGS=$2; shift 2 ;;
     --spin) SPIN=$2; shift 2 ;;
+    --rate) RATE=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --out) OUT=$2; shift 2 ;;
-    -h | --help) sed -n '2,40p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,45p' "$0"; exit 0 ;;
     *) echo "ringfwd_ab: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
-case "$ROUNDS$SECS$SPIN" in *[!0-9]*) echo "ringfwd_ab: --rounds, --seconds and --spin take whole numbers" >&2; exit 2 ;; esac
+case "$ROUNDS$SECS$SPIN$RATE" in *[!0-9]*) echo "ringfwd_ab: --rounds, --seconds, --spin and --rate take whole numbers" >&2; exit 2 ;; esac
 [ "$ROUNDS" -ge 1 ] && [ "$ROUNDS" -le 20 ] || { echo "ringfwd_ab: --rounds must be 1..20" >&2; exit 2; }
 [ "$SECS" -ge 1 ] && [ "$SECS" -le 10 ] || { echo "ringfwd_ab: --seconds must be 1..10" >&2; exit 2; }
 for c in ${CONTENDERS//,/ }; do
@@ -232,8 +239,9 @@ print(f"{r}\t{c}\tping\t{avg:.1f}\t{p99:.1f}\t{cpu}\t{sysc}\t{len(rtts)}\t{fj}")
 EOF
 }
 
-measure_pps() {
-    local round=$1 c=$2
+measure_pps() { # measure_pps ROUND C [TEST RATE]
+    local round=$1 c=$2 test=${3:-pps} rate=()
+    [ -n "${4:-}" ] && rate=(--rate "$4")
     start_fwd "$c"
     local mac
     mac=$(ip -n "$TAG${c}b" -br link show eth0 | awk '{print $3}')
@@ -241,16 +249,16 @@ measure_pps() {
     local rxp=$!
     wait_for grep -q listening "$TMP/rx.err" || { cat "$TMP/rx.err" >&2; exit 1; }
     window_start
-    "$VXS" pktgen tx --dev eth0 --netns "$TAG${c}a" --dst-mac "$mac" --duration "$SECS" --json >"$TMP/tx.json"
+    "$VXS" pktgen tx --dev eth0 --netns "$TAG${c}a" --dst-mac "$mac" --duration "$SECS" "${rate[@]}" --json >"$TMP/tx.json"
     wait $rxp
     window_end
     stop_fwd
-    python3 - "$round" "$c" "$WCPU" "$WSYS" "$FJ" "$TMP/rx.json" "$TMP/tx.json" >>"$OUT" <<'EOF'
+    python3 - "$round" "$c" "$test" "$WCPU" "$WSYS" "$FJ" "$TMP/rx.json" "$TMP/tx.json" >>"$OUT" <<'EOF'
 import json, sys
-r, c, cpu, sysc, fj, rx, tx = sys.argv[1:]
+r, c, test, cpu, sysc, fj, rx, tx = sys.argv[1:]
 rx = json.load(open(rx))
 tx = json.load(open(tx))
-print(f"{r}\t{c}\tpps\t{rx['pps']:.0f}\t{rx['lost']}\t{cpu}\t{sysc}\t{rx['unique']}\t{fj}")
+print(f"{r}\t{c}\t{test}\t{rx['pps']:.0f}\t{rx['lost']}\t{cpu}\t{sysc}\t{rx['unique']}\t{fj}")
 EOF
 }
 
@@ -275,7 +283,7 @@ EOF
 
 mkdir -p "$(dirname "$OUT")"
 printf 'round\tcontender\ttest\tvalue\textra\tcpu_fwd_s\tcpu_sys_s\tunits\tforwarder\n' >"$OUT"
-echo "ringfwd_ab: $ROUNDS rounds x {$CONTENDERS} x {ping,pps,tcp1,tcp4}, ${SECS} s each; load: $(cut -d' ' -f1-3 /proc/loadavg); $(date -u '+%F %H:%M UTC')"
+echo "ringfwd_ab: $ROUNDS rounds x {$CONTENDERS} x {ping,pps,paced,tcp1,tcp4}, ${SECS} s each (paced: $RATE/s); load: $(cut -d' ' -f1-3 /proc/loadavg); $(date -u '+%F %H:%M UTC')"
 read -r -a ORDER <<<"${CONTENDERS//,/ }"
 for r in $(seq "$ROUNDS"); do
     # Rotate the order by one each round.
@@ -284,6 +292,7 @@ for r in $(seq "$ROUNDS"); do
     for c in "${this[@]}"; do
         measure_ping "$r" "$c"
         measure_pps "$r" "$c"
+        measure_pps "$r" "$c" paced "$RATE"
         measure_tcp "$r" "$c" 1
         measure_tcp "$r" "$c" 4
         echo "  round $r $c: $(awk -F'\t' -v r="$r" -v c="$c" '$1==r && $2==c {printf "%s %s  ", $3, $4}' "$OUT") load $(cut -d' ' -f1 /proc/loadavg)"
@@ -302,7 +311,7 @@ def per_unit(test, c, i):
     out = {}
     for r in rows:
         if r[2] == test and r[1] == c:
-            units = float(r[7]) / (1e6 if test == "pps" else 1e9)
+            units = float(r[7]) / (1e6 if test in ("pps", "paced") else 1e9)
             out[int(r[0])] = float(r[i]) / units if units else float("nan")
     return out
 def rng(d, f):
@@ -316,6 +325,7 @@ cs = list(dict.fromkeys(r[1] for r in rows))
 tests = {"ping": ("ping -i 0.001 avg RTT, µs", lambda x: f"{x:.0f}"),
          "ping99": ("ping -i 0.001 p99 RTT, µs", lambda x: f"{x:.0f}"),
          "pps": ("64 B frames/s, M", lambda x: f"{x / 1e6:.3f}"),
+         "paced": ("64 B at a fixed rate: frames/s, M", lambda x: f"{x / 1e6:.3f}"),
          "tcp1": ("TCP 1 stream, Gbit/s", lambda x: f"{x:.2f}"),
          "tcp4": ("TCP 4 streams, Gbit/s", lambda x: f"{x:.2f}")}
 print()
@@ -330,8 +340,8 @@ for t, (what, f) in tests.items():
         line = f"| {what} | {c} | {rng(v, f)} "
         line += "| " if c == "tap" else f"| {ratio(v, col(src, 'tap', idx))} "
         line += "| " if c == "bridge" or "bridge" not in cs else f"| {ratio(v, col(src, 'bridge', idx))} "
-        if t in ("pps", "tcp1", "tcp4"):
-            unit = "s/M" if t == "pps" else "s/GB"
+        if t in ("pps", "paced", "tcp1", "tcp4"):
+            unit = "s/GB" if t.startswith("tcp") else "s/M"
             fwd = per_unit(t, c, 5)
             line += f"| {med(fwd.values()):.2f} {unit} " if c != "bridge" else "| – "
             line += f"| {med(per_unit(t, c, 6).values()):.2f} {unit} "
@@ -346,9 +356,11 @@ for t, (what, f) in tests.items():
                     sc.append(j["syscalls"] / n)
         line += f"| {med(sc):.3f} |" if sc else "| – |"
         print(line)
-lost = {c: med(col("pps", c, 4).values()) for c in cs if col("pps", c, 4)}
 print(f"\nMedians of {len(col('ping', 'tap', 3))} rounds; ÷: ratio of the medians [median (range) of the per-round ratios].")
-print("pktgen frames lost (median per run): " + ", ".join(f"{c} {v:.0f}" for c, v in lost.items()))
+for t in ("pps", "paced"):
+    lost = {c: med(col(t, c, 4).values()) for c in cs if col(t, c, 4)}
+    if lost:
+        print(f"{t}: pktgen frames lost (median per run): " + ", ".join(f"{c} {v:.0f}" for c, v in lost.items()))
 drops = []
 for r in rows:
     if r[1].startswith("ring") and r[8] != "{}":
