@@ -37,6 +37,7 @@
 #
 #   sudo benches/system/ringfwd_ab.sh [--rounds N] [--seconds S] [--contenders LIST]
 #        [--ring-args "..."] [--spin US] [--rate FPS] [--no-build] [--out FILE]
+#   benches/system/ringfwd_ab.sh --report FILE     (the tables again, from a run's raw rows)
 #
 # Needs root, iproute2, iperf3, ping, python3. Everything it creates (its
 # namespaces, the veths, TAPs and bridge inside them, its processes) is
@@ -54,6 +55,7 @@ CONTENDERS=tap,ring,ringmm,bridge
 RING_ARGS=""
 SPIN=50
 RATE=50000
+REPORT=""
 PINGS=1000
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -64,8 +66,9 @@ while [ $# -gt 0 ]; do
     --spin) SPIN=$2; shift 2 ;;
     --rate) RATE=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
+    --report) REPORT=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
-    -h | --help) sed -n '2,45p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,46p' "$0"; exit 0 ;;
     *) echo "ringfwd_ab: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -76,6 +79,7 @@ for c in ${CONTENDERS//,/ }; do
     case $c in tap | ring | ringmm | ringspin | bridge) ;; *) echo "ringfwd_ab: unknown contender $c (tap, ring, ringmm, ringspin, bridge)" >&2; exit 2 ;; esac
 done
 case ",$CONTENDERS," in *,tap,*) ;; *) echo "ringfwd_ab: --contenders must include tap (the floor)" >&2; exit 2 ;; esac
+if [ -z "$REPORT" ]; then
 [ "$(id -u)" = 0 ] || { echo "ringfwd_ab: needs root (namespaces, TAPs, veths)" >&2; exit 2; }
 for t in ip iperf3 ping python3; do
     command -v $t >/dev/null || { echo "ringfwd_ab: $t missing: apt-get install -y iproute2 iperf3 iputils-ping python3" >&2; exit 2; }
@@ -300,12 +304,19 @@ for r in $(seq "$ROUNDS"); do
 done
 echo "ringfwd_ab: load after: $(cut -d' ' -f1-3 /proc/loadavg); raw rows in $OUT"
 
+fi
+[ -n "$REPORT" ] && OUT=$REPORT
 python3 - "$OUT" <<'EOF'
 import json, statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])][1:]
 med = statistics.median
+def num(x):
+    try:
+        return float(x)
+    except ValueError:
+        return None  # e.g. pktgen could not count the lost frames
 def col(test, c, i):
-    return {int(r[0]): float(r[i]) for r in rows if r[2] == test and r[1] == c}
+    return {int(r[0]): num(r[i]) for r in rows if r[2] == test and r[1] == c and num(r[i]) is not None}
 def per_unit(test, c, i):
     # CPU seconds per million frames (pps) or per GB (tcp), per round.
     out = {}
