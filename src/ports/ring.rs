@@ -72,7 +72,11 @@ pub struct RingSpec {
 
 impl RingSpec {
     /// With `virtio_net_hdr` and super-frame slots: 64 receive and 64
-    /// transmit slots (2 x 4.5 MiB).
+    /// transmit slots (2 x 4.5 MiB). Too few receive slots for a busy
+    /// machine: a veth never holds its sender back, so whatever arrives
+    /// while the reader waits for a CPU must fit (on the 2-vCPU test VM,
+    /// 64 slots lost 5-10% of a 50 k frames/s stream, 1024 nothing; see
+    /// docs/benchmarks-system.md, "Port types past the TAP floor").
     pub fn super_frames() -> RingSpec {
         RingSpec {
             vnet_hdr: true,
