@@ -55,6 +55,7 @@ pub mod link;
 mod netlink;
 pub mod netns;
 mod persist;
+pub mod ring;
 pub mod search;
 mod tap;
 
