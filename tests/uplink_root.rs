@@ -10,6 +10,7 @@ mod support;
 
 use std::time::Duration;
 
+use support::capture::Capture;
 use support::{can_run, find_port, run, Daemon, Netns};
 
 const LONG: Duration = Duration::from_secs(20);
@@ -160,5 +161,105 @@ fn containers_are_on_the_lan_through_an_untagged_uplink() {
     assert!(avg("tx_bytes", "tx_frames") > 3000, "to the LAN: {st}");
     for why in ["bad_offload", "rx_error", "tx_error", "oversize"] {
         assert_eq!(st["drops"][why], 0, "uplink drops {why}: {st}");
+    }
+}
+
+fn port_mac(d: &Daemon, name: &str) -> String {
+    let ls = d.json(&["port", "ls"]);
+    ls.as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .and_then(|p| p["mac"].as_str())
+        .unwrap_or_else(|| panic!("no MAC for port {name} in {ls}"))
+        .to_string()
+}
+
+#[test]
+fn two_vlans_and_the_untagged_lan_share_one_uplink_and_stay_apart() {
+    if !can_run(&["ip", "ethtool", "ping", "python3", "tshark", "kill"]) {
+        return;
+    }
+    let lan = Lan::new();
+    // The host's own address on the LAN: the capture's marker pings.
+    lan.host
+        .ip_ok(&["addr", "add", "198.51.100.2/24", "dev", "eth0"]);
+    lan.lan
+        .ip_ok(&["addr", "add", "198.51.100.1/24", "dev", "br0"]);
+    let h10 = lan.host_at("lh10", "10.10.0.100/24", "fd10::100/64");
+    let h20 = lan.host_at("lh20", "10.20.0.100/24", "fd20::100/64");
+    let h0 = lan.host_at("lh0", "192.0.2.100/24", "fd00::100/64");
+    // h20 also answers for an address in VLAN 10's subnet: its replies go
+    // out tagged 20 and must not reach VLAN 10's container.
+    h20.ip_ok(&["addr", "add", "10.10.0.120/24", "dev", "eth0"]);
+    if !h10.vlan_tag("eth0", 10) || !h20.vlan_tag("eth0", 20) {
+        return;
+    }
+    let d = Daemon::start_in(Some(&lan.host), &[]);
+    for (net, vlan, subnet) in [
+        ("v10", Some("10"), "10.10.0.0/24"),
+        ("v20", Some("20"), "10.20.0.0/24"),
+        ("lan", None, "192.0.2.0/24"),
+    ] {
+        let mut args = vec![
+            "network", "create", net, "--uplink", "eth0", "--subnet", subnet,
+        ];
+        if let Some(v) = vlan {
+            args.extend_from_slice(&["--vlan", v]);
+        }
+        d.cli(&args);
+    }
+    // One network per VLAN of an interface.
+    let dup = d.cli_raw(&[
+        "network", "create", "again", "--uplink", "eth0", "--vlan", "10",
+    ]);
+    let err = String::from_utf8_lossy(&dup.stderr);
+    assert!(
+        !dup.status.success() && err.contains("already uses eth0 (VLAN 10)"),
+        "{err}"
+    );
+    let (c10, c20, c0) = (Netns::new("vxc"), Netns::new("vxc"), Netns::new("vxc"));
+    d.port_add("c10", "v10", &c10, "10.10.0.11/24", &[]);
+    d.port_add("c20", "v20", &c20, "10.20.0.11/24", &[]);
+    d.port_add("c0", "lan", &c0, "192.0.2.11/24", &[]);
+    let mut cap = Capture::start(&lan.lan, "up0", "198.51.100.2");
+
+    assert!(
+        c10.ping_within("10.10.0.100", LONG),
+        "c10 -> h10 on VLAN 10"
+    );
+    assert!(h20.ping_within("10.20.0.11", LONG), "h20 -> c20 on VLAN 20");
+    assert!(c0.ping_within("192.0.2.100", LONG), "c0 -> h0 untagged");
+    assert!(h0.ping_within("192.0.2.11", LONG), "h0 -> c0 untagged");
+    // 10.10.0.120 answers on VLAN 20 only: VLAN 10 never hears it.
+    assert!(!c10.ping("10.10.0.120"), "a VLAN 20 reply reached VLAN 10");
+    assert!(!c10.ping("10.10.0.120"), "a VLAN 20 reply reached VLAN 10");
+    let st20 = uplink_stats(&d, "v20.uplink");
+    assert!(
+        st20["drops"]["uplink_unknown_dst"].as_u64().unwrap() > 0,
+        "h20's replies to c10's MAC are dropped on VLAN 20's uplink: {st20}"
+    );
+
+    cap.stop();
+    for (port, want) in [("c10", "10"), ("c20", "20"), ("c0", "")] {
+        let mac = port_mac(&d, port);
+        let rows = cap.rows(&format!("eth.src == {mac}"), &["vlan.id"]);
+        assert!(!rows.is_empty(), "nothing from {port} ({mac}) on the LAN");
+        for r in &rows {
+            assert_eq!(
+                r[0], want,
+                "{port}'s frames on the LAN carry VLAN {want:?}: {rows:?}"
+            );
+        }
+    }
+    // Super-frames go out tagged (the tag moves the checksum offsets of
+    // their virtio_net_hdr) and come in from a tagged LAN host.
+    support::exact_transfer(&c10, &h10, "10.10.0.100", 8 << 20);
+    support::exact_transfer(&h20, &c20, "10.20.0.11", 8 << 20);
+    for port in ["v10.uplink", "v20.uplink"] {
+        let st = uplink_stats(&d, port);
+        for why in ["bad_offload", "rx_error", "tx_error", "oversize"] {
+            assert_eq!(st["drops"][why], 0, "{port} drops {why}: {st}");
+        }
     }
 }
