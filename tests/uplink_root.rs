@@ -263,3 +263,168 @@ fn two_vlans_and_the_untagged_lan_share_one_uplink_and_stay_apart() {
         }
     }
 }
+
+/// The uplink port's row of `port ls --json`.
+fn uplink_row(d: &Daemon, port: &str) -> serde_json::Value {
+    let ls = d.json(&["port", "ls"]);
+    ls.as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == port)
+        .unwrap_or_else(|| panic!("no port {port} in {ls}"))["uplink"]
+        .clone()
+}
+
+fn wait_state(d: &Daemon, port: &str, state: &str) {
+    support::wait_for(LONG, &format!("{port} reported {state}"), || {
+        uplink_row(d, port)["state"] == state
+    });
+}
+
+#[test]
+fn an_uplink_that_goes_down_or_away_is_reported_and_attached_again() {
+    if !can_run(&["ip", "ethtool", "ping"]) {
+        return;
+    }
+    let lan = Lan::new();
+    let h1 = lan.host_at("lh1", "192.0.2.101/24", "fd00::101/64");
+    let d = Daemon::start_in(Some(&lan.host), &[]);
+    d.cli(&[
+        "network",
+        "create",
+        "lan",
+        "--uplink",
+        "eth0",
+        "--subnet",
+        "192.0.2.0/24",
+    ]);
+    let (c1, c2) = (Netns::new("vxc"), Netns::new("vxc"));
+    d.port_add("c1", "lan", &c1, "192.0.2.11/24", &[]);
+    d.port_add("c2", "lan", &c2, "192.0.2.12/24", &[]);
+    assert!(c1.ping_within("192.0.2.101", LONG), "c1 -> h1");
+
+    // Down and up again: reported, one log line each, and traffic resumes.
+    lan.host.ip_ok(&["link", "set", "eth0", "down"]);
+    wait_state(&d, "lan.uplink", "down");
+    assert!(
+        c1.ping_within("192.0.2.12", LONG),
+        "the network works locally"
+    );
+    lan.host.ip_ok(&["link", "set", "eth0", "up"]);
+    wait_state(&d, "lan.uplink", "up");
+    assert!(c1.ping_within("192.0.2.101", LONG), "c1 -> h1 after up");
+
+    // Deleted: detached, reported; the network keeps working locally.
+    lan.host.ip_ok(&["link", "del", "eth0"]);
+    wait_state(&d, "lan.uplink", "missing");
+    assert!(
+        c1.ping_within("192.0.2.12", LONG),
+        "the network works locally"
+    );
+    assert!(!c1.ping("192.0.2.101"), "no LAN without the uplink");
+    // Created again (a new interface index): a new socket under the same port.
+    lan.plug("up0", &lan.host);
+    wait_state(&d, "lan.uplink", "up");
+    assert_eq!(uplink_row(&d, "lan.uplink")["reattached"], 1);
+    assert!(
+        c1.ping_within("192.0.2.101", LONG),
+        "c1 -> h1 after re-creation"
+    );
+    assert!(
+        h1.ping_within("192.0.2.12", LONG),
+        "h1 -> c2 after re-creation"
+    );
+
+    let log = d.log();
+    for line in [
+        "uplink eth0 of network lan is down",
+        "uplink eth0 of network lan is up",
+        "uplink eth0 of network lan is gone",
+        "uplink eth0 of network lan is back",
+    ] {
+        assert_eq!(log.matches(line).count(), 1, "one {line:?} in\n{log}");
+    }
+    let out = d.cli(&["stats"]);
+    assert!(
+        out.contains("uplink lan.uplink (network lan): eth0 (uplink: up)"),
+        "{out}"
+    );
+    // The uplink goes with its network, not on its own.
+    let rm = d.cli_raw(&["port", "rm", "lan.uplink"]);
+    assert!(!rm.status.success());
+    assert!(String::from_utf8_lossy(&rm.stderr).contains("is the uplink of network"));
+}
+
+/// Sends `n` broadcast frames from `n` different source MACs out of
+/// `eth0` in `ns`, as fast as it can. Runs: ip, python3.
+fn lan_broadcast_flood(ns: &Netns, n: u32) {
+    let script = format!(
+        "import socket, struct\n\
+         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
+         s.bind(('eth0', 0))\n\
+         for i in range({n}):\n\
+         \x20   src = bytes([2, 0x42, 0, 0]) + struct.pack('!H', i)\n\
+         \x20   s.send(b'\\xff' * 6 + src + b'\\x88\\xb5' + bytes(46))\n"
+    );
+    let out = ns.exec("python3", &["-c", &script]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_lan_is_held_to_a_mac_budget_and_a_broadcast_rate() {
+    if !can_run(&["ip", "ethtool", "ping", "python3"]) {
+        return;
+    }
+    let lan = Lan::new();
+    let h1 = lan.host_at("lh1", "192.0.2.101/24", "fd00::101/64");
+    let d = Daemon::start_in(Some(&lan.host), &["--fdb-max-per-port", "16"]);
+    d.cli(&[
+        "network",
+        "create",
+        "lan",
+        "--uplink",
+        "eth0",
+        "--subnet",
+        "192.0.2.0/24",
+        "--storm-pps",
+        "100",
+    ]);
+    let c1 = Netns::new("vxc");
+    d.port_add("c1", "lan", &c1, "192.0.2.11/24", &[]);
+    assert!(c1.ping_within("192.0.2.101", LONG), "c1 -> h1");
+
+    lan_broadcast_flood(&h1, 3000);
+    let st = uplink_stats(&d, "lan.uplink");
+    let storm = st["drops"]["storm"].as_u64().unwrap();
+    assert!(storm > 0, "storm control counted nothing: {st}");
+    assert!(
+        st["learn_refused_port_limit"].as_u64().unwrap() > 0,
+        "the LAN's MACs were not held to the uplink's budget: {st}"
+    );
+    let fdb = d.json(&["fdb", "show"]);
+    let at_uplink = fdb
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["port"] == "lan.uplink")
+        .count();
+    assert!(at_uplink <= 16, "{at_uplink} MACs behind the uplink: {fdb}");
+    // The container saw the broadcasts that were let through, not all.
+    let c1_tx = find_port(&d.json(&["stats"]), "c1")["tx_frames"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        c1_tx < 3000 - storm + 50,
+        "c1 got {c1_tx} frames, {storm} were held back"
+    );
+    // And the container still reaches the LAN.
+    assert!(
+        c1.ping_within("192.0.2.101", LONG),
+        "c1 -> h1 after the flood"
+    );
+    assert!(d.cli(&["stats"]).contains("storm control 100 pps"));
+}
