@@ -428,3 +428,60 @@ fn the_lan_is_held_to_a_mac_budget_and_a_broadcast_rate() {
     );
     assert!(d.cli(&["stats"]).contains("storm control 100 pps"));
 }
+
+#[test]
+fn a_cni_configuration_with_an_uplink_puts_the_container_on_the_lan() {
+    let cni_path = "/usr/lib/cni";
+    if !support::can_run_with(&["ip", "ethtool", "ping"], &["/usr/lib/cni/host-local"]) {
+        return;
+    }
+    let lan = Lan::new();
+    let _h1 = lan.host_at("lh1", "192.0.2.101/24", "fd00::101/64");
+    let d = Daemon::start_in(Some(&lan.host), &[]);
+    let bin = support::TempDir::new("vxcni-bin-");
+    let plugin = bin.0.join("vxswitch-cni");
+    std::os::unix::fs::symlink(support::BIN, &plugin).unwrap();
+    let data = support::TempDir::new("vxcni-data-");
+    let conf = |vlan: Option<u16>| {
+        let mut c = serde_json::json!({
+            "cniVersion": "1.0.0", "name": "lan", "type": "vxswitch-cni",
+            "socket": d.socket, "uplink": "eth0",
+            "ipam": {"type": "host-local", "dataDir": data.0,
+                     "ranges": [[{"subnet": "192.0.2.0/24", "gateway": "192.0.2.1",
+                                  "rangeStart": "192.0.2.20", "rangeEnd": "192.0.2.29"}]]}
+        });
+        if let Some(v) = vlan {
+            c["vlan"] = v.into();
+        }
+        c.to_string()
+    };
+    let c1 = Netns::new("vxc");
+    let c1_path = c1.path();
+    let env = [
+        ("CNI_CONTAINERID", "uplinkcni1"),
+        ("CNI_NETNS", c1_path.as_str()),
+        ("CNI_IFNAME", "eth0"),
+    ];
+    let out = support::cni_exec(&plugin, cni_path, "ADD", &env, &conf(None));
+    assert!(out.ok, "ADD: {} {}", out.stdout, out.stderr);
+    // The network was created with the uplink, the container is on the LAN.
+    assert_eq!(uplink_row(&d, "lan.uplink")["ifname"], "eth0");
+    assert!(c1.ping_within("192.0.2.101", LONG), "c1 -> h1");
+    // A configuration that disagrees with the network is refused.
+    let c2 = Netns::new("vxc");
+    let c2_path = c2.path();
+    let env2 = [
+        ("CNI_CONTAINERID", "uplinkcni2"),
+        ("CNI_NETNS", c2_path.as_str()),
+        ("CNI_IFNAME", "eth0"),
+    ];
+    let out = support::cni_exec(&plugin, cni_path, "ADD", &env2, &conf(Some(10)));
+    assert!(!out.ok, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("has uplink eth0 untagged") && out.stdout.contains("eth0 VLAN 10"),
+        "{}",
+        out.stdout
+    );
+    let out = support::cni_exec(&plugin, cni_path, "DEL", &env, &conf(None));
+    assert!(out.ok, "DEL: {} {}", out.stdout, out.stderr);
+}
