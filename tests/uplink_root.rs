@@ -485,3 +485,41 @@ fn a_cni_configuration_with_an_uplink_puts_the_container_on_the_lan() {
     let out = support::cni_exec(&plugin, cni_path, "DEL", &env, &conf(None));
     assert!(out.ok, "DEL: {} {}", out.stdout, out.stderr);
 }
+
+#[test]
+fn a_restarted_daemon_brings_its_uplink_back() {
+    if !can_run(&["ip", "ethtool", "ping", "kill"]) {
+        return;
+    }
+    let lan = Lan::new();
+    let _h1 = lan.host_at("lh1", "192.0.2.101/24", "fd00::101/64");
+    let state = support::TempDir::new("vxsw-state-");
+    let st = state.0.to_str().unwrap();
+    let mut d = Daemon::start_in(Some(&lan.host), &["--state-dir", st]);
+    d.cli(&[
+        "network",
+        "create",
+        "v10",
+        "--uplink",
+        "eth0",
+        "--vlan",
+        "10",
+        "--subnet",
+        "10.10.0.0/24",
+        "--storm-pps",
+        "50",
+    ]);
+    d.terminate();
+    let d = Daemon::start_in(Some(&lan.host), &["--state-dir", st]);
+    let u = uplink_row(&d, "v10.uplink");
+    assert_eq!(
+        (
+            u["ifname"].as_str(),
+            u["vlan"].as_u64(),
+            u["state"].as_str(),
+            u["storm_pps"].as_u64()
+        ),
+        (Some("eth0"), Some(10), Some("up"), Some(50)),
+        "{u}"
+    );
+}
