@@ -83,6 +83,14 @@ impl Daemon {
             return Ok(None);
         };
         check_ifname(ifname)?;
+        if a.vni.is_some() || a.cluster {
+            return Err(CtlError::invalid(format!(
+                "{what}: an uplink and a VNI do not go together: with two hosts' uplinks on \
+                 the same LAN, a broadcast would go round the LAN and the overlay for ever \
+                 (the overlay's split horizon does not cover the LAN); give the network \
+                 either --uplink or --vni"
+            )));
+        }
         if let Some(v) = a.vlan {
             if !(1..=4094).contains(&v) {
                 return Err(CtlError::invalid(format!(
@@ -365,5 +373,58 @@ impl Daemon {
             u.reattached += 1;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ctl::proto::ErrorKind;
+    use crate::ctl::testutil::daemon;
+
+    #[test]
+    fn uplink_settings_are_checked_before_anything_is_opened() {
+        let mut d = daemon();
+        let cases = [
+            (None, Some(10), None, "are settings of an uplink"),
+            (Some("eth0"), Some(0), None, "VLAN 0 is not a VLAN id"),
+            (Some("eth0"), Some(4095), None, "VLAN 4095 is not a VLAN id"),
+            (
+                Some("eth0"),
+                None,
+                Some(5),
+                "an uplink and a VNI do not go together",
+            ),
+            (Some("bad/name"), None, None, "bad/name"),
+        ];
+        for (uplink, vlan, vni, want) in cases {
+            let e = d
+                .network_create(&NetworkCreate {
+                    name: "lan".into(),
+                    uplink: uplink.map(String::from),
+                    vlan,
+                    vni,
+                    ..Default::default()
+                })
+                .unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidArgument, "{}", e.message);
+            assert!(e.message.contains(want), "{want:?} in {}", e.message);
+        }
+        // Nothing of a refused network is left behind.
+        assert!(d.network_ls().is_empty());
+        let e = d
+            .network_create(&NetworkCreate {
+                name: "lan".into(),
+                uplink: Some("vxno-such0".into()),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotFound, "{}", e.message);
+        assert!(
+            e.message.contains("there is no interface vxno-such0"),
+            "{}",
+            e.message
+        );
+        assert!(d.network_ls().is_empty());
     }
 }
