@@ -310,6 +310,9 @@ fn an_uplink_that_goes_down_or_away_is_reported_and_attached_again() {
         c1.ping_within("192.0.2.12", LONG),
         "the network works locally"
     );
+    assert!(!c1.ping("192.0.2.101"), "no LAN while the uplink is down");
+    let st = uplink_stats(&d, "lan.uplink");
+    assert!(st["drops"]["tx_link_down"].as_u64().unwrap() > 0, "{st}");
     lan.host.ip_ok(&["link", "set", "eth0", "up"]);
     wait_state(&d, "lan.uplink", "up");
     assert!(c1.ping_within("192.0.2.101", LONG), "c1 -> h1 after up");
