@@ -379,7 +379,7 @@ fn lan_broadcast_flood(ns: &Netns, n: u32) {
 
 #[test]
 fn the_lan_is_held_to_a_mac_budget_and_a_broadcast_rate() {
-    if !can_run(&["ip", "ethtool", "ping", "python3"]) {
+    if !can_run(&["ip", "ethtool", "ping", "python3", "kill"]) {
         return;
     }
     let lan = Lan::new();
@@ -430,6 +430,20 @@ fn the_lan_is_held_to_a_mac_budget_and_a_broadcast_rate() {
         "c1 -> h1 after the flood"
     );
     assert!(d.cli(&["stats"]).contains("storm control 100 pps"));
+
+    // Frames the kernel drops while the dataplane cannot read (here: the
+    // daemon stopped) are counted too, though the switch never saw them.
+    assert_eq!(uplink_row(&d, "lan.uplink")["rx_queue_drops"], 0);
+    support::signal(d.child.id(), "STOP");
+    lan_broadcast_flood(&h1, 60_000);
+    support::signal(d.child.id(), "CONT");
+    let drops = uplink_row(&d, "lan.uplink")["rx_queue_drops"]
+        .as_u64()
+        .unwrap();
+    assert!(drops > 0, "no kernel drops counted");
+    assert!(d
+        .cli(&["stats"])
+        .contains("dropped by the kernel (socket queue full)"));
 }
 
 #[test]

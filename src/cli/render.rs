@@ -527,7 +527,8 @@ pub fn stats(s: &StatsReply) -> String {
     for (p, u) in s.ports.iter().filter_map(|p| Some((p, p.uplink.as_ref()?))) {
         let _ = writeln!(
             out,
-            "uplink {} (network {}): {} {}, storm control {}, attached again {} time(s)",
+            "uplink {} (network {}): {} {}, storm control {}, attached again {} time(s), \
+             {} dropped by the kernel (socket queue full)",
             p.name,
             p.network,
             u.ifname,
@@ -537,7 +538,8 @@ pub fn stats(s: &StatsReply) -> String {
             } else {
                 format!("{} pps", u.storm_pps)
             },
-            u.reattached
+            u.reattached,
+            u.rx_queue_drops
         );
     }
     if let Some(x) = &s.vxlan {

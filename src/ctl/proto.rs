@@ -539,6 +539,10 @@ pub struct UplinkInfo {
     pub storm_pps: u32,
     /// Times the interface was found missing and attached again.
     pub reattached: u64,
+    /// Frames from the LAN the kernel dropped because the uplink's socket
+    /// queue was full (the dataplane fell behind), never seen by the switch.
+    #[serde(default)]
+    pub rx_queue_drops: u64,
 }
 
 /// Result of `port.rm`.

@@ -11,6 +11,7 @@
 //! reappears (a new socket on the new interface, attached under the same
 //! port). `port ls` and `stats` show the state.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::daemon::Daemon;
@@ -18,7 +19,7 @@ use super::ports::{PortMeta, Security};
 use super::proto::{CtlError, NetworkCreate, PortKind, UplinkInfo};
 use super::validate::{check_ifname, engine_error};
 use crate::fdb::PortId;
-use crate::ports::uplink::{self as link, LinkState, Probe};
+use crate::ports::uplink::{self as link, LinkState, Probe, UplinkDrops};
 use crate::ports::Netns;
 use crate::switch::{GoneCause, PortAttach, UplinkConfig};
 
@@ -39,6 +40,9 @@ pub(super) struct Uplink {
     /// the port is detached (the interface is missing).
     pub(super) attached: Option<u32>,
     pub(super) reattached: u64,
+    /// The attached socket's kernel drop counter, and what it counted so far.
+    pub(super) drops: Option<UplinkDrops>,
+    pub(super) rx_queue_drops: AtomicU64,
 }
 
 impl Uplink {
@@ -49,6 +53,12 @@ impl Uplink {
         }
     }
 
+    /// Adds what the kernel dropped since the last look; returns the total.
+    fn take_drops(&self) -> u64 {
+        let new = self.drops.as_ref().map_or(0, UplinkDrops::take);
+        self.rx_queue_drops.fetch_add(new, Ordering::Relaxed) + new
+    }
+
     pub(super) fn info(&self) -> UplinkInfo {
         UplinkInfo {
             ifname: self.ifname.clone(),
@@ -56,6 +66,7 @@ impl Uplink {
             state: self.state.name().to_string(),
             storm_pps: self.storm_pps,
             reattached: self.reattached,
+            rx_queue_drops: self.take_drops(),
         }
     }
 }
@@ -130,6 +141,8 @@ impl Daemon {
             state: LinkState::Missing,
             attached: None,
             reattached: 0,
+            drops: None,
+            rx_queue_drops: AtomicU64::new(0),
         }))
     }
 
@@ -181,6 +194,7 @@ impl Daemon {
         {
             u.state = probe.state;
             u.attached = Some(index);
+            u.drops = Some(opened.drops);
         }
         Ok(())
     }
@@ -258,6 +272,8 @@ impl Daemon {
         let Some(u) = self.networks.get(network).and_then(|n| n.uplink.as_ref()) else {
             return;
         };
+        // Read the kernel's drop counter often enough that it cannot wrap.
+        u.take_drops();
         let (was, attached, port) = (u.state, u.attached, u.port.clone());
         let mut note = None;
         if attached.is_some() && attached != probe.index {
@@ -325,6 +341,8 @@ impl Daemon {
             .and_then(|n| n.uplink.as_mut())
         {
             u.attached = None;
+            u.take_drops();
+            u.drops = None;
         }
     }
 
@@ -371,6 +389,8 @@ impl Daemon {
         {
             u.attached = Some(index);
             u.reattached += 1;
+            u.take_drops();
+            u.drops = Some(opened.drops);
         }
         Ok(())
     }

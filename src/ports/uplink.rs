@@ -14,7 +14,7 @@
 //! [`probe`] tells the control plane whether the interface is there and up
 //! (it watches it about once a second, see `ctl::uplink`).
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use super::link::link_info;
 use super::{Netns, PortError};
@@ -77,6 +77,8 @@ pub fn probe(ifname: &str) -> Result<Probe, PortError> {
 #[derive(Debug)]
 pub struct OpenedUplink {
     pub fd: OwnedFd,
+    /// The same socket, for [`UplinkDrops`] (the engine owns `fd`).
+    pub drops: UplinkDrops,
     /// Reads and writes carry the 12-byte `virtio_net_hdr`.
     pub vnet_hdr: bool,
     pub index: u32,
@@ -101,10 +103,30 @@ pub fn open(
         detail: String::new(),
         source,
     })?;
+    let drops = UplinkDrops(s.fd.try_clone().map_err(|source| PortError::Configure {
+        ifname: ifname.to_string(),
+        step: "duplicate the uplink's packet socket",
+        detail: String::new(),
+        source,
+    })?);
     Ok(OpenedUplink {
         fd: s.fd,
+        drops,
         vnet_hdr: s.vnet_hdr,
         index,
         mtu,
     })
+}
+
+/// A handle on an uplink's socket that reads what the kernel dropped on
+/// its receive queue (a worker that fell behind): frames the switch never
+/// saw, so no counter of its own can have them.
+#[derive(Debug)]
+pub struct UplinkDrops(OwnedFd);
+
+impl UplinkDrops {
+    /// Frames dropped since the last call.
+    pub fn take(&self) -> u64 {
+        crate::sys::uplink::take_drops(self.0.as_fd()).map_or(0, u64::from)
+    }
 }

@@ -195,6 +195,29 @@ pub fn open(ifindex: u32, m: VlanMatch) -> io::Result<UplinkSocket> {
     Ok(UplinkSocket { fd, vnet_hdr })
 }
 
+/// The frames the kernel dropped because the socket's receive queue was
+/// full, since the last call (`PACKET_STATISTICS`, which resets on read).
+pub fn take_drops(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut st = libc::tpacket_stats {
+        tp_packets: 0,
+        tp_drops: 0,
+    };
+    let mut len =
+        libc::socklen_t::try_from(std::mem::size_of::<libc::tpacket_stats>()).unwrap_or(8);
+    // SAFETY: `st` is a live, writable tpacket_stats and `len` its size;
+    // the kernel writes at most `len` bytes and updates `len`.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            std::ptr::from_mut(&mut st).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(st.tp_drops)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
