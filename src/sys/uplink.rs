@@ -18,7 +18,8 @@
 //!   read back.
 //! - A classic BPF filter: only frames whose VLAN tag (which the kernel
 //!   always takes off into metadata before packet sockets see a frame) is
-//!   the network's, or frames without a tag for an untagged network; and
+//!   the network's, or frames without a tag (or with a priority tag, VLAN
+//!   id 0) for an untagged network; and
 //!   never a frame addressed to the interface's own MAC (`PACKET_HOST`):
 //!   that is the host's traffic, not the containers'.
 //! - A receive buffer of [`RCVBUF`] bytes (`SO_RCVBUFFORCE`, else as much
@@ -59,6 +60,8 @@ const SKF_AD_OFF: u32 = 0u32.wrapping_sub(0x1000);
 const SKF_AD_PKTTYPE: u32 = 4;
 const SKF_AD_VLAN_TAG: u32 = 44;
 const SKF_AD_VLAN_TAG_PRESENT: u32 = 48;
+const AD_TAG_PRESENT: u32 = SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT;
+const AD_TAG: u32 = SKF_AD_OFF + SKF_AD_VLAN_TAG;
 /// `PACKET_HOST`: addressed to the interface's own MAC.
 const PACKET_HOST: u32 = 0;
 
@@ -76,15 +79,15 @@ pub fn vlan_filter(m: VlanMatch) -> Vec<BpfInsn> {
     ];
     match m {
         VlanMatch::Untagged => {
-            // 1: jeq HOST -> drop (+3), else 2
-            p.push(insn(BPF_JEQ_K, 3, 0, PACKET_HOST));
-            p.push(insn(
-                BPF_LD_W_ABS,
-                0,
-                0,
-                SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT,
-            ));
-            // 3: tag present -> drop (+1), else keep
+            // 1: jeq HOST -> drop (+6), else 2
+            p.push(insn(BPF_JEQ_K, 6, 0, PACKET_HOST));
+            p.push(insn(BPF_LD_W_ABS, 0, 0, AD_TAG_PRESENT));
+            // 3: no tag -> keep (+3)
+            p.push(insn(BPF_JEQ_K, 3, 0, 0));
+            // A priority tag (VLAN id 0, 802.1p) is untagged too.
+            p.push(insn(BPF_LD_W_ABS, 0, 0, AD_TAG));
+            p.push(insn(BPF_AND_K, 0, 0, 0x0fff));
+            // 6: VLAN 0 -> keep (+0), else drop (+1)
             p.push(insn(BPF_JEQ_K, 0, 1, 0));
             p.push(insn(BPF_RET_K, 0, 0, KEEP));
         }
@@ -254,6 +257,8 @@ mod tests {
         assert!(run(&untagged, OTHERHOST, None));
         assert!(run(&untagged, BROADCAST, None));
         assert!(!run(&untagged, OTHERHOST, Some(10)));
+        // A priority tag is no VLAN.
+        assert!(run(&untagged, OTHERHOST, Some(0xa000)));
         assert!(!run(&untagged, PACKET_HOST, None));
         let ten = vlan_filter(VlanMatch::Tag(10));
         assert!(run(&ten, OTHERHOST, Some(10)));
