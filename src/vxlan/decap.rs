@@ -113,6 +113,13 @@ impl Tunnel {
             self.stats.count_drop(VxlanDrop::Oversize);
             return Recv::Again;
         }
+        if r.len == 0 {
+            // An empty datagram: no train of datagrams to split, but still
+            // one datagram shorter than a VXLAN header.
+            self.stats.rx_datagrams.inc();
+            self.stats.count_drop(VxlanDrop::Truncated);
+            return Recv::Again;
+        }
         let from = r.from.ip().to_canonical();
         let segment = r.segment.max(1);
         self.stats.rx_datagrams.add(r.len.div_ceil(segment) as u64);
@@ -266,7 +273,8 @@ mod tests {
     }
 
     /// A datagram longer than the receive buffer is counted as `oversize`
-    /// and dropped whole; the next one is received as usual.
+    /// and dropped whole, an empty one as `truncated` (it was not counted
+    /// at all); the next one is received as usual.
     #[test]
     fn a_datagram_longer_than_the_buffer_is_dropped_whole_as_oversize() {
         use crate::vxlan::sockets::Sockets;
@@ -286,6 +294,8 @@ mod tests {
         let mut t = Tunnel::new(stats.clone());
         t.open(Sockets::open(&cfg, false).unwrap());
         let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        // An empty datagram is one too, shorter than a header.
+        tx.send_to(&[], ("127.0.0.1", port)).unwrap();
         tx.send_to(&datagram(7, &[0xaa; 192]), ("127.0.0.1", port))
             .unwrap();
         tx.send_to(&datagram(7, &[0xbb; 52]), ("127.0.0.1", port))
@@ -302,6 +312,7 @@ mod tests {
             }
         };
         assert_eq!(stats.drops(VxlanDrop::Oversize), 1);
+        assert_eq!(stats.drops(VxlanDrop::Truncated), 1);
         assert_eq!((train.len, train.segment), (60, 60));
         assert_eq!(&buf[HEADER_LEN..train.len], &[0xbb; 52]);
     }
