@@ -574,8 +574,14 @@ pub fn stats(s: &StatsReply) -> String {
     let _ = writeln!(
         out,
         "control: {} clients, {} idle evicted, {} refused busy, {} request timeouts, {} reply \
-         timeouts, {} idle closed",
-        c.clients, c.evicted, c.refused_busy, c.request_timeouts, c.reply_timeouts, c.idle_closed
+         timeouts, {} idle closed, {} replies refused",
+        c.clients,
+        c.evicted,
+        c.refused_busy,
+        c.request_timeouts,
+        c.reply_timeouts,
+        c.idle_closed,
+        c.replies_refused
     );
     for p in &s.pending {
         let _ = writeln!(out, "pending restore: {}: {} (retried)", p.item, p.reason);

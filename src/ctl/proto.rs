@@ -677,6 +677,10 @@ pub struct ControlStats {
     pub reply_timeouts: u64,
     /// Connections closed after the idle timeout.
     pub idle_closed: u64,
+    /// Replies answered `busy` instead: other clients held too many reply
+    /// bytes unread (`MAX_QUEUED_REPLIES`).
+    #[serde(default)]
+    pub replies_refused: u64,
 }
 
 /// Something the state file records that is not back yet, and why.
