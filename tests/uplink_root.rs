@@ -192,7 +192,9 @@ fn two_vlans_and_the_untagged_lan_share_one_uplink_and_stay_apart() {
     // h20 also answers for an address in VLAN 10's subnet: its replies go
     // out tagged 20 and must not reach VLAN 10's container.
     h20.ip_ok(&["addr", "add", "10.10.0.120/24", "dev", "eth0"]);
-    if !h10.vlan_tag("eth0", 10) || !h20.vlan_tag("eth0", 20) {
+    // A LAN host that sends priority-tagged frames (VLAN id 0, 802.1p).
+    let hp = lan.host_at("lhp", "192.0.2.105/24", "fd00::105/64");
+    if !h10.vlan_tag("eth0", 10) || !h20.vlan_tag("eth0", 20) || !hp.vlan_tag("eth0", 0) {
         return;
     }
     let d = Daemon::start_in(Some(&lan.host), &[]);
@@ -231,6 +233,10 @@ fn two_vlans_and_the_untagged_lan_share_one_uplink_and_stay_apart() {
     assert!(h20.ping_within("10.20.0.11", LONG), "h20 -> c20 on VLAN 20");
     assert!(c0.ping_within("192.0.2.100", LONG), "c0 -> h0 untagged");
     assert!(h0.ping_within("192.0.2.11", LONG), "h0 -> c0 untagged");
+    assert!(
+        hp.ping_within("192.0.2.11", LONG),
+        "a priority-tagged LAN host -> c0 untagged"
+    );
     // 10.10.0.120 answers on VLAN 20 only: VLAN 10 never hears it.
     assert!(!c10.ping("10.10.0.120"), "a VLAN 20 reply reached VLAN 10");
     assert!(!c10.ping("10.10.0.120"), "a VLAN 20 reply reached VLAN 10");
