@@ -192,7 +192,9 @@ fn two_vlans_and_the_untagged_lan_share_one_uplink_and_stay_apart() {
     // h20 also answers for an address in VLAN 10's subnet: its replies go
     // out tagged 20 and must not reach VLAN 10's container.
     h20.ip_ok(&["addr", "add", "10.10.0.120/24", "dev", "eth0"]);
-    if !h10.vlan_tag("eth0", 10) || !h20.vlan_tag("eth0", 20) {
+    // A LAN host that sends priority-tagged frames (VLAN id 0, 802.1p).
+    let hp = lan.host_at("lhp", "192.0.2.105/24", "fd00::105/64");
+    if !h10.vlan_tag("eth0", 10) || !h20.vlan_tag("eth0", 20) || !hp.vlan_tag("eth0", 0) {
         return;
     }
     let d = Daemon::start_in(Some(&lan.host), &[]);
@@ -231,6 +233,10 @@ fn two_vlans_and_the_untagged_lan_share_one_uplink_and_stay_apart() {
     assert!(h20.ping_within("10.20.0.11", LONG), "h20 -> c20 on VLAN 20");
     assert!(c0.ping_within("192.0.2.100", LONG), "c0 -> h0 untagged");
     assert!(h0.ping_within("192.0.2.11", LONG), "h0 -> c0 untagged");
+    assert!(
+        hp.ping_within("192.0.2.11", LONG),
+        "a priority-tagged LAN host -> c0 untagged"
+    );
     // 10.10.0.120 answers on VLAN 20 only: VLAN 10 never hears it.
     assert!(!c10.ping("10.10.0.120"), "a VLAN 20 reply reached VLAN 10");
     assert!(!c10.ping("10.10.0.120"), "a VLAN 20 reply reached VLAN 10");
@@ -505,11 +511,14 @@ fn a_cni_configuration_with_an_uplink_puts_the_container_on_the_lan() {
 
 #[test]
 fn a_restarted_daemon_brings_its_uplink_back() {
-    if !can_run(&["ip", "ethtool", "ping", "kill"]) {
+    if !can_run(&["ip", "ethtool", "ping", "kill", "python3"]) {
         return;
     }
     let lan = Lan::new();
-    let _h1 = lan.host_at("lh1", "192.0.2.101/24", "fd00::101/64");
+    let h1 = lan.host_at("lh1", "10.10.0.101/24", "fd00::101/64");
+    if !h1.vlan_tag("eth0", 10) {
+        return;
+    }
     let state = support::TempDir::new("vxsw-state-");
     let st = state.0.to_str().unwrap();
     let mut d = Daemon::start_in(Some(&lan.host), &["--state-dir", st]);
@@ -526,8 +535,12 @@ fn a_restarted_daemon_brings_its_uplink_back() {
         "--storm-pps",
         "50",
     ]);
+    let (c1, c2) = (Netns::new("vxc"), Netns::new("vxc"));
+    d.port_add("c1", "v10", &c1, "10.10.0.11/24", &[]);
+    d.port_add("c2", "v10", &c2, "10.10.0.12/24", &[]);
+    assert!(c1.ping_within("10.10.0.101", LONG), "c1 -> h1");
     d.terminate();
-    let d = Daemon::start_in(Some(&lan.host), &["--state-dir", st]);
+    let mut d = Daemon::start_in(Some(&lan.host), &["--state-dir", st]);
     let u = uplink_row(&d, "v10.uplink");
     assert_eq!(
         (
@@ -538,5 +551,29 @@ fn a_restarted_daemon_brings_its_uplink_back() {
         ),
         (Some("eth0"), Some(10), Some("up"), Some(50)),
         "{u}"
+    );
+    assert!(
+        c1.ping_within("10.10.0.101", LONG),
+        "c1 -> h1 after a restart"
+    );
+
+    // Started while the interface is away: the network works locally, the
+    // uplink is attached when the interface shows up.
+    d.terminate();
+    lan.host.ip_ok(&["link", "del", "eth0"]);
+    let d = Daemon::start_in(Some(&lan.host), &["--state-dir", st]);
+    assert_eq!(uplink_row(&d, "v10.uplink")["state"], "missing");
+    assert!(
+        c1.ping_within("10.10.0.12", LONG),
+        "c1 -> c2 without the uplink"
+    );
+    assert!(d
+        .log()
+        .contains("uplink eth0 of network v10 is missing at start"));
+    lan.plug("up0", &lan.host);
+    wait_state(&d, "v10.uplink", "up");
+    assert!(
+        c1.ping_within("10.10.0.101", LONG),
+        "c1 -> h1 once eth0 is there"
     );
 }

@@ -93,7 +93,7 @@ impl Security {
     }
 
     /// The dataplane policy of a port with MAC `mac` and address `ip`.
-    fn policy(self, mac: Option<MacAddr>, ip: Option<IpNet>) -> SourcePolicy {
+    pub(super) fn policy(self, mac: Option<MacAddr>, ip: Option<IpNet>) -> SourcePolicy {
         let guard = self.ip_guard.then(|| match ip.map(|n| n.addr()) {
             Some(IpAddr::V4(v4)) => (Some(v4), None),
             Some(IpAddr::V6(v6)) => (None, Some(v6)),

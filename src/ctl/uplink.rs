@@ -15,13 +15,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::daemon::Daemon;
-use super::ports::{PortMeta, Security};
+use super::ports::{Port, PortMeta, Security};
 use super::proto::{CtlError, NetworkCreate, PortKind, UplinkInfo};
 use super::validate::{check_ifname, engine_error};
 use crate::fdb::PortId;
 use crate::ports::uplink::{self as link, LinkState, Probe, UplinkDrops};
 use crate::ports::Netns;
-use crate::switch::{GoneCause, PortAttach, UplinkConfig};
+use crate::switch::{GoneCause, PortAttach, PortStats, UplinkConfig};
 
 /// Storm control when `network create` does not say: broadcast and
 /// multicast frames per second from the LAN, per network.
@@ -155,6 +155,13 @@ impl Daemon {
         let (ifname, vlan, port) = (u.ifname.clone(), u.vlan, u.port.clone());
         let what = format!("network {network:?}: uplink {ifname}");
         let probe = link::probe(&ifname).map_err(|e| CtlError::internal(format!("{what}: {e}")))?;
+        if probe.index.is_none() && self.restoring && !self.ports.contains_key(&port) {
+            // The daemon starting before its NIC (a USB NIC, a VM's NIC
+            // hot-plugged later): the network works locally meanwhile,
+            // and the uplink is attached when the interface shows up.
+            self.add_detached_uplink_port(network, &port, &ifname);
+            return Ok(());
+        }
         let (Some(index), false) = (probe.index, probe.state == LinkState::Missing) else {
             return Err(CtlError::not_found(format!(
                 "{what}: there is no interface {ifname} in the daemon's network namespace; \
@@ -197,6 +204,46 @@ impl Daemon {
             u.drops = Some(opened.drops);
         }
         Ok(())
+    }
+
+    /// Records the uplink port of a restored network whose interface is
+    /// not there (yet): detached, `missing`, attached by
+    /// [`Daemon::watch_uplinks`] once it is.
+    fn add_detached_uplink_port(&mut self, network: &str, port: &str, ifname: &str) {
+        let Some(net) = self.networks.get(network).map(|n| n.id) else {
+            return;
+        };
+        let security = Security {
+            port_security: false,
+            ip_guard: false,
+        };
+        let record = Port {
+            id: self.free_port_id(),
+            network: network.to_string(),
+            net,
+            kind: PortKind::Uplink,
+            netns: Netns::Current,
+            ifname: Some(ifname.to_string()),
+            mac: None,
+            ip: None,
+            mtu: self.networks.get(network).map_or(1500, |n| n.mtu),
+            container: None,
+            offload: false,
+            gateway: false,
+            stats: Arc::new(PortStats::default()),
+            sandbox: None,
+            offload_choice: None,
+            persist: None,
+            security,
+            policy: security.policy(None, None),
+        };
+        self.ports.insert(port.to_string(), record);
+        if self.log_events {
+            eprintln!(
+                "vxswitch: uplink {ifname} of network {network} is missing at start; the \
+                 network works locally, and the uplink is attached when {ifname} is there"
+            );
+        }
     }
 
     /// The engine's settings of the uplink port of `network`, if it has one.

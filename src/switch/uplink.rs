@@ -192,6 +192,53 @@ mod tests {
     }
 
     #[test]
+    fn unicast_from_the_lan_goes_to_the_port_that_owns_it_or_nowhere() {
+        use crate::fdb::PortId;
+        let mut owned = OwnedMacs::default();
+        let mine = [2, 0, 0, 0, 0, 1];
+        owned.claim(NetId(0), MacAddr(mine), PortId(3)).unwrap();
+        let flood = Verdict {
+            decision: Decision::Flood,
+            learned: None,
+        };
+        let frame = |dst: [u8; 6]| {
+            let mut f = vec![0u8; 60];
+            f[..6].copy_from_slice(&dst);
+            f
+        };
+        let to = |dst, net| from_lan(flood, &frame(dst), &owned, NetId(net)).decision;
+        assert_eq!(
+            to(mine, 0),
+            Decision::Forward(PortId(3)),
+            "a silent container"
+        );
+        assert_eq!(
+            to([2, 0, 0, 0, 0, 9], 0),
+            Decision::Drop(DropReason::UplinkUnknownDst),
+            "another LAN host's frame"
+        );
+        assert_eq!(
+            to(mine, 1),
+            Decision::Drop(DropReason::UplinkUnknownDst),
+            "another network's container"
+        );
+        assert_eq!(to([0xff; 6], 0), Decision::Flood, "broadcast");
+        assert_eq!(
+            to([0x33, 0x33, 0, 0, 0, 1], 0),
+            Decision::Flood,
+            "multicast"
+        );
+        let known = Verdict {
+            decision: Decision::Forward(PortId(7)),
+            learned: None,
+        };
+        assert_eq!(
+            from_lan(known, &frame([2, 0, 0, 0, 0, 9]), &owned, NetId(0)),
+            known
+        );
+    }
+
+    #[test]
     fn a_tag_goes_after_the_macs_and_moves_the_checksum_offsets() {
         let (a, b) = crate::sys::fd::seqpacket_pair().unwrap();
         let a = File::from(a);
