@@ -23,6 +23,12 @@
 //!   then sleeps, so an idle switch uses no CPU for polling. The window
 //!   is recomputed every [`RECOMPUTE`] gaps, never per frame.
 //!
+//! A spinning worker that finds more than [`PREEMPTED`] between two of its
+//! polls was preempted: the CPU is shared with other runnable threads, and
+//! there a spinner that used up its slice waits behind them when its frame
+//! comes while a sleeper is woken ahead of them, so spinning makes latency
+//! worse. `Auto` then stops spinning for [`BACKOFF`] and tries again.
+//!
 //! The CPU budget of `Auto` is a [`SpinBudget`] shared by the workers: at
 //! most [`DEFAULT_SPINNERS`] (one) of them holds a spin slot at a time, from
 //! the moment it starts a window until it next blocks, so spinning never
@@ -89,6 +95,14 @@ pub const RECOMPUTE: usize = 8;
 pub const MAX_SPIN: u64 = 2_000_000;
 /// Added to the window for the jitter of the sender's own timer.
 pub const SLACK: u64 = 20_000;
+/// Between two polls of a spinning worker more time passed than this: the
+/// worker was preempted (a poll with timeout 0 and the loop around it take
+/// a few µs). On a CPU shared with other runnable threads a spinner that
+/// used up its slice waits behind them when its frame comes, while a
+/// sleeper is woken ahead of them: spinning then makes latency worse.
+pub const PREEMPTED: u64 = 200_000;
+/// How long `Auto` does not spin after it was preempted.
+pub const BACKOFF: u64 = 100_000_000;
 /// Workers that may spin at once under `Auto`: at most one core in all.
 pub const DEFAULT_SPINNERS: usize = 1;
 
@@ -206,11 +220,17 @@ pub struct Spinner {
     in_window: bool,
     /// Holds a slot of `budget` (Auto only).
     holds: bool,
+    /// When the spinning worker last polled (0: not spinning).
+    last_poll: u64,
+    /// No window before this (Auto only; after a preemption).
+    backoff_until: u64,
     budget: std::sync::Arc<SpinBudget>,
     /// Windows started and windows that ended without a frame (for tests
     /// and the docs' reasoning; not exported).
     pub windows: u64,
     pub misses: u64,
+    /// Windows cut short because the worker was preempted while spinning.
+    pub preempted: u64,
 }
 
 impl Spinner {
@@ -222,9 +242,12 @@ impl Spinner {
             spin_until: 0,
             in_window: false,
             holds: false,
+            last_poll: 0,
+            backoff_until: 0,
             budget,
             windows: 0,
             misses: 0,
+            preempted: 0,
         }
     }
 
@@ -235,6 +258,8 @@ impl Spinner {
 
     /// A poll found sources ready at `now`.
     pub fn arrived(&mut self, now: u64) {
+        self.check_preempted(now);
+        self.last_poll = 0;
         self.in_window = false;
         if let Some(t) = self.idle_since.take() {
             self.gaps.push(now.saturating_sub(t));
@@ -248,6 +273,7 @@ impl Spinner {
         let window = match self.mode {
             BusyPoll::Off => 0,
             BusyPoll::Fixed(d) => u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
+            BusyPoll::Auto if now < self.backoff_until => 0,
             BusyPoll::Auto => {
                 let w = self.gaps.window();
                 if w > 0 && !self.holds {
@@ -263,14 +289,20 @@ impl Spinner {
         self.in_window = window > 0;
         self.windows += u64::from(self.in_window);
         self.spin_until = now.saturating_add(window);
+        self.last_poll = if window > 0 { now } else { 0 };
     }
 
     /// Before a poll with nothing pending: true to poll without blocking.
     /// False gives back the spin slot: the worker is about to sleep.
     pub fn spin(&mut self, now: u64) -> bool {
+        if self.check_preempted(now) {
+            self.spin_until = now;
+        }
         if now < self.spin_until {
+            self.last_poll = now;
             return true;
         }
+        self.last_poll = 0;
         if self.in_window {
             // The window ran out with no frame.
             self.in_window = false;
@@ -283,6 +315,19 @@ impl Spinner {
     /// The current window (ns) `Auto` would spin for.
     pub fn window(&self) -> u64 {
         self.gaps.window()
+    }
+
+    /// Under `Auto`, a spin poll that took too long ends spinning for
+    /// [`BACKOFF`].
+    fn check_preempted(&mut self, now: u64) -> bool {
+        let late = self.mode == BusyPoll::Auto
+            && self.last_poll != 0
+            && now.saturating_sub(self.last_poll) > PREEMPTED;
+        if late {
+            self.preempted += 1;
+            self.backoff_until = now.saturating_add(BACKOFF);
+        }
+        late
     }
 
     fn give_back(&mut self) {
@@ -307,6 +352,8 @@ mod tests {
 
     const US: u64 = 1_000;
     const MS: u64 = 1_000_000;
+    /// How often a spinning worker polls in the simulations.
+    const STEP: u64 = 2 * US;
 
     /// A worker's loop over a manual clock: frames arrive at `arrivals`
     /// (ns); each round takes `serve` ns. Returns the spinner and how many
@@ -315,21 +362,22 @@ mod tests {
         let mut now = 0u64;
         let (mut woken, mut spun_ns) = (0u64, 0u64);
         for &a in arrivals {
-            // Wait for the frame: spinning until it comes or the window ends.
+            // Wait for the frame: polling every STEP while spinning, until
+            // it comes or the window ends.
             if now < a {
-                let spinning = sp.spin(now);
-                if spinning {
-                    let until = sp.spin_until;
-                    if a <= until {
-                        spun_ns += a - now;
-                    } else {
-                        spun_ns += until - now;
-                        assert!(!sp.spin(until), "the window has run out");
+                let mut t = now;
+                loop {
+                    if !sp.spin(t) {
                         woken += 1;
+                        break;
                     }
-                } else {
-                    woken += 1;
+                    if t + STEP >= a {
+                        t = a;
+                        break;
+                    }
+                    t += STEP;
                 }
+                spun_ns += t - now;
                 now = a;
             }
             sp.arrived(now);
@@ -426,6 +474,34 @@ mod tests {
         assert!(sp.window() < 100 * US, "{}", sp.window());
         // Spinning: about 3×20 µs plus one missed window per burst.
         assert!(spun < 50 * 200 * US, "{spun}");
+    }
+
+    #[test]
+    fn a_preempted_spinner_backs_off_then_tries_again() {
+        let (mut sp, b) = auto();
+        let arrivals: Vec<u64> = (0..50).map(|i| i * 100 * US).collect();
+        drive(&mut sp, &arrivals, US);
+        let t = 50 * 100 * US;
+        sp.arrived(t);
+        sp.idle(t);
+        assert!(sp.spin(t + US));
+        // The next poll comes 3 ms later: the thread was off the CPU.
+        assert!(!sp.spin(t + 3 * MS), "a preempted worker blocks");
+        assert_eq!((sp.preempted, b.taken()), (1, 0));
+        // Frames within the back-off: no window.
+        sp.arrived(t + 4 * MS);
+        sp.idle(t + 4 * MS);
+        assert!(!sp.spin(t + 4 * MS + US));
+        // After it: spinning again.
+        let later = t + 4 * MS + BACKOFF;
+        sp.arrived(later);
+        sp.idle(later);
+        assert!(sp.spin(later + US));
+        // A long round of serving frames is not a preemption.
+        sp.arrived(later + 50 * US);
+        sp.idle(later + 5 * MS);
+        assert!(sp.spin(later + 5 * MS + US));
+        assert_eq!(sp.preempted, 1);
     }
 
     #[test]
