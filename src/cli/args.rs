@@ -11,6 +11,7 @@ use super::demo::{MAX_CONTAINERS, MIN_CONTAINERS};
 use vxswitch::ctl::DEFAULT_SOCKET;
 use vxswitch::docker;
 use vxswitch::pktgen::PktgenCmd;
+use vxswitch::switch::BusyPoll;
 use vxswitch::wire::MacAddr;
 
 #[derive(Parser, Debug)]
@@ -158,11 +159,12 @@ pub struct DaemonArgs {
     /// offload between containers and the switch (slower; for comparison).
     #[arg(long)]
     pub no_offload: bool,
-    /// Busy-poll for this many microseconds after the last frame before
-    /// sleeping: lower latency for a core's worth of CPU while traffic
-    /// flows. Default 0 (off).
-    #[arg(long, value_name = "USECS", value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
-    pub busy_poll: Option<u64>,
+    /// Busy-poll instead of sleeping between frames: `auto` spins while
+    /// the next frame is expected within 2 ms, at most one core in all
+    /// and none when idle; USECS spins this long after every frame
+    /// (each worker; 0 to 1000000). Default 0 (off).
+    #[arg(long, value_name = "auto|USECS", value_parser = BusyPoll::parse)]
+    pub busy_poll: Option<BusyPoll>,
     /// Dataplane threads; each TAP gets one queue per thread. Default: one
     /// per CPU.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=16))]

@@ -3,7 +3,6 @@
 //! default. Pure, so the precedence is unit-tested without a daemon.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use vxswitch::ctl::cluster::ClusterSettings;
 use vxswitch::ctl::config::check_vxlan;
@@ -90,7 +89,7 @@ pub fn merge(
             fdb,
             vxlan,
             no_offload: a.no_offload || dp.offload == Some(false),
-            busy_poll: Duration::from_micros(a.busy_poll.or(dp.busy_poll_us).unwrap_or(0)),
+            busy_poll: a.busy_poll.or(dp.busy_poll()).unwrap_or_default(),
             workers: usize::try_from(a.workers.or(dp.workers).unwrap_or(0)).unwrap_or(0),
             ..EngineConfig::default()
         },
@@ -108,7 +107,9 @@ mod tests {
 
     use super::super::args::{Cli, Cmd};
     use super::*;
+    use std::time::Duration;
     use vxswitch::fdb::FdbConfig;
+    use vxswitch::switch::BusyPoll;
     use vxswitch::vxlan::VxlanConfig;
 
     fn flags(args: &[&str]) -> DaemonArgs {
@@ -147,7 +148,7 @@ mod tests {
         assert_eq!(s.engine.fdb, FdbConfig::default());
         assert_eq!(s.engine.vxlan, VxlanConfig::default());
         assert!(!s.engine.no_offload);
-        assert_eq!(s.engine.busy_poll, Duration::ZERO);
+        assert_eq!(s.engine.busy_poll, BusyPoll::Off);
         assert_eq!(s.engine.workers, 0, "0: one worker per CPU");
         assert_eq!(s.state_dir, None);
     }
@@ -172,7 +173,10 @@ mod tests {
             "keys the file leaves out keep their defaults"
         );
         assert!(s.engine.no_offload);
-        assert_eq!(s.engine.busy_poll, Duration::from_micros(50));
+        assert_eq!(
+            s.engine.busy_poll,
+            BusyPoll::Fixed(Duration::from_micros(50))
+        );
         assert_eq!(s.engine.workers, 2);
         assert_eq!(s.state_dir, Some(PathBuf::from("/var/lib/from-file")));
     }
@@ -209,13 +213,30 @@ mod tests {
         );
         assert_eq!(s.engine.vxlan.port, 4790);
         assert_eq!(s.engine.vxlan.underlay_mtu, 1400);
-        assert_eq!(s.engine.busy_poll, Duration::from_micros(9));
+        assert_eq!(
+            s.engine.busy_poll,
+            BusyPoll::Fixed(Duration::from_micros(9))
+        );
         assert_eq!(s.engine.workers, 4);
         assert_eq!(s.state_dir, Some(PathBuf::from("/var/lib/from-flag")));
         // A flag can only turn offloads off: the file's "off" stays off.
         assert!(s.engine.no_offload);
         let s = merge(&flags(&["--no-offload"]), &Config::default(), None).unwrap();
         assert!(s.engine.no_offload);
+    }
+
+    #[test]
+    fn busy_poll_auto_comes_from_the_flag_or_the_file() {
+        let s = merge(&flags(&["--busy-poll", "auto"]), &config(FILE), None).unwrap();
+        assert_eq!(s.engine.busy_poll, BusyPoll::Auto);
+        let file = config("[dataplane]\nbusy_poll = \"auto\"\n");
+        let s = merge(&flags(&[]), &file, None).unwrap();
+        assert_eq!(s.engine.busy_poll, BusyPoll::Auto);
+        let s = merge(&flags(&["--busy-poll", "0"]), &file, None).unwrap();
+        assert_eq!(s.engine.busy_poll, BusyPoll::Off, "the flag beats the file");
+        let argv = ["vxswitch", "daemon", "--busy-poll", "soon"];
+        let e = Cli::try_parse_from(argv).unwrap_err().to_string();
+        assert!(e.contains("use auto, or microseconds"), "{e}");
     }
 
     #[test]

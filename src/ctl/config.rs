@@ -17,7 +17,7 @@
 //!
 //! [dataplane]
 //! workers = 2              # threads; default one per CPU (--workers)
-//! busy_poll_us = 0         # spin before sleeping (--busy-poll)
+//! busy_poll = "auto"       # or microseconds; default 0, off (--busy-poll)
 //! offload = true           # TAPs with virtio_net_hdr (--no-offload)
 //!
 //! [state]
@@ -66,6 +66,7 @@ use super::daemon::Daemon;
 use super::proto::{NetworkCreate, PortAdd};
 use super::validate::{MAX_MTU, MIN_MTU};
 use crate::fdb::FdbConfig;
+use crate::switch::BusyPoll;
 use crate::vxlan::{VxlanConfig, OVERHEAD_V6};
 
 /// `[dataplane]`: the engine's threads and offloads; the daemon's
@@ -76,9 +77,13 @@ pub struct DataplaneConfig {
     /// Worker threads, 1 to 16; absent: one per CPU.
     #[serde(default)]
     pub workers: Option<u64>,
-    /// Microseconds of busy polling, 0 (off) to 1000000.
+    /// Microseconds of busy polling, 0 (off) to 1000000 (the older key:
+    /// `busy_poll` says the same and also takes "auto").
     #[serde(default)]
     pub busy_poll_us: Option<u64>,
+    /// `"auto"` or microseconds, as `--busy-poll` takes.
+    #[serde(default, deserialize_with = "busy_poll_value")]
+    pub busy_poll: Option<BusyPoll>,
     /// TAPs with a virtio_net_hdr and offloads (default true).
     #[serde(default)]
     pub offload: Option<bool>,
@@ -97,8 +102,40 @@ impl DataplaneConfig {
                 "[dataplane] busy_poll_us = {b} is out of range: use 0 (off) to 1000000"
             ));
         }
+        if self.busy_poll.is_some() && self.busy_poll_us.is_some() {
+            return Err(
+                "[dataplane] has both busy_poll and busy_poll_us: keep busy_poll (it also takes \"auto\")"
+                    .into(),
+            );
+        }
         Ok(())
     }
+
+    /// The busy-poll setting of the file, from either key.
+    pub fn busy_poll(&self) -> Option<BusyPoll> {
+        self.busy_poll.or_else(|| {
+            self.busy_poll_us
+                .map(|us| BusyPoll::from_micros(us).unwrap_or(BusyPoll::Off))
+        })
+    }
+}
+
+/// `busy_poll = "auto"` or `busy_poll = 50`.
+fn busy_poll_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<BusyPoll>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Value {
+        Micros(u64),
+        Word(String),
+    }
+    let v = Value::deserialize(d)?;
+    let parsed = match v {
+        Value::Micros(us) => BusyPoll::from_micros(us),
+        Value::Word(w) => BusyPoll::parse(&w),
+    };
+    parsed
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("[dataplane] {e}")))
 }
 
 /// `[state]`: where `daemon --state-dir` keeps its state file.
@@ -365,6 +402,38 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn busy_poll_takes_auto_or_micros_and_names_a_bad_value() {
+        let dp = |toml: &str| Config::parse(toml, Path::new(FILE)).map(|c| c.dataplane.unwrap());
+        let auto = dp("[dataplane]\nbusy_poll = \"auto\"\n").unwrap();
+        assert_eq!(auto.busy_poll(), Some(BusyPoll::Auto));
+        let fixed = dp("[dataplane]\nbusy_poll = 50\n").unwrap();
+        assert_eq!(
+            fixed.busy_poll(),
+            Some(BusyPoll::Fixed(std::time::Duration::from_micros(50)))
+        );
+        assert_eq!(
+            dp("[dataplane]\nbusy_poll = 0\n").unwrap().busy_poll(),
+            Some(BusyPoll::Off)
+        );
+        let old = dp("[dataplane]\nbusy_poll_us = 7\n").unwrap();
+        assert_eq!(
+            old.busy_poll(),
+            Some(BusyPoll::Fixed(std::time::Duration::from_micros(7)))
+        );
+        for bad in ["busy_poll = \"fast\"", "busy_poll = 2000000"] {
+            let e = dp(&format!("[dataplane]\n{bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("busy poll") && e.contains("auto"), "{bad}: {e}");
+        }
+        let both = dp("[dataplane]\nbusy_poll = \"auto\"\nbusy_poll_us = 5\n").unwrap();
+        assert!(both
+            .check()
+            .unwrap_err()
+            .contains("both busy_poll and busy_poll_us"));
     }
 
     #[test]

@@ -22,7 +22,6 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 use mio::{Poll, Waker};
@@ -30,6 +29,7 @@ use mio::{Poll, Waker};
 use super::command::{ask_all, Command, Mailbox, PortQueue};
 use super::fatal;
 use super::policy::SourcePolicy;
+use super::poll::{BusyPoll, SpinBudget};
 use super::uplink::UplinkConfig;
 use super::worker::{Shared, Worker, WAKER};
 use crate::fdb::{Fdb, FdbConfig, NetId, PortId, VtepId};
@@ -51,10 +51,11 @@ pub struct EngineConfig {
     /// Open TAPs without a `virtio_net_hdr`: no TSO/checksum offload, one
     /// MTU-sized frame per read/write (for comparison and old kernels).
     pub no_offload: bool,
-    /// Busy polling: after the last frame, keep polling without sleeping
-    /// for this long before blocking in epoll again. Trades a core's idle
-    /// time for latency (no wake-up on the next frame). Zero: off.
-    pub busy_poll: Duration,
+    /// Busy polling: keep polling without sleeping after the last frame,
+    /// for a fixed time or as long as the next frame is expected soon
+    /// ([`BusyPoll`]). Trades CPU for latency (no wake-up on the next
+    /// frame). Default: off.
+    pub busy_poll: BusyPoll,
     /// Dataplane threads (0: one per CPU). Each reads its own queue of
     /// every multi-queue TAP and its own VXLAN socket (`SO_REUSEPORT`),
     /// so the kernel's flow hash keeps every flow on one worker.
@@ -261,6 +262,7 @@ impl Engine {
             notify,
             vxlan_stats: vxlan_stats.clone(),
             vtep_ids: vtep_ids.clone(),
+            spin: Arc::new(SpinBudget::default()),
         };
         let mut polls = Vec::with_capacity(n);
         let mut mailboxes = Vec::with_capacity(n);

@@ -5,6 +5,8 @@
 //! - `command`: the messages the handle posts to the workers;
 //! - `worker`: a worker thread's state and loop: polling, scheduling turns,
 //!   housekeeping, applying commands;
+//! - [`poll`]: when a worker spins instead of sleeping (`--busy-poll`),
+//!   pure;
 //! - `ingress`: a turn reading a port or a VXLAN socket, and the one
 //!   dispatch of a [`Verdict`] for local and decapsulated frames alike;
 //! - `egress`: sending a frame to a port, flooding it, or handing it to the
@@ -21,6 +23,7 @@
 pub mod decide;
 pub mod handle;
 pub mod policy;
+pub mod poll;
 
 mod command;
 mod egress;
@@ -45,6 +48,7 @@ pub use handle::{
     default_workers, Engine, EngineConfig, EngineError, Event, GoneCause, NetworkSpec, PortAttach,
 };
 pub use policy::{IpGuard, OwnedMacs, Policy, SourcePolicy};
+pub use poll::BusyPoll;
 pub use uplink::UplinkConfig;
 
 /// Room in front of every received frame, so a `virtio_net_hdr` or a VXLAN

@@ -30,6 +30,7 @@ use super::command::{Command, Mailbox, PortQueue};
 use super::egress::Egress;
 use super::handle::{EngineConfig, EngineError, Event, GoneCause, NetworkSpec, DEFAULT_BUDGET};
 use super::policy::{OwnedMacs, Policy, SourcePolicy};
+use super::poll::{SpinBudget, Spinner};
 use super::uplink::UplinkPort;
 use super::{HEADROOM, L2_OVERHEAD, MAX_FRAME};
 use crate::fdb::{Dest, Fdb, NetId, PortId, VtepId};
@@ -56,6 +57,8 @@ pub(super) struct Shared {
     pub(super) notify: Option<Arc<Waker>>,
     pub(super) vxlan_stats: Arc<VxlanStats>,
     pub(super) vtep_ids: Arc<IdPool>,
+    /// The spin slots of `--busy-poll auto`.
+    pub(super) spin: Arc<SpinBudget>,
 }
 
 /// One worker's share of a port.
@@ -213,7 +216,8 @@ pub(super) struct Worker {
     fdb: Arc<Fdb>,
     clock: Arc<dyn Clock>,
     pub(super) budget: usize,
-    busy_poll: Duration,
+    /// Whether an idle worker polls on without sleeping (`--busy-poll`).
+    spinner: Spinner,
     next_housekeeping: Millis,
     /// Sources whose last turn ended on the budget.
     pending: Vec<Source>,
@@ -248,7 +252,7 @@ impl Worker {
             } else {
                 s.cfg.budget
             },
-            busy_poll: s.cfg.busy_poll,
+            spinner: Spinner::new(s.cfg.busy_poll, s.spin.clone()),
             next_housekeeping: s.clock.now(),
             pending: Vec::new(),
             ready: Vec::new(),
@@ -267,15 +271,15 @@ impl Worker {
     /// The worker's loop, until `Stop`; an error if its event loop failed.
     pub(super) fn run(&mut self) -> Result<(), String> {
         let mut events = Events::with_capacity(256);
-        // Until when an idle worker keeps spinning (busy poll).
-        let mut spin_until = std::time::Instant::now();
+        // The spinner's clock (read only when busy polling is on).
+        let start = std::time::Instant::now();
+        let spinning = self.spinner.enabled();
+        let ns = move || u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
         loop {
-            let timeout = if !self.pending.is_empty() {
+            let timeout = if !self.pending.is_empty() || (spinning && self.spinner.spin(ns())) {
                 Duration::ZERO
-            } else if self.busy_poll.is_zero() || std::time::Instant::now() >= spin_until {
-                HOUSEKEEPING
             } else {
-                Duration::ZERO
+                HOUSEKEEPING
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -303,10 +307,14 @@ impl Worker {
                 }
                 self.ready.push(src);
             }
-            if !self.busy_poll.is_zero() && !self.ready.is_empty() {
-                spin_until = std::time::Instant::now() + self.busy_poll;
+            let served = !self.ready.is_empty();
+            if spinning && served {
+                self.spinner.arrived(ns());
             }
             self.serve_ready();
+            if spinning && served && self.pending.is_empty() {
+                self.spinner.idle(ns());
+            }
             if woken && !self.handle_commands() {
                 return Ok(());
             }
