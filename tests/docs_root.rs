@@ -63,6 +63,7 @@ const DOCS: &[&str] = &[
     "docs/cluster.md",
     "docs/security.md",
     "docs/fuzzing.md",
+    "docs/reliability.md",
 ];
 
 /// Documents not checked yet, each with the reason.
