@@ -249,6 +249,7 @@ mod tests {
             gateway: false,
             port_security: true,
             ip_guard: false,
+            uplink: None,
         }
     }
 

@@ -56,6 +56,7 @@ pub mod state;
 mod stats;
 #[cfg(test)]
 mod testutil;
+mod uplink;
 mod validate;
 mod vteps;
 

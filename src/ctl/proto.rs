@@ -202,6 +202,20 @@ pub struct NetworkCreate {
     /// MACs (Docker: `-o vxswitch.port_security=off`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_security: Option<bool>,
+    /// A host interface (in the daemon's namespace) attached to the
+    /// network as its uplink port: containers are on that LAN, each with
+    /// its own MAC, as with macvlan (see `docs/uplink.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplink: Option<String>,
+    /// The uplink's 802.1Q VLAN id (1 to 4094; needs `uplink`): frames
+    /// leave tagged and only frames of this VLAN come in. Absent: untagged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
+    /// Storm control (needs `uplink`): broadcast and multicast frames per
+    /// second taken in from the LAN; beyond, dropped and counted
+    /// (`storm`). 0: no limit. Absent: 1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storm_pps: Option<u32>,
 }
 
 /// Who answers for a network's gateway address.
@@ -467,6 +481,9 @@ pub enum PortKind {
     /// The switch's own gateway responder (`gateway_port` `switch`): no
     /// interface; it answers ARP and ping for the gateway address.
     Responder,
+    /// A network's uplink: a host interface on the LAN, through a packet
+    /// socket; created and removed with the network.
+    Uplink,
 }
 
 /// One port, as `port.add` and `port.ls` report it.
@@ -502,6 +519,30 @@ pub struct PortInfo {
     /// IP sources are guarded too (`port.add`'s `ip_guard`).
     #[serde(default, skip_serializing_if = "is_false")]
     pub ip_guard: bool,
+    /// For its network's uplink port: the host interface and its state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplink: Option<UplinkInfo>,
+}
+
+/// An uplink port's interface, as `port.ls` reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UplinkInfo {
+    /// The host interface (`eth0`).
+    pub ifname: String,
+    /// Its VLAN id, for a tagged network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
+    /// `up`, `down` (there, but down or without carrier) or `missing` (no
+    /// such interface: detached until it is back).
+    pub state: String,
+    /// Broadcast/multicast frames per second taken in (0: no limit).
+    pub storm_pps: u32,
+    /// Times the interface was found missing and attached again.
+    pub reattached: u64,
+    /// Frames from the LAN the kernel dropped because the uplink's socket
+    /// queue was full (the dataplane fell behind), never seen by the switch.
+    #[serde(default)]
+    pub rx_queue_drops: u64,
 }
 
 /// Result of `port.rm`.
@@ -549,6 +590,9 @@ pub struct PortStatsRow {
     pub name: String,
     pub network: String,
     pub stats: PortStatsSnapshot,
+    /// For an uplink port: its interface and state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplink: Option<UplinkInfo>,
 }
 
 /// One VTEP, as `vtep.add`, `vtep.ls` and `stats` report it.
