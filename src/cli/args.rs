@@ -290,6 +290,11 @@ pub struct NetworkCreateArgs {
     /// unless a port add says otherwise (default: port security on).
     #[arg(long)]
     pub no_port_security: bool,
+    /// ARP/ND suppression: the switch answers ARP requests and neighbour
+    /// solicitations for its ports' addresses itself instead of flooding
+    /// them (always on for a cluster network).
+    #[arg(long)]
+    pub neigh_suppress: bool,
 }
 
 #[derive(Subcommand, Debug)]

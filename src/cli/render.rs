@@ -545,6 +545,13 @@ pub fn stats(s: &StatsReply) -> String {
             n.network, n.entries, n.max, n.refused
         );
     }
+    for n in &s.suppress {
+        let _ = writeln!(
+            out,
+            "suppress {}: {} bindings, {} answered, {} missed (flooded), {} ignored (flooded)",
+            n.network, n.bindings, n.stats.answered, n.stats.missed, n.stats.ignored
+        );
+    }
     let c = &s.control;
     let _ = writeln!(
         out,
@@ -674,6 +681,7 @@ mod tests {
             gateways: Vec::new(),
             control: Default::default(),
             pending: Vec::new(),
+            suppress: Vec::new(),
             networks: Vec::new(),
         };
         let out = stats(&s);
@@ -724,6 +732,7 @@ mod tests {
             ],
             control: Default::default(),
             pending: Vec::new(),
+            suppress: Vec::new(),
         };
         let out = stats(&s);
         let lines: Vec<&str> = out.lines().collect();
@@ -791,6 +800,7 @@ mod tests {
             gateways: Vec::new(),
             control: Default::default(),
             pending: Vec::new(),
+            suppress: Vec::new(),
             networks: Vec::new(),
         };
         let out = stats(&s);
@@ -827,6 +837,7 @@ mod tests {
             gateway_ifname: Some("vxgw-lab".into()),
             gateway_mac: Some(MacAddr([2, 0, 0, 0, 0, 1])),
             scope: NetworkScope::Local,
+            neigh_suppress: false,
         };
         assert_eq!(
             network_created(&n),
@@ -899,6 +910,7 @@ mod tests {
             gateway_ifname: None,
             gateway_mac: None,
             scope: NetworkScope::Cluster,
+            neigh_suppress: true,
         };
         let plain = NetworkInfo {
             name: "red".into(),

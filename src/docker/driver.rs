@@ -844,6 +844,7 @@ mod tests {
                 cluster: false,
                 fdb_max_entries: None,
                 port_security: None,
+                neigh_suppress: false,
             })]
         );
     }
