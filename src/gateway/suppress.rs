@@ -485,6 +485,38 @@ mod tests {
         assert_eq!(counts(&t), (0, 0, 3));
     }
 
+    proptest::proptest! {
+        /// Any bytes behind a request's first bytes (so most inputs get
+        /// past the pre-check): no panic, a reply fits in MAX_REPLY, comes
+        /// from a bound MAC and goes to a unicast one.
+        #[test]
+        fn arbitrary_frames_never_panic_and_replies_come_from_a_binding(
+            start in proptest::sample::select(vec![0usize, 1]),
+            flip in proptest::collection::vec((0usize..90, proptest::prelude::any::<u8>()), 0..4),
+            cut in 0usize..100,
+        ) {
+            let t = table();
+            let mut f = if start == 0 {
+                arp_request(ASKER, [10, 42, 0, 11], [10, 42, 0, 12])
+            } else {
+                ns(ASKER6, OWNER6)
+            };
+            for (i, b) in flip {
+                if let Some(x) = f.get_mut(i) {
+                    *x = b;
+                }
+            }
+            f.truncate(cut.max(1));
+            let mut out = [0u8; MAX_REPLY];
+            if let Suppress::Reply(n) = t.answer(&f, &mut out) {
+                proptest::prop_assert!((60..=MAX_REPLY).contains(&n));
+                let from = MacAddr::from_bytes(&out[6..12]);
+                proptest::prop_assert!([OWNER, ASKER, GW].contains(&from));
+                proptest::prop_assert!(!MacAddr::from_bytes(&out[..6]).is_multicast());
+            }
+        }
+    }
+
     #[test]
     fn every_prefix_and_small_buffer_is_handled_without_panic() {
         let t = table();
