@@ -84,7 +84,7 @@ impl Daemon {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ctl::proto::{NetworkCreate, StatsArgs};
+    use crate::ctl::proto::{NetworkCreate, PortRm, Request, StatsArgs};
     use crate::ctl::testutil::daemon;
     use crate::gateway::responder::fixtures::arp_request;
     use crate::wire::MacAddr;
@@ -164,6 +164,17 @@ mod tests {
             ),
             ("lab", 2, 1, 1)
         );
+        // b leaves: its binding goes with it, the next request is a miss.
+        d.handle(Request::PortRm(PortRm { name: "b".into() }))
+            .unwrap();
+        a.write_all(&arp_request(a_mac, [10, 42, 0, 10], [10, 42, 0, 11]))
+            .unwrap();
+        let row = || d.stats(&StatsArgs::default()).unwrap().suppress[0].clone();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while row().stats.missed < 2 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!((row().bindings, row().stats.missed), (1, 2));
         d.shutdown();
     }
 }
