@@ -56,10 +56,16 @@ pub enum DropReason {
     /// An ARP sender or IP source that is not one of the port's addresses,
     /// or an ARP/IP header too short to tell (IP source guard; ingress).
     SpoofedIp,
+    /// Broadcast or multicast from an uplink beyond its network's storm
+    /// control rate (ingress, on the uplink).
+    Storm,
+    /// Unicast from an uplink to a MAC that is no port's of the network:
+    /// the LAN's traffic between other hosts (ingress, on the uplink).
+    UplinkUnknownDst,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 14] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::Runt,
         DropReason::InvalidSource,
         DropReason::NoNetwork,
@@ -74,6 +80,8 @@ impl DropReason {
         DropReason::BadOffload,
         DropReason::SpoofedSrc,
         DropReason::SpoofedIp,
+        DropReason::Storm,
+        DropReason::UplinkUnknownDst,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -93,6 +101,8 @@ impl DropReason {
             DropReason::BadOffload => "bad_offload",
             DropReason::SpoofedSrc => "spoofed_src",
             DropReason::SpoofedIp => "spoofed_ip",
+            DropReason::Storm => "storm",
+            DropReason::UplinkUnknownDst => "uplink_unknown_dst",
         }
     }
 
@@ -104,7 +114,8 @@ impl DropReason {
     pub fn of_tx_error(e: &io::Error) -> DropReason {
         match e.raw_os_error() {
             Some(libc::EAGAIN | libc::ENOBUFS) => DropReason::TxQueueFull,
-            Some(libc::EIO) => DropReason::TxLinkDown,
+            // ENETDOWN: an uplink whose interface is down.
+            Some(libc::EIO | libc::ENETDOWN) => DropReason::TxLinkDown,
             Some(libc::EMSGSIZE) => DropReason::Oversize,
             _ => DropReason::TxError,
         }

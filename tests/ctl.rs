@@ -580,6 +580,66 @@ fn hostile_clients_never_lock_others_out() {
     d.shutdown();
 }
 
+/// 128 clients ask for a large `fdb show` and never read it. Before the
+/// reply budget each held its whole reply (128 × 1.6 MB) and its slot, so
+/// every newcomer got `busy`, and encoding 128 tables held up `ping` for
+/// seconds. Now a few hold (part of) a reply, the rest are answered `busy`
+/// (counted) and can be evicted, and the table is encoded a chunk at a
+/// time as a reader takes it, byte for byte what it was.
+#[test]
+fn clients_that_never_read_a_large_fdb_show_lock_no_one_out() {
+    let d = TestDaemon::start_with("hoarders", |o| {
+        o.engine.fdb.max_per_dest = 50_000;
+    });
+    let path = d.socket();
+    d.ok("network.create", json!({"name": "red"}));
+    let mut a = d.attach("a", "red");
+    let _b = d.attach("b", "red");
+    for i in 0..16_000u32 {
+        let [_, x, y, z] = i.to_be_bytes();
+        a.write_all(&frame([0xff; 6], [0x02, 0xbb, 0, x, y, z], 0))
+            .unwrap();
+    }
+    wait_until("16,000 entries", || {
+        d.ok("stats", json!({}))["fdb"]["entries"].as_u64() >= Some(16_000)
+    });
+    // The streamed reply is one line of JSON with every row.
+    let whole = send_line(&path, b"{\"cmd\":\"fdb.show\"}\n");
+    let rows = whole["result"].as_array().expect("a list of rows");
+    assert!(rows.len() >= 16_000, "{} rows", rows.len());
+    assert!(rows
+        .iter()
+        .all(|r| r["network"] == "red" && r["mac"].is_string()));
+
+    let hoarders: Vec<UnixStream> = (0..128)
+        .map(|_| {
+            let mut s = connect(&path);
+            s.write_all(b"{\"cmd\":\"fdb.show\"}\n").unwrap();
+            s
+        })
+        .collect();
+    // Every ping is prompt and a change is made, from new connections.
+    let t0 = Instant::now();
+    let mut worst = Duration::ZERO;
+    while t0.elapsed() < Duration::from_secs(3) {
+        let t = Instant::now();
+        let r = call(&path, "ping", json!({}));
+        worst = worst.max(t.elapsed());
+        assert_eq!(r["result"]["pong"], true, "{r}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Generous: a debug build collects a 16,000-row table in ~80 ms.
+    assert!(worst < Duration::from_millis(500), "slowest ping {worst:?}");
+    eprintln!("slowest ping with 128 hoarders: {worst:?}");
+    let r = call(&path, "network.create", json!({"name": "blue"}));
+    assert_eq!(r["ok"], true, "{r}");
+    let c = &d.ok("stats", json!({}))["control"];
+    assert!(c["replies_refused"].as_u64() >= Some(100), "{c}");
+    assert_eq!(c["refused_busy"], 0, "{c}");
+    drop(hoarders);
+    d.shutdown();
+}
+
 #[test]
 fn network_rm_is_busy_and_port_rm_flushes() {
     let (d, mut a, mut b) = two_ports("rm");

@@ -295,6 +295,20 @@ pub struct NetworkCreateArgs {
     /// them (always on for a cluster network).
     #[arg(long)]
     pub neigh_suppress: bool,
+    /// Attach the host interface IFNAME (e.g. eth0) as the network's
+    /// uplink: its containers are on that LAN, each with its own MAC, as
+    /// with macvlan (docs/uplink.md). --gateway is then the LAN's router.
+    #[arg(long, value_name = "IFNAME", conflicts_with = "cluster")]
+    pub uplink: Option<String>,
+    /// The uplink's VLAN id, 1 to 4094: frames leave tagged, only this
+    /// VLAN's frames come in (like macvlan's parent=eth0.10).
+    #[arg(long, value_name = "ID", requires = "uplink")]
+    pub vlan: Option<u16>,
+    /// Storm control: broadcast and multicast frames per second taken in
+    /// from the LAN; more are dropped and counted (storm). 0: no limit.
+    /// Default 1000.
+    #[arg(long, value_name = "PPS", requires = "uplink")]
+    pub storm_pps: Option<u32>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -9,8 +9,8 @@ use std::fmt::Write as _;
 
 use vxswitch::ctl::proto::{
     ClusterStatus, FdbChanged, FdbFlushed, FdbKind, FdbRow, GatewayPort, GatewayRow, NetworkInfo,
-    NetworkRemoved, NetworkScope, PortInfo, PortKind, PortRemoved, StatsReply, VtepRemoved,
-    VtepRow,
+    NetworkRemoved, NetworkScope, PortInfo, PortKind, PortRemoved, StatsReply, UplinkInfo,
+    VtepRemoved, VtepRow,
 };
 use vxswitch::switch::PortStatsSnapshot;
 use vxswitch::vxlan::VxlanSnapshot;
@@ -195,13 +195,20 @@ pub fn ports(ports: &[PortInfo]) -> String {
             or_dash(&p.mac),
             or_dash(&p.ip),
             p.netns.clone().unwrap_or_else(|| "-".into()),
-            match (&p.container, p.gateway) {
-                (None, true) => "(gateway)".to_string(),
-                (c, _) => or_dash(c),
+            match (&p.container, p.gateway, &p.uplink) {
+                (None, true, _) => "(gateway)".to_string(),
+                (None, _, Some(u)) => uplink_label(u),
+                (c, _, _) => or_dash(c),
             },
         ]);
     }
     t.render()
+}
+
+/// An uplink port as `port ls` and `stats` show it: `(uplink vlan 10: up)`.
+fn uplink_label(u: &UplinkInfo) -> String {
+    let vlan = u.vlan.map(|v| format!(" vlan {v}")).unwrap_or_default();
+    format!("(uplink{vlan}: {})", u.state)
 }
 
 pub fn port_added(p: &PortInfo) -> String {
@@ -517,6 +524,24 @@ pub fn stats(s: &StatsReply) -> String {
                 .map(|v| (v.addr.clone(), v.network.as_str(), &v.stats)),
         ));
     }
+    for (p, u) in s.ports.iter().filter_map(|p| Some((p, p.uplink.as_ref()?))) {
+        let _ = writeln!(
+            out,
+            "uplink {} (network {}): {} {}, storm control {}, attached again {} time(s), \
+             {} dropped by the kernel (socket queue full)",
+            p.name,
+            p.network,
+            u.ifname,
+            uplink_label(u),
+            if u.storm_pps == 0 {
+                "off".to_string()
+            } else {
+                format!("{} pps", u.storm_pps)
+            },
+            u.reattached,
+            u.rx_queue_drops
+        );
+    }
     if let Some(x) = &s.vxlan {
         out.push_str(&vxlan_line(x));
     }
@@ -556,8 +581,14 @@ pub fn stats(s: &StatsReply) -> String {
     let _ = writeln!(
         out,
         "control: {} clients, {} idle evicted, {} refused busy, {} request timeouts, {} reply \
-         timeouts, {} idle closed",
-        c.clients, c.evicted, c.refused_busy, c.request_timeouts, c.reply_timeouts, c.idle_closed
+         timeouts, {} idle closed, {} replies refused",
+        c.clients,
+        c.evicted,
+        c.refused_busy,
+        c.request_timeouts,
+        c.reply_timeouts,
+        c.idle_closed,
+        c.replies_refused
     );
     for p in &s.pending {
         let _ = writeln!(out, "pending restore: {}: {} (retried)", p.item, p.reason);
@@ -642,6 +673,7 @@ mod tests {
             gateway: false,
             port_security: true,
             ip_guard: false,
+            uplink: None,
         };
         assert_eq!(
             ports(std::slice::from_ref(&p)),
@@ -668,11 +700,13 @@ mod tests {
                     name: "a".into(),
                     network: "red".into(),
                     stats: st.snapshot(),
+                    uplink: None,
                 },
                 PortStatsRow {
                     name: "b".into(),
                     network: "red".into(),
                     stats: PortStats::default().snapshot(),
+                    uplink: None,
                 },
             ],
             fdb: FdbStats::default(),
@@ -708,6 +742,7 @@ mod tests {
                 name: "evil".into(),
                 network: "red".into(),
                 stats: st.snapshot(),
+                uplink: None,
             }],
             fdb: FdbStats {
                 refused_net_limit: 5,
@@ -873,6 +908,7 @@ mod tests {
             gateway: true,
             port_security: true,
             ip_guard: false,
+            uplink: None,
         };
         assert!(ports(&[p]).lines().nth(1).unwrap().ends_with(" (gateway)"));
         let g = GatewayRow {

@@ -54,7 +54,8 @@ impl From<NetworkCreateArgs> for NetworkCreate {
         let gateway_port = match (a.gateway_port, &a.gateway) {
             (Some(kind), _) => Some(kind.into()),
             // A cluster network's gateway is the containers' route only.
-            (None, Some(_)) if !a.cluster => Some(GatewayPort::Host),
+            // An uplink network's gateway is the LAN's router.
+            (None, Some(_)) if !a.cluster && a.uplink.is_none() => Some(GatewayPort::Host),
             (None, Some(_)) => None,
             (None, None) => None,
         };
@@ -74,6 +75,9 @@ impl From<NetworkCreateArgs> for NetworkCreate {
                 .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
             port_security: a.no_port_security.then_some(false),
             neigh_suppress: a.neigh_suppress,
+            uplink: a.uplink,
+            vlan: a.vlan,
+            storm_pps: a.storm_pps,
         }
     }
 }

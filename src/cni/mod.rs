@@ -47,7 +47,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::ctl::proto::{NetworkInfo, NoArgs, PortAdd, PortInfo, PortRm};
+use crate::ctl::proto::{
+    GatewayPort, NetworkCreate, NetworkInfo, NoArgs, PortAdd, PortInfo, PortRm,
+};
 use crate::ctl::{persist, Client, ClientError, ErrorKind, Request, DEFAULT_SOCKET};
 use crate::ports::{link, Netns};
 use crate::wire::MacAddr;
@@ -240,6 +242,12 @@ pub struct NetConf {
     /// `portSecurity`: `false` lets the container send from any source MAC
     /// (default `true`: only its own; docs/security.md).
     pub port_security: Option<bool>,
+    /// `uplink`: the host interface on the LAN (docs/uplink.md). ADD
+    /// creates the network with it when it does not exist yet, and checks
+    /// that an existing one has it.
+    pub uplink: Option<String>,
+    /// `vlan`: the uplink's VLAN id (1 to 4094; needs `uplink`).
+    pub vlan: Option<u16>,
     /// `prevResult`, for CHECK.
     pub prev_result: Option<Value>,
     /// `cni.dev/valid-attachments`, for GC: (container ID, ifname).
@@ -337,6 +345,30 @@ impl NetConf {
                 )))
             }
         };
+        let uplink = string("uplink")?.filter(|u| !u.is_empty());
+        let vlan = match raw.get("vlan") {
+            None | Some(Value::Null) => None,
+            Some(v) => {
+                let id = v
+                    .as_u64()
+                    .and_then(|n| u16::try_from(n).ok())
+                    .filter(|n| (1..=4094).contains(n))
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "network configuration: \"vlan\" must be a VLAN id from 1 to \
+                             4094, not {v}"
+                        ))
+                    })?;
+                if uplink.is_none() {
+                    return Err(invalid(
+                        "network configuration: \"vlan\" is a setting of an uplink; add \
+                         \"uplink\": the host interface on the LAN (e.g. \"eth0\")"
+                            .into(),
+                    ));
+                }
+                Some(id)
+            }
+        };
         let runtime_mac = raw
             .get("runtimeConfig")
             .and_then(|r| r.get("mac"))
@@ -365,6 +397,8 @@ impl NetConf {
             ipam,
             runtime_mac,
             port_security,
+            uplink,
+            vlan,
             prev_result,
             valid_attachments,
             raw,
@@ -542,6 +576,72 @@ impl Ctx<'_> {
             })
     }
 
+    /// The network, created with the configuration's uplink if it does
+    /// not exist yet (its subnet and gateway from the ipam section's first
+    /// range); an existing network must have that uplink.
+    fn find_or_create_network(&self, client: &mut Client) -> Result<NetworkInfo, CniError> {
+        let Some(uplink) = &self.conf.uplink else {
+            return self.find_network(client);
+        };
+        let nets: Vec<NetworkInfo> = self.call(client, &Request::NetworkLs(NoArgs {}))?;
+        if let Some(net) = nets.into_iter().find(|n| n.name == self.conf.network) {
+            self.check_uplink(client, uplink)?;
+            return Ok(net);
+        }
+        let (subnet, gateway) = self
+            .conf
+            .ipam
+            .as_ref()
+            .map(|(_, v)| ipam_range(v))
+            .unwrap_or_default();
+        let req = Request::NetworkCreate(NetworkCreate {
+            name: self.conf.network.clone(),
+            subnet,
+            gateway,
+            mtu: self.conf.mtu,
+            // The gateway is the LAN's router.
+            gateway_port: Some(GatewayPort::None),
+            uplink: Some(uplink.clone()),
+            vlan: self.conf.vlan,
+            ..NetworkCreate::default()
+        });
+        match self.call::<NetworkInfo>(client, &req) {
+            Ok(net) => Ok(net),
+            // A parallel ADD may have created it first.
+            Err(e) => self.find_network(client).map_err(|_| e),
+        }
+    }
+
+    /// Whether network `conf.network`'s uplink is `uplink` on `conf.vlan`.
+    fn check_uplink(&self, client: &mut Client, uplink: &str) -> Result<(), CniError> {
+        let ports: Vec<PortInfo> = self.call(client, &Request::PortLs(NoArgs {}))?;
+        let have = ports
+            .iter()
+            .filter(|p| p.network == self.conf.network)
+            .find_map(|p| p.uplink.as_ref());
+        let describe = |ifname: &str, vlan: Option<u16>| match vlan {
+            Some(v) => format!("{ifname} VLAN {v}"),
+            None => format!("{ifname} untagged"),
+        };
+        match have {
+            Some(u) if u.ifname == uplink && u.vlan == self.conf.vlan => Ok(()),
+            other => Err(CniError::new(
+                code::INVALID_CONFIG,
+                format!(
+                    "vxswitch network {:?} has {}, the CNI configuration {:?} says uplink {}; \
+                     make them agree (or set \"network\" to another vxswitch network)",
+                    self.conf.network,
+                    other.map_or_else(
+                        || "no uplink".to_string(),
+                        |u| format!("uplink {}", describe(&u.ifname, u.vlan))
+                    ),
+                    self.conf.name,
+                    describe(uplink, self.conf.vlan)
+                ),
+            )),
+        }
+    }
+
     fn mac(&self) -> Result<Option<MacAddr>, CniError> {
         let given = self
             .conf
@@ -595,7 +695,7 @@ impl Ctx<'_> {
         // Everything that can be checked is checked before IPAM hands out
         // an address: the daemon answers, the network exists.
         let mut client = self.connect()?;
-        let net = self.find_network(&mut client)?;
+        let net = self.find_or_create_network(&mut client)?;
         if net.ports.contains(&name) {
             // A second ADD without DEL: IPAM must not be asked (its DEL on
             // failure would release the address the port has).
@@ -922,6 +1022,19 @@ fn family(ip: &IpAddr) -> &'static str {
     }
 }
 
+/// The subnet and gateway of an ipam section's first range (`ranges`, or
+/// the older top-level `subnet` and `gateway`), for a network the plugin
+/// creates.
+fn ipam_range(ipam: &Value) -> (Option<String>, Option<String>) {
+    let r = ipam
+        .get("ranges")
+        .and_then(|r| r.get(0))
+        .and_then(|set| set.get(0))
+        .unwrap_or(ipam);
+    let field = |k: &str| r.get(k).and_then(Value::as_str).map(String::from);
+    (field("subnet"), field("gateway"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1047,6 +1160,35 @@ mod tests {
             Some(vec![("c1".into(), "eth0".into())])
         );
         assert_eq!(c.port_security, None, "absent: the network's (on)");
+    }
+
+    #[test]
+    fn an_uplink_and_its_vlan_are_read_and_checked() {
+        let c = NetConf::parse(
+            br#"{"cniVersion":"1.0.0","name":"lan","type":"vxswitch-cni","uplink":"eth0","vlan":10}"#,
+        )
+        .unwrap();
+        assert_eq!((c.uplink.as_deref(), c.vlan), (Some("eth0"), Some(10)));
+        for (conf, want) in [
+            (r#""vlan":10"#, "\"vlan\" is a setting of an uplink"),
+            (r#""uplink":"eth0","vlan":4095"#, "VLAN id from 1 to 4094"),
+            (r#""uplink":"eth0","vlan":"10""#, "VLAN id from 1 to 4094"),
+            (r#""uplink":7"#, "\"uplink\" must be a string"),
+        ] {
+            let raw =
+                format!(r#"{{"cniVersion":"1.0.0","name":"lan","type":"vxswitch-cni",{conf}}}"#);
+            let e = NetConf::parse(raw.as_bytes()).unwrap_err();
+            assert_eq!(e.code, code::INVALID_CONFIG);
+            assert!(e.msg.contains(want), "{conf}: {}", e.msg);
+        }
+        let ipam = serde_json::json!({"type": "host-local",
+            "ranges": [[{"subnet": "192.0.2.0/24", "gateway": "192.0.2.1"}]]});
+        assert_eq!(
+            ipam_range(&ipam),
+            (Some("192.0.2.0/24".into()), Some("192.0.2.1".into()))
+        );
+        let old = serde_json::json!({"type": "host-local", "subnet": "10.1.0.0/16"});
+        assert_eq!(ipam_range(&old), (Some("10.1.0.0/16".into()), None));
     }
 
     #[test]

@@ -250,6 +250,7 @@ mod tests {
             gateway: false,
             port_security: true,
             ip_guard: false,
+            uplink: None,
         }
     }
 

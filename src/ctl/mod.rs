@@ -57,6 +57,7 @@ mod stats;
 mod suppress;
 #[cfg(test)]
 mod testutil;
+mod uplink;
 mod validate;
 mod vteps;
 

@@ -18,6 +18,7 @@ use super::proto::{
     CtlError, GatewayPort, NetworkCreate, NetworkInfo, NetworkRemoved, NetworkRm, NetworkScope,
     PortRm,
 };
+use super::uplink::Uplink;
 use super::validate::{
     check_gateway_port, check_mtu, check_name, check_not_self, check_vni, engine_error,
     parse_gateway, parse_subnet, vxlan_error, DEFAULT_MTU,
@@ -53,6 +54,8 @@ pub(super) struct Network {
     /// The bindings the dataplane's suppression table holds (`None`: no
     /// table); see `suppress.rs`.
     pub(super) neigh_pushed: Option<BTreeMap<IpAddr, Binding>>,
+    /// The host interface attached as the network's uplink port.
+    pub(super) uplink: Option<Uplink>,
 }
 
 impl Daemon {
@@ -140,6 +143,7 @@ impl Daemon {
             None => DEFAULT_MTU,
         };
         let mtu = check_mtu(&what, a.mtu.unwrap_or(default_mtu))?;
+        let uplink = self.plan_uplink(&what, a)?;
         if a.fdb_max_entries == Some(0) {
             return Err(CtlError::invalid(format!(
                 "{what}: fdb_max_entries 0 leaves the network no room in the forwarding \
@@ -183,6 +187,7 @@ impl Daemon {
             vteps: BTreeMap::new(),
             neigh_stats: Arc::default(),
             neigh_pushed: None,
+            uplink,
         };
         self.networks.insert(a.name.clone(), net);
         for addr in vteps {
@@ -196,6 +201,20 @@ impl Daemon {
         }
         if let Err(e) = self.add_gateway_port(&a.name, a.gateway_ifname.as_deref(), gateway_mac) {
             // Nothing of the gateway port is attached when this fails.
+            self.networks.remove(&a.name);
+            let _ = self.engine.remove_network(id);
+            self.process_events();
+            self.fdb().flush(Filter {
+                net: Some(id),
+                ..Filter::default()
+            });
+            return Err(e);
+        }
+        if let Err(e) = self.add_uplink_port(&a.name) {
+            // All or nothing, as for the gateway port.
+            if let Some(p) = self.networks.get(&a.name).and_then(|n| n.gw_port.clone()) {
+                let _ = self.detach(&p);
+            }
             self.networks.remove(&a.name);
             let _ = self.engine.remove_network(id);
             self.process_events();
@@ -222,10 +241,11 @@ impl Daemon {
         }
         let net = self.network(&a.name)?;
         let (id, gw_port) = (net.id, net.gw_port.clone());
+        let uplink_port = net.uplink.as_ref().map(|u| u.port.clone());
         let attached: Vec<String> = self
             .ports_of(&a.name)
             .into_iter()
-            .filter(|p| Some(p) != gw_port.as_ref())
+            .filter(|p| Some(p) != gw_port.as_ref() && Some(p) != uplink_port.as_ref())
             .collect();
         if !attached.is_empty() && !a.force {
             return Err(CtlError::busy(format!(
@@ -242,6 +262,9 @@ impl Daemon {
         if let Some(p) = gw_port {
             self.detach(&p)?;
             self.gateway_gone(&a.name);
+        }
+        if let Some(p) = uplink_port.filter(|p| self.ports.contains_key(p)) {
+            self.detach(&p)?;
         }
         let removed_vteps = self
             .networks

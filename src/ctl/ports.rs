@@ -501,24 +501,30 @@ impl Daemon {
         let id = self.free_port_id();
         let stats = Arc::new(PortStats::default());
         let policy = meta.security.policy(meta.mac, meta.ip);
-        self.engine
-            .add_port(PortAttach {
-                id,
-                net,
-                fd,
-                extra_queues,
-                mtu,
-                stats: stats.clone(),
-                vnet_hdr: meta.vnet_hdr,
-                mac: meta.mac,
-                policy,
-            })
-            // On error `meta` is dropped, and with it a persistent TAP's
-            // guard: the TAP goes with its last fd.
-            .map_err(|e| engine_error(&format!("port {name:?}"), e))?;
+        let pa = PortAttach {
+            id,
+            net,
+            fd,
+            extra_queues,
+            mtu,
+            stats: stats.clone(),
+            vnet_hdr: meta.vnet_hdr,
+            mac: meta.mac,
+            policy,
+        };
+        match self
+            .uplink_config(network)
+            .filter(|_| meta.kind == PortKind::Uplink)
+        {
+            Some(uplink) => self.engine.add_uplink(pa, uplink),
+            None => self.engine.add_port(pa),
+        }
+        // On error `meta` is dropped, and with it a persistent TAP's
+        // guard: the TAP goes with its last fd.
+        .map_err(|e| engine_error(&format!("port {name:?}"), e))?;
         let sandbox = match meta.kind {
             PortKind::Created => search::identity(&meta.netns),
-            PortKind::Existing | PortKind::Fd | PortKind::Responder => None,
+            PortKind::Existing | PortKind::Fd | PortKind::Responder | PortKind::Uplink => None,
         };
         let port = Port {
             id,
@@ -561,6 +567,13 @@ impl Daemon {
                 "port {:?} is the gateway port of network {:?} and goes with it; remove \
                  the network ('vxswitch network rm {}'), or create it without \
                  --gateway-port",
+                a.name, port.network, port.network
+            )));
+        }
+        if port.kind == PortKind::Uplink {
+            return Err(CtlError::invalid(format!(
+                "port {:?} is the uplink of network {:?} and goes with it; remove the \
+                 network ('vxswitch network rm {}')",
                 a.name, port.network, port.network
             )));
         }
@@ -611,6 +624,9 @@ impl Daemon {
     /// Forgets a port the dataplane dropped on its own (for `cause`),
     /// logging one line; `None` if it is not (or no longer) known.
     pub(super) fn port_gone(&mut self, id: PortId, cause: GoneCause) -> Option<GonePort> {
+        if self.uplink_gone(id, cause) {
+            return None;
+        }
         let name = self
             .ports
             .iter()
@@ -652,6 +668,7 @@ impl Daemon {
     /// where the kernel bridge's veth would have vanished with the
     /// namespace. Called about once a second by the server.
     pub fn reap_orphans(&mut self) -> Vec<GonePort> {
+        self.watch_uplinks();
         let orphans: Vec<(String, GoneReason)> = self
             .ports
             .iter()
@@ -720,6 +737,7 @@ impl Daemon {
             gateway: p.gateway,
             port_security: p.policy.mac().is_some(),
             ip_guard: matches!(p.policy, SourcePolicy::Guarded(_)),
+            uplink: self.uplink_info(&p.network, name),
         }
     }
 }

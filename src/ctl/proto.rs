@@ -208,6 +208,20 @@ pub struct NetworkCreate {
     /// the remote endpoints); off by default for a local one.
     #[serde(default, skip_serializing_if = "is_false")]
     pub neigh_suppress: bool,
+    /// A host interface (in the daemon's namespace) attached to the
+    /// network as its uplink port: containers are on that LAN, each with
+    /// its own MAC, as with macvlan (see `docs/uplink.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplink: Option<String>,
+    /// The uplink's 802.1Q VLAN id (1 to 4094; needs `uplink`): frames
+    /// leave tagged and only frames of this VLAN come in. Absent: untagged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
+    /// Storm control (needs `uplink`): broadcast and multicast frames per
+    /// second taken in from the LAN; beyond, dropped and counted
+    /// (`storm`). 0: no limit. Absent: 1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storm_pps: Option<u32>,
 }
 
 /// Who answers for a network's gateway address.
@@ -477,6 +491,9 @@ pub enum PortKind {
     /// The switch's own gateway responder (`gateway_port` `switch`): no
     /// interface; it answers ARP and ping for the gateway address.
     Responder,
+    /// A network's uplink: a host interface on the LAN, through a packet
+    /// socket; created and removed with the network.
+    Uplink,
 }
 
 /// One port, as `port.add` and `port.ls` report it.
@@ -512,6 +529,30 @@ pub struct PortInfo {
     /// IP sources are guarded too (`port.add`'s `ip_guard`).
     #[serde(default, skip_serializing_if = "is_false")]
     pub ip_guard: bool,
+    /// For its network's uplink port: the host interface and its state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplink: Option<UplinkInfo>,
+}
+
+/// An uplink port's interface, as `port.ls` reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UplinkInfo {
+    /// The host interface (`eth0`).
+    pub ifname: String,
+    /// Its VLAN id, for a tagged network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
+    /// `up`, `down` (there, but down or without carrier) or `missing` (no
+    /// such interface: detached until it is back).
+    pub state: String,
+    /// Broadcast/multicast frames per second taken in (0: no limit).
+    pub storm_pps: u32,
+    /// Times the interface was found missing and attached again.
+    pub reattached: u64,
+    /// Frames from the LAN the kernel dropped because the uplink's socket
+    /// queue was full (the dataplane fell behind), never seen by the switch.
+    #[serde(default)]
+    pub rx_queue_drops: u64,
 }
 
 /// Result of `port.rm`.
@@ -559,6 +600,9 @@ pub struct PortStatsRow {
     pub name: String,
     pub network: String,
     pub stats: PortStatsSnapshot,
+    /// For an uplink port: its interface and state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplink: Option<UplinkInfo>,
 }
 
 /// One VTEP, as `vtep.add`, `vtep.ls` and `stats` report it.
@@ -656,6 +700,10 @@ pub struct ControlStats {
     pub reply_timeouts: u64,
     /// Connections closed after the idle timeout.
     pub idle_closed: u64,
+    /// Replies answered `busy` instead: other clients held too many reply
+    /// bytes unread (`MAX_QUEUED_REPLIES`).
+    #[serde(default)]
+    pub replies_refused: u64,
 }
 
 /// Something the state file records that is not back yet, and why.

@@ -53,7 +53,9 @@ use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::daemon::Daemon;
-use super::proto::{encode_reply, parse_request, strip_os_error, CtlError, MAX_LINE};
+use super::proto::{
+    encode_reply, parse_request, strip_os_error, CtlError, FdbRow, Reply, Request, MAX_LINE,
+};
 use super::validate;
 use crate::switch::EngineConfig;
 use crate::time::{Clock, MonotonicClock};
@@ -76,6 +78,23 @@ const KEEP_OUT_CAPACITY: usize = 64 * 1024;
 const DISCARD_PER_TURN: usize = 1024 * 1024;
 /// Longest the loop sleeps when nothing is due.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
+/// Reply bytes all clients together may hold unread. A reply that would
+/// take the total past it, while others hold some, is answered `busy`
+/// instead (`replies_refused`): clients that ask for a large `fdb show` and
+/// never read cannot hold 128 × its size, nor keep every slot busy. A
+/// reply alone is never refused, however large, nor one of at most 64 KiB;
+/// an `fdb.show` is refused before its table is collected once others hold
+/// a quarter of this.
+pub const MAX_QUEUED_REPLIES: usize = 16 << 20;
+/// An `fdb.show` reply of more rows is encoded this many rows at a time,
+/// each chunk once the client has taken the one before: a large table
+/// never stalls the other clients (`ping`) for the whole of its encoding,
+/// and a client that does not read costs one chunk of encoding.
+const STREAM_ROWS: usize = 256;
+/// Chunks encoded for one client before the others get a turn.
+const STREAM_CHUNKS_PER_TURN: usize = 4;
+/// What one row not yet encoded counts against [`MAX_QUEUED_REPLIES`].
+const ROW_BYTES: usize = 160;
 
 /// How to run the server.
 #[derive(Clone)]
@@ -279,6 +298,9 @@ struct Conn {
     /// The reply being written, and how much of it is out.
     out: Vec<u8>,
     out_pos: usize,
+    /// The rest of a large `fdb.show` reply, encoded into `out` a chunk at
+    /// a time as the client takes it; `out` holds its start.
+    rows: Option<std::vec::IntoIter<FdbRow>>,
     /// When the pending partial line started arriving: it must be a whole
     /// request within the request timeout.
     partial_since: Option<Instant>,
@@ -320,6 +342,7 @@ impl Conn {
             scanned: 0,
             out: Vec::new(),
             out_pos: 0,
+            rows: None,
             partial_since: None,
             reply_since: None,
             idle_since: now,
@@ -362,6 +385,7 @@ impl Conn {
         !self.inbuf.is_empty()
             || self.discarding
             || self.out_pos < self.out.len()
+            || self.rows.is_some()
             || self.closing
             || self.queued
     }
@@ -369,6 +393,7 @@ impl Conn {
     /// Queues an error reply and closes the connection after it.
     fn fail(&mut self, err: CtlError, now: Instant) {
         self.queue_reply(&encode_reply(&Err(err)), now);
+        self.rows = None;
         self.closing = true;
         self.discarding = false;
         self.inbuf = Vec::new();
@@ -383,21 +408,98 @@ impl Conn {
         self.out.extend_from_slice(reply);
     }
 
-    fn answer(&mut self, line: &[u8], daemon: &mut Daemon, now: Instant) {
+    /// Reply bytes queued and not yet written, rows not yet encoded
+    /// counted at [`ROW_BYTES`].
+    fn pending_out(&self) -> usize {
+        self.out.len() - self.out_pos + self.rows.as_ref().map_or(0, |r| r.len() * ROW_BYTES)
+    }
+
+    /// Answers one line; `others` reply bytes are waiting in other clients.
+    fn answer(&mut self, line: &[u8], daemon: &mut Daemon, now: Instant, others: usize) {
         let trimmed = line.trim_ascii();
         if trimmed.is_empty() {
             // Not a request, and not activity: the idle clock runs on.
             return;
         }
-        let reply = parse_request(trimmed).and_then(|req| daemon.handle(req));
-        self.queue_reply(&encode_reply(&reply), now);
+        let busy = |daemon: &mut Daemon, size: usize| {
+            daemon.control_stats_mut().replies_refused += 1;
+            encode_reply(&Err(CtlError::busy(format!(
+                "the reply ({size} bytes) does not fit: other clients have {others} bytes of \
+                 replies not yet read (at most {MAX_QUEUED_REPLIES} in all); retry in a moment"
+            ))))
+        };
+        let req = parse_request(trimmed);
+        if others >= MAX_QUEUED_REPLIES / 4 && matches!(req, Ok(Request::FdbShow(_))) {
+            // Refused before the table is even collected: collecting a
+            // large one takes milliseconds of this thread.
+            let b = busy(daemon, 0);
+            self.queue_reply(&b, now);
+            return;
+        }
+        let reply = match req.and_then(|req| daemon.handle(req)) {
+            Ok(Reply::Fdb(rows)) if rows.len() > STREAM_ROWS => {
+                let size = rows.len() * ROW_BYTES;
+                if others > 0 && others + size > MAX_QUEUED_REPLIES {
+                    let b = busy(daemon, size);
+                    self.queue_reply(&b, now);
+                } else {
+                    // What `encode_reply` would write, a chunk at a time.
+                    self.queue_reply(b"{\"ok\":true,\"result\":[", now);
+                    self.rows = Some(rows.into_iter());
+                }
+                return;
+            }
+            r => r,
+        };
+        let mut bytes = encode_reply(&reply);
+        // A small reply (`ping`, an error) is always answered: it costs at
+        // most 128 × 64 KiB in all, and the socket's buffer usually takes
+        // it whole.
+        if others > 0
+            && bytes.len() > KEEP_OUT_CAPACITY
+            && others + bytes.len() > MAX_QUEUED_REPLIES
+        {
+            bytes = busy(daemon, bytes.len());
+        }
+        self.queue_reply(&bytes, now);
+    }
+
+    /// Replaces `out`, all written, with the next chunk of the rows, and
+    /// the reply's end after the last.
+    fn encode_rows(&mut self) {
+        let Some(rows) = self.rows.as_mut() else {
+            return;
+        };
+        let first = self.out.ends_with(b"[");
+        self.out.clear();
+        self.out_pos = 0;
+        for (i, row) in rows.by_ref().take(STREAM_ROWS).enumerate() {
+            if i > 0 || !first {
+                self.out.push(b',');
+            }
+            if serde_json::to_writer(&mut self.out, &row).is_err() {
+                // Plain data: cannot happen; a null keeps the line JSON.
+                self.out.extend_from_slice(b"null");
+            }
+        }
+        if rows.len() == 0 {
+            self.out.extend_from_slice(b"]}\n");
+            self.rows = None;
+        }
     }
 
     /// Writes what is pending, answers complete lines, reads more; until
     /// the socket would block, the budget is spent or the connection ends.
-    fn pump(&mut self, daemon: &mut Daemon, scratch: &mut [u8], now: Instant) -> Pump {
+    fn pump(
+        &mut self,
+        daemon: &mut Daemon,
+        scratch: &mut [u8],
+        now: Instant,
+        others: usize,
+    ) -> Pump {
         let mut handled = 0;
         let mut discarded = 0;
+        let mut chunks = 0;
         loop {
             if self.out_pos < self.out.len() {
                 match self.stream.write(&self.out[self.out_pos..]) {
@@ -410,6 +512,15 @@ impl Conn {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(_) => return Pump::Close,
                 }
+            }
+            if self.rows.is_some() {
+                // The next chunk of a large reply, once this one is out.
+                if chunks >= STREAM_CHUNKS_PER_TURN {
+                    return Pump::More;
+                }
+                chunks += 1;
+                self.encode_rows();
+                continue;
             }
             if !self.out.is_empty() {
                 // A reply went out whole: the request is done.
@@ -431,7 +542,7 @@ impl Conn {
                 }
                 if let Some(line) = self.take_line(now) {
                     handled += 1;
-                    self.answer(&line, daemon, now);
+                    self.answer(&line, daemon, now, others);
                 }
                 continue;
             }
@@ -454,7 +565,7 @@ impl Conn {
                 }
                 // A last request without its newline (`printf ... | nc -U`).
                 let line = std::mem::take(&mut self.inbuf);
-                self.answer(&line, daemon, now);
+                self.answer(&line, daemon, now, others);
                 self.closing = true;
                 continue;
             }
@@ -844,10 +955,14 @@ impl Server {
     fn serve_ready(&mut self, now: Instant) {
         let ready = std::mem::take(&mut self.ready);
         for i in ready {
+            let others: usize = (self.conns.iter().enumerate())
+                .filter(|&(j, _)| j != i)
+                .filter_map(|(_, c)| c.as_ref().map(Conn::pending_out))
+                .sum();
             let Some(Some(conn)) = self.conns.get_mut(i) else {
                 continue;
             };
-            match conn.pump(&mut self.daemon, &mut self.scratch, now) {
+            match conn.pump(&mut self.daemon, &mut self.scratch, now, others) {
                 Pump::Wait => conn.queued = false,
                 Pump::More => self.ready.push(i),
                 Pump::Close => self.close(i),

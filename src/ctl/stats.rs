@@ -20,6 +20,7 @@ impl Daemon {
                 name: n.clone(),
                 network: p.network.clone(),
                 stats: p.stats.snapshot(),
+                uplink: self.uplink_info(&p.network, n),
             })
             .collect();
         let vteps = match a.port {

@@ -63,6 +63,24 @@ pub const OPTIONS: &[(&str, &str)] = &[
          or off (containers that carry other MACs)",
     ),
     (
+        "vxswitch.uplink",
+        "network.create uplink: the host interface on the LAN (e.g. eth0); containers are \
+         on that LAN, as with macvlan (docs/uplink.md)",
+    ),
+    (
+        "vxswitch.vlan",
+        "network.create vlan: the uplink's VLAN id, 1 to 4094 (needs vxswitch.uplink)",
+    ),
+    (
+        "vxswitch.storm_pps",
+        "network.create storm_pps: broadcast/multicast frames per second from the LAN \
+         (default 1000, 0: no limit)",
+    ),
+    (
+        PARENT_OPTION,
+        "macvlan's spelling of the uplink: parent=eth0, or parent=eth0.10 for VLAN 10 of eth0",
+    ),
+    (
         MTU_OPTION,
         "network.create mtu (Docker's own MTU option; must agree with vxswitch.mtu)",
     ),
@@ -75,6 +93,32 @@ pub const OPTIONS: &[(&str, &str)] = &[
 
 /// `-o vxswitch.cluster=NAME`: the Docker network is the cluster network.
 const CLUSTER_OPTION: &str = "vxswitch.cluster";
+/// `-o parent=eth0.10`: macvlan's option, taken as `vxswitch.uplink=eth0`
+/// and `vxswitch.vlan=10`.
+const PARENT_OPTION: &str = "parent";
+
+/// macvlan's `parent`: `eth0` (untagged) or `eth0.10` (VLAN 10 of eth0).
+fn parse_parent(value: &str) -> Result<(String, Option<u16>), String> {
+    let bad = || {
+        format!(
+            "option parent={value:?}: give the host interface on the LAN, e.g. parent=eth0, \
+             or parent=eth0.10 for its VLAN 10"
+        )
+    };
+    if value.is_empty() || value.starts_with('.') {
+        return Err(bad());
+    }
+    match value.rsplit_once('.') {
+        Some((ifname, vid)) if !vid.is_empty() && vid.bytes().all(|b| b.is_ascii_digit()) => {
+            let vid: u16 = vid.parse().map_err(|_| bad())?;
+            if ifname.is_empty() || !(1..=4094).contains(&vid) {
+                return Err(bad());
+            }
+            Ok((ifname.to_string(), Some(vid)))
+        }
+        _ => Ok((value.to_string(), None)),
+    }
+}
 
 /// Docker's generic MTU option, as `-o com.docker.network.driver.mtu=N`.
 const MTU_OPTION: &str = "com.docker.network.driver.mtu";
@@ -436,6 +480,8 @@ impl<B: Backend> Driver<B> {
             GatewayPort::Host
         };
         let mut mtus: Vec<(&str, u32)> = Vec::new();
+        let mut gateway_given = false;
+        let mut parent = None;
         for (key, value) in &opts {
             let bad = |what: &str| format!("option {key}={value:?}: {what}");
             match key.as_str() {
@@ -465,7 +511,24 @@ impl<B: Backend> Driver<B> {
                         _ => return Err(bad("use on or off")),
                     }
                 }
+                "vxswitch.uplink" => create.uplink = Some(value.clone()),
+                "vxswitch.vlan" => {
+                    create.vlan = Some(
+                        value
+                            .parse()
+                            .map_err(|_| bad("the VLAN id is a number from 1 to 4094"))?,
+                    );
+                }
+                "vxswitch.storm_pps" => {
+                    create.storm_pps = Some(
+                        value
+                            .parse()
+                            .map_err(|_| bad("frames per second, e.g. 1000 (0: no limit)"))?,
+                    );
+                }
+                PARENT_OPTION => parent = Some(parse_parent(value)?),
                 "vxswitch.gateway" => {
+                    gateway_given = true;
                     gateway_port = match value.as_str() {
                         "host" => GatewayPort::Host,
                         "switch" => GatewayPort::Switch,
@@ -485,6 +548,24 @@ impl<B: Backend> Driver<B> {
                     ))
                 }
             }
+        }
+        if let Some((ifname, vlan)) = parent {
+            let same_if = create.uplink.as_ref().is_none_or(|u| *u == ifname);
+            let same_vlan = create.vlan.is_none() || create.vlan == vlan;
+            if !same_if || !same_vlan {
+                return Err(
+                    "options parent and vxswitch.uplink/vxswitch.vlan disagree; give one of \
+                     them"
+                        .to_string(),
+                );
+            }
+            create.uplink = Some(ifname);
+            create.vlan = create.vlan.or(vlan);
+        }
+        // On a LAN the gateway is the LAN's router: no host gateway port
+        // unless asked for.
+        if create.uplink.is_some() && !gateway_given {
+            gateway_port = GatewayPort::None;
         }
         if let [(k1, m1), (k2, m2), ..] = mtus[..] {
             if m1 != m2 {
@@ -844,7 +925,7 @@ mod tests {
                 cluster: false,
                 fdb_max_entries: None,
                 port_security: None,
-                neigh_suppress: false,
+                ..Default::default()
             })]
         );
     }
@@ -898,6 +979,46 @@ mod tests {
         match &sent(&f)[..] {
             [Request::NetworkCreate(c)] => assert_eq!(c.port_security, Some(false)),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_uplink_is_an_option_in_vxswitchs_spelling_or_macvlans() {
+        let create = |opts: Value| {
+            let f = Fake::default();
+            let body = json!({"NetworkID": NID,
+                "Options": {"com.docker.network.generic": opts},
+                "IPv4Data": [{"Pool": "192.0.2.0/24", "Gateway": "192.0.2.1/24"}]});
+            call(&f, "/NetworkDriver.CreateNetwork", body).map(|_| match &sent(&f)[..] {
+                [Request::NetworkCreate(c)] => c.clone(),
+                other => panic!("{other:?}"),
+            })
+        };
+        for opts in [
+            json!({"parent": "eth0.10"}),
+            json!({"vxswitch.uplink": "eth0", "vxswitch.vlan": "10"}),
+            json!({"parent": "eth0.10", "vxswitch.uplink": "eth0"}),
+        ] {
+            let c = create(opts.clone()).unwrap();
+            assert_eq!(
+                (c.uplink.as_deref(), c.vlan, c.gateway_port),
+                (Some("eth0"), Some(10), Some(GatewayPort::None)),
+                "{opts}: the gateway is the LAN's router, no host port"
+            );
+            assert_eq!(c.gateway.as_deref(), Some("192.0.2.1"));
+        }
+        let c = create(json!({"parent": "eth0", "vxswitch.storm_pps": "50"})).unwrap();
+        assert_eq!(
+            (c.uplink.as_deref(), c.vlan, c.storm_pps),
+            (Some("eth0"), None, Some(50))
+        );
+        let c = create(json!({"parent": "eth0", "vxswitch.gateway": "host"})).unwrap();
+        assert_eq!(c.gateway_port, Some(GatewayPort::Host), "asked for");
+        let e = create(json!({"parent": "eth0.10", "vxswitch.vlan": "20"})).unwrap_err();
+        assert!(e.contains("disagree"), "{e}");
+        for bad in ["eth0.0", "eth0.4095", ".10", ""] {
+            let e = create(json!({ "parent": bad })).unwrap_err();
+            assert!(e.contains("parent=eth0.10"), "{bad}: {e}");
         }
     }
 

@@ -78,6 +78,7 @@ impl Backend for &FakeDaemon {
                     gateway: false,
                     port_security: true,
                     ip_guard: false,
+                    uplink: None,
                 };
                 Ok(serde_json::to_value(port).unwrap_or_default())
             }
@@ -283,6 +284,7 @@ pub fn cni_config(data: &[u8]) -> bool {
         gateway: false,
         port_security: true,
         ip_guard: false,
+        uplink: None,
     };
     let out = result::render(
         &conf.cni_version,

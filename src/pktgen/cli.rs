@@ -45,6 +45,11 @@ pub struct TxArgs {
     /// Source MAC (default: the interface's).
     #[arg(long, value_name = "MAC")]
     pub src_mac: Option<MacAddr>,
+    /// Source MACs: frame N comes from the Nth of this many distinct,
+    /// pseudo-random, locally administered unicast MACs (a MAC flood at
+    /// full rate); default: one, --src-mac or the interface's.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1u64 << 40))]
+    pub src_macs: Option<u64>,
     /// IPv4 source of flow 0; flow N uses this + N. The default is in the
     /// benchmarking range (RFC 2544), so receivers drop it without replying.
     #[arg(long, value_name = "ADDR", default_value = "198.18.0.1")]
@@ -157,6 +162,7 @@ fn run(cmd: PktgenCmd, json: bool, stop: &AtomicBool) -> Result<String, String> 
                 place: Place::new(&a.dev, a.netns.as_deref()),
                 dst_mac: a.dst_mac,
                 src_mac: a.src_mac,
+                src_macs: a.src_macs,
                 src_ip: a.src_ip,
                 dst_ip: a.dst_ip,
                 src_port: a.src_port,

@@ -33,6 +33,9 @@ pub struct TxOptions {
     pub dst_mac: MacAddr,
     /// Default: the interface's MAC.
     pub src_mac: Option<MacAddr>,
+    /// Cycle the source MAC through this many distinct random MACs
+    /// ([`flood_mac`]); None or 1: `src_mac` only.
+    pub src_macs: Option<u64>,
     pub src_ip: Ipv4Addr,
     pub dst_ip: Ipv4Addr,
     pub src_port: u16,
@@ -127,6 +130,41 @@ impl TxOptions {
     }
 }
 
+/// A salt for [`flood_mac`] that differs between runs, also between
+/// runs started at once from several processes.
+fn mac_salt(run: u16) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut z = (u64::from(run) << 48) ^ (u64::from(std::process::id()) << 20) ^ u64::from(nanos);
+    // splitmix64's finaliser: every input bit moves every output bit.
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The `i`th source MAC of a `--src-macs` run salted with `salt`: locally
+/// administered unicast (the first byte fixed per run, `x2`, `x6`, `xA`
+/// or `xE`), the other 40 bits a bijective mix of `i` (mod 2^40) and the
+/// salt, so the first 2^40 are distinct and look random to a hash table.
+pub fn flood_mac(salt: u64, i: u64) -> MacAddr {
+    const M: u64 = (1 << 40) - 1;
+    // Each step is a bijection on 40 bits (a multiply by an odd number, an
+    // xor with its own shifted value, an xor with a constant), so `i` maps
+    // to distinct MACs; the salt, mixed, moves the whole set elsewhere.
+    let mix = |mut x: u64| {
+        x &= M;
+        x = x.wrapping_mul(0x9e37_79b9_7f4b) & M;
+        x ^= x >> 21;
+        x = x.wrapping_mul(0xbf58_476d_1ce5) & M;
+        x ^ (x >> 19)
+    };
+    let x = mix(i) ^ mix(salt ^ (salt >> 40));
+    let b = x.to_be_bytes();
+    let first = ((salt >> 56) as u8 & 0xfc) | 0x02;
+    MacAddr([first, b[3], b[4], b[5], b[6], b[7]])
+}
+
 /// Per-run state of the send loop: frames in flight, counters, clocks.
 struct Sender<'a> {
     place: &'a Place,
@@ -137,6 +175,10 @@ struct Sender<'a> {
     headers: Vec<[u8; HEADER_LEN]>,
     next_seq: Vec<u64>,
     next_flow: u16,
+    /// `--src-macs`: how many, and the frame counter that picks the next.
+    src_macs: u64,
+    mac_index: u64,
+    mac_salt: u64,
     sent: u64,
     queue_full: u64,
     syscalls: u64,
@@ -153,6 +195,11 @@ impl Sender<'_> {
             if self.slot_flow[i] != f {
                 slot[..HEADER_LEN].copy_from_slice(&self.headers[usize::from(f)]);
                 self.slot_flow[i] = f;
+            }
+            if self.src_macs > 1 {
+                let m = flood_mac(self.mac_salt, self.mac_index % self.src_macs);
+                slot[6..12].copy_from_slice(&m.0);
+                self.mac_index += 1;
             }
             let seq = &mut self.next_seq[usize::from(f)];
             ProbeFrame::new_unchecked(slot).set_seq(*seq);
@@ -326,6 +373,9 @@ pub fn run_tx(o: &TxOptions, stop: &AtomicBool) -> Result<TxReport, PktgenError>
         headers: (0..o.flows).map(|f| spec.header(f)).collect(),
         next_seq: vec![0; usize::from(o.flows)],
         next_flow: 0,
+        src_macs: o.src_macs.unwrap_or(1),
+        mac_index: 0,
+        mac_salt: mac_salt(spec.run),
         sent: 0,
         queue_full: 0,
         syscalls: 0,
@@ -428,4 +478,26 @@ pub fn run_tx(o: &TxOptions, stop: &AtomicBool) -> Result<TxReport, PktgenError>
         stop: why,
         kernel: after.since(&before),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::flood_mac;
+    use std::collections::HashSet;
+
+    #[test]
+    fn flood_macs_are_distinct_local_unicast_and_salted() {
+        let salt = 0x1234_5678_9abc_def0;
+        let macs: HashSet<_> = (0..200_000).map(|i| flood_mac(salt, i)).collect();
+        assert_eq!(macs.len(), 200_000);
+        for m in macs.iter().take(1000) {
+            assert_eq!(m.0[0] & 0x03, 0x02, "{m}: not local unicast");
+        }
+        // Runs with nearby salts (processes started together) make
+        // different sets.
+        let other: HashSet<_> = (0..200_000).map(|i| flood_mac(salt + 1, i)).collect();
+        assert!(macs.intersection(&other).count() < 10);
+        // Consecutive indices differ in more than the last byte.
+        assert_ne!(flood_mac(salt, 0).0[1..5], flood_mac(salt, 1).0[1..5]);
+    }
 }

@@ -58,6 +58,7 @@ mod persist;
 pub mod ring;
 pub mod search;
 mod tap;
+pub mod uplink;
 
 pub use netlink::{LinkInfo, TunInfo};
 pub use persist::PersistGuard;

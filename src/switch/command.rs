@@ -33,6 +33,8 @@ pub(super) struct PortQueue {
     /// The port's own MAC, if known.
     pub(super) mac: Option<MacAddr>,
     pub(super) policy: SourcePolicy,
+    /// An uplink port: its VLAN tag and storm control.
+    pub(super) uplink: Option<super::uplink::UplinkConfig>,
 }
 
 pub(super) enum Command {

@@ -372,7 +372,15 @@ impl Egress {
 /// transmissions are counted.
 #[inline]
 fn write_frame(port: &Port, bytes: &[u8], frame_len: usize, dead: &mut Vec<(PortId, GoneCause)>) {
-    match (&port.file).write(bytes) {
+    let written = match port.uplink.as_ref().and_then(|u| u.tag()) {
+        // A tagged uplink: the 802.1Q tag goes in on the way out.
+        Some(tag) => {
+            let hdr = if port.vnet { VNET_HDR_LEN } else { 0 };
+            super::uplink::write_tagged(&port.file, bytes, hdr, tag)
+        }
+        None => (&port.file).write(bytes),
+    };
+    match written {
         Ok(n) if n == bytes.len() => {
             port.stats.tx_frames.inc();
             port.stats.tx_bytes.add(frame_len as u64);

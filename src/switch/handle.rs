@@ -30,6 +30,7 @@ use mio::{Poll, Waker};
 use super::command::{ask_all, Command, Mailbox, PortQueue};
 use super::fatal;
 use super::policy::SourcePolicy;
+use super::uplink::UplinkConfig;
 use super::worker::{Shared, Worker, WAKER};
 use crate::fdb::{Fdb, FdbConfig, NetId, PortId, VtepId};
 use crate::gateway::NeighTable;
@@ -357,6 +358,22 @@ impl Engine {
 
     /// Attaches a port; returns once the workers poll its fd.
     pub fn add_port(&self, port: PortAttach) -> Result<(), EngineError> {
+        self.add_port_as(port, None)
+    }
+
+    /// Attaches an uplink port (a host interface's packet socket,
+    /// `ports::uplink`): frames out are tagged with `uplink.vlan`, and
+    /// what comes in from the LAN passes storm control and must be for a
+    /// MAC of the network (`switch::uplink`).
+    pub fn add_uplink(&self, port: PortAttach, uplink: UplinkConfig) -> Result<(), EngineError> {
+        self.add_port_as(port, Some(uplink))
+    }
+
+    fn add_port_as(
+        &self,
+        port: PortAttach,
+        uplink: Option<UplinkConfig>,
+    ) -> Result<(), EngineError> {
         let n = self.workers();
         let per_queue = port.extra_queues.len() + 1 == n;
         let gone = Arc::new(AtomicBool::new(false));
@@ -385,6 +402,7 @@ impl Engine {
                 gone: gone.clone(),
                 mac: port.mac,
                 policy: port.policy,
+                uplink,
             };
             m.post(Command::AddPort(q, tx))?;
             replies.push(rx);

@@ -20,6 +20,7 @@ use super::decide::{decide, Decision, Ingress, Verdict};
 use super::egress::{Egress, Frame};
 use super::handle::GoneCause;
 use super::policy::Policy;
+use super::uplink;
 use super::worker::{Tables, Turn, Worker};
 use super::HEADROOM;
 use crate::fdb::{Dest, FdbGuard, Learned, PortId, Refusal};
@@ -69,6 +70,9 @@ impl Worker {
                     break;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // An uplink's interface went down (reported once); the
+                // control plane reports the link's state.
+                Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => continue,
                 Err(e) => {
                     if let Some(cause) = GoneCause::read(&e) {
                         turn = Turn::Dead(cause);
@@ -106,7 +110,18 @@ impl Worker {
             };
             let mut f = Frame::new(rx, HEADROOM, len, vnet, port.vnet);
             let ingress = Ingress::port(id, port.net).with_policy(tables.policy(port));
-            let verdict = decide(fdb, ingress, f.bytes(), now);
+            let mut verdict;
+            if let Some(u) = &port.uplink {
+                // From the LAN: storm control, and only what is for the network.
+                if !u.admit(f.bytes(), now) {
+                    stats.count_drop(DropReason::Storm);
+                    continue;
+                }
+                verdict = decide(fdb, ingress, f.bytes(), now);
+                verdict = uplink::from_lan(verdict, f.bytes(), &tables.owned, port.net);
+            } else {
+                verdict = decide(fdb, ingress, f.bytes(), now);
+            }
             dispatch(tables, egress, tunnel, ingress, stats, verdict, &mut f);
         }
         // Small datagrams batched during the turn leave now.

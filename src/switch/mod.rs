@@ -11,7 +11,9 @@
 //!   tunnel, with offloads done in software where the egress lacks them;
 //! - [`decide()`]: the forwarding decision itself, pure;
 //! - [`policy`]: what a port may send (port security, the IP source
-//!   guard, MACs a port owns), checked in `decide()`.
+//!   guard, MACs a port owns), checked in `decide()`;
+//! - `uplink`: the uplink's port kind (a host interface on the LAN):
+//!   storm control and the unicast filter in, VLAN tags out.
 //!
 //! The VXLAN parts a worker drives (VTEP table, TX batching, decap) are in
 //! [`crate::vxlan`]; counters in [`crate::metrics`].
@@ -24,6 +26,7 @@ mod command;
 mod egress;
 mod fatal;
 mod ingress;
+mod uplink;
 mod worker;
 
 #[cfg(test)]
@@ -42,6 +45,7 @@ pub use handle::{
     default_workers, Engine, EngineConfig, EngineError, Event, GoneCause, NetworkSpec, PortAttach,
 };
 pub use policy::{IpGuard, OwnedMacs, Policy, SourcePolicy};
+pub use uplink::UplinkConfig;
 
 /// Room in front of every received frame, so a `virtio_net_hdr` or a VXLAN
 /// header can be written in front of it without a copy (the kernel adds

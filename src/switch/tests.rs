@@ -170,6 +170,7 @@ impl Desk {
             gone: Arc::new(AtomicBool::new(false)),
             mac: None,
             policy: Default::default(),
+            uplink: None,
         }));
         End {
             sock: UnixDatagram::from(theirs),

@@ -30,6 +30,7 @@ use super::command::{Command, Mailbox, PortQueue};
 use super::egress::Egress;
 use super::handle::{EngineConfig, EngineError, Event, GoneCause, NetworkSpec, DEFAULT_BUDGET};
 use super::policy::{OwnedMacs, Policy, SourcePolicy};
+use super::uplink::UplinkPort;
 use super::{HEADROOM, L2_OVERHEAD, MAX_FRAME};
 use crate::fdb::{Dest, Fdb, NetId, PortId, VtepId};
 use crate::gateway::NeighTable;
@@ -78,6 +79,8 @@ pub(super) struct Port {
     mac: Option<MacAddr>,
     /// Which frames it may send.
     pub(super) policy: SourcePolicy,
+    /// An uplink port's own rules (`switch::uplink`).
+    pub(super) uplink: Option<UplinkPort>,
 }
 
 impl Port {
@@ -100,6 +103,7 @@ impl Port {
             rx_errors: Cell::new(0),
             mac: p.mac,
             policy: p.policy,
+            uplink: p.uplink.map(UplinkPort::new),
         }
     }
 }

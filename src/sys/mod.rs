@@ -13,3 +13,4 @@ pub mod ring;
 pub mod rlimit;
 pub mod tun;
 pub mod udp;
+pub mod uplink;

@@ -186,6 +186,10 @@ pub struct GroRecv {
     /// With [`enable_drop_count`]: datagrams the kernel dropped on this
     /// socket so far (a wrapping counter), as of this receive.
     pub dropped: Option<u32>,
+    /// The datagram (or train) was longer than `buf` and the kernel cut it
+    /// (`MSG_TRUNC`): `len` bytes are only its start. Drop it whole, never
+    /// use the slice.
+    pub truncated: bool,
 }
 
 fn set_int(
@@ -276,6 +280,7 @@ pub fn recv_gro(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<GroRecv> {
         from,
         segment,
         dropped,
+        truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
     })
 }
 
@@ -302,5 +307,32 @@ fn sockaddr_to_std(a: &libc::sockaddr_storage) -> Option<std::net::SocketAddr> {
             )))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+    use std::os::fd::AsFd;
+
+    /// A datagram longer than the buffer is reported as cut, not handed
+    /// over as if the first bytes were all of it.
+    #[test]
+    fn a_datagram_longer_than_the_buffer_is_reported_truncated() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let to = rx.local_addr().unwrap();
+        tx.send_to(&[7u8; 100], to).unwrap();
+        tx.send_to(&[8u8; 40], to).unwrap();
+        let mut buf = [0u8; 64];
+        let r = recv_gro(rx.as_fd(), &mut buf).unwrap();
+        assert!(r.truncated, "{r:?}");
+        assert_eq!(r.len, 64);
+        let r = recv_gro(rx.as_fd(), &mut buf).unwrap();
+        assert!(!r.truncated, "{r:?}");
+        assert_eq!((r.len, r.from), (40, tx.local_addr().unwrap()));
     }
 }

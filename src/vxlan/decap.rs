@@ -108,6 +108,18 @@ impl Tunnel {
             self.stats
                 .count_drops(VxlanDrop::SocketOverflow, u64::from(new));
         }
+        if r.truncated {
+            // Only the start of it is in `buf`: never forward a slice.
+            self.stats.count_drop(VxlanDrop::Oversize);
+            return Recv::Again;
+        }
+        if r.len == 0 {
+            // An empty datagram: no train of datagrams to split, but still
+            // one datagram shorter than a VXLAN header.
+            self.stats.rx_datagrams.inc();
+            self.stats.count_drop(VxlanDrop::Truncated);
+            return Recv::Again;
+        }
         let from = r.from.ip().to_canonical();
         let segment = r.segment.max(1);
         self.stats.rx_datagrams.add(r.len.div_ceil(segment) as u64);
@@ -258,5 +270,50 @@ mod tests {
             Some(d)
         );
         assert_eq!(vteps.learned().count(), 0);
+    }
+
+    /// A datagram longer than the receive buffer is counted as `oversize`
+    /// and dropped whole, an empty one as `truncated` (it was not counted
+    /// at all); the next one is received as usual.
+    #[test]
+    fn a_datagram_longer_than_the_buffer_is_dropped_whole_as_oversize() {
+        use crate::vxlan::sockets::Sockets;
+        use crate::vxlan::stats::VxlanStats;
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cfg = VxlanConfig {
+            port,
+            src_port_min: port,
+            src_port_max: port,
+            ..VxlanConfig::default()
+        };
+        let stats = Arc::new(VxlanStats::default());
+        let mut t = Tunnel::new(stats.clone());
+        t.open(Sockets::open(&cfg, false).unwrap());
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        // An empty datagram is one too, shorter than a header.
+        tx.send_to(&[], ("127.0.0.1", port)).unwrap();
+        tx.send_to(&datagram(7, &[0xaa; 192]), ("127.0.0.1", port))
+            .unwrap();
+        tx.send_to(&datagram(7, &[0xbb; 52]), ("127.0.0.1", port))
+            .unwrap();
+        let mut buf = [0u8; 100];
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let train = loop {
+            match t.receive(false, 0, &mut buf) {
+                Recv::Train(tr) => break tr,
+                Recv::Drained | Recv::Again => {
+                    assert!(std::time::Instant::now() < deadline, "nothing received");
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            }
+        };
+        assert_eq!(stats.drops(VxlanDrop::Oversize), 1);
+        assert_eq!(stats.drops(VxlanDrop::Truncated), 1);
+        assert_eq!((train.len, train.segment), (60, 60));
+        assert_eq!(&buf[HEADER_LEN..train.len], &[0xbb; 52]);
     }
 }

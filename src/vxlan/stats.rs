@@ -24,10 +24,13 @@ pub enum VxlanDrop {
     /// Dropped by the kernel before vxswitch could read it: the socket's
     /// receive buffer was full (`SO_RXQ_OVFL`). The switch fell behind.
     SocketOverflow,
+    /// Longer than the receive buffer, so the kernel cut it (`MSG_TRUNC`):
+    /// dropped whole, never forwarded in part.
+    Oversize,
 }
 
 impl VxlanDrop {
-    pub const ALL: [VxlanDrop; 7] = [
+    pub const ALL: [VxlanDrop; 8] = [
         VxlanDrop::Truncated,
         VxlanDrop::BadFlags,
         VxlanDrop::UnknownVni,
@@ -35,6 +38,7 @@ impl VxlanDrop {
         VxlanDrop::VtepLimit,
         VxlanDrop::RxError,
         VxlanDrop::SocketOverflow,
+        VxlanDrop::Oversize,
     ];
 
     pub fn name(self) -> &'static str {
@@ -46,6 +50,7 @@ impl VxlanDrop {
             VxlanDrop::VtepLimit => "vtep_limit",
             VxlanDrop::RxError => "rx_error",
             VxlanDrop::SocketOverflow => "socket_overflow",
+            VxlanDrop::Oversize => "oversize",
         }
     }
 }
