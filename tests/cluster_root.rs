@@ -4,7 +4,9 @@
 //! with a private etcd inside that underlay namespace (its own data
 //! directory and ports, killed by PID when the test ends). Containers are
 //! namespaces with a port of a host's daemon. No `vtep add` anywhere: every
-//! VTEP and remote FDB entry comes from the cluster.
+//! VTEP and remote FDB entry comes from the cluster. With the endpoints
+//! known, tshark on the underlay bridge sees no broadcast ARP in VXLAN:
+//! each host's switch answers for the remote endpoints (ARP suppression).
 //!
 //! The faults of issue 16: a daemon killed with SIGKILL vanishes from the
 //! others within TTL + 2 s; an etcd outage (`VXSWITCH_TEST_OUTAGE_SECS`,
@@ -27,6 +29,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::capture::Capture;
 use support::{
     can_run, can_run_with, cmd, exact_transfer, run, run_raw, signal, unique, wait_for, wait_until,
     Daemon, Netns, TempDir, BIN,
@@ -490,7 +493,7 @@ fn wait_macs(d: &Daemon, who: &str, macs: &[&str]) {
 
 #[test]
 fn three_hosts_converge_without_vtep_lists_a_fourth_joins_and_a_killed_one_vanishes() {
-    if !can_run(TOOLS) {
+    if !can_run(&[TOOLS, &["tshark"]].concat()) {
         return;
     }
     let lab = Lab::new();
@@ -536,6 +539,43 @@ fn three_hosts_converge_without_vtep_lists_a_fourth_joins_and_a_killed_one_vanis
             }
         }
     }
+    // ARP suppression: once the endpoints are known, no broadcast ARP
+    // crosses the underlay. Every container forgets its neighbours and
+    // pings every other again, while tshark watches the hosts' bridge.
+    let mut cap = Capture::start(&lab.ul, "br0", &h1.ip);
+    for (a, _) in all {
+        a.ip_ok(&["neigh", "flush", "all"]);
+    }
+    for (a, _) in all {
+        for (b, ip) in all {
+            if a.name != b.name {
+                assert!(a.ping(ip), "{} cannot ping {ip} again", a.name);
+            }
+        }
+    }
+    cap.stop();
+    let arp = cap.rows(
+        "vxlan && arp.opcode == 1 && eth.dst == ff:ff:ff:ff:ff:ff",
+        &["ip.src", "arp.src.proto_ipv4", "arp.dst.proto_ipv4"],
+    );
+    assert!(
+        arp.is_empty(),
+        "broadcast ARP requests crossed the underlay: {arp:?}"
+    );
+    let echoes = cap.rows("vxlan && icmp.type == 8", &["ip.src"]);
+    assert!(
+        echoes.len() >= 6,
+        "the capture shows the pings in VXLAN: {echoes:?}"
+    );
+    for h in [&h1, &h2, &h3] {
+        let s = h.d().json(&["stats"]);
+        let row = &s["suppress"][0];
+        assert_eq!(row["network"], NET, "{s}");
+        // Its own container and the two remote ones.
+        assert_eq!(row["bindings"], 3, "{}: {row}", h.id);
+        assert!(row["answered"].as_u64().unwrap() >= 2, "{}: {row}", h.id);
+    }
+
     let st = status(h1.d());
     assert_eq!(
         (

@@ -292,6 +292,11 @@ pub struct NetworkCreateArgs {
     /// unless a port add says otherwise (default: port security on).
     #[arg(long)]
     pub no_port_security: bool,
+    /// ARP/ND suppression: the switch answers ARP requests and neighbour
+    /// solicitations for its ports' addresses itself instead of flooding
+    /// them (always on for a cluster network).
+    #[arg(long)]
+    pub neigh_suppress: bool,
     /// Attach the host interface IFNAME (e.g. eth0) as the network's
     /// uplink: its containers are on that LAN, each with its own MAC, as
     /// with macvlan (docs/uplink.md). --gateway is then the LAN's router.

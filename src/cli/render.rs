@@ -570,6 +570,13 @@ pub fn stats(s: &StatsReply) -> String {
             n.network, n.entries, n.max, n.refused
         );
     }
+    for n in &s.suppress {
+        let _ = writeln!(
+            out,
+            "suppress {}: {} bindings, {} answered, {} missed (flooded), {} ignored (flooded)",
+            n.network, n.bindings, n.stats.answered, n.stats.missed, n.stats.ignored
+        );
+    }
     let c = &s.control;
     let _ = writeln!(
         out,
@@ -708,6 +715,7 @@ mod tests {
             gateways: Vec::new(),
             control: Default::default(),
             pending: Vec::new(),
+            suppress: Vec::new(),
             networks: Vec::new(),
         };
         let out = stats(&s);
@@ -759,6 +767,7 @@ mod tests {
             ],
             control: Default::default(),
             pending: Vec::new(),
+            suppress: Vec::new(),
         };
         let out = stats(&s);
         let lines: Vec<&str> = out.lines().collect();
@@ -826,6 +835,7 @@ mod tests {
             gateways: Vec::new(),
             control: Default::default(),
             pending: Vec::new(),
+            suppress: Vec::new(),
             networks: Vec::new(),
         };
         let out = stats(&s);
@@ -862,6 +872,7 @@ mod tests {
             gateway_ifname: Some("vxgw-lab".into()),
             gateway_mac: Some(MacAddr([2, 0, 0, 0, 0, 1])),
             scope: NetworkScope::Local,
+            neigh_suppress: false,
         };
         assert_eq!(
             network_created(&n),
@@ -935,6 +946,7 @@ mod tests {
             gateway_ifname: None,
             gateway_mac: None,
             scope: NetworkScope::Cluster,
+            neigh_suppress: true,
         };
         let plain = NetworkInfo {
             name: "red".into(),

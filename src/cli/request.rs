@@ -74,6 +74,7 @@ impl From<NetworkCreateArgs> for NetworkCreate {
                 .fdb_max_entries
                 .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
             port_security: a.no_port_security.then_some(false),
+            neigh_suppress: a.neigh_suppress,
             uplink: a.uplink,
             vlan: a.vlan,
             storm_pps: a.storm_pps,

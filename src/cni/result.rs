@@ -231,6 +231,7 @@ mod tests {
             gateway_mac: None,
             gateway_ifname: None,
             scope: Default::default(),
+            neigh_suppress: false,
         }
     }
 

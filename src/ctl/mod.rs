@@ -54,6 +54,7 @@ mod restore;
 pub mod server;
 pub mod state;
 mod stats;
+mod suppress;
 #[cfg(test)]
 mod testutil;
 mod uplink;

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
@@ -24,7 +25,7 @@ use super::validate::{
 };
 use super::vteps::Vtep;
 use crate::fdb::{Filter, NetId};
-use crate::gateway::SwitchGateway;
+use crate::gateway::{Binding, SuppressStats, SwitchGateway};
 use crate::switch::NetworkSpec;
 use crate::wire::vxlan::MAX_VNI;
 use crate::wire::MacAddr;
@@ -48,6 +49,11 @@ pub(super) struct Network {
     pub(super) switch_gw: Option<SwitchGateway>,
     /// By address; at most one per IP (the dataplane's key).
     pub(super) vteps: BTreeMap<SocketAddr, Vtep>,
+    /// ARP/ND suppression's counters (kept across tables).
+    pub(super) neigh_stats: Arc<SuppressStats>,
+    /// The bindings the dataplane's suppression table holds (`None`: no
+    /// table); see `suppress.rs`.
+    pub(super) neigh_pushed: Option<BTreeMap<IpAddr, Binding>>,
     /// The host interface attached as the network's uplink port.
     pub(super) uplink: Option<Uplink>,
 }
@@ -179,6 +185,8 @@ impl Daemon {
             gateway_mac: None,
             switch_gw: None,
             vteps: BTreeMap::new(),
+            neigh_stats: Arc::default(),
+            neigh_pushed: None,
             uplink,
         };
         self.networks.insert(a.name.clone(), net);
@@ -313,6 +321,7 @@ impl Daemon {
             } else {
                 NetworkScope::Local
             },
+            neigh_suppress: super::suppress::suppressing(net),
         }
     }
 

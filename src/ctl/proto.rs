@@ -202,6 +202,12 @@ pub struct NetworkCreate {
     /// MACs (Docker: `-o vxswitch.port_security=off`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_security: Option<bool>,
+    /// ARP/ND suppression: the switch answers ARP requests and neighbour
+    /// solicitations for its ports' addresses itself instead of flooding
+    /// them. Always on for a cluster network (where it also answers for
+    /// the remote endpoints); off by default for a local one.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub neigh_suppress: bool,
     /// A host interface (in the daemon's namespace) attached to the
     /// network as its uplink port: containers are on that LAN, each with
     /// its own MAC, as with macvlan (see `docs/uplink.md`).
@@ -456,6 +462,10 @@ pub struct NetworkInfo {
     /// `cluster` for a cluster network; absent for a local one.
     #[serde(default, skip_serializing_if = "NetworkScope::is_local")]
     pub scope: NetworkScope,
+    /// The switch answers ARP/ND for the addresses it knows (see
+    /// `NetworkCreate::neigh_suppress`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub neigh_suppress: bool,
 }
 
 /// Result of `network.rm`.
@@ -646,6 +656,19 @@ pub struct StatsReply {
     /// when `stats` is asked about one port).
     #[serde(default)]
     pub networks: Vec<NetworkFdbRow>,
+    /// ARP/ND suppression, per network that has it on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suppress: Vec<SuppressRow>,
+}
+
+/// A network's ARP/ND suppression, as `stats` reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuppressRow {
+    pub network: String,
+    /// Addresses the switch answers for now.
+    pub bindings: usize,
+    #[serde(flatten)]
+    pub stats: crate::gateway::SuppressStatsSnapshot,
 }
 
 /// A network's share of the FDB, as `stats` reports it.

@@ -339,6 +339,8 @@ impl Daemon {
         // Every change of the configuration passes here: the cluster agent
         // hears of changed ports.
         self.cluster_local_changed();
+        // ... and the dataplane of changed ARP/ND bindings.
+        self.neigh_sync();
         if self.restoring || self.store.is_none() {
             return;
         }

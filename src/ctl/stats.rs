@@ -69,6 +69,10 @@ impl Daemon {
             control: self.control,
             pending: self.pending_rows(),
             networks,
+            suppress: match a.port {
+                Some(_) => Vec::new(),
+                None => self.suppress_rows(),
+            },
         })
     }
 }

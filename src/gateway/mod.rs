@@ -23,6 +23,7 @@
 //! stops): its `read` returns end-of-file.
 
 pub mod responder;
+pub mod suppress;
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -31,6 +32,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 pub use responder::{GatewayStats, GatewayStatsSnapshot, Outcome, Responder};
+pub use suppress::{Binding, NeighTable, SuppressStats, SuppressStatsSnapshot};
 
 /// Prefix of gateway interface and port names.
 pub const PREFIX: &str = "vxgw-";

@@ -13,6 +13,7 @@ use mio::Waker;
 use super::handle::{EngineError, NetworkSpec};
 use super::policy::SourcePolicy;
 use crate::fdb::{NetId, PortId, VtepId};
+use crate::gateway::NeighTable;
 use crate::metrics::PortStats;
 use crate::vxlan::{Sockets, VtepInfo};
 use crate::wire::MacAddr;
@@ -48,6 +49,8 @@ pub(super) enum Command {
     /// A peer learned a VTEP: take it as it is.
     AdoptVtep(VtepInfo),
     RemoveVtep(VtepId, Sender<bool>),
+    /// A network's ARP/ND suppression table (`None`: off), swapped whole.
+    SetNeigh(NetId, Option<Arc<NeighTable>>, Sender<()>),
     Barrier(Sender<()>),
     Stop,
     /// Test-only: panic, to show what a bug in a worker does

@@ -33,6 +33,7 @@ use super::poll::{BusyPoll, SpinBudget};
 use super::uplink::UplinkConfig;
 use super::worker::{Shared, Worker, WAKER};
 use crate::fdb::{Fdb, FdbConfig, NetId, PortId, VtepId};
+use crate::gateway::NeighTable;
 use crate::metrics::PortStats;
 use crate::time::Clock;
 use crate::vxlan::vteps::IdPool;
@@ -494,6 +495,16 @@ impl Engine {
             self.vtep_ids.free(id);
         }
         Ok(removed)
+    }
+
+    /// Sets (or with `None` clears) a network's ARP/ND suppression table:
+    /// every worker swaps it in whole between two rounds; returns once all
+    /// did. Frames read no lock for it.
+    pub fn set_neigh(&self, net: NetId, table: Option<Arc<NeighTable>>) -> Result<(), EngineError> {
+        ask_all(&self.mailboxes, |tx| {
+            Command::SetNeigh(net, table.clone(), tx)
+        })
+        .map(drop)
     }
 
     /// Test-only: makes worker `index` panic, as a bug would. Not reachable

@@ -24,6 +24,8 @@ use super::uplink;
 use super::worker::{Tables, Turn, Worker};
 use super::HEADROOM;
 use crate::fdb::{Dest, FdbGuard, Learned, PortId, Refusal};
+use crate::gateway::suppress::{Suppress, MAX_REPLY};
+use crate::gateway::NeighTable;
 use crate::metrics::{DropReason, PortStats};
 use crate::offload::{VnetHdr, VNET_HDR_LEN};
 use crate::time::Millis;
@@ -240,6 +242,13 @@ pub(super) fn dispatch(
             _ => egress.flood(&tables.ports, &net.members, ingress.from, f),
         },
         Decision::Flood => {
+            // ARP/ND suppression: a local port's request for a bound
+            // address is answered here and goes nowhere else.
+            if let (Dest::Local(from), Some(t)) = (ingress.from, &net.neigh) {
+                if NeighTable::may_be_request(f.bytes()) && suppress(tables, egress, from, t, f) {
+                    return;
+                }
+            }
             // Local ports first: VXLAN headers overwrite the
             // virtio_net_hdr in front of the frame.
             egress.flood(&tables.ports, &net.members, ingress.from, f);
@@ -265,6 +274,29 @@ pub(super) fn dispatch(
         },
         Decision::Drop(why) => stats.count_drop(why),
     }
+}
+
+/// Answers a request from port `from` if `t` says so; false: flood it.
+#[cold]
+#[inline(never)]
+fn suppress(
+    tables: &Tables,
+    egress: &mut Egress,
+    from: PortId,
+    t: &NeighTable,
+    f: &Frame<'_>,
+) -> bool {
+    let mut buf = [0u8; HEADROOM + MAX_REPLY];
+    let Suppress::Reply(n) = t.answer(f.bytes(), &mut buf[HEADROOM..]) else {
+        return false;
+    };
+    if let Some(port) = tables.port(from) {
+        egress.transmit(
+            port,
+            &mut Frame::new(&mut buf, HEADROOM, n, VnetHdr::default(), false),
+        );
+    }
+    true
 }
 
 fn count_learning(stats: &PortStats, learned: Option<Learned>) {

@@ -34,6 +34,7 @@ use super::poll::{SpinBudget, Spinner};
 use super::uplink::UplinkPort;
 use super::{HEADROOM, L2_OVERHEAD, MAX_FRAME};
 use crate::fdb::{Dest, Fdb, NetId, PortId, VtepId};
+use crate::gateway::NeighTable;
 use crate::metrics::PortStats;
 use crate::sys;
 use crate::time::{Clock, Millis};
@@ -114,6 +115,8 @@ impl Port {
 #[derive(Default)]
 pub(super) struct Net {
     pub(super) members: Vec<PortId>,
+    /// ARP/ND suppression: the bindings the switch answers for.
+    pub(super) neigh: Option<Arc<NeighTable>>,
 }
 
 /// What a turn forwards by: read while frames go through, changed by
@@ -413,6 +416,10 @@ impl Worker {
                 Command::AdoptVtep(info) => self.tables.vteps.adopt(&info),
                 Command::RemoveVtep(id, reply) => {
                     let _ = reply.send(self.remove_vtep(id));
+                }
+                Command::SetNeigh(net, table, reply) => {
+                    self.tables.net_mut(net).neigh = table;
+                    let _ = reply.send(());
                 }
                 Command::Barrier(reply) => {
                     let _ = reply.send(());

@@ -37,6 +37,9 @@ impl Daemon {
         };
         if changes.iter().any(saved) {
             self.save_state();
+        } else {
+            // Remote endpoints change the ARP/ND bindings.
+            self.neigh_sync();
         }
         results
     }
