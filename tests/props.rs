@@ -476,6 +476,11 @@ proptest! {
         f.extend_from_slice(&[10, 77, 0, 1]);
         let r = fuzzing::gateway_responder(&[&[0u8][..], &encode_records(&[&f])].concat());
         prop_assert_eq!(r.replies, 1);
+        // Suppression answers the same request for the bound address,
+        // except a probe (from 0.0.0.0) and a gratuitous one (for itself).
+        if spa != [0; 4] && spa != [10, 77, 0, 1] {
+            prop_assert_eq!(r.suppressed, 1);
+        }
     }
 }
 

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use super::frames::{self, fix_checksums, wire_round_trips};
 use super::records;
 use crate::fdb::{Dest, Fdb, FdbConfig, NetId, PortId};
-use crate::gateway::{GatewayStats, Outcome, Responder};
+use crate::gateway::suppress::{Suppress, MAX_REPLY};
+use crate::gateway::{Binding, GatewayStats, NeighTable, Outcome, Responder, SuppressStats};
 use crate::metrics::PortStats;
 use crate::switch::{decide, Decision, Ingress};
 use crate::time::Millis;
@@ -181,6 +182,9 @@ pub struct GatewayReport {
     pub replies: usize,
     pub ignored: usize,
     pub unanswered: usize,
+    /// The same frames through ARP/ND suppression (a table binding the
+    /// gateway's address and the station's): requests it answered.
+    pub suppressed: usize,
 }
 
 /// Runs frames into a `switch` gateway. Input: a flags byte (bit 0: the
@@ -204,6 +208,17 @@ pub fn gateway_responder(data: &[u8]) -> GatewayReport {
     };
     let stats = Arc::new(GatewayStats::default());
     let r = Responder::new(GATEWAY_MAC, ip, stats.clone());
+    let neigh_stats = Arc::new(SuppressStats::default());
+    let neigh = NeighTable::new(
+        [(
+            ip,
+            Binding {
+                mac: GATEWAY_MAC,
+                router: true,
+            },
+        )],
+        neigh_stats.clone(),
+    );
     for rec in records(rest, 64) {
         report.frames += 1;
         let mut frame = rec.to_vec();
@@ -223,8 +238,39 @@ pub fn gateway_responder(data: &[u8]) -> GatewayReport {
             Outcome::Unanswered => report.unanswered += 1,
         }
         assert_eq!(counted(&stats), before + 1, "each frame is counted once");
+        suppress(&neigh, &neigh_stats, &frame, ip, &mut report);
     }
     report
+}
+
+/// One frame through suppression: counted at most once (not at all when
+/// it is no request), a reply within [`MAX_REPLY`] from the bound MAC that
+/// parses as what it claims.
+fn suppress(
+    neigh: &NeighTable,
+    stats: &SuppressStats,
+    frame: &[u8],
+    ip: IpAddr,
+    report: &mut GatewayReport,
+) {
+    let sum = || {
+        let s = stats.snapshot();
+        s.answered + s.missed + s.ignored
+    };
+    let before = sum();
+    let mut out = [0u8; MAX_REPLY];
+    let got = neigh.answer(frame, &mut out);
+    let expected = if got == Suppress::NotARequest { 0 } else { 1 };
+    assert_eq!(
+        sum(),
+        before + expected,
+        "a request is counted once: {got:?}"
+    );
+    if let Suppress::Reply(n) = got {
+        report.suppressed += 1;
+        assert!(n <= MAX_REPLY, "a reply of {n} bytes");
+        check_reply(frame, &out[..n], ip);
+    }
 }
 
 fn counted(s: &GatewayStats) -> u64 {

@@ -647,12 +647,25 @@ mod tests {
         let r = v4();
         let mut out = [0u8; 128];
         let req = echo4([10, 88, 0, 1], b"abcdefgh");
+        // An echo request is answered once all its IPv4 length is there
+        // (14 + 20 + 8 + 8 bytes; the rest is padding), never cut.
         for n in 0..req.len() {
-            let _ = r.answer(&req[..n], &mut out);
+            let got = r.answer(&req[..n], &mut out);
+            assert_eq!(
+                matches!(got, Outcome::Reply(_)),
+                n >= 14 + 20 + 8 + 8,
+                "{n} bytes: {got:?}"
+            );
         }
+        // An ARP request is answered once its 28 bytes are there, not before.
         let arp = arp_request([10, 88, 0, 1]);
         for n in 0..arp.len() {
-            let _ = r.answer(&arp[..n], &mut out);
+            let got = r.answer(&arp[..n], &mut out);
+            assert_eq!(
+                matches!(got, Outcome::Reply(_)),
+                n >= 14 + 28,
+                "{n} bytes: {got:?}"
+            );
         }
         // An output buffer too small for the reply is not a panic either.
         assert_eq!(r.answer(&arp, &mut out[..20]), Outcome::Unanswered);
