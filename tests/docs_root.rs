@@ -63,6 +63,7 @@ const DOCS: &[&str] = &[
     "docs/cluster.md",
     "docs/security.md",
     "docs/fuzzing.md",
+    "docs/observability.md",
 ];
 
 /// Documents not checked yet, each with the reason.
@@ -577,4 +578,9 @@ fn cluster() {
 #[test]
 fn security() {
     run_doc("docs/security.md");
+}
+
+#[test]
+fn observability() {
+    run_doc("docs/observability.md");
 }

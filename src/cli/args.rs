@@ -204,6 +204,12 @@ pub struct DaemonArgs {
     /// from the others this long after. Default 10.
     #[arg(long, value_name = "SECS")]
     pub cluster_ttl: Option<u64>,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (e.g.
+    /// 127.0.0.1:9478). Default: off. Anyone who can reach the address can
+    /// read the counters, port and network names: keep it on localhost or
+    /// a management network (docs/observability.md).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// `--gateway-port`: the protocol's `GatewayPort`, spelt the same.

@@ -83,6 +83,8 @@ pub struct Daemon {
     /// `daemon --cluster`: the agent's link, and what it made this daemon
     /// apply (see [`super::cluster`]).
     pub(super) cluster: super::cluster::Cluster,
+    /// Requests answered, by verb and result (`daemon --metrics`).
+    pub(super) requests: super::metrics::RequestCounts,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -114,6 +116,7 @@ impl Daemon {
             control: ControlStats::default(),
             pending: Pending::default(),
             cluster: Default::default(),
+            requests: Default::default(),
         })
     }
 
@@ -164,7 +167,9 @@ impl Daemon {
                 | Request::VtepAdd(_)
                 | Request::VtepRm(_)
         );
+        let verb = req.name();
         let reply = self.answer(req);
+        self.count_request(verb, reply.is_ok());
         if changes {
             // Failed requests too: a half-done one (a port that went away
             // meanwhile) may have changed something.

@@ -46,6 +46,7 @@ pub mod config;
 mod daemon;
 mod fdb;
 mod gateway;
+pub mod metrics;
 mod networks;
 pub mod persist;
 mod ports;

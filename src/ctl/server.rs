@@ -389,7 +389,13 @@ impl Conn {
             // Not a request, and not activity: the idle clock runs on.
             return;
         }
-        let reply = parse_request(trimmed).and_then(|req| daemon.handle(req));
+        let reply = match parse_request(trimmed) {
+            Ok(req) => daemon.handle(req),
+            Err(e) => {
+                daemon.count_bad_request();
+                Err(e)
+            }
+        };
         self.queue_reply(&encode_reply(&reply), now);
     }
 
