@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::Duration;
 
-use support::{can_run, cmd, Daemon, Netns, Proc, TempDir};
+use support::{can_run, cmd, Daemon, Netns, Proc, TempDir, BIN};
 
 /// Where the daemon serves metrics inside the test's host namespace.
 const METRICS: &str = "127.0.0.1:9478";
@@ -223,4 +223,156 @@ fn metrics_move_with_traffic_pass_promtool_and_a_prometheus_server_scrapes_them(
         "Prometheus did not scrape the port counters: {last}\nits log:\n{}",
         std::fs::read_to_string(dir.0.join("prometheus.log")).unwrap_or_default()
     );
+}
+
+/// `vxswitch --json monitor` on `daemon`'s socket, its lines read on a
+/// thread of their own. Runs: the binary under test.
+struct Monitor {
+    _proc: Proc,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<serde_json::Value>,
+}
+
+impl Monitor {
+    fn start(daemon: &Daemon) -> Monitor {
+        let mut child = cmd(
+            BIN,
+            &[
+                "--socket",
+                daemon.socket.to_str().unwrap(),
+                "--json",
+                "monitor",
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start vxswitch monitor");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Monitor {
+            _proc: Proc(child),
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (at most `timeout`) for an event for which `f` is true;
+    /// returns its index among the events seen so far.
+    fn wait_for(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        f: impl Fn(&serde_json::Value) -> bool,
+    ) -> usize {
+        if let Some(i) = self.seen.iter().position(&f) {
+            return i;
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let Ok(line) = self.lines.recv_timeout(left) else {
+                panic!("no {what} event within {timeout:?}; saw:\n{:#?}", self.seen);
+            };
+            let v: serde_json::Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("monitor printed non-JSON ({e}): {line}"));
+            self.seen.push(v);
+            if f(self.seen.last().unwrap()) {
+                return self.seen.len() - 1;
+            }
+        }
+    }
+}
+
+fn is(kind: &str, key: &str, val: &str) -> impl Fn(&serde_json::Value) -> bool {
+    let (kind, key, val) = (kind.to_string(), key.to_string(), val.to_string());
+    move |e| e["kind"] == kind.as_str() && e[&key] == val.as_str()
+}
+
+#[test]
+fn monitor_shows_learn_move_age_and_port_gone_in_order() {
+    if !can_run(&["ip", "ping"]) {
+        return;
+    }
+    let host = Netns::new("vxoh");
+    let daemon = Daemon::start_in(Some(&host), &["--ageing-time", "2"]);
+    let mut mon = Monitor::start(&daemon);
+    // Subscribed once the daemon counts its connection (and ours).
+    support::wait_for(Duration::from_secs(10), "the monitor's connection", || {
+        daemon.json(&["stats"])["control"]["clients"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 2
+    });
+    daemon.cli(&[
+        "network",
+        "create",
+        "red",
+        "--subnet",
+        "10.79.2.0/24",
+        "--gateway-port",
+        "none",
+    ]);
+    let c: Vec<Netns> = (0..2).map(|_| Netns::new("vxoc")).collect();
+    for (i, ns) in c.iter().enumerate() {
+        let ip = format!("10.79.2.{}/24", 11 + i);
+        daemon.port_add(&format!("c{i}"), "red", ns, &ip, &["--no-port-security"]);
+    }
+    mon.wait_for(
+        Duration::from_secs(10),
+        "network_created",
+        is("network_created", "network", "red"),
+    );
+    mon.wait_for(
+        Duration::from_secs(10),
+        "port_added c1",
+        is("port_added", "port", "c1"),
+    );
+
+    // A MAC no port owns, first behind c0, then behind c1.
+    let x = "02:00:00:79:02:aa";
+    c[0].ip_ok(&["link", "set", "eth0", "address", x]);
+    let _ = c[0].exec("ping", &["-c1", "-W2", "10.79.2.12"]);
+    let learned = mon.wait_for(Duration::from_secs(10), "mac_learned on c0", |e| {
+        e["kind"] == "mac_learned" && e["mac"] == x && e["port"] == "c0"
+    });
+    c[1].ip_ok(&["link", "set", "eth0", "address", x]);
+    let _ = c[1].exec("ping", &["-c1", "-W1", "10.79.2.11"]);
+    let moved = mon.wait_for(Duration::from_secs(10), "mac_moved to c1", |e| {
+        e["kind"] == "mac_moved" && e["mac"] == x && e["port"] == "c1" && e["from"] == "c0"
+    });
+    // Nothing sends from it any more: gone after the 2 s ageing time.
+    c[1].ip_ok(&["link", "set", "eth0", "address", "02:00:00:79:02:bb"]);
+    let aged = mon.wait_for(Duration::from_secs(30), "mac_aged", |e| {
+        e["kind"] == "mac_aged" && e["mac"] == x
+    });
+    run_ip(&["netns", "del", &c[0].name]);
+    let gone = mon.wait_for(Duration::from_secs(15), "port_gone c0", |e| {
+        e["kind"] == "port_gone" && e["port"] == "c0" && e["network"] == "red"
+    });
+    assert!(
+        learned < moved && moved < aged && aged < gone,
+        "out of order: {learned} {moved} {aged} {gone}:\n{:#?}",
+        mon.seen
+    );
+    assert!(
+        mon.seen[gone]["cause"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty()),
+        "{:#?}",
+        mon.seen[gone]
+    );
+}
+
+fn run_ip(args: &[&str]) {
+    support::run("ip", args);
 }

@@ -66,6 +66,11 @@ pub enum Cmd {
         /// Only this port.
         port: Option<String>,
     },
+    /// Follow the daemon's events as they happen: MACs learned, moved,
+    /// aged and refused; ports added, removed and gone; VTEPs; other
+    /// changes. One line each (with --json, one JSON object each) until
+    /// interrupted.
+    Monitor,
     /// Check that the daemon answers.
     Ping,
     /// Show the CLI's and the daemon's versions.

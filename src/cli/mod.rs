@@ -9,6 +9,7 @@
 //!   returns once it answers; [`notify`] tells systemd.
 //! - [`render`]: the tables and sentences results are printed as.
 //! - [`demo`]: `vxswitch demo`, a client of a private daemon.
+//! - [`monitor`]: `vxswitch monitor`, the daemon's events as they happen.
 //!
 //! Every client subcommand maps one-to-one onto a protocol command (see
 //! `vxswitch::ctl::proto`). To add one: a variant in [`args::Cmd`], its
@@ -18,6 +19,7 @@ pub mod args;
 pub mod daemon;
 pub mod demo;
 pub mod detach;
+pub mod monitor;
 pub mod notify;
 pub mod render;
 pub mod request;
@@ -103,6 +105,7 @@ fn run(cli: Cli) -> Result<(), String> {
             debug,
         }),
         Cmd::Pktgen(c) => vxswitch::pktgen::run_cli(c, ctx.json).map(|text| out(&text)),
+        Cmd::Monitor => monitor::run(&ctx.socket, ctx.json),
         Cmd::Network(_)
         | Cmd::Port(_)
         | Cmd::Vtep(_)
@@ -144,7 +147,7 @@ impl Ctx {
             Request::VtepRm(_) => self.call(&req, render::vtep_removed),
             Request::Stats(_) => self.call(&req, render::stats),
             Request::ClusterStatus(_) => self.call(&req, render::cluster_status),
-            Request::IpamAllocate(_) | Request::IpamRelease(_) => {
+            Request::IpamAllocate(_) | Request::IpamRelease(_) | Request::Monitor(_) => {
                 self.call(&req, |v: &serde_json::Value| format!("{v}\n"))
             }
             Request::Ping(_) => self.call(&req, |p: &Pong| {

@@ -32,6 +32,7 @@ impl TryFrom<Cmd> for Request {
             local @ (Cmd::Daemon(_)
             | Cmd::Demo { .. }
             | Cmd::Pktgen(_)
+            | Cmd::Monitor
             | Cmd::DockerPlugin { .. }) => return Err(local),
         })
     }

@@ -85,6 +85,8 @@ pub struct Daemon {
     pub(super) cluster: super::cluster::Cluster,
     /// Requests answered, by verb and result (`daemon --metrics`).
     pub(super) requests: super::metrics::RequestCounts,
+    /// Events for `monitor` connections, collected while any exist.
+    pub(super) monitor: super::monitor::MonitorLog,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -117,6 +119,7 @@ impl Daemon {
             pending: Pending::default(),
             cluster: Default::default(),
             requests: Default::default(),
+            monitor: Default::default(),
         })
     }
 
@@ -168,8 +171,13 @@ impl Daemon {
                 | Request::VtepRm(_)
         );
         let verb = req.name();
+        let watched = (self.monitor_watching() && (changes || matches!(req, Request::FdbFlush(_))))
+            .then(|| req.clone());
         let reply = self.answer(req);
         self.count_request(verb, reply.is_ok());
+        if let Some(req) = &watched {
+            self.note_request(req, &reply);
+        }
         if changes {
             // Failed requests too: a half-done one (a port that went away
             // meanwhile) may have changed something.
@@ -210,6 +218,7 @@ impl Daemon {
             Request::ClusterStatus(_) => Reply::ClusterStatus(self.cluster_status()?),
             Request::IpamAllocate(a) => Reply::IpamAllocated(self.ipam_allocate(&a)?),
             Request::IpamRelease(a) => Reply::IpamReleased(self.ipam_release(&a)?),
+            Request::Monitor(_) => Reply::Monitoring(self.monitor_start()),
         })
     }
 
@@ -219,9 +228,19 @@ impl Daemon {
         let mut gone = Vec::new();
         while let Ok(ev) = self.engine.events().try_recv() {
             match ev {
-                Event::VtepLearned(info) => self.vtep_learned(info),
-                Event::VtepIdle(info) => self.vtep_idle(&info),
-                Event::PortGone { id, cause } => gone.extend(self.port_gone(id, cause)),
+                Event::VtepLearned(info) => {
+                    self.note_vtep(&info, true);
+                    self.vtep_learned(info)
+                }
+                Event::VtepIdle(info) => {
+                    self.note_vtep(&info, false);
+                    self.vtep_idle(&info)
+                }
+                Event::PortGone { id, cause } => {
+                    let g = self.port_gone(id, cause);
+                    self.note_gone(g.as_slice());
+                    gone.extend(g)
+                }
             }
         }
         if !gone.is_empty() {

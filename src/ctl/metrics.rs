@@ -310,6 +310,12 @@ impl Daemon {
         .count(&[("cause", "request_timeout")], st.control.request_timeouts)
         .count(&[("cause", "reply_timeout")], st.control.reply_timeouts)
         .count(&[("cause", "idle")], st.control.idle_closed);
+        e.family(
+            "vxswitch_monitor_events_lost_total",
+            Kind::Counter,
+            "Events `vxswitch monitor` clients did not get: they fell behind.",
+        )
+        .count(&[], self.monitor_lost());
         e.finish()
     }
 }

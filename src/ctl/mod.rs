@@ -47,6 +47,7 @@ mod daemon;
 mod fdb;
 mod gateway;
 pub mod metrics;
+pub mod monitor;
 mod networks;
 pub mod persist;
 mod ports;

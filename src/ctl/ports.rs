@@ -694,6 +694,7 @@ impl Daemon {
         if !gone.is_empty() {
             self.save_state();
         }
+        self.note_gone(&gone);
         gone
     }
 

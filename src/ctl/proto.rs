@@ -59,6 +59,7 @@ pub const COMMANDS: &[&str] = &[
     "cluster.status",
     "ipam.allocate",
     "ipam.release",
+    "monitor",
 ];
 
 /// One request. Serialized as `{"cmd": NAME, "args": {...}}`.
@@ -105,6 +106,10 @@ pub enum Request {
     IpamAllocate(IpamAllocate),
     #[serde(rename = "ipam.release")]
     IpamRelease(IpamRelease),
+    /// Turns the connection into a stream of [`MonitorEvent`] lines
+    /// (`vxswitch monitor`; docs/observability.md).
+    #[serde(rename = "monitor")]
+    Monitor(NoArgs),
 }
 
 impl Request {
@@ -131,6 +136,7 @@ impl Request {
             Request::ClusterStatus(_) => "cluster.status",
             Request::IpamAllocate(_) => "ipam.allocate",
             Request::IpamRelease(_) => "ipam.release",
+            Request::Monitor(_) => "monitor",
         }
     }
 
@@ -633,6 +639,9 @@ pub struct ControlStats {
     pub reply_timeouts: u64,
     /// Connections closed after the idle timeout.
     pub idle_closed: u64,
+    /// Events `monitor` clients did not get because they fell behind.
+    #[serde(default)]
+    pub monitor_lost: u64,
 }
 
 /// Something the state file records that is not back yet, and why.
@@ -823,6 +832,59 @@ pub enum Reply {
     ClusterStatus(ClusterStatus),
     IpamAllocated(IpamAllocated),
     IpamReleased(IpamReleased),
+    Monitoring(MonitorStarted),
+}
+
+// ---------------------------------------------------------------------------
+// The event stream (`monitor`, docs/observability.md)
+
+/// Result of `monitor`: from here on the connection carries one
+/// `{"event": MonitorEvent}` line per event, until the client closes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorStarted {
+    pub monitoring: bool,
+}
+
+/// One line of the stream after `monitor`'s reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventLine {
+    pub event: MonitorEvent,
+}
+
+/// Something that happened in the daemon, as `monitor` streams it. Fields
+/// that do not apply to the kind are absent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorEvent {
+    /// When the daemon told it: milliseconds since the Unix epoch.
+    pub ts_ms: u64,
+    /// `mac_learned`, `mac_moved`, `mac_aged`, `mac_refused`,
+    /// `port_added`, `port_removed`, `port_gone`, `vtep_added`,
+    /// `vtep_learned`, `vtep_removed`, `network_created`,
+    /// `network_removed`, `config` (another change: `what` says which), or
+    /// `lost` (`count` events this client did not take in time).
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<MacAddr>,
+    /// The port (or, for a MAC behind a VTEP, absent and `vtep` set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// `IP:PORT` of the VTEP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vtep: Option<String>,
+    /// Where a moved MAC was before: a port name or `vtep IP:PORT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Why: a refusal's limit, a port's or VTEP's way of going.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+    /// For `config`: the request that changed something.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub what: Option<String>,
+    /// For `lost`: how many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
 }
 
 // ---------------------------------------------------------------------------
@@ -1174,6 +1236,7 @@ mod tests {
             Request::ClusterStatus(NoArgs {}),
             Request::IpamAllocate(IpamAllocate::default()),
             Request::IpamRelease(IpamRelease::default()),
+            Request::Monitor(NoArgs {}),
         ];
         assert_eq!(all.len(), COMMANDS.len());
         for r in &all {

@@ -53,7 +53,7 @@ use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::daemon::Daemon;
-use super::proto::{encode_reply, parse_request, strip_os_error, CtlError, MAX_LINE};
+use super::proto::{encode_reply, parse_request, strip_os_error, CtlError, Reply, MAX_LINE};
 use super::validate;
 use crate::switch::EngineConfig;
 use crate::time::{Clock, MonotonicClock};
@@ -76,6 +76,18 @@ const KEEP_OUT_CAPACITY: usize = 64 * 1024;
 const DISCARD_PER_TURN: usize = 1024 * 1024;
 /// Longest the loop sleeps when nothing is due.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
+/// Event bytes a monitoring client may be behind; more events are lost
+/// (counted) for it.
+const MONITOR_BUFFER: usize = 1024 * 1024;
+/// How often the FDB's change feed is drained while anyone monitors.
+const MONITOR_EVERY: Duration = Duration::from_millis(100);
+
+/// One line of `monitor`'s stream.
+fn encode_event(event: super::proto::MonitorEvent) -> Vec<u8> {
+    let mut line = serde_json::to_vec(&super::proto::EventLine { event }).unwrap_or_default();
+    line.push(b'\n');
+    line
+}
 
 /// How to run the server.
 #[derive(Clone)]
@@ -296,6 +308,10 @@ struct Conn {
     discarding: bool,
     /// On the ready list.
     queued: bool,
+    /// Asked `monitor`: carries events from now on (see [`Server::fan_out`]).
+    monitor: bool,
+    /// Events this monitoring client lost since it last got one.
+    monitor_lost: u64,
 }
 
 enum Pump {
@@ -327,6 +343,8 @@ impl Conn {
             closing: false,
             discarding: false,
             queued: false,
+            monitor: false,
+            monitor_lost: 0,
         }
     }
 
@@ -364,6 +382,7 @@ impl Conn {
             || self.out_pos < self.out.len()
             || self.closing
             || self.queued
+            || self.monitor
     }
 
     /// Queues an error reply and closes the connection after it.
@@ -396,6 +415,7 @@ impl Conn {
                 Err(e)
             }
         };
+        self.monitor |= matches!(reply, Ok(Reply::Monitoring(_)));
         self.queue_reply(&encode_reply(&reply), now);
     }
 
@@ -430,6 +450,9 @@ impl Conn {
             self.reply_since = None;
             if self.closing {
                 return Pump::Close;
+            }
+            if self.monitor {
+                return self.pump_monitor(scratch);
             }
             if self.has_line() {
                 if handled >= REQUESTS_PER_TURN {
@@ -489,8 +512,44 @@ impl Conn {
         }
     }
 
+    /// A monitoring connection only writes: what it sends is read and
+    /// thrown away, until it closes.
+    fn pump_monitor(&mut self, scratch: &mut [u8]) -> Pump {
+        loop {
+            match self.stream.read(scratch) {
+                Ok(0) => return Pump::Close,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Pump::Wait,
+                Err(_) => return Pump::Close,
+            }
+        }
+    }
+
+    /// Queues an event line unless the client is [`MONITOR_BUFFER`]
+    /// behind; then the event is lost, and counted in a `lost` line that
+    /// goes first once there is room again. Returns whether it was lost.
+    fn queue_event(&mut self, line: &[u8]) -> bool {
+        let behind = self.out.len() - self.out_pos;
+        if behind + line.len() > MONITOR_BUFFER {
+            self.monitor_lost += 1;
+            return true;
+        }
+        if self.monitor_lost > 0 {
+            let mut lost = super::monitor::event("lost");
+            lost.count = Some(std::mem::take(&mut self.monitor_lost));
+            self.out.extend_from_slice(&encode_event(lost));
+        }
+        self.out.extend_from_slice(line);
+        false
+    }
+
     /// The next moment a timeout is due.
     fn deadline(&self, lim: &Limits) -> Instant {
+        if self.monitor {
+            // No timeouts: it reads at its own pace, losing events.
+            return Instant::now() + MAX_SLEEP;
+        }
         let mut due = self.idle_since + lim.idle_timeout;
         if let Some(t) = self.partial_since {
             due = due.min(t + lim.request_timeout);
@@ -695,6 +754,9 @@ impl Server {
             let now = Instant::now();
             self.serve_ready(now);
             self.expire(now);
+            if self.fan_out() {
+                self.serve_ready(now);
+            }
             if now >= self.next_reap {
                 self.daemon.reap_orphans();
                 self.next_reap = now + REAP_EVERY;
@@ -706,6 +768,9 @@ impl Server {
     fn next_timeout(&self, now: Instant) -> Duration {
         if !self.ready.is_empty() {
             return Duration::ZERO;
+        }
+        if self.conns.iter().flatten().any(|c| c.monitor) {
+            return MONITOR_EVERY;
         }
         let retry = self
             .next_retry
@@ -861,6 +926,32 @@ impl Server {
         }
     }
 
+    /// Hands the daemon's events to the monitoring connections; tells the
+    /// daemon whether anyone still watches. Returns whether any connection
+    /// got something to write (it is on the ready list then).
+    fn fan_out(&mut self) -> bool {
+        let watchers: Vec<usize> = (0..self.conns.len())
+            .filter(|&i| matches!(&self.conns[i], Some(c) if c.monitor))
+            .collect();
+        self.daemon.set_watching(!watchers.is_empty());
+        let events = self.daemon.take_monitor_events();
+        if events.is_empty() {
+            return false;
+        }
+        let lines: Vec<Vec<u8>> = events.into_iter().map(encode_event).collect();
+        for &i in &watchers {
+            if let Some(Some(c)) = self.conns.get_mut(i) {
+                let mut lost = 0;
+                for line in &lines {
+                    lost += u64::from(c.queue_event(line));
+                }
+                self.daemon.count_monitor_lost(lost);
+            }
+            self.mark_ready(i);
+        }
+        true
+    }
+
     fn close(&mut self, i: usize) {
         if let Some(slot) = self.conns.get_mut(i) {
             if let Some(mut c) = slot.take() {
@@ -883,6 +974,9 @@ impl Server {
             let Some(Some(c)) = self.conns.get_mut(i) else {
                 continue;
             };
+            if c.monitor {
+                continue;
+            }
             if c.reply_since
                 .is_some_and(|t| now.duration_since(t) >= reply)
             {

@@ -52,6 +52,9 @@ use serde::{Deserialize, Serialize};
 use crate::time::Millis;
 use crate::wire::MacAddr;
 
+mod watch;
+pub use watch::{Change, ChangeKind, WATCH_CAPACITY};
+
 /// Identifies a network (an L2 broadcast domain) inside one daemon.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct NetId(pub u32);
@@ -376,6 +379,8 @@ pub struct Fdb {
     per_net: Map<NetId, NetBudget>,
     len: AtomicUsize,
     counters: Counters,
+    /// The change feed (`vxswitch monitor`), off unless someone watches.
+    watch: watch::Watch,
 }
 
 impl fmt::Debug for Fdb {
@@ -403,7 +408,24 @@ impl Fdb {
             per_net: new_map(16),
             len: AtomicUsize::new(0),
             counters: Counters::default(),
+            watch: watch::Watch::default(),
         }
+    }
+
+    /// Turns the change feed on or off (off drops what was queued).
+    pub fn watch(&self, on: bool) {
+        self.watch.set(on);
+    }
+
+    /// The next change, in order, while the feed is on.
+    pub fn next_change(&self) -> Option<Change> {
+        self.watch.take()
+    }
+
+    /// Changes lost because the reader fell behind (the feed's queue was
+    /// full), since the daemon started.
+    pub fn changes_lost(&self) -> u64 {
+        self.watch.lost()
     }
 
     pub fn config(&self) -> FdbConfig {
@@ -544,7 +566,10 @@ impl Fdb {
     /// when the next one expires (if any learned entry remains), so the
     /// caller can sleep until then.
     pub fn sweep(&self, now: Millis) -> (usize, Option<Millis>) {
-        self.sweep_each(now, |_, _, _| {})
+        let watch = &self.watch;
+        self.sweep_each(now, |net, mac, dest| {
+            watch.note(net, mac, dest, ChangeKind::Aged)
+        })
     }
 
     /// [`Fdb::sweep`], telling `aged` about each entry it removed (the
@@ -764,6 +789,17 @@ impl FdbGuard<'_> {
     /// already refused multicast and zero sources.
     #[inline]
     pub fn learn(&self, net: NetId, mac: MacAddr, dest: Dest, now: Millis) -> Learned {
+        let l = self.learn_quietly(net, mac, dest, now);
+        // A refresh, the common case, is one compare; a change one relaxed
+        // load more unless someone watches.
+        if l != Learned::Refreshed {
+            self.fdb.watch.learned(net, mac, dest, l);
+        }
+        l
+    }
+
+    #[inline]
+    fn learn_quietly(&self, net: NetId, mac: MacAddr, dest: Dest, now: Millis) -> Learned {
         let fdb = self.fdb;
         let key = Key::new(net, mac);
         if let Some(e) = fdb.map.get(&key, &self.guard) {
@@ -966,6 +1002,44 @@ mod tests {
         assert_eq!((s.learned, s.moved, s.aged, s.entries), (1, 1, 1, 0));
         let s = fdb.network_stats(other);
         assert_eq!((s.learned, s.moved, s.aged), (1, 0, 1));
+    }
+
+    #[test]
+    fn the_change_feed_tells_learn_move_age_and_refusal_in_order_while_on() {
+        let fdb = Fdb::new(FdbConfig {
+            ageing_ms: 10_000,
+            max_entries: 1,
+            max_per_dest: 1,
+            max_per_network: 1,
+        });
+        fdb.learn(NET, mac(9), P1, Millis(0));
+        assert_eq!(fdb.next_change(), None, "off: nothing queued");
+        fdb.sweep(Millis(20_000));
+        fdb.watch(true);
+        fdb.learn(NET, mac(1), P1, Millis(0));
+        fdb.learn(NET, mac(1), P1, Millis(1));
+        fdb.learn(NET, mac(1), P2, Millis(2));
+        fdb.learn(NET, mac(2), P1, Millis(3));
+        fdb.sweep(Millis(20_000));
+        let kinds: Vec<_> = std::iter::from_fn(|| fdb.next_change())
+            .map(|c| (c.mac, c.dest, c.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (mac(1), P1, ChangeKind::Learned),
+                (mac(1), P2, ChangeKind::Moved { from: P1 }),
+                (mac(2), P1, ChangeKind::Refused(Refusal::TableFull)),
+                (mac(1), P2, ChangeKind::Aged),
+            ]
+        );
+        // A reader that falls behind loses the newest, counted.
+        for i in 0..WATCH_CAPACITY as u32 + 5 {
+            fdb.learn(NET, mac(100 + i), P1, Millis(30_000));
+        }
+        assert_eq!(fdb.changes_lost(), 5);
+        fdb.watch(false);
+        assert_eq!(fdb.next_change(), None, "off drops the queue");
     }
 
     #[test]
