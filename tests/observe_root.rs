@@ -376,3 +376,54 @@ fn monitor_shows_learn_move_age_and_port_gone_in_order() {
 fn run_ip(args: &[&str]) {
     support::run("ip", args);
 }
+
+#[test]
+fn stats_watch_prints_live_rates_when_piped() {
+    if !can_run(&["ip", "ping"]) {
+        return;
+    }
+    let l = lan(3, 2, &[]);
+    let mut watch = cmd(
+        BIN,
+        &[
+            "--socket",
+            l.daemon.socket.to_str().unwrap(),
+            "stats",
+            "--watch",
+            "0.5",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("start stats --watch");
+    let out = watch.stdout.take().unwrap();
+    let _watch = Proc(watch);
+    let _ping = l.containers[0].spawn(&["ping", "-i", "0.2", "-c", "50", &l.ip(1)]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // Plain lines, one per port per interval: "HH:MM:SS c0 rx N f/s ...".
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no moving rate for c0; printed:\n{}", seen.join("\n")));
+        assert!(!line.contains('\x1b'), "escape codes on a pipe: {line:?}");
+        let f: Vec<&str> = line.split_whitespace().collect();
+        seen.push(line.clone());
+        if f.get(1) == Some(&"c0") && f.get(2) == Some(&"rx") && f.get(3).is_some_and(|r| *r != "0")
+        {
+            assert_eq!(f.get(4), Some(&"f/s"), "{line}");
+            break;
+        }
+    }
+}

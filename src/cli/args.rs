@@ -65,6 +65,11 @@ pub enum Cmd {
     Stats {
         /// Only this port.
         port: Option<String>,
+        /// Show live per-port rates (frames/s, bit/s, drops/s) every
+        /// SECS seconds (default 1) until interrupted: a table redrawn in
+        /// place on a terminal, plain lines when piped.
+        #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "1")]
+        watch: Option<f64>,
     },
     /// Follow the daemon's events as they happen: MACs learned, moved,
     /// aged and refused; ports added, removed and gone; VTEPs; other

@@ -10,6 +10,7 @@
 //! - [`render`]: the tables and sentences results are printed as.
 //! - [`demo`]: `vxswitch demo`, a client of a private daemon.
 //! - [`monitor`]: `vxswitch monitor`, the daemon's events as they happen.
+//! - [`watch`]: `vxswitch stats --watch`, live per-port rates.
 //!
 //! Every client subcommand maps one-to-one onto a protocol command (see
 //! `vxswitch::ctl::proto`). To add one: a variant in [`args::Cmd`], its
@@ -24,6 +25,7 @@ pub mod notify;
 pub mod render;
 pub mod request;
 pub mod settings;
+pub mod watch;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -106,6 +108,10 @@ fn run(cli: Cli) -> Result<(), String> {
         }),
         Cmd::Pktgen(c) => vxswitch::pktgen::run_cli(c, ctx.json).map(|text| out(&text)),
         Cmd::Monitor => monitor::run(&ctx.socket, ctx.json),
+        Cmd::Stats {
+            port,
+            watch: Some(secs),
+        } => watch::run(&ctx.socket, port, secs, ctx.json),
         Cmd::Network(_)
         | Cmd::Port(_)
         | Cmd::Vtep(_)

@@ -26,13 +26,14 @@ impl TryFrom<Cmd> for Request {
             Cmd::Vtep(c) => c.into(),
             Cmd::Fdb(c) => c.into(),
             Cmd::Cluster(ClusterCmd::Status) => Request::ClusterStatus(NoArgs {}),
-            Cmd::Stats { port } => Request::Stats(StatsArgs { port }),
+            Cmd::Stats { port, watch: None } => Request::Stats(StatsArgs { port }),
             Cmd::Ping => Request::Ping(NoArgs {}),
             Cmd::Version => Request::Version(NoArgs {}),
             local @ (Cmd::Daemon(_)
             | Cmd::Demo { .. }
             | Cmd::Pktgen(_)
             | Cmd::Monitor
+            | Cmd::Stats { watch: Some(_), .. }
             | Cmd::DockerPlugin { .. }) => return Err(local),
         })
     }
