@@ -38,7 +38,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "switch",
         &[
-            "sys", "wire", "time", "metrics", "offload", "fdb", "vxlan", "gateway",
+            "sys", "wire", "time", "metrics", "offload", "fdb", "vxlan", "gateway", "observe",
         ],
     ),
     // The control plane drives everything below it.

@@ -427,3 +427,167 @@ fn stats_watch_prints_live_rates_when_piped() {
         }
     }
 }
+
+/// `vxswitch capture ARGS -w FILE` running until [`CaptureRun::stop`].
+struct CaptureRun {
+    proc: Proc,
+    file: std::path::PathBuf,
+}
+
+impl CaptureRun {
+    fn start(l: &Lan, dir: &TempDir, name: &str, args: &[&str]) -> CaptureRun {
+        let file = dir.0.join(name);
+        let mut all = vec!["--socket", l.daemon.socket.to_str().unwrap(), "capture"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-w", file.to_str().unwrap()]);
+        let child = cmd(BIN, &all)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start vxswitch capture");
+        // Attached once the section and interface blocks have arrived.
+        support::wait_for(Duration::from_secs(10), "the capture to start", || {
+            std::fs::metadata(&file).is_ok_and(|m| m.len() > 0)
+        });
+        CaptureRun {
+            proc: Proc(child),
+            file,
+        }
+    }
+
+    /// Ctrl-C, then what the CLI reported: (frames, lost).
+    fn stop(mut self) -> (u64, u64) {
+        support::signal(self.proc.0.id(), "INT");
+        let mut err = String::new();
+        self.proc
+            .0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        let st = self.proc.0.wait().unwrap();
+        assert!(st.success(), "capture failed: {err}");
+        // "N frames captured, M lost..."
+        let w: Vec<&str> = err.split_whitespace().collect();
+        let frames = w.first().and_then(|n| n.parse().ok());
+        let lost = w.get(3).and_then(|n| n.parse().ok());
+        match (frames, lost) {
+            (Some(f), Some(l)) => (f, l),
+            _ => panic!("no summary from capture: {err}"),
+        }
+    }
+}
+
+/// `tshark -r FILE -Y FILTER -T fields -e ...`: one row per frame.
+fn tshark(file: &std::path::Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
+    let mut args = vec!["-r", file.to_str().unwrap(), "-Y", filter, "-T", "fields"];
+    for f in fields {
+        args.extend_from_slice(&["-e", f]);
+    }
+    support::run("tshark", &args)
+        .lines()
+        .map(|l| l.split('\t').map(String::from).collect())
+        .collect()
+}
+
+fn port_counters(d: &Daemon, port: &str) -> (u64, u64) {
+    let st = d.json(&["stats", port]);
+    let p = support::find_port(&st, port);
+    (
+        p["rx_frames"].as_u64().unwrap(),
+        p["tx_frames"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn capture_of_a_ping_and_an_iperf3_transfer_decodes_in_tshark_with_directions_and_counts() {
+    if !can_run(&["ip", "ping", "tshark", "iperf3", "timeout", "kill"]) {
+        return;
+    }
+    let l = lan(4, 2, &[]);
+    // Only the test's own traffic: no IPv6 neighbour discovery chatter.
+    for c in &l.containers {
+        c.sysctl("net.ipv6.conf.all.disable_ipv6", "1");
+    }
+    let dir = TempDir::new("vxsw-cap-");
+
+    // A ping: three requests in from c0, three replies out to it.
+    let cap = CaptureRun::start(&l, &dir, "ping.pcapng", &["c0"]);
+    l.ping(0, 1, 3);
+    let file = cap.file.clone();
+    let (frames, lost) = cap.stop();
+    assert_eq!(lost, 0);
+    let rows = tshark(
+        &file,
+        "icmp",
+        &[
+            "frame.interface_name",
+            "frame.packet_flags_direction",
+            "icmp.type",
+        ],
+    );
+    let count = |dir: &str, ty: &str| {
+        rows.iter()
+            .filter(|r| r[0] == "c0" && r[1] == dir && r[2] == ty)
+            .count()
+    };
+    assert_eq!(
+        (count("0x00000001", "8"), count("0x00000002", "0")),
+        (3, 3),
+        "echo requests in, replies out: {rows:?}"
+    );
+    assert_eq!(
+        tshark(&file, "", &["frame.number"]).len() as u64,
+        frames,
+        "tshark reads every frame the CLI counted"
+    );
+
+    // An iperf3 transfer from c0: every frame c0 sent or was sent is in
+    // the capture or counted lost, and tshark sees the TCP stream both ways.
+    let cap = CaptureRun::start(&l, &dir, "iperf.pcapng", &["c0"]);
+    let (rx0, tx0) = port_counters(&l.daemon, "c0");
+    support::iperf3(
+        &l.containers[0],
+        &l.containers[1],
+        &l.ip(1),
+        20_000_000,
+        false,
+    );
+    std::thread::sleep(Duration::from_millis(500)); // the last ACKs land
+    let (rx1, tx1) = port_counters(&l.daemon, "c0");
+    let file = cap.file.clone();
+    let (frames, lost) = cap.stop();
+    let rows = tshark(&file, "", &["frame.packet_flags_direction"]);
+    let ins = rows.iter().filter(|r| r[0] == "0x00000001").count() as u64;
+    let outs = rows.iter().filter(|r| r[0] == "0x00000002").count() as u64;
+    assert_eq!(ins + outs, frames);
+    assert_eq!(
+        frames + lost,
+        (rx1 - rx0) + (tx1 - tx0),
+        "captured {ins} in + {outs} out + {lost} lost against the port's counters: rx {} tx {}",
+        rx1 - rx0,
+        tx1 - tx0
+    );
+    if lost == 0 {
+        assert_eq!((ins, outs), (rx1 - rx0, tx1 - tx0));
+    }
+    let data_in = tshark(
+        &file,
+        "tcp.dstport == 5201 && tcp.len > 0",
+        &["frame.packet_flags_direction"],
+    );
+    assert!(
+        data_in.iter().any(|r| r[0] == "0x00000001"),
+        "no iperf3 data received from c0 in the capture"
+    );
+    let acks_out = tshark(
+        &file,
+        "tcp.srcport == 5201",
+        &["frame.packet_flags_direction"],
+    );
+    assert!(
+        acks_out.iter().any(|r| r[0] == "0x00000002"),
+        "no iperf3 ACKs sent to c0 in the capture"
+    );
+}

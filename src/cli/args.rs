@@ -76,6 +76,11 @@ pub enum Cmd {
     /// changes. One line each (with --json, one JSON object each) until
     /// interrupted.
     Monitor,
+    /// Capture what the switch sees on a port, a network's ports or a
+    /// VTEP, as pcapng (-w FILE, or -w - for `tshark -r -`), or one line
+    /// per frame. Ctrl-C (or -c) ends it; copies a slow reader missed are
+    /// reported at the end.
+    Capture(CaptureArgs),
     /// Check that the daemon answers.
     Ping,
     /// Show the CLI's and the daemon's versions.
@@ -220,6 +225,39 @@ pub struct DaemonArgs {
     /// a management network (docs/observability.md).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<std::net::SocketAddr>,
+}
+
+#[derive(Args, Debug)]
+pub struct CaptureArgs {
+    /// The port to capture.
+    #[arg(required_unless_present_any = ["network", "vtep"], conflicts_with_all = ["network", "vtep"])]
+    pub port: Option<String>,
+    /// Every port of this network (as it is when the capture starts).
+    #[arg(long, value_name = "NAME", conflicts_with = "vtep")]
+    pub network: Option<String>,
+    /// Frames decapsulated from this VTEP (IP or IP:PORT, as `vtep ls` shows).
+    #[arg(long, value_name = "ADDR")]
+    pub vtep: Option<String>,
+    /// Write pcapng to FILE (`-` for stdout) instead of printing lines.
+    #[arg(short = 'w', value_name = "FILE")]
+    pub write: Option<PathBuf>,
+    /// Stop after COUNT frames.
+    #[arg(short = 'c', value_name = "COUNT")]
+    pub count: Option<u64>,
+    /// Frames the switch received from the port (in), sent to it (out), or both.
+    #[arg(long, value_enum, default_value = "both")]
+    pub direction: DirectionArg,
+    /// Bytes kept of each frame (64 to 65536).
+    #[arg(long, value_name = "N", default_value_t = 65536)]
+    pub snaplen: u32,
+}
+
+/// `capture --direction`.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum DirectionArg {
+    In,
+    Out,
+    Both,
 }
 
 /// `--gateway-port`: the protocol's `GatewayPort`, spelt the same.

@@ -10,6 +10,7 @@
 //! - [`render`]: the tables and sentences results are printed as.
 //! - [`demo`]: `vxswitch demo`, a client of a private daemon.
 //! - [`monitor`]: `vxswitch monitor`, the daemon's events as they happen.
+//! - [`capture`]: `vxswitch capture`, copies of frames as pcapng.
 //! - [`watch`]: `vxswitch stats --watch`, live per-port rates.
 //!
 //! Every client subcommand maps one-to-one onto a protocol command (see
@@ -17,6 +18,7 @@
 //! mapping in [`request`], and its text in [`Ctx::show`].
 
 pub mod args;
+pub mod capture;
 pub mod daemon;
 pub mod demo;
 pub mod detach;
@@ -45,6 +47,7 @@ pub fn main(cli: Cli) -> ExitCode {
         let refused = match cli.cmd {
             Cmd::Daemon(_) => Some("'daemon' runs the switch and prints only its log"),
             Cmd::Demo { .. } => Some("'demo' prints a narrative of what it does"),
+            Cmd::Capture(_) => Some("'capture' prints frames or writes pcapng (-w)"),
             Cmd::DockerPlugin { .. } => {
                 Some("'docker-plugin' serves Docker and prints only its log")
             }
@@ -108,6 +111,7 @@ fn run(cli: Cli) -> Result<(), String> {
         }),
         Cmd::Pktgen(c) => vxswitch::pktgen::run_cli(c, ctx.json).map(|text| out(&text)),
         Cmd::Monitor => monitor::run(&ctx.socket, ctx.json),
+        Cmd::Capture(a) => capture::run(&ctx.socket, a),
         Cmd::Stats {
             port,
             watch: Some(secs),
@@ -153,9 +157,10 @@ impl Ctx {
             Request::VtepRm(_) => self.call(&req, render::vtep_removed),
             Request::Stats(_) => self.call(&req, render::stats),
             Request::ClusterStatus(_) => self.call(&req, render::cluster_status),
-            Request::IpamAllocate(_) | Request::IpamRelease(_) | Request::Monitor(_) => {
-                self.call(&req, |v: &serde_json::Value| format!("{v}\n"))
-            }
+            Request::IpamAllocate(_)
+            | Request::IpamRelease(_)
+            | Request::Monitor(_)
+            | Request::CaptureStart(_) => self.call(&req, |v: &serde_json::Value| format!("{v}\n")),
             Request::Ping(_) => self.call(&req, |p: &Pong| {
                 format!(
                     "pong from vxswitch {} at {}\n",

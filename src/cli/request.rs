@@ -33,6 +33,7 @@ impl TryFrom<Cmd> for Request {
             | Cmd::Demo { .. }
             | Cmd::Pktgen(_)
             | Cmd::Monitor
+            | Cmd::Capture(_)
             | Cmd::Stats { watch: Some(_), .. }
             | Cmd::DockerPlugin { .. }) => return Err(local),
         })

@@ -87,6 +87,9 @@ pub struct Daemon {
     pub(super) requests: super::metrics::RequestCounts,
     /// Events for `monitor` connections, collected while any exist.
     pub(super) monitor: super::monitor::MonitorLog,
+    /// A capture `capture.start` started, until the server hands it the
+    /// connection.
+    pub(super) pending_capture: Option<super::capture::PendingCapture>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -120,6 +123,7 @@ impl Daemon {
             cluster: Default::default(),
             requests: Default::default(),
             monitor: Default::default(),
+            pending_capture: None,
         })
     }
 
@@ -173,6 +177,9 @@ impl Daemon {
         let verb = req.name();
         let watched = (self.monitor_watching() && (changes || matches!(req, Request::FdbFlush(_))))
             .then(|| req.clone());
+        if watched.is_some() {
+            self.monitor_sync();
+        }
         let reply = self.answer(req);
         self.count_request(verb, reply.is_ok());
         if let Some(req) = &watched {
@@ -219,6 +226,7 @@ impl Daemon {
             Request::IpamAllocate(a) => Reply::IpamAllocated(self.ipam_allocate(&a)?),
             Request::IpamRelease(a) => Reply::IpamReleased(self.ipam_release(&a)?),
             Request::Monitor(_) => Reply::Monitoring(self.monitor_start()),
+            Request::CaptureStart(a) => Reply::Capturing(self.capture_start(&a)?),
         })
     }
 
@@ -226,6 +234,7 @@ impl Daemon {
     /// learned, logging one line each. Returns the ports that went away.
     pub fn process_events(&mut self) -> Vec<GonePort> {
         let mut gone = Vec::new();
+        self.monitor_sync();
         while let Ok(ev) = self.engine.events().try_recv() {
             match ev {
                 Event::VtepLearned(info) => {

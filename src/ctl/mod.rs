@@ -40,6 +40,7 @@
 //! # }
 //! ```
 
+pub mod capture;
 pub mod client;
 pub mod cluster;
 pub mod config;

@@ -128,6 +128,14 @@ impl Daemon {
         self.push_event(ev);
     }
 
+    /// Takes the MAC changes queued so far, naming their ports while the
+    /// ports are still known: called before anything that may remove one.
+    pub(super) fn monitor_sync(&mut self) {
+        if self.monitor.watching {
+            self.drain_fdb_changes();
+        }
+    }
+
     fn drain_fdb_changes(&mut self) {
         let lost = self.fdb().changes_lost();
         let new = lost.saturating_sub(self.monitor.fdb_lost_seen);

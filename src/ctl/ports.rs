@@ -665,6 +665,9 @@ impl Daemon {
             })
             .collect();
         let mut gone = Vec::new();
+        if !orphans.is_empty() {
+            self.monitor_sync();
+        }
         for (name, cause) in orphans {
             let Some(port) = self.ports.get(&name) else {
                 continue;

@@ -60,6 +60,7 @@ pub const COMMANDS: &[&str] = &[
     "ipam.allocate",
     "ipam.release",
     "monitor",
+    "capture.start",
 ];
 
 /// One request. Serialized as `{"cmd": NAME, "args": {...}}`.
@@ -110,6 +111,10 @@ pub enum Request {
     /// (`vxswitch monitor`; docs/observability.md).
     #[serde(rename = "monitor")]
     Monitor(NoArgs),
+    /// Turns the connection into a pcapng stream of copies of frames
+    /// (`vxswitch capture`; docs/observability.md).
+    #[serde(rename = "capture.start")]
+    CaptureStart(CaptureStart),
 }
 
 impl Request {
@@ -137,6 +142,7 @@ impl Request {
             Request::IpamAllocate(_) => "ipam.allocate",
             Request::IpamRelease(_) => "ipam.release",
             Request::Monitor(_) => "monitor",
+            Request::CaptureStart(_) => "capture.start",
         }
     }
 
@@ -833,10 +839,46 @@ pub enum Reply {
     IpamAllocated(IpamAllocated),
     IpamReleased(IpamReleased),
     Monitoring(MonitorStarted),
+    Capturing(CaptureStarted),
 }
 
 // ---------------------------------------------------------------------------
 // The event stream (`monitor`, docs/observability.md)
+
+/// `capture.start`: what to capture; exactly one of `port`, `network` and
+/// `vtep`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureStart {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// Every port of the network (as it is when the capture starts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// A VTEP, `IP:PORT` as `vtep.ls` shows it: the frames decapsulated
+    /// from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vtep: Option<String>,
+    /// `in` (received from the port), `out` (sent to it) or `both`
+    /// (default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
+    /// Bytes kept of each frame, 64 to 65536 (default 65536).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snaplen: Option<u32>,
+    /// Stop after this many frames (default: when the client closes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+}
+
+/// Result of `capture.start`: from here on the connection carries pcapng.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureStarted {
+    /// The capture's interfaces, in the order of their pcapng interface
+    /// blocks.
+    pub interfaces: Vec<String>,
+    pub snaplen: u32,
+}
 
 /// Result of `monitor`: from here on the connection carries one
 /// `{"event": MonitorEvent}` line per event, until the client closes it.
@@ -1237,6 +1279,7 @@ mod tests {
             Request::IpamAllocate(IpamAllocate::default()),
             Request::IpamRelease(IpamRelease::default()),
             Request::Monitor(NoArgs {}),
+            Request::CaptureStart(CaptureStart::default()),
         ];
         assert_eq!(all.len(), COMMANDS.len());
         for r in &all {

@@ -312,6 +312,9 @@ struct Conn {
     monitor: bool,
     /// Events this monitoring client lost since it last got one.
     monitor_lost: u64,
+    /// Asked `capture.start`: handed to the capture's writer once the
+    /// reply is out (see [`Server::hand_off`]).
+    capture: bool,
 }
 
 enum Pump {
@@ -345,6 +348,7 @@ impl Conn {
             queued: false,
             monitor: false,
             monitor_lost: 0,
+            capture: false,
         }
     }
 
@@ -416,6 +420,7 @@ impl Conn {
             }
         };
         self.monitor |= matches!(reply, Ok(Reply::Monitoring(_)));
+        self.capture |= matches!(reply, Ok(Reply::Capturing(_)));
         self.queue_reply(&encode_reply(&reply), now);
     }
 
@@ -453,6 +458,10 @@ impl Conn {
             }
             if self.monitor {
                 return self.pump_monitor(scratch);
+            }
+            if self.capture {
+                // The reply is out: the server hands the connection over.
+                return Pump::Wait;
             }
             if self.has_line() {
                 if handled >= REQUESTS_PER_TURN {
@@ -923,6 +932,7 @@ impl Server {
                 Pump::More => self.ready.push(i),
                 Pump::Close => self.close(i),
             }
+            self.hand_off(i);
         }
     }
 
@@ -952,9 +962,44 @@ impl Server {
         true
     }
 
+    /// A connection whose `capture.start` reply is out goes to a writer
+    /// thread of its capture, off this thread's poll.
+    fn hand_off(&mut self, i: usize) {
+        let Some(Some(c)) = self.conns.get(i) else {
+            return;
+        };
+        if !c.capture || c.out_pos < c.out.len() {
+            return;
+        }
+        let Some(mut conn) = self.conns[i].take() else {
+            return;
+        };
+        self.ready.retain(|&r| r != i);
+        self.count_clients();
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        let Some(pending) = self.daemon.take_capture() else {
+            return;
+        };
+        let stream = std::os::unix::net::UnixStream::from(conn.stream);
+        let spawned = std::thread::Builder::new()
+            .name("vxswitch-capture".into())
+            .spawn(move || {
+                pending
+                    .capture
+                    .write_to(stream, pending.count, super::capture::WRITE_TIMEOUT)
+            });
+        if let Err(e) = spawned {
+            eprintln!("vxswitch: cannot start a capture's writer thread: {e}");
+        }
+    }
+
     fn close(&mut self, i: usize) {
         if let Some(slot) = self.conns.get_mut(i) {
             if let Some(mut c) = slot.take() {
+                if c.capture {
+                    // Gone before its hand-off: the capture stops.
+                    drop(self.daemon.take_capture());
+                }
                 let _ = self.poll.registry().deregister(&mut c.stream);
             }
         }

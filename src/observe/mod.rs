@@ -1,5 +1,6 @@
 //! Seeing inside the switch without slowing it: the Prometheus exposition
-//! of its counters (`daemon --metrics`).
+//! of its counters (`daemon --metrics`) and live capture to pcapng
+//! (`vxswitch capture`).
 //!
 //! Everything here runs beside the dataplane, never in it: the metrics
 //! server has its own thread and reads counters the workers already keep
@@ -11,8 +12,10 @@
 //! control plane and the engine call into it, never the reverse (see
 //! `tests/layers.rs`).
 
+pub mod capture;
 pub mod expo;
 pub mod http;
+pub mod pcapng;
 
 pub use expo::{Exposition, Kind};
 pub use http::{MetricsServer, RenderError};

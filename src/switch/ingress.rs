@@ -203,6 +203,13 @@ pub(super) fn dispatch(
     f: &mut Frame<'_>,
 ) {
     count_learning(stats, verdict.learned);
+    if crate::observe::capture::on() {
+        let drop = match verdict.decision {
+            Decision::Drop(why) => Some(why),
+            _ => None,
+        };
+        crate::observe::capture::copy(stats, crate::observe::pcapng::Dir::In, f.bytes(), drop);
+    }
     let Some(net) = tables.net(ingress.net) else {
         stats.count_drop(DropReason::NoNetwork);
         return;
