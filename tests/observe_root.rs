@@ -468,8 +468,12 @@ impl CaptureRun {
             .unwrap();
         let st = self.proc.0.wait().unwrap();
         assert!(st.success(), "capture failed: {err}");
-        // "N frames captured, M lost..."
-        let w: Vec<&str> = err.split_whitespace().collect();
+        // "capturing on ...", then "N frames captured, M lost..."
+        let summary = err
+            .lines()
+            .find(|l| l.contains(" captured, "))
+            .unwrap_or("");
+        let w: Vec<&str> = summary.split_whitespace().collect();
         let frames = w.first().and_then(|n| n.parse().ok());
         let lost = w.get(3).and_then(|n| n.parse().ok());
         match (frames, lost) {
