@@ -595,3 +595,92 @@ fn capture_of_a_ping_and_an_iperf3_transfer_decodes_in_tshark_with_directions_an
         "no iperf3 ACKs sent to c0 in the capture"
     );
 }
+
+#[test]
+fn mirror_copies_of_a_port_reach_the_monitoring_port() {
+    if !can_run(&["ip", "ping", "tshark"]) {
+        return;
+    }
+    let l = lan(5, 3, &[]);
+    for c in &l.containers {
+        c.sysctl("net.ipv6.conf.all.disable_ipv6", "1");
+    }
+    l.ping(0, 1, 1); // ARP settled: only ICMP from here on
+    let out = l.daemon.cli(&["port", "mirror", "add", "c0", "--to", "c2"]);
+    assert!(
+        out.contains("port c0 mirrored to c2 (direction both)"),
+        "{out}"
+    );
+    assert!(l
+        .daemon
+        .cli(&["port", "mirror", "ls"])
+        .contains("c0  c2  both"));
+    let (_, tx_before) = port_counters(&l.daemon, "c2");
+
+    // tshark in the monitoring container, on its own eth0.
+    let dir = TempDir::new("vxsw-mirror-");
+    let file = dir.0.join("c2.pcap");
+    let err = dir.0.join("tshark.log");
+    let ns = l.containers[2].name.clone();
+    let mut tshark = cmd(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &ns,
+            "tshark",
+            "-i",
+            "eth0",
+            "-f",
+            "icmp",
+            "-c",
+            "6",
+            "-w",
+            file.to_str().unwrap(),
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&err).unwrap())
+    .spawn()
+    .expect("start tshark");
+    support::wait_for(Duration::from_secs(30), "tshark to listen", || {
+        std::fs::read_to_string(&err).is_ok_and(|s| s.contains("Capturing on"))
+    });
+    l.ping(0, 1, 3);
+    let done = support::wait_until(Duration::from_secs(20), || {
+        tshark.try_wait().ok().flatten().is_some()
+    });
+    let _ = tshark.kill();
+    let _ = tshark.wait();
+    assert!(
+        done,
+        "tshark in c2 did not see 6 ICMP frames: {}",
+        std::fs::read_to_string(&err).unwrap_or_default()
+    );
+    let rows = support::run(
+        "tshark",
+        &[
+            "-r",
+            file.to_str().unwrap(),
+            "-T",
+            "fields",
+            "-e",
+            "icmp.type",
+            "-e",
+            "ip.src",
+        ],
+    );
+    let requests = rows.lines().filter(|r| r.starts_with("8\t")).count();
+    let replies = rows.lines().filter(|r| r.starts_with("0\t")).count();
+    assert_eq!((requests, replies), (3, 3), "{rows}");
+    // Written like any egress: counted on the monitoring port.
+    let (_, tx_after) = port_counters(&l.daemon, "c2");
+    assert!(tx_after >= tx_before + 6, "c2 tx {tx_before} -> {tx_after}");
+
+    // Removed: no more copies.
+    l.daemon.cli(&["port", "mirror", "rm", "c0"]);
+    let (_, tx_before) = port_counters(&l.daemon, "c2");
+    l.ping(0, 1, 2);
+    let (_, tx_after) = port_counters(&l.daemon, "c2");
+    assert_eq!(tx_after, tx_before, "copies after the mirror was removed");
+}

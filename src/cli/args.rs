@@ -370,6 +370,30 @@ pub enum PortCmd {
         #[arg(long)]
         no_container: bool,
     },
+    /// Mirror a port (SPAN): copies of its frames go to a monitoring port.
+    #[command(subcommand)]
+    Mirror(MirrorCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MirrorCmd {
+    /// Copy what PORT sends and is sent to the port --to (a monitoring
+    /// container running tcpdump or an IDS).
+    Add {
+        port: String,
+        /// The monitoring port.
+        #[arg(long)]
+        to: String,
+        /// in: what PORT sends into the switch; out: what the switch sends it.
+        #[arg(long, value_enum, default_value = "both")]
+        direction: DirectionArg,
+    },
+    /// Stop mirroring PORT.
+    #[command(alias = "remove")]
+    Rm { port: String },
+    /// List the mirrors.
+    #[command(alias = "list")]
+    Ls,
 }
 
 #[derive(Args, Debug)]

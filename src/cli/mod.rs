@@ -36,7 +36,7 @@ use std::process::ExitCode;
 use clap::CommandFactory;
 use serde::de::DeserializeOwned;
 
-use vxswitch::ctl::proto::{strip_os_error, Pong, PortInfo, VersionInfo};
+use vxswitch::ctl::proto::{strip_os_error, MirrorRow, Pong, PortInfo, VersionInfo};
 use vxswitch::ctl::{Client, Request};
 
 use args::{Cli, Cmd};
@@ -157,6 +157,26 @@ impl Ctx {
             Request::VtepRm(_) => self.call(&req, render::vtep_removed),
             Request::Stats(_) => self.call(&req, render::stats),
             Request::ClusterStatus(_) => self.call(&req, render::cluster_status),
+            Request::MirrorAdd(_) | Request::MirrorRm(_) => {
+                let removing = matches!(req, Request::MirrorRm(_));
+                self.call(&req, move |m: &MirrorRow| {
+                    if removing {
+                        format!("port {} no longer mirrored to {}\n", m.port, m.to)
+                    } else {
+                        format!(
+                            "port {} mirrored to {} (direction {})\n",
+                            m.port, m.to, m.direction
+                        )
+                    }
+                })
+            }
+            Request::MirrorLs(_) => self.call(&req, |ms: &Vec<MirrorRow>| {
+                let mut out = String::from("PORT  TO  DIRECTION\n");
+                for m in ms {
+                    out.push_str(&format!("{}  {}  {}\n", m.port, m.to, m.direction));
+                }
+                out
+            }),
             Request::IpamAllocate(_)
             | Request::IpamRelease(_)
             | Request::Monitor(_)

@@ -11,8 +11,8 @@ use vxswitch::ctl::proto::{
 use vxswitch::ctl::Request;
 
 use super::args::{
-    ClusterCmd, Cmd, FdbCmd, FdbSelectArgs, GatewayPortArg, NetworkCmd, NetworkCreateArgs,
-    PortAddArgs, PortCmd, VtepCmd,
+    ClusterCmd, Cmd, DirectionArg, FdbCmd, FdbSelectArgs, GatewayPortArg, MirrorCmd, NetworkCmd,
+    NetworkCreateArgs, PortAddArgs, PortCmd, VtepCmd,
 };
 
 impl TryFrom<Cmd> for Request {
@@ -96,6 +96,26 @@ impl From<PortCmd> for Request {
             PortCmd::Add(a) => Request::PortAdd(a.into()),
             PortCmd::Ls => Request::PortLs(NoArgs {}),
             PortCmd::Rm { name } => Request::PortRm(PortRm { name }),
+            PortCmd::Mirror(MirrorCmd::Add {
+                port,
+                to,
+                direction,
+            }) => Request::MirrorAdd(vxswitch::ctl::proto::MirrorAdd {
+                port,
+                to,
+                direction: Some(
+                    match direction {
+                        DirectionArg::In => "in",
+                        DirectionArg::Out => "out",
+                        DirectionArg::Both => "both",
+                    }
+                    .into(),
+                ),
+            }),
+            PortCmd::Mirror(MirrorCmd::Rm { port }) => {
+                Request::MirrorRm(vxswitch::ctl::proto::MirrorRm { port })
+            }
+            PortCmd::Mirror(MirrorCmd::Ls) => Request::MirrorLs(NoArgs {}),
             // --no-container is the absence of --container: clear the label.
             PortCmd::Set {
                 name, container, ..

@@ -90,6 +90,9 @@ pub struct Daemon {
     /// A capture `capture.start` started, until the server hands it the
     /// connection.
     pub(super) pending_capture: Option<super::capture::PendingCapture>,
+    /// Mirrored ports by name: the mirror, and the port's counters'
+    /// address the dataplane's table knows it by.
+    pub(super) mirrors: BTreeMap<String, (super::proto::MirrorRow, usize)>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -124,6 +127,7 @@ impl Daemon {
             requests: Default::default(),
             monitor: Default::default(),
             pending_capture: None,
+            mirrors: BTreeMap::new(),
         })
     }
 
@@ -185,6 +189,7 @@ impl Daemon {
         if let Some(req) = &watched {
             self.note_request(req, &reply);
         }
+        self.mirror_prune();
         if changes {
             // Failed requests too: a half-done one (a port that went away
             // meanwhile) may have changed something.
@@ -227,6 +232,9 @@ impl Daemon {
             Request::IpamRelease(a) => Reply::IpamReleased(self.ipam_release(&a)?),
             Request::Monitor(_) => Reply::Monitoring(self.monitor_start()),
             Request::CaptureStart(a) => Reply::Capturing(self.capture_start(&a)?),
+            Request::MirrorAdd(a) => Reply::Mirror(self.mirror_add(&a)?),
+            Request::MirrorRm(a) => Reply::Mirror(self.mirror_rm(&a)?),
+            Request::MirrorLs(_) => Reply::Mirrors(self.mirror_ls()),
         })
     }
 
@@ -253,6 +261,7 @@ impl Daemon {
             }
         }
         if !gone.is_empty() {
+            self.mirror_prune();
             self.save_state();
         }
         gone

@@ -48,6 +48,7 @@ mod daemon;
 mod fdb;
 mod gateway;
 pub mod metrics;
+mod mirror;
 pub mod monitor;
 mod networks;
 pub mod persist;

@@ -695,6 +695,7 @@ impl Daemon {
             });
         }
         if !gone.is_empty() {
+            self.mirror_prune();
             self.save_state();
         }
         self.note_gone(&gone);

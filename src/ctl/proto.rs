@@ -61,6 +61,9 @@ pub const COMMANDS: &[&str] = &[
     "ipam.release",
     "monitor",
     "capture.start",
+    "mirror.add",
+    "mirror.rm",
+    "mirror.ls",
 ];
 
 /// One request. Serialized as `{"cmd": NAME, "args": {...}}`.
@@ -115,6 +118,12 @@ pub enum Request {
     /// (`vxswitch capture`; docs/observability.md).
     #[serde(rename = "capture.start")]
     CaptureStart(CaptureStart),
+    #[serde(rename = "mirror.add")]
+    MirrorAdd(MirrorAdd),
+    #[serde(rename = "mirror.rm")]
+    MirrorRm(MirrorRm),
+    #[serde(rename = "mirror.ls")]
+    MirrorLs(NoArgs),
 }
 
 impl Request {
@@ -143,6 +152,9 @@ impl Request {
             Request::IpamRelease(_) => "ipam.release",
             Request::Monitor(_) => "monitor",
             Request::CaptureStart(_) => "capture.start",
+            Request::MirrorAdd(_) => "mirror.add",
+            Request::MirrorRm(_) => "mirror.rm",
+            Request::MirrorLs(_) => "mirror.ls",
         }
     }
 
@@ -840,6 +852,8 @@ pub enum Reply {
     IpamReleased(IpamReleased),
     Monitoring(MonitorStarted),
     Capturing(CaptureStarted),
+    Mirror(MirrorRow),
+    Mirrors(Vec<MirrorRow>),
 }
 
 // ---------------------------------------------------------------------------
@@ -869,6 +883,33 @@ pub struct CaptureStart {
     /// Stop after this many frames (default: when the client closes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
+}
+
+/// `mirror.add`: copies of `port`'s frames to the port `to`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorAdd {
+    pub port: String,
+    pub to: String,
+    /// `in` (frames the port sent into the switch), `out` (frames the
+    /// switch sends it) or `both` (default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
+}
+
+/// `mirror.rm`: stop mirroring `port`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorRm {
+    pub port: String,
+}
+
+/// A mirror, as `mirror.*` report it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorRow {
+    pub port: String,
+    pub to: String,
+    pub direction: String,
 }
 
 /// Result of `capture.start`: from here on the connection carries pcapng.
@@ -1280,6 +1321,9 @@ mod tests {
             Request::IpamRelease(IpamRelease::default()),
             Request::Monitor(NoArgs {}),
             Request::CaptureStart(CaptureStart::default()),
+            Request::MirrorAdd(MirrorAdd::default()),
+            Request::MirrorRm(MirrorRm::default()),
+            Request::MirrorLs(NoArgs {}),
         ];
         assert_eq!(all.len(), COMMANDS.len());
         for r in &all {

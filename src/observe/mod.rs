@@ -15,6 +15,7 @@
 pub mod capture;
 pub mod expo;
 pub mod http;
+pub mod mirror;
 pub mod pcapng;
 
 pub use expo::{Exposition, Kind};
