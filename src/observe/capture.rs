@@ -294,9 +294,12 @@ impl Capture {
             pcapng::interface(&mut buf, name, self.snaplen);
         }
         let mut written = 0u64;
+        // `ok`: the stream takes bytes; `done`: the reader half-closed
+        // (Ctrl-C), so what is queued and the statistics still go out.
         let mut ok = out.write_all(&buf).is_ok();
+        let mut done = false;
         let mut last_check = Instant::now();
-        while ok && count.is_none_or(|c| written < c) {
+        while ok && !done && count.is_none_or(|c| written < c) {
             buf.clear();
             match q.full_rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(c) => {
@@ -310,7 +313,7 @@ impl Capture {
             }
             if last_check.elapsed() >= Duration::from_millis(100) {
                 last_check = Instant::now();
-                ok &= !reader_done(&out);
+                done = reader_done(&out);
             }
         }
         // Copies taken before the end are still written (the reader only
@@ -461,7 +464,34 @@ mod tests {
                 (3, 60, Some(Dir::In), None),
             ]
         );
-        // Stopped: the slot is free and the flag off again.
-        assert!(!TAPS.on.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn a_half_close_still_gets_the_queued_copies_and_the_count_of_lost_ones() {
+        let a = Arc::new(PortStats::default());
+        let cap = start("port h", &[("h".into(), a.clone())], Direction::In, 128).unwrap();
+        for _ in 0..QUEUE + 7 {
+            tap(&a, Dir::In, &[9u8; 60], None);
+        }
+        let (mut mine, theirs) = UnixStream::pair().unwrap();
+        // Ctrl-C before the writer even starts: it must still write what
+        // was queued, then the statistics.
+        mine.shutdown(std::net::Shutdown::Write).unwrap();
+        let writer = std::thread::spawn(move || cap.write_to(theirs, None, Duration::from_secs(5)));
+        let mut all = Vec::new();
+        mine.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        mine.read_to_end(&mut all).unwrap();
+        assert_eq!(writer.join().unwrap(), (QUEUE as u64, 7));
+        let mut r = pcapng::Reader::default();
+        r.push(&all);
+        let mut packets = 0;
+        let mut lost = None;
+        while let Some((kind, body)) = r.next_block().unwrap() {
+            let b = pcapng::Block { kind, body: &body };
+            packets += usize::from(b.packet().is_some());
+            lost = lost.or(b.lost());
+        }
+        assert_eq!((packets, lost), (QUEUE, Some(7)));
     }
 }
