@@ -17,6 +17,7 @@ pub mod fdb;
 pub mod fuzzing;
 pub mod gateway;
 pub mod metrics;
+pub mod observe;
 pub mod offload;
 pub mod pktgen;
 pub mod ports;

@@ -65,6 +65,7 @@ const DOCS: &[&str] = &[
     "docs/fuzzing.md",
     "docs/uplink.md",
     "docs/reliability.md",
+    "docs/observability.md",
 ];
 
 /// Documents not checked yet, each with the reason.
@@ -584,4 +585,9 @@ fn security() {
 #[test]
 fn uplink() {
     run_doc("docs/uplink.md");
+}
+
+#[test]
+fn observability() {
+    run_doc("docs/observability.md");
 }

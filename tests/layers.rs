@@ -28,6 +28,9 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["sys", "wire", "time", "metrics", "fdb", "offload"],
     ),
     ("pktgen", &["sys", "wire", "time", "metrics", "ports"]),
+    // Seeing inside: metrics exposition (and later capture, events); the
+    // engine and the control plane call it, never the reverse.
+    ("observe", &["sys", "wire", "time", "metrics", "fdb"]),
     // The cluster agent talks to the daemon through its own trait, for the
     // control plane to implement (ctl -> cluster, never the reverse).
     ("cluster", &["wire", "time", "metrics"]),
@@ -35,7 +38,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "switch",
         &[
-            "sys", "wire", "time", "metrics", "offload", "fdb", "vxlan", "gateway",
+            "sys", "wire", "time", "metrics", "offload", "fdb", "vxlan", "gateway", "observe",
         ],
     ),
     // The control plane drives everything below it.
@@ -43,7 +46,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "ctl",
         &[
             "sys", "wire", "time", "metrics", "offload", "fdb", "ports", "gateway", "vxlan",
-            "switch", "cluster",
+            "switch", "cluster", "observe",
         ],
     ),
     // Engine plugins: clients of the control socket, never of the engine.

@@ -973,3 +973,31 @@ fn write_seed_candidates() {
     }
     println!("{count} candidates in {}", out.display());
 }
+
+// The observability layer's parsers of outside bytes: the metrics
+// endpoint's request head (anyone who reaches the address), and the pcapng
+// stream the CLI reads (docs/observability.md).
+proptest! {
+    #![proptest_config(config(512))]
+
+    #[test]
+    fn metrics_http_heads_parse_without_panicking(data in vec(any::<u8>(), 0..2048)) {
+        let _ = vxswitch::observe::http::parse_head(&data);
+        let mut line = b"GET /metrics HTTP/1.1\r\n".to_vec();
+        line.extend_from_slice(&data);
+        let _ = vxswitch::observe::http::parse_head(&line);
+    }
+
+    #[test]
+    fn pcapng_blocks_parse_without_panicking(data in vec(any::<u8>(), 0..4096), kind in 0u32..8) {
+        use vxswitch::observe::pcapng::{Block, Reader};
+        let mut r = Reader::default();
+        r.push(&data);
+        while let Ok(Some((kind, body))) = r.next_block() {
+            let b = Block { kind, body: &body };
+            let _ = (b.packet(), b.interface_name(), b.lost());
+        }
+        let b = Block { kind, body: &data };
+        let _ = (b.packet(), b.interface_name(), b.lost());
+    }
+}

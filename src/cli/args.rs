@@ -66,7 +66,22 @@ pub enum Cmd {
     Stats {
         /// Only this port.
         port: Option<String>,
+        /// Show live per-port rates (frames/s, bit/s, drops/s) every
+        /// SECS seconds (default 1) until interrupted: a table redrawn in
+        /// place on a terminal, plain lines when piped.
+        #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "1")]
+        watch: Option<f64>,
     },
+    /// Follow the daemon's events as they happen: MACs learned, moved,
+    /// aged and refused; ports added, removed and gone; VTEPs; other
+    /// changes. One line each (with --json, one JSON object each) until
+    /// interrupted.
+    Monitor,
+    /// Capture what the switch sees on a port, a network's ports or a
+    /// VTEP, as pcapng (-w FILE, or -w - for `tshark -r -`), or one line
+    /// per frame. Ctrl-C (or -c) ends it; copies a slow reader missed are
+    /// reported at the end.
+    Capture(CaptureArgs),
     /// Check that the daemon answers.
     Ping,
     /// Show the CLI's and the daemon's versions.
@@ -206,6 +221,45 @@ pub struct DaemonArgs {
     /// from the others this long after. Default 10.
     #[arg(long, value_name = "SECS")]
     pub cluster_ttl: Option<u64>,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (e.g.
+    /// 127.0.0.1:9478). Default: off. Anyone who can reach the address can
+    /// read the counters, port and network names: keep it on localhost or
+    /// a management network (docs/observability.md).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
+}
+
+#[derive(Args, Debug)]
+pub struct CaptureArgs {
+    /// The port to capture.
+    #[arg(required_unless_present_any = ["network", "vtep"], conflicts_with_all = ["network", "vtep"])]
+    pub port: Option<String>,
+    /// Every port of this network (as it is when the capture starts).
+    #[arg(long, value_name = "NAME", conflicts_with = "vtep")]
+    pub network: Option<String>,
+    /// Frames decapsulated from this VTEP (IP or IP:PORT, as `vtep ls` shows).
+    #[arg(long, value_name = "ADDR")]
+    pub vtep: Option<String>,
+    /// Write pcapng to FILE (`-` for stdout) instead of printing lines.
+    #[arg(short = 'w', value_name = "FILE")]
+    pub write: Option<PathBuf>,
+    /// Stop after COUNT frames.
+    #[arg(short = 'c', value_name = "COUNT")]
+    pub count: Option<u64>,
+    /// Frames the switch received from the port (in), sent to it (out), or both.
+    #[arg(long, value_enum, default_value = "both")]
+    pub direction: DirectionArg,
+    /// Bytes kept of each frame (64 to 65536).
+    #[arg(long, value_name = "N", default_value_t = 65536)]
+    pub snaplen: u32,
+}
+
+/// `capture --direction`.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum DirectionArg {
+    In,
+    Out,
+    Both,
 }
 
 /// `--gateway-port`: the protocol's `GatewayPort`, spelt the same.
@@ -337,6 +391,30 @@ pub enum PortCmd {
         #[arg(long)]
         no_container: bool,
     },
+    /// Mirror a port (SPAN): copies of its frames go to a monitoring port.
+    #[command(subcommand)]
+    Mirror(MirrorCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MirrorCmd {
+    /// Copy what PORT sends and is sent to the port --to (a monitoring
+    /// container running tcpdump or an IDS).
+    Add {
+        port: String,
+        /// The monitoring port.
+        #[arg(long)]
+        to: String,
+        /// in: what PORT sends into the switch; out: what the switch sends it.
+        #[arg(long, value_enum, default_value = "both")]
+        direction: DirectionArg,
+    },
+    /// Stop mirroring PORT.
+    #[command(alias = "remove")]
+    Rm { port: String },
+    /// List the mirrors.
+    #[command(alias = "list")]
+    Ls,
 }
 
 #[derive(Args, Debug)]

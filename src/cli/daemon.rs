@@ -117,6 +117,15 @@ pub fn run(socket: &Path, a: DaemonArgs) -> Result<(), String> {
         server.daemon_mut().save_state();
         applied.map_err(|e| e.to_string())?;
     }
+    // Before the pidfile: a port someone else holds fails the start.
+    let metrics = match a.metrics {
+        Some(addr) => Some(
+            vxswitch::ctl::metrics::serve(addr, server.caller()).map_err(|e| {
+                format!("cannot serve metrics on {addr}: {e} (choose another --metrics ADDR:PORT)")
+            })?,
+        ),
+        None => None,
+    };
     // The socket answers from here on: clients that connect now wait in
     // its backlog until `run` serves them.
     let pidfile = match &a.pidfile {
@@ -131,7 +140,12 @@ pub fn run(socket: &Path, a: DaemonArgs) -> Result<(), String> {
         env!("CARGO_PKG_VERSION"),
         socket.display()
     );
+    if let Some(m) = &metrics {
+        eprintln!("vxswitch: metrics at http://{}/metrics", m.local_addr());
+    }
     let served = server.run().map_err(|e| e.to_string());
+    // A scrape after the server stopped gets 503; then the endpoint goes.
+    drop(metrics);
     // Gone once the daemon is: waiting for it to vanish waits for the stop.
     drop(pidfile);
     served?;

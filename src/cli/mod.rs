@@ -9,19 +9,25 @@
 //!   returns once it answers; [`notify`] tells systemd.
 //! - [`render`]: the tables and sentences results are printed as.
 //! - [`demo`]: `vxswitch demo`, a client of a private daemon.
+//! - [`monitor`]: `vxswitch monitor`, the daemon's events as they happen.
+//! - [`capture`]: `vxswitch capture`, copies of frames as pcapng.
+//! - [`watch`]: `vxswitch stats --watch`, live per-port rates.
 //!
 //! Every client subcommand maps one-to-one onto a protocol command (see
 //! `vxswitch::ctl::proto`). To add one: a variant in [`args::Cmd`], its
 //! mapping in [`request`], and its text in [`Ctx::show`].
 
 pub mod args;
+pub mod capture;
 pub mod daemon;
 pub mod demo;
 pub mod detach;
+pub mod monitor;
 pub mod notify;
 pub mod render;
 pub mod request;
 pub mod settings;
+pub mod watch;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -30,7 +36,7 @@ use std::process::ExitCode;
 use clap::CommandFactory;
 use serde::de::DeserializeOwned;
 
-use vxswitch::ctl::proto::{strip_os_error, Pong, PortInfo, VersionInfo};
+use vxswitch::ctl::proto::{strip_os_error, MirrorRow, Pong, PortInfo, VersionInfo};
 use vxswitch::ctl::{Client, Request};
 
 use args::{Cli, Cmd};
@@ -41,6 +47,7 @@ pub fn main(cli: Cli) -> ExitCode {
         let refused = match cli.cmd {
             Cmd::Daemon(_) => Some("'daemon' runs the switch and prints only its log"),
             Cmd::Demo { .. } => Some("'demo' prints a narrative of what it does"),
+            Cmd::Capture(_) => Some("'capture' prints frames or writes pcapng (-w)"),
             Cmd::DockerPlugin { .. } => {
                 Some("'docker-plugin' serves Docker and prints only its log")
             }
@@ -103,6 +110,12 @@ fn run(cli: Cli) -> Result<(), String> {
             debug,
         }),
         Cmd::Pktgen(c) => vxswitch::pktgen::run_cli(c, ctx.json).map(|text| out(&text)),
+        Cmd::Monitor => monitor::run(&ctx.socket, ctx.json),
+        Cmd::Capture(a) => capture::run(&ctx.socket, a),
+        Cmd::Stats {
+            port,
+            watch: Some(secs),
+        } => watch::run(&ctx.socket, port, secs, ctx.json),
         Cmd::Network(_)
         | Cmd::Port(_)
         | Cmd::Vtep(_)
@@ -144,9 +157,30 @@ impl Ctx {
             Request::VtepRm(_) => self.call(&req, render::vtep_removed),
             Request::Stats(_) => self.call(&req, render::stats),
             Request::ClusterStatus(_) => self.call(&req, render::cluster_status),
-            Request::IpamAllocate(_) | Request::IpamRelease(_) => {
-                self.call(&req, |v: &serde_json::Value| format!("{v}\n"))
+            Request::MirrorAdd(_) | Request::MirrorRm(_) => {
+                let removing = matches!(req, Request::MirrorRm(_));
+                self.call(&req, move |m: &MirrorRow| {
+                    if removing {
+                        format!("port {} no longer mirrored to {}\n", m.port, m.to)
+                    } else {
+                        format!(
+                            "port {} mirrored to {} (direction {})\n",
+                            m.port, m.to, m.direction
+                        )
+                    }
+                })
             }
+            Request::MirrorLs(_) => self.call(&req, |ms: &Vec<MirrorRow>| {
+                let mut out = String::from("PORT  TO  DIRECTION\n");
+                for m in ms {
+                    out.push_str(&format!("{}  {}  {}\n", m.port, m.to, m.direction));
+                }
+                out
+            }),
+            Request::IpamAllocate(_)
+            | Request::IpamRelease(_)
+            | Request::Monitor(_)
+            | Request::CaptureStart(_) => self.call(&req, |v: &serde_json::Value| format!("{v}\n")),
             Request::Ping(_) => self.call(&req, |p: &Pong| {
                 format!(
                     "pong from vxswitch {} at {}\n",

@@ -11,8 +11,8 @@ use vxswitch::ctl::proto::{
 use vxswitch::ctl::Request;
 
 use super::args::{
-    ClusterCmd, Cmd, FdbCmd, FdbSelectArgs, GatewayPortArg, NetworkCmd, NetworkCreateArgs,
-    PortAddArgs, PortCmd, VtepCmd,
+    ClusterCmd, Cmd, DirectionArg, FdbCmd, FdbSelectArgs, GatewayPortArg, MirrorCmd, NetworkCmd,
+    NetworkCreateArgs, PortAddArgs, PortCmd, VtepCmd,
 };
 
 impl TryFrom<Cmd> for Request {
@@ -26,12 +26,15 @@ impl TryFrom<Cmd> for Request {
             Cmd::Vtep(c) => c.into(),
             Cmd::Fdb(c) => c.into(),
             Cmd::Cluster(ClusterCmd::Status) => Request::ClusterStatus(NoArgs {}),
-            Cmd::Stats { port } => Request::Stats(StatsArgs { port }),
+            Cmd::Stats { port, watch: None } => Request::Stats(StatsArgs { port }),
             Cmd::Ping => Request::Ping(NoArgs {}),
             Cmd::Version => Request::Version(NoArgs {}),
             local @ (Cmd::Daemon(_)
             | Cmd::Demo { .. }
             | Cmd::Pktgen(_)
+            | Cmd::Monitor
+            | Cmd::Capture(_)
+            | Cmd::Stats { watch: Some(_), .. }
             | Cmd::DockerPlugin { .. }) => return Err(local),
         })
     }
@@ -98,6 +101,26 @@ impl From<PortCmd> for Request {
             PortCmd::Add(a) => Request::PortAdd(a.into()),
             PortCmd::Ls => Request::PortLs(NoArgs {}),
             PortCmd::Rm { name } => Request::PortRm(PortRm { name }),
+            PortCmd::Mirror(MirrorCmd::Add {
+                port,
+                to,
+                direction,
+            }) => Request::MirrorAdd(vxswitch::ctl::proto::MirrorAdd {
+                port,
+                to,
+                direction: Some(
+                    match direction {
+                        DirectionArg::In => "in",
+                        DirectionArg::Out => "out",
+                        DirectionArg::Both => "both",
+                    }
+                    .into(),
+                ),
+            }),
+            PortCmd::Mirror(MirrorCmd::Rm { port }) => {
+                Request::MirrorRm(vxswitch::ctl::proto::MirrorRm { port })
+            }
+            PortCmd::Mirror(MirrorCmd::Ls) => Request::MirrorLs(NoArgs {}),
             // --no-container is the absence of --container: clear the label.
             PortCmd::Set {
                 name, container, ..

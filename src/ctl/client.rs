@@ -214,6 +214,19 @@ impl Client {
         })
     }
 
+    /// After a `monitor` request: the next event, waiting as long as it
+    /// takes (the connection carries nothing else from then on).
+    pub fn next_event(&mut self) -> Result<super::proto::MonitorEvent, ClientError> {
+        self.timeout = Duration::from_secs(365 * 24 * 3600);
+        let line = self.read_line()?;
+        let ev: super::proto::EventLine =
+            serde_json::from_slice(&line).map_err(|e| ClientError::Protocol {
+                path: self.path.clone(),
+                message: format!("monitor event: {e}"),
+            })?;
+        Ok(ev.event)
+    }
+
     fn io(&self, source: io::Error) -> ClientError {
         if matches!(
             source.kind(),

@@ -83,6 +83,16 @@ pub struct Daemon {
     /// `daemon --cluster`: the agent's link, and what it made this daemon
     /// apply (see [`super::cluster`]).
     pub(super) cluster: super::cluster::Cluster,
+    /// Requests answered, by verb and result (`daemon --metrics`).
+    pub(super) requests: super::metrics::RequestCounts,
+    /// Events for `monitor` connections, collected while any exist.
+    pub(super) monitor: super::monitor::MonitorLog,
+    /// A capture `capture.start` started, until the server hands it the
+    /// connection.
+    pub(super) pending_capture: Option<super::capture::PendingCapture>,
+    /// Mirrored ports by name: the mirror, and the port's counters'
+    /// address the dataplane's table knows it by.
+    pub(super) mirrors: BTreeMap<String, (super::proto::MirrorRow, usize)>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -114,6 +124,10 @@ impl Daemon {
             control: ControlStats::default(),
             pending: Pending::default(),
             cluster: Default::default(),
+            requests: Default::default(),
+            monitor: Default::default(),
+            pending_capture: None,
+            mirrors: BTreeMap::new(),
         })
     }
 
@@ -164,7 +178,18 @@ impl Daemon {
                 | Request::VtepAdd(_)
                 | Request::VtepRm(_)
         );
+        let verb = req.name();
+        let watched = (self.monitor_watching() && (changes || matches!(req, Request::FdbFlush(_))))
+            .then(|| req.clone());
+        if watched.is_some() {
+            self.monitor_sync();
+        }
         let reply = self.answer(req);
+        self.count_request(verb, reply.is_ok());
+        if let Some(req) = &watched {
+            self.note_request(req, &reply);
+        }
+        self.mirror_prune();
         if changes {
             // Failed requests too: a half-done one (a port that went away
             // meanwhile) may have changed something.
@@ -205,6 +230,11 @@ impl Daemon {
             Request::ClusterStatus(_) => Reply::ClusterStatus(self.cluster_status()?),
             Request::IpamAllocate(a) => Reply::IpamAllocated(self.ipam_allocate(&a)?),
             Request::IpamRelease(a) => Reply::IpamReleased(self.ipam_release(&a)?),
+            Request::Monitor(_) => Reply::Monitoring(self.monitor_start()),
+            Request::CaptureStart(a) => Reply::Capturing(self.capture_start(&a)?),
+            Request::MirrorAdd(a) => Reply::Mirror(self.mirror_add(&a)?),
+            Request::MirrorRm(a) => Reply::Mirror(self.mirror_rm(&a)?),
+            Request::MirrorLs(_) => Reply::Mirrors(self.mirror_ls()),
         })
     }
 
@@ -212,14 +242,26 @@ impl Daemon {
     /// learned, logging one line each. Returns the ports that went away.
     pub fn process_events(&mut self) -> Vec<GonePort> {
         let mut gone = Vec::new();
+        self.monitor_sync();
         while let Ok(ev) = self.engine.events().try_recv() {
             match ev {
-                Event::VtepLearned(info) => self.vtep_learned(info),
-                Event::VtepIdle(info) => self.vtep_idle(&info),
-                Event::PortGone { id, cause } => gone.extend(self.port_gone(id, cause)),
+                Event::VtepLearned(info) => {
+                    self.note_vtep(&info, true);
+                    self.vtep_learned(info)
+                }
+                Event::VtepIdle(info) => {
+                    self.note_vtep(&info, false);
+                    self.vtep_idle(&info)
+                }
+                Event::PortGone { id, cause } => {
+                    let g = self.port_gone(id, cause);
+                    self.note_gone(g.as_slice());
+                    gone.extend(g)
+                }
             }
         }
         if !gone.is_empty() {
+            self.mirror_prune();
             self.save_state();
         }
         gone

@@ -40,12 +40,16 @@
 //! # }
 //! ```
 
+pub mod capture;
 pub mod client;
 pub mod cluster;
 pub mod config;
 mod daemon;
 mod fdb;
 mod gateway;
+pub mod metrics;
+mod mirror;
+pub mod monitor;
 mod networks;
 pub mod persist;
 mod ports;

@@ -682,6 +682,9 @@ impl Daemon {
             })
             .collect();
         let mut gone = Vec::new();
+        if !orphans.is_empty() {
+            self.monitor_sync();
+        }
         for (name, cause) in orphans {
             let Some(port) = self.ports.get(&name) else {
                 continue;
@@ -709,8 +712,10 @@ impl Daemon {
             });
         }
         if !gone.is_empty() {
+            self.mirror_prune();
             self.save_state();
         }
+        self.note_gone(&gone);
         gone
     }
 

@@ -59,6 +59,11 @@ pub const COMMANDS: &[&str] = &[
     "cluster.status",
     "ipam.allocate",
     "ipam.release",
+    "monitor",
+    "capture.start",
+    "mirror.add",
+    "mirror.rm",
+    "mirror.ls",
 ];
 
 /// One request. Serialized as `{"cmd": NAME, "args": {...}}`.
@@ -105,6 +110,20 @@ pub enum Request {
     IpamAllocate(IpamAllocate),
     #[serde(rename = "ipam.release")]
     IpamRelease(IpamRelease),
+    /// Turns the connection into a stream of [`MonitorEvent`] lines
+    /// (`vxswitch monitor`; docs/observability.md).
+    #[serde(rename = "monitor")]
+    Monitor(NoArgs),
+    /// Turns the connection into a pcapng stream of copies of frames
+    /// (`vxswitch capture`; docs/observability.md).
+    #[serde(rename = "capture.start")]
+    CaptureStart(CaptureStart),
+    #[serde(rename = "mirror.add")]
+    MirrorAdd(MirrorAdd),
+    #[serde(rename = "mirror.rm")]
+    MirrorRm(MirrorRm),
+    #[serde(rename = "mirror.ls")]
+    MirrorLs(NoArgs),
 }
 
 impl Request {
@@ -131,6 +150,11 @@ impl Request {
             Request::ClusterStatus(_) => "cluster.status",
             Request::IpamAllocate(_) => "ipam.allocate",
             Request::IpamRelease(_) => "ipam.release",
+            Request::Monitor(_) => "monitor",
+            Request::CaptureStart(_) => "capture.start",
+            Request::MirrorAdd(_) => "mirror.add",
+            Request::MirrorRm(_) => "mirror.rm",
+            Request::MirrorLs(_) => "mirror.ls",
         }
     }
 
@@ -704,6 +728,9 @@ pub struct ControlStats {
     /// bytes unread (`MAX_QUEUED_REPLIES`).
     #[serde(default)]
     pub replies_refused: u64,
+    /// Events `monitor` clients did not get because they fell behind.
+    #[serde(default)]
+    pub monitor_lost: u64,
 }
 
 /// Something the state file records that is not back yet, and why.
@@ -894,6 +921,124 @@ pub enum Reply {
     ClusterStatus(ClusterStatus),
     IpamAllocated(IpamAllocated),
     IpamReleased(IpamReleased),
+    Monitoring(MonitorStarted),
+    Capturing(CaptureStarted),
+    Mirror(MirrorRow),
+    Mirrors(Vec<MirrorRow>),
+}
+
+// ---------------------------------------------------------------------------
+// The event stream (`monitor`, docs/observability.md)
+
+/// `capture.start`: what to capture; exactly one of `port`, `network` and
+/// `vtep`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureStart {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// Every port of the network (as it is when the capture starts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// A VTEP, `IP:PORT` as `vtep.ls` shows it: the frames decapsulated
+    /// from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vtep: Option<String>,
+    /// `in` (received from the port), `out` (sent to it) or `both`
+    /// (default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
+    /// Bytes kept of each frame, 64 to 65536 (default 65536).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snaplen: Option<u32>,
+    /// Stop after this many frames (default: when the client closes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+}
+
+/// `mirror.add`: copies of `port`'s frames to the port `to`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorAdd {
+    pub port: String,
+    pub to: String,
+    /// `in` (frames the port sent into the switch), `out` (frames the
+    /// switch sends it) or `both` (default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
+}
+
+/// `mirror.rm`: stop mirroring `port`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorRm {
+    pub port: String,
+}
+
+/// A mirror, as `mirror.*` report it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorRow {
+    pub port: String,
+    pub to: String,
+    pub direction: String,
+}
+
+/// Result of `capture.start`: from here on the connection carries pcapng.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureStarted {
+    /// The capture's interfaces, in the order of their pcapng interface
+    /// blocks.
+    pub interfaces: Vec<String>,
+    pub snaplen: u32,
+}
+
+/// Result of `monitor`: from here on the connection carries one
+/// `{"event": MonitorEvent}` line per event, until the client closes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorStarted {
+    pub monitoring: bool,
+}
+
+/// One line of the stream after `monitor`'s reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventLine {
+    pub event: MonitorEvent,
+}
+
+/// Something that happened in the daemon, as `monitor` streams it. Fields
+/// that do not apply to the kind are absent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorEvent {
+    /// When the daemon told it: milliseconds since the Unix epoch.
+    pub ts_ms: u64,
+    /// `mac_learned`, `mac_moved`, `mac_aged`, `mac_refused`,
+    /// `port_added`, `port_removed`, `port_gone`, `vtep_added`,
+    /// `vtep_learned`, `vtep_removed`, `network_created`,
+    /// `network_removed`, `config` (another change: `what` says which), or
+    /// `lost` (`count` events this client did not take in time).
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<MacAddr>,
+    /// The port (or, for a MAC behind a VTEP, absent and `vtep` set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// `IP:PORT` of the VTEP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vtep: Option<String>,
+    /// Where a moved MAC was before: a port name or `vtep IP:PORT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Why: a refusal's limit, a port's or VTEP's way of going.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+    /// For `config`: the request that changed something.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub what: Option<String>,
+    /// For `lost`: how many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
 }
 
 // ---------------------------------------------------------------------------
@@ -1245,6 +1390,11 @@ mod tests {
             Request::ClusterStatus(NoArgs {}),
             Request::IpamAllocate(IpamAllocate::default()),
             Request::IpamRelease(IpamRelease::default()),
+            Request::Monitor(NoArgs {}),
+            Request::CaptureStart(CaptureStart::default()),
+            Request::MirrorAdd(MirrorAdd::default()),
+            Request::MirrorRm(MirrorRm::default()),
+            Request::MirrorLs(NoArgs {}),
         ];
         assert_eq!(all.len(), COMMANDS.len());
         for r in &all {

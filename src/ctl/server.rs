@@ -95,6 +95,18 @@ const STREAM_ROWS: usize = 256;
 const STREAM_CHUNKS_PER_TURN: usize = 4;
 /// What one row not yet encoded counts against [`MAX_QUEUED_REPLIES`].
 const ROW_BYTES: usize = 160;
+/// Event bytes a monitoring client may be behind; more events are lost
+/// (counted) for it.
+const MONITOR_BUFFER: usize = 1024 * 1024;
+/// How often the FDB's change feed is drained while anyone monitors.
+const MONITOR_EVERY: Duration = Duration::from_millis(100);
+
+/// One line of `monitor`'s stream.
+fn encode_event(event: super::proto::MonitorEvent) -> Vec<u8> {
+    let mut line = serde_json::to_vec(&super::proto::EventLine { event }).unwrap_or_default();
+    line.push(b'\n');
+    line
+}
 
 /// How to run the server.
 #[derive(Clone)]
@@ -318,6 +330,13 @@ struct Conn {
     discarding: bool,
     /// On the ready list.
     queued: bool,
+    /// Asked `monitor`: carries events from now on (see [`Server::fan_out`]).
+    monitor: bool,
+    /// Events this monitoring client lost since it last got one.
+    monitor_lost: u64,
+    /// Asked `capture.start`: handed to the capture's writer once the
+    /// reply is out (see [`Server::hand_off`]).
+    capture: bool,
 }
 
 enum Pump {
@@ -350,6 +369,9 @@ impl Conn {
             closing: false,
             discarding: false,
             queued: false,
+            monitor: false,
+            monitor_lost: 0,
+            capture: false,
         }
     }
 
@@ -388,6 +410,7 @@ impl Conn {
             || self.rows.is_some()
             || self.closing
             || self.queued
+            || self.monitor
     }
 
     /// Queues an error reply and closes the connection after it.
@@ -429,6 +452,9 @@ impl Conn {
             ))))
         };
         let req = parse_request(trimmed);
+        if req.is_err() {
+            daemon.count_bad_request();
+        }
         if others >= MAX_QUEUED_REPLIES / 4 && matches!(req, Ok(Request::FdbShow(_))) {
             // Refused before the table is even collected: collecting a
             // large one takes milliseconds of this thread.
@@ -451,6 +477,8 @@ impl Conn {
             }
             r => r,
         };
+        self.monitor |= matches!(reply, Ok(Reply::Monitoring(_)));
+        self.capture |= matches!(reply, Ok(Reply::Capturing(_)));
         let mut bytes = encode_reply(&reply);
         // A small reply (`ping`, an error) is always answered: it costs at
         // most 128 × 64 KiB in all, and the socket's buffer usually takes
@@ -536,6 +564,13 @@ impl Conn {
             if self.closing {
                 return Pump::Close;
             }
+            if self.monitor {
+                return self.pump_monitor(scratch);
+            }
+            if self.capture {
+                // The reply is out: the server hands the connection over.
+                return Pump::Wait;
+            }
             if self.has_line() {
                 if handled >= REQUESTS_PER_TURN {
                     return Pump::More;
@@ -594,8 +629,44 @@ impl Conn {
         }
     }
 
+    /// A monitoring connection only writes: what it sends is read and
+    /// thrown away, until it closes.
+    fn pump_monitor(&mut self, scratch: &mut [u8]) -> Pump {
+        loop {
+            match self.stream.read(scratch) {
+                Ok(0) => return Pump::Close,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Pump::Wait,
+                Err(_) => return Pump::Close,
+            }
+        }
+    }
+
+    /// Queues an event line unless the client is [`MONITOR_BUFFER`]
+    /// behind; then the event is lost, and counted in a `lost` line that
+    /// goes first once there is room again. Returns whether it was lost.
+    fn queue_event(&mut self, line: &[u8]) -> bool {
+        let behind = self.out.len() - self.out_pos;
+        if behind + line.len() > MONITOR_BUFFER {
+            self.monitor_lost += 1;
+            return true;
+        }
+        if self.monitor_lost > 0 {
+            let mut lost = super::monitor::event("lost");
+            lost.count = Some(std::mem::take(&mut self.monitor_lost));
+            self.out.extend_from_slice(&encode_event(lost));
+        }
+        self.out.extend_from_slice(line);
+        false
+    }
+
     /// The next moment a timeout is due.
     fn deadline(&self, lim: &Limits) -> Instant {
+        if self.monitor {
+            // No timeouts: it reads at its own pace, losing events.
+            return Instant::now() + MAX_SLEEP;
+        }
         let mut due = self.idle_since + lim.idle_timeout;
         if let Some(t) = self.partial_since {
             due = due.min(t + lim.request_timeout);
@@ -800,6 +871,9 @@ impl Server {
             let now = Instant::now();
             self.serve_ready(now);
             self.expire(now);
+            if self.fan_out() {
+                self.serve_ready(now);
+            }
             if now >= self.next_reap {
                 self.daemon.reap_orphans();
                 self.next_reap = now + REAP_EVERY;
@@ -811,6 +885,9 @@ impl Server {
     fn next_timeout(&self, now: Instant) -> Duration {
         if !self.ready.is_empty() {
             return Duration::ZERO;
+        }
+        if self.conns.iter().flatten().any(|c| c.monitor) {
+            return MONITOR_EVERY;
         }
         let retry = self
             .next_retry
@@ -967,12 +1044,74 @@ impl Server {
                 Pump::More => self.ready.push(i),
                 Pump::Close => self.close(i),
             }
+            self.hand_off(i);
+        }
+    }
+
+    /// Hands the daemon's events to the monitoring connections; tells the
+    /// daemon whether anyone still watches. Returns whether any connection
+    /// got something to write (it is on the ready list then).
+    fn fan_out(&mut self) -> bool {
+        let watchers: Vec<usize> = (0..self.conns.len())
+            .filter(|&i| matches!(&self.conns[i], Some(c) if c.monitor))
+            .collect();
+        self.daemon.set_watching(!watchers.is_empty());
+        let events = self.daemon.take_monitor_events();
+        if events.is_empty() {
+            return false;
+        }
+        let lines: Vec<Vec<u8>> = events.into_iter().map(encode_event).collect();
+        for &i in &watchers {
+            if let Some(Some(c)) = self.conns.get_mut(i) {
+                let mut lost = 0;
+                for line in &lines {
+                    lost += u64::from(c.queue_event(line));
+                }
+                self.daemon.count_monitor_lost(lost);
+            }
+            self.mark_ready(i);
+        }
+        true
+    }
+
+    /// A connection whose `capture.start` reply is out goes to a writer
+    /// thread of its capture, off this thread's poll.
+    fn hand_off(&mut self, i: usize) {
+        let Some(Some(c)) = self.conns.get(i) else {
+            return;
+        };
+        if !c.capture || c.out_pos < c.out.len() {
+            return;
+        }
+        let Some(mut conn) = self.conns[i].take() else {
+            return;
+        };
+        self.ready.retain(|&r| r != i);
+        self.count_clients();
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        let Some(pending) = self.daemon.take_capture() else {
+            return;
+        };
+        let stream = std::os::unix::net::UnixStream::from(conn.stream);
+        let spawned = std::thread::Builder::new()
+            .name("vxswitch-capture".into())
+            .spawn(move || {
+                pending
+                    .capture
+                    .write_to(stream, pending.count, super::capture::WRITE_TIMEOUT)
+            });
+        if let Err(e) = spawned {
+            eprintln!("vxswitch: cannot start a capture's writer thread: {e}");
         }
     }
 
     fn close(&mut self, i: usize) {
         if let Some(slot) = self.conns.get_mut(i) {
             if let Some(mut c) = slot.take() {
+                if c.capture {
+                    // Gone before its hand-off: the capture stops.
+                    drop(self.daemon.take_capture());
+                }
                 let _ = self.poll.registry().deregister(&mut c.stream);
             }
         }
@@ -992,6 +1131,9 @@ impl Server {
             let Some(Some(c)) = self.conns.get_mut(i) else {
                 continue;
             };
+            if c.monitor {
+                continue;
+            }
             if c.reply_since
                 .is_some_and(|t| now.duration_since(t) >= reply)
             {

@@ -66,7 +66,10 @@ impl Daemon {
             vxlan: self.engine.vxlan_stats(),
             vteps,
             gateways,
-            control: self.control,
+            control: super::proto::ControlStats {
+                monitor_lost: self.monitor_lost(),
+                ..self.control
+            },
             pending: self.pending_rows(),
             networks,
             suppress: match a.port {

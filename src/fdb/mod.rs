@@ -52,6 +52,9 @@ use serde::{Deserialize, Serialize};
 use crate::time::Millis;
 use crate::wire::MacAddr;
 
+mod watch;
+pub use watch::{Change, ChangeKind, WATCH_CAPACITY};
+
 /// Identifies a network (an L2 broadcast domain) inside one daemon.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct NetId(pub u32);
@@ -245,6 +248,14 @@ pub struct NetFdbStats {
     /// New MACs of the network not learned because the budget was spent
     /// (the frames were still forwarded, flooding where unknown).
     pub refused: u64,
+    /// MACs of the network learned, moved and aged out since it was set up
+    /// (the metrics exposition's per-network counters).
+    #[serde(default)]
+    pub learned: u64,
+    #[serde(default)]
+    pub moved: u64,
+    #[serde(default)]
+    pub aged: u64,
 }
 
 /// The map key. The MAC is kept as a `u64` so hashing is two integer
@@ -337,6 +348,9 @@ struct NetBudget {
     entries: AtomicUsize,
     max: AtomicUsize,
     refused: AtomicU64,
+    learned: AtomicU64,
+    moved: AtomicU64,
+    aged: AtomicU64,
 }
 
 type Map<K, V> = papaya::HashMap<K, V, ahash::RandomState>;
@@ -365,6 +379,8 @@ pub struct Fdb {
     per_net: Map<NetId, NetBudget>,
     len: AtomicUsize,
     counters: Counters,
+    /// The change feed (`vxswitch monitor`), off unless someone watches.
+    watch: watch::Watch,
 }
 
 impl fmt::Debug for Fdb {
@@ -392,7 +408,24 @@ impl Fdb {
             per_net: new_map(16),
             len: AtomicUsize::new(0),
             counters: Counters::default(),
+            watch: watch::Watch::default(),
         }
+    }
+
+    /// Turns the change feed on or off (off drops what was queued).
+    pub fn watch(&self, on: bool) {
+        self.watch.set(on);
+    }
+
+    /// The next change, in order, while the feed is on.
+    pub fn next_change(&self) -> Option<Change> {
+        self.watch.take()
+    }
+
+    /// Changes lost because the reader fell behind (the feed's queue was
+    /// full), since the daemon started.
+    pub fn changes_lost(&self) -> u64 {
+        self.watch.lost()
     }
 
     pub fn config(&self) -> FdbConfig {
@@ -445,6 +478,9 @@ impl Fdb {
                 entries: b.entries.load(Ordering::Relaxed),
                 max: b.max.load(Ordering::Relaxed),
                 refused: b.refused.load(Ordering::Relaxed),
+                learned: b.learned.load(Ordering::Relaxed),
+                moved: b.moved.load(Ordering::Relaxed),
+                aged: b.aged.load(Ordering::Relaxed),
             },
             None => NetFdbStats {
                 max: self.cfg.max_per_network,
@@ -530,21 +566,40 @@ impl Fdb {
     /// when the next one expires (if any learned entry remains), so the
     /// caller can sleep until then.
     pub fn sweep(&self, now: Millis) -> (usize, Option<Millis>) {
+        let watch = &self.watch;
+        self.sweep_each(now, |net, mac, dest| {
+            watch.note(net, mac, dest, ChangeKind::Aged)
+        })
+    }
+
+    /// [`Fdb::sweep`], telling `aged` about each entry it removed (the
+    /// event stream's "MAC aged": `vxswitch monitor`).
+    pub fn sweep_each(
+        &self,
+        now: Millis,
+        mut aged: impl FnMut(NetId, MacAddr, Dest),
+    ) -> (usize, Option<Millis>) {
         let ageing = self.cfg.ageing_ms;
         if ageing == 0 {
             return (0, None);
         }
         let mut next: Option<Millis> = None;
-        let removed = self.remove_where(|_, e| {
-            if e.expired(now, ageing) {
-                return true;
-            }
-            if e.kind == EntryKind::Learned {
-                let due = e.last_seen().add_ms(ageing);
-                next = Some(next.map_or(due, |n| n.min(due)));
-            }
-            false
-        });
+        let removed = self.remove_where_each(
+            |_, e| {
+                if e.expired(now, ageing) {
+                    return true;
+                }
+                if e.kind == EntryKind::Learned {
+                    let due = e.last_seen().add_ms(ageing);
+                    next = Some(next.map_or(due, |n| n.min(due)));
+                }
+                false
+            },
+            |k, dest| {
+                self.with_budget(k.net(), |b| b.aged.fetch_add(1, Ordering::Relaxed));
+                aged(k.net(), k.mac(), dest);
+            },
+        );
         self.counters
             .aged_out
             .fetch_add(removed as u64, Ordering::Relaxed);
@@ -554,7 +609,17 @@ impl Fdb {
     /// Removes the entries `select` picks, counting only the removals that
     /// happened: each candidate is removed with `remove_if`, which asks
     /// `select` again about the entry it is about to remove.
-    fn remove_where(&self, mut select: impl FnMut(&Key, &Entry) -> bool) -> usize {
+    fn remove_where(&self, select: impl FnMut(&Key, &Entry) -> bool) -> usize {
+        self.remove_where_each(select, |_, _| {})
+    }
+
+    /// [`Fdb::remove_where`], telling `removed` the key and destination of
+    /// each entry it took out.
+    fn remove_where_each(
+        &self,
+        mut select: impl FnMut(&Key, &Entry) -> bool,
+        mut removed_one: impl FnMut(&Key, Dest),
+    ) -> usize {
         let guard = self.map.guard();
         let mut removed = 0;
         for (k, e) in self.map.iter(&guard) {
@@ -562,7 +627,9 @@ impl Fdb {
                 continue;
             }
             if let Ok(Some((_, gone))) = self.map.remove_if(k, |k, e| select(k, e), &guard) {
-                if self.release(k.net(), gone) {
+                if let Some(dest) = gone.claim() {
+                    self.unreserve(k.net(), dest);
+                    removed_one(k, dest);
                     removed += 1;
                 }
             }
@@ -626,12 +693,24 @@ impl Fdb {
             entries: AtomicUsize::new(0),
             max: AtomicUsize::new(self.cfg.max_per_network),
             refused: AtomicU64::new(0),
+            learned: AtomicU64::new(0),
+            moved: AtomicU64::new(0),
+            aged: AtomicU64::new(0),
         }
     }
 
     fn with_budget<T>(&self, net: NetId, f: impl FnOnce(&NetBudget) -> T) -> T {
         let pinned = self.per_net.pin();
         f(pinned.get_or_insert_with(net, || self.new_budget()))
+    }
+
+    /// Counts a move in its network's counters; returns `l`.
+    #[inline]
+    fn per_net_move(&self, net: NetId, l: Learned) -> Learned {
+        if let Learned::Moved { .. } = l {
+            self.with_budget(net, |b| b.moved.fetch_add(1, Ordering::Relaxed));
+        }
+        l
     }
 
     /// Claims room for one entry of `net` at `dest`, or says which limit
@@ -710,11 +789,22 @@ impl FdbGuard<'_> {
     /// already refused multicast and zero sources.
     #[inline]
     pub fn learn(&self, net: NetId, mac: MacAddr, dest: Dest, now: Millis) -> Learned {
+        let l = self.learn_quietly(net, mac, dest, now);
+        // A refresh, the common case, is one compare; a change one relaxed
+        // load more unless someone watches.
+        if l != Learned::Refreshed {
+            self.fdb.watch.learned(net, mac, dest, l);
+        }
+        l
+    }
+
+    #[inline]
+    fn learn_quietly(&self, net: NetId, mac: MacAddr, dest: Dest, now: Millis) -> Learned {
         let fdb = self.fdb;
         let key = Key::new(net, mac);
         if let Some(e) = fdb.map.get(&key, &self.guard) {
             if let Some(l) = Self::refresh(fdb, e, dest, now) {
-                return l;
+                return fdb.per_net_move(net, l);
             }
             // Removed under our feet: learn it anew.
         }
@@ -733,12 +823,14 @@ impl FdbGuard<'_> {
         {
             Ok(_) => {
                 fdb.counters.inserted.fetch_add(1, Ordering::Relaxed);
+                fdb.with_budget(net, |b| b.learned.fetch_add(1, Ordering::Relaxed));
                 Learned::Inserted
             }
             Err(occupied) => {
                 // Lost a race with another learner: the entry exists now.
                 fdb.unreserve(net, dest);
-                Self::refresh(fdb, occupied.current, dest, now).unwrap_or(Learned::Refreshed)
+                let l = Self::refresh(fdb, occupied.current, dest, now);
+                fdb.per_net_move(net, l.unwrap_or(Learned::Refreshed))
             }
         }
     }
@@ -889,6 +981,65 @@ mod tests {
         assert_eq!(fdb.stats().moved, 1);
         assert_eq!(fdb.dest_count(P1), 0);
         assert_eq!(fdb.dest_count(P2), 1);
+    }
+
+    #[test]
+    fn per_network_counters_learn_move_and_age() {
+        let fdb = Fdb::new(FdbConfig {
+            ageing_ms: 10_000,
+            ..FdbConfig::default()
+        });
+        let other = NetId(7);
+        fdb.learn(NET, mac(1), P1, Millis(0));
+        fdb.learn(NET, mac(1), P2, Millis(1));
+        fdb.learn(other, mac(1), P1, Millis(0));
+        let mut aged = Vec::new();
+        let (n, _) = fdb.sweep_each(Millis(20_000), |net, m, d| aged.push((net, m, d)));
+        assert_eq!(n, 2);
+        aged.sort_by_key(|(net, _, _)| net.0);
+        assert_eq!(aged, vec![(NET, mac(1), P2), (other, mac(1), P1)]);
+        let s = fdb.network_stats(NET);
+        assert_eq!((s.learned, s.moved, s.aged, s.entries), (1, 1, 1, 0));
+        let s = fdb.network_stats(other);
+        assert_eq!((s.learned, s.moved, s.aged), (1, 0, 1));
+    }
+
+    #[test]
+    fn the_change_feed_tells_learn_move_age_and_refusal_in_order_while_on() {
+        let fdb = Fdb::new(FdbConfig {
+            ageing_ms: 10_000,
+            max_entries: 1,
+            max_per_dest: 1,
+            max_per_network: 1,
+        });
+        fdb.learn(NET, mac(9), P1, Millis(0));
+        assert_eq!(fdb.next_change(), None, "off: nothing queued");
+        fdb.sweep(Millis(20_000));
+        fdb.watch(true);
+        fdb.learn(NET, mac(1), P1, Millis(0));
+        fdb.learn(NET, mac(1), P1, Millis(1));
+        fdb.learn(NET, mac(1), P2, Millis(2));
+        fdb.learn(NET, mac(2), P1, Millis(3));
+        fdb.sweep(Millis(20_000));
+        let kinds: Vec<_> = std::iter::from_fn(|| fdb.next_change())
+            .map(|c| (c.mac, c.dest, c.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (mac(1), P1, ChangeKind::Learned),
+                (mac(1), P2, ChangeKind::Moved { from: P1 }),
+                (mac(2), P1, ChangeKind::Refused(Refusal::TableFull)),
+                (mac(1), P2, ChangeKind::Aged),
+            ]
+        );
+        // A reader that falls behind loses the newest, counted.
+        for i in 0..WATCH_CAPACITY as u32 + 5 {
+            fdb.learn(NET, mac(100 + i), P1, Millis(30_000));
+        }
+        assert_eq!(fdb.changes_lost(), 5);
+        fdb.watch(false);
+        assert_eq!(fdb.next_change(), None, "off drops the queue");
     }
 
     #[test]
@@ -1180,7 +1331,10 @@ mod tests {
             NetFdbStats {
                 entries: 2,
                 max: 2,
-                refused: 1
+                refused: 1,
+                learned: 2,
+                moved: 0,
+                aged: 0,
             }
         );
         assert!(matches!(

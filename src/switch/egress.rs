@@ -380,6 +380,15 @@ fn write_frame(port: &Port, bytes: &[u8], frame_len: usize, dead: &mut Vec<(Port
         }
         None => (&port.file).write(bytes),
     };
+    if crate::observe::capture::on() {
+        let drop = match &written {
+            Ok(n) if *n == bytes.len() => None,
+            Ok(_) => Some(DropReason::TxError),
+            Err(e) => Some(DropReason::of_tx_error(e)),
+        };
+        let frame = &bytes[bytes.len().saturating_sub(frame_len)..];
+        crate::observe::capture::copy(&port.stats, crate::observe::pcapng::Dir::Out, frame, drop);
+    }
     match written {
         Ok(n) if n == bytes.len() => {
             port.stats.tx_frames.inc();

@@ -220,10 +220,28 @@ pub(super) fn dispatch(
     f: &mut Frame<'_>,
 ) {
     count_learning(stats, verdict.learned);
+    if crate::observe::capture::on() {
+        let drop = match verdict.decision {
+            Decision::Drop(why) => Some(why),
+            _ => None,
+        };
+        crate::observe::capture::copy(stats, crate::observe::pcapng::Dir::In, f.bytes(), drop);
+    }
     let Some(net) = tables.net(ingress.net) else {
         stats.count_drop(DropReason::NoNetwork);
         return;
     };
+    if crate::observe::mirror::on() {
+        mirror(
+            tables,
+            egress,
+            ingress.from,
+            stats,
+            &verdict.decision,
+            &net.members,
+            f,
+        );
+    }
     let from_overlay = matches!(ingress.from, Dest::Remote(_));
     if from_overlay {
         let out = match verdict.decision {
@@ -297,6 +315,55 @@ fn suppress(
         );
     }
     true
+}
+
+/// Port mirroring (`vxswitch port mirror`): copies of what a mirrored
+/// port received, and of what it is about to be sent, written to its
+/// monitoring port like any egress. Only when a mirror exists.
+#[cold]
+#[inline(never)]
+fn mirror(
+    tables: &Tables,
+    egress: &mut Egress,
+    from: Dest,
+    stats: &PortStats,
+    decision: &Decision,
+    members: &[PortId],
+    f: &mut Frame<'_>,
+) {
+    use crate::observe::mirror::target;
+    use crate::observe::pcapng::Dir;
+    let send = |t: Option<(u32, usize)>, egress: &mut Egress, f: &mut Frame<'_>| {
+        let Some((id, key)) = t else { return };
+        match tables.port(PortId(id)) {
+            // Still the monitoring port, and not where the frame came from.
+            Some(p)
+                if crate::observe::capture::key(&p.stats) == key && from != Dest::Local(p.id) =>
+            {
+                egress.transmit(p, f)
+            }
+            _ => {}
+        }
+    };
+    send(target(stats, Dir::In), egress, f);
+    match *decision {
+        Decision::Forward(out) => {
+            if let Some(p) = tables.port(out) {
+                send(target(&p.stats, Dir::Out), egress, f);
+            }
+        }
+        Decision::Flood => {
+            for &m in members {
+                if from == Dest::Local(m) {
+                    continue;
+                }
+                if let Some(p) = tables.port(m) {
+                    send(target(&p.stats, Dir::Out), egress, f);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 fn count_learning(stats: &PortStats, learned: Option<Learned>) {

@@ -1,0 +1,497 @@
+//! Live capture: copies of frames, taken in the dataplane after the
+//! forwarding decision (received) and at the write (sent), written as
+//! pcapng by a thread of their own.
+//!
+//! The dataplane's side is [`tap`]: one relaxed load of a static flag
+//! when nobody captures. While a capture runs, a frame of a watched port
+//! (its `PortStats` is the key: unique in the process while the port
+//! lives, and the same for every worker) is copied, up to the snap length,
+//! into a buffer taken from the capture's free list and queued for its
+//! writer. Both are bounded lock-free queues (`crossbeam_channel::bounded`,
+//! arrays) filled before the capture starts: no allocation, lock or
+//! syscall per frame. When the writer (a slow reader behind it) falls
+//! behind, the free list is empty and the copy is lost and counted, never
+//! the frame, never a wait.
+//!
+//! At most [`SLOTS`] captures run at once, each on at most [`MAX_TARGETS`]
+//! ports.
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::pcapng::{self, Dir};
+use crate::metrics::{DropReason, PortStats};
+
+/// Captures running at once at most.
+pub const SLOTS: usize = 4;
+/// Ports (or VTEPs) one capture watches at most.
+pub const MAX_TARGETS: usize = 64;
+/// Copies queued per capture at most.
+pub const QUEUE: usize = 512;
+/// Default and largest snap length: a 64 KiB super-frame whole.
+pub const MAX_SNAPLEN: u32 = 65_536;
+
+/// A copy on its way to the writer.
+struct Copy {
+    data: Vec<u8>,
+    orig_len: u32,
+    key: usize,
+    dir: Dir,
+    drop: Option<DropReason>,
+    ts_ns: u64,
+}
+
+struct Queues {
+    free_tx: Sender<Copy>,
+    free_rx: Receiver<Copy>,
+    full_tx: Sender<Copy>,
+    full_rx: Receiver<Copy>,
+}
+
+/// One capture's place: what it watches, its queues, its counts.
+struct Slot {
+    /// 0 free, 1 being set up or torn down, 2 capturing.
+    state: AtomicU8,
+    targets: [AtomicUsize; MAX_TARGETS],
+    /// Bit 0: in, bit 1: out.
+    dirs: AtomicU8,
+    snaplen: AtomicUsize,
+    lost: AtomicU64,
+    queues: OnceLock<Queues>,
+}
+
+impl Slot {
+    const fn new() -> Slot {
+        Slot {
+            state: AtomicU8::new(0),
+            targets: [const { AtomicUsize::new(0) }; MAX_TARGETS],
+            dirs: AtomicU8::new(0),
+            snaplen: AtomicUsize::new(0),
+            lost: AtomicU64::new(0),
+            queues: OnceLock::new(),
+        }
+    }
+}
+
+/// Every capture of the process.
+struct Taps {
+    /// Any slot capturing: the one load the dataplane pays.
+    on: AtomicBool,
+    slots: [Slot; SLOTS],
+    /// Serializes starting and stopping (control threads only).
+    admin: Mutex<()>,
+}
+
+static TAPS: Taps = Taps {
+    on: AtomicBool::new(false),
+    slots: [const { Slot::new() }; SLOTS],
+    admin: Mutex::new(()),
+};
+
+/// The key of a port's (or VTEP's) frames: its counters' address.
+pub fn key(stats: &PortStats) -> usize {
+    stats as *const PortStats as usize
+}
+
+/// Whether any capture runs: the dataplane's guard, one relaxed load.
+#[inline(always)]
+pub fn on() -> bool {
+    TAPS.on.load(Ordering::Relaxed)
+}
+
+/// The dataplane's hook: a copy of `frame` if a capture watches `stats`'s
+/// port in `dir`. `drop` says why the frame was not delivered, if it was
+/// not.
+#[inline(always)]
+pub fn tap(stats: &PortStats, dir: Dir, frame: &[u8], drop: Option<DropReason>) {
+    if on() {
+        copy(stats, dir, frame, drop);
+    }
+}
+
+/// [`tap`] after its guard: call only when [`on`] said so.
+#[cold]
+#[inline(never)]
+pub fn copy(stats: &PortStats, dir: Dir, frame: &[u8], drop: Option<DropReason>) {
+    let key = key(stats);
+    let bit = match dir {
+        Dir::In => 1,
+        Dir::Out => 2,
+    };
+    for slot in &TAPS.slots {
+        if slot.state.load(Ordering::Acquire) != 2
+            || slot.dirs.load(Ordering::Relaxed) & bit == 0
+            || !slot
+                .targets
+                .iter()
+                .any(|t| t.load(Ordering::Relaxed) == key)
+        {
+            continue;
+        }
+        let Some(q) = slot.queues.get() else { continue };
+        let Ok(mut c) = q.free_rx.try_recv() else {
+            slot.lost.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let snap = frame.len().min(slot.snaplen.load(Ordering::Relaxed));
+        c.data.clear();
+        c.data.extend_from_slice(&frame[..snap]);
+        c.orig_len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+        c.key = key;
+        c.dir = dir;
+        c.drop = drop;
+        c.ts_ns = now_ns();
+        if q.full_tx.try_send(c).is_err() {
+            slot.lost.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Which frames a capture wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    In,
+    Out,
+    Both,
+}
+
+/// Why a capture could not start.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CaptureError {
+    #[error("{SLOTS} captures are running already; stop one first")]
+    Busy,
+    #[error("a capture watches at most {MAX_TARGETS} ports; capture fewer (one port, or a smaller network)")]
+    TooManyTargets,
+    #[error("nothing to capture: the network has no ports")]
+    NoTargets,
+}
+
+/// A running capture; stopping it (or dropping it) frees its slot.
+pub struct Capture {
+    slot: usize,
+    /// Interfaces: name and key, in the order of their IDBs.
+    ifaces: Vec<(String, usize)>,
+    snaplen: u32,
+    what: String,
+}
+
+impl std::fmt::Debug for Capture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Capture")
+            .field("slot", &self.slot)
+            .field("what", &self.what)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts capturing the ports `targets` (name and counters) in `dir`.
+pub fn start(
+    what: &str,
+    targets: &[(String, Arc<PortStats>)],
+    dir: Direction,
+    snaplen: u32,
+) -> Result<Capture, CaptureError> {
+    if targets.is_empty() {
+        return Err(CaptureError::NoTargets);
+    }
+    if targets.len() > MAX_TARGETS {
+        return Err(CaptureError::TooManyTargets);
+    }
+    let _admin = TAPS.admin.lock().unwrap_or_else(|e| e.into_inner());
+    let (i, slot) = TAPS
+        .slots
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.state.load(Ordering::Acquire) == 0)
+        .ok_or(CaptureError::Busy)?;
+    slot.state.store(1, Ordering::Release);
+    let snaplen = snaplen.clamp(64, MAX_SNAPLEN);
+    let q = slot.queues.get_or_init(|| {
+        let (free_tx, free_rx) = crossbeam_channel::bounded(QUEUE);
+        let (full_tx, full_rx) = crossbeam_channel::bounded(QUEUE);
+        Queues {
+            free_tx,
+            free_rx,
+            full_tx,
+            full_rx,
+        }
+    });
+    while q.full_rx.try_recv().is_ok() {}
+    while q.free_rx.try_recv().is_ok() {}
+    for _ in 0..QUEUE {
+        let _ = q.free_tx.try_send(Copy {
+            data: Vec::with_capacity(snaplen as usize),
+            orig_len: 0,
+            key: 0,
+            dir: Dir::In,
+            drop: None,
+            ts_ns: 0,
+        });
+    }
+    for (t, (_, stats)) in slot.targets.iter().zip(targets.iter().map(|t| (0, &t.1))) {
+        t.store(key(stats), Ordering::Relaxed);
+    }
+    for t in &slot.targets[targets.len()..] {
+        t.store(0, Ordering::Relaxed);
+    }
+    slot.dirs.store(
+        match dir {
+            Direction::In => 1,
+            Direction::Out => 2,
+            Direction::Both => 3,
+        },
+        Ordering::Relaxed,
+    );
+    slot.snaplen.store(snaplen as usize, Ordering::Relaxed);
+    slot.lost.store(0, Ordering::Relaxed);
+    slot.state.store(2, Ordering::Release);
+    TAPS.on.store(true, Ordering::Release);
+    Ok(Capture {
+        slot: i,
+        ifaces: targets.iter().map(|(n, s)| (n.clone(), key(s))).collect(),
+        snaplen,
+        what: what.to_string(),
+    })
+}
+
+impl Capture {
+    /// Copies lost so far (the writer fell behind).
+    pub fn lost(&self) -> u64 {
+        TAPS.slots[self.slot].lost.load(Ordering::Relaxed)
+    }
+
+    /// Writes the capture to `out` as pcapng until `count` frames are
+    /// written, the reader closes its end (or half-closes it: end of file
+    /// on `out`), or a write does not complete within `write_timeout`.
+    /// Ends with the statistics blocks when the stream is still writable.
+    /// Returns (frames written, copies lost).
+    pub fn write_to(
+        self,
+        mut out: UnixStream,
+        count: Option<u64>,
+        write_timeout: Duration,
+    ) -> (u64, u64) {
+        let q = TAPS.slots[self.slot]
+            .queues
+            .get()
+            .expect("a started capture has its queues");
+        let _ = out.set_write_timeout(Some(write_timeout));
+        let _ = out.set_nonblocking(false);
+        let mut buf = Vec::with_capacity(64 * 1024);
+        pcapng::section_header(&mut buf, &format!("vxswitch capture of {}", self.what));
+        for (name, _) in &self.ifaces {
+            pcapng::interface(&mut buf, name, self.snaplen);
+        }
+        let mut written = 0u64;
+        // `ok`: the stream takes bytes; `done`: the reader half-closed
+        // (Ctrl-C), so what is queued and the statistics still go out.
+        let mut ok = out.write_all(&buf).is_ok();
+        let mut done = false;
+        let mut last_check = Instant::now();
+        while ok && !done && count.is_none_or(|c| written < c) {
+            buf.clear();
+            match q.full_rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(c) => {
+                    self.write_copy(&mut buf, &c);
+                    let _ = q.free_tx.try_send(c);
+                    written += 1;
+                    ok = out.write_all(&buf).is_ok();
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(_) => break,
+            }
+            if last_check.elapsed() >= Duration::from_millis(100) {
+                last_check = Instant::now();
+                done = reader_done(&out);
+            }
+        }
+        // Copies taken before the end are still written (the reader only
+        // half-closed), up to `count`.
+        while ok && count.is_none_or(|c| written < c) {
+            let Ok(c) = q.full_rx.try_recv() else { break };
+            buf.clear();
+            self.write_copy(&mut buf, &c);
+            let _ = q.free_tx.try_send(c);
+            written += 1;
+            ok = out.write_all(&buf).is_ok();
+        }
+        let lost = self.lost();
+        if ok {
+            buf.clear();
+            let now = now_ns();
+            for i in 0..self.ifaces.len() {
+                let (d, l) = if i == 0 { (written, lost) } else { (0, 0) };
+                pcapng::statistics(&mut buf, i as u32, now, d, l);
+            }
+            let _ = out.write_all(&buf);
+        }
+        (written, lost)
+    }
+}
+
+impl Capture {
+    fn write_copy(&self, buf: &mut Vec<u8>, c: &Copy) {
+        let iface = self
+            .ifaces
+            .iter()
+            .position(|(_, k)| *k == c.key)
+            .unwrap_or(0) as u32;
+        let comment = c.drop.map(|d| format!("dropped: {}", d.name()));
+        pcapng::packet(
+            buf,
+            iface,
+            c.ts_ns,
+            &c.data,
+            c.orig_len,
+            c.dir,
+            comment.as_deref(),
+        );
+    }
+}
+
+/// Whether the reader closed or half-closed its end: end of file (or an
+/// error) on a read that does not wait. Bytes it sends are thrown away.
+fn reader_done(s: &UnixStream) -> bool {
+    if s.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let mut scratch = [0u8; 256];
+    let done = loop {
+        match (&*s).read(&mut scratch) {
+            Ok(0) => break true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break true,
+        }
+    };
+    done || s.set_nonblocking(false).is_err()
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _admin = TAPS.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = &TAPS.slots[self.slot];
+        slot.state.store(1, Ordering::Release);
+        for t in &slot.targets {
+            t.store(0, Ordering::Relaxed);
+        }
+        slot.state.store(0, Ordering::Release);
+        let any = TAPS
+            .slots
+            .iter()
+            .any(|s| s.state.load(Ordering::Acquire) == 2);
+        TAPS.on.store(any, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_of_watched_ports_reach_the_writer_and_a_full_queue_loses_them_counted() {
+        let a = Arc::new(PortStats::default());
+        let b = Arc::new(PortStats::default());
+        let cap = start(
+            "port a",
+            &[("a".into(), a.clone())],
+            Direction::Both,
+            MAX_SNAPLEN,
+        )
+        .unwrap();
+        // Not watched: no copy.
+        tap(&b, Dir::In, &[0u8; 60], None);
+        tap(&a, Dir::In, &[1u8; 60], None);
+        tap(&a, Dir::Out, &[2u8; 100], Some(DropReason::Oversize));
+        // More than the queue holds: the rest are lost, counted.
+        for _ in 0..QUEUE {
+            tap(&a, Dir::In, &[3u8; 60], None);
+        }
+        assert_eq!(cap.lost(), 2);
+        let (mine, theirs) = UnixStream::pair().unwrap();
+        let writer =
+            std::thread::spawn(move || cap.write_to(theirs, Some(3), Duration::from_secs(5)));
+        let mut r = pcapng::Reader::default();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut mine = mine;
+        mine.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        loop {
+            let n = mine.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            r.push(&buf[..n]);
+            while let Some(b) = r.next_block().unwrap() {
+                got.push(b);
+            }
+            if got.iter().any(|(k, _)| *k == pcapng::ISB) {
+                break;
+            }
+        }
+        let (written, lost) = writer.join().unwrap();
+        assert_eq!((written, lost), (3, 2));
+        let packets: Vec<_> = got
+            .iter()
+            .filter_map(|(k, body)| {
+                let b = pcapng::Block { kind: *k, body };
+                b.packet()
+                    .map(|p| (p.data[0], p.orig_len, p.dir, p.comment))
+            })
+            .collect();
+        assert_eq!(
+            packets,
+            vec![
+                (1, 60, Some(Dir::In), None),
+                (
+                    2,
+                    100,
+                    Some(Dir::Out),
+                    Some("dropped: oversize".to_string())
+                ),
+                (3, 60, Some(Dir::In), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_half_close_still_gets_the_queued_copies_and_the_count_of_lost_ones() {
+        let a = Arc::new(PortStats::default());
+        let cap = start("port h", &[("h".into(), a.clone())], Direction::In, 128).unwrap();
+        for _ in 0..QUEUE + 7 {
+            tap(&a, Dir::In, &[9u8; 60], None);
+        }
+        let (mut mine, theirs) = UnixStream::pair().unwrap();
+        // Ctrl-C before the writer even starts: it must still write what
+        // was queued, then the statistics.
+        mine.shutdown(std::net::Shutdown::Write).unwrap();
+        let writer = std::thread::spawn(move || cap.write_to(theirs, None, Duration::from_secs(5)));
+        let mut all = Vec::new();
+        mine.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        mine.read_to_end(&mut all).unwrap();
+        assert_eq!(writer.join().unwrap(), (QUEUE as u64, 7));
+        let mut r = pcapng::Reader::default();
+        r.push(&all);
+        let mut packets = 0;
+        let mut lost = None;
+        while let Some((kind, body)) = r.next_block().unwrap() {
+            let b = pcapng::Block { kind, body: &body };
+            packets += usize::from(b.packet().is_some());
+            lost = lost.or(b.lost());
+        }
+        assert_eq!((packets, lost), (QUEUE, Some(7)));
+    }
+}
