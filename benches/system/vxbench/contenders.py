@@ -39,6 +39,7 @@ PACKAGES = {
     "ovs-vsctl": "openvswitch-switch",
     "ovs-vswitchd": "openvswitch-switch",
     "vde_switch": "vde2",
+    "ethtool": "ethtool",
 }
 
 
@@ -482,6 +483,102 @@ class KernelVxlan(Contender):
         self.finish_setup()
 
 
+# ---------------------------------------------------------------------------
+# Uplink (issue 15): a LAN host <-> a container on the host's LAN. The LAN is
+# a kernel bridge in namespace lan; the LAN host c1 hangs off it on a veth,
+# and so does the "host" namespace's eth0 (GRO and TSO on, as a real NIC has
+# them). The contenders differ only in how the container c2 is put on eth0.
+
+
+def simulated_lan(contender: Contender) -> str:
+    """Builds the LAN, the LAN host (ns1, with ip1) and the container's namespace (ns2, empty);
+    returns the host namespace, whose `eth0` is on the LAN."""
+    lab = contender.lab
+    lan = lab.netns(contender.short("lan"))
+    host = lab.netns(contender.short("host"))
+    contender.ns1, contender.ns2 = lab.netns(contender.short("c1")), lab.netns(contender.short("c2"))
+    run(["ip", "-n", lan, "link", "add", "br0", "type", "bridge"])
+    addr_up(lan, "br0")
+    for ns, port, cidr in ((contender.ns1, "lh1", f"{contender.ip1}/24"), (host, "up0", None)):
+        veth(ns, "eth0", lan, port)
+        run(["ip", "-n", lan, "link", "set", port, "master", "br0"])
+        addr_up(lan, port)
+        addr_up(ns, "eth0", cidr)
+    run(nsx(host, ["ethtool", "-K", "eth0", "gro", "on", "tso", "on"]))
+    return host
+
+
+class VxswitchUplink(Vxswitch):
+    name = "uplink-vxswitch"
+    title = "LAN host <-> container through vxswitch's uplink (--uplink eth0)"
+    kind = "uplink"
+    tools = ["ip", "ping", "ethtool"]
+    topology = (
+        "LAN: bridge in namespace lan, LAN host c1 and the host's `eth0` (GRO/TSO on) on veths into it; "
+        "`vxswitch daemon` in the host namespace, `network create lan --uplink eth0`, container c2's "
+        "TAP port; c1 -> c2 crosses the LAN bridge, eth0's packet socket and the switch"
+    )
+
+    def setup(self) -> None:
+        host = simulated_lan(self)
+        sock = self.lab.path(f"{self.name}.sock")
+        self.start_daemon(host, sock, self.daemon_args)
+        self.cli(sock, "network", "create", "lan", "--uplink", "eth0", "--subnet", f"{self.subnet}.0/24")
+        self.cli(sock, "port", "add", "c2", "--network", "lan", "--netns", f"/run/netns/{self.ns2}",
+                 "--ip", f"{self.ip2}/24")
+        self.finish_setup()
+
+    def finish_setup(self) -> None:
+        # c1 is a LAN host on a veth: only the container's eth0 is vxswitch's TAP.
+        Contender.finish_setup(self)
+        info = link_info(self.ns2, details=True).get("linkinfo", {}).get("info_data", {})
+        if not info.get("vnet_hdr"):
+            raise BenchError(f"eth0 in {self.ns2} has no vnet_hdr (ip -d link: {info})")
+
+
+class KernelMacvlan(Contender):
+    name = "uplink-macvlan"
+    title = "LAN host <-> container through kernel macvlan (bridge mode) on eth0"
+    kind = "uplink"
+    tools = ["ip", "ping", "ethtool"]
+    userspace = False
+    topology = (
+        "the LAN of `uplink-vxswitch`; `ip link add link eth0 type macvlan mode bridge` in the host "
+        "namespace, moved into c2 as `eth0` (Docker's `-d macvlan -o parent=eth0`)"
+    )
+
+    def setup(self) -> None:
+        host = simulated_lan(self)
+        run(["ip", "-n", host, "link", "add", "mv0", "link", "eth0", "type", "macvlan", "mode", "bridge"])
+        run(["ip", "-n", host, "link", "set", "mv0", "netns", self.ns2])
+        run(["ip", "-n", self.ns2, "link", "set", "mv0", "name", "eth0"])
+        addr_up(self.ns2, "eth0", f"{self.ip2}/24")
+        self.finish_setup()
+
+
+class UnderlayBridge(Contender):
+    name = "uplink-bridge"
+    title = "LAN host <-> container through a kernel bridge with eth0 enslaved (underlay bridge)"
+    kind = "uplink"
+    tools = ["ip", "ping", "ethtool"]
+    userspace = False
+    topology = (
+        "the LAN of `uplink-vxswitch`; bridge `br0` in the host namespace with `eth0` enslaved and a "
+        "veth to c2's `eth0` (an \"underlay\" bridge sharing the LAN's subnet)"
+    )
+
+    def setup(self) -> None:
+        host = simulated_lan(self)
+        run(["ip", "-n", host, "link", "add", "br0", "type", "bridge"])
+        run(["ip", "-n", host, "link", "set", "eth0", "master", "br0"])
+        addr_up(host, "br0")
+        veth(self.ns2, "eth0", host, "p2")
+        run(["ip", "-n", host, "link", "set", "p2", "master", "br0"])
+        addr_up(host, "p2")
+        addr_up(self.ns2, "eth0", f"{self.ip2}/24")
+        self.finish_setup()
+
+
 class VxswitchBase(Vxswitch):
     """`vxswitch` run by the --baseline binary: a before/after in one run."""
 
@@ -507,10 +604,12 @@ class VxswitchVxlanBase(VxswitchVxlan):
 
 
 ALL = [Vxswitch, VxswitchNoOffload, VxswitchBusyPoll, VxswitchBusyPollAuto, TapFloor, KernelBridge, Ovs, OvsTso, Vde,
-       Veth, VxswitchVxlan, KernelVxlan]
-# Measured only when asked for with --only (none at present: `--busy-poll
-# auto` landed with issue 13's item 1).
-OPTIONAL: set[str] = set()
+       Veth, VxswitchVxlan, KernelVxlan, VxswitchUplink, KernelMacvlan, UnderlayBridge]
+# Measured only when asked for with --only: the uplink scenario (issue 15), a
+# comparison of its own, LAN host <-> container, not run by default (`--busy-poll
+# auto`, once optional, landed with issue 13's item 1).
+UPLINK = ["uplink-vxswitch", "uplink-macvlan", "uplink-bridge"]
+OPTIONAL: set[str] = {*UPLINK}
 # Measured only with --baseline, beside the contender they repeat.
 BASE_OF = {"vxswitch": VxswitchBase, "vxswitch-vxlan": VxswitchVxlanBase}
 BY_NAME = {c.name: c for c in ALL}
