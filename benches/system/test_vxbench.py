@@ -159,7 +159,7 @@ class UplinkScenario(unittest.TestCase):
             return f"vxb-1-{short}"
 
         def path(self, name):
-            return f"/tmp/vxb-1/{name}"
+            return os.path.join(self.tmp, name)
 
         def spawn(self, label, argv, ns=None, **_kw):
             class P:
@@ -183,14 +183,17 @@ class UplinkScenario(unittest.TestCase):
             cmds.append([str(a) for a in argv])
             return Done()
 
-        saved = C.run
-        C.run = fake_run
+        saved = C.run, C.wait_for, C.OVS_SCHEMA
+        # Nothing runs, so nothing is waited for; OVS's schema is not needed either.
+        C.run, C.wait_for, C.OVS_SCHEMA = fake_run, (lambda *_a, **_kw: None), __file__
         try:
-            lab = self.FakeLab()
-            c = C.BY_NAME[name](lab, 7, RUN.parse_args(["--only", name, "--vxswitch", "/bin/true"]))
-            c.setup()
+            with tempfile.TemporaryDirectory() as tmp:
+                lab = self.FakeLab()
+                lab.tmp = tmp
+                c = C.BY_NAME[name](lab, 7, RUN.parse_args(["--only", name, "--vxswitch", "/bin/true"]))
+                c.setup()
         finally:
-            C.run = saved
+            C.run, C.wait_for, C.OVS_SCHEMA = saved
         return c, lab, [" ".join(x) for x in cmds]
 
     def test_uplink_contenders_are_optional(self):
@@ -224,7 +227,7 @@ class UplinkScenario(unittest.TestCase):
                 self.assertEqual(c.mac2, "02:00:00:00:00:12")
                 self.assertEqual(c.kind, "uplink")
 
-    def test_the_three_ways_onto_eth0(self):
+    def test_the_four_ways_onto_eth0(self):
         c, lab, cmds = self.commands("uplink-vxswitch")
         host = "vxb-1-uplink-vxswitch-host"
         self.assertEqual(lab.spawned[1], host, "the daemon runs in the host namespace")
@@ -242,6 +245,14 @@ class UplinkScenario(unittest.TestCase):
         self.assertIn(f"ip -n {host} link set eth0 master br0", cmds)
         self.assertIn(f"ip -n {host} link set p2 master br0", cmds)
         self.assertIn(f"ip -n {c.ns2} link add eth0 type veth peer name p2 netns {host}", cmds)
+        c, lab, cmds = self.commands("uplink-ovs")
+        host = "vxb-1-uplink-ovs-host"
+        self.assertEqual(lab.spawned[1], host, "ovs-vswitchd runs in the host namespace")
+        self.assertTrue(any("add-br br0 -- set bridge br0 datapath_type=netdev -- add-port br0 eth0 -- "
+                            "add-port br0 vxbt2 -- set interface vxbt2 type=tap" in x for x in cmds), cmds)
+        self.assertIn(f"ip -n {host} link set vxbt2 netns {c.ns2}", cmds)
+        self.assertTrue(any("other_config:userspace-tso-enable=true" in x for x in cmds),
+                        "a virtio_net_hdr on OVS's AF_PACKET socket, as on vxswitch's")
 
 
 class Docs(unittest.TestCase):

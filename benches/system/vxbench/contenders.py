@@ -264,10 +264,26 @@ class Ovs(Contender):
 
     def setup(self) -> None:
         lab = self.lab
-        if not os.path.exists(OVS_SCHEMA):
-            raise BenchError(f"{OVS_SCHEMA} is missing (Debian package openvswitch-common)")
         sw = lab.netns(self.short("sw"))
         self.ns1, self.ns2 = lab.netns(self.short("c1")), lab.netns(self.short("c2"))
+        vsctl, env, vswitchd = self.start_ovs(sw)
+        run([*vsctl, "add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev",
+             "--", "add-port", "br0", "vxbt1", "--", "set", "interface", "vxbt1", "type=tap",
+             "--", "add-port", "br0", "vxbt2", "--", "set", "interface", "vxbt2", "type=tap"], env=env, timeout=40)
+        for tap, ns, ip in (("vxbt1", self.ns1, self.ip1), ("vxbt2", self.ns2, self.ip2)):
+            wait_for(f"OVS tap {tap}", lambda t=tap: run(["ip", "-n", sw, "link", "show", t], check=False).returncode == 0, 10, vswitchd)
+            move_tap(sw, tap, ns)
+            addr_up(ns, "eth0", f"{ip}/24")
+        # Only the ovs-vswitchd process forwards; ovsdb-server is idle during the tests.
+        self.forwarder = vswitchd
+        self.finish_setup()
+
+    def start_ovs(self, sw: str) -> tuple[list[str], dict, Proc]:
+        """Its own ovsdb-server and ovs-vswitchd in namespace `sw`; returns the ovs-vsctl
+        command, its environment and the ovs-vswitchd process."""
+        lab = self.lab
+        if not os.path.exists(OVS_SCHEMA):
+            raise BenchError(f"{OVS_SCHEMA} is missing (Debian package openvswitch-common)")
         d = lab.path(self.name)
         os.makedirs(d, exist_ok=True)
         # Every OVS path under the temp dir: never /var/run/openvswitch or the system DB.
@@ -296,16 +312,7 @@ class Ovs(Contender):
         )
         self.procs.append(vswitchd)
         wait_for("ovs-vswitchd control socket", lambda: os.path.exists(f"{d}/ovs-vswitchd.ctl"), 15, vswitchd)
-        run([*vsctl, "add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev",
-             "--", "add-port", "br0", "vxbt1", "--", "set", "interface", "vxbt1", "type=tap",
-             "--", "add-port", "br0", "vxbt2", "--", "set", "interface", "vxbt2", "type=tap"], env=env, timeout=40)
-        for tap, ns, ip in (("vxbt1", self.ns1, self.ip1), ("vxbt2", self.ns2, self.ip2)):
-            wait_for(f"OVS tap {tap}", lambda t=tap: run(["ip", "-n", sw, "link", "show", t], check=False).returncode == 0, 10, vswitchd)
-            move_tap(sw, tap, ns)
-            addr_up(ns, "eth0", f"{ip}/24")
-        # Only the ovs-vswitchd process forwards; ovsdb-server is idle during the tests.
-        self.forwarder = vswitchd
-        self.finish_setup()
+        return vsctl, env, vswitchd
 
     def switch_pids(self) -> list[int]:
         return [self.forwarder.pid]
@@ -579,6 +586,36 @@ class UnderlayBridge(Contender):
         self.finish_setup()
 
 
+class UplinkOvs(Ovs):
+    name = "uplink-ovs"
+    title = "LAN host <-> container through Open vSwitch userspace with an AF_PACKET port on eth0"
+    kind = "uplink"
+    tools = [*Ovs.tools, "ethtool"]
+    # With userspace TSO OVS puts a virtio_net_hdr on its AF_PACKET socket, as
+    # vxswitch's uplink does: without it, the veth's partial checksums and GRO's
+    # super-frames reach the container unfinished and TCP never connects.
+    other_config = {"userspace-tso-enable": "true"}
+    topology = (
+        "the LAN of `uplink-vxswitch`; `ovs-vswitchd` (`userspace-tso-enable=true`, so its sockets "
+        "carry a virtio_net_hdr like vxswitch's) in the host namespace, bridge `datapath_type=netdev` "
+        "with `eth0` as a system port (OVS reads it through an AF_PACKET socket) and a `type=tap` port "
+        "moved into c2 as `eth0`"
+    )
+
+    def setup(self) -> None:
+        host = simulated_lan(self)
+        vsctl, env, vswitchd = self.start_ovs(host)
+        run([*vsctl, "add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev",
+             "--", "add-port", "br0", "eth0",
+             "--", "add-port", "br0", "vxbt2", "--", "set", "interface", "vxbt2", "type=tap"], env=env, timeout=40)
+        wait_for("OVS tap vxbt2",
+                 lambda: run(["ip", "-n", host, "link", "show", "vxbt2"], check=False).returncode == 0, 10, vswitchd)
+        move_tap(host, "vxbt2", self.ns2)
+        addr_up(self.ns2, "eth0", f"{self.ip2}/24")
+        self.forwarder = vswitchd
+        self.finish_setup()
+
+
 class VxswitchBase(Vxswitch):
     """`vxswitch` run by the --baseline binary: a before/after in one run."""
 
@@ -604,11 +641,11 @@ class VxswitchVxlanBase(VxswitchVxlan):
 
 
 ALL = [Vxswitch, VxswitchNoOffload, VxswitchBusyPoll, VxswitchBusyPollAuto, TapFloor, KernelBridge, Ovs, OvsTso, Vde,
-       Veth, VxswitchVxlan, KernelVxlan, VxswitchUplink, KernelMacvlan, UnderlayBridge]
+       Veth, VxswitchVxlan, KernelVxlan, VxswitchUplink, KernelMacvlan, UnderlayBridge, UplinkOvs]
 # Measured only when asked for with --only: the uplink scenario (issue 15), a
 # comparison of its own, LAN host <-> container, not run by default (`--busy-poll
 # auto`, once optional, landed with issue 13's item 1).
-UPLINK = ["uplink-vxswitch", "uplink-macvlan", "uplink-bridge"]
+UPLINK = ["uplink-vxswitch", "uplink-macvlan", "uplink-bridge", "uplink-ovs"]
 OPTIONAL: set[str] = {*UPLINK}
 # Measured only with --baseline, beside the contender they repeat.
 BASE_OF = {"vxswitch": VxswitchBase, "vxswitch-vxlan": VxswitchVxlanBase}
