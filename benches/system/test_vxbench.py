@@ -139,6 +139,20 @@ class Targets(unittest.TestCase):
         self.assertIn("--baseline", t["TCP 1 stream: no regression"]["why"])
         self.assertFalse(t["TCP 4 streams ≥ 0.7× the bridge"]["met"])
 
+    def test_uplink_targets_appear_only_with_an_uplink_contender(self):
+        plain = self.verdicts(doc_with({"vxswitch": {"tcp1_gbps": [1.0]}, "bridge": {"tcp1_gbps": [2.0]}}))
+        self.assertFalse([t for t in plain if t.startswith("uplink")])
+        t = self.verdicts(doc_with({
+            "uplink-vxswitch": {"tcp1_gbps": [8.0], "tcp4_gbps": [7.0], "fps_64": [0.12], "loss_64": [0.03]},
+            "uplink-macvlan": {"tcp1_gbps": [10.0], "tcp4_gbps": [10.0], "fps_64": [0.23], "loss_64": [0.0]},
+            "bridge": {"tcp1_gbps": [9.0]}}))
+        self.assertTrue(t["uplink TCP 1 stream ≥ 0.8× macvlan"]["met"])
+        self.assertFalse(t["uplink TCP 4 streams ≥ 0.8× macvlan"]["met"])
+        self.assertFalse(t["uplink 64 B frames: nothing lost (< 0.1%)"]["met"])
+        ovs = t["uplink 64 B frames/s ≥ OVS with an AF_PACKET port"]
+        self.assertIsNone(ovs["met"])
+        self.assertIn("add uplink-ovs with --only", ovs["why"])
+
     def test_peers_table_has_a_column_per_peer_and_floor(self):
         v = R.View(doc_with({n: {"fps_64": [x]} for n, x in
                              (("vxswitch", 3.0), ("ovs", 2.0), ("vde", 3.1), ("tap-floor", 2.9), ("bridge", 3.0))}))
