@@ -1041,7 +1041,7 @@ fn vtep_and_vni_errors_say_what_to_do() {
     let out = cli(&d.socket(), &["network", "ls"]);
     let shown = text(&out.stdout);
     assert!(
-        shown.starts_with("NAME   SUBNET  GATEWAY   MTU  VNI  VTEPS  PORTS  SCOPE\n"),
+        shown.starts_with("NAME   SUBNET  GATEWAY   MTU  VNI  VTEPS  PORTS  SCOPE  UPLINK\n"),
         "{shown}"
     );
     let out = cli(

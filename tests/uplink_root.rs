@@ -577,3 +577,59 @@ fn a_restarted_daemon_brings_its_uplink_back() {
         "c1 -> h1 once eth0 is there"
     );
 }
+
+#[test]
+fn network_ls_and_create_show_each_networks_uplink_and_vlan() {
+    if !can_run(&["ip", "kill"]) {
+        return;
+    }
+    let host = Netns::new("vxhost");
+    host.ip_ok(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "lan0",
+    ]);
+    host.ip_ok(&["link", "set", "eth0", "up"]);
+    host.ip_ok(&["link", "set", "lan0", "up"]);
+    let d = Daemon::start_in(Some(&host), &[]);
+    let made = d.cli(&[
+        "network",
+        "create",
+        "v10",
+        "--uplink",
+        "eth0",
+        "--vlan",
+        "10",
+        "--subnet",
+        "10.10.0.0/24",
+    ]);
+    assert!(made.contains(", uplink eth0 vlan 10"), "{made}");
+    let made = d.cli(&["network", "create", "lan", "--uplink", "eth0"]);
+    assert!(made.trim_end().ends_with(", uplink eth0"), "{made}");
+    d.cli(&["network", "create", "local"]);
+    let ls = d.cli(&["network", "ls"]);
+    let row = |name: &str| {
+        ls.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {ls}"))
+            .to_string()
+    };
+    assert!(ls.lines().next().unwrap().ends_with("  UPLINK"), "{ls}");
+    assert!(row("v10").ends_with("  eth0 vlan 10"), "{ls}");
+    assert!(row("lan").ends_with("  eth0"), "{ls}");
+    assert!(row("local").ends_with("  -"), "{ls}");
+    let nets = d.json(&["network", "ls"]);
+    let net = |name: &str| {
+        nets.as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        (&net("v10")["uplink"], &net("v10")["vlan"]),
+        (&serde_json::json!("eth0"), &serde_json::json!(10))
+    );
+    assert_eq!(net("lan")["uplink"], "eth0");
+    assert!(net("lan").get("vlan").is_none(), "{nets}");
+    assert!(net("local").get("uplink").is_none(), "{nets}");
+}

@@ -139,12 +139,134 @@ class Targets(unittest.TestCase):
         self.assertIn("--baseline", t["TCP 1 stream: no regression"]["why"])
         self.assertFalse(t["TCP 4 streams ≥ 0.7× the bridge"]["met"])
 
+    def test_uplink_targets_appear_only_with_an_uplink_contender(self):
+        plain = self.verdicts(doc_with({"vxswitch": {"tcp1_gbps": [1.0]}, "bridge": {"tcp1_gbps": [2.0]}}))
+        self.assertFalse([t for t in plain if t.startswith("uplink")])
+        t = self.verdicts(doc_with({
+            "uplink-vxswitch": {"tcp1_gbps": [8.0], "tcp4_gbps": [7.0], "fps_64": [0.12], "loss_64": [0.03]},
+            "uplink-macvlan": {"tcp1_gbps": [10.0], "tcp4_gbps": [10.0], "fps_64": [0.23], "loss_64": [0.0]},
+            "bridge": {"tcp1_gbps": [9.0]}}))
+        self.assertTrue(t["uplink TCP 1 stream ≥ 0.8× macvlan"]["met"])
+        self.assertFalse(t["uplink TCP 4 streams ≥ 0.8× macvlan"]["met"])
+        self.assertFalse(t["uplink 64 B frames: nothing lost (< 0.1%)"]["met"])
+        ovs = t["uplink 64 B frames/s ≥ OVS with an AF_PACKET port"]
+        self.assertIsNone(ovs["met"])
+        self.assertIn("add uplink-ovs with --only", ovs["why"])
+
     def test_peers_table_has_a_column_per_peer_and_floor(self):
         v = R.View(doc_with({n: {"fps_64": [x]} for n, x in
                              (("vxswitch", 3.0), ("ovs", 2.0), ("vde", 3.1), ("tap-floor", 2.9), ("bridge", 3.0))}))
         head, _rule, row = R.table_peers(v)
         self.assertEqual(head, "| contender | figure | better | value | ÷ ovs | ÷ vde | ÷ tap-floor | ÷ bridge |")
         self.assertIn("| 1.50× better | 0.97× worse | 1.03× better | 1.00× overlap |", row)
+
+
+class UplinkScenario(unittest.TestCase):
+    """The uplink contenders' set-up commands, recorded instead of run (no root needed)."""
+
+    class FakeLab:
+        def __init__(self):
+            self.made = []
+
+        def netns(self, short):
+            self.made.append(short)
+            return f"vxb-1-{short}"
+
+        def path(self, name):
+            return os.path.join(self.tmp, name)
+
+        def spawn(self, label, argv, ns=None, **_kw):
+            class P:
+                pid, label = 1, "fake"
+                def alive(self):
+                    return True
+            self.spawned = (argv, ns)
+            return P()
+
+    def commands(self, name):
+        from vxbench import contenders as C
+
+        cmds = []
+
+        class Done:
+            returncode = 0
+            stdout = json.dumps([{"address": "02:00:00:00:00:12", "mtu": 1500,
+                                  "linkinfo": {"info_data": {"vnet_hdr": True}}}])
+
+        def fake_run(argv, **_kw):
+            cmds.append([str(a) for a in argv])
+            return Done()
+
+        saved = C.run, C.wait_for, C.OVS_SCHEMA
+        # Nothing runs, so nothing is waited for; OVS's schema is not needed either.
+        C.run, C.wait_for, C.OVS_SCHEMA = fake_run, (lambda *_a, **_kw: None), __file__
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                lab = self.FakeLab()
+                lab.tmp = tmp
+                c = C.BY_NAME[name](lab, 7, RUN.parse_args(["--only", name, "--vxswitch", "/bin/true"]))
+                c.setup()
+        finally:
+            C.run, C.wait_for, C.OVS_SCHEMA = saved
+        return c, lab, [" ".join(x) for x in cmds]
+
+    def test_uplink_contenders_are_optional(self):
+        from vxbench import contenders as C
+
+        default = [c.name for c in RUN.parse_args(["--quick"]).selected]
+        for name in C.UPLINK:
+            self.assertNotIn(name, default)
+        only = [c.name for c in RUN.parse_args(["--quick", "--only", ",".join(C.UPLINK)]).selected]
+        self.assertEqual(set(only), {*C.UPLINK, *C.ALWAYS})
+
+    def test_each_puts_the_container_on_the_same_simulated_lan(self):
+        from vxbench import contenders as C
+
+        for name in C.UPLINK:
+            with self.subTest(name):
+                c, lab, cmds = self.commands(name)
+                self.assertEqual((c.ns1, c.ns2), (f"vxb-1-{name}-c1", f"vxb-1-{name}-c2"))
+                lan, host = f"vxb-1-{name}-lan", f"vxb-1-{name}-host"
+                # The LAN: a bridge, the LAN host and the host's eth0 on it, GRO/TSO on.
+                self.assertIn(f"ip -n {lan} link add br0 type bridge", cmds)
+                for port in ("lh1", "up0"):
+                    self.assertIn(f"ip -n {lan} link set {port} master br0", cmds)
+                self.assertIn(f"ip -n {host} link add eth0 type veth peer name up0 netns {lan}", cmds)
+                self.assertIn(f"ip -n {c.ns1} addr add 10.250.7.11/24 dev eth0", cmds)
+                self.assertIn(f"ip netns exec {host} ethtool -K eth0 gro on tso on", cmds)
+                # Nothing in the host's own namespace: every ip command names a lab namespace.
+                for cmd in cmds:
+                    if cmd.startswith("ip "):
+                        self.assertRegex(cmd, r"^ip (-n|netns exec) vxb-1-", cmd)
+                self.assertEqual(c.mac2, "02:00:00:00:00:12")
+                self.assertEqual(c.kind, "uplink")
+
+    def test_the_four_ways_onto_eth0(self):
+        c, lab, cmds = self.commands("uplink-vxswitch")
+        host = "vxb-1-uplink-vxswitch-host"
+        self.assertEqual(lab.spawned[1], host, "the daemon runs in the host namespace")
+        create = next(x for x in cmds if " network create " in x)
+        self.assertIn("network create lan --uplink eth0 --subnet 10.250.7.0/24", create)
+        self.assertTrue(any(f"port add c2 --network lan --netns /run/netns/{c.ns2} --ip 10.250.7.12/24" in x
+                            for x in cmds), cmds)
+        c, _lab, cmds = self.commands("uplink-macvlan")
+        host = "vxb-1-uplink-macvlan-host"
+        self.assertIn(f"ip -n {host} link add mv0 link eth0 type macvlan mode bridge", cmds)
+        self.assertIn(f"ip -n {host} link set mv0 netns {c.ns2}", cmds)
+        self.assertFalse(c.userspace)
+        c, _lab, cmds = self.commands("uplink-bridge")
+        host = "vxb-1-uplink-bridge-host"
+        self.assertIn(f"ip -n {host} link set eth0 master br0", cmds)
+        self.assertIn(f"ip -n {host} link set p2 master br0", cmds)
+        self.assertIn(f"ip -n {c.ns2} link add eth0 type veth peer name p2 netns {host}", cmds)
+        c, lab, cmds = self.commands("uplink-ovs")
+        host = "vxb-1-uplink-ovs-host"
+        self.assertEqual(lab.spawned[1], host, "ovs-vswitchd runs in the host namespace")
+        self.assertTrue(any("add-br br0 -- set bridge br0 datapath_type=netdev -- add-port br0 eth0 -- "
+                            "add-port br0 vxbt2 -- set interface vxbt2 type=tap" in x for x in cmds), cmds)
+        self.assertIn(f"ip -n {host} link set vxbt2 netns {c.ns2}", cmds)
+        self.assertTrue(any("other_config:userspace-tso-enable=true" in x for x in cmds),
+                        "a virtio_net_hdr on OVS's AF_PACKET socket, as on vxswitch's")
 
 
 class Docs(unittest.TestCase):

@@ -99,7 +99,7 @@ pub fn age(ms: u64) -> String {
 
 pub fn networks(nets: &[NetworkInfo]) -> String {
     let mut t = Table::new(&[
-        "NAME", "SUBNET", "GATEWAY", "MTU", "VNI", "VTEPS", "PORTS", "SCOPE",
+        "NAME", "SUBNET", "GATEWAY", "MTU", "VNI", "VTEPS", "PORTS", "SCOPE", "UPLINK",
     ])
     .right_align(&[3, 4, 5, 6]);
     for n in nets {
@@ -123,9 +123,19 @@ pub fn networks(nets: &[NetworkInfo]) -> String {
             vteps,
             n.ports.len().to_string(),
             n.scope.to_string(),
+            uplink_of(n).unwrap_or_else(|| "-".to_string()),
         ]);
     }
     t.render()
+}
+
+/// A network's uplink as `network ls` shows it: `eth0`, `eth0 vlan 10`.
+fn uplink_of(n: &NetworkInfo) -> Option<String> {
+    let ifname = n.uplink.as_ref()?;
+    Some(match n.vlan {
+        Some(vid) => format!("{ifname} vlan {vid}"),
+        None => ifname.clone(),
+    })
 }
 
 pub fn network_created(n: &NetworkInfo) -> String {
@@ -157,6 +167,9 @@ pub fn network_created(n: &NetworkInfo) -> String {
     }
     if n.scope == NetworkScope::Cluster {
         s.push_str(", in the cluster");
+    }
+    if let Some(u) = uplink_of(n) {
+        let _ = write!(s, ", uplink {u}");
     }
     s.push('\n');
     s
@@ -873,6 +886,8 @@ mod tests {
             gateway_mac: Some(MacAddr([2, 0, 0, 0, 0, 1])),
             scope: NetworkScope::Local,
             neigh_suppress: false,
+            uplink: None,
+            vlan: None,
         };
         assert_eq!(
             network_created(&n),
@@ -932,6 +947,36 @@ mod tests {
     }
 
     #[test]
+    fn networks_show_their_uplink_and_vlan() {
+        let n: NetworkInfo = serde_json::from_value(serde_json::json!({
+            "name": "v10", "subnet": "10.10.0.0/24", "gateway": null, "mtu": 1500,
+            "vni": null, "learn_vteps": false, "vteps": [], "ports": ["v10.uplink"],
+            "uplink": "eth0", "vlan": 10
+        }))
+        .unwrap();
+        let lan = NetworkInfo {
+            name: "lan".into(),
+            subnet: None,
+            vlan: None,
+            ..n.clone()
+        };
+        assert_eq!(
+            networks(&[n.clone(), lan.clone()]),
+            "NAME  SUBNET        GATEWAY   MTU  VNI  VTEPS  PORTS  SCOPE  UPLINK\n\
+             v10   10.10.0.0/24  -        1500    -      -      1  local  eth0 vlan 10\n\
+             lan   -             -        1500    -      -      1  local  eth0\n"
+        );
+        assert_eq!(
+            network_created(&n),
+            "network v10 created, subnet 10.10.0.0/24, mtu 1500, uplink eth0 vlan 10\n"
+        );
+        assert_eq!(
+            network_created(&lan),
+            "network lan created, mtu 1500, uplink eth0\n"
+        );
+    }
+
+    #[test]
     fn networks_show_vni_and_vteps() {
         let n = NetworkInfo {
             name: "blue".into(),
@@ -947,6 +992,8 @@ mod tests {
             gateway_mac: None,
             scope: NetworkScope::Cluster,
             neigh_suppress: true,
+            uplink: None,
+            vlan: None,
         };
         let plain = NetworkInfo {
             name: "red".into(),
@@ -958,9 +1005,9 @@ mod tests {
         };
         assert_eq!(
             networks(&[n.clone(), plain]),
-            "NAME  SUBNET  GATEWAY   MTU   VNI  VTEPS  PORTS  SCOPE\n\
-             blue  -       -        1450  4242      1      1  cluster\n\
-             red   -       -        1500     -      -      1  local\n"
+            "NAME  SUBNET  GATEWAY   MTU   VNI  VTEPS  PORTS  SCOPE    UPLINK\n\
+             blue  -       -        1450  4242      1      1  cluster  -\n\
+             red   -       -        1500     -      -      1  local    -\n"
         );
         assert_eq!(
             network_created(&n),

@@ -232,6 +232,8 @@ mod tests {
             gateway_ifname: None,
             scope: Default::default(),
             neigh_suppress: false,
+            uplink: None,
+            vlan: None,
         }
     }
 

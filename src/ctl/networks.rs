@@ -322,6 +322,8 @@ impl Daemon {
                 NetworkScope::Local
             },
             neigh_suppress: super::suppress::suppressing(net),
+            uplink: net.uplink.as_ref().map(|u| u.ifname.clone()),
+            vlan: net.uplink.as_ref().and_then(|u| u.vlan),
         }
     }
 

@@ -490,6 +490,13 @@ pub struct NetworkInfo {
     /// `NetworkCreate::neigh_suppress`).
     #[serde(default, skip_serializing_if = "is_false")]
     pub neigh_suppress: bool,
+    /// The host interface attached as the network's uplink port; absent
+    /// without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplink: Option<String>,
+    /// The uplink's 802.1Q VLAN id; absent when untagged or without uplink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
 }
 
 /// Result of `network.rm`.

@@ -179,6 +179,18 @@ fn spec_difference(want: &NetworkCreate, have: &NetworkInfo) -> Option<String> {
             diffs.push(format!("gateway interface {h}, not {w}"));
         }
     }
+    let uplink = |u: &Option<String>, vlan: Option<u16>| match (u, vlan) {
+        (Some(u), Some(v)) => format!("{u} VLAN {v}"),
+        (Some(u), None) => u.clone(),
+        (None, _) => "none".into(),
+    };
+    let (want_uplink, have_uplink) = (
+        uplink(&want.uplink, want.vlan),
+        uplink(&have.uplink, have.vlan),
+    );
+    if want_uplink != have_uplink {
+        diffs.push(format!("uplink {have_uplink}, not {want_uplink}"));
+    }
     (!diffs.is_empty()).then(|| diffs.join(", "))
 }
 
@@ -967,6 +979,63 @@ mod tests {
             ),
             "{e}"
         );
+    }
+
+    #[test]
+    fn create_network_compares_the_uplink_and_vlan_of_an_existing_network() {
+        let body = |parent: &str| {
+            json!({"NetworkID": NID, "Options": {"com.docker.network.generic": {"parent": parent}},
+                   "IPv4Data": [{"Pool": "192.0.2.0/24", "Gateway": "192.0.2.1/24"}]})
+        };
+        let exists = || {
+            Err(ClientError::Remote(CtlError::exists(
+                "network \"docker-3f1c2a9b8d7e\" already exists",
+            )))
+        };
+        let have = |uplink: Value, vlan: Value| {
+            Ok(json!([{
+                "name": "docker-3f1c2a9b8d7e", "subnet": "192.0.2.0/24", "gateway": "192.0.2.1",
+                "mtu": 1500, "vni": null, "learn_vteps": false, "vteps": [],
+                "ports": ["docker-3f1c2a9b8d7e.uplink"], "gateway_port": "none",
+                "uplink": uplink, "vlan": vlan
+            }]))
+        };
+        let create = |parent: &str, uplink: Value, vlan: Value| {
+            let f = Fake::default();
+            *f.answer.lock().unwrap() = vec![exists(), have(uplink, vlan)];
+            call(&f, "/NetworkDriver.CreateNetwork", body(parent))
+        };
+        // The same uplink and VLAN: the network Docker asked for.
+        assert_eq!(
+            create("eth0.10", json!("eth0"), json!(10)).unwrap(),
+            json!({})
+        );
+        assert_eq!(
+            create("eth0", json!("eth0"), json!(null)).unwrap(),
+            json!({})
+        );
+        for (parent, uplink, vlan, diff) in [
+            ("eth1", json!("eth0"), json!(null), "uplink eth0, not eth1"),
+            (
+                "eth0.20",
+                json!("eth0"),
+                json!(10),
+                "uplink eth0 VLAN 10, not eth0 VLAN 20",
+            ),
+            (
+                "eth0",
+                json!("eth0"),
+                json!(10),
+                "uplink eth0 VLAN 10, not eth0",
+            ),
+            ("eth0", json!(null), json!(null), "uplink none, not eth0"),
+        ] {
+            let e = create(parent, uplink, vlan).unwrap_err();
+            assert!(
+                e.contains(&format!("another configuration ({diff})")),
+                "{parent}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -39,6 +39,7 @@ PACKAGES = {
     "ovs-vsctl": "openvswitch-switch",
     "ovs-vswitchd": "openvswitch-switch",
     "vde_switch": "vde2",
+    "ethtool": "ethtool",
 }
 
 
@@ -263,10 +264,26 @@ class Ovs(Contender):
 
     def setup(self) -> None:
         lab = self.lab
-        if not os.path.exists(OVS_SCHEMA):
-            raise BenchError(f"{OVS_SCHEMA} is missing (Debian package openvswitch-common)")
         sw = lab.netns(self.short("sw"))
         self.ns1, self.ns2 = lab.netns(self.short("c1")), lab.netns(self.short("c2"))
+        vsctl, env, vswitchd = self.start_ovs(sw)
+        run([*vsctl, "add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev",
+             "--", "add-port", "br0", "vxbt1", "--", "set", "interface", "vxbt1", "type=tap",
+             "--", "add-port", "br0", "vxbt2", "--", "set", "interface", "vxbt2", "type=tap"], env=env, timeout=40)
+        for tap, ns, ip in (("vxbt1", self.ns1, self.ip1), ("vxbt2", self.ns2, self.ip2)):
+            wait_for(f"OVS tap {tap}", lambda t=tap: run(["ip", "-n", sw, "link", "show", t], check=False).returncode == 0, 10, vswitchd)
+            move_tap(sw, tap, ns)
+            addr_up(ns, "eth0", f"{ip}/24")
+        # Only the ovs-vswitchd process forwards; ovsdb-server is idle during the tests.
+        self.forwarder = vswitchd
+        self.finish_setup()
+
+    def start_ovs(self, sw: str) -> tuple[list[str], dict, Proc]:
+        """Its own ovsdb-server and ovs-vswitchd in namespace `sw`; returns the ovs-vsctl
+        command, its environment and the ovs-vswitchd process."""
+        lab = self.lab
+        if not os.path.exists(OVS_SCHEMA):
+            raise BenchError(f"{OVS_SCHEMA} is missing (Debian package openvswitch-common)")
         d = lab.path(self.name)
         os.makedirs(d, exist_ok=True)
         # Every OVS path under the temp dir: never /var/run/openvswitch or the system DB.
@@ -295,16 +312,7 @@ class Ovs(Contender):
         )
         self.procs.append(vswitchd)
         wait_for("ovs-vswitchd control socket", lambda: os.path.exists(f"{d}/ovs-vswitchd.ctl"), 15, vswitchd)
-        run([*vsctl, "add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev",
-             "--", "add-port", "br0", "vxbt1", "--", "set", "interface", "vxbt1", "type=tap",
-             "--", "add-port", "br0", "vxbt2", "--", "set", "interface", "vxbt2", "type=tap"], env=env, timeout=40)
-        for tap, ns, ip in (("vxbt1", self.ns1, self.ip1), ("vxbt2", self.ns2, self.ip2)):
-            wait_for(f"OVS tap {tap}", lambda t=tap: run(["ip", "-n", sw, "link", "show", t], check=False).returncode == 0, 10, vswitchd)
-            move_tap(sw, tap, ns)
-            addr_up(ns, "eth0", f"{ip}/24")
-        # Only the ovs-vswitchd process forwards; ovsdb-server is idle during the tests.
-        self.forwarder = vswitchd
-        self.finish_setup()
+        return vsctl, env, vswitchd
 
     def switch_pids(self) -> list[int]:
         return [self.forwarder.pid]
@@ -482,6 +490,132 @@ class KernelVxlan(Contender):
         self.finish_setup()
 
 
+# ---------------------------------------------------------------------------
+# Uplink (issue 15): a LAN host <-> a container on the host's LAN. The LAN is
+# a kernel bridge in namespace lan; the LAN host c1 hangs off it on a veth,
+# and so does the "host" namespace's eth0 (GRO and TSO on, as a real NIC has
+# them). The contenders differ only in how the container c2 is put on eth0.
+
+
+def simulated_lan(contender: Contender) -> str:
+    """Builds the LAN, the LAN host (ns1, with ip1) and the container's namespace (ns2, empty);
+    returns the host namespace, whose `eth0` is on the LAN."""
+    lab = contender.lab
+    lan = lab.netns(contender.short("lan"))
+    host = lab.netns(contender.short("host"))
+    contender.ns1, contender.ns2 = lab.netns(contender.short("c1")), lab.netns(contender.short("c2"))
+    run(["ip", "-n", lan, "link", "add", "br0", "type", "bridge"])
+    addr_up(lan, "br0")
+    for ns, port, cidr in ((contender.ns1, "lh1", f"{contender.ip1}/24"), (host, "up0", None)):
+        veth(ns, "eth0", lan, port)
+        run(["ip", "-n", lan, "link", "set", port, "master", "br0"])
+        addr_up(lan, port)
+        addr_up(ns, "eth0", cidr)
+    run(nsx(host, ["ethtool", "-K", "eth0", "gro", "on", "tso", "on"]))
+    return host
+
+
+class VxswitchUplink(Vxswitch):
+    name = "uplink-vxswitch"
+    title = "LAN host <-> container through vxswitch's uplink (--uplink eth0)"
+    kind = "uplink"
+    tools = ["ip", "ping", "ethtool"]
+    topology = (
+        "LAN: bridge in namespace lan, LAN host c1 and the host's `eth0` (GRO/TSO on) on veths into it; "
+        "`vxswitch daemon` in the host namespace, `network create lan --uplink eth0`, container c2's "
+        "TAP port; c1 -> c2 crosses the LAN bridge, eth0's packet socket and the switch"
+    )
+
+    def setup(self) -> None:
+        host = simulated_lan(self)
+        sock = self.lab.path(f"{self.name}.sock")
+        self.start_daemon(host, sock, self.daemon_args)
+        self.cli(sock, "network", "create", "lan", "--uplink", "eth0", "--subnet", f"{self.subnet}.0/24")
+        self.cli(sock, "port", "add", "c2", "--network", "lan", "--netns", f"/run/netns/{self.ns2}",
+                 "--ip", f"{self.ip2}/24")
+        self.finish_setup()
+
+    def finish_setup(self) -> None:
+        # c1 is a LAN host on a veth: only the container's eth0 is vxswitch's TAP.
+        Contender.finish_setup(self)
+        info = link_info(self.ns2, details=True).get("linkinfo", {}).get("info_data", {})
+        if not info.get("vnet_hdr"):
+            raise BenchError(f"eth0 in {self.ns2} has no vnet_hdr (ip -d link: {info})")
+
+
+class KernelMacvlan(Contender):
+    name = "uplink-macvlan"
+    title = "LAN host <-> container through kernel macvlan (bridge mode) on eth0"
+    kind = "uplink"
+    tools = ["ip", "ping", "ethtool"]
+    userspace = False
+    topology = (
+        "the LAN of `uplink-vxswitch`; `ip link add link eth0 type macvlan mode bridge` in the host "
+        "namespace, moved into c2 as `eth0` (Docker's `-d macvlan -o parent=eth0`)"
+    )
+
+    def setup(self) -> None:
+        host = simulated_lan(self)
+        run(["ip", "-n", host, "link", "add", "mv0", "link", "eth0", "type", "macvlan", "mode", "bridge"])
+        run(["ip", "-n", host, "link", "set", "mv0", "netns", self.ns2])
+        run(["ip", "-n", self.ns2, "link", "set", "mv0", "name", "eth0"])
+        addr_up(self.ns2, "eth0", f"{self.ip2}/24")
+        self.finish_setup()
+
+
+class UnderlayBridge(Contender):
+    name = "uplink-bridge"
+    title = "LAN host <-> container through a kernel bridge with eth0 enslaved (underlay bridge)"
+    kind = "uplink"
+    tools = ["ip", "ping", "ethtool"]
+    userspace = False
+    topology = (
+        "the LAN of `uplink-vxswitch`; bridge `br0` in the host namespace with `eth0` enslaved and a "
+        "veth to c2's `eth0` (an \"underlay\" bridge sharing the LAN's subnet)"
+    )
+
+    def setup(self) -> None:
+        host = simulated_lan(self)
+        run(["ip", "-n", host, "link", "add", "br0", "type", "bridge"])
+        run(["ip", "-n", host, "link", "set", "eth0", "master", "br0"])
+        addr_up(host, "br0")
+        veth(self.ns2, "eth0", host, "p2")
+        run(["ip", "-n", host, "link", "set", "p2", "master", "br0"])
+        addr_up(host, "p2")
+        addr_up(self.ns2, "eth0", f"{self.ip2}/24")
+        self.finish_setup()
+
+
+class UplinkOvs(Ovs):
+    name = "uplink-ovs"
+    title = "LAN host <-> container through Open vSwitch userspace with an AF_PACKET port on eth0"
+    kind = "uplink"
+    tools = [*Ovs.tools, "ethtool"]
+    # With userspace TSO OVS puts a virtio_net_hdr on its AF_PACKET socket, as
+    # vxswitch's uplink does: without it, the veth's partial checksums and GRO's
+    # super-frames reach the container unfinished and TCP never connects.
+    other_config = {"userspace-tso-enable": "true"}
+    topology = (
+        "the LAN of `uplink-vxswitch`; `ovs-vswitchd` (`userspace-tso-enable=true`, so its sockets "
+        "carry a virtio_net_hdr like vxswitch's) in the host namespace, bridge `datapath_type=netdev` "
+        "with `eth0` as a system port (OVS reads it through an AF_PACKET socket) and a `type=tap` port "
+        "moved into c2 as `eth0`"
+    )
+
+    def setup(self) -> None:
+        host = simulated_lan(self)
+        vsctl, env, vswitchd = self.start_ovs(host)
+        run([*vsctl, "add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev",
+             "--", "add-port", "br0", "eth0",
+             "--", "add-port", "br0", "vxbt2", "--", "set", "interface", "vxbt2", "type=tap"], env=env, timeout=40)
+        wait_for("OVS tap vxbt2",
+                 lambda: run(["ip", "-n", host, "link", "show", "vxbt2"], check=False).returncode == 0, 10, vswitchd)
+        move_tap(host, "vxbt2", self.ns2)
+        addr_up(self.ns2, "eth0", f"{self.ip2}/24")
+        self.forwarder = vswitchd
+        self.finish_setup()
+
+
 class VxswitchBase(Vxswitch):
     """`vxswitch` run by the --baseline binary: a before/after in one run."""
 
@@ -507,10 +641,12 @@ class VxswitchVxlanBase(VxswitchVxlan):
 
 
 ALL = [Vxswitch, VxswitchNoOffload, VxswitchBusyPoll, VxswitchBusyPollAuto, TapFloor, KernelBridge, Ovs, OvsTso, Vde,
-       Veth, VxswitchVxlan, KernelVxlan]
-# Measured only when asked for with --only (none at present: `--busy-poll
-# auto` landed with issue 13's item 1).
-OPTIONAL: set[str] = set()
+       Veth, VxswitchVxlan, KernelVxlan, VxswitchUplink, KernelMacvlan, UnderlayBridge, UplinkOvs]
+# Measured only when asked for with --only: the uplink scenario (issue 15), a
+# comparison of its own, LAN host <-> container, not run by default (`--busy-poll
+# auto`, once optional, landed with issue 13's item 1).
+UPLINK = ["uplink-vxswitch", "uplink-macvlan", "uplink-bridge", "uplink-ovs"]
+OPTIONAL: set[str] = {*UPLINK}
 # Measured only with --baseline, beside the contender they repeat.
 BASE_OF = {"vxswitch": VxswitchBase, "vxswitch-vxlan": VxswitchVxlanBase}
 BY_NAME = {c.name: c for c in ALL}

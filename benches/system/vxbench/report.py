@@ -367,6 +367,17 @@ TARGETS = [
 ]
 
 
+# Issue 15's targets for the uplink (LAN host <-> container), listed only in a
+# run that measured one of its contenders (they are not in the default set).
+UPLINK_TARGETS = [
+    ("uplink TCP 1 stream ≥ 0.8× macvlan", "uplink-vxswitch", "tcp1_gbps", "uplink-macvlan", 0.8, "min"),
+    ("uplink TCP 4 streams ≥ 0.8× macvlan", "uplink-vxswitch", "tcp4_gbps", "uplink-macvlan", 0.8, "min"),
+    ("uplink 64 B frames/s ≥ OVS with an AF_PACKET port", "uplink-vxswitch", "fps_64", "uplink-ovs", 1.0, "min"),
+    ("uplink 64 B frames: nothing lost (< 0.1%)", "uplink-vxswitch", "loss_64", None, 0.001, "below"),
+]
+UPLINK_CONTENDERS = {"uplink-vxswitch", "uplink-macvlan", "uplink-bridge", "uplink-ovs"}
+
+
 def how_to_measure(name: str) -> str:
     if name.endswith(BASE_SUFFIX):
         return f"{name} is measured with --baseline OLD_BINARY"
@@ -376,7 +387,8 @@ def how_to_measure(name: str) -> str:
 def targets(v: View) -> list[dict]:
     """Every target of TARGETS with its figures, ratio and verdict (met: True/False/None for no figure)."""
     rows = []
-    for what, name, key, ref, bound, kind in TARGETS:
+    uplink = UPLINK_TARGETS if any(v.has(n) for n in UPLINK_CONTENDERS) else []
+    for what, name, key, ref, bound, kind in TARGETS + uplink:
         row = {"target": what, "contender": name, "metric": key, "reference": ref, "bound": bound, "kind": kind,
                "value": None, "n": None, "reference_value": None, "reference_n": None, "ratio": None,
                "overlap": None, "met": None, "why": ""}
@@ -488,7 +500,8 @@ def markdown(v: View) -> str:
         w("")
         lines += table_peers(v)
     w("")
-    w("Issue 13's targets, computed from this run (a target needs both its contenders measured):")
+    w("Issue 13's targets" + (" and issue 15's (the uplink)" if any(v.has(n) for n in UPLINK_CONTENDERS) else "")
+      + ", computed from this run (a target needs both its contenders measured):")
     w("")
     lines += table_targets(v)
     if before_after_pairs(v):
