@@ -190,7 +190,7 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "PATH", requires = "detach")]
     pub log_file: Option<PathBuf>,
     /// Join a cluster through etcd at these client URLs (comma-separated,
-    /// http://HOST:2379): cluster networks, their VTEPs and remote FDB
+    /// http://HOST:2379, or https:// with --cluster-cacert): cluster networks, their VTEPs and remote FDB
     /// entries come from it (docs/cluster.md). Needs --underlay-ip.
     #[arg(long, value_name = "URLS")]
     pub cluster: Option<String>,
@@ -206,6 +206,17 @@ pub struct DaemonArgs {
     /// from the others this long after. Default 10.
     #[arg(long, value_name = "SECS")]
     pub cluster_ttl: Option<u64>,
+    /// With --cluster https://...: the PEM CA certificate that signed
+    /// etcd's server certificate (required for https).
+    #[arg(long, value_name = "FILE")]
+    pub cluster_cacert: Option<PathBuf>,
+    /// With --cluster https://...: this host's PEM client certificate, for
+    /// etcd's --client-cert-auth (with --cluster-key).
+    #[arg(long, value_name = "FILE", requires = "cluster_key")]
+    pub cluster_cert: Option<PathBuf>,
+    /// With --cluster-cert: its PEM private key.
+    #[arg(long, value_name = "FILE", requires = "cluster_cert")]
+    pub cluster_key: Option<PathBuf>,
 }
 
 /// `--gateway-port`: the protocol's `GatewayPort`, spelt the same.

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use vxswitch::cluster::http::TlsFiles;
 use vxswitch::ctl::cluster::ClusterSettings;
 use vxswitch::ctl::config::check_vxlan;
 use vxswitch::ctl::Config;
@@ -70,14 +71,24 @@ pub fn merge(
                 a.underlay_ip.or(cc.underlay_ip),
                 a.host_id.as_deref().or(cc.host_id.as_deref()),
                 a.cluster_ttl,
+                &TlsFiles {
+                    cacert: a.cluster_cacert.clone().or(cc.cacert.clone()),
+                    cert: a.cluster_cert.clone().or(cc.cert.clone()),
+                    key: a.cluster_key.clone().or(cc.key.clone()),
+                },
                 &cc,
             )
             .map_err(in_config)?,
         ),
-        None if a.underlay_ip.is_some() || a.host_id.is_some() || a.cluster_ttl.is_some() => {
+        None if a.underlay_ip.is_some()
+            || a.host_id.is_some()
+            || a.cluster_ttl.is_some()
+            || a.cluster_cacert.is_some()
+            || a.cluster_cert.is_some() =>
+        {
             return Err(
-                "--underlay-ip, --host-id and --cluster-ttl go with --cluster URLS (the etcd \
-                 of the cluster to join)"
+                "--underlay-ip, --host-id, --cluster-ttl, --cluster-cacert, --cluster-cert and \
+                 --cluster-key go with --cluster URLS (the etcd of the cluster to join)"
                     .into(),
             )
         }
