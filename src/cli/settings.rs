@@ -334,7 +334,31 @@ mod tests {
             None,
         )
         .unwrap_err();
-        assert!(e.contains("https needs TLS, not built in yet"), "{e}");
+        assert!(e.contains("give --cluster-cacert FILE"), "{e}");
+        // The same from the [cluster] table: its files are read, and named.
+        let tls_file = config(
+            "[cluster]\nendpoints = [\"https://10.0.0.1:2379\"]\nunderlay_ip = \"198.18.0.1\"\n\
+             cacert = \"/nonexistent/ca.crt\"\n",
+        );
+        let e = merge(&flags(&["--host-id", "h"]), &tls_file, None).unwrap_err();
+        assert!(
+            e.contains("cannot read the CA certificate") && e.contains("/nonexistent/ca.crt"),
+            "{e}"
+        );
+        let e = merge(
+            &flags(&[
+                "--cluster",
+                "http://10.0.0.9:2379",
+                "--underlay-ip",
+                "198.18.0.1",
+                "--cluster-cacert",
+                "ca.crt",
+            ]),
+            &Config::default(),
+            None,
+        )
+        .unwrap_err();
+        assert!(e.contains("are for https:// etcd URLs"), "{e}");
         let e = merge(
             &flags(&[
                 "--cluster",
