@@ -4,7 +4,10 @@
 //! Each test starts its own etcd on free loopback ports with its own data
 //! directory; a guard kills it by PID and removes the directory, also when
 //! the test fails. Without an `etcd` binary the tests print a skip, or fail
-//! with `CI=true`. No root needed.
+//! with `CI=true`. No root needed, except by the TLS test (it lists its
+//! commands, openssl and etcd, through `support::can_run`).
+
+mod support;
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr, TcpListener};
@@ -16,7 +19,7 @@ use std::time::{Duration, Instant};
 use vxswitch::cluster::etcd::{
     Client, Compare, EtcdConfig, EtcdError, TxnOp, WatchEvent, WatchMessage,
 };
-use vxswitch::cluster::http::Endpoint;
+use vxswitch::cluster::http::{Endpoint, TlsFiles};
 use vxswitch::cluster::ipam::{self, DeadHosts};
 use vxswitch::cluster::mem::MemDataplane;
 use vxswitch::cluster::schema::{HostId, NetworkRecord, Schema, SubnetRecord};
@@ -30,6 +33,18 @@ struct Etcd {
     dir: PathBuf,
     client_port: u16,
     peer_port: u16,
+    /// Serve https with these (server cert, key, CA of client certs), and
+    /// the client's TLS files for its own probes.
+    tls: Option<(ServerTls, TlsFiles)>,
+}
+
+/// etcd's TLS flags: `--cert-file`, `--key-file`, `--trusted-ca-file`
+/// with `--client-cert-auth`.
+#[derive(Clone)]
+struct ServerTls {
+    cert: PathBuf,
+    key: PathBuf,
+    client_ca: PathBuf,
 }
 
 fn free_port() -> u16 {
@@ -54,6 +69,10 @@ impl Etcd {
     /// Starts etcd, or returns `None` (a printed skip) when it is not
     /// installed; with `CI=true` a missing etcd fails the test.
     fn start() -> Option<Etcd> {
+        Etcd::start_with(None)
+    }
+
+    fn start_with(tls: Option<(ServerTls, TlsFiles)>) -> Option<Etcd> {
         let Some(bin) = etcd_binary() else {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("etcd is not installed (apt-get install etcd-server) and CI=true");
@@ -74,6 +93,7 @@ impl Etcd {
             dir,
             client_port: free_port(),
             peer_port: free_port(),
+            tls,
         };
         e.spawn(&bin);
         Some(e)
@@ -81,9 +101,19 @@ impl Etcd {
 
     fn spawn(&mut self, bin: &PathBuf) {
         let log = std::fs::File::create(self.dir.join("etcd.log")).unwrap();
-        let curl = format!("http://127.0.0.1:{}", self.client_port);
+        let curl = self.endpoint().to_string();
         let purl = format!("http://127.0.0.1:{}", self.peer_port);
-        let child = Command::new(bin)
+        let mut cmd = Command::new(bin);
+        if let Some((t, _)) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(&t.cert)
+                .arg("--key-file")
+                .arg(&t.key)
+                .arg("--trusted-ca-file")
+                .arg(&t.client_ca)
+                .arg("--client-cert-auth");
+        }
+        let child = cmd
             .args(["--name", "t", "--data-dir"])
             .arg(self.dir.join("data"))
             .args([
@@ -121,13 +151,15 @@ impl Etcd {
     }
 
     fn endpoint(&self) -> Endpoint {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
             .parse()
             .unwrap()
     }
 
     fn config(&self) -> EtcdConfig {
         let mut c = EtcdConfig::new(vec![self.endpoint()]);
+        c.tls = self.tls.as_ref().map(|(_, f)| f.load().unwrap());
         c.request_timeout = Duration::from_secs(3);
         c.connect_timeout = Duration::from_millis(500);
         c
@@ -894,4 +926,98 @@ fn ipam_never_hands_out_an_address_twice() {
         .list_prefix(schema.ipam_network_prefix("blue").as_bytes())
         .unwrap();
     assert_eq!(left.len(), 15);
+}
+
+/// `--cluster https://...` against an etcd with `--client-cert-auth`: with
+/// the CA and a client certificate a put and a get work; without the client
+/// certificate, and with a CA that did not sign etcd's certificate, the
+/// error names the TLS failure and what to give.
+#[test]
+fn tls_with_client_certificates_against_etcd() {
+    if !support::can_run(&["openssl", "etcd"]) {
+        return;
+    }
+    let tmp = support::TempDir::new("vxtls");
+    let d = tmp.0.as_path();
+    let pki = support::certs::Pki::new(d, &[]);
+    let files = TlsFiles {
+        cacert: Some(pki.ca.clone()),
+        cert: Some(pki.client_cert.clone()),
+        key: Some(pki.client_key.clone()),
+    };
+    let server = ServerTls {
+        cert: pki.server_cert.clone(),
+        key: pki.server_key.clone(),
+        client_ca: pki.ca.clone(),
+    };
+    // Comes up answering a get over TLS with the client certificate.
+    let Some(etcd) = Etcd::start_with(Some((server, files.clone()))) else {
+        return;
+    };
+    let mut c = etcd.client();
+    c.put(b"/tls/a", b"secret", 0).unwrap();
+    assert_eq!(c.get(b"/tls/a").unwrap().0.unwrap().value, b"secret");
+    // A watch is its own connection: TLS too.
+    let mut w = c.watch(b"/tls/", 0).unwrap();
+    assert!(matches!(
+        w.next(Duration::from_secs(5)).unwrap(),
+        Some(WatchMessage::Created { .. })
+    ));
+
+    let try_with = |f: TlsFiles| -> String {
+        let mut cfg = etcd.config();
+        cfg.tls = Some(f.load().unwrap());
+        let e = Client::new(cfg).get(b"/tls/a").unwrap_err();
+        eprintln!("as expected: {e}");
+        e.to_string()
+    };
+    // No client certificate: etcd refuses, the message says to give one.
+    let e = try_with(TlsFiles {
+        cacert: files.cacert.clone(),
+        cert: None,
+        key: None,
+    });
+    assert!(
+        e.contains("TLS with https://127.0.0.1:") && e.contains("--cluster-cert"),
+        "{e}"
+    );
+    // The wrong CA: etcd's certificate does not verify, naming the host and file.
+    let e = try_with(TlsFiles {
+        cacert: Some(pki.other_ca.clone()),
+        ..files.clone()
+    });
+    assert!(
+        e.contains("invalid peer certificate")
+            && e.contains("\"127.0.0.1\"")
+            && e.contains("other-ca.crt"),
+        "{e}"
+    );
+    // https without a CA, an unreadable file and a file without PEM are
+    // refused before connecting, naming the file.
+    let e = TlsFiles::default().load().unwrap_err();
+    assert!(e.contains("--cluster-cacert"), "{e}");
+    let e = TlsFiles {
+        cacert: Some(d.join("missing.crt")),
+        ..TlsFiles::default()
+    }
+    .load()
+    .unwrap_err();
+    assert!(
+        e.contains("cannot read") && e.contains("missing.crt"),
+        "{e}"
+    );
+    let e = TlsFiles {
+        cert: Some(d.join("client.ext")),
+        ..files.clone()
+    }
+    .load()
+    .unwrap_err();
+    assert!(
+        e.contains("no PEM certificate") && e.contains("client.ext"),
+        "{e}"
+    );
+    let mut cfg = etcd.config();
+    cfg.tls = None;
+    let e = Client::new(cfg).get(b"/tls/a").unwrap_err().to_string();
+    assert!(e.contains("--cluster-cacert"), "{e}");
 }

@@ -35,6 +35,7 @@ use support::{
     Daemon, Netns, TempDir, BIN,
 };
 use vxswitch::cluster::etcd::{Client, EtcdConfig};
+use vxswitch::cluster::http::TlsFiles;
 
 /// The lease TTL the daemons here run with (`--cluster-ttl`).
 const TTL: u64 = 3;
@@ -54,6 +55,17 @@ struct Etcd {
     name: String,
     initial_cluster: String,
     dir: TempDir,
+    /// Serve https with client-certificate auth (`Etcd::single_tls`).
+    tls: Option<EtcdTls>,
+}
+
+/// etcd's certificate, key and the CA of its clients, and the files the
+/// clients (the readiness probe) use.
+struct EtcdTls {
+    cert: String,
+    key: String,
+    ca: String,
+    client: TlsFiles,
 }
 
 impl Etcd {
@@ -74,11 +86,22 @@ impl Etcd {
             name: name.to_string(),
             initial_cluster: initial_cluster.to_string(),
             dir: TempDir::new("vxetcd"),
+            tls: None,
         }
     }
 
+    /// A single-member etcd serving https with `--client-cert-auth`.
+    fn single_tls(ns: &Netns, ip: &str, tls: EtcdTls) -> Etcd {
+        let mut e = Etcd::member(ns, ip, "n1", &format!("n1=http://{ip}:2380"));
+        e.tls = Some(tls);
+        e.spawn();
+        e.wait_ready();
+        e
+    }
+
     fn url(&self) -> String {
-        format!("http://{}:2379", self.ip)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}:2379", self.ip)
     }
 
     fn spawn(&mut self) {
@@ -90,30 +113,46 @@ impl Etcd {
         let data = self.dir.0.join("data");
         let peer = format!("http://{}:2380", self.ip);
         let client = self.url();
+        let mut tls_args: Vec<&str> = Vec::new();
+        if let Some(t) = &self.tls {
+            tls_args.extend([
+                "--cert-file",
+                &t.cert,
+                "--key-file",
+                &t.key,
+                "--trusted-ca-file",
+                &t.ca,
+                "--client-cert-auth",
+            ]);
+        }
         let child = cmd(
             "ip",
             &[
-                "netns",
-                "exec",
-                &self.ns,
-                "etcd",
-                "--name",
-                &self.name,
-                "--data-dir",
-                data.to_str().unwrap(),
-                "--listen-client-urls",
-                &client,
-                "--advertise-client-urls",
-                &client,
-                "--listen-peer-urls",
-                &peer,
-                "--initial-advertise-peer-urls",
-                &peer,
-                "--initial-cluster",
-                &self.initial_cluster,
-                "--initial-cluster-state",
-                "new",
-            ],
+                &[
+                    "netns",
+                    "exec",
+                    &self.ns,
+                    "etcd",
+                    "--name",
+                    &self.name,
+                    "--data-dir",
+                    data.to_str().unwrap(),
+                    "--listen-client-urls",
+                    &client,
+                    "--advertise-client-urls",
+                    &client,
+                    "--listen-peer-urls",
+                    &peer,
+                    "--initial-advertise-peer-urls",
+                    &peer,
+                    "--initial-cluster",
+                    &self.initial_cluster,
+                    "--initial-cluster-state",
+                    "new",
+                ][..],
+                &tls_args,
+            ]
+            .concat(),
         )
         .stdout(log.try_clone().unwrap())
         .stderr(log)
@@ -126,10 +165,13 @@ impl Etcd {
     fn wait_ready(&self) {
         let ns = vxswitch::ports::Netns::named(&self.ns);
         let url = self.url();
+        let tls = self.tls.as_ref().map(|t| t.client.load().unwrap());
         let ok = wait_until(Duration::from_secs(20), || {
             let url = url.clone();
+            let tls = tls.clone();
             vxswitch::ports::netns::run_in(&ns, move || {
                 let mut cfg = EtcdConfig::new(EtcdConfig::parse_endpoints(&url).unwrap());
+                cfg.tls = tls;
                 cfg.connect_timeout = Duration::from_millis(300);
                 cfg.request_timeout = Duration::from_secs(1);
                 Client::new(cfg).get(b"/probe").is_ok()
@@ -1439,4 +1481,59 @@ fn two_docker_hosts_on_one_cluster_network_get_distinct_addresses_and_talk() {
     let again = run_one(&b, "b3");
     assert_eq!(again, ips[2], "the released address is handed out again");
     drop((a, b));
+}
+
+/// Daemons join an etcd that serves https with `--client-cert-auth`
+/// (`--cluster https://... --cluster-cacert --cluster-cert --cluster-key`)
+/// and share a cluster network; a daemon without a client certificate
+/// serves on, unregistered, and its log says what to give.
+#[test]
+fn hosts_join_an_etcd_over_https_with_client_certificates() {
+    if !can_run(&[TOOLS, &["openssl"]].concat()) {
+        return;
+    }
+    let certs = TempDir::new("vxpki");
+    let pki = support::certs::Pki::new(&certs.0, &[ETCD_IP]);
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    let ul = underlay(&[ETCD_IP]);
+    let tls = EtcdTls {
+        cert: path(&pki.server_cert),
+        key: path(&pki.server_key),
+        ca: path(&pki.ca),
+        client: TlsFiles {
+            cacert: Some(pki.ca.clone()),
+            cert: Some(pki.client_cert.clone()),
+            key: Some(pki.client_key.clone()),
+        },
+    };
+    let etcd = vec![Etcd::single_tls(&ul, ETCD_IP, tls)];
+    let lab = Lab { etcd, ul };
+    assert!(lab.urls().starts_with("https://"), "{}", lab.urls());
+    let (ca, cert, key) = (path(&pki.ca), path(&pki.client_cert), path(&pki.client_key));
+    let with_cert = [
+        "--cluster-cacert",
+        &ca,
+        "--cluster-cert",
+        &cert,
+        "--cluster-key",
+        &key,
+    ];
+    let h1 = lab.host(1, &with_cert);
+    let h2 = lab.host(2, &with_cert);
+    create_network(&h1);
+    wait_network(&h2, NET);
+    let st = status(h2.d());
+    assert_eq!(st["registered"], true, "{st}");
+
+    let h3 = lab.host(3, &["--cluster-cacert", &ca]);
+    wait_for(
+        Duration::from_secs(20),
+        "h3's log to say etcd wants a client certificate",
+        || {
+            h3.d()
+                .log()
+                .contains("give --cluster-cert FILE and --cluster-key FILE")
+        },
+    );
+    assert_eq!(status(h3.d())["registered"], false);
 }

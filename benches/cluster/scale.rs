@@ -327,6 +327,7 @@ fn join_a_daemon(curl: &str, want: usize, c: &mut Client, s: &Schema, lease: i64
                 ttl: Duration::from_secs(10),
                 ipam_grace: Duration::from_secs(60),
                 schema: Schema::default(),
+                tls: None,
             },
             caller,
         )

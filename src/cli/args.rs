@@ -205,7 +205,7 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "PATH", requires = "detach")]
     pub log_file: Option<PathBuf>,
     /// Join a cluster through etcd at these client URLs (comma-separated,
-    /// http://HOST:2379): cluster networks, their VTEPs and remote FDB
+    /// http://HOST:2379, or https:// with --cluster-cacert): cluster networks, their VTEPs and remote FDB
     /// entries come from it (docs/cluster.md). Needs --underlay-ip.
     #[arg(long, value_name = "URLS")]
     pub cluster: Option<String>,
@@ -227,6 +227,17 @@ pub struct DaemonArgs {
     /// a management network (docs/observability.md).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// With --cluster https://...: the PEM CA certificate that signed
+    /// etcd's server certificate (required for https).
+    #[arg(long, value_name = "FILE")]
+    pub cluster_cacert: Option<PathBuf>,
+    /// With --cluster https://...: this host's PEM client certificate, for
+    /// etcd's --client-cert-auth (with --cluster-key).
+    #[arg(long, value_name = "FILE", requires = "cluster_key")]
+    pub cluster_cert: Option<PathBuf>,
+    /// With --cluster-cert: its PEM private key.
+    #[arg(long, value_name = "FILE", requires = "cluster_cert")]
+    pub cluster_key: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use vxswitch::cluster::http::TlsFiles;
 use vxswitch::ctl::cluster::ClusterSettings;
 use vxswitch::ctl::config::check_vxlan;
 use vxswitch::ctl::Config;
@@ -70,14 +71,24 @@ pub fn merge(
                 a.underlay_ip.or(cc.underlay_ip),
                 a.host_id.as_deref().or(cc.host_id.as_deref()),
                 a.cluster_ttl,
+                &TlsFiles {
+                    cacert: a.cluster_cacert.clone().or(cc.cacert.clone()),
+                    cert: a.cluster_cert.clone().or(cc.cert.clone()),
+                    key: a.cluster_key.clone().or(cc.key.clone()),
+                },
                 &cc,
             )
             .map_err(in_config)?,
         ),
-        None if a.underlay_ip.is_some() || a.host_id.is_some() || a.cluster_ttl.is_some() => {
+        None if a.underlay_ip.is_some()
+            || a.host_id.is_some()
+            || a.cluster_ttl.is_some()
+            || a.cluster_cacert.is_some()
+            || a.cluster_cert.is_some() =>
+        {
             return Err(
-                "--underlay-ip, --host-id and --cluster-ttl go with --cluster URLS (the etcd \
-                 of the cluster to join)"
+                "--underlay-ip, --host-id, --cluster-ttl, --cluster-cacert, --cluster-cert and \
+                 --cluster-key go with --cluster URLS (the etcd of the cluster to join)"
                     .into(),
             )
         }
@@ -323,7 +334,31 @@ mod tests {
             None,
         )
         .unwrap_err();
-        assert!(e.contains("https needs TLS, not built in yet"), "{e}");
+        assert!(e.contains("give --cluster-cacert FILE"), "{e}");
+        // The same from the [cluster] table: its files are read, and named.
+        let tls_file = config(
+            "[cluster]\nendpoints = [\"https://10.0.0.1:2379\"]\nunderlay_ip = \"198.18.0.1\"\n\
+             cacert = \"/nonexistent/ca.crt\"\n",
+        );
+        let e = merge(&flags(&["--host-id", "h"]), &tls_file, None).unwrap_err();
+        assert!(
+            e.contains("cannot read the CA certificate") && e.contains("/nonexistent/ca.crt"),
+            "{e}"
+        );
+        let e = merge(
+            &flags(&[
+                "--cluster",
+                "http://10.0.0.9:2379",
+                "--underlay-ip",
+                "198.18.0.1",
+                "--cluster-cacert",
+                "ca.crt",
+            ]),
+            &Config::default(),
+            None,
+        )
+        .unwrap_err();
+        assert!(e.contains("are for https:// etcd URLs"), "{e}");
         let e = merge(
             &flags(&[
                 "--cluster",

@@ -255,6 +255,7 @@ fn client(data: &[u8]) {
     let mut cfg = EtcdConfig::new(vec![Endpoint {
         host: "127.0.0.1".into(),
         port: srv.addr.port(),
+        tls: false,
     }]);
     cfg.connect_timeout = Duration::from_secs(1);
     cfg.request_timeout = Duration::from_secs(2);

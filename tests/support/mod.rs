@@ -22,6 +22,7 @@
 #![allow(dead_code)]
 
 pub mod capture;
+pub mod certs;
 mod daemon;
 pub mod frames;
 mod netns;

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
-use super::http::{Conn, Endpoint, HttpError, Limits};
+use super::http::{Conn, Endpoint, HttpError, Limits, TlsConfig};
 pub use watch::{Watch, WatchEvent, WatchMessage};
 use wire::{b64, DeleteResp, ErrorBody, LeaseResp, PutResp, RangeResp, StreamFrame, TxnResp};
 pub use wire::{
@@ -51,6 +51,9 @@ pub struct EtcdConfig {
     pub max_list_keys: usize,
     /// One watch message (a JSON line) at most this long.
     pub max_watch_line: usize,
+    /// For `https://` endpoints: the CA and optional client certificate
+    /// (`TlsFiles::load`), loaded once and shared by every connection.
+    pub tls: Option<TlsConfig>,
 }
 
 impl EtcdConfig {
@@ -63,6 +66,7 @@ impl EtcdConfig {
             page_size: 2000,
             max_list_keys: 1_000_000,
             max_watch_line: 64 * 1024 * 1024,
+            tls: None,
         }
     }
 
@@ -186,7 +190,12 @@ impl Client {
         for attempt in 0..2 {
             let mut conn = match self.conn.take() {
                 Some((i, c)) if i == idx && c.is_reusable() => c,
-                _ => Conn::connect(ep, self.cfg.connect_timeout, self.cfg.limits)?,
+                _ => Conn::connect(
+                    ep,
+                    self.cfg.connect_timeout,
+                    self.cfg.limits,
+                    self.cfg.tls.as_ref(),
+                )?,
             };
             let reused = conn.was_used();
             match conn.request(path, headers, body, deadline) {
@@ -472,16 +481,21 @@ impl Client {
         for i in 0..n {
             let idx = (self.current + i) % n;
             let ep = &self.cfg.endpoints[idx];
-            let opened =
-                Conn::connect(ep, self.cfg.connect_timeout, self.cfg.limits).and_then(|c| {
-                    c.set_recv_buffer(WATCH_RECV_BUFFER);
-                    c.stream(
-                        "/v3/watch",
-                        &headers,
-                        &body,
-                        Instant::now() + self.cfg.request_timeout,
-                    )
-                });
+            let opened = Conn::connect(
+                ep,
+                self.cfg.connect_timeout,
+                self.cfg.limits,
+                self.cfg.tls.as_ref(),
+            )
+            .and_then(|c| {
+                c.set_recv_buffer(WATCH_RECV_BUFFER);
+                c.stream(
+                    "/v3/watch",
+                    &headers,
+                    &body,
+                    Instant::now() + self.cfg.request_timeout,
+                )
+            });
             match opened {
                 Ok((head, body)) if head.status == 200 => {
                     return Ok(Watch {
@@ -591,6 +605,7 @@ mod tests {
         Endpoint {
             host: "127.0.0.1".into(),
             port,
+            tls: false,
         }
     }
 

@@ -18,6 +18,9 @@
 //!   a whole body is capped (`Limits::max_body`), chunk extensions and
 //!   trailers are capped.
 //!
+//! `https://` endpoints speak TLS (rustls, see `tls`): the stream is a
+//! `Stream::Plain` or `Stream::Tls`, chosen and set up once per connection.
+//!
 //! The decoding is sans-IO (`parse_head`, `ChunkedDecoder`) so it is tested
 //! with byte fixtures, including every split of a response into two reads.
 
@@ -27,9 +30,11 @@ use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime};
 
 mod decode;
+mod tls;
 
 use decode::BodyDecoder;
 pub use decode::{parse_head, parse_http_date, ChunkedDecoder, DecodeError, Head};
+pub use tls::{TlsConfig, TlsFiles};
 
 /// Size caps for what a server may send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,10 +84,15 @@ pub enum HttpError {
         what: &'static str,
         limit: usize,
     },
-    #[error(
-        "invalid endpoint {0:?}: expected http://HOST:PORT (https needs TLS, not built in yet)"
-    )]
+    #[error("invalid endpoint {0:?}: expected http://HOST:PORT or https://HOST:PORT")]
     BadEndpoint(String),
+    #[error("TLS with {endpoint} failed: {what}")]
+    Tls { endpoint: String, what: String },
+    #[error(
+        "{endpoint} is https: give the CA certificate that signed etcd's certificate with \
+         --cluster-cacert FILE ([cluster] cacert)"
+    )]
+    NoTlsConfig { endpoint: String },
 }
 
 impl DecodeError {
@@ -101,11 +111,14 @@ impl DecodeError {
     }
 }
 
-/// An etcd client URL: `http://HOST:PORT` (`HOST:PORT` alone means http).
+/// An etcd client URL: `http://HOST:PORT` or `https://HOST:PORT`
+/// (`HOST:PORT` alone means http).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Endpoint {
     pub host: String,
     pub port: u16,
+    /// `https://`: TLS, verifying the server's certificate for `host`.
+    pub tls: bool,
 }
 
 impl Endpoint {
@@ -121,7 +134,8 @@ impl Endpoint {
 
 impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "http://{}", self.authority())
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}", self.authority())
     }
 }
 
@@ -130,12 +144,14 @@ impl FromStr for Endpoint {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || HttpError::BadEndpoint(s.to_string());
-        let rest = if let Some(r) = s.strip_prefix("http://") {
-            r
+        let (rest, tls) = if let Some(r) = s.strip_prefix("http://") {
+            (r, false)
+        } else if let Some(r) = s.strip_prefix("https://") {
+            (r, true)
         } else if s.contains("://") {
             return Err(bad());
         } else {
-            s
+            (s, false)
         };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         if rest.is_empty() || rest.contains('/') || rest.contains('@') {
@@ -159,7 +175,7 @@ impl FromStr for Endpoint {
         if host.is_empty() || port == 0 {
             return Err(bad());
         }
-        Ok(Endpoint { host, port })
+        Ok(Endpoint { host, port, tls })
     }
 }
 
@@ -171,11 +187,59 @@ pub struct Response {
     pub date: Option<SystemTime>,
 }
 
+/// A connection's byte stream: TCP, or TLS over TCP.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref(),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            // A peer that closes without close_notify: the same end of
+            // stream as on plain TCP (the HTTP framing tells truncation).
+            Stream::Tls(s) => match s.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+                r => r,
+            },
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
 /// One keep-alive connection to one endpoint.
 pub struct Conn {
     label: String,
     authority: String,
-    stream: TcpStream,
+    stream: Stream,
+    /// The TLS configuration of an https connection (names the CA file in
+    /// a verification error).
+    tls: Option<TlsConfig>,
     /// Received bytes not yet consumed are `buf[pos..]`.
     buf: Vec<u8>,
     pos: usize,
@@ -198,6 +262,16 @@ pub enum ReadOutcome {
 }
 
 fn io_err(label: &str, e: io::Error) -> HttpError {
+    io_err_tls(label, "", None, e)
+}
+
+fn io_err_tls(label: &str, host: &str, tls: Option<&TlsConfig>, e: io::Error) -> HttpError {
+    if let Some(t) = tls::tls_cause(&e) {
+        return HttpError::Tls {
+            endpoint: label.to_string(),
+            what: tls::describe(t, host, tls),
+        };
+    }
     match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => HttpError::Timeout {
             endpoint: label.to_string(),
@@ -222,9 +296,20 @@ fn remaining(deadline: Instant, label: &str) -> Result<Duration, HttpError> {
 impl Conn {
     /// Connects within `timeout` (each resolved address in turn), with
     /// `TCP_NODELAY` and TCP keepalive probes so a peer host that vanished
-    /// is noticed on an idle watch within about 11 s.
-    pub fn connect(ep: &Endpoint, timeout: Duration, limits: Limits) -> Result<Conn, HttpError> {
+    /// is noticed on an idle watch within about 11 s. An `https` endpoint
+    /// needs `tls` and completes the TLS handshake within the same timeout.
+    pub fn connect(
+        ep: &Endpoint,
+        timeout: Duration,
+        limits: Limits,
+        tls: Option<&TlsConfig>,
+    ) -> Result<Conn, HttpError> {
         let label = ep.to_string();
+        let tls = match (ep.tls, tls) {
+            (false, _) => None,
+            (true, Some(t)) => Some(t.clone()),
+            (true, None) => return Err(HttpError::NoTlsConfig { endpoint: label }),
+        };
         let deadline = Instant::now() + timeout;
         let addrs = (ep.host.as_str(), ep.port)
             .to_socket_addrs()
@@ -247,10 +332,15 @@ impl Conn {
                         .with_interval(Duration::from_secs(2))
                         .with_retries(3);
                     let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&ka);
+                    let stream = match &tls {
+                        None => Stream::Plain(stream),
+                        Some(t) => handshake(ep, &label, t, stream, deadline)?,
+                    };
                     return Ok(Conn {
                         label,
                         authority: ep.authority(),
                         stream,
+                        tls,
                         buf: Vec::new(),
                         pos: 0,
                         limits,
@@ -271,10 +361,15 @@ impl Conn {
         &self.label
     }
 
+    fn io_err(&self, e: io::Error) -> HttpError {
+        let host = self.authority.as_str();
+        io_err_tls(&self.label, host, self.tls.as_ref(), e)
+    }
+
     /// Caps the kernel's receive buffer (for a long-lived stream: a reader
     /// that stops reading then pushes back on the server soon).
     pub fn set_recv_buffer(&self, bytes: usize) {
-        let _ = socket2::SockRef::from(&self.stream).set_recv_buffer_size(bytes);
+        let _ = socket2::SockRef::from(self.stream.tcp()).set_recv_buffer_size(bytes);
     }
 
     /// Whether another request may be sent on this connection.
@@ -307,12 +402,14 @@ impl Conn {
         req.extend_from_slice(body);
         let left = remaining(deadline, &self.label)?;
         self.stream
+            .tcp()
             .set_write_timeout(Some(left))
-            .map_err(|e| io_err(&self.label, e))?;
+            .map_err(|e| self.io_err(e))?;
         self.reusable = false; // until the response is read completely
         self.stream
             .write_all(&req)
-            .map_err(|e| io_err(&self.label, e))
+            .and_then(|()| self.stream.flush())
+            .map_err(|e| self.io_err(e))
     }
 
     /// Reads more bytes into the buffer. `Ok(0)`: the peer closed.
@@ -326,8 +423,9 @@ impl Conn {
         }
         let left = remaining(deadline, &self.label)?;
         self.stream
+            .tcp()
             .set_read_timeout(Some(left))
-            .map_err(|e| io_err(&self.label, e))?;
+            .map_err(|e| self.io_err(e))?;
         let old = self.buf.len();
         self.buf.resize(old + READ_CHUNK, 0);
         let r = loop {
@@ -340,7 +438,7 @@ impl Conn {
             Ok(n) => n,
             Err(e) => {
                 self.buf.truncate(old);
-                return Err(io_err(&self.label, e));
+                return Err(self.io_err(e));
             }
         };
         self.buf.truncate(old + n);
@@ -436,6 +534,43 @@ impl Conn {
     }
 }
 
+/// Completes the TLS handshake on a connected socket before `deadline`:
+/// a certificate that does not verify fails here, naming the host.
+fn handshake(
+    ep: &Endpoint,
+    label: &str,
+    tls: &TlsConfig,
+    mut tcp: TcpStream,
+    deadline: Instant,
+) -> Result<Stream, HttpError> {
+    let host = ep.host.clone();
+    let bad = |what: String| HttpError::Tls {
+        endpoint: label.to_string(),
+        what,
+    };
+    let name = rustls::pki_types::ServerName::try_from(host.clone())
+        .map_err(|e| bad(format!("{host:?} is not a name TLS can verify: {e}")))?;
+    let mut conn = rustls::ClientConnection::new(tls.config.clone(), name)
+        .map_err(|e| bad(tls::describe(&e, &host, Some(tls))))?;
+    while conn.is_handshaking() {
+        let left = remaining(deadline, label)?;
+        tcp.set_read_timeout(Some(left))
+            .and_then(|()| tcp.set_write_timeout(Some(left)))
+            .map_err(|e| io_err(label, e))?;
+        match conn.complete_io(&mut tcp) {
+            Ok((0, 0)) if conn.is_handshaking() => {
+                return Err(bad(format!(
+                    "the server closed the connection during the TLS handshake (is {label} \
+                     serving TLS?)"
+                )))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(io_err_tls(label, &host, Some(tls), e)),
+        }
+    }
+    Ok(Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp))))
+}
+
 /// A response body read piece by piece (see `Conn::stream`).
 pub struct BodyStream {
     conn: Conn,
@@ -501,8 +636,13 @@ Date: Sun, 06 Dec 2026 10:17:31 GMT\r\nTransfer-Encoding: chunked\r\n\r\n\
         let e: Endpoint = "http://[fd00::1]:23790/".parse().unwrap();
         assert_eq!((e.host.as_str(), e.port), ("fd00::1", 23790));
         assert_eq!(e.to_string(), "http://[fd00::1]:23790");
+        let e: Endpoint = "https://etcd1:2379".parse().unwrap();
+        assert!(e.tls);
+        assert_eq!(e.to_string(), "https://etcd1:2379");
+        assert!(!"http://etcd1".parse::<Endpoint>().unwrap().tls);
         for bad in [
-            "https://a:1",
+            "ftp://a:1",
+            "https://",
             "http://",
             "http://a:0",
             "http://a:x",
@@ -532,6 +672,7 @@ Date: Sun, 06 Dec 2026 10:17:31 GMT\r\nTransfer-Encoding: chunked\r\n\r\n\
         Endpoint {
             host: "127.0.0.1".into(),
             port,
+            tls: false,
         }
     }
 
@@ -542,7 +683,7 @@ Date: Sun, 06 Dec 2026 10:17:31 GMT\r\nTransfer-Encoding: chunked\r\n\r\n\
             .map(|c| c.to_vec())
             .collect();
         let ep = serve(pieces, Duration::from_millis(1));
-        let mut c = Conn::connect(&ep, Duration::from_secs(2), Limits::default()).unwrap();
+        let mut c = Conn::connect(&ep, Duration::from_secs(2), Limits::default(), None).unwrap();
         let r = c
             .request("/x", &[], b"{}", Instant::now() + Duration::from_secs(5))
             .unwrap();
@@ -559,7 +700,7 @@ Date: Sun, 06 Dec 2026 10:17:31 GMT\r\nTransfer-Encoding: chunked\r\n\r\n\
             max_head: 1024,
             max_body: 1000,
         };
-        let mut c = Conn::connect(&ep, Duration::from_secs(2), limits).unwrap();
+        let mut c = Conn::connect(&ep, Duration::from_secs(2), limits, None).unwrap();
         let e = c
             .request("/x", &[], b"{}", Instant::now() + Duration::from_secs(5))
             .unwrap_err();
@@ -567,7 +708,7 @@ Date: Sun, 06 Dec 2026 10:17:31 GMT\r\nTransfer-Encoding: chunked\r\n\r\n\
 
         // A server that sends half a head and then nothing: the deadline wins.
         let ep = serve(vec![b"HTTP/1.1 200".to_vec()], Duration::from_secs(3));
-        let mut c = Conn::connect(&ep, Duration::from_secs(2), Limits::default()).unwrap();
+        let mut c = Conn::connect(&ep, Duration::from_secs(2), Limits::default(), None).unwrap();
         let t0 = Instant::now();
         let e = c
             .request("/x", &[], b"{}", t0 + Duration::from_millis(300))
@@ -583,7 +724,7 @@ Date: Sun, 06 Dec 2026 10:17:31 GMT\r\nTransfer-Encoding: chunked\r\n\r\n\
             vec![head, b"3\r\nab\n\r\n".to_vec(), b"0\r\n\r\n".to_vec()],
             Duration::from_millis(400),
         );
-        let c = Conn::connect(&ep, Duration::from_secs(2), Limits::default()).unwrap();
+        let c = Conn::connect(&ep, Duration::from_secs(2), Limits::default(), None).unwrap();
         let (h, mut s) = c
             .stream("/w", &[], b"{}", Instant::now() + Duration::from_secs(2))
             .unwrap();

@@ -37,6 +37,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,7 +49,7 @@ use super::proto::{CtlError, NetworkCreate};
 use super::server::DaemonCaller;
 use crate::cluster::agent::{host_boot_id, StatusHook};
 use crate::cluster::etcd::{Client as EtcdClient, EtcdConfig};
-use crate::cluster::http::Endpoint;
+use crate::cluster::http::{Endpoint, TlsConfig, TlsFiles};
 use crate::cluster::schema::{HostId, NetworkRecord, Schema};
 use crate::cluster::{
     Agent, AgentConfig, AgentStatus, Change, ClusterError, Dataplane, LocalEndpoint, State,
@@ -93,6 +94,17 @@ pub struct ClusterConfig {
     /// Where in etcd's key space the cluster lives (default `/vxswitch`).
     #[serde(default)]
     pub prefix: Option<String>,
+    /// For `https://` endpoints: the PEM CA certificate that signed etcd's
+    /// server certificate (`--cluster-cacert`).
+    #[serde(default)]
+    pub cacert: Option<PathBuf>,
+    /// This host's PEM client certificate for etcd's `--client-cert-auth`
+    /// (`--cluster-cert`, with `key`).
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// Its PEM private key (`--cluster-key`).
+    #[serde(default)]
+    pub key: Option<PathBuf>,
 }
 
 /// What a daemon joins a cluster with, checked.
@@ -104,6 +116,8 @@ pub struct ClusterSettings {
     pub ttl: Duration,
     pub ipam_grace: Duration,
     pub schema: Schema,
+    /// Loaded when an endpoint is `https://`.
+    pub tls: Option<TlsConfig>,
 }
 
 impl ClusterSettings {
@@ -114,12 +128,24 @@ impl ClusterSettings {
         underlay_ip: Option<IpAddr>,
         host_id: Option<&str>,
         ttl_secs: Option<u64>,
+        tls_files: &TlsFiles,
         c: &ClusterConfig,
     ) -> Result<ClusterSettings, String> {
         let endpoints = EtcdConfig::parse_endpoints(endpoints).map_err(|e| e.to_string())?;
         if endpoints.is_empty() {
             return Err("--cluster needs at least one etcd URL, e.g. http://10.0.0.1:2379".into());
         }
+        let tls = if endpoints.iter().any(|e| e.tls) {
+            Some(tls_files.load()?)
+        } else if tls_files.is_set() {
+            return Err(
+                "--cluster-cacert, --cluster-cert and --cluster-key ([cluster] cacert, cert, \
+                 key) are for https:// etcd URLs; write the URLs as https://HOST:PORT"
+                    .into(),
+            );
+        } else {
+            None
+        };
         let underlay_ip = underlay_ip.ok_or(
             "--cluster needs --underlay-ip ADDR ([cluster] underlay_ip): the address of this \
              host that the other hosts send its VXLAN traffic to",
@@ -156,6 +182,7 @@ impl ClusterSettings {
             ttl: Duration::from_secs(ttl_secs),
             ipam_grace: Duration::from_secs(c.ipam_grace_secs.unwrap_or(60)),
             schema,
+            tls,
         })
     }
 }
@@ -394,6 +421,7 @@ impl Daemon {
     ) -> std::io::Result<()> {
         let vtep = SocketAddr::new(s.underlay_ip, self.vxlan_config().port);
         let mut etcd = EtcdConfig::new(s.endpoints.clone());
+        etcd.tls = s.tls.clone();
         etcd.connect_timeout = Duration::from_secs(2);
         let mut cfg = AgentConfig::new(etcd.clone(), s.host_id.clone(), vtep);
         cfg.schema = s.schema.clone();
