@@ -170,6 +170,27 @@ fn metrics_move_with_traffic_pass_promtool_and_a_prometheus_server_scrapes_them(
     let after = value(&l.scrape(), rx0).unwrap();
     assert!(after >= before + 5.0, "{rx0}: {before} then {after}");
 
+    // The worker's busy time moves with traffic too (a flood of pings:
+    // thousands of wake-ups that serve frames), and so does its idle time.
+    let busy = r#"vxswitch_worker_busy_seconds_total{worker="0"}"#;
+    let idle = r#"vxswitch_worker_idle_seconds_total{worker="0"}"#;
+    let page = l.scrape();
+    let (busy0, idle0) = (value(&page, busy), value(&page, idle));
+    assert!(
+        busy0.is_some() && idle0.is_some(),
+        "no {busy} or {idle} in\n{page}"
+    );
+    let out = l.containers[0].exec("ping", &["-f", "-q", "-c", "5000", "-s", "1000", &l.ip(1)]);
+    assert!(out.status.success(), "ping -f: {out:?}");
+    let page = l.scrape();
+    let (busy1, idle1) = (value(&page, busy).unwrap(), value(&page, idle).unwrap());
+    assert!(
+        busy1 > busy0.unwrap() && idle1 > idle0.unwrap(),
+        "worker time: busy {busy0:?} then {busy1}, idle {idle0:?} then {idle1}\n{page}"
+    );
+    let stats = l.daemon.cli(&["stats"]);
+    assert!(stats.contains("worker 0: busy "), "{stats}");
+
     // Anything but GET /metrics is refused, and counted.
     let (status, _) = l.get(METRICS, "/");
     assert!(status.contains(" 404 "), "{status}");

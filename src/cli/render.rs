@@ -603,6 +603,17 @@ pub fn stats(s: &StatsReply) -> String {
         c.idle_closed,
         c.replies_refused
     );
+    for w in &s.workers {
+        let total = w.busy_ms.saturating_add(w.idle_ms).max(1);
+        let _ = writeln!(
+            out,
+            "worker {}: busy {:.1}s, idle {:.1}s ({}% busy)",
+            w.worker,
+            w.busy_ms as f64 / 1000.0,
+            w.idle_ms as f64 / 1000.0,
+            w.busy_ms.saturating_mul(100) / total
+        );
+    }
     for p in &s.pending {
         let _ = writeln!(out, "pending restore: {}: {} (retried)", p.item, p.reason);
     }
@@ -729,6 +740,7 @@ mod tests {
             control: Default::default(),
             pending: Vec::new(),
             suppress: Vec::new(),
+            workers: Vec::new(),
             networks: Vec::new(),
         };
         let out = stats(&s);
@@ -781,6 +793,7 @@ mod tests {
             control: Default::default(),
             pending: Vec::new(),
             suppress: Vec::new(),
+            workers: Vec::new(),
         };
         let out = stats(&s);
         let lines: Vec<&str> = out.lines().collect();
@@ -849,6 +862,7 @@ mod tests {
             control: Default::default(),
             pending: Vec::new(),
             suppress: Vec::new(),
+            workers: Vec::new(),
             networks: Vec::new(),
         };
         let out = stats(&s);

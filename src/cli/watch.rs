@@ -201,6 +201,7 @@ mod tests {
             pending: vec![],
             networks: vec![],
             suppress: vec![],
+            workers: vec![],
         }
     }
 

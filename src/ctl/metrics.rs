@@ -282,6 +282,25 @@ impl Daemon {
             }
         }
 
+        // The dataplane workers' time.
+        let workers: Vec<String> = st.workers.iter().map(|w| w.worker.to_string()).collect();
+        e.family(
+            "vxswitch_worker_busy_seconds_total",
+            Kind::Counter,
+            "Time each dataplane worker spent on wake-ups that served frames.",
+        );
+        for (w, i) in st.workers.iter().zip(&workers) {
+            e.sample(&[("worker", i)], w.busy_ms as f64 / 1000.0);
+        }
+        e.family(
+            "vxswitch_worker_idle_seconds_total",
+            Kind::Counter,
+            "Time each dataplane worker spent waiting, or woken with no frame to serve.",
+        );
+        for (w, i) in st.workers.iter().zip(&workers) {
+            e.sample(&[("worker", i)], w.idle_ms as f64 / 1000.0);
+        }
+
         // The control socket.
         e.family(
             "vxswitch_control_requests_total",
@@ -343,6 +362,8 @@ mod tests {
             "vxswitch_fdb_learned_total{network=\"red\"} 0\n",
             "vxswitch_control_requests_total{verb=\"ping\",result=\"ok\"} 1\n",
             "vxswitch_control_requests_total{verb=\"port.rm\",result=\"error\"} 1\n",
+            "vxswitch_worker_busy_seconds_total{worker=\"0\"} ",
+            "vxswitch_worker_idle_seconds_total{worker=\"0\"} ",
         ] {
             assert!(page.contains(want), "{want} missing from\n{page}");
         }

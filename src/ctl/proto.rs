@@ -690,6 +690,19 @@ pub struct StatsReply {
     /// ARP/ND suppression, per network that has it on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub suppress: Vec<SuppressRow>,
+    /// Each dataplane worker's busy and idle time (empty when `stats` is
+    /// asked about one port).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workers: Vec<WorkerRow>,
+}
+
+/// A dataplane worker's time since the daemon started, as `stats`
+/// reports it: wake-ups that served frames, and the rest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerRow {
+    pub worker: usize,
+    pub busy_ms: u64,
+    pub idle_ms: u64,
 }
 
 /// A network's ARP/ND suppression, as `stats` reports it.

@@ -4,7 +4,7 @@
 
 use super::daemon::Daemon;
 use super::proto::{
-    CtlError, GatewayRow, NetworkFdbRow, PortStatsRow, StatsArgs, StatsReply, VtepLs,
+    CtlError, GatewayRow, NetworkFdbRow, PortStatsRow, StatsArgs, StatsReply, VtepLs, WorkerRow,
 };
 
 impl Daemon {
@@ -75,6 +75,20 @@ impl Daemon {
             suppress: match a.port {
                 Some(_) => Vec::new(),
                 None => self.suppress_rows(),
+            },
+            workers: match a.port {
+                Some(_) => Vec::new(),
+                None => self
+                    .engine
+                    .worker_time()
+                    .into_iter()
+                    .enumerate()
+                    .map(|(worker, (busy_ms, idle_ms))| WorkerRow {
+                        worker,
+                        busy_ms,
+                        idle_ms,
+                    })
+                    .collect(),
             },
         })
     }

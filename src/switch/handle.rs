@@ -31,7 +31,7 @@ use super::fatal;
 use super::policy::SourcePolicy;
 use super::poll::{BusyPoll, SpinBudget};
 use super::uplink::UplinkConfig;
-use super::worker::{Shared, Worker, WAKER};
+use super::worker::{Shared, Worker, WorkerTime, WAKER};
 use crate::fdb::{Fdb, FdbConfig, NetId, PortId, VtepId};
 use crate::gateway::NeighTable;
 use crate::metrics::PortStats;
@@ -235,6 +235,8 @@ pub struct Engine {
     tunnel: Mutex<Option<Vec<u16>>>,
     has_ipv6: AtomicBool,
     no_offload: bool,
+    /// Each worker's busy and idle time.
+    time: Vec<Arc<WorkerTime>>,
 }
 
 impl Engine {
@@ -264,7 +266,9 @@ impl Engine {
             vxlan_stats: vxlan_stats.clone(),
             vtep_ids: vtep_ids.clone(),
             spin: Arc::new(SpinBudget::default()),
+            time: (0..n).map(|_| Arc::new(WorkerTime::default())).collect(),
         };
+        let time = shared.time.clone();
         let mut polls = Vec::with_capacity(n);
         let mut mailboxes = Vec::with_capacity(n);
         let mut inboxes = Vec::with_capacity(n);
@@ -323,6 +327,7 @@ impl Engine {
             tunnel: Mutex::new(None),
             has_ipv6: AtomicBool::new(false),
             no_offload: cfg.no_offload,
+            time,
         })
     }
 
@@ -333,6 +338,20 @@ impl Engine {
 
     pub fn fdb(&self) -> &Arc<Fdb> {
         &self.fdb
+    }
+
+    /// Each worker's (busy, idle) milliseconds since it started, by index:
+    /// wake-ups that served frames, and the rest (see [`WorkerTime`]).
+    pub fn worker_time(&self) -> Vec<(u64, u64)> {
+        self.time
+            .iter()
+            .map(|t| {
+                (
+                    t.busy_ms.load(Ordering::Relaxed),
+                    t.idle_ms.load(Ordering::Relaxed),
+                )
+            })
+            .collect()
     }
 
     /// Events the dataplane raised; drain with `try_recv`.

@@ -50,6 +50,7 @@ pub use handle::{
 pub use policy::{IpGuard, OwnedMacs, Policy, SourcePolicy};
 pub use poll::BusyPoll;
 pub use uplink::UplinkConfig;
+pub use worker::WorkerTime;
 
 /// Room in front of every received frame, so a `virtio_net_hdr` or a VXLAN
 /// header can be written in front of it without a copy (the kernel adds
