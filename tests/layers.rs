@@ -30,7 +30,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("pktgen", &["sys", "wire", "time", "metrics", "ports"]),
     // Seeing inside: metrics exposition (and later capture, events); the
     // engine and the control plane call it, never the reverse.
-    ("observe", &["sys", "wire", "time", "metrics", "fdb"]),
+    (
+        "observe",
+        &["sys", "wire", "time", "metrics", "offload", "fdb"],
+    ),
     // The cluster agent talks to the daemon through its own trait, for the
     // control plane to implement (ctl -> cluster, never the reverse).
     ("cluster", &["wire", "time", "metrics"]),

@@ -617,6 +617,84 @@ fn capture_of_a_ping_and_an_iperf3_transfer_decodes_in_tshark_with_directions_an
     );
 }
 
+/// The TCP payload bytes of the frames `filter` selects, and the longest frame.
+fn tcp_payload(file: &std::path::Path, filter: &str) -> (u64, u64) {
+    let rows = tshark(file, filter, &["tcp.len", "frame.len"]);
+    let sum = rows
+        .iter()
+        .filter_map(|r| r.first()?.parse::<u64>().ok())
+        .sum();
+    let longest = rows
+        .iter()
+        .filter_map(|r| r.get(1)?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0);
+    (sum, longest)
+}
+
+#[test]
+fn capture_writes_super_frames_with_their_offload_metadata_or_segmented() {
+    if !can_run(&["ip", "tshark", "iperf3", "timeout", "kill"]) {
+        return;
+    }
+    let l = lan(6, 2, &[]);
+    for c in &l.containers {
+        c.sysctl("net.ipv6.conf.all.disable_ipv6", "1");
+    }
+    let dir = TempDir::new("vxsw-gso-");
+    const BYTES: u64 = 5_000_000;
+    let data = "tcp.dstport == 5201 && tcp.len > 0";
+    for segment in [false, true] {
+        let name = format!("gso-{segment}.pcapng");
+        let mut args = vec!["c0", "--direction", "in"];
+        if segment {
+            args.push("--segment");
+        }
+        let cap = CaptureRun::start(&l, &dir, &name, &args);
+        let (sent, received) =
+            support::iperf3(&l.containers[0], &l.containers[1], &l.ip(1), BYTES, false);
+        let file = cap.file.clone();
+        let (frames, lost) = cap.stop();
+        assert!(frames > 0, "nothing captured");
+        let (payload, longest) = tcp_payload(&file, data);
+        if segment {
+            // Every frame as it went on a wire of MTU 1500, none with a comment.
+            let (_, longest_any) = tcp_payload(&file, "");
+            assert!(
+                longest_any <= 1514,
+                "a frame of {longest_any} bytes with --segment"
+            );
+            assert!(tshark(&file, "frame.comment", &["frame.number"]).is_empty());
+        } else {
+            // Super-frames as the switch holds them, their metadata as a comment.
+            assert!(
+                longest > 1514,
+                "no super-frame in the capture (longest {longest})"
+            );
+            let meta = tshark(&file, "frame.len > 1514", &["frame.comment"]);
+            assert!(
+                !meta.is_empty()
+                    && meta
+                        .iter()
+                        .all(|r| r[0].starts_with("gso tcpv4 size ")
+                            && r[0].contains(" csum_start ")),
+                "super-frames without their offload comment: {meta:?}"
+            );
+        }
+        // The TCP payload adds up, when no copy was lost: at least what the
+        // iperf3 server counted, at most what its client sent (iperf3 ends
+        // the transfer with data still in flight) with the control
+        // connection's few bytes on top.
+        if lost == 0 {
+            assert!(
+                (received..=sent + 4096).contains(&payload),
+                "segment {segment}: {payload} bytes of TCP payload captured; iperf3 sent \
+                 {sent}, its server received {received}"
+            );
+        }
+    }
+}
+
 #[test]
 fn mirror_copies_of_a_port_reach_the_monitoring_port() {
     if !can_run(&["ip", "ping", "tshark"]) {

@@ -263,6 +263,10 @@ pub struct CaptureArgs {
     /// Bytes kept of each frame (64 to 65536).
     #[arg(long, value_name = "N", default_value_t = 65536)]
     pub snaplen: u32,
+    /// Write super-frames (TCP segmentation offload) as the wire-size
+    /// frames they stand for, instead of as the switch holds them.
+    #[arg(long)]
+    pub segment: bool,
 }
 
 /// `capture --direction`.

@@ -33,6 +33,7 @@ pub fn run(socket: &Path, a: CaptureArgs) -> Result<(), String> {
         ),
         snaplen: Some(a.snaplen),
         count: a.count,
+        segment: a.segment,
     });
     let mut s = UnixStream::connect(socket)
         .map_err(|e| format!("cannot connect to {}: {e}", socket.display()))?;

@@ -92,10 +92,11 @@ impl Daemon {
                     ))
                 }
             };
-        let cap = capture::start(&what, &targets, dir, snaplen).map_err(|e| match e {
-            capture::CaptureError::Busy => CtlError::busy(e.to_string()),
-            _ => CtlError::invalid(e.to_string()),
-        })?;
+        let cap =
+            capture::start(&what, &targets, dir, snaplen, a.segment).map_err(|e| match e {
+                capture::CaptureError::Busy => CtlError::busy(e.to_string()),
+                _ => CtlError::invalid(e.to_string()),
+            })?;
         self.pending_capture = Some(PendingCapture {
             capture: cap,
             count: a.count,

@@ -974,6 +974,10 @@ pub struct CaptureStart {
     /// Stop after this many frames (default: when the client closes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
+    /// Write super-frames as the wire-size frames they stand for (cut by
+    /// the capture's writer), instead of as the switch holds them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub segment: bool,
 }
 
 /// `mirror.add`: copies of `port`'s frames to the port `to`.

@@ -26,6 +26,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::pcapng::{self, Dir};
 use crate::metrics::{DropReason, PortStats};
+use crate::offload::{self, VnetHdr};
 
 /// Captures running at once at most.
 pub const SLOTS: usize = 4;
@@ -43,6 +44,8 @@ struct Copy {
     key: usize,
     dir: Dir,
     drop: Option<DropReason>,
+    /// A super-frame's offload metadata, as the switch holds it.
+    gso: VnetHdr,
     ts_ns: u64,
 }
 
@@ -106,18 +109,19 @@ pub fn on() -> bool {
 
 /// The dataplane's hook: a copy of `frame` if a capture watches `stats`'s
 /// port in `dir`. `drop` says why the frame was not delivered, if it was
-/// not.
+/// not; `vnet` is the frame's `virtio_net_hdr` (all zero for an ordinary
+/// frame), kept with a super-frame's copy.
 #[inline(always)]
-pub fn tap(stats: &PortStats, dir: Dir, frame: &[u8], drop: Option<DropReason>) {
+pub fn tap(stats: &PortStats, dir: Dir, frame: &[u8], drop: Option<DropReason>, vnet: VnetHdr) {
     if on() {
-        copy(stats, dir, frame, drop);
+        copy(stats, dir, frame, drop, vnet);
     }
 }
 
 /// [`tap`] after its guard: call only when [`on`] said so.
 #[cold]
 #[inline(never)]
-pub fn copy(stats: &PortStats, dir: Dir, frame: &[u8], drop: Option<DropReason>) {
+pub fn copy(stats: &PortStats, dir: Dir, frame: &[u8], drop: Option<DropReason>, vnet: VnetHdr) {
     let key = key(stats);
     let bit = match dir {
         Dir::In => 1,
@@ -145,6 +149,11 @@ pub fn copy(stats: &PortStats, dir: Dir, frame: &[u8], drop: Option<DropReason>)
         c.key = key;
         c.dir = dir;
         c.drop = drop;
+        c.gso = if vnet.is_gso() {
+            vnet
+        } else {
+            VnetHdr::default()
+        };
         c.ts_ns = now_ns();
         if q.full_tx.try_send(c).is_err() {
             slot.lost.fetch_add(1, Ordering::Relaxed);
@@ -184,7 +193,14 @@ pub struct Capture {
     ifaces: Vec<(String, usize)>,
     snaplen: u32,
     what: String,
+    /// Write super-frames as their wire-size segments (cut by the writer,
+    /// never by a worker).
+    segment: bool,
 }
+
+/// The most bytes a super-frame's segments take (the 64 KiB frame in
+/// segments of at least a few bytes of payload, each with its headers).
+const SEGMENT_SCRATCH: usize = 512 * 1024;
 
 impl std::fmt::Debug for Capture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -195,12 +211,15 @@ impl std::fmt::Debug for Capture {
     }
 }
 
-/// Starts capturing the ports `targets` (name and counters) in `dir`.
+/// Starts capturing the ports `targets` (name and counters) in `dir`;
+/// with `segment`, super-frames are written as the segments they stand
+/// for.
 pub fn start(
     what: &str,
     targets: &[(String, Arc<PortStats>)],
     dir: Direction,
     snaplen: u32,
+    segment: bool,
 ) -> Result<Capture, CaptureError> {
     if targets.is_empty() {
         return Err(CaptureError::NoTargets);
@@ -236,6 +255,7 @@ pub fn start(
             key: 0,
             dir: Dir::In,
             drop: None,
+            gso: VnetHdr::default(),
             ts_ns: 0,
         });
     }
@@ -262,6 +282,7 @@ pub fn start(
         ifaces: targets.iter().map(|(n, s)| (n.clone(), key(s))).collect(),
         snaplen,
         what: what.to_string(),
+        segment,
     })
 }
 
@@ -289,6 +310,12 @@ impl Capture {
         let _ = out.set_write_timeout(Some(write_timeout));
         let _ = out.set_nonblocking(false);
         let mut buf = Vec::with_capacity(64 * 1024);
+        // Where super-frames are cut with `segment`.
+        let mut scratch = if self.segment {
+            vec![0u8; SEGMENT_SCRATCH]
+        } else {
+            Vec::new()
+        };
         pcapng::section_header(&mut buf, &format!("vxswitch capture of {}", self.what));
         for (name, _) in &self.ifaces {
             pcapng::interface(&mut buf, name, self.snaplen);
@@ -303,7 +330,7 @@ impl Capture {
             buf.clear();
             match q.full_rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(c) => {
-                    self.write_copy(&mut buf, &c);
+                    self.write_copy(&mut buf, &c, &mut scratch);
                     let _ = q.free_tx.try_send(c);
                     written += 1;
                     ok = out.write_all(&buf).is_ok();
@@ -321,7 +348,7 @@ impl Capture {
         while ok && count.is_none_or(|c| written < c) {
             let Ok(c) = q.full_rx.try_recv() else { break };
             buf.clear();
-            self.write_copy(&mut buf, &c);
+            self.write_copy(&mut buf, &c, &mut scratch);
             let _ = q.free_tx.try_send(c);
             written += 1;
             ok = out.write_all(&buf).is_ok();
@@ -341,13 +368,52 @@ impl Capture {
 }
 
 impl Capture {
-    fn write_copy(&self, buf: &mut Vec<u8>, c: &Copy) {
+    /// Appends the copy `c` to `buf`: one packet block, or with `segment`
+    /// one per segment of a super-frame (cut in `scratch`).
+    fn write_copy(&self, buf: &mut Vec<u8>, c: &Copy, scratch: &mut [u8]) {
         let iface = self
             .ifaces
             .iter()
             .position(|(_, k)| *k == c.key)
             .unwrap_or(0) as u32;
-        let comment = c.drop.map(|d| format!("dropped: {}", d.name()));
+        let dropped = c.drop.map(|d| format!("dropped: {}", d.name()));
+        let mut comment = dropped.clone();
+        if c.gso.is_gso() {
+            let mut meta = offload_comment(&c.gso);
+            if self.segment {
+                let cut = if c.data.len() as u64 == u64::from(c.orig_len) {
+                    offload::segment(&c.data, &c.gso, scratch, 0)
+                } else {
+                    Err(offload::OffloadError::OutputTooSmall)
+                };
+                match cut {
+                    Ok(segs) => {
+                        for seg in segs.frames(scratch) {
+                            let len = u32::try_from(seg.len()).unwrap_or(u32::MAX);
+                            let snap = &seg[..seg.len().min(self.snaplen as usize)];
+                            pcapng::packet(
+                                buf,
+                                iface,
+                                c.ts_ns,
+                                snap,
+                                len,
+                                c.dir,
+                                dropped.as_deref(),
+                            );
+                        }
+                        return;
+                    }
+                    Err(_) if c.data.len() as u64 != u64::from(c.orig_len) => {
+                        meta.push_str(" (not segmented: cut by the snap length)")
+                    }
+                    Err(e) => meta.push_str(&format!(" (not segmented: {})", e.name())),
+                }
+            }
+            comment = Some(match dropped {
+                Some(d) => format!("{d}; {meta}"),
+                None => meta,
+            });
+        }
         pcapng::packet(
             buf,
             iface,
@@ -358,6 +424,26 @@ impl Capture {
             comment.as_deref(),
         );
     }
+}
+
+/// A super-frame's offload metadata, as its packet comment: `gso tcpv4
+/// size 1448 hdr_len 66 csum_start 34 csum_offset 16`.
+pub fn offload_comment(h: &VnetHdr) -> String {
+    let kind = match h.gso_type & !offload::GSO_ECN {
+        offload::GSO_TCPV4 => "tcpv4".to_string(),
+        offload::GSO_TCPV6 => "tcpv6".to_string(),
+        offload::GSO_UDP => "udp".to_string(),
+        offload::GSO_UDP_L4 => "udp_l4".to_string(),
+        other => format!("type {other}"),
+    };
+    format!(
+        "gso {kind}{} size {} hdr_len {} csum_start {} csum_offset {}",
+        if h.ecn() { " ecn" } else { "" },
+        h.gso_size,
+        h.hdr_len,
+        h.csum_start,
+        h.csum_offset
+    )
 }
 
 /// Whether the reader closed or half-closed its end: end of file (or an
@@ -409,15 +495,22 @@ mod tests {
             &[("a".into(), a.clone())],
             Direction::Both,
             MAX_SNAPLEN,
+            false,
         )
         .unwrap();
         // Not watched: no copy.
-        tap(&b, Dir::In, &[0u8; 60], None);
-        tap(&a, Dir::In, &[1u8; 60], None);
-        tap(&a, Dir::Out, &[2u8; 100], Some(DropReason::Oversize));
+        tap(&b, Dir::In, &[0u8; 60], None, VnetHdr::default());
+        tap(&a, Dir::In, &[1u8; 60], None, VnetHdr::default());
+        tap(
+            &a,
+            Dir::Out,
+            &[2u8; 100],
+            Some(DropReason::Oversize),
+            VnetHdr::default(),
+        );
         // More than the queue holds: the rest are lost, counted.
         for _ in 0..QUEUE {
-            tap(&a, Dir::In, &[3u8; 60], None);
+            tap(&a, Dir::In, &[3u8; 60], None, VnetHdr::default());
         }
         assert_eq!(cap.lost(), 2);
         let (mine, theirs) = UnixStream::pair().unwrap();
@@ -466,12 +559,110 @@ mod tests {
         );
     }
 
+    /// A TCP/IPv4 super-frame of `payload` bytes and its header (MSS 1448).
+    fn super_frame(payload: usize) -> (Vec<u8>, VnetHdr) {
+        let mut f = vec![0u8; 54 + payload];
+        f[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x01]);
+        f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x02]);
+        f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&u16::try_from(40 + payload).unwrap().to_be_bytes());
+        f[22] = 64;
+        f[23] = 6;
+        f[26..30].copy_from_slice(&[198, 18, 0, 1]);
+        f[30..34].copy_from_slice(&[198, 18, 0, 2]);
+        f[46] = 5 << 4;
+        f[47] = 0x18;
+        let h = VnetHdr {
+            flags: offload::F_NEEDS_CSUM,
+            gso_type: offload::GSO_TCPV4,
+            hdr_len: 54,
+            gso_size: 1448,
+            csum_start: 34,
+            csum_offset: 16,
+            ..VnetHdr::default()
+        };
+        (f, h)
+    }
+
+    /// The packets of a whole capture stream: (length kept, comment).
+    fn packets_of(cap: Capture, count: u64) -> Vec<(usize, u32, Option<String>)> {
+        let (mut mine, theirs) = UnixStream::pair().unwrap();
+        mine.shutdown(std::net::Shutdown::Write).unwrap();
+        let writer =
+            std::thread::spawn(move || cap.write_to(theirs, Some(count), Duration::from_secs(5)));
+        let mut all = Vec::new();
+        mine.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        mine.read_to_end(&mut all).unwrap();
+        writer.join().unwrap();
+        let mut r = pcapng::Reader::default();
+        r.push(&all);
+        let mut out = Vec::new();
+        while let Some((kind, body)) = r.next_block().unwrap() {
+            let b = pcapng::Block { kind, body: &body };
+            if let Some(p) = b.packet() {
+                out.push((p.data.len(), p.orig_len, p.comment));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_super_frame_carries_its_offload_metadata_or_is_written_as_its_segments() {
+        let (frame, h) = super_frame(10_000);
+        let a = Arc::new(PortStats::default());
+        let cap = start(
+            "port s",
+            &[("s".into(), a.clone())],
+            Direction::In,
+            MAX_SNAPLEN,
+            false,
+        )
+        .unwrap();
+        tap(&a, Dir::In, &frame, None, h);
+        let got = packets_of(cap, 1);
+        assert_eq!(
+            got,
+            vec![(
+                frame.len(),
+                frame.len() as u32,
+                Some("gso tcpv4 size 1448 hdr_len 54 csum_start 34 csum_offset 16".into())
+            )]
+        );
+
+        let cap = start(
+            "port s",
+            &[("s".into(), a.clone())],
+            Direction::In,
+            MAX_SNAPLEN,
+            true,
+        )
+        .unwrap();
+        tap(&a, Dir::In, &frame, None, h);
+        let got = packets_of(cap, 100);
+        // 10,000 bytes in segments of 1448: six full ones and the rest.
+        assert_eq!(got.len(), 7, "{got:?}");
+        assert!(got
+            .iter()
+            .all(|(n, o, c)| *n <= 1502 && *n == *o as usize && c.is_none()));
+        let payload: usize = got.iter().map(|(n, _, _)| n - 54).sum();
+        assert_eq!(payload, 10_000);
+    }
+
     #[test]
     fn a_half_close_still_gets_the_queued_copies_and_the_count_of_lost_ones() {
         let a = Arc::new(PortStats::default());
-        let cap = start("port h", &[("h".into(), a.clone())], Direction::In, 128).unwrap();
+        let cap = start(
+            "port h",
+            &[("h".into(), a.clone())],
+            Direction::In,
+            128,
+            false,
+        )
+        .unwrap();
         for _ in 0..QUEUE + 7 {
-            tap(&a, Dir::In, &[9u8; 60], None);
+            tap(&a, Dir::In, &[9u8; 60], None, VnetHdr::default());
         }
         let (mut mine, theirs) = UnixStream::pair().unwrap();
         // Ctrl-C before the writer even starts: it must still write what

@@ -86,6 +86,12 @@ impl Frame<'_> {
         &self.buf[self.start..self.start + self.len]
     }
 
+    /// What the frame still needs (its offload metadata), for a capture.
+    #[inline]
+    pub(super) fn vnet_hdr(&self) -> VnetHdr {
+        self.vnet
+    }
+
     /// The `virtio_net_hdr` and the frame, for a vnet-header port.
     fn with_vnet_hdr(&mut self) -> &[u8] {
         let s = self.start;
@@ -386,8 +392,19 @@ fn write_frame(port: &Port, bytes: &[u8], frame_len: usize, dead: &mut Vec<(Port
             Ok(_) => Some(DropReason::TxError),
             Err(e) => Some(DropReason::of_tx_error(e)),
         };
-        let frame = &bytes[bytes.len().saturating_sub(frame_len)..];
-        crate::observe::capture::copy(&port.stats, crate::observe::pcapng::Dir::Out, frame, drop);
+        let at = bytes.len().saturating_sub(frame_len);
+        // A vnet-header port's write carries the frame's offload metadata.
+        let vnet = match (port.vnet, at.checked_sub(VNET_HDR_LEN)) {
+            (true, Some(h)) => VnetHdr::parse(&bytes[h..at]).unwrap_or_default(),
+            _ => VnetHdr::default(),
+        };
+        crate::observe::capture::copy(
+            &port.stats,
+            crate::observe::pcapng::Dir::Out,
+            &bytes[at..],
+            drop,
+            vnet,
+        );
     }
     match written {
         Ok(n) if n == bytes.len() => {

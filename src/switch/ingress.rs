@@ -225,7 +225,13 @@ pub(super) fn dispatch(
             Decision::Drop(why) => Some(why),
             _ => None,
         };
-        crate::observe::capture::copy(stats, crate::observe::pcapng::Dir::In, f.bytes(), drop);
+        crate::observe::capture::copy(
+            stats,
+            crate::observe::pcapng::Dir::In,
+            f.bytes(),
+            drop,
+            f.vnet_hdr(),
+        );
     }
     let Some(net) = tables.net(ingress.net) else {
         stats.count_drop(DropReason::NoNetwork);
