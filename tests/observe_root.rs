@@ -789,3 +789,179 @@ fn mirror_copies_of_a_port_reach_the_monitoring_port() {
     let (_, tx_after) = port_counters(&l.daemon, "c2");
     assert_eq!(tx_after, tx_before, "copies after the mirror was removed");
 }
+
+/// `tcpdump` on a container's eth0, writing every ICMP and iperf3 frame
+/// to a file as it comes (`-U`), until dropped.
+struct Sniffer {
+    _proc: Proc,
+    file: std::path::PathBuf,
+}
+
+impl Sniffer {
+    /// Starts it in `ns` and waits until it sees frames: pings from `from`
+    /// to `to_ip` (whose copies the sniffer must get) until one is in.
+    fn start(ns: &Netns, dir: &TempDir, from: &Netns, to_ip: &str) -> Sniffer {
+        let file = dir.0.join(format!("{}.pcap", ns.name));
+        let err = dir.0.join(format!("{}.log", ns.name));
+        let f = file.to_str().unwrap();
+        let child = cmd(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &ns.name,
+                "tcpdump",
+                "-i",
+                "eth0",
+                "-U",
+                "-B",
+                "16384",
+                "-w",
+                f,
+                "icmp or tcp port 5201",
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .expect("start tcpdump");
+        let s = Sniffer {
+            _proc: Proc(child),
+            file,
+        };
+        support::wait_for(Duration::from_secs(30), "tcpdump to see a ping", || {
+            from.exec("ping", &["-c1", "-W1", to_ip]);
+            s.echo_requests() > 0
+        });
+        s
+    }
+
+    fn echo_requests(&self) -> usize {
+        if !std::fs::metadata(&self.file).is_ok_and(|m| m.len() > 24) {
+            return 0;
+        }
+        tshark(&self.file, "icmp.type == 8", &["frame.number"]).len()
+    }
+
+    /// Waits until every copy written before now is in the file: one more
+    /// ping, whose copy comes after them (one worker, one queue), is.
+    fn settle(&self, from: &Netns, to_ip: &str) {
+        let before = self.echo_requests();
+        support::wait_for(Duration::from_secs(30), "the last ping's copy", || {
+            from.exec("ping", &["-c1", "-W1", to_ip]);
+            self.echo_requests() > before
+        });
+    }
+}
+
+/// The TCP payload of iperf3's data (to port 5201) in a sniffer's file.
+fn iperf3_payload(file: &std::path::Path) -> (u64, u64) {
+    tcp_payload(file, "tcp.dstport == 5201 && tcp.len > 0")
+}
+
+#[test]
+fn a_mirror_port_gets_the_tcp_bytes_of_super_frames_and_of_coalesced_overlay_frames() {
+    if !can_run(&[
+        "ip", "ping", "tcpdump", "tshark", "iperf3", "timeout", "kill",
+    ]) {
+        return;
+    }
+    const BYTES: u64 = 5_000_000;
+    let dir = TempDir::new("vxsw-mirgso-");
+
+    // Between two containers of one host: super-frames, copied as they
+    // are to a monitoring port that takes them.
+    let l = lan(7, 3, &["--workers", "1"]);
+    for c in &l.containers {
+        c.sysctl("net.ipv6.conf.all.disable_ipv6", "1");
+    }
+    l.daemon.cli(&[
+        "port",
+        "mirror",
+        "add",
+        "c1",
+        "--to",
+        "c2",
+        "--direction",
+        "out",
+    ]);
+    let (src, ip1) = (&l.containers[0], l.ip(1));
+    let sniff = Sniffer::start(&l.containers[2], &dir, src, &ip1);
+    let (sent, received) = support::iperf3(src, &l.containers[1], &ip1, BYTES, false);
+    sniff.settle(src, &ip1);
+    let (payload, longest) = iperf3_payload(&sniff.file);
+    assert!(
+        (received..=sent + 4096).contains(&payload),
+        "local: the mirror port saw {payload} bytes of iperf3 data; sent {sent}, received \
+         {received}\n{}",
+        l.daemon.cli(&["stats"])
+    );
+    assert!(
+        longest > 1514,
+        "local: no super-frame reached the mirror port"
+    );
+    drop(sniff);
+    drop(l);
+
+    // Across VXLAN: host B merges the decapsulated segments for b1 into
+    // super-frames (GRO); its mirror port gets the same bytes.
+    let (ha, hb) = (Netns::new("vxoma"), Netns::new("vxomb"));
+    support::run(
+        "ip",
+        &[
+            "-n", &ha.name, "link", "add", "ul0", "type", "veth", "peer", "name", "ul0", "netns",
+            &hb.name,
+        ],
+    );
+    for (ns, ip) in [(&ha, "198.18.77.1/24"), (&hb, "198.18.77.2/24")] {
+        ns.ip_ok(&["addr", "add", ip, "dev", "ul0"]);
+        ns.ip_ok(&["link", "set", "ul0", "up"]);
+    }
+    let (da, db) = (
+        Daemon::start_in(Some(&ha), &["--workers", "1"]),
+        Daemon::start_in(Some(&hb), &["--workers", "1"]),
+    );
+    for (d, peer) in [(&da, "198.18.77.2"), (&db, "198.18.77.1")] {
+        d.cli(&[
+            "network",
+            "create",
+            "blue",
+            "--vni",
+            "77",
+            "--subnet",
+            "10.88.77.0/24",
+        ]);
+        d.cli(&["vtep", "add", "blue", peer]);
+    }
+    let (a1, b1, bm) = (Netns::new("vxoc"), Netns::new("vxoc"), Netns::new("vxoc"));
+    for c in [&a1, &b1, &bm] {
+        c.sysctl("net.ipv6.conf.all.disable_ipv6", "1");
+    }
+    da.port_add("a1", "blue", &a1, "10.88.77.11/24", &[]);
+    db.port_add("b1", "blue", &b1, "10.88.77.21/24", &[]);
+    db.port_add("bm", "blue", &bm, "10.88.77.29/24", &[]);
+    assert!(
+        a1.ping_within("10.88.77.21", Duration::from_secs(10)),
+        "a1 cannot reach b1"
+    );
+    db.cli(&[
+        "port",
+        "mirror",
+        "add",
+        "b1",
+        "--to",
+        "bm",
+        "--direction",
+        "out",
+    ]);
+    let sniff = Sniffer::start(&bm, &dir, &a1, "10.88.77.21");
+    let (sent, received) = support::iperf3(&a1, &b1, "10.88.77.21", BYTES, false);
+    sniff.settle(&a1, "10.88.77.21");
+    let (payload, _) = iperf3_payload(&sniff.file);
+    assert!(
+        (received..=sent + 4096).contains(&payload),
+        "overlay: the mirror port saw {payload} bytes of iperf3 data; sent {sent}, received \
+         {received}\n{}",
+        db.cli(&["stats"])
+    );
+}
