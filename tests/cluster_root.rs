@@ -540,6 +540,23 @@ fn three_hosts_converge_without_vtep_lists_a_fourth_joins_and_a_killed_one_vanis
     }
     let lab = Lab::new();
     let (h1, h2, mut h3) = (lab.host(1, &[]), lab.host(2, &[]), lab.host(3, &[]));
+    // `vxswitch monitor` on h2: the cluster's changes are events there.
+    let mon_dir = TempDir::new("vxsw-clmon-");
+    let events = mon_dir.0.join("h2.events");
+    let _monitor = support::Proc(
+        cmd(
+            BIN,
+            &["--socket", h2.d().socket.to_str().unwrap(), "monitor"],
+        )
+        .stdout(std::fs::File::create(&events).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start vxswitch monitor"),
+    );
+    let h2_events = || std::fs::read_to_string(&events).unwrap_or_default();
+    wait_for(Duration::from_secs(10), "h2's monitor to subscribe", || {
+        !h2_events().is_empty()
+    });
     create_network(&h1);
     // Created once, on h1; every host has it, as a cluster network.
     for h in [&h2, &h3] {
@@ -674,6 +691,22 @@ fn three_hosts_converge_without_vtep_lists_a_fourth_joins_and_a_killed_one_vanis
         "the survivors lost each other"
     );
     h3.daemon = None;
+    // h2's monitor told each change the cluster made there.
+    let want = [
+        format!("network_created network={NET} cause=\"cluster\""),
+        format!("vtep_added network={NET} vtep=198.18.0.1:4789 cause=\"cluster\""),
+        format!("vtep_added network={NET} vtep=198.18.0.4:4789 cause=\"cluster\""),
+        format!(
+            "config network={NET} mac={mac4} vtep=198.18.0.4:4789 what=fdb.add cause=\"cluster\""
+        ),
+        format!("vtep_removed network={NET} vtep=198.18.0.3:4789 cause=\"cluster\""),
+    ];
+    let mut seen = String::new();
+    let all_seen = wait_until(Duration::from_secs(10), || {
+        seen = h2_events();
+        want.iter().all(|w| seen.contains(w.as_str()))
+    });
+    assert!(all_seen, "h2's monitor lacks one of {want:#?}:\n{seen}");
 }
 
 /// Length of the etcd outage (issue 16 asks for 60 s; the default here is

@@ -22,6 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::daemon::Daemon;
 use super::ports::GonePort;
 use super::proto::{CtlError, MonitorEvent, MonitorStarted, Reply, Request};
+use crate::cluster::Change;
 use crate::fdb::{ChangeKind, Dest, NetId, Refusal};
 use crate::vxlan::VtepInfo;
 
@@ -274,6 +275,101 @@ impl Daemon {
             e.cause = Some("idle".into());
         }
         self.emit(e);
+    }
+
+    /// What a change of the cluster agent finds before it is applied, for
+    /// [`Daemon::note_cluster`] to tell whether it changed anything: the
+    /// network, the VTEP or the cluster's FDB entry as it is now.
+    pub(super) fn cluster_before(&self, c: &Change) -> Option<String> {
+        if !self.monitor.watching {
+            return None;
+        }
+        match c {
+            Change::AddNetwork { name, .. } | Change::RemoveNetwork { name } => self
+                .networks
+                .get(name)
+                .map(|n| format!("network cluster={}", n.spec.cluster)),
+            Change::AddVtep { network, vtep } | Change::RemoveVtep { network, vtep } => self
+                .networks
+                .get(network)
+                .filter(|n| n.vteps.contains_key(vtep))
+                .map(|_| "vtep".to_string()),
+            Change::SetFdb { network, mac, .. } | Change::RemoveFdb { network, mac } => self
+                .cluster
+                .applied
+                .fdb
+                .get(&(network.clone(), *mac))
+                .map(|v| v.to_string()),
+            Change::SetNeigh { .. } | Change::RemoveNeigh { .. } => None,
+        }
+    }
+
+    /// The event of a change the cluster agent applied (`before`: what
+    /// [`Daemon::cluster_before`] found), like the one of the request that
+    /// would make it by hand, with `cause` `cluster`. A change that
+    /// changed nothing (the agent's resync) is no event; nor are the
+    /// ARP/ND bindings.
+    pub(super) fn note_cluster(&mut self, c: &Change, before: Option<String>) {
+        if !self.monitor.watching {
+            return;
+        }
+        let e = match c {
+            Change::AddNetwork { name, .. } if before.is_none() => {
+                let mut e = event("network_created");
+                e.network = Some(name.clone());
+                e
+            }
+            Change::RemoveNetwork { name } if before.as_deref() == Some("network cluster=true") => {
+                let mut e = if self.networks.contains_key(name) {
+                    // Its ports keep it, as a local network.
+                    let mut e = event("config");
+                    e.what = Some("network.left_cluster".into());
+                    e
+                } else {
+                    event("network_removed")
+                };
+                e.network = Some(name.clone());
+                e
+            }
+            Change::AddVtep { network, vtep } if before.is_none() => {
+                let mut e = event("vtep_added");
+                e.network = Some(network.clone());
+                e.vtep = Some(vtep.to_string());
+                e
+            }
+            Change::RemoveVtep { network, vtep }
+                if before.is_some()
+                    && !self
+                        .networks
+                        .get(network)
+                        .is_some_and(|n| n.vteps.contains_key(vtep)) =>
+            {
+                let mut e = event("vtep_removed");
+                e.network = Some(network.clone());
+                e.vtep = Some(vtep.to_string());
+                e
+            }
+            Change::SetFdb { network, mac, vtep } if before != Some(vtep.to_string()) => {
+                let mut e = event("config");
+                e.what = Some("fdb.add".into());
+                e.network = Some(network.clone());
+                e.mac = Some(*mac);
+                e.vtep = Some(vtep.to_string());
+                e
+            }
+            Change::RemoveFdb { network, mac } if before.is_some() => {
+                let mut e = event("config");
+                e.what = Some("fdb.del".into());
+                e.network = Some(network.clone());
+                e.mac = Some(*mac);
+                e
+            }
+            _ => return,
+        };
+        self.emit(MonitorEvent {
+            cause: Some("cluster".into()),
+            ..e
+        });
     }
 
     /// Ports that went away on their own.

@@ -17,8 +17,10 @@ impl Daemon {
         let results = changes
             .iter()
             .map(|c| {
+                let before = self.cluster_before(c);
                 let r = self.cluster_apply(c);
                 if r.is_ok() {
+                    self.note_cluster(c, before);
                     self.cluster.applied.apply(c);
                 }
                 r

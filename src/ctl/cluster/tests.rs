@@ -398,3 +398,58 @@ fn requests_that_need_the_cluster_say_how_to_join_one() {
     assert!(d.network_ls().is_empty());
     d.shutdown();
 }
+
+#[test]
+fn the_agents_changes_are_monitor_events_like_local_ones_and_a_resync_is_none() {
+    let (mut d, _) = vx_daemon();
+    d.set_watching(true);
+    let (v2, mut changes) = remote(&d, 2, 12);
+    changes.insert(0, add("blue", 4242));
+    all_ok(&mut d, &changes);
+    // The agent's resync: the same changes again, nothing new.
+    all_ok(&mut d, &changes);
+    all_ok(
+        &mut d,
+        &[
+            Change::RemoveFdb {
+                network: "blue".into(),
+                mac: mac(12),
+            },
+            Change::RemoveVtep {
+                network: "blue".into(),
+                vtep: v2,
+            },
+            Change::RemoveNetwork {
+                name: "blue".into(),
+            },
+        ],
+    );
+    let seen: Vec<String> = d
+        .take_monitor_events()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {} {} {} {}",
+                e.kind,
+                e.network.as_deref().unwrap_or("-"),
+                e.vtep.as_deref().unwrap_or("-"),
+                e.mac.map_or("-".into(), |m| m.to_string()),
+                e.what.as_deref().unwrap_or("-"),
+                e.cause.as_deref().unwrap_or("-"),
+            )
+        })
+        .collect();
+    let v2 = v2.to_string();
+    assert_eq!(
+        seen,
+        vec![
+            "network_created blue - - - cluster".to_string(),
+            format!("vtep_added blue {v2} - - cluster"),
+            format!("config blue {v2} 02:42:00:00:00:0c fdb.add cluster"),
+            "config blue - 02:42:00:00:00:0c fdb.del cluster".to_string(),
+            format!("vtep_removed blue {v2} - - cluster"),
+            "network_removed blue - - - cluster".to_string(),
+        ]
+    );
+    d.shutdown();
+}
