@@ -904,7 +904,7 @@ fn a_mirror_port_gets_the_tcp_bytes_of_super_frames_and_of_coalesced_overlay_fra
     drop(l);
 
     // Across VXLAN: host B merges the decapsulated segments for b1 into
-    // super-frames (GRO); its mirror port gets the same bytes.
+    // super-frames (GRO); its mirror port gets those merged frames too.
     let (ha, hb) = (Netns::new("vxoma"), Netns::new("vxomb"));
     support::run(
         "ip",
@@ -957,7 +957,12 @@ fn a_mirror_port_gets_the_tcp_bytes_of_super_frames_and_of_coalesced_overlay_fra
     let sniff = Sniffer::start(&bm, &dir, &a1, "10.88.77.21");
     let (sent, received) = support::iperf3(&a1, &b1, "10.88.77.21", BYTES, false);
     sniff.settle(&a1, "10.88.77.21");
-    let (payload, _) = iperf3_payload(&sniff.file);
+    let (payload, longest) = iperf3_payload(&sniff.file);
+    assert!(
+        longest > 1464,
+        "overlay: the mirror port got no merged frame (longest {longest}), b1 did\n{}",
+        db.cli(&["stats"])
+    );
     assert!(
         (received..=sent + 4096).contains(&payload),
         "overlay: the mirror port saw {payload} bytes of iperf3 data; sent {sent}, received \

@@ -21,7 +21,9 @@ use super::handle::GoneCause;
 use super::worker::Port;
 use crate::fdb::{Dest, PortId, VtepId};
 use crate::metrics::DropReason;
-use crate::offload::{self, Coalescer, OffloadError, Push, Segments, VnetHdr, VNET_HDR_LEN};
+use crate::offload::{
+    self, Coalesced, Coalescer, OffloadError, Push, Segments, VnetHdr, VNET_HDR_LEN,
+};
 use crate::vxlan::vteps::VtepTable;
 use crate::vxlan::Tunnel;
 use crate::wire::layout::{self, Layout, LayoutError};
@@ -360,7 +362,8 @@ impl Egress {
         }
     }
 
-    /// Writes the held super-frame (if any) to its port.
+    /// Writes the held super-frame (if any) to its port, and its copy to
+    /// the port that mirrors that one's egress.
     #[inline]
     pub(super) fn flush_gro(&mut self, ports: &[Option<Port>]) {
         let out = self.gro.egress.take();
@@ -369,7 +372,53 @@ impl Egress {
         };
         if let Some(Some(port)) = out.and_then(|o| ports.get(o.0 as usize)) {
             write_frame(port, c.with_vnet_hdr(), c.frame().len(), &mut self.dead);
+            if crate::observe::mirror::on() {
+                mirror_merged(port, ports, &c, &mut self.scratch, &mut self.dead);
+            }
         }
+    }
+}
+
+/// Port mirroring of a merged frame (`vxswitch port mirror`): the
+/// segments it was merged from were not copied one by one (see
+/// `ingress::dispatch`), so the port mirroring `port`'s egress gets the
+/// frame `port` got: whole if it takes super-frames, else cut back into
+/// its segments (in `scratch`).
+#[cold]
+#[inline(never)]
+fn mirror_merged(
+    port: &Port,
+    ports: &[Option<Port>],
+    c: &Coalesced<'_>,
+    scratch: &mut [u8],
+    dead: &mut Vec<(PortId, GoneCause)>,
+) {
+    use crate::observe::{capture::key, mirror::target, pcapng::Dir};
+    let Some((id, k)) = target(&port.stats, Dir::Out) else {
+        return;
+    };
+    let Some(Some(m)) = ports.get(id as usize) else {
+        return;
+    };
+    // Still the monitoring port (the id may have been reused).
+    if key(&m.stats) != k || m.id == port.id {
+        return;
+    }
+    if m.vnet {
+        write_frame(m, c.with_vnet_hdr(), c.frame().len(), dead);
+        return;
+    }
+    match offload::segment(c.frame(), &c.hdr, scratch, 0) {
+        Ok(segs) => {
+            for seg in segs.frames(scratch) {
+                if seg.len() > m.max_frame {
+                    m.stats.count_drop(DropReason::Oversize);
+                } else {
+                    write_frame(m, seg, seg.len(), dead);
+                }
+            }
+        }
+        Err(_) => m.stats.count_drop(DropReason::BadOffload),
     }
 }
 

@@ -237,6 +237,18 @@ pub(super) fn dispatch(
         stats.count_drop(DropReason::NoNetwork);
         return;
     };
+    let from_overlay = matches!(ingress.from, Dest::Remote(_));
+    if from_overlay {
+        let out = match verdict.decision {
+            Decision::Forward(out) => Some(out),
+            _ => None,
+        };
+        if egress.coalesce(&tables.ports, out, ingress.net, f) {
+            // Held to be merged: a mirror gets the merged frame, as its
+            // port does (`Egress::flush_gro`).
+            return;
+        }
+    }
     if crate::observe::mirror::on() {
         mirror(
             tables,
@@ -247,16 +259,6 @@ pub(super) fn dispatch(
             &net.members,
             f,
         );
-    }
-    let from_overlay = matches!(ingress.from, Dest::Remote(_));
-    if from_overlay {
-        let out = match verdict.decision {
-            Decision::Forward(out) => Some(out),
-            _ => None,
-        };
-        if egress.coalesce(&tables.ports, out, ingress.net, f) {
-            return;
-        }
     }
     let overlay = tables.vteps.overlay(ingress.net);
     match verdict.decision {

@@ -466,6 +466,42 @@ fn decapsulated_tcp_segments_for_an_offload_port_are_merged_back() {
 }
 
 #[test]
+fn a_mirror_of_a_port_gets_the_merged_frame_it_got_or_its_segments() {
+    let mut d = Desk::new();
+    let p2 = d.port(2, NET, true);
+    let (plain, offload) = (d.port(3, NET, false), d.port(4, NET, true));
+    let v0 = d.vtep(0, NET);
+    d.on_port(2, &frame(MacAddr::BROADCAST, mac(0xb), 0), None);
+    let _ = (plain.got(), offload.got(), v0.got());
+    let (f, hdr) = tcp4_super(3000, 1000);
+    let mut scratch = vec![0u8; 64 * 1024];
+    let segs = offload::segment(&f, &hdr, &mut scratch, 0).unwrap();
+    let frames: Vec<Vec<u8>> = segs.frames(&scratch).map(<[u8]>::to_vec).collect();
+
+    // A monitoring port that takes super-frames: the very write port 2 got.
+    assert!(crate::observe::mirror::set(&p2.stats, 4, &offload.stats, 2));
+    d.train_on_vtep(0, &frames);
+    let got = p2.got();
+    assert_eq!(got.len(), 1, "one write for the train");
+    assert_eq!(offload.got(), got, "the merged frame, once");
+    nothing("the plain port", plain.got());
+
+    // One that does not: the segments again, as they arrived.
+    assert!(crate::observe::mirror::set(&p2.stats, 3, &plain.stats, 2));
+    let sent = plain.stats.tx_frames.get();
+    d.train_on_vtep(0, &frames);
+    assert_eq!(p2.got().len(), 1);
+    assert_eq!(plain.got(), frames, "the segments, byte for byte");
+    nothing("the offload monitor", offload.got());
+    assert_eq!(
+        plain.stats.tx_frames.get(),
+        sent + 3,
+        "counted on the monitor"
+    );
+    crate::observe::mirror::remove(&p2.stats);
+}
+
+#[test]
 fn a_flood_cuts_a_super_frame_once_for_every_plain_port_and_vtep() {
     let mut d = Desk::new();
     let (p1, p2, p3, p4) = (
