@@ -592,67 +592,55 @@ impl Daemon {
                 plan.what
             )));
         };
-        let _ = persistent; // restarts do not find veths again yet: never kept
-        let v = ports::veth::create_veth(spec, &plan.name, false)
+        let v = ports::veth::create_veth(spec, &plan.name, *persistent)
             .map_err(|e| port_error(&plan.what, e))?;
         let host = VethHost {
             name: v.host.clone(),
             index: v.host_index,
         };
+        let meta = PortMeta {
+            kind: PortKind::Created,
+            netns: spec.netns.clone(),
+            ifname: Some(v.ifname),
+            mac: Some(v.mac),
+            ip: plan.ip,
+            container: plan.container.clone(),
+            vnet_hdr: v.vnet_hdr,
+            gateway: false,
+            offload_choice: plan.offload_choice,
+            // On error the guard goes with `meta` and deletes the pair.
+            persist: Some(v.guard),
+            security: plan.security,
+        };
         self.attach_veth(
-            plan,
-            v.fd,
-            v.extra_queues,
-            v.guard,
-            host,
-            v.mac,
+            &plan.name,
+            &plan.network,
+            meta,
+            (v.fd, v.extra_queues),
             v.mtu,
-            v.vnet_hdr,
+            host,
         )
     }
 
     /// Hands a veth port's host-end sockets to the dataplane and records
     /// the port (`port.add`, and a restart finding the veth again).
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn attach_veth(
         &mut self,
-        plan: PortPlan,
-        fd: OwnedFd,
-        extra_queues: Vec<OwnedFd>,
-        guard: PersistGuard,
-        host: VethHost,
-        mac: MacAddr,
+        name: &str,
+        network: &str,
+        meta: PortMeta,
+        (fd, extra_queues): (OwnedFd, Vec<OwnedFd>),
         mtu: u32,
-        vnet_hdr: bool,
+        host: VethHost,
     ) -> Result<PortInfo, CtlError> {
-        let TapPlan::Create { spec, .. } = plan.tap else {
-            return Err(CtlError::internal(format!(
-                "{}: a veth port is always created",
-                plan.what
-            )));
-        };
-        let meta = PortMeta {
-            kind: PortKind::Created,
-            netns: spec.netns,
-            ifname: Some(spec.ifname),
-            mac: Some(mac),
-            ip: plan.ip,
-            container: plan.container,
-            vnet_hdr,
-            gateway: false,
-            offload_choice: plan.offload_choice,
-            // On error the guard goes with `meta` and deletes the pair.
-            persist: Some(guard),
-            security: plan.security,
-        };
-        self.attach(&plan.name, &plan.network, fd, extra_queues, mtu, meta)?;
-        let Some(port) = self.ports.get_mut(&plan.name) else {
-            return Err(CtlError::internal(format!("{} vanished", plan.what)));
+        self.attach(name, network, fd, extra_queues, mtu, meta)?;
+        let Some(port) = self.ports.get_mut(name) else {
+            return Err(CtlError::internal(format!("port {name:?} vanished")));
         };
         port.backend = Backend::Veth;
         port.host = Some(host);
-        let port = &self.ports[&plan.name];
-        Ok(self.port_info(&plan.name, port))
+        let port = &self.ports[name];
+        Ok(self.port_info(name, port))
     }
 
     pub fn port_ls(&self) -> Vec<PortInfo> {
