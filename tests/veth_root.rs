@@ -268,3 +268,28 @@ fn a_clean_stop_without_a_state_directory_deletes_the_veths() {
     assert!(!link_exists(&host, "vxv-s1"), "the host end stayed");
     assert!(!link_exists(&c1, "eth0"), "the container's end stayed");
 }
+
+#[test]
+fn a_networks_backend_is_its_ports_default() {
+    if !can_run(&["ip", "ping"]) {
+        return;
+    }
+    let host = Netns::new("vxvh");
+    let d = Daemon::start_in(Some(&host), &[]);
+    d.cli(&[
+        "network",
+        "create",
+        "blue",
+        "--subnet",
+        "10.79.1.0/24",
+        "--backend",
+        "veth",
+    ]);
+    let (c1, c2) = (Netns::new("vxvc"), Netns::new("vxvc"));
+    d.port_add("n1", "blue", &c1, "10.79.1.11", &[]);
+    d.port_add("n2", "blue", &c2, "10.79.1.12", &["--backend", "tap"]);
+    assert_eq!(port_json(&d, "n1")["backend"], "veth");
+    assert!(port_json(&d, "n2").get("backend").is_none());
+    assert!(link_exists(&host, "vxv-n1") && !link_exists(&host, "vxv-n2"));
+    assert!(c1.ping_within("10.79.1.12", LONG), "{}", d.log());
+}

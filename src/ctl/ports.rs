@@ -186,6 +186,9 @@ pub(super) struct PortDefaults {
     pub(super) persistent: bool,
     /// The network's port security, which a request's `port_security` overrides.
     pub(super) port_security: bool,
+    /// The network's backend (or the daemon's), which a request's
+    /// `backend` overrides.
+    pub(super) backend: Backend,
 }
 
 /// A `port.add` request, checked: what to open and what to record.
@@ -229,7 +232,12 @@ impl PortPlan {
             container: a.container.clone(),
             offload_choice: a.offload,
             security: Security::of(a, d.port_security),
-            backend: a.backend.unwrap_or_default(),
+            // An existing TAP stays a TAP whatever the network's default.
+            backend: if a.existing {
+                Backend::Tap
+            } else {
+                a.backend.unwrap_or(d.backend)
+            },
         };
         if a.ip_guard && !a.port_security.unwrap_or(d.port_security) {
             return Err(CtlError::invalid(format!(
@@ -366,6 +374,7 @@ impl Daemon {
             queues: self.engine.workers(),
             persistent: self.store.is_some(),
             port_security: net.spec.port_security.unwrap_or(true),
+            backend: net.spec.backend.unwrap_or_default(),
         };
         let plan = PortPlan::new(a, &defaults)?;
         if let TapPlan::Create { spec, .. } = &plan.tap {
@@ -1085,6 +1094,7 @@ mod tests {
             queues: 2,
             persistent,
             port_security: true,
+            backend: Backend::Tap,
         }
     }
 
@@ -1243,6 +1253,20 @@ mod tests {
         };
         let plan = PortPlan::new(&add("c1"), &off).unwrap();
         assert!(!plan.security.port_security);
+        // The network's backend, which a port may override.
+        let veth = PortDefaults {
+            backend: Backend::Veth,
+            ..defaults(false)
+        };
+        assert_eq!(
+            PortPlan::new(&add("c1"), &veth).unwrap().backend,
+            Backend::Veth
+        );
+        let tap = PortAdd {
+            backend: Some(Backend::Tap),
+            ..add("c1")
+        };
+        assert_eq!(PortPlan::new(&tap, &veth).unwrap().backend, Backend::Tap);
         let on = PortAdd {
             port_security: Some(true),
             ..add("c1")

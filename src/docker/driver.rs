@@ -72,6 +72,11 @@ pub const OPTIONS: &[(&str, &str)] = &[
         "network.create vlan: the uplink's VLAN id, 1 to 4094 (needs vxswitch.uplink)",
     ),
     (
+        "vxswitch.backend",
+        "network.create backend: the containers' interfaces, tap (default) or veth \
+         (docs/veth.md)",
+    ),
+    (
         "vxswitch.storm_pps",
         "network.create storm_pps: broadcast/multicast frames per second from the LAN \
          (default 1000, 0: no limit)",
@@ -524,6 +529,9 @@ impl<B: Backend> Driver<B> {
                     }
                 }
                 "vxswitch.uplink" => create.uplink = Some(value.clone()),
+                "vxswitch.backend" => {
+                    create.backend = Some(value.parse().map_err(|e: String| bad(&e))?)
+                }
                 "vxswitch.vlan" => {
                     create.vlan = Some(
                         value
@@ -1049,6 +1057,27 @@ mod tests {
             [Request::NetworkCreate(c)] => assert_eq!(c.port_security, Some(false)),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_backend_is_a_network_option() {
+        let create = |opts: Value| {
+            let f = Fake::default();
+            let body = json!({"NetworkID": NID,
+                "Options": {"com.docker.network.generic": opts},
+                "IPv4Data": [{"Pool": "10.88.0.0/24", "Gateway": "10.88.0.1/24"}]});
+            call(&f, "/NetworkDriver.CreateNetwork", body).map(|_| match &sent(&f)[..] {
+                [Request::NetworkCreate(c)] => c.backend,
+                other => panic!("{other:?}"),
+            })
+        };
+        assert_eq!(
+            create(json!({"vxswitch.backend": "veth"})),
+            Ok(Some(crate::ctl::proto::Backend::Veth))
+        );
+        assert_eq!(create(json!({})), Ok(None));
+        let e = create(json!({"vxswitch.backend": "macvlan"})).unwrap_err();
+        assert!(e.contains("give tap or veth"), "{e}");
     }
 
     #[test]
