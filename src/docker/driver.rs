@@ -1059,39 +1059,34 @@ mod tests {
         }
     }
 
+    /// What CreateNetwork with options `opts` (on 192.0.2.0/24) sends the
+    /// daemon, or its error.
+    fn created_with(opts: Value) -> Result<NetworkCreate, String> {
+        let f = Fake::default();
+        let body = json!({"NetworkID": NID,
+            "Options": {"com.docker.network.generic": opts},
+            "IPv4Data": [{"Pool": "192.0.2.0/24", "Gateway": "192.0.2.1/24"}]});
+        call(&f, "/NetworkDriver.CreateNetwork", body).map(|_| match &sent(&f)[..] {
+            [Request::NetworkCreate(c)] => c.clone(),
+            other => panic!("{other:?}"),
+        })
+    }
+
     #[test]
     fn the_backend_is_a_network_option() {
-        let create = |opts: Value| {
-            let f = Fake::default();
-            let body = json!({"NetworkID": NID,
-                "Options": {"com.docker.network.generic": opts},
-                "IPv4Data": [{"Pool": "10.88.0.0/24", "Gateway": "10.88.0.1/24"}]});
-            call(&f, "/NetworkDriver.CreateNetwork", body).map(|_| match &sent(&f)[..] {
-                [Request::NetworkCreate(c)] => c.backend,
-                other => panic!("{other:?}"),
-            })
-        };
+        let backend = |opts| created_with(opts).map(|c| c.backend);
         assert_eq!(
-            create(json!({"vxswitch.backend": "veth"})),
+            backend(json!({"vxswitch.backend": "veth"})),
             Ok(Some(crate::ctl::proto::Backend::Veth))
         );
-        assert_eq!(create(json!({})), Ok(None));
-        let e = create(json!({"vxswitch.backend": "macvlan"})).unwrap_err();
+        assert_eq!(backend(json!({})), Ok(None));
+        let e = backend(json!({"vxswitch.backend": "macvlan"})).unwrap_err();
         assert!(e.contains("give tap or veth"), "{e}");
     }
 
     #[test]
     fn an_uplink_is_an_option_in_vxswitchs_spelling_or_macvlans() {
-        let create = |opts: Value| {
-            let f = Fake::default();
-            let body = json!({"NetworkID": NID,
-                "Options": {"com.docker.network.generic": opts},
-                "IPv4Data": [{"Pool": "192.0.2.0/24", "Gateway": "192.0.2.1/24"}]});
-            call(&f, "/NetworkDriver.CreateNetwork", body).map(|_| match &sent(&f)[..] {
-                [Request::NetworkCreate(c)] => c.clone(),
-                other => panic!("{other:?}"),
-            })
-        };
+        let create = created_with;
         for opts in [
             json!({"parent": "eth0.10"}),
             json!({"vxswitch.uplink": "eth0", "vxswitch.vlan": "10"}),
