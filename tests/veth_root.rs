@@ -100,6 +100,16 @@ fn veth_ports_carry_traffic_like_tap_ports() {
     exact_transfer(&c1, &c3, "10.79.0.13", 1 << 20);
     let (sent, _) = iperf3(&c1, &c2, "10.79.0.12", 64 << 20, false);
     assert!(sent >= 64 << 20);
+    // TSO on the container's end: what c1 sent came as super-frames
+    // (frames of up to 64 KiB), not as MTU-sized ones.
+    let (bytes, frames) = (
+        counter(&d, "v1", "rx_bytes"),
+        counter(&d, "v1", "rx_frames"),
+    );
+    assert!(
+        bytes / frames.max(1) > 3000,
+        "{bytes} bytes in {frames} frames from v1: no super-frames"
+    );
     iperf3(&c1, &c3, "10.79.0.13", 16 << 20, true);
     for port in ["v1", "v2", "t3"] {
         for field in ["rx_frames", "tx_frames", "rx_bytes", "tx_bytes"] {
