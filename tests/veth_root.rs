@@ -145,7 +145,12 @@ fn a_veth_port_whose_namespace_goes_away_is_reported_gone() {
         d.log()
     );
     assert!(!link_exists(&host, "vxv-g1"));
-    assert!(d.log().contains("port g1"), "{}", d.log());
+    let log = d.log();
+    assert!(
+        log.contains("port g1 (network red) removed: ")
+            && log.contains("its veth and FDB entries are gone"),
+        "{log}"
+    );
 }
 
 #[test]
