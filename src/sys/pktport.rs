@@ -100,6 +100,7 @@ pub fn open(ifindex: u32, filter: &[BpfInsn], promisc: bool) -> io::Result<PortS
 
 /// [`open`] of `n` sockets (at least one) joined in a fanout group by
 /// flow hash; the interface is promiscuous (if asked) through the first.
+/// Where the kernel refuses the group, just the first.
 pub fn open_group(
     ifindex: u32,
     filter: &[BpfInsn],
@@ -111,12 +112,17 @@ pub fn open_group(
         return Ok(vec![first]);
     }
     let unique = (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_UNIQUEID) << 16;
-    set_int(
+    let fanout = set_int(
         first.fd.as_fd(),
         libc::SOL_PACKET,
         PACKET_FANOUT,
         unique as libc::c_int,
-    )?;
+    );
+    if fanout.is_err() {
+        // A kernel without fanout or its unique ids: one socket, which
+        // worker 0 reads and every worker writes through a duplicate.
+        return Ok(vec![first]);
+    }
     let id = get_int(first.fd.as_fd(), libc::SOL_PACKET, PACKET_FANOUT)? as u32 & 0xffff;
     let join = (PACKET_FANOUT_HASH << 16) | id;
     let mut all = Vec::with_capacity(n);
