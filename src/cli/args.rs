@@ -361,6 +361,10 @@ pub struct NetworkCreateArgs {
     /// unless a port add says otherwise (default: port security on).
     #[arg(long)]
     pub no_port_security: bool,
+    /// The backend of the network's ports unless a port add says: tap or
+    /// veth (default: the daemon's --backend, tap).
+    #[arg(long)]
+    pub backend: Option<vxswitch::ctl::proto::Backend>,
     /// ARP/ND suppression: the switch answers ARP requests and neighbour
     /// solicitations for its ports' addresses itself instead of flooding
     /// them (always on for a cluster network).
@@ -478,6 +482,10 @@ pub struct PortAddArgs {
     /// (others dropped as spoofed_ip). Needs --ip.
     #[arg(long, requires = "ip")]
     pub ip_guard: bool,
+    /// The container's interface: tap (default) or veth (a veth pair whose
+    /// host end vxv-NAME the switch drives; see docs/veth.md).
+    #[arg(long, conflicts_with = "existing")]
+    pub backend: Option<vxswitch::ctl::proto::Backend>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -81,6 +81,7 @@ impl From<NetworkCreateArgs> for NetworkCreate {
             uplink: a.uplink,
             vlan: a.vlan,
             storm_pps: a.storm_pps,
+            backend: a.backend,
         }
     }
 }
@@ -147,6 +148,7 @@ impl From<PortAddArgs> for PortAdd {
             // Absent: on.
             port_security: a.no_port_security.then_some(false),
             ip_guard: a.ip_guard,
+            backend: a.backend,
         }
     }
 }

@@ -22,7 +22,8 @@ use ipnet::IpNet;
 
 use super::daemon::Daemon;
 use super::proto::{
-    strip_os_error, CtlError, ErrorKind, PortAdd, PortInfo, PortKind, PortRemoved, PortRm, PortSet,
+    strip_os_error, Backend, CtlError, ErrorKind, PortAdd, PortInfo, PortKind, PortRemoved, PortRm,
+    PortSet,
 };
 use super::validate::{
     check_ifname, check_label, check_mtu, check_name, check_unicast_mac, engine_error,
@@ -65,6 +66,17 @@ pub(super) struct Port {
     pub(super) security: Security,
     /// What the dataplane checks of the port's frames.
     pub(super) policy: SourcePolicy,
+    /// The container's interface: a TAP or a veth.
+    pub(super) backend: Backend,
+    /// A veth port's host end (its pair is deleted by `persist`).
+    pub(super) host: Option<VethHost>,
+}
+
+/// The host end of a veth port, in the daemon's namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct VethHost {
+    pub(super) name: String,
+    pub(super) index: u32,
 }
 
 /// How `port.add` chose to check a port's sources (docs/security.md).
@@ -139,6 +151,9 @@ pub enum GoneReason {
     NamespaceGone,
     /// The namespace file now names another namespace.
     NamespaceReplaced,
+    /// A veth port's host end is gone (its container's namespace went
+    /// away and took the pair, or someone deleted it).
+    VethGone,
 }
 
 impl std::fmt::Display for GoneReason {
@@ -149,6 +164,7 @@ impl std::fmt::Display for GoneReason {
             GoneReason::NamespaceReplaced => {
                 f.write_str("its namespace file now names another namespace")
             }
+            GoneReason::VethGone => f.write_str("its veth is gone"),
         }
     }
 }
@@ -170,6 +186,9 @@ pub(super) struct PortDefaults {
     pub(super) persistent: bool,
     /// The network's port security, which a request's `port_security` overrides.
     pub(super) port_security: bool,
+    /// The network's backend (or the daemon's), which a request's
+    /// `backend` overrides.
+    pub(super) backend: Backend,
 }
 
 /// A `port.add` request, checked: what to open and what to record.
@@ -184,6 +203,8 @@ pub(super) struct PortPlan {
     pub(super) container: Option<String>,
     pub(super) offload_choice: Option<bool>,
     pub(super) security: Security,
+    /// What the container gets: a TAP, or (`Create` only) a veth.
+    pub(super) backend: Backend,
 }
 
 /// The system part of a [`PortPlan`].
@@ -211,6 +232,12 @@ impl PortPlan {
             container: a.container.clone(),
             offload_choice: a.offload,
             security: Security::of(a, d.port_security),
+            // An existing TAP stays a TAP whatever the network's default.
+            backend: if a.existing {
+                Backend::Tap
+            } else {
+                a.backend.unwrap_or(d.backend)
+            },
         };
         if a.ip_guard && !a.port_security.unwrap_or(d.port_security) {
             return Err(CtlError::invalid(format!(
@@ -227,6 +254,12 @@ impl PortPlan {
                 } else {
                     ""
                 }
+            )));
+        }
+        if a.existing && a.backend == Some(Backend::Veth) {
+            return Err(CtlError::invalid(format!(
+                "{what}: an existing TAP cannot be a veth port; leave out 'existing' to \
+                 create a veth pair, or backend veth to attach the TAP"
             )));
         }
         if a.existing {
@@ -321,6 +354,9 @@ impl Daemon {
     /// an existing one) and hands its fd to the dataplane.
     pub fn port_add(&mut self, a: &PortAdd) -> Result<PortInfo, CtlError> {
         let plan = self.plan_port(a)?;
+        if plan.backend == Backend::Veth {
+            return self.add_veth(plan);
+        }
         let tap = plan.open_tap()?;
         self.attach_tap(plan, tap)
     }
@@ -338,6 +374,7 @@ impl Daemon {
             queues: self.engine.workers(),
             persistent: self.store.is_some(),
             port_security: net.spec.port_security.unwrap_or(true),
+            backend: net.spec.backend.unwrap_or_default(),
         };
         let plan = PortPlan::new(a, &defaults)?;
         if let TapPlan::Create { spec, .. } = &plan.tap {
@@ -545,10 +582,74 @@ impl Daemon {
             persist: meta.persist,
             security: meta.security,
             policy,
+            backend: Backend::Tap,
+            host: None,
         };
         let info = self.port_info(name, &port);
         self.ports.insert(name.to_string(), port);
         Ok(info)
+    }
+
+    /// `port.add` of a veth port: the pair created (the peer configured in
+    /// the container as a TAP would be), its host end's sockets handed to
+    /// the dataplane, the port recorded with the guard that deletes the
+    /// pair when the record goes.
+    fn add_veth(&mut self, plan: PortPlan) -> Result<PortInfo, CtlError> {
+        let TapPlan::Create { spec, persistent } = &plan.tap else {
+            return Err(CtlError::internal(format!(
+                "{}: a veth port is always created",
+                plan.what
+            )));
+        };
+        let v = ports::veth::create_veth(spec, &plan.name, *persistent)
+            .map_err(|e| port_error(&plan.what, e))?;
+        let host = VethHost {
+            name: v.host.clone(),
+            index: v.host_index,
+        };
+        let meta = PortMeta {
+            kind: PortKind::Created,
+            netns: spec.netns.clone(),
+            ifname: Some(v.ifname),
+            mac: Some(v.mac),
+            ip: plan.ip,
+            container: plan.container.clone(),
+            vnet_hdr: v.vnet_hdr,
+            gateway: false,
+            offload_choice: plan.offload_choice,
+            // On error the guard goes with `meta` and deletes the pair.
+            persist: Some(v.guard),
+            security: plan.security,
+        };
+        self.attach_veth(
+            &plan.name,
+            &plan.network,
+            meta,
+            (v.fd, v.extra_queues),
+            v.mtu,
+            host,
+        )
+    }
+
+    /// Hands a veth port's host-end sockets to the dataplane and records
+    /// the port (`port.add`, and a restart finding the veth again).
+    pub(super) fn attach_veth(
+        &mut self,
+        name: &str,
+        network: &str,
+        meta: PortMeta,
+        (fd, extra_queues): (OwnedFd, Vec<OwnedFd>),
+        mtu: u32,
+        host: VethHost,
+    ) -> Result<PortInfo, CtlError> {
+        self.attach(name, network, fd, extra_queues, mtu, meta)?;
+        let Some(port) = self.ports.get_mut(name) else {
+            return Err(CtlError::internal(format!("port {name:?} vanished")));
+        };
+        port.backend = Backend::Veth;
+        port.host = Some(host);
+        let port = &self.ports[name];
+        Ok(self.port_info(name, port))
     }
 
     pub fn port_ls(&self) -> Vec<PortInfo> {
@@ -673,6 +774,11 @@ impl Daemon {
             .ports
             .iter()
             .filter_map(|(name, p)| {
+                if let Some(h) = &p.host {
+                    if ports::veth::host_alive(h.index, &h.name) == Some(false) {
+                        return Some((name.clone(), GoneReason::VethGone));
+                    }
+                }
                 let cause = match Sandbox::check(&p.netns, p.sandbox?) {
                     Sandbox::Same => return None,
                     Sandbox::Replaced => GoneReason::NamespaceReplaced,
@@ -697,12 +803,13 @@ impl Daemon {
                 continue;
             };
             let network = port.network.clone();
-            // A persistent TAP's guard goes with the record.
+            let device = if port.host.is_some() { "veth" } else { "TAP" };
+            // A persistent TAP's (or a veth's) guard goes with the record.
             drop(port);
             if self.log_events {
                 eprintln!(
                     "vxswitch: port {name} (network {network}) removed: {cause} ({label}); \
-                     its TAP and FDB entries are gone"
+                     its {device} and FDB entries are gone"
                 );
             }
             gone.push(GonePort {
@@ -743,6 +850,8 @@ impl Daemon {
             port_security: p.policy.mac().is_some(),
             ip_guard: matches!(p.policy, SourcePolicy::Guarded(_)),
             uplink: self.uplink_info(&p.network, name),
+            backend: p.backend,
+            host_ifname: p.host.as_ref().map(|h| h.name.clone()),
         }
     }
 }
@@ -867,6 +976,19 @@ mod tests {
         };
         let e = d.port_add(&existing).unwrap_err();
         assert!(e.message.contains("ip cannot be set"), "{}", e.message);
+        let existing_veth = PortAdd {
+            name: "c1".into(),
+            network: "red".into(),
+            existing: true,
+            backend: Some(Backend::Veth),
+            ..Default::default()
+        };
+        let e = d.port_add(&existing_veth).unwrap_err();
+        assert!(
+            e.message.contains("an existing TAP cannot be a veth port"),
+            "{}",
+            e.message
+        );
         let long = PortAdd {
             name: "a-very-long-port-name".into(),
             network: "red".into(),
@@ -973,6 +1095,7 @@ mod tests {
             queues: 2,
             persistent,
             port_security: true,
+            backend: Backend::Tap,
         }
     }
 
@@ -1131,6 +1254,20 @@ mod tests {
         };
         let plan = PortPlan::new(&add("c1"), &off).unwrap();
         assert!(!plan.security.port_security);
+        // The network's backend, which a port may override.
+        let veth = PortDefaults {
+            backend: Backend::Veth,
+            ..defaults(false)
+        };
+        assert_eq!(
+            PortPlan::new(&add("c1"), &veth).unwrap().backend,
+            Backend::Veth
+        );
+        let tap = PortAdd {
+            backend: Some(Backend::Tap),
+            ..add("c1")
+        };
+        assert_eq!(PortPlan::new(&tap, &veth).unwrap().backend, Backend::Tap);
         let on = PortAdd {
             port_security: Some(true),
             ..add("c1")
@@ -1218,6 +1355,8 @@ mod tests {
             persist: None,
             security: Security::ON,
             policy: SourcePolicy::Open,
+            backend: Backend::Tap,
+            host: None,
         };
         d.ports.insert("c1".into(), c1);
         let req = |netns: &str, network: &str, ip: &str| PortAdd {
