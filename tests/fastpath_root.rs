@@ -1,0 +1,271 @@
+//! The eBPF fast path (`vxswitch::fastpath`, docs/fastpath.md) on veth
+//! pairs made by hand, with its maps filled by the test as the switch would
+//! fill them: a known unicast frame crosses from one container to the other
+//! through the tc program alone (no switch runs), counted per port; the
+//! socket filter hides exactly those frames from the port's packet socket
+//! while an unfiltered socket on the same interface sees them; a frame the
+//! maps do not cover (a removed port, a source other than the port's
+//! locked MAC) goes to the packet socket instead, unforwarded. Needs root
+//! and a binary built with clang (CI installs it).
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use support::{can_run, cannot_run, unique, Netns};
+use vxswitch::fastpath::{FastPath, PortEntry};
+use vxswitch::fdb::{NetId, PortId};
+use vxswitch::ports::ring::{self, RingSpec, RxRing, VNET_HDR_LEN};
+use vxswitch::wire::MacAddr;
+
+const MAC_A: [u8; 6] = [0x02, 0xfa, 0, 0, 0, 0x0a];
+const MAC_B: [u8; 6] = [0x02, 0xfa, 0, 0, 0, 0x0b];
+
+/// Pins of the test's own, removed on drop.
+struct Pins(PathBuf);
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        FastPath::unpin(&self.0);
+    }
+}
+
+/// Namespaces `sw` (the switch's, holding the host ends `ha`, `hb`) and
+/// two containers `a` (10.77.0.1, eth0 MAC_A) and `b` (10.77.0.2, MAC_B),
+/// IPv6 off, each knowing the other's MAC (no ARP: nothing floods here).
+struct Lab {
+    sw: Netns,
+    a: Netns,
+    b: Netns,
+}
+
+fn lab() -> Lab {
+    let sw = Netns::new("fpsw");
+    let a = Netns::new("fpa");
+    let b = Netns::new("fpb");
+    for ns in [&sw, &a, &b] {
+        ns.sysctl("net.ipv6.conf.all.disable_ipv6", "1");
+        ns.sysctl("net.ipv6.conf.default.disable_ipv6", "1");
+    }
+    for (host, c, mac, ip, peer_ip, peer_mac) in [
+        ("ha", &a, MAC_A, "10.77.0.1/24", "10.77.0.2", MAC_B),
+        ("hb", &b, MAC_B, "10.77.0.2/24", "10.77.0.1", MAC_A),
+    ] {
+        sw.ip_ok(&[
+            "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", &c.name,
+        ]);
+        sw.ip_ok(&["link", "set", host, "up"]);
+        c.ip_ok(&["link", "set", "eth0", "address", &fmt_mac(mac)]);
+        c.ip_ok(&["addr", "add", ip, "dev", "eth0"]);
+        c.ip_ok(&["link", "set", "eth0", "up"]);
+        c.ip_ok(&[
+            "neigh",
+            "add",
+            peer_ip,
+            "lladdr",
+            &fmt_mac(peer_mac),
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ]);
+    }
+    Lab { sw, a, b }
+}
+
+fn fmt_mac(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn ifindex(ns: &Netns, dev: &str) -> u32 {
+    let v = ns.ip_json(&["link", "show", dev]);
+    v[0]["ifindex"].as_u64().expect("ifindex") as u32
+}
+
+fn port(n: u32, mac: [u8; 6]) -> PortEntry {
+    PortEntry {
+        net: NetId(1),
+        port: PortId(n),
+        mac: MacAddr(mac),
+        fast: true,
+        mac_lock: true,
+        mtu: 1500,
+    }
+}
+
+/// Loads the program with pins of its own, or None (skipped) where it
+/// cannot run.
+fn load() -> Option<(FastPath, Pins)> {
+    if !vxswitch::fastpath::built_in() {
+        cannot_run("the binary was built without clang: no fast path to test");
+        return None;
+    }
+    let dir = PathBuf::from("/sys/fs/bpf/vxswitch-test").join(unique("fp"));
+    let pins = Pins(dir.clone());
+    match FastPath::load(&dir) {
+        Ok(fp) => Some((fp, pins)),
+        Err(e) => {
+            cannot_run(&e.to_string());
+            None
+        }
+    }
+}
+
+fn open_ring(ns: &Netns, dev: &str) -> RxRing {
+    ring::open(&ns.handle(), dev, &RingSpec::super_frames())
+        .unwrap_or_else(|e| panic!("open rings on {dev}: {e}"))
+        .0
+}
+
+/// How many ICMP echo requests from `src` arrive on `rx` within `wait`.
+fn echo_requests(rx: &mut RxRing, src: [u8; 6], wait: Duration) -> usize {
+    let deadline = Instant::now() + wait;
+    let mut n = 0;
+    while Instant::now() < deadline {
+        if !rx.ready() {
+            rx.wait(Duration::from_millis(50)).expect("poll the ring");
+            continue;
+        }
+        while let Some(f) = rx.next() {
+            let mut buf = vec![0u8; f.len_with(VNET_HDR_LEN)];
+            let Some(total) = f.copy_to(&mut buf, VNET_HDR_LEN) else {
+                continue;
+            };
+            let fr = &buf[VNET_HDR_LEN..total];
+            if fr.len() >= 35
+                && fr[6..12] == src
+                && fr[12..14] == [0x08, 0x00]
+                && fr[23] == 1
+                && fr[34] == 8
+            {
+                n += 1;
+            }
+        }
+        rx.release();
+    }
+    n
+}
+
+fn ping(ns: &Netns, dst: &str, count: u32) -> bool {
+    ns.exec(
+        "ping",
+        &[
+            "-c",
+            &count.to_string(),
+            "-i",
+            "0.05",
+            "-W",
+            "1",
+            "-n",
+            "-q",
+            dst,
+        ],
+    )
+    .status
+    .success()
+}
+
+#[test]
+fn known_unicast_goes_fast_and_the_socket_filter_hides_it() {
+    if !can_run(&["ip", "ping"]) {
+        return;
+    }
+    let Some((mut fp, _pins)) = load() else {
+        return;
+    };
+    let lab = lab();
+    let (ia, ib) = (ifindex(&lab.sw, "ha"), ifindex(&lab.sw, "hb"));
+    lab.sw.enter(|| {
+        fp.attach_tc("ha").expect("attach to ha");
+        fp.attach_tc("hb").expect("attach to hb");
+    });
+    fp.set_port(ia, &port(1, MAC_A)).unwrap();
+    fp.set_port(ib, &port(2, MAC_B)).unwrap();
+    fp.set_fdb(NetId(1), MacAddr(MAC_A), ia).unwrap();
+    fp.set_fdb(NetId(1), MacAddr(MAC_B), ib).unwrap();
+
+    // The port's socket, filtered as the switch's would be, and a plain
+    // one beside it on the same interface.
+    let mut filtered = open_ring(&lab.sw, "ha");
+    fp.attach_socket(filtered.fd())
+        .expect("attach the socket filter");
+    let mut plain = open_ring(&lab.sw, "ha");
+
+    let echoes = lab.b.snmp("Icmp", "InEchos");
+    assert!(
+        ping(&lab.a, "10.77.0.2", 5),
+        "no switch runs here: only the fast path can carry a's pings to b"
+    );
+    assert_eq!(
+        lab.b.snmp("Icmp", "InEchos") - echoes,
+        5,
+        "each request arrives once"
+    );
+    let sa = fp.stats(ia);
+    let sb = fp.stats(ib);
+    assert!(
+        sa.rx_frames >= 5 && sb.tx_frames >= 5,
+        "fast counters: a {sa:?}, b {sb:?}"
+    );
+    assert!(
+        sb.rx_frames >= 5 && sa.tx_frames >= 5,
+        "the replies went fast too: a {sa:?}, b {sb:?}"
+    );
+    assert_eq!(
+        sa.rx_bytes,
+        sa.rx_frames * 98,
+        "echo frames are 98 bytes: {sa:?}"
+    );
+    let hidden = echo_requests(&mut filtered, MAC_A, Duration::from_millis(300));
+    let seen = echo_requests(&mut plain, MAC_A, Duration::from_millis(300));
+    assert_eq!(hidden, 0, "the port's socket must not see fast frames");
+    assert_eq!(seen, 5, "an unfiltered socket sees each of them once");
+
+    // Port security: a source other than the port's locked MAC is the
+    // userspace switch's to judge (and, here, nobody forwards it).
+    fp.set_port(
+        ia,
+        &PortEntry {
+            mac: MacAddr([2, 0, 0, 0, 0, 0x99]),
+            ..port(1, MAC_A)
+        },
+    )
+    .unwrap();
+    assert!(
+        !ping(&lab.a, "10.77.0.2", 2),
+        "a locked port's foreign source went fast"
+    );
+    assert_eq!(
+        echo_requests(&mut filtered, MAC_A, Duration::from_millis(300)),
+        2
+    );
+    fp.set_port(ia, &port(1, MAC_A)).unwrap();
+    assert!(ping(&lab.a, "10.77.0.2", 1), "back on the fast path");
+    let _ = echo_requests(&mut filtered, MAC_A, Duration::from_millis(100));
+
+    // A removed port: its entries go, nothing reaches it any more, and
+    // frames to it go to the userspace switch.
+    let last = fp.remove_port(ib);
+    assert!(
+        last.tx_frames >= 6,
+        "the removed port's last counters: {last:?}"
+    );
+    assert!(
+        fp.fdb_entries().iter().all(|(_, _, v)| v.ifindex != ib),
+        "an FDB entry still points at the removed port: {:?}",
+        fp.fdb_entries()
+    );
+    assert!(
+        !ping(&lab.a, "10.77.0.2", 2),
+        "a frame reached a removed port"
+    );
+    assert_eq!(
+        echo_requests(&mut filtered, MAC_A, Duration::from_millis(300)),
+        2
+    );
+    drop(lab);
+}
