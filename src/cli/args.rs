@@ -474,6 +474,10 @@ pub struct PortAddArgs {
     /// (others dropped as spoofed_ip). Needs --ip.
     #[arg(long, requires = "ip")]
     pub ip_guard: bool,
+    /// The container's interface: tap (default) or veth (a veth pair whose
+    /// host end vxv-NAME the switch drives; see docs/veth.md).
+    #[arg(long, conflicts_with = "existing")]
+    pub backend: Option<vxswitch::ctl::proto::Backend>,
 }
 
 #[derive(Subcommand, Debug)]

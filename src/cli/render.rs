@@ -204,7 +204,11 @@ pub fn ports(ports: &[PortInfo]) -> String {
         t.row(vec![
             p.name.clone(),
             p.network.clone(),
-            or_dash(&p.ifname),
+            // A veth port's container end @ its host end, as ip(8) shows a veth.
+            match (&p.ifname, &p.host_ifname) {
+                (Some(i), Some(h)) => format!("{i}@{h}"),
+                (i, _) => or_dash(i),
+            },
             or_dash(&p.mac),
             or_dash(&p.ip),
             p.netns.clone().unwrap_or_else(|| "-".into()),
@@ -230,6 +234,9 @@ pub fn port_added(p: &PortInfo) -> String {
         let _ = write!(s, ": {i}");
         if let Some(ns) = &p.netns {
             let _ = write!(s, " in {ns}");
+        }
+        if let Some(h) = &p.host_ifname {
+            let _ = write!(s, " (veth, host end {h})");
         }
     }
     if let Some(m) = p.mac {
@@ -687,6 +694,8 @@ mod tests {
             port_security: true,
             ip_guard: false,
             uplink: None,
+            backend: Default::default(),
+            host_ifname: None,
         };
         assert_eq!(
             ports(std::slice::from_ref(&p)),
@@ -924,6 +933,8 @@ mod tests {
             port_security: true,
             ip_guard: false,
             uplink: None,
+            backend: Default::default(),
+            host_ifname: None,
         };
         assert!(ports(&[p]).lines().nth(1).unwrap().ends_with(" (gateway)"));
         let g = GatewayRow {

@@ -147,6 +147,7 @@ impl From<PortAddArgs> for PortAdd {
             // Absent: on.
             port_security: a.no_port_security.then_some(false),
             ip_guard: a.ip_guard,
+            backend: a.backend,
         }
     }
 }

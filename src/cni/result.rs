@@ -253,6 +253,8 @@ mod tests {
             port_security: true,
             ip_guard: false,
             uplink: None,
+            backend: Default::default(),
+            host_ifname: None,
         }
     }
 

@@ -22,7 +22,8 @@ use ipnet::IpNet;
 
 use super::daemon::Daemon;
 use super::proto::{
-    strip_os_error, CtlError, ErrorKind, PortAdd, PortInfo, PortKind, PortRemoved, PortRm, PortSet,
+    strip_os_error, Backend, CtlError, ErrorKind, PortAdd, PortInfo, PortKind, PortRemoved, PortRm,
+    PortSet,
 };
 use super::validate::{
     check_ifname, check_label, check_mtu, check_name, check_unicast_mac, engine_error,
@@ -65,6 +66,17 @@ pub(super) struct Port {
     pub(super) security: Security,
     /// What the dataplane checks of the port's frames.
     pub(super) policy: SourcePolicy,
+    /// The container's interface: a TAP or a veth.
+    pub(super) backend: Backend,
+    /// A veth port's host end (its pair is deleted by `persist`).
+    pub(super) host: Option<VethHost>,
+}
+
+/// The host end of a veth port, in the daemon's namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct VethHost {
+    pub(super) name: String,
+    pub(super) index: u32,
 }
 
 /// How `port.add` chose to check a port's sources (docs/security.md).
@@ -139,6 +151,9 @@ pub enum GoneReason {
     NamespaceGone,
     /// The namespace file now names another namespace.
     NamespaceReplaced,
+    /// A veth port's host end is gone (its container's namespace went
+    /// away and took the pair, or someone deleted it).
+    VethGone,
 }
 
 impl std::fmt::Display for GoneReason {
@@ -149,6 +164,7 @@ impl std::fmt::Display for GoneReason {
             GoneReason::NamespaceReplaced => {
                 f.write_str("its namespace file now names another namespace")
             }
+            GoneReason::VethGone => f.write_str("its veth is gone"),
         }
     }
 }
@@ -184,6 +200,8 @@ pub(super) struct PortPlan {
     pub(super) container: Option<String>,
     pub(super) offload_choice: Option<bool>,
     pub(super) security: Security,
+    /// What the container gets: a TAP, or (`Create` only) a veth.
+    pub(super) backend: Backend,
 }
 
 /// The system part of a [`PortPlan`].
@@ -211,6 +229,7 @@ impl PortPlan {
             container: a.container.clone(),
             offload_choice: a.offload,
             security: Security::of(a, d.port_security),
+            backend: a.backend.unwrap_or_default(),
         };
         if a.ip_guard && !a.port_security.unwrap_or(d.port_security) {
             return Err(CtlError::invalid(format!(
@@ -227,6 +246,12 @@ impl PortPlan {
                 } else {
                     ""
                 }
+            )));
+        }
+        if a.existing && a.backend == Some(Backend::Veth) {
+            return Err(CtlError::invalid(format!(
+                "{what}: an existing TAP cannot be a veth port; leave out 'existing' to \
+                 create a veth pair, or backend veth to attach the TAP"
             )));
         }
         if a.existing {
@@ -321,6 +346,9 @@ impl Daemon {
     /// an existing one) and hands its fd to the dataplane.
     pub fn port_add(&mut self, a: &PortAdd) -> Result<PortInfo, CtlError> {
         let plan = self.plan_port(a)?;
+        if plan.backend == Backend::Veth {
+            return self.add_veth(plan);
+        }
         let tap = plan.open_tap()?;
         self.attach_tap(plan, tap)
     }
@@ -545,10 +573,86 @@ impl Daemon {
             persist: meta.persist,
             security: meta.security,
             policy,
+            backend: Backend::Tap,
+            host: None,
         };
         let info = self.port_info(name, &port);
         self.ports.insert(name.to_string(), port);
         Ok(info)
+    }
+
+    /// `port.add` of a veth port: the pair created (the peer configured in
+    /// the container as a TAP would be), its host end's sockets handed to
+    /// the dataplane, the port recorded with the guard that deletes the
+    /// pair when the record goes.
+    fn add_veth(&mut self, plan: PortPlan) -> Result<PortInfo, CtlError> {
+        let TapPlan::Create { spec, persistent } = &plan.tap else {
+            return Err(CtlError::internal(format!(
+                "{}: a veth port is always created",
+                plan.what
+            )));
+        };
+        let _ = persistent; // restarts do not find veths again yet: never kept
+        let v = ports::veth::create_veth(spec, &plan.name, false)
+            .map_err(|e| port_error(&plan.what, e))?;
+        let host = VethHost {
+            name: v.host.clone(),
+            index: v.host_index,
+        };
+        self.attach_veth(
+            plan,
+            v.fd,
+            v.extra_queues,
+            v.guard,
+            host,
+            v.mac,
+            v.mtu,
+            v.vnet_hdr,
+        )
+    }
+
+    /// Hands a veth port's host-end sockets to the dataplane and records
+    /// the port (`port.add`, and a restart finding the veth again).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn attach_veth(
+        &mut self,
+        plan: PortPlan,
+        fd: OwnedFd,
+        extra_queues: Vec<OwnedFd>,
+        guard: PersistGuard,
+        host: VethHost,
+        mac: MacAddr,
+        mtu: u32,
+        vnet_hdr: bool,
+    ) -> Result<PortInfo, CtlError> {
+        let TapPlan::Create { spec, .. } = plan.tap else {
+            return Err(CtlError::internal(format!(
+                "{}: a veth port is always created",
+                plan.what
+            )));
+        };
+        let meta = PortMeta {
+            kind: PortKind::Created,
+            netns: spec.netns,
+            ifname: Some(spec.ifname),
+            mac: Some(mac),
+            ip: plan.ip,
+            container: plan.container,
+            vnet_hdr,
+            gateway: false,
+            offload_choice: plan.offload_choice,
+            // On error the guard goes with `meta` and deletes the pair.
+            persist: Some(guard),
+            security: plan.security,
+        };
+        self.attach(&plan.name, &plan.network, fd, extra_queues, mtu, meta)?;
+        let Some(port) = self.ports.get_mut(&plan.name) else {
+            return Err(CtlError::internal(format!("{} vanished", plan.what)));
+        };
+        port.backend = Backend::Veth;
+        port.host = Some(host);
+        let port = &self.ports[&plan.name];
+        Ok(self.port_info(&plan.name, port))
     }
 
     pub fn port_ls(&self) -> Vec<PortInfo> {
@@ -673,6 +777,11 @@ impl Daemon {
             .ports
             .iter()
             .filter_map(|(name, p)| {
+                if let Some(h) = &p.host {
+                    if ports::veth::host_alive(h.index, &h.name) == Some(false) {
+                        return Some((name.clone(), GoneReason::VethGone));
+                    }
+                }
                 let cause = match Sandbox::check(&p.netns, p.sandbox?) {
                     Sandbox::Same => return None,
                     Sandbox::Replaced => GoneReason::NamespaceReplaced,
@@ -743,6 +852,8 @@ impl Daemon {
             port_security: p.policy.mac().is_some(),
             ip_guard: matches!(p.policy, SourcePolicy::Guarded(_)),
             uplink: self.uplink_info(&p.network, name),
+            backend: p.backend,
+            host_ifname: p.host.as_ref().map(|h| h.name.clone()),
         }
     }
 }
@@ -867,6 +978,19 @@ mod tests {
         };
         let e = d.port_add(&existing).unwrap_err();
         assert!(e.message.contains("ip cannot be set"), "{}", e.message);
+        let existing_veth = PortAdd {
+            name: "c1".into(),
+            network: "red".into(),
+            existing: true,
+            backend: Some(Backend::Veth),
+            ..Default::default()
+        };
+        let e = d.port_add(&existing_veth).unwrap_err();
+        assert!(
+            e.message.contains("an existing TAP cannot be a veth port"),
+            "{}",
+            e.message
+        );
         let long = PortAdd {
             name: "a-very-long-port-name".into(),
             network: "red".into(),
@@ -1218,6 +1342,8 @@ mod tests {
             persist: None,
             security: Security::ON,
             policy: SourcePolicy::Open,
+            backend: Backend::Tap,
+            host: None,
         };
         d.ports.insert("c1".into(), c1);
         let req = |netns: &str, network: &str, ip: &str| PortAdd {

@@ -337,6 +337,47 @@ pub struct PortAdd {
     /// security.
     #[serde(default, skip_serializing_if = "is_false")]
     pub ip_guard: bool,
+    /// What the container's interface is: a TAP (the default) or one end
+    /// of a veth pair whose other end the switch drives (docs/veth.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<Backend>,
+}
+
+/// The kind of interface a container gets (`port.add`'s `backend`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// A TAP device, whose fd the switch reads and writes.
+    #[default]
+    Tap,
+    /// A veth pair: the peer in the container, the host end in the
+    /// daemon's namespace behind a packet socket.
+    Veth,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Tap => "tap",
+            Backend::Veth => "veth",
+        }
+    }
+
+    pub fn is_tap(&self) -> bool {
+        *self == Backend::Tap
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Backend, String> {
+        match s {
+            "tap" => Ok(Backend::Tap),
+            "veth" => Ok(Backend::Veth),
+            _ => Err(format!("unknown backend {s:?}: give tap or veth")),
+        }
+    }
 }
 
 /// `port.rm`.
@@ -563,6 +604,13 @@ pub struct PortInfo {
     /// For its network's uplink port: the host interface and its state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uplink: Option<UplinkInfo>,
+    /// The container's interface: a TAP or a veth (absent: a TAP, or no
+    /// interface at all for fd ports and responders).
+    #[serde(default, skip_serializing_if = "Backend::is_tap")]
+    pub backend: Backend,
+    /// A veth port's host end in the daemon's namespace (`vxv-PORT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ifname: Option<String>,
 }
 
 /// An uplink port's interface, as `port.ls` reports it.

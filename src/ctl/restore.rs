@@ -26,7 +26,6 @@
 //!   too). Its TAP stays in the container meanwhile, persistent, as the
 //!   daemon left it.
 
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use super::daemon::Daemon;
@@ -395,6 +394,9 @@ impl Daemon {
             .ports
             .iter()
             .filter_map(|(name, p)| {
+                if p.backend == super::proto::Backend::Veth {
+                    return None;
+                }
                 let kind = match p.kind {
                     PortKind::Created if !p.gateway => SavedKind::Created,
                     PortKind::Existing => SavedKind::Existing,
@@ -416,7 +418,8 @@ impl Daemon {
                     renamed: p
                         .persist
                         .as_ref()
-                        .and_then(|guard| ports::tap_name(guard.as_fd()).ok())
+                        .and_then(PersistGuard::tap_fd)
+                        .and_then(|fd| ports::tap_name(fd).ok())
                         .filter(|now| Some(now) != p.ifname.as_ref()),
                     mac: p.mac?,
                     ip: p.ip,

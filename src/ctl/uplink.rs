@@ -236,6 +236,8 @@ impl Daemon {
             persist: None,
             security,
             policy: security.policy(None, None),
+            backend: Default::default(),
+            host: None,
         };
         self.ports.insert(port.to_string(), record);
         if self.log_events {

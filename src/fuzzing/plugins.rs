@@ -79,6 +79,8 @@ impl Backend for &FakeDaemon {
                     port_security: true,
                     ip_guard: false,
                     uplink: None,
+                    backend: Default::default(),
+                    host_ifname: None,
                 };
                 Ok(serde_json::to_value(port).unwrap_or_default())
             }
@@ -285,6 +287,8 @@ pub fn cni_config(data: &[u8]) -> bool {
         port_security: true,
         ip_guard: false,
         uplink: None,
+        backend: Default::default(),
+        host_ifname: None,
     };
     let out = result::render(
         &conf.cni_version,

@@ -59,6 +59,7 @@ pub mod ring;
 pub mod search;
 mod tap;
 pub mod uplink;
+pub mod veth;
 
 pub use netlink::{LinkInfo, TunInfo};
 pub use persist::PersistGuard;

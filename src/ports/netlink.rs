@@ -40,6 +40,7 @@ const NLA_TYPE_MASK: u16 = 0x3fff;
 
 // <linux/rtnetlink.h>
 pub(crate) const RTM_NEWLINK: u16 = 16;
+pub(crate) const RTM_DELLINK: u16 = 17;
 pub(crate) const RTM_GETLINK: u16 = 18;
 pub(crate) const RTM_NEWADDR: u16 = 20;
 pub(crate) const RTM_GETADDR: u16 = 22;
@@ -57,6 +58,9 @@ const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
 const IFLA_LINKINFO: u16 = 18;
+const IFLA_NET_NS_FD: u16 = 28;
+/// `VETH_INFO_PEER` (<linux/veth.h>): the peer's `ifinfomsg` and attributes.
+const VETH_INFO_PEER: u16 = 1;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
 const IFLA_TUN_OWNER: u16 = 1;
@@ -72,6 +76,7 @@ const IFA_F_NODAD: u8 = 0x02;
 
 // <linux/if.h>, <linux/socket.h>, <linux/if_tun.h>
 pub(crate) const IFF_UP: u32 = 0x1;
+pub(crate) const IFF_NOARP: u32 = 0x80;
 const AF_UNSPEC: u8 = 0;
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
@@ -247,6 +252,36 @@ pub(crate) fn new_default_route(index: u32, gateway: IpAddr) -> Request {
         IpAddr::V6(g) => req.attr(RTA_GATEWAY, &g.octets()),
     };
     req.attr_u32(RTA_OIF, index)
+}
+
+/// `ip link add HOST mtu MTU type veth peer name PEER mtu MTU netns FD`,
+/// the host end with `IFF_NOARP` (the host stack never answers ARP on it)
+/// and down; `peer_netns` `None` leaves the peer in the caller's namespace.
+pub(crate) fn new_veth(host: &str, peer: &str, mtu: u32, peer_netns: Option<i32>) -> Request {
+    let mut peer_req = Request { buf: Vec::new() }
+        .family_header(&ifinfomsg(0, 0, 0))
+        .attr_str(IFLA_IFNAME, peer)
+        .attr_u32(IFLA_MTU, mtu);
+    if let Some(fd) = peer_netns {
+        peer_req = peer_req.attr_u32(IFLA_NET_NS_FD, fd as u32);
+    }
+    let data = Request { buf: Vec::new() }.attr(VETH_INFO_PEER, &peer_req.buf);
+    let info = Request { buf: Vec::new() }
+        .attr_str(IFLA_INFO_KIND, "veth")
+        .attr(IFLA_INFO_DATA, &data.buf);
+    Request::new(
+        RTM_NEWLINK,
+        NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+    )
+    .family_header(&ifinfomsg(0, IFF_NOARP, IFF_NOARP))
+    .attr_str(IFLA_IFNAME, host)
+    .attr_u32(IFLA_MTU, mtu)
+    .attr(IFLA_LINKINFO, &info.buf)
+}
+
+/// `ip link del dev IDX` (a veth takes its peer with it).
+pub(crate) fn del_link(index: u32) -> Request {
+    Request::new(RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK).family_header(&ifinfomsg(index, 0, 0))
 }
 
 /// `ip addr show` of every interface and family (filtered by the caller).

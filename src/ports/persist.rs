@@ -10,6 +10,13 @@
 //! namespace, a dataplane that dropped the port, a failed attach — deletes
 //! the device with its last fd, without anyone having to remember to.
 //! Only [`PersistGuard::keep`] (a daemon stopping) leaves the TAP in place.
+//!
+//! A veth port's guard ([`PersistGuard::veth`]) holds the host end's name
+//! and index instead and deletes the pair (`RTM_DELLINK`) when dropped:
+//! the packet socket the dataplane holds does not keep a veth alive, nor
+//! does closing it delete one. It is kept by [`PersistGuard::keep`] only
+//! when the daemon has a state directory (`persistent`); a daemon without
+//! one takes its veths with it when it stops cleanly.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -20,20 +27,52 @@ use crate::sys::tun;
 /// [`kept`](PersistGuard::keep).
 #[derive(Debug)]
 pub struct PersistGuard {
-    /// A queue fd of the TAP, closed with the guard.
-    fd: OwnedFd,
+    held: Held,
     /// The port it belongs to, for the line logged when clearing fails.
     port: String,
     /// Whether dropping the guard still has to clear the flag.
     armed: bool,
 }
 
+/// What a guard holds.
+#[derive(Debug)]
+enum Held {
+    /// A queue fd of the TAP, closed with the guard.
+    Tap(OwnedFd),
+    /// The host end of a veth pair in the daemon's namespace.
+    Veth {
+        index: u32,
+        name: String,
+        persistent: bool,
+    },
+}
+
 impl PersistGuard {
+    /// Takes charge of the veth pair whose host end is `name` (index
+    /// `index`, in the daemon's namespace): deleted when the guard is
+    /// dropped, unless it is `persistent` and [kept](PersistGuard::keep).
+    pub fn veth(
+        index: u32,
+        name: impl Into<String>,
+        persistent: bool,
+        port: impl Into<String>,
+    ) -> PersistGuard {
+        PersistGuard {
+            held: Held::Veth {
+                index,
+                name: name.into(),
+                persistent,
+            },
+            port: port.into(),
+            armed: true,
+        }
+    }
+
     /// Takes charge of the flag of the TAP `queue` is a queue of. `port`
     /// names it in the line logged if the flag cannot be cleared.
     pub fn new(queue: OwnedFd, port: impl Into<String>) -> PersistGuard {
         PersistGuard {
-            fd: queue,
+            held: Held::Tap(queue),
             port: port.into(),
             armed: true,
         }
@@ -41,13 +80,33 @@ impl PersistGuard {
 
     /// Another fd on the same queue (a `dup`), for the dataplane.
     pub fn try_clone_queue(&self) -> io::Result<OwnedFd> {
-        self.fd.try_clone()
+        match &self.held {
+            Held::Tap(fd) => fd.try_clone(),
+            Held::Veth { .. } => Err(io::Error::from_raw_os_error(libc::EBADF)),
+        }
+    }
+
+    /// The TAP's queue fd (`None` for a veth's guard).
+    pub fn tap_fd(&self) -> Option<BorrowedFd<'_>> {
+        match &self.held {
+            Held::Tap(fd) => Some(fd.as_fd()),
+            Held::Veth { .. } => None,
+        }
     }
 
     /// Leaves the TAP persistent and closes the guard's fd: the daemon is
-    /// stopping, and its next start attaches the TAP again.
+    /// stopping, and its next start attaches the TAP again. A veth is kept
+    /// only if it was made `persistent`; otherwise it is deleted now.
     pub fn keep(mut self) {
-        self.armed = false;
+        if !matches!(
+            self.held,
+            Held::Veth {
+                persistent: false,
+                ..
+            }
+        ) {
+            self.armed = false;
+        }
     }
 
     /// Clears the flag now, so that the TAP is deleted when its last fd
@@ -55,13 +114,14 @@ impl PersistGuard {
     /// returns the error instead of logging it.
     pub fn clear(mut self) -> io::Result<()> {
         self.armed = false;
-        tun::set_persist(self.fd.as_fd(), false)
+        self.release()
     }
-}
 
-impl AsFd for PersistGuard {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+    fn release(&self) -> io::Result<()> {
+        match &self.held {
+            Held::Tap(fd) => tun::set_persist(fd.as_fd(), false),
+            Held::Veth { index, name, .. } => super::veth::delete(*index, name),
+        }
     }
 }
 
@@ -72,7 +132,16 @@ impl Drop for PersistGuard {
         if !self.armed {
             return;
         }
-        if let Err(e) = tun::set_persist(self.fd.as_fd(), false) {
+        if let Err(e) = self.release() {
+            if let Held::Veth { name, .. } = &self.held {
+                eprintln!(
+                    "vxswitch: port {}: cannot delete its veth {name} ({}); delete it with \
+                     'ip link del {name}'",
+                    self.port,
+                    system_text(&e)
+                );
+                return;
+            }
             eprintln!(
                 "vxswitch: port {}: cannot clear the TAP's persist flag ({}); it may stay \
                  behind after the port is removed: delete it with 'ip link del'",

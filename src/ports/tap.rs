@@ -55,7 +55,7 @@ fn random_seed() -> io::Result<[u8; 6]> {
 }
 
 /// A locally administered unicast MAC from random bytes.
-fn random_mac(ifname: &str) -> Result<MacAddr, PortError> {
+pub(super) fn random_mac(ifname: &str) -> Result<MacAddr, PortError> {
     random_seed()
         .map(MacAddr::local_from_seed)
         .map_err(PortError::configure(
@@ -204,7 +204,7 @@ fn explain_create(e: io::Error) -> io::Error {
 
 /// Configures the fresh TAP `ifname` in the calling thread's namespace and
 /// returns its final state.
-fn configure(ifname: &str, spec: &TapSpec, mac: MacAddr) -> Result<LinkInfo, PortError> {
+pub(super) fn configure(ifname: &str, spec: &TapSpec, mac: MacAddr) -> Result<LinkInfo, PortError> {
     let cfg = |step, detail: &dyn std::fmt::Display| PortError::configure(ifname, step, detail);
     let mut nl = Rtnl::open().map_err(cfg("open a netlink socket", &""))?;
     let index = nl

@@ -10,6 +10,7 @@ pub mod fs;
 pub mod netlink;
 pub mod netns;
 pub mod packet;
+pub mod pktport;
 pub mod ring;
 pub mod rlimit;
 pub mod tun;

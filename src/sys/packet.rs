@@ -76,7 +76,8 @@ pub fn bind(fd: BorrowedFd<'_>, ifindex: u32, protocol: u16) -> io::Result<()> {
     .map(drop)
 }
 
-fn set_int(
+/// `setsockopt` of an int-valued option.
+pub fn set_int(
     fd: BorrowedFd<'_>,
     level: libc::c_int,
     name: libc::c_int,

@@ -3,8 +3,9 @@
 //! and `write` behind the 12-byte `virtio_net_hdr` the TAP ports use, so
 //! the engine drives it as it drives a TAP with offloads.
 //!
-//! What it is set up with, in this order (a socket with protocol 0
-//! receives nothing until it is bound, so no frame slips past the filter):
+//! It is opened by [`super::pktport`] (shared with veth ports), with the
+//! interface in promiscuous mode and this module's filter; in short, in
+//! the order it is set up:
 //!
 //! - `PACKET_VNET_HDR_SZ` 12 (Linux 6.2+). On a plain socket (no ring) the
 //!   kernel writes the whole 12-byte header on receive (`packet_rcv_vnet`,
@@ -22,24 +23,17 @@
 //!   id 0) for an untagged network; and
 //!   never a frame addressed to the interface's own MAC (`PACKET_HOST`):
 //!   that is the host's traffic, not the containers'.
-//! - A receive buffer of [`RCVBUF`] bytes (`SO_RCVBUFFORCE`, else as much
+//! - A receive buffer of [`RCVBUF`](super::pktport::RCVBUF) bytes (`SO_RCVBUFFORCE`, else as much
 //!   of it as `net.core.rmem_max` allows).
 //! - Bound to the interface for every protocol, then promiscuous
 //!   (`PACKET_ADD_MEMBERSHIP` `PACKET_MR_PROMISC`, which the kernel undoes
 //!   when the socket closes), so frames for the containers' MACs come in.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-use super::fd::cvt;
-use super::packet::{self, BpfInsn, ETH_P_ALL};
-
-/// `PACKET_VNET_HDR_SZ` (include/uapi/linux/if_packet.h), not in `libc`.
-const PACKET_VNET_HDR_SZ: libc::c_int = 24;
-/// The header length the engine's offload ports use.
-pub const VNET_HDR_SZ: usize = 12;
-/// The receive buffer asked for: bursts of super-frames fit.
-pub const RCVBUF: libc::c_int = 8 << 20;
+use super::packet::BpfInsn;
+use super::pktport;
+pub use super::pktport::{take_drops, PortSocket as UplinkSocket};
 
 /// Which frames of the interface a socket takes, by VLAN tag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,112 +107,11 @@ pub fn vlan_filter(m: VlanMatch) -> Vec<BpfInsn> {
     p
 }
 
-fn set_int(
-    fd: BorrowedFd<'_>,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: `value` is a live c_int and the length passed is its size, as
-    // setsockopt requires for int-valued options; the fd is borrowed and open.
-    cvt(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            std::ptr::from_ref(&value).cast(),
-            libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4),
-        )
-    })
-    .map(drop)
-}
-
-/// Puts the interface the socket is bound to into promiscuous mode for as
-/// long as the socket lives.
-fn set_promisc(fd: BorrowedFd<'_>, ifindex: u32) -> io::Result<()> {
-    let mr = libc::packet_mreq {
-        mr_ifindex: libc::c_int::try_from(ifindex).map_err(|_| {
-            io::Error::new(io::ErrorKind::InvalidInput, "interface index out of range")
-        })?,
-        mr_type: libc::PACKET_MR_PROMISC as libc::c_ushort,
-        mr_alen: 0,
-        mr_address: [0; 8],
-    };
-    // SAFETY: `mr` is a live packet_mreq and the length passed is its size;
-    // the kernel copies it.
-    cvt(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_PACKET,
-            libc::PACKET_ADD_MEMBERSHIP,
-            std::ptr::from_ref(&mr).cast(),
-            libc::socklen_t::try_from(std::mem::size_of::<libc::packet_mreq>()).unwrap_or(16),
-        )
-    })
-    .map(drop)
-}
-
-/// An uplink's socket and what it carries.
-#[derive(Debug)]
-pub struct UplinkSocket {
-    pub fd: OwnedFd,
-    /// Every read and write starts with a 12-byte `virtio_net_hdr`.
-    pub vnet_hdr: bool,
-}
-
 /// Opens the uplink socket of interface `ifindex` (in the calling thread's
-/// network namespace) for the frames `m` selects, non-blocking. Needs
-/// `CAP_NET_RAW`.
+/// network namespace) for the frames `m` selects, non-blocking, in
+/// promiscuous mode. Needs `CAP_NET_RAW`.
 pub fn open(ifindex: u32, m: VlanMatch) -> io::Result<UplinkSocket> {
-    // SAFETY: socket(2) with constant arguments; no pointers involved.
-    let raw = cvt(unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-            0,
-        )
-    })?;
-    // SAFETY: socket succeeded, so `raw` is open and owned by nobody else.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let b = fd.as_fd();
-    let vnet_hdr = set_int(
-        b,
-        libc::SOL_PACKET,
-        PACKET_VNET_HDR_SZ,
-        VNET_HDR_SZ as libc::c_int,
-    )
-    .is_ok();
-    packet::set_ignore_outgoing(b)?;
-    packet::attach_filter(b, &vlan_filter(m))?;
-    if set_int(b, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, RCVBUF).is_err() {
-        set_int(b, libc::SOL_SOCKET, libc::SO_RCVBUF, RCVBUF)?;
-    }
-    packet::bind(b, ifindex, ETH_P_ALL)?;
-    set_promisc(b, ifindex)?;
-    Ok(UplinkSocket { fd, vnet_hdr })
-}
-
-/// The frames the kernel dropped because the socket's receive queue was
-/// full, since the last call (`PACKET_STATISTICS`, which resets on read).
-pub fn take_drops(fd: BorrowedFd<'_>) -> io::Result<u32> {
-    let mut st = libc::tpacket_stats {
-        tp_packets: 0,
-        tp_drops: 0,
-    };
-    let mut len =
-        libc::socklen_t::try_from(std::mem::size_of::<libc::tpacket_stats>()).unwrap_or(8);
-    // SAFETY: `st` is a live, writable tpacket_stats and `len` its size;
-    // the kernel writes at most `len` bytes and updates `len`.
-    cvt(unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_PACKET,
-            libc::PACKET_STATISTICS,
-            std::ptr::from_mut(&mut st).cast(),
-            &mut len,
-        )
-    })?;
-    Ok(st.tp_drops)
+    pktport::open(ifindex, &vlan_filter(m), true)
 }
 
 #[cfg(test)]

@@ -1,0 +1,270 @@
+//! veth ports: a veth pair whose peer is the container's interface (named,
+//! addressed and routed exactly as a TAP port's, by the same code) and
+//! whose host end stays in the daemon's namespace, driven by the switch
+//! through a packet socket with the TAP ports' 12-byte `virtio_net_hdr`
+//! ([`crate::sys::pktport`]).
+//!
+//! The pair is made with one `RTM_NEWLINK` from the daemon's namespace
+//! that puts the peer straight into the container's (`IFLA_NET_NS_FD`),
+//! so the container's name (`eth0`) never clashes with anything in the
+//! daemon's namespace. The host end is called after the port
+//! ([`host_name`], `vxv-PORT`, or a hash of the port's name when that
+//! does not fit IFNAMSIZ) and is the switch's alone: no addresses,
+//! `IFF_NOARP`, IPv6 disabled before it comes up, so the host stack never
+//! answers on it nor sends anything through it; the packet socket ignores
+//! outgoing frames and those addressed to the host end's own MAC.
+//!
+//! Lifetimes: the packet socket neither keeps the veth alive nor deletes
+//! it when closed. The port's [`PersistGuard::veth`] deletes the pair
+//! when the port goes; a container namespace that goes away takes the
+//! peer, and with it the host end (the control plane sees the host end
+//! gone, [`host_alive`]). A daemon with a state directory keeps its veths
+//! when it stops and finds them again by name ([`reattach_veth`]).
+//!
+//! Super-frames: a veth has TSO/GSO on by default, and hands the host
+//! end's packet socket the container's unsegmented 64 KiB frames with
+//! their GSO type in the vnet header; frames the switch writes with a GSO
+//! type reach the container whole.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use super::netlink::{self, Rtnl};
+use super::tap::{configure, random_mac, validate_ifname};
+use super::{netns, Netns, PersistGuard, PortError, TapSpec};
+use crate::sys::pktport;
+use crate::wire::MacAddr;
+
+/// Host ends of veth ports are called so, then the port's name.
+pub const HOST_PREFIX: &str = "vxv-";
+
+/// The name of port `port`'s host end: `vxv-PORT` when that is a valid
+/// interface name, else `vxv-` and 11 hex digits of a hash of the name
+/// (stable across restarts, so a daemon finds its veths again).
+pub fn host_name(port: &str) -> String {
+    let plain = format!("{HOST_PREFIX}{port}");
+    if validate_ifname(&plain).is_ok() && !plain.contains('%') {
+        return plain;
+    }
+    // FNV-1a, 64 bits: stable across builds, unlike std's hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in port.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{HOST_PREFIX}{:011x}", h >> 20)
+}
+
+/// An open veth port.
+#[derive(Debug)]
+pub struct Veth {
+    /// The host end's packet socket (non-blocking).
+    pub fd: OwnedFd,
+    /// Further sockets on the host end, for the other dataplane workers.
+    pub extra_queues: Vec<OwnedFd>,
+    /// Deletes the pair when dropped (see the module's text).
+    pub guard: PersistGuard,
+    /// The host end, in the daemon's namespace.
+    pub host: String,
+    pub host_index: u32,
+    /// The container's end as the kernel has it.
+    pub ifname: String,
+    pub mac: MacAddr,
+    pub mtu: u32,
+    /// Reads and writes carry the 12-byte `virtio_net_hdr`.
+    pub vnet_hdr: bool,
+}
+
+fn cfg(ifname: &str, step: &'static str) -> impl FnOnce(io::Error) -> PortError {
+    PortError::configure(ifname, step, &"")
+}
+
+/// Creates port `port`'s veth pair: the peer `spec.ifname` in
+/// `spec.netns` configured as [`super::create_tap`] configures a TAP
+/// (MAC, MTU, addresses, up, `lo` up, default route), the host end
+/// [`host_name`]`(port)` up in the daemon's namespace (strictly: the
+/// calling thread's), opened for the dataplane with `spec.queues`
+/// sockets. `persistent`: the pair survives a clean daemon stop (a state
+/// directory is set). On error nothing is left behind.
+pub fn create_veth(spec: &TapSpec, port: &str, persistent: bool) -> Result<Veth, PortError> {
+    validate_ifname(&spec.ifname)?;
+    if spec.netns != Netns::Current && netns::is_own(&spec.netns)? {
+        return Err(PortError::OwnNamespace {
+            netns: spec.netns.to_string(),
+        });
+    }
+    let host = host_name(port);
+    validate_ifname(&host)?;
+    let mac = match spec.mac {
+        Some(m) => m,
+        None => random_mac(&spec.ifname)?,
+    };
+    let mtu = spec.mtu.unwrap_or(1500);
+    let ns_file = match spec.netns.path() {
+        Some(p) => Some(netns::open_netns(&p).map_err(|source| PortError::Netns {
+            netns: spec.netns.to_string(),
+            source,
+        })?),
+        None => None,
+    };
+    let mut nl = Rtnl::open().map_err(cfg(&host, "open a netlink socket"))?;
+    let req = netlink::new_veth(
+        &host,
+        &spec.ifname,
+        mtu,
+        ns_file.as_ref().map(AsRawFd::as_raw_fd),
+    );
+    nl.ack(req).map_err(|e| PortError::CreateTap {
+        name: format!("{host} (veth, peer {})", spec.ifname),
+        source: explain_create(&host, &spec.ifname, e),
+    })?;
+    drop(ns_file);
+    let index = nl
+        .link_by_name(&host)
+        .and_then(|l| l.ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV)))
+        .map_err(cfg(&host, "look up its interface index"))?
+        .index;
+    // From here on, an error drops the guard, which deletes the pair.
+    let guard = PersistGuard::veth(index, host.clone(), persistent, port);
+    disable_ipv6(&host).map_err(cfg(&host, "disable IPv6 (sysctl disable_ipv6)"))?;
+    nl.ack(netlink::set_link_up(index))
+        .map_err(cfg(&host, "set link up"))?;
+    let link = netns::run_in(&spec.netns, || configure(&spec.ifname, spec, mac))??;
+    let (fd, extra_queues, vnet_hdr) = open_sockets(&host, index, spec.queues)?;
+    Ok(Veth {
+        fd,
+        extra_queues,
+        guard,
+        host,
+        host_index: index,
+        ifname: link.name,
+        mac: link.mac.unwrap_or(mac),
+        mtu: link.mtu,
+        vnet_hdr,
+    })
+}
+
+/// Opens again, after a daemon restart, the host end `host` of port
+/// `port`'s veth, as it is (the container's end is not touched). `mac` and
+/// `mtu` are the container end's as recorded.
+pub fn reattach_veth(
+    port: &str,
+    host: &str,
+    queues: usize,
+) -> Result<(OwnedFd, Vec<OwnedFd>, bool, PersistGuard, u32), PortError> {
+    validate_ifname(host)?;
+    let os = |source| PortError::AttachTap {
+        name: host.to_string(),
+        source,
+    };
+    let mut nl = Rtnl::open().map_err(os)?;
+    let link = nl.link_by_name(host).map_err(os)?.ok_or_else(|| {
+        os(io::Error::new(
+            io::ErrorKind::NotFound,
+            "it no longer exists (its container's namespace went away?)",
+        ))
+    })?;
+    if link.kind.as_deref() != Some("veth") {
+        return Err(os(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "it is a {} device now, not the veth vxswitch left",
+                link.kind.as_deref().unwrap_or("physical or loopback")
+            ),
+        )));
+    }
+    let guard = PersistGuard::veth(link.index, host, true, port);
+    if !link.is_up() {
+        nl.ack(netlink::set_link_up(link.index))
+            .map_err(cfg(host, "set link up"))?;
+    }
+    let (fd, extra, vnet_hdr) = open_sockets(host, link.index, queues)?;
+    Ok((fd, extra, vnet_hdr, guard, link.index))
+}
+
+/// Whether the host end `host` (index `index`) still exists in the
+/// daemon's namespace. `None` when that cannot be told (netlink failed).
+pub fn host_alive(index: u32, host: &str) -> Option<bool> {
+    let mut nl = Rtnl::open().ok()?;
+    let link = nl.link_by_index(index).ok()?;
+    Some(link.is_some_and(|l| l.name == host))
+}
+
+/// Deletes the veth pair whose host end is `name` at `index`; one that is
+/// already gone is no error.
+pub(super) fn delete(index: u32, name: &str) -> io::Result<()> {
+    let mut nl = Rtnl::open()?;
+    match nl.link_by_index(index)? {
+        Some(l) if l.name == name => {}
+        _ => return Ok(()),
+    }
+    match nl.ack(netlink::del_link(index)) {
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(()),
+        r => r,
+    }
+}
+
+/// The dataplane's sockets on the host end: the first and `queues - 1`
+/// more (see [`pktport`]).
+fn open_sockets(
+    host: &str,
+    index: u32,
+    queues: usize,
+) -> Result<(OwnedFd, Vec<OwnedFd>, bool), PortError> {
+    let _ = queues;
+    let s = pktport::open(index, &pktport::not_for_host(), false)
+        .map_err(cfg(host, "open the packet socket"))?;
+    Ok((s.fd, Vec::new(), s.vnet_hdr))
+}
+
+/// Turns IPv6 off on `ifname` before it comes up, so the host stack sends
+/// no router solicitation, MLD report or DAD probe through it. A kernel
+/// without IPv6 has no such file, and nothing to turn off.
+fn disable_ipv6(ifname: &str) -> io::Result<()> {
+    let path = format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6");
+    match std::fs::write(path, b"1") {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
+}
+
+fn explain_create(host: &str, peer: &str, e: io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(libc::EEXIST) => io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "an interface named {host} already exists in the daemon's namespace (left by \
+                 an earlier daemon? delete it with 'ip link del {host}'), or one named {peer} \
+                 in the container's"
+            ),
+        ),
+        Some(libc::EPERM) => io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "creating a veth needs CAP_NET_ADMIN over both namespaces",
+        ),
+        Some(libc::EOPNOTSUPP) => io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the kernel has no veth driver: load it with 'modprobe veth'",
+        ),
+        _ => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_are_stable_valid_and_distinct() {
+        assert_eq!(host_name("c1"), "vxv-c1");
+        assert_eq!(host_name("abcdefghijk"), "vxv-abcdefghijk");
+        let long = host_name("a-much-longer-port-name");
+        assert_eq!(long, host_name("a-much-longer-port-name"));
+        assert!(long.starts_with(HOST_PREFIX) && long.len() == 15, "{long}");
+        assert!(validate_ifname(&long).is_ok());
+        assert_ne!(long, host_name("a-much-longer-port-namf"));
+        // Characters an interface name may not have are hashed away.
+        assert!(validate_ifname(&host_name("a:b")).is_ok());
+        assert_ne!(host_name("x%d"), "vxv-x%d");
+    }
+}

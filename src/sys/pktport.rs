@@ -1,0 +1,148 @@
+//! Packet-socket ports: one `AF_PACKET`/`SOCK_RAW` socket bound to an
+//! interface in the daemon's namespace that carries one Ethernet frame per
+//! `read` and `write` behind the 12-byte `virtio_net_hdr` the TAP ports
+//! use, so the engine drives it as it drives a TAP with offloads. Uplinks
+//! (`sys::uplink`, a host NIC) and the host ends of veth ports
+//! (`ports::veth`) are opened here.
+//!
+//! What a socket is set up with, in this order (a socket with protocol 0
+//! receives nothing until it is bound, so no frame slips past the filter):
+//!
+//! - `PACKET_VNET_HDR_SZ` 12 (Linux 6.2+). On a plain socket (no ring) the
+//!   kernel writes the whole 12-byte header on receive (`packet_rcv_vnet`,
+//!   `num_buffers` 0) and reads 12 on send. A GRO'd (or, from a veth, a
+//!   not yet segmented) super-frame comes whole with its GSO type, size and
+//!   partial checksum; a super-frame written to it is segmented on the way
+//!   out only if the device cannot take it (a veth takes it whole). A
+//!   kernel without the option gets a socket without a header (`vnet_hdr`
+//!   false): the engine then completes checksums and cuts super-frames
+//!   itself.
+//! - `PACKET_IGNORE_OUTGOING`: neither our own sends nor the host's are
+//!   read back.
+//! - The caller's classic BPF filter.
+//! - A receive buffer of [`RCVBUF`] bytes (`SO_RCVBUFFORCE`, else as much
+//!   of it as `net.core.rmem_max` allows).
+//! - Bound to the interface for every protocol, then, if asked,
+//!   promiscuous (`PACKET_ADD_MEMBERSHIP` `PACKET_MR_PROMISC`, which the
+//!   kernel undoes when the socket closes).
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use super::fd::cvt;
+use super::packet::{self, set_int, BpfInsn, ETH_P_ALL};
+
+/// `PACKET_VNET_HDR_SZ` (include/uapi/linux/if_packet.h), not in `libc`.
+const PACKET_VNET_HDR_SZ: libc::c_int = 24;
+/// The header length the engine's offload ports use.
+pub const VNET_HDR_SZ: usize = 12;
+/// The receive buffer asked for: bursts of super-frames fit.
+pub const RCVBUF: libc::c_int = 8 << 20;
+
+/// Puts the interface the socket is bound to into promiscuous mode for as
+/// long as the socket lives.
+fn set_promisc(fd: BorrowedFd<'_>, ifindex: u32) -> io::Result<()> {
+    let mr = libc::packet_mreq {
+        mr_ifindex: libc::c_int::try_from(ifindex).map_err(|_| {
+            io::Error::new(io::ErrorKind::InvalidInput, "interface index out of range")
+        })?,
+        mr_type: libc::PACKET_MR_PROMISC as libc::c_ushort,
+        mr_alen: 0,
+        mr_address: [0; 8],
+    };
+    // SAFETY: `mr` is a live packet_mreq and the length passed is its size;
+    // the kernel copies it.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_ADD_MEMBERSHIP,
+            std::ptr::from_ref(&mr).cast(),
+            libc::socklen_t::try_from(std::mem::size_of::<libc::packet_mreq>()).unwrap_or(16),
+        )
+    })
+    .map(drop)
+}
+
+/// A port's socket and what it carries.
+#[derive(Debug)]
+pub struct PortSocket {
+    pub fd: OwnedFd,
+    /// Every read and write starts with a 12-byte `virtio_net_hdr`.
+    pub vnet_hdr: bool,
+}
+
+/// Opens a port socket on interface `ifindex` (in the calling thread's
+/// network namespace) that keeps the frames `filter` keeps, non-blocking,
+/// the interface promiscuous if `promisc`. Needs `CAP_NET_RAW`.
+pub fn open(ifindex: u32, filter: &[BpfInsn], promisc: bool) -> io::Result<PortSocket> {
+    // SAFETY: socket(2) with constant arguments; no pointers involved.
+    let raw = cvt(unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
+    })?;
+    // SAFETY: socket succeeded, so `raw` is open and owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let b = fd.as_fd();
+    let vnet_hdr = set_int(
+        b,
+        libc::SOL_PACKET,
+        PACKET_VNET_HDR_SZ,
+        VNET_HDR_SZ as libc::c_int,
+    )
+    .is_ok();
+    packet::set_ignore_outgoing(b)?;
+    packet::attach_filter(b, filter)?;
+    if set_int(b, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, RCVBUF).is_err() {
+        set_int(b, libc::SOL_SOCKET, libc::SO_RCVBUF, RCVBUF)?;
+    }
+    packet::bind(b, ifindex, ETH_P_ALL)?;
+    if promisc {
+        set_promisc(b, ifindex)?;
+    }
+    Ok(PortSocket { fd, vnet_hdr })
+}
+
+/// The frames the kernel dropped because the socket's receive queue was
+/// full, since the last call (`PACKET_STATISTICS`, which resets on read).
+pub fn take_drops(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut st = libc::tpacket_stats {
+        tp_packets: 0,
+        tp_drops: 0,
+    };
+    let mut len =
+        libc::socklen_t::try_from(std::mem::size_of::<libc::tpacket_stats>()).unwrap_or(8);
+    // SAFETY: `st` is a live, writable tpacket_stats and `len` its size;
+    // the kernel writes at most `len` bytes and updates `len`.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            std::ptr::from_mut(&mut st).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(st.tp_drops)
+}
+
+/// The filter of a port whose interface is the switch's alone (a veth's
+/// host end): every frame but those addressed to the interface's own MAC
+/// (`PACKET_HOST`), which are the host's, not a container's.
+pub fn not_for_host() -> Vec<BpfInsn> {
+    const BPF_LD_W_ABS: u16 = 0x20;
+    const BPF_JEQ_K: u16 = 0x15;
+    const BPF_RET_K: u16 = 0x06;
+    const SKF_AD_PKTTYPE: u32 = 0u32.wrapping_sub(0x1000) + 4;
+    const PACKET_HOST: u32 = 0;
+    let i = |code, jt, jf, k| BpfInsn { code, jt, jf, k };
+    vec![
+        i(BPF_LD_W_ABS, 0, 0, SKF_AD_PKTTYPE),
+        i(BPF_JEQ_K, 1, 0, PACKET_HOST),
+        i(BPF_RET_K, 0, 0, u32::MAX),
+        i(BPF_RET_K, 0, 0, 0),
+    ]
+}

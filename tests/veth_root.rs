@@ -1,0 +1,181 @@
+//! veth ports (docs/veth.md): `port add --backend veth` gives the
+//! container one end of a veth pair and keeps the other (`vxv-PORT`) in
+//! the daemon's namespace, driven through a packet socket.
+//!
+//! The daemon runs in a namespace of its own, so the host ends it makes
+//! never show in the test host's. Runs as root with CI=true:
+//! `cargo test --test veth_root`.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{can_run, exact_transfer, find_port, iperf3, wait_until, Daemon, Netns};
+
+const LONG: Duration = Duration::from_secs(20);
+
+/// A daemon in namespace `host`, with network `red`.
+fn setup(extra: &[&str]) -> (Netns, Daemon) {
+    let host = Netns::new("vxvh");
+    let d = Daemon::start_in(Some(&host), extra);
+    d.cli(&["network", "create", "red", "--subnet", "10.79.0.0/24"]);
+    (host, d)
+}
+
+fn link_exists(ns: &Netns, dev: &str) -> bool {
+    ns.ip(&["link", "show", "dev", dev]).status.success()
+}
+
+fn port_json(d: &Daemon, name: &str) -> serde_json::Value {
+    let ls = d.json(&["port", "ls"]);
+    ls.as_array()
+        .and_then(|a| a.iter().find(|p| p["name"] == name))
+        .cloned()
+        .unwrap_or_else(|| panic!("no port {name} in {ls}"))
+}
+
+fn counter(d: &Daemon, port: &str, field: &str) -> u64 {
+    find_port(&d.json(&["stats"]), port)[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no {field} for {port}"))
+}
+
+#[test]
+fn veth_ports_carry_traffic_like_tap_ports() {
+    if !can_run(&["ip", "ping", "iperf3", "timeout", "ethtool"]) {
+        return;
+    }
+    let (host, d) = setup(&[]);
+    let (c1, c2, c3) = (Netns::new("vxvc"), Netns::new("vxvc"), Netns::new("vxvc"));
+    d.port_add("v1", "red", &c1, "10.79.0.11", &["--backend", "veth"]);
+    d.port_add("v2", "red", &c2, "10.79.0.12", &["--backend", "veth"]);
+    d.port_add("t3", "red", &c3, "10.79.0.13", &[]);
+
+    // What port ls says, and what the kernel has.
+    let p = port_json(&d, "v1");
+    assert_eq!(p["backend"], "veth", "{p}");
+    assert_eq!(p["host_ifname"], "vxv-v1", "{p}");
+    assert_eq!(p["ifname"], "eth0", "{p}");
+    assert!(port_json(&d, "t3").get("backend").is_none());
+    let table = d.cli(&["port", "ls"]);
+    assert!(table.contains("eth0@vxv-v1"), "{table}");
+    let peer = c1.ip_json(&["-d", "addr", "show", "dev", "eth0"]);
+    let peer = &peer[0];
+    assert_eq!(peer["linkinfo"]["info_kind"], "veth", "{peer}");
+    assert_eq!(peer["address"], p["mac"], "{peer}");
+    assert_eq!(peer["mtu"], 1500, "{peer}");
+    let addrs: Vec<&str> = peer["addr_info"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["local"].as_str())
+        .collect();
+    assert!(addrs.contains(&"10.79.0.11"), "{peer}");
+    // The host end: up, no addresses, no ARP, IPv6 off.
+    let h = host.ip_json(&["addr", "show", "dev", "vxv-v1"]);
+    let h = &h[0];
+    assert!(
+        h["flags"].as_array().unwrap().iter().any(|f| f == "NOARP"),
+        "{h}"
+    );
+    assert!(h["addr_info"].as_array().unwrap().is_empty(), "{h}");
+    let v6 = host.enter(|| std::fs::read_to_string("/proc/sys/net/ipv6/conf/vxv-v1/disable_ipv6"));
+    assert_eq!(v6.unwrap().trim(), "1");
+    // TSO on the container's end: super-frames come to the switch whole.
+    let k = c1.exec("ethtool", &["-k", "eth0"]);
+    assert!(
+        String::from_utf8_lossy(&k.stdout).contains("tcp-segmentation-offload: on"),
+        "{}",
+        String::from_utf8_lossy(&k.stdout)
+    );
+
+    // veth to veth, and veth to TAP.
+    assert!(c1.ping_within("10.79.0.12", LONG), "{}", d.log());
+    assert!(c2.ping_within("10.79.0.11", LONG), "{}", d.log());
+    assert!(c1.ping_within("10.79.0.13", LONG), "{}", d.log());
+    assert!(c3.ping_within("10.79.0.12", LONG), "{}", d.log());
+    exact_transfer(&c1, &c2, "10.79.0.12", 1 << 20);
+    exact_transfer(&c2, &c1, "10.79.0.11", 1 << 20);
+    exact_transfer(&c3, &c1, "10.79.0.11", 1 << 20);
+    exact_transfer(&c1, &c3, "10.79.0.13", 1 << 20);
+    let (sent, _) = iperf3(&c1, &c2, "10.79.0.12", 64 << 20, false);
+    assert!(sent >= 64 << 20);
+    iperf3(&c1, &c3, "10.79.0.13", 16 << 20, true);
+    for port in ["v1", "v2", "t3"] {
+        for field in ["rx_frames", "tx_frames", "rx_bytes", "tx_bytes"] {
+            assert!(counter(&d, port, field) > 0, "{port} {field} did not move");
+        }
+    }
+
+    // port rm deletes the pair.
+    assert!(link_exists(&host, "vxv-v2"));
+    d.cli(&["port", "rm", "v2"]);
+    assert!(!link_exists(&host, "vxv-v2"), "port rm left the host end");
+    assert!(
+        !link_exists(&c2, "eth0"),
+        "port rm left the container's end"
+    );
+}
+
+#[test]
+fn a_veth_port_whose_namespace_goes_away_is_reported_gone() {
+    if !can_run(&["ip", "ping"]) {
+        return;
+    }
+    let (host, d) = setup(&[]);
+    let c1 = Netns::new("vxvc");
+    d.port_add("g1", "red", &c1, "10.79.0.21", &["--backend", "veth"]);
+    assert!(link_exists(&host, "vxv-g1"));
+    // The namespace goes (nothing holds it): the pair goes with it.
+    drop(c1);
+    assert!(
+        wait_until(LONG, || !d.port_names().contains(&"g1".to_string())),
+        "the port stayed after its namespace went: {:?}\n{}",
+        d.port_names(),
+        d.log()
+    );
+    assert!(!link_exists(&host, "vxv-g1"));
+    assert!(d.log().contains("port g1"), "{}", d.log());
+}
+
+#[test]
+fn veth_ports_refuse_what_they_cannot_be() {
+    if !can_run(&["ip"]) {
+        return;
+    }
+    let (host, d) = setup(&[]);
+    let out = d.cli_raw(&[
+        "port",
+        "add",
+        "x1",
+        "--network",
+        "red",
+        "--existing",
+        "--backend",
+        "veth",
+    ]);
+    assert!(!out.status.success());
+    // A host end left behind by someone: named, with what to do.
+    host.ip_ok(&[
+        "link", "add", "vxv-x2", "type", "veth", "peer", "name", "other",
+    ]);
+    let c = Netns::new("vxvc");
+    let out = d.cli_raw(&[
+        "port",
+        "add",
+        "x2",
+        "--network",
+        "red",
+        "--netns",
+        &c.path(),
+        "--backend",
+        "veth",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("vxv-x2") && err.contains("ip link del vxv-x2"),
+        "{err}"
+    );
+    assert!(!link_exists(&c, "eth0"), "a failed add left the peer");
+}
