@@ -10,7 +10,9 @@
  *   destination container with bpf_redirect_peer, counting it per CPU;
  * - `fp_sock`, a socket filter on the same port's packet socket, hides the
  *   frames `fp_tc` will redirect from the userspace switch (packet sockets
- *   see a frame in __netif_receive_skb_core's taps, before tc ingress).
+ *   see a frame in __netif_receive_skb_core's taps, before tc ingress). It
+ *   replaces the socket's classic filter, so it also drops what that one
+ *   did: frames for the host end itself (PACKET_HOST).
  *
  * Anything else -- broadcast, multicast, unknown unicast, a VLAN tag, a
  * source the switch has not learned at this port, a port without the fast
@@ -90,8 +92,10 @@ static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
 	       a[4] == b[4] && a[5] == b[5];
 }
 
-/* The host-end ifindex to redirect to, or 0 for "the userspace switch". */
-static __always_inline __u32 fp_decide(struct __sk_buff *skb, struct fp_fdb_val **src)
+/* The host-end ifindex to redirect to, or 0 for "the userspace switch".
+ * `tc`: the caller is the tc program, which may also forget a source that
+ * moved (the socket filter, which runs first, only looks). */
+static __always_inline __u32 fp_decide(struct __sk_buff *skb, struct fp_fdb_val **src, int tc)
 {
 	struct ethhdr eth;
 	struct fp_fdb_key key = {};
@@ -115,8 +119,15 @@ static __always_inline __u32 fp_decide(struct __sk_buff *skb, struct fp_fdb_val 
 	key.net = sp->net;
 	__builtin_memcpy(key.mac, eth.h_source, 6);
 	s = bpf_map_lookup_elem(&fp_fdb, &key);
-	if (!s || s->ifindex != in) /* not learned here yet, or moved */
+	if (!s) /* not learned yet: the switch learns it */
 		return 0;
+	if (s->ifindex != in) {
+		/* The source moved here (or claims to): until the switch has
+		 * judged it, no frame goes fast to its old port. */
+		if (tc)
+			bpf_map_delete_elem(&fp_fdb, &key);
+		return 0;
+	}
 	__builtin_memcpy(key.mac, eth.h_dest, 6);
 	d = bpf_map_lookup_elem(&fp_fdb, &key);
 	if (!d || d->ifindex == in)
@@ -139,7 +150,7 @@ int fp_tc(struct __sk_buff *skb)
 	__u32 in = skb->ifindex, out;
 	__u64 now;
 
-	out = fp_decide(skb, &s);
+	out = fp_decide(skb, &s, 1);
 	if (!out || !s)
 		return TC_ACT_OK;
 	now = bpf_ktime_get_ns();
@@ -163,9 +174,13 @@ int fp_sock(struct __sk_buff *skb)
 {
 	struct fp_fdb_val *s = 0;
 
+	/* As the port socket's classic filter did: nothing the host sends,
+	 * nothing addressed to the host end itself. */
 	if (skb->pkt_type == PACKET_OUTGOING)
 		return skb->len;
-	return fp_decide(skb, &s) ? 0 : skb->len;
+	if (skb->pkt_type == PACKET_HOST)
+		return 0;
+	return fp_decide(skb, &s, 0) ? 0 : skb->len;
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -13,7 +13,7 @@ mod support;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use support::{can_run, cannot_run, unique, Netns};
+use support::{can_run, cannot_run, iperf3, unique, wait_until, Daemon, Netns};
 use vxswitch::fastpath::{FastPath, PortEntry};
 use vxswitch::fdb::{NetId, PortId};
 use vxswitch::ports::ring::{self, RingSpec, RxRing, VNET_HDR_LEN};
@@ -268,4 +268,227 @@ fn known_unicast_goes_fast_and_the_socket_filter_hides_it() {
         2
     );
     drop(lab);
+}
+
+// ---------------------------------------------------------------------------
+// The daemon with `--fastpath ebpf` and veth ports
+
+const LONG: Duration = Duration::from_secs(20);
+
+/// A daemon in a namespace of its own with `--fastpath MODE`; None (after
+/// `cannot_run`) when the fast path cannot be active here.
+fn daemon(mode: &str) -> Option<(Netns, Daemon)> {
+    let host = Netns::new("fph");
+    let d = Daemon::start_in(Some(&host), &["--fastpath", mode]);
+    let fp = &d.json(&["stats"])["fastpath"];
+    if mode == "ebpf" && fp["active"] != true {
+        cannot_run(&format!("the fast path is not active: {fp}"));
+        return None;
+    }
+    Some((host, d))
+}
+
+fn port_json(d: &Daemon, name: &str) -> serde_json::Value {
+    let ls = d.json(&["port", "ls"]);
+    ls.as_array()
+        .and_then(|a| a.iter().find(|p| p["name"] == name))
+        .cloned()
+        .unwrap_or_else(|| panic!("no port {name} in {ls}"))
+}
+
+/// (all rx frames, fast rx frames, fast rx bytes) of `port` in `stats`.
+fn rx(d: &Daemon, port: &str) -> (u64, u64, u64) {
+    let s = d.json(&["stats"]);
+    let row = s["ports"]
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["name"] == port))
+        .cloned()
+        .unwrap_or_else(|| panic!("no port {port} in {s}"));
+    (
+        row["stats"]["rx_frames"].as_u64().unwrap(),
+        row["fast"]["rx_frames"].as_u64().unwrap_or(0),
+        row["fast"]["rx_bytes"].as_u64().unwrap_or(0),
+    )
+}
+
+#[test]
+fn veth_ports_ping_and_iperf3_through_the_fast_path_each_frame_once() {
+    if !can_run(&["ip", "ping", "iperf3", "timeout"]) {
+        return;
+    }
+    let Some((_host, d)) = daemon("ebpf") else {
+        return;
+    };
+    d.cli(&["network", "create", "red", "--subnet", "10.80.0.0/24"]);
+    let (c1, c2) = (Netns::new("fpc"), Netns::new("fpc"));
+    d.port_add("v1", "red", &c1, "10.80.0.11", &["--backend", "veth"]);
+    d.port_add("v2", "red", &c2, "10.80.0.12", &["--backend", "veth"]);
+    assert!(c1.ping_within("10.80.0.12", LONG), "v1 cannot reach v2");
+    // Learned by the switch, then in the maps within a round (a second).
+    assert!(
+        wait_until(LONG, || {
+            ping(&c1, "10.80.0.12", 1);
+            rx(&d, "v1").1 > 0
+        }),
+        "no frame took the fast path: {}\n{}",
+        d.json(&["stats"]),
+        d.log()
+    );
+    let stats = d.cli(&["stats"]);
+    assert!(
+        stats.contains("fast path: active (ebpf), 2 port(s)"),
+        "{stats}"
+    );
+
+    let (all0, fast0, _) = rx(&d, "v1");
+    let echoes = c2.snmp("Icmp", "InEchos");
+    assert!(ping(&c1, "10.80.0.12", 20), "pings over the fast path");
+    assert_eq!(
+        c2.snmp("Icmp", "InEchos") - echoes,
+        20,
+        "each request arrives exactly once"
+    );
+    let (all1, fast1, _) = rx(&d, "v1");
+    assert!(fast1 - fast0 >= 20, "fast frames {fast0} -> {fast1}");
+    assert!(
+        all1 - all0 >= fast1 - fast0,
+        "stats counts the fast frames: {all0} -> {all1}"
+    );
+    let slow = (all1 - fast1) - (all0 - fast0);
+    assert!(
+        slow < 5,
+        "{slow} frames still passed the switch's socket (ARP at most)"
+    );
+
+    let (_, _, bytes0) = rx(&d, "v1");
+    let (sent, received) = iperf3(&c1, &c2, "10.80.0.12", 200 << 20, false);
+    assert!(
+        received >= 200 << 20,
+        "iperf3 sent {sent}, received {received}"
+    );
+    let (_, _, bytes1) = rx(&d, "v1");
+    assert!(
+        bytes1 - bytes0 >= 200 << 20,
+        "the transfer went fast: {bytes0} -> {bytes1} bytes"
+    );
+}
+
+/// Isolation, port security, a MAC move and port removal, as a container
+/// sees them: the same with the fast path on and off.
+#[test]
+fn isolation_port_security_moves_and_removal_are_the_same_on_and_off() {
+    if !can_run(&["ip", "ping"]) {
+        return;
+    }
+    for mode in ["ebpf", "off"] {
+        let Some((_host, d)) = daemon(mode) else {
+            return;
+        };
+        let what = |s: &str| format!("--fastpath {mode}: {s}\n{}", d.log());
+        d.cli(&["network", "create", "red", "--subnet", "10.81.0.0/24"]);
+        d.cli(&["network", "create", "blue", "--subnet", "10.82.0.0/24"]);
+        let (a, b, c, m) = (
+            Netns::new("fpi"),
+            Netns::new("fpi"),
+            Netns::new("fpi"),
+            Netns::new("fpi"),
+        );
+        let veth = ["--backend", "veth"];
+        let open = ["--backend", "veth", "--no-port-security"];
+        d.port_add("a", "red", &a, "10.81.0.11", &veth);
+        d.port_add("b", "red", &b, "10.81.0.12", &open);
+        d.port_add("c", "blue", &c, "10.82.0.13", &veth);
+        d.port_add("m", "red", &m, "10.81.0.16", &open);
+        assert!(
+            a.ping_within("10.81.0.12", LONG),
+            "{}",
+            what("a cannot reach b")
+        );
+        // Let a round put a and b in the maps.
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(ping(&a, "10.81.0.12", 3), "{}", what("a to b"));
+
+        // Isolation: c (blue) takes an address in red's subnet and a knows
+        // its MAC; nothing of a's reaches it.
+        let mac_c = port_json(&d, "c")["mac"].as_str().unwrap().to_string();
+        c.ip_ok(&["addr", "add", "10.81.0.13/24", "dev", "eth0"]);
+        a.ip_ok(&[
+            "neigh",
+            "replace",
+            "10.81.0.13",
+            "lladdr",
+            &mac_c,
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ]);
+        assert!(!ping(&a, "10.81.0.13", 2), "{}", what("red reached blue"));
+
+        // Port security: a spoofs another source MAC; nothing gets through.
+        let mac_a = port_json(&d, "a")["mac"].as_str().unwrap().to_string();
+        a.ip_ok(&["link", "set", "eth0", "address", "02:00:00:00:5e:99"]);
+        assert!(
+            !ping(&a, "10.81.0.12", 2),
+            "{}",
+            what("a spoofed source got through")
+        );
+        a.ip_ok(&["link", "set", "eth0", "address", &mac_a]);
+        assert!(a.ping_within("10.81.0.12", LONG), "{}", what("a is back"));
+
+        // A MAC move: b takes a MAC no port owns (it has no port security),
+        // a's traffic to it goes fast; then the MAC and b's address go to m,
+        // and a's pings follow.
+        const MOVED: &str = "02:00:00:00:6d:01";
+        b.ip_ok(&["link", "set", "eth0", "address", MOVED]);
+        a.ip_ok(&[
+            "neigh",
+            "replace",
+            "10.81.0.12",
+            "lladdr",
+            MOVED,
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ]);
+        assert!(
+            a.ping_within("10.81.0.12", LONG),
+            "{}",
+            what("a cannot reach b's new MAC")
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(ping(&a, "10.81.0.12", 3), "{}", what("a to b's new MAC"));
+        b.ip_ok(&["link", "set", "eth0", "down"]);
+        m.ip_ok(&["link", "set", "eth0", "address", MOVED]);
+        m.ip_ok(&["addr", "add", "10.81.0.12/24", "dev", "eth0"]);
+        assert!(
+            m.ping_within("10.81.0.11", LONG),
+            "{}",
+            what("m cannot reach a")
+        );
+        let echoes = m.snmp("Icmp", "InEchos");
+        assert!(
+            a.ping_within("10.81.0.12", LONG),
+            "{}",
+            what("a's pings did not follow the move")
+        );
+        assert!(
+            m.snmp("Icmp", "InEchos") > echoes,
+            "{}",
+            what("the moved MAC's pings went elsewhere")
+        );
+
+        // Removal: m goes; nothing reaches it any more.
+        d.cli(&["port", "rm", "m"]);
+        assert!(
+            !ping(&a, "10.81.0.12", 2),
+            "{}",
+            what("a frame reached a removed port")
+        );
+        if mode == "ebpf" {
+            let fp = &d.json(&["stats"])["fastpath"];
+            assert_eq!(fp["ports"], 3, "{}", what(&fp.to_string()));
+        }
+    }
 }

@@ -180,6 +180,14 @@ pub struct DaemonArgs {
     /// (each worker; 0 to 1000000). Default 0 (off).
     #[arg(long, value_name = "auto|USECS", value_parser = BusyPoll::parse)]
     pub busy_poll: Option<BusyPoll>,
+    /// `ebpf`: known unicast between veth ports goes straight from one
+    /// container to the other in the kernel (a tc program the switch keeps
+    /// in step with its FDB); everything else still passes the switch.
+    /// Needs a binary built with clang and CAP_BPF/CAP_NET_ADMIN; without
+    /// them the daemon says why and forwards in userspace. Default: off
+    /// (docs/fastpath.md).
+    #[arg(long, value_name = "ebpf|off", value_parser = |s: &str| s.parse::<vxswitch::fastpath::Mode>())]
+    pub fastpath: Option<vxswitch::fastpath::Mode>,
     /// Dataplane threads; each TAP gets one queue per thread. Default: one
     /// per CPU.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=16))]

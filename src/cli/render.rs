@@ -527,6 +527,28 @@ fn gateway_line(g: &GatewayRow) -> String {
     s
 }
 
+/// The eBPF fast path: active with its ports and what they forwarded, or
+/// why not (docs/fastpath.md).
+fn fastpath_line(
+    f: &vxswitch::ctl::proto::FastPathStatus,
+    ports: &[vxswitch::ctl::proto::PortStatsRow],
+) -> String {
+    if !f.active {
+        return match &f.reason {
+            Some(r) => format!("{r}\n"),
+            None => format!("fast path {}\n", f.mode),
+        };
+    }
+    let (frames, bytes) = ports
+        .iter()
+        .filter_map(|p| p.fast)
+        .fold((0, 0), |(n, b), x| (n + x.rx_frames, b + x.rx_bytes));
+    format!(
+        "fast path: active (ebpf), {} port(s), {frames} frames / {bytes} bytes forwarded in the kernel\n",
+        f.ports
+    )
+}
+
 pub fn stats(s: &StatsReply) -> String {
     let mut out = counters_table(
         "PORT",
@@ -564,6 +586,9 @@ pub fn stats(s: &StatsReply) -> String {
     }
     if let Some(x) = &s.vxlan {
         out.push_str(&vxlan_line(x));
+    }
+    if let Some(f) = &s.fastpath {
+        out.push_str(&fastpath_line(f, &s.ports));
     }
     for g in &s.gateways {
         out.push_str(&gateway_line(g));
@@ -723,12 +748,14 @@ mod tests {
                     network: "red".into(),
                     stats: st.snapshot(),
                     uplink: None,
+                    fast: None,
                 },
                 PortStatsRow {
                     name: "b".into(),
                     network: "red".into(),
                     stats: PortStats::default().snapshot(),
                     uplink: None,
+                    fast: None,
                 },
             ],
             fdb: FdbStats::default(),
@@ -738,6 +765,7 @@ mod tests {
             control: Default::default(),
             pending: Vec::new(),
             suppress: Vec::new(),
+            fastpath: None,
             networks: Vec::new(),
         };
         let out = stats(&s);
@@ -765,6 +793,7 @@ mod tests {
                 network: "red".into(),
                 stats: st.snapshot(),
                 uplink: None,
+                fast: None,
             }],
             fdb: FdbStats {
                 refused_net_limit: 5,
@@ -790,6 +819,7 @@ mod tests {
             control: Default::default(),
             pending: Vec::new(),
             suppress: Vec::new(),
+            fastpath: None,
         };
         let out = stats(&s);
         let lines: Vec<&str> = out.lines().collect();
@@ -858,6 +888,7 @@ mod tests {
             control: Default::default(),
             pending: Vec::new(),
             suppress: Vec::new(),
+            fastpath: None,
             networks: Vec::new(),
         };
         let out = stats(&s);

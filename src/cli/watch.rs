@@ -192,6 +192,7 @@ mod tests {
                 network: "red".into(),
                 stats,
                 uplink: None,
+                fast: None,
             }],
             fdb: Default::default(),
             vxlan: None,
@@ -201,6 +202,7 @@ mod tests {
             pending: vec![],
             networks: vec![],
             suppress: vec![],
+            fastpath: None,
         }
     }
 

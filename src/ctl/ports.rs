@@ -645,12 +645,18 @@ impl Daemon {
             persist: Some(guard),
             security: plan.security,
         };
-        self.attach(&plan.name, &plan.network, fd, extra_queues, mtu, meta)?;
+        let sockets: Vec<&OwnedFd> = std::iter::once(&fd).chain(&extra_queues).collect();
+        self.fastpath_prepare(&plan.name, &host, &sockets);
+        if let Err(e) = self.attach(&plan.name, &plan.network, fd, extra_queues, mtu, meta) {
+            self.fastpath_forget(&plan.name);
+            return Err(e);
+        }
         let Some(port) = self.ports.get_mut(&plan.name) else {
             return Err(CtlError::internal(format!("{} vanished", plan.what)));
         };
         port.backend = Backend::Veth;
         port.host = Some(host);
+        self.fastpath_sync_ports();
         let port = &self.ports[&plan.name];
         Ok(self.port_info(&plan.name, port))
     }
@@ -708,6 +714,7 @@ impl Daemon {
         let port = self.port(&a.name)?;
         let (id, network) = (port.id, port.network.clone());
         let fdb_flushed = self.fdb().dest_count(Dest::Local(id));
+        self.fastpath_forget(&a.name);
         let was_attached = self
             .engine
             .remove_port(id)
@@ -736,6 +743,7 @@ impl Daemon {
             .iter()
             .find(|(_, p)| p.id == id)
             .map(|(n, _)| n.clone())?;
+        self.fastpath_forget(&name);
         let port = self.ports.remove(&name)?;
         let (network, gateway) = (port.network.clone(), port.gateway);
         // A persistent TAP's guard goes with the record.
@@ -799,6 +807,7 @@ impl Daemon {
                 continue;
             };
             let (id, label) = (port.id, port.netns.label().unwrap_or_default());
+            self.fastpath_forget(&name);
             if self.engine.remove_port(id).is_ok_and(|attached| !attached) {
                 self.process_events();
             }

@@ -682,6 +682,9 @@ pub struct PortStatsRow {
     /// For an uplink port: its interface and state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uplink: Option<UplinkInfo>,
+    /// For a port on the eBPF fast path: what it forwarded (in `stats`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fast: Option<FastPortStats>,
 }
 
 /// One VTEP, as `vtep.add`, `vtep.ls` and `stats` report it.
@@ -708,6 +711,30 @@ pub struct VtepRemoved {
     pub addr: String,
     /// FDB entries that pointed at the VTEP and were flushed with it.
     pub fdb_flushed: usize,
+}
+
+/// The eBPF fast path, as `stats` reports it (docs/fastpath.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FastPathStatus {
+    /// `daemon --fastpath`: "ebpf" or "off".
+    pub mode: String,
+    /// The program is loaded and veth ports get it.
+    pub active: bool,
+    /// Why it is not active (names the problem and the remedy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Ports on the fast path.
+    pub ports: usize,
+}
+
+/// What the fast path forwarded from and to one port; the port's own
+/// counters include it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FastPortStats {
+    pub rx_frames: u64,
+    pub rx_bytes: u64,
+    pub tx_frames: u64,
+    pub tx_bytes: u64,
 }
 
 /// Result of `stats`.
@@ -738,6 +765,9 @@ pub struct StatsReply {
     /// ARP/ND suppression, per network that has it on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub suppress: Vec<SuppressRow>,
+    /// The eBPF fast path: on, off, or why not (docs/fastpath.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fastpath: Option<FastPathStatus>,
 }
 
 /// A network's ARP/ND suppression, as `stats` reports it.

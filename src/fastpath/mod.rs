@@ -356,7 +356,10 @@ impl FastPath {
         // the socket's raw fd later (another socket by then): the filter
         // goes with its socket. The link itself detaches nothing on drop.
         let _link = prog.take_link(id).map_err(|e| {
-            FastPathError(format!("fast path: cannot take the socket link: {}", chain(&e)))
+            FastPathError(format!(
+                "fast path: cannot take the socket link: {}",
+                chain(&e)
+            ))
         })?;
         Ok(())
     }
