@@ -491,3 +491,83 @@ fn isolation_port_security_moves_and_removal_are_the_same_on_and_off() {
         }
     }
 }
+
+/// `stats`' counters of a veth port (rx/tx frames and bytes).
+fn counters(d: &Daemon, port: &str) -> [u64; 4] {
+    let s = d.json(&["stats"]);
+    let c = support::find_port(&s, port);
+    ["rx_frames", "rx_bytes", "tx_frames", "tx_bytes"].map(|k| c[k].as_u64().unwrap())
+}
+
+/// The same 50 pings count the same frames and bytes on both ports with
+/// the fast path on (nearly all of them forwarded in the kernel) and off.
+#[test]
+fn counters_match_frame_for_frame_on_and_off() {
+    if !can_run(&["ip", "ping"]) {
+        return;
+    }
+    let mut seen = Vec::new();
+    for mode in ["ebpf", "off"] {
+        let Some((_host, d)) = daemon(mode) else {
+            return;
+        };
+        d.cli(&["network", "create", "red", "--subnet", "10.83.0.0/24"]);
+        let (c1, c2) = (Netns::new("fpn"), Netns::new("fpn"));
+        for c in [&c1, &c2] {
+            // Nothing but the test's pings: no IPv6 chatter, no ARP.
+            c.sysctl("net.ipv6.conf.all.disable_ipv6", "1");
+            c.sysctl("net.ipv6.conf.default.disable_ipv6", "1");
+        }
+        d.port_add("v1", "red", &c1, "10.83.0.11", &["--backend", "veth"]);
+        d.port_add("v2", "red", &c2, "10.83.0.12", &["--backend", "veth"]);
+        let mac = |p: &str| port_json(&d, p)["mac"].as_str().unwrap().to_string();
+        c1.ip_ok(&[
+            "neigh",
+            "replace",
+            "10.83.0.12",
+            "lladdr",
+            &mac("v2"),
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ]);
+        c2.ip_ok(&[
+            "neigh",
+            "replace",
+            "10.83.0.11",
+            "lladdr",
+            &mac("v1"),
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ]);
+        assert!(
+            c1.ping_within("10.83.0.12", LONG),
+            "--fastpath {mode}: no ping"
+        );
+        // A round of the map sync, so the fast path (if on) knows both.
+        std::thread::sleep(Duration::from_millis(1500));
+        let (a0, b0, f0) = (counters(&d, "v1"), counters(&d, "v2"), rx(&d, "v1").1);
+        assert!(ping(&c1, "10.83.0.12", 50), "--fastpath {mode}: pings");
+        let (a1, b1, f1) = (counters(&d, "v1"), counters(&d, "v2"), rx(&d, "v1").1);
+        let delta = |x: [u64; 4], y: [u64; 4]| [0, 1, 2, 3].map(|i| y[i] - x[i]);
+        let (da, db) = (delta(a0, a1), delta(b0, b1));
+        assert_eq!(
+            da,
+            [50, 50 * 98, 50, 50 * 98],
+            "--fastpath {mode}: v1 rx/tx frames/bytes"
+        );
+        assert_eq!(
+            db,
+            [50, 50 * 98, 50, 50 * 98],
+            "--fastpath {mode}: v2 rx/tx frames/bytes"
+        );
+        if mode == "ebpf" {
+            assert_eq!(f1 - f0, 50, "every request went fast");
+        }
+        seen.push((da, db));
+    }
+    assert_eq!(seen[0], seen[1], "the counters differ between on and off");
+}
