@@ -281,6 +281,32 @@ fn plugin_add_check_del_connects_two_namespaces() {
     cni(&plugin, "CHECK", &env_ref(&e1), &with_prev(&c04, &r)).success();
     assert!(ns1.ping_within(&ip2, Duration::from_secs(10)));
     cni(&plugin, "DEL", &env_ref(&e1), &c04.to_string()).success();
+
+    // "backend": "veth": the pod gets a veth, and DEL deletes the pair.
+    let mut cv = c.clone();
+    cv["backend"] = json!("veth");
+    let rv = cni(&plugin, "ADD", &env_ref(&e1), &cv.to_string());
+    let rv = rv.success().json();
+    let pv = port_by_container(&d, "pod-a").expect("port ls shows pod-a");
+    assert_eq!(pv["backend"], "veth", "{pv}");
+    let host_end = pv["host_ifname"].as_str().unwrap().to_string();
+    let peer = run_raw("ip", &["-n", &ns1.name, "-j", "-d", "link", "show", "eth0"]);
+    let peer: Value = serde_json::from_slice(&peer.stdout).unwrap();
+    assert_eq!(peer[0]["linkinfo"]["info_kind"], "veth", "{peer}");
+    assert_eq!(peer[0]["address"], rv["interfaces"][0]["mac"], "{peer}");
+    assert!(
+        ns1.ping_within(&ip2, Duration::from_secs(10)),
+        "veth pod-a -> TAP pod-b"
+    );
+    cni(&plugin, "CHECK", &env_ref(&e1), &with_prev(&cv, &rv)).success();
+    cni(&plugin, "DEL", &env_ref(&e1), &cv.to_string()).success();
+    assert!(
+        !run_raw("ip", &["link", "show", "dev", &host_end])
+            .status
+            .success(),
+        "DEL left the veth's host end {host_end}"
+    );
+
     cni(&plugin, "DEL", &env_ref(&e2), &c.to_string()).success();
     assert_eq!(d.port_names(), Vec::<String>::new());
     assert_eq!(leases(&data.0, &net), Vec::<IpAddr>::new());

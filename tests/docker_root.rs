@@ -621,6 +621,43 @@ fn gateway_option_switch_answers_and_none_gives_no_default_route() {
     assert!(!routes.contains("default"), "{routes}");
     let nets = env.docker(&["network", "ls", "--format", "{{.Name}}"]);
     assert!(!nets.contains("docker_gwbridge"), "{nets}");
+    // -o vxswitch.backend=veth: the containers get veths (docs/veth.md).
+    let veth = unique("veth");
+    let veth_id = env.network(
+        &veth,
+        "10.95.0.0/24",
+        &[
+            "-o",
+            "vxswitch.backend=veth",
+            "-o",
+            "vxswitch.gateway=switch",
+        ],
+    );
+    let (v1, v2) = (unique("v1-"), unique("v2-"));
+    env.container(&v1, &veth, &[]);
+    env.container(&v2, &veth, &[]);
+    let ip2 = env.ip_of(&v2);
+    assert!(
+        env.ping_within(&v1, &ip2),
+        "veth container -> veth container"
+    );
+    assert!(
+        env.ping(&v2, "10.95.0.1"),
+        "veth container -> switch gateway"
+    );
+    // A veth's iflink is its peer's index; a TAP's is its own.
+    let sys = |f: &str| env.docker(&["exec", &v1, "cat", &format!("/sys/class/net/eth0/{f}")]);
+    assert_ne!(sys("iflink"), sys("ifindex"), "eth0 of {v1} is no veth");
+    let vx = format!("docker-{}", &veth_id[..12]);
+    let ports = env.daemon.json(&["port", "ls"]);
+    let backends: Vec<_> = ports
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["network"] == vx.as_str() && p["gateway"] != true)
+        .map(|p| p["backend"].clone())
+        .collect();
+    assert_eq!(backends, ["veth", "veth"], "{ports}");
 }
 
 #[test]

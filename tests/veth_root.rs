@@ -179,3 +179,117 @@ fn veth_ports_refuse_what_they_cannot_be() {
     );
     assert!(!link_exists(&c, "eth0"), "a failed add left the peer");
 }
+
+/// The container's end as the kernel has it: (MAC, addresses, MTU).
+fn peer_state(c: &Netns) -> (String, Vec<String>, u64) {
+    let j = c.ip_json(&["addr", "show", "dev", "eth0"]);
+    let j = &j[0];
+    let addrs = j["addr_info"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["local"].as_str().map(String::from))
+        .collect();
+    (
+        j["address"].as_str().unwrap().to_string(),
+        addrs,
+        j["mtu"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn veth_ports_survive_a_restart_with_a_state_directory() {
+    if !can_run(&["ip", "ping", "kill"]) {
+        return;
+    }
+    let state = support::TempDir::new("vxsw-veth-state-");
+    let dir = state.0.to_str().unwrap().to_string();
+    let host = Netns::new("vxvh");
+    let (c1, c2) = (Netns::new("vxvc"), Netns::new("vxvc"));
+    let mut d = Daemon::start_in(Some(&host), &["--state-dir", &dir]);
+    d.cli(&["network", "create", "red", "--subnet", "10.79.0.0/24"]);
+    d.port_add("r1", "red", &c1, "10.79.0.31", &["--backend", "veth"]);
+    d.port_add("r2", "red", &c2, "10.79.0.32", &["--backend", "veth"]);
+    assert!(c1.ping_within("10.79.0.32", LONG), "{}", d.log());
+    let before = (peer_state(&c1), peer_state(&c2));
+
+    // kill -9: nothing is torn down; the next start finds the veths by name.
+    d.child.kill().unwrap();
+    d.child.wait().unwrap();
+    assert!(link_exists(&host, "vxv-r1") && link_exists(&host, "vxv-r2"));
+    let mut d = Daemon::start_in(Some(&host), &["--state-dir", &dir]);
+    let p = port_json(&d, "r1");
+    assert_eq!(
+        (p["backend"].as_str(), p["host_ifname"].as_str()),
+        (Some("veth"), Some("vxv-r1")),
+        "{p}"
+    );
+    assert!(
+        c1.ping_within("10.79.0.32", LONG),
+        "after kill -9:\n{}",
+        d.log()
+    );
+    assert!(counter(&d, "r1", "rx_frames") > 0);
+    assert_eq!(
+        (peer_state(&c1), peer_state(&c2)),
+        before,
+        "the containers' config changed"
+    );
+
+    // A clean stop keeps them too.
+    assert!(d.terminate().success(), "{}", d.log());
+    assert!(
+        link_exists(&host, "vxv-r1"),
+        "a clean stop with a state directory deleted the veth"
+    );
+    let d = Daemon::start_in(Some(&host), &["--state-dir", &dir]);
+    assert!(
+        c2.ping_within("10.79.0.31", LONG),
+        "after a clean stop:\n{}",
+        d.log()
+    );
+    assert_eq!((peer_state(&c1), peer_state(&c2)), before);
+
+    // port rm still deletes a restored pair.
+    d.cli(&["port", "rm", "r1"]);
+    assert!(!link_exists(&host, "vxv-r1"));
+}
+
+#[test]
+fn a_clean_stop_without_a_state_directory_deletes_the_veths() {
+    if !can_run(&["ip", "kill"]) {
+        return;
+    }
+    let (host, mut d) = setup(&[]);
+    let c1 = Netns::new("vxvc");
+    d.port_add("s1", "red", &c1, "10.79.0.41", &["--backend", "veth"]);
+    assert!(link_exists(&host, "vxv-s1"));
+    assert!(d.terminate().success(), "{}", d.log());
+    assert!(!link_exists(&host, "vxv-s1"), "the host end stayed");
+    assert!(!link_exists(&c1, "eth0"), "the container's end stayed");
+}
+
+#[test]
+fn a_networks_backend_is_its_ports_default() {
+    if !can_run(&["ip", "ping"]) {
+        return;
+    }
+    let host = Netns::new("vxvh");
+    let d = Daemon::start_in(Some(&host), &[]);
+    d.cli(&[
+        "network",
+        "create",
+        "blue",
+        "--subnet",
+        "10.79.1.0/24",
+        "--backend",
+        "veth",
+    ]);
+    let (c1, c2) = (Netns::new("vxvc"), Netns::new("vxvc"));
+    d.port_add("n1", "blue", &c1, "10.79.1.11", &[]);
+    d.port_add("n2", "blue", &c2, "10.79.1.12", &["--backend", "tap"]);
+    assert_eq!(port_json(&d, "n1")["backend"], "veth");
+    assert!(port_json(&d, "n2").get("backend").is_none());
+    assert!(link_exists(&host, "vxv-n1") && !link_exists(&host, "vxv-n2"));
+    assert!(c1.ping_within("10.79.1.12", LONG), "{}", d.log());
+}

@@ -365,6 +365,10 @@ pub struct NetworkCreateArgs {
     /// unless a port add says otherwise (default: port security on).
     #[arg(long)]
     pub no_port_security: bool,
+    /// The backend of the network's ports unless a port add says: tap or
+    /// veth (default: the daemon's --backend, tap).
+    #[arg(long)]
+    pub backend: Option<vxswitch::ctl::proto::Backend>,
     /// ARP/ND suppression: the switch answers ARP requests and neighbour
     /// solicitations for its ports' addresses itself instead of flooding
     /// them (always on for a cluster network).

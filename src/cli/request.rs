@@ -81,6 +81,7 @@ impl From<NetworkCreateArgs> for NetworkCreate {
             uplink: a.uplink,
             vlan: a.vlan,
             storm_pps: a.storm_pps,
+            backend: a.backend,
         }
     }
 }

@@ -48,7 +48,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use crate::ctl::proto::{
-    GatewayPort, NetworkCreate, NetworkInfo, NoArgs, PortAdd, PortInfo, PortRm,
+    Backend, GatewayPort, NetworkCreate, NetworkInfo, NoArgs, PortAdd, PortInfo, PortRm,
 };
 use crate::ctl::{persist, Client, ClientError, ErrorKind, Request, DEFAULT_SOCKET};
 use crate::ports::{link, Netns};
@@ -248,6 +248,8 @@ pub struct NetConf {
     pub uplink: Option<String>,
     /// `vlan`: the uplink's VLAN id (1 to 4094; needs `uplink`).
     pub vlan: Option<u16>,
+    /// `backend`: `"tap"` or `"veth"` (absent: the network's; docs/veth.md).
+    pub backend: Option<Backend>,
     /// `prevResult`, for CHECK.
     pub prev_result: Option<Value>,
     /// `cni.dev/valid-attachments`, for GC: (container ID, ifname).
@@ -346,6 +348,12 @@ impl NetConf {
             }
         };
         let uplink = string("uplink")?.filter(|u| !u.is_empty());
+        let backend = string("backend")?
+            .map(|b| {
+                b.parse::<Backend>()
+                    .map_err(|e| invalid(format!("network configuration: \"backend\": {e}")))
+            })
+            .transpose()?;
         let vlan = match raw.get("vlan") {
             None | Some(Value::Null) => None,
             Some(v) => {
@@ -399,6 +407,7 @@ impl NetConf {
             port_security,
             uplink,
             vlan,
+            backend,
             prev_result,
             valid_attachments,
             raw,
@@ -727,6 +736,7 @@ impl Ctx<'_> {
             mtu: self.conf.mtu,
             container: Some(container),
             port_security: self.conf.port_security,
+            backend: self.conf.backend,
             ..PortAdd::default()
         });
         let port: PortInfo = match self.call(&mut client, &req) {
@@ -1189,6 +1199,21 @@ mod tests {
         );
         let old = serde_json::json!({"type": "host-local", "subnet": "10.1.0.0/16"});
         assert_eq!(ipam_range(&old), (Some("10.1.0.0/16".into()), None));
+    }
+
+    #[test]
+    fn the_backend_is_in_the_config() {
+        let c = NetConf::parse(
+            br#"{"cniVersion":"1.0.0","name":"red","type":"vxswitch-cni","backend":"veth"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.backend, Some(Backend::Veth));
+        let e = NetConf::parse(
+            br#"{"cniVersion":"1.0.0","name":"red","type":"vxswitch-cni","backend":"bridge"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, code::INVALID_CONFIG);
+        assert!(e.msg.contains("give tap or veth"), "{}", e.msg);
     }
 
     #[test]

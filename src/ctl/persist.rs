@@ -72,6 +72,9 @@ pub enum SavedKind {
     Created,
     /// It existed before (`port add --existing`): attached again by name.
     Existing,
+    /// A veth pair vxswitch made (`--backend veth`): its host end is
+    /// attached again by name in the daemon's namespace.
+    Veth,
 }
 
 /// A port.
@@ -113,6 +116,9 @@ pub struct SavedPort {
     /// `port.add`'s `ip_guard`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ip_guard: bool,
+    /// A veth port's host end in the daemon's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ifname: Option<String>,
 }
 
 /// A state file that cannot be used, naming the file and the problem.
@@ -516,6 +522,7 @@ mod tests {
                 offload: None,
                 port_security: None,
                 ip_guard: false,
+                host_ifname: None,
             }],
             static_fdb: vec![],
             cluster: None,

@@ -186,6 +186,9 @@ pub(super) struct PortDefaults {
     pub(super) persistent: bool,
     /// The network's port security, which a request's `port_security` overrides.
     pub(super) port_security: bool,
+    /// The network's backend (or the daemon's), which a request's
+    /// `backend` overrides.
+    pub(super) backend: Backend,
 }
 
 /// A `port.add` request, checked: what to open and what to record.
@@ -229,7 +232,12 @@ impl PortPlan {
             container: a.container.clone(),
             offload_choice: a.offload,
             security: Security::of(a, d.port_security),
-            backend: a.backend.unwrap_or_default(),
+            // An existing TAP stays a TAP whatever the network's default.
+            backend: if a.existing {
+                Backend::Tap
+            } else {
+                a.backend.unwrap_or(d.backend)
+            },
         };
         if a.ip_guard && !a.port_security.unwrap_or(d.port_security) {
             return Err(CtlError::invalid(format!(
@@ -366,6 +374,7 @@ impl Daemon {
             queues: self.engine.workers(),
             persistent: self.store.is_some(),
             port_security: net.spec.port_security.unwrap_or(true),
+            backend: net.spec.backend.unwrap_or_default(),
         };
         let plan = PortPlan::new(a, &defaults)?;
         if let TapPlan::Create { spec, .. } = &plan.tap {
@@ -592,73 +601,61 @@ impl Daemon {
                 plan.what
             )));
         };
-        let _ = persistent; // restarts do not find veths again yet: never kept
-        let v = ports::veth::create_veth(spec, &plan.name, false)
+        let v = ports::veth::create_veth(spec, &plan.name, *persistent)
             .map_err(|e| port_error(&plan.what, e))?;
         let host = VethHost {
             name: v.host.clone(),
             index: v.host_index,
         };
+        let meta = PortMeta {
+            kind: PortKind::Created,
+            netns: spec.netns.clone(),
+            ifname: Some(v.ifname),
+            mac: Some(v.mac),
+            ip: plan.ip,
+            container: plan.container.clone(),
+            vnet_hdr: v.vnet_hdr,
+            gateway: false,
+            offload_choice: plan.offload_choice,
+            // On error the guard goes with `meta` and deletes the pair.
+            persist: Some(v.guard),
+            security: plan.security,
+        };
         self.attach_veth(
-            plan,
-            v.fd,
-            v.extra_queues,
-            v.guard,
-            host,
-            v.mac,
+            &plan.name,
+            &plan.network,
+            meta,
+            (v.fd, v.extra_queues),
             v.mtu,
-            v.vnet_hdr,
+            host,
         )
     }
 
     /// Hands a veth port's host-end sockets to the dataplane and records
     /// the port (`port.add`, and a restart finding the veth again).
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn attach_veth(
         &mut self,
-        plan: PortPlan,
-        fd: OwnedFd,
-        extra_queues: Vec<OwnedFd>,
-        guard: PersistGuard,
-        host: VethHost,
-        mac: MacAddr,
+        name: &str,
+        network: &str,
+        meta: PortMeta,
+        (fd, extra_queues): (OwnedFd, Vec<OwnedFd>),
         mtu: u32,
-        vnet_hdr: bool,
+        host: VethHost,
     ) -> Result<PortInfo, CtlError> {
-        let TapPlan::Create { spec, .. } = plan.tap else {
-            return Err(CtlError::internal(format!(
-                "{}: a veth port is always created",
-                plan.what
-            )));
-        };
-        let meta = PortMeta {
-            kind: PortKind::Created,
-            netns: spec.netns,
-            ifname: Some(spec.ifname),
-            mac: Some(mac),
-            ip: plan.ip,
-            container: plan.container,
-            vnet_hdr,
-            gateway: false,
-            offload_choice: plan.offload_choice,
-            // On error the guard goes with `meta` and deletes the pair.
-            persist: Some(guard),
-            security: plan.security,
-        };
         let sockets: Vec<&OwnedFd> = std::iter::once(&fd).chain(&extra_queues).collect();
-        self.fastpath_prepare(&plan.name, &host, &sockets);
-        if let Err(e) = self.attach(&plan.name, &plan.network, fd, extra_queues, mtu, meta) {
-            self.fastpath_forget(&plan.name);
+        self.fastpath_prepare(name, &host, &sockets);
+        if let Err(e) = self.attach(name, network, fd, extra_queues, mtu, meta) {
+            self.fastpath_forget(name);
             return Err(e);
         }
-        let Some(port) = self.ports.get_mut(&plan.name) else {
-            return Err(CtlError::internal(format!("{} vanished", plan.what)));
+        let Some(port) = self.ports.get_mut(name) else {
+            return Err(CtlError::internal(format!("port {name:?} vanished")));
         };
         port.backend = Backend::Veth;
         port.host = Some(host);
         self.fastpath_sync_ports();
-        let port = &self.ports[&plan.name];
-        Ok(self.port_info(&plan.name, port))
+        let port = &self.ports[name];
+        Ok(self.port_info(name, port))
     }
 
     pub fn port_ls(&self) -> Vec<PortInfo> {
@@ -1106,6 +1103,7 @@ mod tests {
             queues: 2,
             persistent,
             port_security: true,
+            backend: Backend::Tap,
         }
     }
 
@@ -1264,6 +1262,20 @@ mod tests {
         };
         let plan = PortPlan::new(&add("c1"), &off).unwrap();
         assert!(!plan.security.port_security);
+        // The network's backend, which a port may override.
+        let veth = PortDefaults {
+            backend: Backend::Veth,
+            ..defaults(false)
+        };
+        assert_eq!(
+            PortPlan::new(&add("c1"), &veth).unwrap().backend,
+            Backend::Veth
+        );
+        let tap = PortAdd {
+            backend: Some(Backend::Tap),
+            ..add("c1")
+        };
+        assert_eq!(PortPlan::new(&tap, &veth).unwrap().backend, Backend::Tap);
         let on = PortAdd {
             port_security: Some(true),
             ..add("c1")

@@ -246,6 +246,10 @@ pub struct NetworkCreate {
     /// (`storm`). 0: no limit. Absent: 1000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storm_pps: Option<u32>,
+    /// The backend of the network's ports unless their `port.add` says
+    /// (absent: `tap`, or the daemon's `--backend`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<Backend>,
 }
 
 /// Who answers for a network's gateway address.

@@ -32,7 +32,7 @@ use super::daemon::Daemon;
 use super::persist::{
     SavedKind, SavedNetwork, SavedPort, StateError, StateFile, Store, STATE_VERSION,
 };
-use super::ports::{PortMeta, Security};
+use super::ports::{PortMeta, Security, VethHost};
 use super::proto::{
     strip_os_error, CtlError, FdbAdd, FdbChanged, FdbSelect, NetworkCreate, NetworkRemoved,
     PendingRow, PortAdd, PortKind, PortRemoved, Reply, Request, VtepAdd, VtepRemoved, VtepRm,
@@ -394,10 +394,8 @@ impl Daemon {
             .ports
             .iter()
             .filter_map(|(name, p)| {
-                if p.backend == super::proto::Backend::Veth {
-                    return None;
-                }
                 let kind = match p.kind {
+                    PortKind::Created if p.host.is_some() => SavedKind::Veth,
                     PortKind::Created if !p.gateway => SavedKind::Created,
                     PortKind::Existing => SavedKind::Existing,
                     _ => return None,
@@ -428,6 +426,7 @@ impl Daemon {
                     offload: p.offload_choice,
                     port_security: (!p.security.port_security).then_some(false),
                     ip_guard: p.security.ip_guard,
+                    host_ifname: p.host.as_ref().map(|h| h.name.clone()),
                 })
             })
             .collect();
@@ -650,6 +649,9 @@ impl Daemon {
                 Sandbox::Same => {}
             }
         }
+        if p.kind == SavedKind::Veth {
+            return self.restore_veth(p, netns);
+        }
         let tap = search::reattach_found(
             &netns,
             &p.ifname,
@@ -693,6 +695,48 @@ impl Daemon {
             },
         };
         self.attach(&p.name, &p.network, tap.fd, tap.extra_queues, tap.mtu, meta)?;
+        Ok(())
+    }
+
+    /// Re-attaches a saved veth port: its host end, found by name in the
+    /// daemon's namespace; the container's end is left as it is.
+    fn restore_veth(&mut self, p: &SavedPort, netns: Netns) -> Result<(), DropReason> {
+        let host = saved_veth_host(p);
+        let label = netns.label();
+        let (fd, extra, vnet_hdr, guard, index) =
+            ports::veth::reattach_veth(&p.name, &host, self.engine.workers()).map_err(|e| {
+                let errno = e.raw_os_error();
+                let error = with_fd_advice(strip_os_error(&e.to_string()), errno);
+                if is_tap_missing(&e) {
+                    DropReason::TapGone {
+                        error,
+                        netns: label.clone(),
+                    }
+                } else {
+                    DropReason::Tap {
+                        error,
+                        netns: label.clone(),
+                    }
+                }
+            })?;
+        let meta = PortMeta {
+            kind: PortKind::Created,
+            netns,
+            ifname: Some(p.ifname.clone()),
+            mac: Some(p.mac),
+            ip: p.ip,
+            container: p.container.clone(),
+            vnet_hdr,
+            gateway: false,
+            offload_choice: p.offload,
+            persist: Some(guard),
+            security: Security {
+                port_security: p.port_security.unwrap_or(true),
+                ip_guard: p.ip_guard,
+            },
+        };
+        let host = VethHost { name: host, index };
+        self.attach_veth(&p.name, &p.network, meta, (fd, extra), p.mtu, host)?;
         Ok(())
     }
 
@@ -864,6 +908,17 @@ fn saved_netns(p: &SavedPort) -> Netns {
 /// not attached (CNI DEL with no daemon running, `port rm` of a pending
 /// port). Best effort; a failure is logged.
 fn delete_left_tap(p: &SavedPort, offload: bool, queues: usize) {
+    if p.kind == SavedKind::Veth {
+        let host = saved_veth_host(p);
+        if let Err(e) = ports::veth::delete_by_name(&host) {
+            eprintln!(
+                "vxswitch: port {}: cannot delete its veth {host}: {}",
+                p.name,
+                strip_os_error(&e.to_string())
+            );
+        }
+        return;
+    }
     if p.kind != SavedKind::Created {
         return;
     }
@@ -898,6 +953,13 @@ fn delete_left_tap(p: &SavedPort, offload: bool, queues: usize) {
             strip_os_error(&e.to_string())
         ),
     }
+}
+
+/// A saved veth port's host end: as recorded, or as its name gives it.
+fn saved_veth_host(p: &SavedPort) -> String {
+    p.host_ifname
+        .clone()
+        .unwrap_or_else(|| ports::veth::host_name(&p.name))
 }
 
 /// Whether a TAP could not be re-attached because there is none.
@@ -987,6 +1049,7 @@ mod tests {
             offload: None,
             port_security: None,
             ip_guard: false,
+            host_ifname: None,
         });
         super::super::persist::write_atomic(
             &dir,

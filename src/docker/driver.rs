@@ -72,6 +72,11 @@ pub const OPTIONS: &[(&str, &str)] = &[
         "network.create vlan: the uplink's VLAN id, 1 to 4094 (needs vxswitch.uplink)",
     ),
     (
+        "vxswitch.backend",
+        "network.create backend: the containers' interfaces, tap (default) or veth \
+         (docs/veth.md)",
+    ),
+    (
         "vxswitch.storm_pps",
         "network.create storm_pps: broadcast/multicast frames per second from the LAN \
          (default 1000, 0: no limit)",
@@ -524,6 +529,9 @@ impl<B: Backend> Driver<B> {
                     }
                 }
                 "vxswitch.uplink" => create.uplink = Some(value.clone()),
+                "vxswitch.backend" => {
+                    create.backend = Some(value.parse().map_err(|e: String| bad(&e))?)
+                }
                 "vxswitch.vlan" => {
                     create.vlan = Some(
                         value
@@ -1051,18 +1059,34 @@ mod tests {
         }
     }
 
+    /// What CreateNetwork with options `opts` (on 192.0.2.0/24) sends the
+    /// daemon, or its error.
+    fn created_with(opts: Value) -> Result<NetworkCreate, String> {
+        let f = Fake::default();
+        let body = json!({"NetworkID": NID,
+            "Options": {"com.docker.network.generic": opts},
+            "IPv4Data": [{"Pool": "192.0.2.0/24", "Gateway": "192.0.2.1/24"}]});
+        call(&f, "/NetworkDriver.CreateNetwork", body).map(|_| match &sent(&f)[..] {
+            [Request::NetworkCreate(c)] => c.clone(),
+            other => panic!("{other:?}"),
+        })
+    }
+
+    #[test]
+    fn the_backend_is_a_network_option() {
+        let backend = |opts| created_with(opts).map(|c| c.backend);
+        assert_eq!(
+            backend(json!({"vxswitch.backend": "veth"})),
+            Ok(Some(crate::ctl::proto::Backend::Veth))
+        );
+        assert_eq!(backend(json!({})), Ok(None));
+        let e = backend(json!({"vxswitch.backend": "macvlan"})).unwrap_err();
+        assert!(e.contains("give tap or veth"), "{e}");
+    }
+
     #[test]
     fn an_uplink_is_an_option_in_vxswitchs_spelling_or_macvlans() {
-        let create = |opts: Value| {
-            let f = Fake::default();
-            let body = json!({"NetworkID": NID,
-                "Options": {"com.docker.network.generic": opts},
-                "IPv4Data": [{"Pool": "192.0.2.0/24", "Gateway": "192.0.2.1/24"}]});
-            call(&f, "/NetworkDriver.CreateNetwork", body).map(|_| match &sent(&f)[..] {
-                [Request::NetworkCreate(c)] => c.clone(),
-                other => panic!("{other:?}"),
-            })
-        };
+        let create = created_with;
         for opts in [
             json!({"parent": "eth0.10"}),
             json!({"vxswitch.uplink": "eth0", "vxswitch.vlan": "10"}),

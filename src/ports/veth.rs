@@ -204,6 +204,17 @@ pub(super) fn delete(index: u32, name: &str) -> io::Result<()> {
     }
 }
 
+/// Deletes the veth pair whose host end is `host` in the daemon's
+/// namespace, if there is one (a port removed while the daemon was not
+/// running it).
+pub fn delete_by_name(host: &str) -> io::Result<()> {
+    let mut nl = Rtnl::open()?;
+    match nl.link_by_name(host)? {
+        Some(l) if l.kind.as_deref() == Some("veth") => delete(l.index, host),
+        _ => Ok(()),
+    }
+}
+
 /// The dataplane's sockets on the host end: the first and `queues - 1`
 /// more (see [`pktport`]).
 fn open_sockets(
