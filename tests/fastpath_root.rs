@@ -571,3 +571,126 @@ fn counters_match_frame_for_frame_on_and_off() {
     }
     assert_eq!(seen[0], seen[1], "the counters differ between on and off");
 }
+
+/// A bpffs of the test's own, in the test's mount namespace (which `ip
+/// netns exec` copies), unmounted on drop. Runs: mount, umount.
+struct Bpffs(support::TempDir);
+
+impl Bpffs {
+    fn new() -> Bpffs {
+        let dir = support::TempDir::new("vxsw-fp-bpffs-");
+        support::run("mount", &["-t", "bpf", "bpf", dir.0.to_str().unwrap()]);
+        Bpffs(dir)
+    }
+}
+
+impl Drop for Bpffs {
+    fn drop(&mut self) {
+        support::run_for_cleanup("umount", &[self.0 .0.to_str().unwrap()]);
+    }
+}
+
+/// kill -9 of a daemon with a state directory: the containers' flow keeps
+/// going through the kernel while no daemon runs; the next start finds its
+/// pinned maps and veths again and the flow stays on the fast path.
+#[test]
+fn known_flows_keep_forwarding_while_the_daemon_is_down_and_it_resyncs() {
+    if !can_run(&["ip", "ping", "mount", "umount"]) {
+        return;
+    }
+    if !vxswitch::fastpath::built_in() {
+        cannot_run("the binary was built without clang: no fast path to test");
+        return;
+    }
+    let bpffs = Bpffs::new();
+    let pins = bpffs.0 .0.join("pins");
+    let state = support::TempDir::new("vxsw-fp-state-");
+    let args = [
+        "--fastpath",
+        "ebpf",
+        "--fastpath-pins",
+        pins.to_str().unwrap(),
+        "--state-dir",
+        state.0.to_str().unwrap(),
+    ];
+    let host = Netns::new("fph");
+    let mut d = Daemon::start_in(Some(&host), &args);
+    d.cli(&["network", "create", "red", "--subnet", "10.84.0.0/24"]);
+    let (c1, c2) = (Netns::new("fpr"), Netns::new("fpr"));
+    for c in [&c1, &c2] {
+        // Only the test's pings: no IPv6 chatter for the switch to count.
+        c.sysctl("net.ipv6.conf.all.disable_ipv6", "1");
+        c.sysctl("net.ipv6.conf.default.disable_ipv6", "1");
+    }
+    d.port_add("r1", "red", &c1, "10.84.0.11", &["--backend", "veth"]);
+    d.port_add("r2", "red", &c2, "10.84.0.12", &["--backend", "veth"]);
+    let mac = |d: &Daemon, p: &str| port_json(d, p)["mac"].as_str().unwrap().to_string();
+    // No ARP needed while the switch is away.
+    c1.ip_ok(&[
+        "neigh",
+        "replace",
+        "10.84.0.12",
+        "lladdr",
+        &mac(&d, "r2"),
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ]);
+    c2.ip_ok(&[
+        "neigh",
+        "replace",
+        "10.84.0.11",
+        "lladdr",
+        &mac(&d, "r1"),
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ]);
+    assert!(
+        wait_until(LONG, || ping(&c1, "10.84.0.12", 1) && rx(&d, "r1").1 > 0),
+        "no frame took the fast path:\n{}",
+        d.log()
+    );
+
+    d.child.kill().unwrap();
+    d.child.wait().unwrap();
+    let echoes = c2.snmp("Icmp", "InEchos");
+    assert!(
+        ping(&c1, "10.84.0.12", 10),
+        "the fast path stopped with the daemon"
+    );
+    assert_eq!(
+        c2.snmp("Icmp", "InEchos") - echoes,
+        10,
+        "each request once, no daemon running"
+    );
+
+    let d = Daemon::start_in(Some(&host), &args);
+    let fp = &d.json(&["stats"])["fastpath"];
+    assert_eq!(
+        (fp["active"].as_bool(), fp["ports"].as_u64()),
+        (Some(true), Some(2)),
+        "{fp}"
+    );
+    // Fast at once: the maps were taken over, not relearned.
+    let echoes = c2.snmp("Icmp", "InEchos");
+    assert!(
+        ping(&c1, "10.84.0.12", 10),
+        "after the restart:\n{}",
+        d.log()
+    );
+    assert_eq!(
+        c2.snmp("Icmp", "InEchos") - echoes,
+        10,
+        "each request once after the restart"
+    );
+    assert!(
+        rx(&d, "r1").1 >= 10,
+        "not fast after the restart: {}",
+        d.json(&["stats"])
+    );
+    let (all, fast, _) = rx(&d, "r1");
+    assert_eq!(all, fast, "the restarted switch's socket saw fast frames");
+}

@@ -45,7 +45,7 @@ pub enum Cmd {
         after_help = "The daemon listens on --socket (or VXSWITCH_SOCKET) and logs \
                             to stderr; it has no result to print, so --json is refused."
     )]
-    Daemon(DaemonArgs),
+    Daemon(Box<DaemonArgs>),
     /// Create, list and remove networks (L2 broadcast domains).
     #[command(subcommand)]
     Network(NetworkCmd),
@@ -188,6 +188,12 @@ pub struct DaemonArgs {
     /// (docs/fastpath.md).
     #[arg(long, value_name = "ebpf|off", value_parser = |s: &str| s.parse::<vxswitch::fastpath::Mode>())]
     pub fastpath: Option<vxswitch::fastpath::Mode>,
+    /// With --fastpath ebpf: pin the fast path's maps in DIR (on a BPF
+    /// filesystem), where a restarted daemon finds them again. Default:
+    /// /sys/fs/bpf/vxswitch/ and the socket's path (mounting bpffs on
+    /// /sys/fs/bpf when it is not).
+    #[arg(long, value_name = "DIR")]
+    pub fastpath_pins: Option<PathBuf>,
     /// Dataplane threads; each TAP gets one queue per thread. Default: one
     /// per CPU.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=16))]

@@ -131,7 +131,7 @@ mod tests {
             .into_iter()
             .chain(args.iter().copied());
         match Cli::try_parse_from(argv).expect("daemon flags parse").cmd {
-            Cmd::Daemon(a) => a,
+            Cmd::Daemon(a) => *a,
             other => panic!("not a daemon command: {other:?}"),
         }
     }

@@ -304,6 +304,7 @@ impl Drop for Daemon {
         // Before the dataplane goes: without a state directory the ports go
         // with the daemon, so the other hosts are told at once (revoke).
         self.cluster_stop(self.store.is_none());
+        self.fastpath.on_stop(self.store.is_some());
         for port in self.ports.values_mut() {
             if let Some(guard) = port.persist.take() {
                 guard.keep();

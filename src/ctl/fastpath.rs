@@ -59,9 +59,14 @@ impl std::fmt::Debug for FastPathCtl {
     }
 }
 
-impl Drop for FastPathCtl {
-    /// A daemon that stops deletes its veths: their entries go too.
-    fn drop(&mut self) {
+impl FastPathCtl {
+    /// The daemon stops: its veths go with it (their entries go first), or
+    /// stay for the next start with a state directory (their entries stay
+    /// too, so known flows keep forwarding while no daemon runs).
+    pub(super) fn on_stop(&mut self, veths_stay: bool) {
+        if veths_stay {
+            return;
+        }
         if let Some(fp) = self.fp.as_mut() {
             for &ifindex in self.attached.values() {
                 fp.remove_port(ifindex);
@@ -103,13 +108,10 @@ impl Daemon {
             return None;
         }
         match FastPath::load(pin_dir) {
-            Ok(mut fp) => {
-                // Maps of a daemon before this one: nothing of it is ours
-                // until its ports are found again, so no entry may stay.
-                let stale: Vec<u32> = fp.ports().keys().copied().collect();
-                for ifindex in stale {
-                    fp.remove_port(ifindex);
-                }
+            Ok(fp) => {
+                // Maps a daemon before this one left keep forwarding its
+                // flows until the restore has found its ports again
+                // (`fastpath_after_restore`).
                 self.fastpath.fp = Some(fp);
                 self.fastpath.why_not = None;
                 None
@@ -120,6 +122,55 @@ impl Daemon {
                 Some(line)
             }
         }
+    }
+
+    /// After the state directory's ports are back: the maps a daemon before
+    /// this one left (pinned, when they survived) are taken over. Entries
+    /// of ports that did not come back go; MACs the program knew behind
+    /// ports that did are learned again by the switch (its FDB starts
+    /// empty), under their port's network as this daemon numbers it; then
+    /// a round rewrites the maps from the switch's own records. Counters
+    /// start from zero, as the switch's do.
+    pub fn fastpath_after_restore(&mut self) {
+        let Some(fp) = self.fastpath.fp.as_mut() else {
+            return;
+        };
+        if !fp.reused() {
+            return;
+        }
+        let ours: HashMap<u32, (NetId, crate::fdb::PortId)> = self
+            .fastpath
+            .attached
+            .iter()
+            .filter_map(|(name, &ifindex)| {
+                let p = self.ports.get(name)?;
+                Some((ifindex, (p.net, p.id)))
+            })
+            .collect();
+        let stale: Vec<u32> = fp
+            .ports()
+            .keys()
+            .copied()
+            .filter(|i| !ours.contains_key(i))
+            .collect();
+        for ifindex in stale {
+            fp.remove_port(ifindex);
+        }
+        let known: Vec<(MacAddr, u32)> = fp
+            .fdb_entries()
+            .into_iter()
+            .map(|(_, mac, v)| (mac, v.ifindex))
+            .collect();
+        for &ifindex in ours.keys() {
+            let _ = fp.reset_stats(ifindex);
+        }
+        let (fdb, now) = (self.fdb().clone(), self.clock.now());
+        for (mac, ifindex) in known {
+            if let Some(&(net, port)) = ours.get(&ifindex) {
+                fdb.learn(net, mac, Dest::Local(port), now);
+            }
+        }
+        self.fastpath_sync();
     }
 
     /// What `stats` says of the fast path.
