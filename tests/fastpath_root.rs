@@ -694,3 +694,73 @@ fn known_flows_keep_forwarding_while_the_daemon_is_down_and_it_resyncs() {
     let (all, fast, _) = rx(&d, "r1");
     assert_eq!(all, fast, "the restarted switch's socket saw fast frames");
 }
+
+/// A daemon the kernel does not allow BPF (no CAP_BPF, no CAP_SYS_ADMIN)
+/// starts anyway, says why in its log and in `stats`, and forwards in
+/// userspace.
+#[test]
+fn without_cap_bpf_the_daemon_says_why_and_runs_without_it() {
+    if !can_run(&["ip", "setpriv", "mount", "umount"]) {
+        return;
+    }
+    // Pins on a BPF filesystem it may use: the refusal is the kernel's BPF.
+    let bpffs = Bpffs::new();
+    let pins = bpffs.0 .0.join("pins");
+    let host = Netns::new("fpc");
+    let dir = support::TempDir::new("vxsw-fp-caps-");
+    let sock = dir.0.join("s.sock");
+    let log = std::fs::File::create(dir.0.join("log")).unwrap();
+    let child = support::cmd(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &host.name,
+            "setpriv",
+            "--bounding-set=-bpf,-sys_admin,-perfmon",
+            "--inh-caps=-bpf,-sys_admin,-perfmon",
+            support::BIN,
+            "--socket",
+            sock.to_str().unwrap(),
+            "daemon",
+            "--fastpath",
+            "ebpf",
+            "--fastpath-pins",
+            pins.to_str().unwrap(),
+        ],
+    )
+    .stdout(log.try_clone().unwrap())
+    .stderr(log)
+    .spawn()
+    .unwrap();
+    let _proc = support::Proc(child);
+    let client = |args: &[&str]| {
+        let mut all = vec!["--socket", sock.to_str().unwrap()];
+        all.extend_from_slice(args);
+        support::run_raw(support::BIN, &all)
+    };
+    let read_log = || std::fs::read_to_string(dir.0.join("log")).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(10), || client(&["ping"])
+            .status
+            .success()),
+        "the daemon did not start: {}",
+        read_log()
+    );
+    let out = client(&["--json", "stats"]);
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fp = &s["fastpath"];
+    assert_eq!(fp["active"], false, "{fp}");
+    let why = fp["reason"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("CAP_BPF"),
+        "the reason names the capability: {why}"
+    );
+    assert!(
+        read_log().contains("forwarding in userspace only"),
+        "{}",
+        read_log()
+    );
+    let table = String::from_utf8_lossy(&client(&["stats"]).stdout).into_owned();
+    assert!(table.contains("fast path unavailable"), "{table}");
+}

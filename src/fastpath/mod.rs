@@ -493,16 +493,9 @@ fn prepare_pins(pin_dir: &Path) -> Result<(), Unavailable> {
     let root = Path::new(DEFAULT_PIN_ROOT);
     if pin_dir.starts_with(root) && !is_bpffs(root).unwrap_or(false) {
         if let Err(e) = mount_bpffs(root) {
-            let why = if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) {
-                return Err(Unavailable::NotPermitted(format!(
-                    "mount bpffs on {}: {e}",
-                    root.display()
-                )));
-            } else {
-                e
-            };
             return Err(Unavailable::Pins(format!(
-                "cannot mount the BPF filesystem on {}: {why} (mount -t bpf bpf {})",
+                "cannot mount the BPF filesystem on {}: {e} (mount it with `mount -t bpf bpf {}`, \
+                 run the daemon with CAP_SYS_ADMIN, or give --fastpath-pins DIR on a BPF filesystem)",
                 root.display(),
                 root.display()
             )));
