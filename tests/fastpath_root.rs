@@ -28,6 +28,7 @@ struct Pins(PathBuf);
 impl Drop for Pins {
     fn drop(&mut self) {
         FastPath::unpin(&self.0);
+        let _ = std::fs::remove_dir("/sys/fs/bpf/vxswitch-test");
     }
 }
 

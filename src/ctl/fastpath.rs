@@ -71,15 +71,30 @@ impl FastPathCtl {
             for &ifindex in self.attached.values() {
                 fp.remove_port(ifindex);
             }
+            // Nothing left to forward for: no pins left behind either.
+            if fp.ports().is_empty() {
+                FastPath::unpin(fp.pin_dir());
+            }
         }
     }
 }
 
-/// Where a daemon on `socket` pins its maps: one directory per control
+/// Where a daemon on `socket` pins its maps: one directory per network
+/// namespace (the host ends' ifindexes are the namespace's) and control
 /// socket, so two daemons never share maps and a restarted one finds its
-/// own (`/run/vxswitch/vxswitch.sock`: `/sys/fs/bpf/vxswitch/run_vxswitch_vxswitch_sock`).
+/// own: `/sys/fs/bpf/vxswitch/net4026531840_run_vxswitch_vxswitch_sock`.
 pub fn pin_dir_for(socket: &Path) -> PathBuf {
-    let name: String = socket
+    use std::os::unix::fs::MetadataExt;
+    let netns = std::fs::metadata("/proc/self/ns/net")
+        .map(|m| m.ino())
+        .unwrap_or(0);
+    Path::new(crate::fastpath::DEFAULT_PIN_ROOT)
+        .join("vxswitch")
+        .join(pin_name(netns, socket))
+}
+
+fn pin_name(netns: u64, socket: &Path) -> String {
+    let sock: String = socket
         .to_string_lossy()
         .trim_start_matches('/')
         .chars()
@@ -92,9 +107,7 @@ pub fn pin_dir_for(socket: &Path) -> PathBuf {
             }
         })
         .collect();
-    Path::new(crate::fastpath::DEFAULT_PIN_ROOT)
-        .join("vxswitch")
-        .join(name)
+    format!("net{netns}_{sock}")
 }
 
 impl Daemon {
@@ -339,11 +352,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pin_directories_follow_the_socket_without_dots() {
+    fn pin_directories_follow_namespace_and_socket_without_dots() {
+        let n = pin_name(4026531840, Path::new("/run/vxswitch/vxswitch.sock"));
+        assert_eq!(n, "net4026531840_run_vxswitch_vxswitch_sock");
         let d = pin_dir_for(Path::new("/run/vxswitch/vxswitch.sock"));
-        assert_eq!(
-            d,
-            Path::new("/sys/fs/bpf/vxswitch/run_vxswitch_vxswitch_sock")
-        );
+        assert!(d.starts_with("/sys/fs/bpf/vxswitch"), "{}", d.display());
     }
 }
