@@ -66,6 +66,7 @@ const DOCS: &[&str] = &[
     "docs/uplink.md",
     "docs/reliability.md",
     "docs/observability.md",
+    "docs/fastpath.md",
 ];
 
 /// Documents not checked yet, each with the reason.
@@ -590,4 +591,9 @@ fn uplink() {
 #[test]
 fn observability() {
     run_doc("docs/observability.md");
+}
+
+#[test]
+fn fastpath() {
+    run_doc("docs/fastpath.md");
 }

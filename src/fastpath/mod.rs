@@ -268,6 +268,10 @@ impl FastPath {
             let _ = std::fs::remove_file(pin_dir.join(m));
         }
         let _ = std::fs::remove_dir(pin_dir);
+        // The daemons' common directory, when this was the last one in it.
+        if let Some(parent) = pin_dir.parent().filter(|p| p.ends_with("vxswitch")) {
+            let _ = std::fs::remove_dir(parent);
+        }
     }
 
     /// Attaches the tc program to the ingress of `ifname` (a veth's host
