@@ -765,3 +765,115 @@ fn without_cap_bpf_the_daemon_says_why_and_runs_without_it() {
     let table = String::from_utf8_lossy(&client(&["stats"]).stdout).into_owned();
     assert!(table.contains("fast path unavailable"), "{table}");
 }
+
+/// The MACs `fdb show` lists behind `port`.
+fn fdb_macs(d: &Daemon, port: &str) -> Vec<String> {
+    let v = d.json(&["fdb", "show"]);
+    let rows = v.as_array().cloned().unwrap_or_default();
+    rows.iter()
+        .filter(|r| r["port"] == port)
+        .map(|r| r["mac"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// With a 3-second ageing time: a flow that only takes the fast path keeps
+/// its FDB entries (the program's last-seen stamps refresh them), every
+/// frame of it fast; once idle, the entries age out of the switch and the
+/// maps alike, and the next frame passes the switch again.
+#[test]
+fn fast_flows_do_not_age_out_and_idle_ones_do() {
+    if !can_run(&["ip", "ping"]) {
+        return;
+    }
+    let host = Netns::new("fph");
+    let d = Daemon::start_in(Some(&host), &["--fastpath", "ebpf", "--ageing-time", "3"]);
+    if d.json(&["stats"])["fastpath"]["active"] != true {
+        cannot_run("the fast path is not active");
+        return;
+    }
+    d.cli(&["network", "create", "red", "--subnet", "10.86.0.0/24"]);
+    let (c1, c2) = (Netns::new("fpa"), Netns::new("fpa"));
+    for c in [&c1, &c2] {
+        c.sysctl("net.ipv6.conf.all.disable_ipv6", "1");
+        c.sysctl("net.ipv6.conf.default.disable_ipv6", "1");
+    }
+    d.port_add("v1", "red", &c1, "10.86.0.11", &["--backend", "veth"]);
+    d.port_add("v2", "red", &c2, "10.86.0.12", &["--backend", "veth"]);
+    let mac = |p: &str| port_json(&d, p)["mac"].as_str().unwrap().to_string();
+    c1.ip_ok(&[
+        "neigh",
+        "replace",
+        "10.86.0.12",
+        "lladdr",
+        &mac("v2"),
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ]);
+    c2.ip_ok(&[
+        "neigh",
+        "replace",
+        "10.86.0.11",
+        "lladdr",
+        &mac("v1"),
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ]);
+    assert!(
+        wait_until(LONG, || ping(&c1, "10.86.0.12", 1) && rx(&d, "v1").1 > 0),
+        "no frame took the fast path:\n{}",
+        d.log()
+    );
+
+    // 8 s of pings, well past the ageing time: every one fast.
+    let (all0, fast0, _) = rx(&d, "v1");
+    let n = 80;
+    assert!(
+        c1.exec(
+            "ping",
+            &[
+                "-c",
+                &n.to_string(),
+                "-i",
+                "0.1",
+                "-W",
+                "1",
+                "-n",
+                "-q",
+                "10.86.0.12"
+            ]
+        )
+        .status
+        .success(),
+        "pings over the fast path"
+    );
+    let (all1, fast1, _) = rx(&d, "v1");
+    assert_eq!(
+        (all1 - all0, fast1 - fast0),
+        (n, n),
+        "an entry aged out under a fast flow: (all, fast) frames"
+    );
+    assert_eq!(
+        fdb_macs(&d, "v1"),
+        vec![mac("v1")],
+        "v1's MAC is still learned"
+    );
+
+    // Idle: aged out of the switch, then out of the maps.
+    assert!(
+        wait_until(LONG, || fdb_macs(&d, "v1").is_empty()),
+        "v1's MAC never aged out"
+    );
+    std::thread::sleep(Duration::from_millis(1500)); // a sync round
+    let (all2, fast2, _) = rx(&d, "v1");
+    assert!(ping(&c1, "10.86.0.12", 1), "a ping after the ageing");
+    let (all3, fast3, _) = rx(&d, "v1");
+    assert_eq!(
+        (all3 - all2, fast3 - fast2),
+        (1, 0),
+        "the first frame after ageing passes the switch"
+    );
+}
