@@ -877,3 +877,97 @@ fn fast_flows_do_not_age_out_and_idle_ones_do() {
         "the first frame after ageing passes the switch"
     );
 }
+
+/// A capture sees every frame of a port that was on the fast path (the
+/// ports leave it while a capture runs), and the fast path comes back
+/// after the capture ends.
+#[test]
+fn a_capture_sees_every_frame_and_the_fast_path_comes_back() {
+    if !can_run(&["ip", "ping"]) {
+        return;
+    }
+    let Some((_host, d)) = daemon("ebpf") else {
+        return;
+    };
+    d.cli(&["network", "create", "red", "--subnet", "10.87.0.0/24"]);
+    let (c1, c2) = (Netns::new("fpk"), Netns::new("fpk"));
+    for c in [&c1, &c2] {
+        c.sysctl("net.ipv6.conf.all.disable_ipv6", "1");
+        c.sysctl("net.ipv6.conf.default.disable_ipv6", "1");
+    }
+    d.port_add("v1", "red", &c1, "10.87.0.11", &["--backend", "veth"]);
+    d.port_add("v2", "red", &c2, "10.87.0.12", &["--backend", "veth"]);
+    let mac = |p: &str| port_json(&d, p)["mac"].as_str().unwrap().to_string();
+    c1.ip_ok(&[
+        "neigh",
+        "replace",
+        "10.87.0.12",
+        "lladdr",
+        &mac("v2"),
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ]);
+    c2.ip_ok(&[
+        "neigh",
+        "replace",
+        "10.87.0.11",
+        "lladdr",
+        &mac("v1"),
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ]);
+    assert!(
+        wait_until(LONG, || ping(&c1, "10.87.0.12", 1) && rx(&d, "v1").1 > 0),
+        "no frame took the fast path:\n{}",
+        d.log()
+    );
+
+    // 5 pings: 5 requests in, 5 replies out, all captured.
+    let sock = d.socket.to_str().unwrap().to_string();
+    let cap = support::cmd(
+        support::BIN,
+        &["--socket", &sock, "capture", "v1", "-c", "10"],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut cap = support::Proc(cap);
+    // Pings until the capture has its 10 frames (5 requests in, 5 replies
+    // out): only frames that pass the switch are captured, so it ends only
+    // if the port left the fast path for it.
+    let done = wait_until(LONG, || {
+        ping(&c1, "10.87.0.12", 1);
+        cap.0.try_wait().ok().flatten().is_some()
+    });
+    let mut out = String::new();
+    if done {
+        use std::io::Read;
+        cap.0
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+    }
+    assert!(done, "the capture never got 10 frames:\n{}", d.log());
+    assert_eq!(
+        out.lines().filter(|l| l.contains("Ipv4 98")).count(),
+        10,
+        "{out}"
+    );
+    let (_, fast0, _) = rx(&d, "v1");
+
+    // After the capture: fast again.
+    assert!(
+        wait_until(LONG, || {
+            ping(&c1, "10.87.0.12", 1);
+            rx(&d, "v1").1 > fast0
+        }),
+        "the fast path did not come back after the capture"
+    );
+}
