@@ -186,6 +186,8 @@ fn known_unicast_goes_fast_and_the_socket_filter_hides_it() {
     });
     fp.set_port(ia, &port(1, MAC_A)).unwrap();
     fp.set_port(ib, &port(2, MAC_B)).unwrap();
+    assert_eq!(fp.port(ia), Some(port(1, MAC_A)));
+    assert_eq!(fp.port(u32::MAX), None, "a port that is not there");
     fp.set_fdb(NetId(1), MacAddr(MAC_A), ia).unwrap();
     fp.set_fdb(NetId(1), MacAddr(MAC_B), ib).unwrap();
 
