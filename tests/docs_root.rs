@@ -66,6 +66,7 @@ const DOCS: &[&str] = &[
     "docs/uplink.md",
     "docs/reliability.md",
     "docs/observability.md",
+    "docs/veth.md",
     "docs/fastpath.md",
 ];
 
@@ -586,6 +587,11 @@ fn security() {
 #[test]
 fn uplink() {
     run_doc("docs/uplink.md");
+}
+
+#[test]
+fn veth() {
+    run_doc("docs/veth.md");
 }
 
 #[test]

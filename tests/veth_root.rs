@@ -100,6 +100,16 @@ fn veth_ports_carry_traffic_like_tap_ports() {
     exact_transfer(&c1, &c3, "10.79.0.13", 1 << 20);
     let (sent, _) = iperf3(&c1, &c2, "10.79.0.12", 64 << 20, false);
     assert!(sent >= 64 << 20);
+    // TSO on the container's end: what c1 sent came as super-frames
+    // (frames of up to 64 KiB), not as MTU-sized ones.
+    let (bytes, frames) = (
+        counter(&d, "v1", "rx_bytes"),
+        counter(&d, "v1", "rx_frames"),
+    );
+    assert!(
+        bytes / frames.max(1) > 3000,
+        "{bytes} bytes in {frames} frames from v1: no super-frames"
+    );
     iperf3(&c1, &c3, "10.79.0.13", 16 << 20, true);
     for port in ["v1", "v2", "t3"] {
         for field in ["rx_frames", "tx_frames", "rx_bytes", "tx_bytes"] {
@@ -135,7 +145,12 @@ fn a_veth_port_whose_namespace_goes_away_is_reported_gone() {
         d.log()
     );
     assert!(!link_exists(&host, "vxv-g1"));
-    assert!(d.log().contains("port g1"), "{}", d.log());
+    let log = d.log();
+    assert!(
+        log.contains("port g1 (network red) removed: ")
+            && log.contains("its veth and FDB entries are gone"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -292,4 +307,79 @@ fn a_networks_backend_is_its_ports_default() {
     assert!(port_json(&d, "n2").get("backend").is_none());
     assert!(link_exists(&host, "vxv-n1") && !link_exists(&host, "vxv-n2"));
     assert!(c1.ping_within("10.79.1.12", LONG), "{}", d.log());
+}
+
+/// The packet sockets bound to interface `dev` in `ns` (/proc/net/packet).
+fn packet_sockets_on(ns: &Netns, dev: &str) -> usize {
+    let index = ns.ip_json(&["link", "show", "dev", dev])[0]["ifindex"]
+        .as_u64()
+        .unwrap();
+    let out = ns.exec("cat", &["/proc/net/packet"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .filter(|l| l.split_whitespace().nth(4) == Some(index.to_string().as_str()))
+        .count()
+}
+
+/// Each frame is read once, by one socket of the group: three pings, three
+/// replies, no duplicates.
+fn read_once(from: &Netns, dst: &str) {
+    let out = from.exec("ping", &["-c", "3", "-i", "0.2", "-n", dst]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("3 received") && !text.contains("DUP"),
+        "{text}"
+    );
+}
+
+#[test]
+fn every_worker_reads_a_veth_port_through_a_fanout_group() {
+    if !can_run(&["ip", "ping", "cat"]) {
+        return;
+    }
+    let (host, d) = setup(&["--workers", "2"]);
+    let (c1, c2) = (Netns::new("vxvc"), Netns::new("vxvc"));
+    d.port_add("f1", "red", &c1, "10.79.0.51", &["--backend", "veth"]);
+    d.port_add("f2", "red", &c2, "10.79.0.52", &["--backend", "veth"]);
+    assert_eq!(
+        packet_sockets_on(&host, "vxv-f1"),
+        2,
+        "one socket per worker"
+    );
+    assert!(c1.ping_within("10.79.0.52", LONG), "{}", d.log());
+    read_once(&c1, "10.79.0.52");
+    exact_transfer(&c1, &c2, "10.79.0.52", 4 << 20);
+    exact_transfer(&c2, &c1, "10.79.0.51", 4 << 20);
+}
+
+#[test]
+fn every_worker_reads_an_uplink_through_a_fanout_group() {
+    if !can_run(&["ip", "ping", "cat"]) {
+        return;
+    }
+    let host = Netns::new("vxvh");
+    let lan = Netns::new("vxvl");
+    host.ip_ok(&[
+        "link", "add", "lan0", "type", "veth", "peer", "name", "eth0", "netns", &lan.name,
+    ]);
+    host.ip_ok(&["link", "set", "lan0", "up"]);
+    lan.ip_ok(&["addr", "add", "10.79.2.100/24", "dev", "eth0"]);
+    lan.ip_ok(&["link", "set", "eth0", "up"]);
+    let d = Daemon::start_in(Some(&host), &["--workers", "2"]);
+    d.cli(&[
+        "network",
+        "create",
+        "lan",
+        "--uplink",
+        "lan0",
+        "--subnet",
+        "10.79.2.0/24",
+    ]);
+    let c1 = Netns::new("vxvc");
+    d.port_add("u1", "lan", &c1, "10.79.2.11", &["--backend", "veth"]);
+    assert_eq!(packet_sockets_on(&host, "lan0"), 2, "one socket per worker");
+    assert!(c1.ping_within("10.79.2.100", LONG), "{}", d.log());
+    read_once(&lan, "10.79.2.11");
+    exact_transfer(&lan, &c1, "10.79.2.11", 4 << 20);
 }

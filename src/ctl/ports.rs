@@ -812,12 +812,13 @@ impl Daemon {
                 continue;
             };
             let network = port.network.clone();
-            // A persistent TAP's guard goes with the record.
+            let device = if port.host.is_some() { "veth" } else { "TAP" };
+            // A persistent TAP's (or a veth's) guard goes with the record.
             drop(port);
             if self.log_events {
                 eprintln!(
                     "vxswitch: port {name} (network {network}) removed: {cause} ({label}); \
-                     its TAP and FDB entries are gone"
+                     its {device} and FDB entries are gone"
                 );
             }
             gone.push(GonePort {

@@ -174,7 +174,7 @@ impl Daemon {
                  ('vxswitch port rm {port}')"
             )));
         }
-        let opened = link::open(&ifname, index, probe.mtu, vlan)
+        let opened = link::open(&ifname, index, probe.mtu, vlan, self.engine.workers())
             .map_err(|e| CtlError::internal(format!("{what}: {e}")))?;
         let meta = PortMeta {
             kind: PortKind::Uplink,
@@ -193,7 +193,14 @@ impl Daemon {
                 ip_guard: false,
             },
         };
-        self.attach(&port, network, opened.fd, Vec::new(), opened.mtu, meta)?;
+        self.attach(
+            &port,
+            network,
+            opened.fd,
+            opened.extra_queues,
+            opened.mtu,
+            meta,
+        )?;
         if let Some(u) = self
             .networks
             .get_mut(network)
@@ -411,13 +418,13 @@ impl Daemon {
             return Ok(());
         };
         let what = format!("uplink {}", u.ifname);
-        let opened = link::open(&u.ifname, index, mtu, u.vlan)
+        let opened = link::open(&u.ifname, index, mtu, u.vlan, self.engine.workers())
             .map_err(|e| CtlError::internal(format!("{what}: {e}")))?;
         let attach = PortAttach {
             id: p.id,
             net: net.id,
             fd: opened.fd,
-            extra_queues: Vec::new(),
+            extra_queues: opened.extra_queues,
             mtu,
             stats: Arc::clone(&p.stats),
             vnet_hdr: opened.vnet_hdr,

@@ -14,6 +14,7 @@
 //! [`probe`] tells the control plane whether the interface is there and up
 //! (it watches it about once a second, see `ctl::uplink`).
 
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
 use super::link::link_info;
@@ -73,11 +74,13 @@ pub fn probe(ifname: &str) -> Result<Probe, PortError> {
     })
 }
 
-/// An uplink's socket, ready for the engine.
+/// An uplink's sockets, ready for the engine.
 #[derive(Debug)]
 pub struct OpenedUplink {
     pub fd: OwnedFd,
-    /// The same socket, for [`UplinkDrops`] (the engine owns `fd`).
+    /// One more socket per further worker, in `fd`'s fanout group.
+    pub extra_queues: Vec<OwnedFd>,
+    /// The same sockets, for [`UplinkDrops`] (the engine owns them).
     pub drops: UplinkDrops,
     /// Reads and writes carry the 12-byte `virtio_net_hdr`.
     pub vnet_hdr: bool,
@@ -85,48 +88,63 @@ pub struct OpenedUplink {
     pub mtu: u32,
 }
 
-/// Opens the uplink socket of interface `index` (called `ifname`) for the
-/// frames of `vlan` (`None`: untagged).
+/// Opens the uplink sockets of interface `index` (called `ifname`) for the
+/// frames of `vlan` (`None`: untagged): `queues` of them (one per
+/// dataplane worker) in a fanout group by flow hash.
 pub fn open(
     ifname: &str,
     index: u32,
     mtu: u32,
     vlan: Option<u16>,
+    queues: usize,
 ) -> Result<OpenedUplink, PortError> {
     let m = match vlan {
         Some(v) => VlanMatch::Tag(v),
         None => VlanMatch::Untagged,
     };
-    let s = crate::sys::uplink::open(index, m).map_err(|source| PortError::Configure {
-        ifname: ifname.to_string(),
-        step: "open the uplink's packet socket",
-        detail: String::new(),
-        source,
+    let fail = |step| {
+        move |source| PortError::Configure {
+            ifname: ifname.to_string(),
+            step,
+            detail: String::new(),
+            source,
+        }
+    };
+    let mut all = crate::sys::uplink::open_group(index, m, queues)
+        .map_err(fail("open the uplink's packet sockets"))?
+        .into_iter();
+    let first = all.next().ok_or_else(|| {
+        fail("open the uplink's packet sockets")(io::Error::from_raw_os_error(libc::EINVAL))
     })?;
-    let drops = UplinkDrops(s.fd.try_clone().map_err(|source| PortError::Configure {
-        ifname: ifname.to_string(),
-        step: "duplicate the uplink's packet socket",
-        detail: String::new(),
-        source,
-    })?);
+    let extra_queues: Vec<OwnedFd> = all.map(|s| s.fd).collect();
+    let drops = std::iter::once(&first.fd)
+        .chain(&extra_queues)
+        .map(OwnedFd::try_clone)
+        .collect::<io::Result<Vec<_>>>()
+        .map(UplinkDrops)
+        .map_err(fail("duplicate the uplink's packet sockets"))?;
     Ok(OpenedUplink {
-        fd: s.fd,
+        fd: first.fd,
+        extra_queues,
         drops,
-        vnet_hdr: s.vnet_hdr,
+        vnet_hdr: first.vnet_hdr,
         index,
         mtu,
     })
 }
 
-/// A handle on an uplink's socket that reads what the kernel dropped on
-/// its receive queue (a worker that fell behind): frames the switch never
-/// saw, so no counter of its own can have them.
+/// A handle on an uplink's sockets that reads what the kernel dropped on
+/// their receive queues (a worker that fell behind): frames the switch
+/// never saw, so no counter of its own can have them.
 #[derive(Debug)]
-pub struct UplinkDrops(OwnedFd);
+pub struct UplinkDrops(Vec<OwnedFd>);
 
 impl UplinkDrops {
-    /// Frames dropped since the last call.
+    /// Frames dropped since the last call, on all the sockets.
     pub fn take(&self) -> u64 {
-        crate::sys::uplink::take_drops(self.0.as_fd()).map_or(0, u64::from)
+        self.0
+            .iter()
+            .map(|fd| crate::sys::uplink::take_drops(fd.as_fd()).map_or(0, u64::from))
+            .sum()
     }
 }

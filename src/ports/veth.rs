@@ -60,7 +60,8 @@ pub fn host_name(port: &str) -> String {
 pub struct Veth {
     /// The host end's packet socket (non-blocking).
     pub fd: OwnedFd,
-    /// Further sockets on the host end, for the other dataplane workers.
+    /// Further sockets on the host end, one per further dataplane worker,
+    /// in the first one's fanout group.
     pub extra_queues: Vec<OwnedFd>,
     /// Deletes the pair when dropped (see the module's text).
     pub guard: PersistGuard,
@@ -215,17 +216,20 @@ pub fn delete_by_name(host: &str) -> io::Result<()> {
     }
 }
 
-/// The dataplane's sockets on the host end: the first and `queues - 1`
-/// more (see [`pktport`]).
+/// The dataplane's sockets on the host end: one per worker, in a fanout
+/// group by flow hash (see [`pktport::open_group`]).
 fn open_sockets(
     host: &str,
     index: u32,
     queues: usize,
 ) -> Result<(OwnedFd, Vec<OwnedFd>, bool), PortError> {
-    let _ = queues;
-    let s = pktport::open(index, &pktport::not_for_host(), false)
-        .map_err(cfg(host, "open the packet socket"))?;
-    Ok((s.fd, Vec::new(), s.vnet_hdr))
+    let mut all = pktport::open_group(index, &pktport::not_for_host(), false, queues)
+        .map_err(cfg(host, "open the packet sockets"))?
+        .into_iter();
+    let first = all.next().ok_or_else(|| {
+        cfg(host, "open the packet sockets")(io::Error::from_raw_os_error(libc::EINVAL))
+    })?;
+    Ok((first.fd, all.map(|s| s.fd).collect(), first.vnet_hdr))
 }
 
 /// Turns IPv6 off on `ifname` before it comes up, so the host stack sends

@@ -35,6 +35,8 @@ pub(super) struct PortQueue {
     pub(super) policy: SourcePolicy,
     /// An uplink port: its VLAN tag and storm control.
     pub(super) uplink: Option<super::uplink::UplinkConfig>,
+    /// The uplink's storm-control bucket, shared by its workers.
+    pub(super) storm: Option<Arc<super::uplink::Storm>>,
 }
 
 pub(super) enum Command {

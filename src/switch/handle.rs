@@ -390,6 +390,7 @@ impl Engine {
             }
             fds.insert(0, port.fd);
         }
+        let storm = uplink.and_then(|u| super::uplink::Storm::new(u.storm_pps));
         let mut replies = Vec::with_capacity(n);
         for (i, (m, fd)) in self.mailboxes.iter().zip(fds).enumerate() {
             let (tx, rx) = crossbeam_channel::bounded(1);
@@ -405,6 +406,7 @@ impl Engine {
                 mac: port.mac,
                 policy: port.policy,
                 uplink,
+                storm: storm.clone(),
             };
             m.post(Command::AddPort(q, tx))?;
             replies.push(rx);

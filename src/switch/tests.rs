@@ -171,6 +171,7 @@ impl Desk {
             mac: None,
             policy: Default::default(),
             uplink: None,
+            storm: None,
         }));
         End {
             sock: UnixDatagram::from(theirs),

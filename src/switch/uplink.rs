@@ -14,12 +14,16 @@
 //!   the `virtio_net_hdr` (checksum offsets moved by the tag's 4 bytes),
 //!   the MACs and the tag, then the rest.
 //!
-//! State here is the reading worker's own (only worker 0 reads an
-//! uplink), in `Cell`s, so nothing is shared per frame.
+//! Every worker reads its own socket of the uplink (a fanout group by
+//! flow hash, `sys::pktport`). Storm control's bucket ([`Storm`]) is the
+//! one thing they share: one atomic update per broadcast or multicast
+//! frame from the LAN, no lock, so the limit is the network's whatever
+//! worker a frame lands on.
 
-use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, IoSlice, Write};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 use super::decide::{Decision, Verdict};
 use super::policy::OwnedMacs;
@@ -39,37 +43,71 @@ pub struct UplinkConfig {
     pub storm_pps: u32,
 }
 
-/// A token bucket in thousandths of a frame.
-struct Bucket {
+/// Storm control of one uplink: a token bucket in thousandths of a
+/// frame, shared by the workers that read it.
+#[derive(Debug)]
+pub(super) struct Storm {
     rate: u64,
     cap: u64,
-    tokens: Cell<u64>,
-    last: Cell<Millis>,
+    tokens: AtomicU64,
+    /// When the bucket was last refilled (milliseconds).
+    last: AtomicU64,
+}
+
+impl Storm {
+    /// The bucket of `pps` frames per second (bursts of one second's
+    /// worth); `None` for 0, no limit.
+    pub(super) fn new(pps: u32) -> Option<Arc<Storm>> {
+        (pps > 0).then(|| {
+            let rate = u64::from(pps);
+            Arc::new(Storm {
+                rate,
+                cap: rate * 1000,
+                tokens: AtomicU64::new(rate * 1000),
+                last: AtomicU64::new(0),
+            })
+        })
+    }
+
+    /// Takes one frame's token if there is one, after adding what the
+    /// time since the last refill gives (one worker wins each refill).
+    #[inline]
+    fn take(&self, now: Millis) -> bool {
+        let last = self.last.load(Relaxed);
+        if now.0 > last
+            && self
+                .last
+                .compare_exchange(last, now.0, Relaxed, Relaxed)
+                .is_ok()
+        {
+            let add = (now.0 - last).saturating_mul(self.rate);
+            let cap = self.cap;
+            let _ = self
+                .tokens
+                .fetch_update(Relaxed, Relaxed, |t| Some(t.saturating_add(add).min(cap)));
+        }
+        self.tokens
+            .fetch_update(Relaxed, Relaxed, |t| t.checked_sub(1000))
+            .is_ok()
+    }
 }
 
 /// A worker's share of an uplink port.
 pub(super) struct UplinkPort {
     /// The 4 bytes of the 802.1Q tag, for a tagged network.
     tag: Option<[u8; 4]>,
-    storm: Option<Bucket>,
+    storm: Option<Arc<Storm>>,
 }
 
 impl UplinkPort {
-    pub(super) fn new(c: UplinkConfig) -> UplinkPort {
+    /// The worker's share of uplink `c`, with the port's `storm` bucket.
+    pub(super) fn new(c: UplinkConfig, storm: Option<Arc<Storm>>) -> UplinkPort {
         UplinkPort {
             tag: c.vlan.map(|v| {
                 let tci = (v & 0x0fff).to_be_bytes();
                 [0x81, 0x00, tci[0], tci[1]]
             }),
-            storm: (c.storm_pps > 0).then(|| {
-                let rate = u64::from(c.storm_pps);
-                Bucket {
-                    rate,
-                    cap: rate * 1000,
-                    tokens: Cell::new(rate * 1000),
-                    last: Cell::new(Millis(0)),
-                }
-            }),
+            storm,
         }
     }
 
@@ -89,18 +127,7 @@ impl UplinkPort {
         if first & 1 == 0 {
             return true;
         }
-        let elapsed = now.saturating_sub(b.last.get());
-        let mut t = b.tokens.get();
-        if elapsed > 0 {
-            t = t.saturating_add(elapsed.saturating_mul(b.rate)).min(b.cap);
-            b.last.set(now);
-        }
-        if t < 1000 {
-            b.tokens.set(t);
-            return false;
-        }
-        b.tokens.set(t - 1000);
-        true
+        b.take(now)
     }
 }
 
@@ -173,10 +200,11 @@ mod tests {
 
     #[test]
     fn storm_control_lets_a_seconds_worth_through_then_the_rate() {
-        let u = UplinkPort::new(UplinkConfig {
+        let c = UplinkConfig {
             vlan: None,
             storm_pps: 10,
-        });
+        };
+        let u = UplinkPort::new(c, Storm::new(c.storm_pps));
         let bcast = [0xffu8; 14];
         let unicast = [0x02u8; 14];
         let t0 = Millis(1_000);
@@ -187,8 +215,21 @@ mod tests {
         assert!(!u.admit(&bcast, t0.add_ms(50)));
         assert!(u.admit(&bcast, t0.add_ms(100)));
         assert!(!u.admit(&bcast, t0.add_ms(100)));
-        let off = UplinkPort::new(UplinkConfig::default());
+        let off = UplinkPort::new(UplinkConfig::default(), None);
         assert!((0..10_000).all(|_| off.admit(&bcast, t0)));
+        // Two workers share one bucket: together they let through no more.
+        let storm = Storm::new(10);
+        let (a, b) = (UplinkPort::new(c, storm.clone()), UplinkPort::new(c, storm));
+        let through = (0..100)
+            .filter(|i| {
+                if i % 2 == 0 {
+                    a.admit(&bcast, t0)
+                } else {
+                    b.admit(&bcast, t0)
+                }
+            })
+            .count();
+        assert_eq!(through, 10);
     }
 
     #[test]
@@ -249,12 +290,11 @@ mod tests {
         msg[8..10].copy_from_slice(&16u16.to_le_bytes());
         let frame: Vec<u8> = (0..60u8).collect();
         msg.extend_from_slice(&frame);
-        let tag = UplinkPort::new(UplinkConfig {
+        let c = UplinkConfig {
             vlan: Some(10),
             storm_pps: 0,
-        })
-        .tag()
-        .unwrap();
+        };
+        let tag = UplinkPort::new(c, None).tag().unwrap();
         assert_eq!(write_tagged(&a, &msg, 12, tag).unwrap(), msg.len());
         let mut got = [0u8; 200];
         let n = rustix_read(&b, &mut got);

@@ -106,7 +106,7 @@ impl Port {
             rx_errors: Cell::new(0),
             mac: p.mac,
             policy: p.policy,
-            uplink: p.uplink.map(UplinkPort::new),
+            uplink: p.uplink.map(|c| UplinkPort::new(c, p.storm)),
         }
     }
 }

@@ -25,6 +25,17 @@
 //! - Bound to the interface for every protocol, then, if asked,
 //!   promiscuous (`PACKET_ADD_MEMBERSHIP` `PACKET_MR_PROMISC`, which the
 //!   kernel undoes when the socket closes).
+//!
+//! [`open_group`] opens one socket per dataplane worker, joined in a
+//! `PACKET_FANOUT` group of type `PACKET_FANOUT_HASH`: the kernel hands
+//! each frame to one socket by its flow hash, so a flow stays on one
+//! socket (one worker) and keeps its order, and the workers share the
+//! interface's load instead of worker 0 reading it alone. The group's id
+//! is the kernel's choice (`PACKET_FANOUT_FLAG_UNIQUEID`, Linux 4.19+),
+//! so two groups never collide. A socket joins only once bound (the
+//! kernel refuses an unbound one), so the further sockets are bound with
+//! a filter that drops everything and get their real filter once they
+//! are in the group: no frame is read twice.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -38,6 +49,10 @@ const PACKET_VNET_HDR_SZ: libc::c_int = 24;
 pub const VNET_HDR_SZ: usize = 12;
 /// The receive buffer asked for: bursts of super-frames fit.
 pub const RCVBUF: libc::c_int = 8 << 20;
+/// `PACKET_FANOUT` and its values (include/uapi/linux/if_packet.h).
+const PACKET_FANOUT: libc::c_int = 18;
+const PACKET_FANOUT_HASH: u32 = 0;
+const PACKET_FANOUT_FLAG_UNIQUEID: u32 = 0x2000;
 
 /// Puts the interface the socket is bound to into promiscuous mode for as
 /// long as the socket lives.
@@ -76,6 +91,85 @@ pub struct PortSocket {
 /// network namespace) that keeps the frames `filter` keeps, non-blocking,
 /// the interface promiscuous if `promisc`. Needs `CAP_NET_RAW`.
 pub fn open(ifindex: u32, filter: &[BpfInsn], promisc: bool) -> io::Result<PortSocket> {
+    let s = open_filtered(ifindex, filter)?;
+    if promisc {
+        set_promisc(s.fd.as_fd(), ifindex)?;
+    }
+    Ok(s)
+}
+
+/// [`open`] of `n` sockets (at least one) joined in a fanout group by
+/// flow hash; the interface is promiscuous (if asked) through the first.
+/// Where the kernel refuses the group, just the first.
+pub fn open_group(
+    ifindex: u32,
+    filter: &[BpfInsn],
+    promisc: bool,
+    n: usize,
+) -> io::Result<Vec<PortSocket>> {
+    let first = open(ifindex, filter, promisc)?;
+    if n <= 1 {
+        return Ok(vec![first]);
+    }
+    let unique = (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_UNIQUEID) << 16;
+    let fanout = set_int(
+        first.fd.as_fd(),
+        libc::SOL_PACKET,
+        PACKET_FANOUT,
+        unique as libc::c_int,
+    );
+    if fanout.is_err() {
+        // A kernel without fanout or its unique ids: one socket, which
+        // worker 0 reads and every worker writes through a duplicate.
+        return Ok(vec![first]);
+    }
+    let id = get_int(first.fd.as_fd(), libc::SOL_PACKET, PACKET_FANOUT)? as u32 & 0xffff;
+    let join = (PACKET_FANOUT_HASH << 16) | id;
+    let mut all = Vec::with_capacity(n);
+    all.push(first);
+    for _ in 1..n {
+        let s = open_filtered(ifindex, &[drop_all()])?;
+        set_int(
+            s.fd.as_fd(),
+            libc::SOL_PACKET,
+            PACKET_FANOUT,
+            join as libc::c_int,
+        )?;
+        packet::attach_filter(s.fd.as_fd(), filter)?;
+        all.push(s);
+    }
+    Ok(all)
+}
+
+/// A filter that keeps nothing.
+fn drop_all() -> BpfInsn {
+    BpfInsn {
+        code: 0x06, // BPF_RET | BPF_K
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }
+}
+
+fn get_int(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4);
+    // SAFETY: `value` is a live, writable c_int and `len` its size; the
+    // kernel writes at most `len` bytes and updates `len`.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            std::ptr::from_mut(&mut value).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(value)
+}
+
+/// A socket set up and bound as the module's text says, not promiscuous.
+fn open_filtered(ifindex: u32, filter: &[BpfInsn]) -> io::Result<PortSocket> {
     // SAFETY: socket(2) with constant arguments; no pointers involved.
     let raw = cvt(unsafe {
         libc::socket(
@@ -100,9 +194,6 @@ pub fn open(ifindex: u32, filter: &[BpfInsn], promisc: bool) -> io::Result<PortS
         set_int(b, libc::SOL_SOCKET, libc::SO_RCVBUF, RCVBUF)?;
     }
     packet::bind(b, ifindex, ETH_P_ALL)?;
-    if promisc {
-        set_promisc(b, ifindex)?;
-    }
     Ok(PortSocket { fd, vnet_hdr })
 }
 

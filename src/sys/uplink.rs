@@ -107,11 +107,12 @@ pub fn vlan_filter(m: VlanMatch) -> Vec<BpfInsn> {
     p
 }
 
-/// Opens the uplink socket of interface `ifindex` (in the calling thread's
-/// network namespace) for the frames `m` selects, non-blocking, in
-/// promiscuous mode. Needs `CAP_NET_RAW`.
-pub fn open(ifindex: u32, m: VlanMatch) -> io::Result<UplinkSocket> {
-    pktport::open(ifindex, &vlan_filter(m), true)
+/// Opens the uplink sockets of interface `ifindex` (in the calling
+/// thread's network namespace) for the frames `m` selects, non-blocking,
+/// the interface promiscuous: `n` of them (one per worker) in a fanout
+/// group by flow hash. Needs `CAP_NET_RAW`.
+pub fn open_group(ifindex: u32, m: VlanMatch, n: usize) -> io::Result<Vec<UplinkSocket>> {
+    pktport::open_group(ifindex, &vlan_filter(m), true, n)
 }
 
 #[cfg(test)]

@@ -230,6 +230,34 @@ class VxswitchBusyPollAuto(Vxswitch):
     )
 
 
+class VxswitchVeth(Vxswitch):
+    name = "vxswitch-veth"
+    title = "vxswitch, veth ports (--backend veth)"
+    topology = (
+        "as `vxswitch`, with `port add --backend veth`: each container's `eth0` is a veth whose "
+        "host end `vxv-PORT` in namespace sw the switch drives through packet sockets "
+        "(one per worker, a fanout group), as docker0's containers have veths"
+    )
+
+    def finish_setup(self) -> None:
+        Contender.finish_setup(self)
+        for ns in (self.ns1, self.ns2):
+            kind = link_info(ns, details=True).get("linkinfo", {}).get("info_kind")
+            if kind != "veth":
+                raise BenchError(f"eth0 in {ns} is a {kind}, expected a veth for {self.name}")
+
+    def setup(self) -> None:
+        lab = self.lab
+        sw = lab.netns(self.short("sw"))
+        self.ns1, self.ns2 = lab.netns(self.short("c1")), lab.netns(self.short("c2"))
+        sock = lab.path(f"{self.name}.sock")
+        self.start_daemon(sw, sock, self.daemon_args)
+        self.cli(sock, "network", "create", "bench", "--subnet", f"{self.subnet}.0/24", "--backend", "veth")
+        for port, ns, ip in (("c1", self.ns1, self.ip1), ("c2", self.ns2, self.ip2)):
+            self.cli(sock, "port", "add", port, "--network", "bench", "--netns", f"/run/netns/{ns}", "--ip", f"{ip}/24")
+        self.finish_setup()
+
+
 class KernelBridge(Contender):
     name = "bridge"
     title = "Linux bridge + veth (docker0)"
@@ -640,13 +668,15 @@ class VxswitchVxlanBase(VxswitchVxlan):
         return self.opts.baseline
 
 
-ALL = [Vxswitch, VxswitchNoOffload, VxswitchBusyPoll, VxswitchBusyPollAuto, TapFloor, KernelBridge, Ovs, OvsTso, Vde,
+ALL = [Vxswitch, VxswitchNoOffload, VxswitchBusyPoll, VxswitchBusyPollAuto, VxswitchVeth, TapFloor, KernelBridge, Ovs, OvsTso, Vde,
        Veth, VxswitchVxlan, KernelVxlan, VxswitchUplink, KernelMacvlan, UnderlayBridge, UplinkOvs]
 # Measured only when asked for with --only: the uplink scenario (issue 15), a
 # comparison of its own, LAN host <-> container, not run by default (`--busy-poll
 # auto`, once optional, landed with issue 13's item 1).
 UPLINK = ["uplink-vxswitch", "uplink-macvlan", "uplink-bridge", "uplink-ovs"]
-OPTIONAL: set[str] = {*UPLINK}
+# vxswitch-veth (issue 17): veth ports, measured when asked for until a run
+# puts it in docs/benchmarks-system.md.
+OPTIONAL: set[str] = {*UPLINK, "vxswitch-veth"}
 # Measured only with --baseline, beside the contender they repeat.
 BASE_OF = {"vxswitch": VxswitchBase, "vxswitch-vxlan": VxswitchVxlanBase}
 BY_NAME = {c.name: c for c in ALL}

@@ -44,6 +44,7 @@ COLORS = {
     "vxswitch-nooffload": "#f4a6a6",
     "vxswitch-busypoll": "#b03030",
     "vxswitch-busypoll-auto": "#8c1c1c",
+    "vxswitch-veth": "#e377c2",
     "bridge": "#1f77b4",
     "ovs": "#2ca02c",
     "ovs-tso": "#98df8a",
