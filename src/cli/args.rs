@@ -185,8 +185,9 @@ pub struct DaemonArgs {
     /// in step with its FDB); everything else still passes the switch.
     /// Needs a binary built with clang and CAP_BPF/CAP_NET_ADMIN; without
     /// them the daemon says why and forwards in userspace. Default: off
-    /// (docs/fastpath.md).
-    #[arg(long, value_name = "ebpf|off", value_parser = |s: &str| s.parse::<vxswitch::fastpath::Mode>())]
+    /// (docs/fastpath.md). The environment's VXSWITCH_FASTPATH says the
+    /// same.
+    #[arg(long, env = "VXSWITCH_FASTPATH", value_name = "ebpf|off", value_parser = |s: &str| s.parse::<vxswitch::fastpath::Mode>())]
     pub fastpath: Option<vxswitch::fastpath::Mode>,
     /// With --fastpath ebpf: pin the fast path's maps in DIR (on a BPF
     /// filesystem), where a restarted daemon finds them again. Default:
