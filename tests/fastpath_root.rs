@@ -973,3 +973,32 @@ fn a_capture_sees_every_frame_and_the_fast_path_comes_back() {
         "the fast path did not come back after the capture"
     );
 }
+
+/// `port add --no-fastpath`: that port's frames, and frames to it, all
+/// pass the switch; the other port is on the fast path.
+#[test]
+fn a_port_added_with_no_fastpath_stays_off_it() {
+    if !can_run(&["ip", "ping"]) {
+        return;
+    }
+    let Some((_host, d)) = daemon("ebpf") else {
+        return;
+    };
+    d.cli(&["network", "create", "red", "--subnet", "10.88.0.0/24"]);
+    let (c1, c2) = (Netns::new("fpo"), Netns::new("fpo"));
+    d.port_add("v1", "red", &c1, "10.88.0.11", &["--backend", "veth"]);
+    d.port_add(
+        "v2",
+        "red",
+        &c2,
+        "10.88.0.12",
+        &["--backend", "veth", "--no-fastpath"],
+    );
+    assert!(c1.ping_within("10.88.0.12", LONG), "{}", d.log());
+    std::thread::sleep(Duration::from_millis(1500)); // a sync round
+    assert!(ping(&c1, "10.88.0.12", 10), "pings through the switch");
+    let s = d.json(&["stats"]);
+    assert_eq!(s["fastpath"]["ports"], 1, "{}", s["fastpath"]);
+    assert_eq!(rx(&d, "v1").1, 0, "v1's frames to v2 went fast");
+    assert_eq!(rx(&d, "v2").1, 0, "v2's frames went fast");
+}

@@ -497,6 +497,10 @@ pub struct PortAddArgs {
     /// host end vxv-NAME the switch drives; see docs/veth.md).
     #[arg(long, conflicts_with = "existing")]
     pub backend: Option<vxswitch::ctl::proto::Backend>,
+    /// Keep this veth port off the eBPF fast path (daemon --fastpath
+    /// ebpf): every frame of it passes the switch (docs/fastpath.md).
+    #[arg(long)]
+    pub no_fastpath: bool,
 }
 
 #[derive(Subcommand, Debug)]

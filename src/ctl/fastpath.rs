@@ -48,6 +48,8 @@ pub(super) struct FastPathCtl {
     paused_until: Option<Instant>,
     /// A map refused an entry: said once, not every round.
     warned: bool,
+    /// Ports added with `fastpath: false`: never on the fast path.
+    opted_out: std::collections::BTreeSet<String>,
 }
 
 impl std::fmt::Debug for FastPathCtl {
@@ -186,6 +188,20 @@ impl Daemon {
         self.fastpath_sync();
     }
 
+    /// Records `port.add`'s `fastpath` for port `name` (before it is made).
+    pub(super) fn fastpath_choose(&mut self, name: &str, choice: Option<bool>) {
+        if choice == Some(false) {
+            self.fastpath.opted_out.insert(name.to_string());
+        } else {
+            self.fastpath.opted_out.remove(name);
+        }
+    }
+
+    /// `port.add`'s `fastpath` of port `name`, for the state file.
+    pub(super) fn fastpath_choice(&self, name: &str) -> Option<bool> {
+        self.fastpath.opted_out.contains(name).then_some(false)
+    }
+
     /// What `stats` says of the fast path.
     pub(super) fn fastpath_status(&self) -> FastPathStatus {
         FastPathStatus {
@@ -202,6 +218,9 @@ impl Daemon {
     /// the switch would forward its frames a second time). A failure
     /// leaves the port in userspace, logged.
     pub(super) fn fastpath_prepare(&mut self, name: &str, host: &VethHost, sockets: &[&OwnedFd]) {
+        if self.fastpath.opted_out.contains(name) {
+            return;
+        }
         let Some(fp) = self.fastpath.fp.as_mut() else {
             return;
         };

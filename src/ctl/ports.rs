@@ -355,6 +355,7 @@ impl Daemon {
     pub fn port_add(&mut self, a: &PortAdd) -> Result<PortInfo, CtlError> {
         let plan = self.plan_port(a)?;
         if plan.backend == Backend::Veth {
+            self.fastpath_choose(&a.name, a.fastpath);
             return self.add_veth(plan);
         }
         let tap = plan.open_tap()?;

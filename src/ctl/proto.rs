@@ -345,6 +345,10 @@ pub struct PortAdd {
     /// of a veth pair whose other end the switch drives (docs/veth.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<Backend>,
+    /// `false`: this veth port stays off the eBPF fast path of a daemon
+    /// run with `--fastpath ebpf` (docs/fastpath.md). Default: on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fastpath: Option<bool>,
 }
 
 /// The kind of interface a container gets (`port.add`'s `backend`).
