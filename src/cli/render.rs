@@ -587,7 +587,8 @@ pub fn stats(s: &StatsReply) -> String {
     if let Some(x) = &s.vxlan {
         out.push_str(&vxlan_line(x));
     }
-    if let Some(f) = &s.fastpath {
+    // Off (the default) is not worth a line; asked for and unavailable is.
+    if let Some(f) = s.fastpath.as_ref().filter(|f| f.mode != "off") {
         out.push_str(&fastpath_line(f, &s.ports));
     }
     for g in &s.gateways {
@@ -731,6 +732,41 @@ mod tests {
             port_added(&p),
             "port c1 added to network red: eth0 in /run/netns/c1, mac 02:00:00:00:00:01, ip \
              10.77.0.11/24, mtu 1500\n"
+        );
+    }
+
+    #[test]
+    fn the_fast_path_line_says_active_or_why_not() {
+        use vxswitch::ctl::proto::{FastPathStatus, FastPortStats};
+        let row = PortStatsRow {
+            name: "v1".into(),
+            network: "red".into(),
+            stats: PortStats::default().snapshot(),
+            uplink: None,
+            fast: Some(FastPortStats {
+                rx_frames: 7,
+                rx_bytes: 700,
+                ..Default::default()
+            }),
+        };
+        let on = FastPathStatus {
+            mode: "ebpf".into(),
+            active: true,
+            reason: None,
+            ports: 1,
+        };
+        assert_eq!(
+            fastpath_line(&on, std::slice::from_ref(&row)),
+            "fast path: active (ebpf), 1 port(s), 7 frames / 700 bytes forwarded in the kernel\n"
+        );
+        let why = FastPathStatus {
+            active: false,
+            reason: Some("fast path unavailable: built without clang".into()),
+            ..on
+        };
+        assert_eq!(
+            fastpath_line(&why, &[row]),
+            "fast path unavailable: built without clang\n"
         );
     }
 
