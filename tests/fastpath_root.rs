@@ -696,6 +696,35 @@ fn known_flows_keep_forwarding_while_the_daemon_is_down_and_it_resyncs() {
     );
     let (all, fast, _) = rx(&d, "r1");
     assert_eq!(all, fast, "the restarted switch's socket saw fast frames");
+
+    // Restarted without the fast path: the program the first daemon left
+    // on the kept veths goes, so no frame is forwarded twice.
+    let mut d = d;
+    d.child.kill().unwrap();
+    d.child.wait().unwrap();
+    let off = [
+        "--fastpath",
+        "off",
+        "--state-dir",
+        state.0.to_str().unwrap(),
+    ];
+    let d = Daemon::start_in(Some(&host), &off);
+    let echoes = c2.snmp("Icmp", "InEchos");
+    assert!(
+        ping(&c1, "10.84.0.12", 10),
+        "without the fast path:\n{}",
+        d.log()
+    );
+    assert_eq!(
+        c2.snmp("Icmp", "InEchos") - echoes,
+        10,
+        "each request once without the fast path"
+    );
+    assert!(
+        rx(&d, "r1").0 >= 10,
+        "the switch forwarded them: {}",
+        d.json(&["stats"])
+    );
 }
 
 /// A daemon the kernel does not allow BPF (no CAP_BPF, no CAP_SYS_ADMIN)

@@ -218,11 +218,17 @@ impl Daemon {
     /// the switch would forward its frames a second time). A failure
     /// leaves the port in userspace, logged.
     pub(super) fn fastpath_prepare(&mut self, name: &str, host: &VethHost, sockets: &[&OwnedFd]) {
-        if self.fastpath.opted_out.contains(name) {
-            return;
-        }
-        let Some(fp) = self.fastpath.fp.as_mut() else {
-            return;
+        let fp = match self.fastpath.fp.as_mut() {
+            Some(fp) if !self.fastpath.opted_out.contains(name) => fp,
+            _ => {
+                // Off the fast path: a filter an earlier daemon left on a
+                // veth it kept must go, or its frames would be forwarded by
+                // that program and by the switch alike.
+                if let Err(e) = FastPath::detach_tc(&host.name) {
+                    eprintln!("vxswitch: port {name}: {e}");
+                }
+                return;
+            }
         };
         let r = sockets
             .iter()
