@@ -1031,3 +1031,44 @@ fn a_port_added_with_no_fastpath_stays_off_it() {
     assert_eq!(rx(&d, "v1").1, 0, "v1's frames to v2 went fast");
     assert_eq!(rx(&d, "v2").1, 0, "v2's frames went fast");
 }
+
+/// Pins another build left with other shapes (here an `fp_fdb` whose
+/// values are 8 bytes) are replaced, not a reason to refuse.
+#[test]
+fn pins_of_another_shape_are_replaced() {
+    if !can_run(&["bpftool", "mount", "umount"]) {
+        return;
+    }
+    if !vxswitch::fastpath::built_in() {
+        cannot_run("the binary was built without clang: no fast path to test");
+        return;
+    }
+    let bpffs = Bpffs::new();
+    let pins = bpffs.0 .0.join("pins");
+    std::fs::create_dir(&pins).unwrap();
+    let old = pins.join("fp_fdb");
+    support::run(
+        "bpftool",
+        &[
+            "map",
+            "create",
+            old.to_str().unwrap(),
+            "type",
+            "hash",
+            "key",
+            "12",
+            "value",
+            "8",
+            "entries",
+            "16",
+            "name",
+            "fp_fdb",
+        ],
+    );
+    let mut fp = FastPath::load(&pins).unwrap_or_else(|e| panic!("{e}"));
+    fp.set_fdb(NetId(1), MacAddr(MAC_A), 7)
+        .expect("the new map takes 16-byte values");
+    assert_eq!(fp.fdb_entries().len(), 1);
+    drop(fp);
+    FastPath::unpin(&pins);
+}

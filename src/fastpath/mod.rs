@@ -158,18 +158,20 @@ fn chain(e: &dyn StdError) -> String {
     s
 }
 
+/// Whether the kernel said EPERM: the process lacks CAP_BPF (or
+/// CAP_SYS_ADMIN). Not EACCES, which is also the verifier refusing a
+/// program (a program of another shape against old pins, say).
 fn is_permission(e: &(dyn StdError + 'static)) -> bool {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
     while let Some(c) = cur {
         if let Some(io) = c.downcast_ref::<io::Error>() {
-            if matches!(io.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) {
+            if io.raw_os_error() == Some(libc::EPERM) {
                 return true;
             }
         }
         cur = c.source();
     }
-    let s = e.to_string();
-    s.contains("Operation not permitted") || s.contains("Permission denied")
+    e.to_string().contains("Operation not permitted")
 }
 
 /// The loaded program and its maps.
@@ -204,43 +206,42 @@ impl FastPath {
         }
         prepare_pins(pin_dir)?;
         let reused = pin_dir.join("fp_fdb").exists();
-        let mut ebpf = match EbpfLoader::new().map_pin_path(pin_dir).load(OBJECT) {
-            Ok(e) => e,
-            Err(e) if reused && !is_permission(&e) => {
-                // Pins of another build, with other shapes: start afresh.
+        match Self::load_once(pin_dir, reused) {
+            Err(Refused {
+                permission: false, ..
+            }) if reused => {
+                // Pins of another build, with other shapes: start afresh
+                // (filters still on interfaces keep their maps until the
+                // ports are attached again and their filters replaced).
                 for m in ["fp_ports", "fp_fdb", "fp_stats"] {
                     let _ = std::fs::remove_file(pin_dir.join(m));
                 }
-                EbpfLoader::new()
-                    .map_pin_path(pin_dir)
-                    .load(OBJECT)
-                    .map_err(|e| refusal(&e))?
+                Self::load_once(pin_dir, false).map_err(Refused::into_unavailable)
             }
-            Err(e) => return Err(refusal(&e)),
-        };
-        for name in [TC_PROGRAM, SOCKET_PROGRAM] {
-            let prog = ebpf
-                .program_mut(name)
-                .ok_or_else(|| Unavailable::Kernel(format!("the object lacks {name}")))?;
-            let r = match prog {
-                aya::programs::Program::SchedClassifier(p) => p.load(),
-                aya::programs::Program::SocketFilter(p) => p.load(),
-                _ => {
-                    return Err(Unavailable::Kernel(format!(
-                        "{name} has an unexpected type"
-                    )))
-                }
-            };
-            r.map_err(|e| refusal(&e))?;
+            r => r.map_err(Refused::into_unavailable),
         }
-        let take = |ebpf: &mut Ebpf, name: &str| {
+    }
+
+    fn load_once(pin_dir: &Path, reused: bool) -> Result<FastPath, Refused> {
+        let mut ebpf = EbpfLoader::new()
+            .map_pin_path(pin_dir)
+            .load(OBJECT)
+            .map_err(|e| Refused::of(&e))?;
+        for name in [TC_PROGRAM, SOCKET_PROGRAM] {
+            let r = match ebpf.program_mut(name) {
+                Some(aya::programs::Program::SchedClassifier(p)) => p.load(),
+                Some(aya::programs::Program::SocketFilter(p)) => p.load(),
+                _ => return Err(Refused::other(format!("the object lacks {name}"))),
+            };
+            r.map_err(|e| Refused::of(&e))?;
+        }
+        let mut take = |name: &str| {
             ebpf.take_map(name)
-                .ok_or_else(|| Unavailable::Kernel(format!("the object lacks the map {name}")))
+                .ok_or_else(|| Refused::other(format!("the object lacks the map {name}")))
         };
-        let ports = HashMap::try_from(take(&mut ebpf, "fp_ports")?).map_err(|e| refusal(&e))?;
-        let fdb = HashMap::try_from(take(&mut ebpf, "fp_fdb")?).map_err(|e| refusal(&e))?;
-        let stats =
-            PerCpuHashMap::try_from(take(&mut ebpf, "fp_stats")?).map_err(|e| refusal(&e))?;
+        let ports = HashMap::try_from(take("fp_ports")?).map_err(|e| Refused::of(&e))?;
+        let fdb = HashMap::try_from(take("fp_fdb")?).map_err(|e| Refused::of(&e))?;
+        let stats = PerCpuHashMap::try_from(take("fp_stats")?).map_err(|e| Refused::of(&e))?;
         Ok(FastPath {
             ebpf,
             ports,
@@ -483,11 +484,34 @@ fn nr_cpus() -> usize {
     aya::util::nr_cpus().unwrap_or(1)
 }
 
-fn refusal(e: &(dyn StdError + 'static)) -> Unavailable {
-    if is_permission(e) {
-        Unavailable::NotPermitted(chain(e))
-    } else {
-        Unavailable::Kernel(chain(e))
+/// Why one attempt to load failed, and whether the kernel said "not
+/// permitted" (no retry helps then).
+struct Refused {
+    error: String,
+    permission: bool,
+}
+
+impl Refused {
+    fn of(e: &(dyn StdError + 'static)) -> Refused {
+        Refused {
+            error: chain(e),
+            permission: is_permission(e),
+        }
+    }
+
+    fn other(error: String) -> Refused {
+        Refused {
+            error,
+            permission: false,
+        }
+    }
+
+    fn into_unavailable(self) -> Unavailable {
+        if self.permission {
+            Unavailable::NotPermitted(self.error)
+        } else {
+            Unavailable::Kernel(self.error)
+        }
     }
 }
 
