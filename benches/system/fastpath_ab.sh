@@ -8,7 +8,8 @@
 #   ebpf    vxswitch daemon --fastpath ebpf in fbh, two --backend veth ports
 #   off     the same with --fastpath off (the userspace packet-socket path)
 # Tests: iperf3 TCP 1 stream and 4 streams (4 s each), ping -i 0.001 2000
-# times (avg RTT); for the daemons, the CPU time (user+system) the daemon
+# times (avg RTT), 64-byte frames received per second from `vxswitch pktgen
+# tx` at its top rate for 3 s (4 flows, Mpps); for the daemons, the CPU time (user+system) the daemon
 # used during the 4-stream run. One line per contender and round in $OUT.
 #
 #   sudo BIN=target/release/vxswitch ROUNDS=3 benches/system/fastpath_ab.sh
@@ -50,7 +51,14 @@ measure() {
   t4=$(ip netns exec fbc1 iperf3 -c 10.85.0.12 -t 4 -P 4 -J | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9,2))')
   c1=$(cpu)
   rtt=$(ip netns exec fbc1 ping -c 2000 -i 0.001 -q 10.85.0.12 | awk -F/ '/rtt/ {print $5*1000}')
-  echo "$r $name tcp1=$t1 tcp4=$t4 rtt_us=$rtt switch_cpu_s_per_4s_tcp4=$(python3 -c "print(($c1-$c0)/100)")" | tee -a $OUT
+  # 64-byte frames at the sender's top rate for 3 s, 4 flows: what arrives.
+  local mac; mac=$(ip -n fbc2 -br link show eth0 | awk '{print $3}')
+  $BIN --json pktgen rx --dev eth0 --netns fbc2 >/tmp/fbrx.json 2>/tmp/fbrx.log & local rx=$!
+  until grep -qs listening /tmp/fbrx.log || ! kill -0 $rx 2>/dev/null; do sleep 0.1; done
+  $BIN pktgen tx --dev eth0 --netns fbc1 --dst-mac "$mac" --duration 3 --flows 4 >/dev/null 2>&1
+  wait $rx
+  pps=$(python3 -c 'import json,sys; print(round(json.load(sys.stdin)["pps"]/1e6,3))' </tmp/fbrx.json)
+  echo "$r $name tcp1=$t1 tcp4=$t4 rtt_us=$rtt mpps64=$pps switch_cpu_s_per_4s_tcp4=$(python3 -c "print(($c1-$c0)/100)")" | tee -a $OUT
   if [ "$name" = ebpf ]; then $BIN --socket /tmp/fbd.sock stats | grep "fast path" | tee -a $OUT; fi
 }
 for r in $(seq 1 $ROUNDS); do
