@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod cni;
 pub mod ctl;
 pub mod docker;
+pub mod fastpath;
 pub mod fdb;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -67,6 +67,7 @@ const DOCS: &[&str] = &[
     "docs/reliability.md",
     "docs/observability.md",
     "docs/veth.md",
+    "docs/fastpath.md",
 ];
 
 /// Documents not checked yet, each with the reason.
@@ -596,4 +597,9 @@ fn veth() {
 #[test]
 fn observability() {
     run_doc("docs/observability.md");
+}
+
+#[test]
+fn fastpath() {
+    run_doc("docs/fastpath.md");
 }

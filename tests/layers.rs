@@ -28,6 +28,9 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["sys", "wire", "time", "metrics", "fdb", "offload"],
     ),
     ("pktgen", &["sys", "wire", "time", "metrics", "ports"]),
+    // The eBPF fast path's loader and maps, beside the dataplane: the
+    // control plane fills it from its ports and FDB.
+    ("fastpath", &["sys", "wire", "time", "metrics", "fdb"]),
     // Seeing inside: metrics exposition (and later capture, events); the
     // engine and the control plane call it, never the reverse.
     (
@@ -49,7 +52,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "ctl",
         &[
             "sys", "wire", "time", "metrics", "offload", "fdb", "ports", "gateway", "vxlan",
-            "switch", "cluster", "observe",
+            "switch", "cluster", "observe", "fastpath",
         ],
     ),
     // Engine plugins: clients of the control socket, never of the engine.

@@ -45,7 +45,7 @@ pub enum Cmd {
         after_help = "The daemon listens on --socket (or VXSWITCH_SOCKET) and logs \
                             to stderr; it has no result to print, so --json is refused."
     )]
-    Daemon(DaemonArgs),
+    Daemon(Box<DaemonArgs>),
     /// Create, list and remove networks (L2 broadcast domains).
     #[command(subcommand)]
     Network(NetworkCmd),
@@ -180,6 +180,21 @@ pub struct DaemonArgs {
     /// (each worker; 0 to 1000000). Default 0 (off).
     #[arg(long, value_name = "auto|USECS", value_parser = BusyPoll::parse)]
     pub busy_poll: Option<BusyPoll>,
+    /// `ebpf`: known unicast between veth ports goes straight from one
+    /// container to the other in the kernel (a tc program the switch keeps
+    /// in step with its FDB); everything else still passes the switch.
+    /// Needs a binary built with clang and CAP_BPF/CAP_NET_ADMIN; without
+    /// them the daemon says why and forwards in userspace. Default: off
+    /// (docs/fastpath.md). The environment's VXSWITCH_FASTPATH says the
+    /// same.
+    #[arg(long, env = "VXSWITCH_FASTPATH", value_name = "ebpf|off", value_parser = |s: &str| s.parse::<vxswitch::fastpath::Mode>())]
+    pub fastpath: Option<vxswitch::fastpath::Mode>,
+    /// With --fastpath ebpf: pin the fast path's maps in DIR (on a BPF
+    /// filesystem), where a restarted daemon finds them again. Default:
+    /// /sys/fs/bpf/vxswitch/ and the socket's path (mounting bpffs on
+    /// /sys/fs/bpf when it is not).
+    #[arg(long, value_name = "DIR")]
+    pub fastpath_pins: Option<PathBuf>,
     /// Dataplane threads; each TAP gets one queue per thread. Default: one
     /// per CPU.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=16))]
@@ -486,6 +501,10 @@ pub struct PortAddArgs {
     /// host end vxv-NAME the switch drives; see docs/veth.md).
     #[arg(long, conflicts_with = "existing")]
     pub backend: Option<vxswitch::ctl::proto::Backend>,
+    /// Keep this veth port off the eBPF fast path (daemon --fastpath
+    /// ebpf): every frame of it passes the switch (docs/fastpath.md).
+    #[arg(long)]
+    pub no_fastpath: bool,
 }
 
 #[derive(Subcommand, Debug)]

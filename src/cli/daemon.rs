@@ -46,6 +46,14 @@ pub fn run(socket: &Path, a: DaemonArgs) -> Result<(), String> {
         opts.on_stop = Some(std::sync::Arc::new(move || n.tell("STOPPING=1")));
     }
     let mut server = Server::bind(opts).map_err(|e| e.to_string())?;
+    // Before any port exists (the restore below adds some).
+    let pins = match &a.fastpath_pins {
+        Some(dir) => dir.clone(),
+        None => vxswitch::ctl::fastpath::pin_dir_for(socket),
+    };
+    if let Some(line) = server.daemon_mut().start_fastpath(settings.fastpath, &pins) {
+        eprintln!("{line}");
+    }
     let mut restored = false;
     if let Some(dir) = &settings.state_dir {
         // Before the socket serves anyone; a corrupt file stops the start.
@@ -71,6 +79,8 @@ pub fn run(socket: &Path, a: DaemonArgs) -> Result<(), String> {
             );
         }
     }
+    // The fast path's maps from before the restart, taken over.
+    server.daemon_mut().fastpath_after_restore();
     match settings.cluster {
         // After the restore (the agent starts from what it put back), before
         // the server answers: the agent's calls wait for it.

@@ -83,7 +83,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Err(local) => local,
     };
     match local {
-        Cmd::Daemon(a) => daemon::run(&ctx.socket, a),
+        Cmd::Daemon(a) => daemon::run(&ctx.socket, *a),
         Cmd::Demo {
             containers,
             seconds,

@@ -527,6 +527,28 @@ fn gateway_line(g: &GatewayRow) -> String {
     s
 }
 
+/// The eBPF fast path: active with its ports and what they forwarded, or
+/// why not (docs/fastpath.md).
+fn fastpath_line(
+    f: &vxswitch::ctl::proto::FastPathStatus,
+    ports: &[vxswitch::ctl::proto::PortStatsRow],
+) -> String {
+    if !f.active {
+        return match &f.reason {
+            Some(r) => format!("{r}\n"),
+            None => format!("fast path {}\n", f.mode),
+        };
+    }
+    let (frames, bytes) = ports
+        .iter()
+        .filter_map(|p| p.fast)
+        .fold((0, 0), |(n, b), x| (n + x.rx_frames, b + x.rx_bytes));
+    format!(
+        "fast path: active (ebpf), {} port(s), {frames} frames / {bytes} bytes forwarded in the kernel\n",
+        f.ports
+    )
+}
+
 pub fn stats(s: &StatsReply) -> String {
     let mut out = counters_table(
         "PORT",
@@ -564,6 +586,10 @@ pub fn stats(s: &StatsReply) -> String {
     }
     if let Some(x) = &s.vxlan {
         out.push_str(&vxlan_line(x));
+    }
+    // Off (the default) is not worth a line; asked for and unavailable is.
+    if let Some(f) = s.fastpath.as_ref().filter(|f| f.mode != "off") {
+        out.push_str(&fastpath_line(f, &s.ports));
     }
     for g in &s.gateways {
         out.push_str(&gateway_line(g));
@@ -721,6 +747,41 @@ mod tests {
     }
 
     #[test]
+    fn the_fast_path_line_says_active_or_why_not() {
+        use vxswitch::ctl::proto::{FastPathStatus, FastPortStats};
+        let row = PortStatsRow {
+            name: "v1".into(),
+            network: "red".into(),
+            stats: PortStats::default().snapshot(),
+            uplink: None,
+            fast: Some(FastPortStats {
+                rx_frames: 7,
+                rx_bytes: 700,
+                ..Default::default()
+            }),
+        };
+        let on = FastPathStatus {
+            mode: "ebpf".into(),
+            active: true,
+            reason: None,
+            ports: 1,
+        };
+        assert_eq!(
+            fastpath_line(&on, std::slice::from_ref(&row)),
+            "fast path: active (ebpf), 1 port(s), 7 frames / 700 bytes forwarded in the kernel\n"
+        );
+        let why = FastPathStatus {
+            active: false,
+            reason: Some("fast path unavailable: built without clang".into()),
+            ..on
+        };
+        assert_eq!(
+            fastpath_line(&why, &[row]),
+            "fast path unavailable: built without clang\n"
+        );
+    }
+
+    #[test]
     fn stats_list_nonzero_drop_reasons() {
         let st = PortStats::default();
         st.rx_frames.add(3);
@@ -734,12 +795,14 @@ mod tests {
                     network: "red".into(),
                     stats: st.snapshot(),
                     uplink: None,
+                    fast: None,
                 },
                 PortStatsRow {
                     name: "b".into(),
                     network: "red".into(),
                     stats: PortStats::default().snapshot(),
                     uplink: None,
+                    fast: None,
                 },
             ],
             fdb: FdbStats::default(),
@@ -750,6 +813,7 @@ mod tests {
             pending: Vec::new(),
             suppress: Vec::new(),
             workers: Vec::new(),
+            fastpath: None,
             networks: Vec::new(),
         };
         let out = stats(&s);
@@ -777,6 +841,7 @@ mod tests {
                 network: "red".into(),
                 stats: st.snapshot(),
                 uplink: None,
+                fast: None,
             }],
             fdb: FdbStats {
                 refused_net_limit: 5,
@@ -803,6 +868,7 @@ mod tests {
             pending: Vec::new(),
             suppress: Vec::new(),
             workers: Vec::new(),
+            fastpath: None,
         };
         let out = stats(&s);
         let lines: Vec<&str> = out.lines().collect();
@@ -872,6 +938,7 @@ mod tests {
             pending: Vec::new(),
             suppress: Vec::new(),
             workers: Vec::new(),
+            fastpath: None,
             networks: Vec::new(),
         };
         let out = stats(&s);

@@ -149,6 +149,8 @@ impl From<PortAddArgs> for PortAdd {
             port_security: a.no_port_security.then_some(false),
             ip_guard: a.ip_guard,
             backend: a.backend,
+            // Absent: on the fast path when the daemon has one.
+            fastpath: a.no_fastpath.then_some(false),
         }
     }
 }

@@ -22,6 +22,8 @@ pub struct DaemonSettings {
     /// `--cluster` and its companions, else `[cluster]`: `None` without a
     /// cluster.
     pub cluster: Option<ClusterSettings>,
+    /// `--fastpath`, else `[dataplane] fastpath`, else off.
+    pub fastpath: vxswitch::fastpath::Mode,
 }
 
 /// Merges the flags `a` over `config` (read from `config_path`, if any) over
@@ -109,6 +111,7 @@ pub fn merge(
             .clone()
             .or_else(|| config.state.as_ref().and_then(|s| s.dir.clone())),
         cluster,
+        fastpath: a.fastpath.or(dp.fastpath).unwrap_or_default(),
     })
 }
 
@@ -128,7 +131,7 @@ mod tests {
             .into_iter()
             .chain(args.iter().copied());
         match Cli::try_parse_from(argv).expect("daemon flags parse").cmd {
-            Cmd::Daemon(a) => a,
+            Cmd::Daemon(a) => *a,
             other => panic!("not a daemon command: {other:?}"),
         }
     }
@@ -234,6 +237,30 @@ mod tests {
         assert!(s.engine.no_offload);
         let s = merge(&flags(&["--no-offload"]), &Config::default(), None).unwrap();
         assert!(s.engine.no_offload);
+    }
+
+    #[test]
+    fn fastpath_comes_from_the_flag_or_the_file_and_is_off_by_default() {
+        use vxswitch::fastpath::Mode;
+        assert_eq!(
+            merge(&flags(&[]), &config(""), None).unwrap().fastpath,
+            Mode::Off
+        );
+        let file = config("[dataplane]\nfastpath = \"ebpf\"\n");
+        assert_eq!(
+            merge(&flags(&[]), &file, None).unwrap().fastpath,
+            Mode::Ebpf
+        );
+        let s = merge(&flags(&["--fastpath", "off"]), &file, None).unwrap();
+        assert_eq!(s.fastpath, Mode::Off, "the flag beats the file");
+        let argv = ["vxswitch", "daemon", "--fastpath", "xdp"];
+        let e = Cli::try_parse_from(argv).unwrap_err().to_string();
+        assert!(e.contains("expected ebpf or off"), "{e}");
+        let bad: Result<Config, _> = toml::from_str("[dataplane]\nfastpath = \"on\"\n");
+        assert!(bad
+            .unwrap_err()
+            .to_string()
+            .contains("expected ebpf or off"));
     }
 
     #[test]

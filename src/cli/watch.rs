@@ -192,6 +192,7 @@ mod tests {
                 network: "red".into(),
                 stats,
                 uplink: None,
+                fast: None,
             }],
             fdb: Default::default(),
             vxlan: None,
@@ -202,6 +203,7 @@ mod tests {
             networks: vec![],
             suppress: vec![],
             workers: vec![],
+            fastpath: None,
         }
     }
 

@@ -97,6 +97,8 @@ impl Daemon {
                 capture::CaptureError::Busy => CtlError::busy(e.to_string()),
                 _ => CtlError::invalid(e.to_string()),
             })?;
+        // Every frame must pass the switch while a capture runs.
+        self.fastpath_pause();
         self.pending_capture = Some(PendingCapture {
             capture: cap,
             count: a.count,

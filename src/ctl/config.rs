@@ -19,6 +19,7 @@
 //! workers = 2              # threads; default one per CPU (--workers)
 //! busy_poll = "auto"       # or microseconds; default 0, off (--busy-poll)
 //! offload = true           # TAPs with virtio_net_hdr (--no-offload)
+//! fastpath = "ebpf"        # eBPF fast path for veth ports; default off (--fastpath)
 //!
 //! [state]
 //! dir = "/var/lib/vxswitch" # keep ports over restarts (--state-dir)
@@ -87,6 +88,17 @@ pub struct DataplaneConfig {
     /// TAPs with a virtio_net_hdr and offloads (default true).
     #[serde(default)]
     pub offload: Option<bool>,
+    /// `"ebpf"` or `"off"`, as `--fastpath` takes (docs/fastpath.md).
+    #[serde(default, deserialize_with = "fastpath_value")]
+    pub fastpath: Option<crate::fastpath::Mode>,
+}
+
+/// `fastpath = "ebpf"` or `"off"`.
+fn fastpath_value<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<crate::fastpath::Mode>, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
 impl DataplaneConfig {

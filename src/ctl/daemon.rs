@@ -93,6 +93,9 @@ pub struct Daemon {
     /// Mirrored ports by name: the mirror, and the port's counters'
     /// address the dataplane's table knows it by.
     pub(super) mirrors: BTreeMap<String, (super::proto::MirrorRow, usize)>,
+    /// `daemon --fastpath`: the eBPF fast path's maps and attachments
+    /// (see [`super::fastpath`]).
+    pub(super) fastpath: super::fastpath::FastPathCtl,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -128,6 +131,7 @@ impl Daemon {
             monitor: Default::default(),
             pending_capture: None,
             mirrors: BTreeMap::new(),
+            fastpath: Default::default(),
         })
     }
 
@@ -300,6 +304,7 @@ impl Drop for Daemon {
         // Before the dataplane goes: without a state directory the ports go
         // with the daemon, so the other hosts are told at once (revoke).
         self.cluster_stop(self.store.is_none());
+        self.fastpath.on_stop(self.store.is_some());
         for port in self.ports.values_mut() {
             if let Some(guard) = port.persist.take() {
                 guard.keep();

@@ -162,6 +162,42 @@ impl Daemon {
             })
             .collect();
         port_families(&mut e, Prefix::Port, &ports);
+        // The eBPF fast path (docs/fastpath.md): its share of the counters above.
+        e.family(
+            "vxswitch_fastpath_active",
+            Kind::Gauge,
+            "1 when the eBPF fast path is loaded (daemon --fastpath ebpf), else 0.",
+        )
+        .sample(
+            &[],
+            u32::from(st.fastpath.as_ref().is_some_and(|f| f.active)),
+        );
+        type FastGet = fn(&super::proto::FastPortStats) -> u64;
+        let fast: [(&'static str, &str, FastGet); 2] = [
+            (
+                "vxswitch_port_fast_rx_frames_total",
+                "Frames from the port that the eBPF fast path forwarded (included in vxswitch_port_rx_frames_total).",
+                |f| f.rx_frames,
+            ),
+            (
+                "vxswitch_port_fast_tx_frames_total",
+                "Frames to the port that the eBPF fast path forwarded (included in vxswitch_port_tx_frames_total).",
+                |f| f.tx_frames,
+            ),
+        ];
+        if st.ports.iter().any(|p| p.fast.is_some()) {
+            for (name, help, get) in fast {
+                e.family(name, Kind::Counter, help);
+                for p in &st.ports {
+                    if let Some(f) = &p.fast {
+                        e.sample(
+                            &[("port", p.name.as_str()), ("network", p.network.as_str())],
+                            get(f) as f64,
+                        );
+                    }
+                }
+            }
+        }
         let vnis: Vec<String> = st.vteps.iter().map(|v| v.vni.to_string()).collect();
         let vteps: Vec<_> = st
             .vteps

@@ -50,6 +50,8 @@ impl Daemon {
             a.port.clone(),
             (row.clone(), crate::observe::capture::key(&src)),
         );
+        // A mirrored port's frames must all pass the switch.
+        self.fastpath_sync_ports();
         Ok(row)
     }
 
@@ -62,6 +64,7 @@ impl Daemon {
             )));
         };
         mirror::remove_key(key);
+        self.fastpath_sync_ports();
         Ok(row)
     }
 

@@ -45,6 +45,7 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 mod daemon;
+pub mod fastpath;
 mod fdb;
 mod gateway;
 pub mod metrics;

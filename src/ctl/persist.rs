@@ -119,6 +119,9 @@ pub struct SavedPort {
     /// A veth port's host end in the daemon's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_ifname: Option<String>,
+    /// `port.add`'s `fastpath` as given (`None`: on the fast path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fastpath: Option<bool>,
 }
 
 /// A state file that cannot be used, naming the file and the problem.
@@ -523,6 +526,7 @@ mod tests {
                 port_security: None,
                 ip_guard: false,
                 host_ifname: None,
+                fastpath: None,
             }],
             static_fdb: vec![],
             cluster: None,

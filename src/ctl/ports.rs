@@ -355,6 +355,7 @@ impl Daemon {
     pub fn port_add(&mut self, a: &PortAdd) -> Result<PortInfo, CtlError> {
         let plan = self.plan_port(a)?;
         if plan.backend == Backend::Veth {
+            self.fastpath_choose(&a.name, a.fastpath);
             return self.add_veth(plan);
         }
         let tap = plan.open_tap()?;
@@ -642,12 +643,18 @@ impl Daemon {
         mtu: u32,
         host: VethHost,
     ) -> Result<PortInfo, CtlError> {
-        self.attach(name, network, fd, extra_queues, mtu, meta)?;
+        let sockets: Vec<&OwnedFd> = std::iter::once(&fd).chain(&extra_queues).collect();
+        self.fastpath_prepare(name, &host, &sockets);
+        if let Err(e) = self.attach(name, network, fd, extra_queues, mtu, meta) {
+            self.fastpath_forget(name);
+            return Err(e);
+        }
         let Some(port) = self.ports.get_mut(name) else {
             return Err(CtlError::internal(format!("port {name:?} vanished")));
         };
         port.backend = Backend::Veth;
         port.host = Some(host);
+        self.fastpath_sync_ports();
         let port = &self.ports[name];
         Ok(self.port_info(name, port))
     }
@@ -705,6 +712,7 @@ impl Daemon {
         let port = self.port(&a.name)?;
         let (id, network) = (port.id, port.network.clone());
         let fdb_flushed = self.fdb().dest_count(Dest::Local(id));
+        self.fastpath_forget(&a.name);
         let was_attached = self
             .engine
             .remove_port(id)
@@ -733,6 +741,7 @@ impl Daemon {
             .iter()
             .find(|(_, p)| p.id == id)
             .map(|(n, _)| n.clone())?;
+        self.fastpath_forget(&name);
         let port = self.ports.remove(&name)?;
         let (network, gateway) = (port.network.clone(), port.gateway);
         // A persistent TAP's guard goes with the record.
@@ -796,6 +805,7 @@ impl Daemon {
                 continue;
             };
             let (id, label) = (port.id, port.netns.label().unwrap_or_default());
+            self.fastpath_forget(&name);
             if self.engine.remove_port(id).is_ok_and(|attached| !attached) {
                 self.process_events();
             }

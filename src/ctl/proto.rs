@@ -345,6 +345,10 @@ pub struct PortAdd {
     /// of a veth pair whose other end the switch drives (docs/veth.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<Backend>,
+    /// `false`: this veth port stays off the eBPF fast path of a daemon
+    /// run with `--fastpath ebpf` (docs/fastpath.md). Default: on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fastpath: Option<bool>,
 }
 
 /// The kind of interface a container gets (`port.add`'s `backend`).
@@ -686,6 +690,9 @@ pub struct PortStatsRow {
     /// For an uplink port: its interface and state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uplink: Option<UplinkInfo>,
+    /// For a port on the eBPF fast path: what it forwarded (in `stats`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fast: Option<FastPortStats>,
 }
 
 /// One VTEP, as `vtep.add`, `vtep.ls` and `stats` report it.
@@ -712,6 +719,30 @@ pub struct VtepRemoved {
     pub addr: String,
     /// FDB entries that pointed at the VTEP and were flushed with it.
     pub fdb_flushed: usize,
+}
+
+/// The eBPF fast path, as `stats` reports it (docs/fastpath.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FastPathStatus {
+    /// `daemon --fastpath`: "ebpf" or "off".
+    pub mode: String,
+    /// The program is loaded and veth ports get it.
+    pub active: bool,
+    /// Why it is not active (names the problem and the remedy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Ports on the fast path.
+    pub ports: usize,
+}
+
+/// What the fast path forwarded from and to one port; the port's own
+/// counters include it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FastPortStats {
+    pub rx_frames: u64,
+    pub rx_bytes: u64,
+    pub tx_frames: u64,
+    pub tx_bytes: u64,
 }
 
 /// Result of `stats`.
@@ -746,6 +777,9 @@ pub struct StatsReply {
     /// asked about one port).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workers: Vec<WorkerRow>,
+    /// The eBPF fast path: on, off, or why not (docs/fastpath.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fastpath: Option<FastPathStatus>,
 }
 
 /// A dataplane worker's time since the daemon started, as `stats`

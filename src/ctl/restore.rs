@@ -427,6 +427,7 @@ impl Daemon {
                     port_security: (!p.security.port_security).then_some(false),
                     ip_guard: p.security.ip_guard,
                     host_ifname: p.host.as_ref().map(|h| h.name.clone()),
+                    fastpath: self.fastpath_choice(name),
                 })
             })
             .collect();
@@ -701,6 +702,7 @@ impl Daemon {
     /// Re-attaches a saved veth port: its host end, found by name in the
     /// daemon's namespace; the container's end is left as it is.
     fn restore_veth(&mut self, p: &SavedPort, netns: Netns) -> Result<(), DropReason> {
+        self.fastpath_choose(&p.name, p.fastpath);
         let host = saved_veth_host(p);
         let label = netns.label();
         let (fd, extra, vnet_hdr, guard, index) =
@@ -1050,6 +1052,7 @@ mod tests {
             port_security: None,
             ip_guard: false,
             host_ifname: None,
+            fastpath: None,
         });
         super::super::persist::write_atomic(
             &dir,

@@ -876,6 +876,7 @@ impl Server {
             }
             if now >= self.next_reap {
                 self.daemon.reap_orphans();
+                self.daemon.fastpath_sync();
                 self.next_reap = now + REAP_EVERY;
             }
             self.retry_pending(now);

@@ -4,7 +4,8 @@
 
 use super::daemon::Daemon;
 use super::proto::{
-    CtlError, GatewayRow, NetworkFdbRow, PortStatsRow, StatsArgs, StatsReply, VtepLs, WorkerRow,
+    CtlError, FastPortStats, GatewayRow, NetworkFdbRow, PortStatsRow, StatsArgs, StatsReply,
+    VtepLs, WorkerRow,
 };
 
 impl Daemon {
@@ -16,11 +17,28 @@ impl Daemon {
             .ports
             .iter()
             .filter(|(n, _)| a.port.as_ref().is_none_or(|want| want == *n))
-            .map(|(n, p)| PortStatsRow {
-                name: n.clone(),
-                network: p.network.clone(),
-                stats: p.stats.snapshot(),
-                uplink: self.uplink_info(&p.network, n),
+            .map(|(n, p)| {
+                let mut stats = p.stats.snapshot();
+                // Frames the fast path forwarded count as the switch's.
+                let fast = self.fast_stats(n).map(|f| {
+                    stats.rx_frames += f.rx_frames;
+                    stats.rx_bytes += f.rx_bytes;
+                    stats.tx_frames += f.tx_frames;
+                    stats.tx_bytes += f.tx_bytes;
+                    FastPortStats {
+                        rx_frames: f.rx_frames,
+                        rx_bytes: f.rx_bytes,
+                        tx_frames: f.tx_frames,
+                        tx_bytes: f.tx_bytes,
+                    }
+                });
+                PortStatsRow {
+                    name: n.clone(),
+                    network: p.network.clone(),
+                    stats,
+                    uplink: self.uplink_info(&p.network, n),
+                    fast,
+                }
             })
             .collect();
         let vteps = match a.port {
@@ -90,6 +108,7 @@ impl Daemon {
                     })
                     .collect(),
             },
+            fastpath: Some(self.fastpath_status()),
         })
     }
 }

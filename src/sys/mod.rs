@@ -4,6 +4,7 @@
 //! it has to close by hand.
 #![allow(unsafe_code)]
 
+pub mod bpf;
 pub mod fd;
 pub mod fs;
 pub mod netlink;

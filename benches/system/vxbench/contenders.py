@@ -13,6 +13,7 @@ namespaces. Every address lives only in namespaces of the lab.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -256,6 +257,29 @@ class VxswitchVeth(Vxswitch):
         for port, ns, ip in (("c1", self.ns1, self.ip1), ("c2", self.ns2, self.ip2)):
             self.cli(sock, "port", "add", port, "--network", "bench", "--netns", f"/run/netns/{ns}", "--ip", f"{ip}/24")
         self.finish_setup()
+
+
+class VxswitchEbpf(VxswitchVeth):
+    name = "vxswitch-ebpf"
+    title = "vxswitch, veth ports with the eBPF fast path (--fastpath ebpf)"
+    daemon_args = ["--fastpath", "ebpf"]
+    topology = (
+        "as `vxswitch-veth`, with `daemon --fastpath ebpf`: known unicast between the two veth "
+        "ports goes from one container to the other in the kernel (a tc program on each host end, "
+        "bpf_redirect_peer, maps the switch keeps in step with its FDB); docs/fastpath.md"
+    )
+
+    def finish_setup(self) -> None:
+        super().finish_setup()
+        sock = self.lab.path(f"{self.name}.sock")
+        fp = json.loads(self.cli(sock, "--json", "stats")).get("fastpath") or {}
+        if not fp.get("active"):
+            raise BenchError(f"{self.name}: the fast path is not active: {fp.get('reason')}")
+        # The switch learns both MACs from a first exchange; a sync round
+        # (once a second) then puts them in the maps.
+        run(["ip", "netns", "exec", self.ns1, "ping", "-c", "2", "-i", "0.2", "-W", "1", self.ip2],
+            check=False, timeout=10)
+        time.sleep(1.5)
 
 
 class KernelBridge(Contender):
@@ -668,7 +692,7 @@ class VxswitchVxlanBase(VxswitchVxlan):
         return self.opts.baseline
 
 
-ALL = [Vxswitch, VxswitchNoOffload, VxswitchBusyPoll, VxswitchBusyPollAuto, VxswitchVeth, TapFloor, KernelBridge, Ovs, OvsTso, Vde,
+ALL = [Vxswitch, VxswitchNoOffload, VxswitchBusyPoll, VxswitchBusyPollAuto, VxswitchVeth, VxswitchEbpf, TapFloor, KernelBridge, Ovs, OvsTso, Vde,
        Veth, VxswitchVxlan, KernelVxlan, VxswitchUplink, KernelMacvlan, UnderlayBridge, UplinkOvs]
 # Measured only when asked for with --only: the uplink scenario (issue 15), a
 # comparison of its own, LAN host <-> container, not run by default (`--busy-poll
@@ -676,7 +700,7 @@ ALL = [Vxswitch, VxswitchNoOffload, VxswitchBusyPoll, VxswitchBusyPollAuto, Vxsw
 UPLINK = ["uplink-vxswitch", "uplink-macvlan", "uplink-bridge", "uplink-ovs"]
 # vxswitch-veth (issue 17): veth ports, measured when asked for until a run
 # puts it in docs/benchmarks-system.md.
-OPTIONAL: set[str] = {*UPLINK, "vxswitch-veth"}
+OPTIONAL: set[str] = {*UPLINK, "vxswitch-veth", "vxswitch-ebpf"}
 # Measured only with --baseline, beside the contender they repeat.
 BASE_OF = {"vxswitch": VxswitchBase, "vxswitch-vxlan": VxswitchVxlanBase}
 BY_NAME = {c.name: c for c in ALL}

@@ -45,6 +45,7 @@ COLORS = {
     "vxswitch-busypoll": "#b03030",
     "vxswitch-busypoll-auto": "#8c1c1c",
     "vxswitch-veth": "#e377c2",
+    "vxswitch-ebpf": "#7b4173",
     "bridge": "#1f77b4",
     "ovs": "#2ca02c",
     "ovs-tso": "#98df8a",
