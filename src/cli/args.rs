@@ -195,6 +195,11 @@ pub struct DaemonArgs {
     /// /sys/fs/bpf when it is not).
     #[arg(long, value_name = "DIR")]
     pub fastpath_pins: Option<PathBuf>,
+    /// The kind of interface containers get unless their network or their
+    /// `port add` says: `tap` (default) or `veth` (docs/veth.md). The
+    /// environment's VXSWITCH_BACKEND says the same.
+    #[arg(long, env = "VXSWITCH_BACKEND", value_name = "tap|veth")]
+    pub backend: Option<vxswitch::ctl::proto::Backend>,
     /// Dataplane threads; each TAP gets one queue per thread. Default: one
     /// per CPU.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=16))]
@@ -377,7 +382,7 @@ pub struct NetworkCreateArgs {
     #[arg(long)]
     pub no_port_security: bool,
     /// The backend of the network's ports unless a port add says: tap or
-    /// veth (default: the daemon's --backend, tap).
+    /// veth (default: the daemon's `--backend`, else tap).
     #[arg(long)]
     pub backend: Option<vxswitch::ctl::proto::Backend>,
     /// ARP/ND suppression: the switch answers ARP requests and neighbour

@@ -54,6 +54,7 @@ pub fn run(socket: &Path, a: DaemonArgs) -> Result<(), String> {
     if let Some(line) = server.daemon_mut().start_fastpath(settings.fastpath, &pins) {
         eprintln!("{line}");
     }
+    server.daemon_mut().set_default_backend(settings.backend);
     let mut restored = false;
     if let Some(dir) = &settings.state_dir {
         // Before the socket serves anyone; a corrupt file stops the start.

@@ -24,6 +24,8 @@ pub struct DaemonSettings {
     pub cluster: Option<ClusterSettings>,
     /// `--fastpath`, else `[dataplane] fastpath`, else off.
     pub fastpath: vxswitch::fastpath::Mode,
+    /// `--backend`, else `[dataplane] backend`, else tap.
+    pub backend: vxswitch::ctl::proto::Backend,
 }
 
 /// Merges the flags `a` over `config` (read from `config_path`, if any) over
@@ -112,6 +114,7 @@ pub fn merge(
             .or_else(|| config.state.as_ref().and_then(|s| s.dir.clone())),
         cluster,
         fastpath: a.fastpath.or(dp.fastpath).unwrap_or_default(),
+        backend: a.backend.or(dp.backend).unwrap_or_default(),
     })
 }
 
@@ -261,6 +264,25 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("expected ebpf or off"));
+    }
+
+    #[test]
+    fn backend_comes_from_the_flag_or_the_file_and_is_tap_by_default() {
+        use vxswitch::ctl::proto::Backend;
+        assert_eq!(
+            merge(&flags(&[]), &config(""), None).unwrap().backend,
+            Backend::Tap
+        );
+        let file = config("[dataplane]\nbackend = \"veth\"\n");
+        assert_eq!(
+            merge(&flags(&[]), &file, None).unwrap().backend,
+            Backend::Veth
+        );
+        let s = merge(&flags(&["--backend", "tap"]), &file, None).unwrap();
+        assert_eq!(s.backend, Backend::Tap, "the flag beats the file");
+        let bad: Result<Config, _> = toml::from_str("[dataplane]\nbackend = \"macvtap\"\n");
+        let e = bad.unwrap_err().to_string();
+        assert!(e.contains("tap") && e.contains("veth"), "{e}");
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! busy_poll = "auto"       # or microseconds; default 0, off (--busy-poll)
 //! offload = true           # TAPs with virtio_net_hdr (--no-offload)
 //! fastpath = "ebpf"        # eBPF fast path for veth ports; default off (--fastpath)
+//! backend = "veth"         # containers' interfaces: tap (default) or veth (--backend)
 //!
 //! [state]
 //! dir = "/var/lib/vxswitch" # keep ports over restarts (--state-dir)
@@ -91,6 +92,9 @@ pub struct DataplaneConfig {
     /// `"ebpf"` or `"off"`, as `--fastpath` takes (docs/fastpath.md).
     #[serde(default, deserialize_with = "fastpath_value")]
     pub fastpath: Option<crate::fastpath::Mode>,
+    /// `"tap"` or `"veth"`, as `daemon --backend` takes (docs/veth.md).
+    #[serde(default)]
+    pub backend: Option<super::proto::Backend>,
 }
 
 /// `fastpath = "ebpf"` or `"off"`.

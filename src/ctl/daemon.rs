@@ -96,6 +96,9 @@ pub struct Daemon {
     /// `daemon --fastpath`: the eBPF fast path's maps and attachments
     /// (see [`super::fastpath`]).
     pub(super) fastpath: super::fastpath::FastPathCtl,
+    /// `daemon --backend`: the backend of ports whose network and
+    /// `port.add` name none.
+    pub(super) default_backend: super::proto::Backend,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -132,7 +135,14 @@ impl Daemon {
             pending_capture: None,
             mirrors: BTreeMap::new(),
             fastpath: Default::default(),
+            default_backend: Default::default(),
         })
+    }
+
+    /// `daemon --backend`: what ports get when neither their network nor
+    /// their `port.add` names a backend.
+    pub fn set_default_backend(&mut self, b: super::proto::Backend) {
+        self.default_backend = b;
     }
 
     /// Whether a port that goes away is logged to stderr.

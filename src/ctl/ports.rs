@@ -375,7 +375,7 @@ impl Daemon {
             queues: self.engine.workers(),
             persistent: self.store.is_some(),
             port_security: net.spec.port_security.unwrap_or(true),
-            backend: net.spec.backend.unwrap_or_default(),
+            backend: net.spec.backend.unwrap_or(self.default_backend),
         };
         let plan = PortPlan::new(a, &defaults)?;
         if let TapPlan::Create { spec, .. } = &plan.tap {
