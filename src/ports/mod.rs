@@ -168,6 +168,13 @@ pub enum PortError {
         name: String,
         source: std::io::Error,
     },
+    /// Creating a veth pair (`port add --backend veth`) failed; `name`
+    /// says both ends.
+    #[error("cannot create veth pair {name}: {source}")]
+    CreateVeth {
+        name: String,
+        source: std::io::Error,
+    },
     #[error("cannot attach TAP {name}: {source}")]
     AttachTap {
         name: String,
@@ -251,6 +258,7 @@ impl PortError {
             PortError::Netns { source, .. }
             | PortError::OpenTun(source)
             | PortError::CreateTap { source, .. }
+            | PortError::CreateVeth { source, .. }
             | PortError::AttachTap { source, .. }
             | PortError::Configure { source, .. }
             | PortError::Inspect { source, .. }

@@ -115,8 +115,8 @@ pub fn create_veth(spec: &TapSpec, port: &str, persistent: bool) -> Result<Veth,
         mtu,
         ns_file.as_ref().map(AsRawFd::as_raw_fd),
     );
-    nl.ack(req).map_err(|e| PortError::CreateTap {
-        name: format!("{host} (veth, peer {})", spec.ifname),
+    nl.ack(req).map_err(|e| PortError::CreateVeth {
+        name: format!("{host} (host end) / {} (container end)", spec.ifname),
         source: explain_create(&host, &spec.ifname, e),
     })?;
     drop(ns_file);
