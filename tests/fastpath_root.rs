@@ -299,6 +299,48 @@ fn port_json(d: &Daemon, name: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no port {name} in {ls}"))
 }
 
+/// Two containers on veth ports `ports` of network `red` (addresses
+/// `NET.11` and `NET.12`) that carry nothing but the test's own traffic:
+/// IPv6 off (no chatter for the switch to count), and each other's MAC a
+/// permanent neighbour (no ARP, which also works while the switch is away).
+fn quiet_pair(d: &Daemon, tag: &str, net: &str, ports: [&str; 2]) -> (Netns, Netns) {
+    let (c1, c2) = (Netns::new(tag), Netns::new(tag));
+    for c in [&c1, &c2] {
+        c.sysctl("net.ipv6.conf.all.disable_ipv6", "1");
+        c.sysctl("net.ipv6.conf.default.disable_ipv6", "1");
+    }
+    d.port_add(
+        ports[0],
+        "red",
+        &c1,
+        &format!("{net}.11"),
+        &["--backend", "veth"],
+    );
+    d.port_add(
+        ports[1],
+        "red",
+        &c2,
+        &format!("{net}.12"),
+        &["--backend", "veth"],
+    );
+    for (c, peer, port) in [(&c1, 12, ports[1]), (&c2, 11, ports[0])] {
+        let mac = port_json(d, port)["mac"].as_str().unwrap().to_string();
+        let ip = format!("{net}.{peer}");
+        c.ip_ok(&[
+            "neigh",
+            "replace",
+            &ip,
+            "lladdr",
+            &mac,
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ]);
+    }
+    (c1, c2)
+}
+
 /// (all rx frames, fast rx frames, fast rx bytes) of `port` in `stats`.
 fn rx(d: &Daemon, port: &str) -> (u64, u64, u64) {
     let s = d.json(&["stats"]);
@@ -515,37 +557,7 @@ fn counters_match_frame_for_frame_on_and_off() {
             return;
         };
         d.cli(&["network", "create", "red", "--subnet", "10.83.0.0/24"]);
-        let (c1, c2) = (Netns::new("fpn"), Netns::new("fpn"));
-        for c in [&c1, &c2] {
-            // Nothing but the test's pings: no IPv6 chatter, no ARP.
-            c.sysctl("net.ipv6.conf.all.disable_ipv6", "1");
-            c.sysctl("net.ipv6.conf.default.disable_ipv6", "1");
-        }
-        d.port_add("v1", "red", &c1, "10.83.0.11", &["--backend", "veth"]);
-        d.port_add("v2", "red", &c2, "10.83.0.12", &["--backend", "veth"]);
-        let mac = |p: &str| port_json(&d, p)["mac"].as_str().unwrap().to_string();
-        c1.ip_ok(&[
-            "neigh",
-            "replace",
-            "10.83.0.12",
-            "lladdr",
-            &mac("v2"),
-            "dev",
-            "eth0",
-            "nud",
-            "permanent",
-        ]);
-        c2.ip_ok(&[
-            "neigh",
-            "replace",
-            "10.83.0.11",
-            "lladdr",
-            &mac("v1"),
-            "dev",
-            "eth0",
-            "nud",
-            "permanent",
-        ]);
+        let (c1, _c2) = quiet_pair(&d, "fpn", "10.83.0", ["v1", "v2"]);
         assert!(
             c1.ping_within("10.83.0.12", LONG),
             "--fastpath {mode}: no ping"
@@ -619,38 +631,7 @@ fn known_flows_keep_forwarding_while_the_daemon_is_down_and_it_resyncs() {
     let host = Netns::new("fph");
     let mut d = Daemon::start_in(Some(&host), &args);
     d.cli(&["network", "create", "red", "--subnet", "10.84.0.0/24"]);
-    let (c1, c2) = (Netns::new("fpr"), Netns::new("fpr"));
-    for c in [&c1, &c2] {
-        // Only the test's pings: no IPv6 chatter for the switch to count.
-        c.sysctl("net.ipv6.conf.all.disable_ipv6", "1");
-        c.sysctl("net.ipv6.conf.default.disable_ipv6", "1");
-    }
-    d.port_add("r1", "red", &c1, "10.84.0.11", &["--backend", "veth"]);
-    d.port_add("r2", "red", &c2, "10.84.0.12", &["--backend", "veth"]);
-    let mac = |d: &Daemon, p: &str| port_json(d, p)["mac"].as_str().unwrap().to_string();
-    // No ARP needed while the switch is away.
-    c1.ip_ok(&[
-        "neigh",
-        "replace",
-        "10.84.0.12",
-        "lladdr",
-        &mac(&d, "r2"),
-        "dev",
-        "eth0",
-        "nud",
-        "permanent",
-    ]);
-    c2.ip_ok(&[
-        "neigh",
-        "replace",
-        "10.84.0.11",
-        "lladdr",
-        &mac(&d, "r1"),
-        "dev",
-        "eth0",
-        "nud",
-        "permanent",
-    ]);
+    let (c1, c2) = quiet_pair(&d, "fpr", "10.84.0", ["r1", "r2"]);
     assert!(
         wait_until(LONG, || ping(&c1, "10.84.0.12", 1) && rx(&d, "r1").1 > 0),
         "no frame took the fast path:\n{}",
@@ -823,36 +804,7 @@ fn fast_flows_do_not_age_out_and_idle_ones_do() {
         return;
     }
     d.cli(&["network", "create", "red", "--subnet", "10.86.0.0/24"]);
-    let (c1, c2) = (Netns::new("fpa"), Netns::new("fpa"));
-    for c in [&c1, &c2] {
-        c.sysctl("net.ipv6.conf.all.disable_ipv6", "1");
-        c.sysctl("net.ipv6.conf.default.disable_ipv6", "1");
-    }
-    d.port_add("v1", "red", &c1, "10.86.0.11", &["--backend", "veth"]);
-    d.port_add("v2", "red", &c2, "10.86.0.12", &["--backend", "veth"]);
-    let mac = |p: &str| port_json(&d, p)["mac"].as_str().unwrap().to_string();
-    c1.ip_ok(&[
-        "neigh",
-        "replace",
-        "10.86.0.12",
-        "lladdr",
-        &mac("v2"),
-        "dev",
-        "eth0",
-        "nud",
-        "permanent",
-    ]);
-    c2.ip_ok(&[
-        "neigh",
-        "replace",
-        "10.86.0.11",
-        "lladdr",
-        &mac("v1"),
-        "dev",
-        "eth0",
-        "nud",
-        "permanent",
-    ]);
+    let (c1, _c2) = quiet_pair(&d, "fpa", "10.86.0", ["v1", "v2"]);
     assert!(
         wait_until(LONG, || ping(&c1, "10.86.0.12", 1) && rx(&d, "v1").1 > 0),
         "no frame took the fast path:\n{}",
@@ -889,7 +841,7 @@ fn fast_flows_do_not_age_out_and_idle_ones_do() {
     );
     assert_eq!(
         fdb_macs(&d, "v1"),
-        vec![mac("v1")],
+        vec![port_json(&d, "v1")["mac"].as_str().unwrap().to_string()],
         "v1's MAC is still learned"
     );
 
@@ -921,36 +873,7 @@ fn a_capture_sees_every_frame_and_the_fast_path_comes_back() {
         return;
     };
     d.cli(&["network", "create", "red", "--subnet", "10.87.0.0/24"]);
-    let (c1, c2) = (Netns::new("fpk"), Netns::new("fpk"));
-    for c in [&c1, &c2] {
-        c.sysctl("net.ipv6.conf.all.disable_ipv6", "1");
-        c.sysctl("net.ipv6.conf.default.disable_ipv6", "1");
-    }
-    d.port_add("v1", "red", &c1, "10.87.0.11", &["--backend", "veth"]);
-    d.port_add("v2", "red", &c2, "10.87.0.12", &["--backend", "veth"]);
-    let mac = |p: &str| port_json(&d, p)["mac"].as_str().unwrap().to_string();
-    c1.ip_ok(&[
-        "neigh",
-        "replace",
-        "10.87.0.12",
-        "lladdr",
-        &mac("v2"),
-        "dev",
-        "eth0",
-        "nud",
-        "permanent",
-    ]);
-    c2.ip_ok(&[
-        "neigh",
-        "replace",
-        "10.87.0.11",
-        "lladdr",
-        &mac("v1"),
-        "dev",
-        "eth0",
-        "nud",
-        "permanent",
-    ]);
+    let (c1, _c2) = quiet_pair(&d, "fpk", "10.87.0", ["v1", "v2"]);
     assert!(
         wait_until(LONG, || ping(&c1, "10.87.0.12", 1) && rx(&d, "v1").1 > 0),
         "no frame took the fast path:\n{}",
