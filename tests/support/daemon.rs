@@ -198,6 +198,19 @@ impl Drop for Daemon {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        // A daemon on the fast path pins its maps for a restart (a kill
+        // leaves them, by design); the test's daemon has no next start.
+        // Daemons in a namespace of their own pin under a private /sys,
+        // which went with them.
+        if self.netns.is_none() {
+            let pins = vxswitch::ctl::fastpath::pin_dir_for(&self.socket);
+            match std::fs::remove_dir_all(&pins) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    eprintln!("clean-up: remove {}: {e}", pins.display())
+                }
+                _ => {}
+            }
+        }
         if let Err(e) = std::fs::remove_dir_all(&self.dir) {
             eprintln!("clean-up: remove {}: {e}", self.dir.display());
         }
