@@ -1,7 +1,7 @@
 //! `capture.start`: which ports a capture watches, checked here; the
 //! copies themselves are taken by `observe::capture` and written by a
 //! thread of their own, to which the server hands the client's
-//! connection once the reply is out (see `server.rs`, `hand_off`).
+//! connection once the reply is out (see `server/mod.rs`, `hand_off`).
 //!
 //! Why the connection itself carries the pcapng: the control protocol is
 //! JSON lines, but after `capture.start`'s reply nothing else is asked on

@@ -1,5 +1,5 @@
 //! `monitor`: the daemon's events as they happen, for the connections
-//! that asked (the server keeps those connections, see `server.rs`).
+//! that asked (the server keeps those connections, see `server/mod.rs`).
 //!
 //! Two sources, merged in order on the control thread:
 //!
