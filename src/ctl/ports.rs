@@ -602,7 +602,7 @@ impl Daemon {
                 plan.what
             )));
         };
-        let v = ports::veth::create_veth(spec, &plan.name, *persistent)
+        let v = ports::veth::create_veth(spec, &self.veth_prefix, &plan.name, *persistent)
             .map_err(|e| port_error(&plan.what, e))?;
         let host = VethHost {
             name: v.host.clone(),

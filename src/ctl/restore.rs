@@ -961,7 +961,7 @@ fn delete_left_tap(p: &SavedPort, offload: bool, queues: usize) {
 fn saved_veth_host(p: &SavedPort) -> String {
     p.host_ifname
         .clone()
-        .unwrap_or_else(|| ports::veth::host_name(&p.name))
+        .unwrap_or_else(|| ports::veth::host_name(ports::veth::HOST_PREFIX, &p.name))
 }
 
 /// Whether a TAP could not be re-attached because there is none.

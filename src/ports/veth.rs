@@ -35,14 +35,41 @@ use super::{netns, Netns, PersistGuard, PortError, TapSpec};
 use crate::sys::pktport;
 use crate::wire::MacAddr;
 
-/// Host ends of veth ports are called so, then the port's name.
+/// Host ends of veth ports are called so, then the port's name, unless
+/// the daemon says otherwise (`daemon --veth-prefix`).
 pub const HOST_PREFIX: &str = "vxv-";
 
-/// The name of port `port`'s host end: `vxv-PORT` when that is a valid
-/// interface name, else `vxv-` and 11 hex digits of a hash of the name
-/// (stable across restarts, so a daemon finds its veths again).
-pub fn host_name(port: &str) -> String {
-    let plain = format!("{HOST_PREFIX}{port}");
+/// The longest prefix `daemon --veth-prefix` takes: 7 of the kernel's 15
+/// bytes stay for the port's name, or for a hash of it.
+pub const MAX_PREFIX: usize = 8;
+
+/// Checks a `daemon --veth-prefix`: 1 to [`MAX_PREFIX`] bytes that may
+/// start an interface name. The error says what is wrong and what to do.
+pub fn check_prefix(prefix: &str) -> Result<(), String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "--veth-prefix {prefix:?} {why}: give 1 to {MAX_PREFIX} letters, digits, '-' or              '_' (e.g. vxa-), different for each daemon sharing a namespace"
+        ))
+    };
+    if prefix.is_empty() || prefix.len() > MAX_PREFIX {
+        return bad(&format!("is {} bytes long", prefix.len()));
+    }
+    if !prefix
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        || prefix == "."
+    {
+        return bad("has a character an interface name may not have");
+    }
+    Ok(())
+}
+
+/// The name of port `port`'s host end: `PREFIX` then the port's name when
+/// that is a valid interface name, else `PREFIX` and hex digits of a hash
+/// of the name up to the kernel's 15 bytes (stable across restarts, so a
+/// daemon finds its veths again). `prefix` is [`check_prefix`]ed.
+pub fn host_name(prefix: &str, port: &str) -> String {
+    let plain = format!("{prefix}{port}");
     if validate_ifname(&plain).is_ok() && !plain.contains('%') {
         return plain;
     }
@@ -52,7 +79,9 @@ pub fn host_name(port: &str) -> String {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    format!("{HOST_PREFIX}{:011x}", h >> 20)
+    let digits = 15usize.saturating_sub(prefix.len()).clamp(1, 16);
+    let shift = 64 - 4 * digits as u32;
+    format!("{prefix}{:0digits$x}", h.checked_shr(shift).unwrap_or(h))
 }
 
 /// An open veth port.
@@ -83,18 +112,23 @@ fn cfg(ifname: &str, step: &'static str) -> impl FnOnce(io::Error) -> PortError 
 /// Creates port `port`'s veth pair: the peer `spec.ifname` in
 /// `spec.netns` configured as [`super::create_tap`] configures a TAP
 /// (MAC, MTU, addresses, up, `lo` up, default route), the host end
-/// [`host_name`]`(port)` up in the daemon's namespace (strictly: the
+/// [`host_name`]`(prefix, port)` up in the daemon's namespace (strictly: the
 /// calling thread's), opened for the dataplane with `spec.queues`
 /// sockets. `persistent`: the pair survives a clean daemon stop (a state
 /// directory is set). On error nothing is left behind.
-pub fn create_veth(spec: &TapSpec, port: &str, persistent: bool) -> Result<Veth, PortError> {
+pub fn create_veth(
+    spec: &TapSpec,
+    prefix: &str,
+    port: &str,
+    persistent: bool,
+) -> Result<Veth, PortError> {
     validate_ifname(&spec.ifname)?;
     if spec.netns != Netns::Current && netns::is_own(&spec.netns)? {
         return Err(PortError::OwnNamespace {
             netns: spec.netns.to_string(),
         });
     }
-    let host = host_name(port);
+    let host = host_name(prefix, port);
     validate_ifname(&host)?;
     let mac = match spec.mac {
         Some(m) => m,
@@ -249,8 +283,9 @@ fn explain_create(host: &str, peer: &str, e: io::Error) -> io::Error {
             io::ErrorKind::AlreadyExists,
             format!(
                 "an interface named {host} already exists in the daemon's namespace (left by \
-                 an earlier daemon? delete it with 'ip link del {host}'), or one named {peer} \
-                 in the container's"
+                 an earlier daemon? delete it with 'ip link del {host}'; another daemon's \
+                 port of the same name? start each daemon sharing a namespace with its own \
+                 --veth-prefix), or one named {peer} in the container's"
             ),
         ),
         Some(libc::EPERM) => io::Error::new(
@@ -271,15 +306,38 @@ mod tests {
 
     #[test]
     fn host_names_are_stable_valid_and_distinct() {
+        let host_name = |port| host_name(HOST_PREFIX, port);
         assert_eq!(host_name("c1"), "vxv-c1");
         assert_eq!(host_name("abcdefghijk"), "vxv-abcdefghijk");
         let long = host_name("a-much-longer-port-name");
         assert_eq!(long, host_name("a-much-longer-port-name"));
+        // The hash the names had before prefixes could change: a restart
+        // after an upgrade finds old veths whose state file lacks the name.
+        assert_eq!(long, "vxv-de4aa8086ca", "{long}");
         assert!(long.starts_with(HOST_PREFIX) && long.len() == 15, "{long}");
         assert!(validate_ifname(&long).is_ok());
         assert_ne!(long, host_name("a-much-longer-port-namf"));
         // Characters an interface name may not have are hashed away.
         assert!(validate_ifname(&host_name("a:b")).is_ok());
         assert_ne!(host_name("x%d"), "vxv-x%d");
+    }
+
+    #[test]
+    fn a_daemon_prefix_names_its_host_ends_and_is_checked() {
+        assert_eq!(super::host_name("vxa-", "c0"), "vxa-c0");
+        assert_ne!(
+            super::host_name("vxa-", "c0"),
+            super::host_name("vxb-", "c0")
+        );
+        let long = super::host_name("longpfx-", "a-much-longer-port-name");
+        assert!(long.starts_with("longpfx-") && long.len() == 15, "{long}");
+        assert!(validate_ifname(&long).is_ok());
+        for ok in ["vxa-", "v", "sw2_", "abcdefgh"] {
+            assert_eq!(check_prefix(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "abcdefghi", "vx/", "vx a", "vx:", "vx%d", "."] {
+            let e = check_prefix(bad).unwrap_err();
+            assert!(e.contains("--veth-prefix") && e.contains("1 to 8"), "{e}");
+        }
     }
 }
