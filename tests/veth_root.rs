@@ -459,3 +459,58 @@ fn two_daemons_in_one_namespace_give_the_same_port_names_with_their_own_prefixes
         "{stderr}"
     );
 }
+
+/// Reads what a non-blocking socket has queued: the frame's length, or
+/// None when nothing is there.
+fn read_one(fd: &std::os::fd::OwnedFd) -> Option<usize> {
+    use std::io::Read;
+    let mut f = std::fs::File::from(fd.try_clone().unwrap());
+    let mut buf = vec![0u8; 70_000];
+    match f.read(&mut buf) {
+        Ok(n) => Some(n),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+        Err(e) => panic!("read the packet socket: {e}"),
+    }
+}
+
+/// A restarted daemon re-opens a kept veth whose fast-path tc program
+/// still forwards: its sockets must queue nothing until they have the
+/// filter they keep (the fast path's hides the frames that program takes),
+/// or the switch would forward those frames a second time. The window
+/// itself is microseconds wide, so the test checks what closes it: a
+/// socket fresh from `create_veth` reads nothing, whatever arrives, until
+/// `open_to_switch` (or the fast path's filter) is set.
+#[test]
+fn a_veth_ports_sockets_read_nothing_until_their_filter_is_set() {
+    if !can_run(&["ip", "ping"]) {
+        return;
+    }
+    let host = Netns::new("vxvh");
+    let c = Netns::new("vxvc");
+    let spec = vxswitch::ports::TapSpec {
+        netns: c.handle(),
+        ifname: "eth0".into(),
+        mac: None,
+        mtu: None,
+        addrs: vec!["10.79.9.2/24".parse().unwrap()],
+        gateway: None,
+        vnet_hdr: true,
+        queues: 1,
+    };
+    let v = host
+        .enter(|| vxswitch::ports::veth::create_veth(&spec, "vxv-", "w1", false))
+        .unwrap_or_else(|e| panic!("create_veth: {e}"));
+    // Unanswered pings: ARP broadcasts out of the container's end.
+    assert!(!c.ping("10.79.9.3"));
+    assert_eq!(
+        read_one(&v.fd),
+        None,
+        "the socket read a frame before its filter"
+    );
+    vxswitch::ports::veth::open_to_switch(&v.host, &[&v.fd]).unwrap();
+    assert!(!c.ping("10.79.9.3"));
+    assert!(
+        wait_until(LONG, || read_one(&v.fd).is_some()),
+        "with the switch's filter the socket reads the container's frames"
+    );
+}

@@ -215,31 +215,44 @@ impl Daemon {
     /// Puts a new veth port's sockets and host end on the fast path, before
     /// the dataplane has the sockets: the socket filter on every socket
     /// first, then the tc program (never the program without the filter:
-    /// the switch would forward its frames a second time). A failure
-    /// leaves the port in userspace, logged.
-    pub(super) fn fastpath_prepare(&mut self, name: &str, host: &VethHost, sockets: &[&OwnedFd]) {
-        let fp = match self.fastpath.fp.as_mut() {
-            Some(fp) if !self.fastpath.opted_out.contains(name) => fp,
-            _ => {
-                // Off the fast path: a filter an earlier daemon left on a
-                // veth it kept must go, or its frames would be forwarded by
-                // that program and by the switch alike.
-                if let Err(e) = FastPath::detach_tc(&host.name) {
-                    eprintln!("vxswitch: port {name}: {e}");
+    /// the switch would forward its frames a second time). A port off the
+    /// fast path (or that cannot be put on it, logged) loses any tc
+    /// program an earlier daemon left on its veth first, then its sockets
+    /// get the switch's classic filter. The sockets come closed (a filter
+    /// that keeps nothing, `ports::veth`), so they queue no frame before
+    /// the filter they keep is in place. Fails only when no filter could
+    /// be set: the sockets would read nothing.
+    pub(super) fn fastpath_prepare(
+        &mut self,
+        name: &str,
+        host: &VethHost,
+        sockets: &[&OwnedFd],
+    ) -> Result<(), crate::ports::PortError> {
+        if let Some(fp) = self
+            .fastpath
+            .fp
+            .as_mut()
+            .filter(|_| !self.fastpath.opted_out.contains(name))
+        {
+            let r = sockets
+                .iter()
+                .try_for_each(|s| fp.attach_socket(s.as_fd()))
+                .and_then(|()| fp.attach_tc(&host.name));
+            match r {
+                Ok(()) => {
+                    self.fastpath.attached.insert(name.to_string(), host.index);
+                    return Ok(());
                 }
-                return;
+                Err(e) => eprintln!("vxswitch: port {name} stays off the fast path: {e}"),
             }
-        };
-        let r = sockets
-            .iter()
-            .try_for_each(|s| fp.attach_socket(s.as_fd()))
-            .and_then(|()| fp.attach_tc(&host.name));
-        match r {
-            Ok(()) => {
-                self.fastpath.attached.insert(name.to_string(), host.index);
-            }
-            Err(e) => eprintln!("vxswitch: port {name} stays off the fast path: {e}"),
         }
+        // Off the fast path: a program an earlier daemon left on a veth it
+        // kept must go before the switch reads the port, or its frames
+        // would be forwarded by that program and by the switch alike.
+        if let Err(e) = FastPath::detach_tc(&host.name) {
+            eprintln!("vxswitch: port {name}: {e}");
+        }
+        crate::ports::veth::open_to_switch(&host.name, sockets)
     }
 
     /// Takes port `name` off the fast path before its veth goes: its

@@ -644,7 +644,8 @@ impl Daemon {
         host: VethHost,
     ) -> Result<PortInfo, CtlError> {
         let sockets: Vec<&OwnedFd> = std::iter::once(&fd).chain(&extra_queues).collect();
-        self.fastpath_prepare(name, &host, &sockets);
+        self.fastpath_prepare(name, &host, &sockets)
+            .map_err(|e| port_error(&format!("port {name:?}"), e))?;
         if let Err(e) = self.attach(name, network, fd, extra_queues, mtu, meta) {
             self.fastpath_forget(name);
             return Err(e);

@@ -27,7 +27,7 @@
 //! type reach the container whole.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use super::netlink::{self, Rtnl};
 use super::tap::{configure, random_mac, validate_ifname};
@@ -113,9 +113,10 @@ fn cfg(ifname: &str, step: &'static str) -> impl FnOnce(io::Error) -> PortError 
 /// `spec.netns` configured as [`super::create_tap`] configures a TAP
 /// (MAC, MTU, addresses, up, `lo` up, default route), the host end
 /// [`host_name`]`(prefix, port)` up in the daemon's namespace (strictly: the
-/// calling thread's), opened for the dataplane with `spec.queues`
-/// sockets. `persistent`: the pair survives a clean daemon stop (a state
-/// directory is set). On error nothing is left behind.
+/// calling thread's), with `spec.queues` sockets for the dataplane that
+/// read nothing until their filter is set ([`open_to_switch`]).
+/// `persistent`: the pair survives a clean daemon stop (a state directory
+/// is set). On error nothing is left behind.
 pub fn create_veth(
     spec: &TapSpec,
     prefix: &str,
@@ -251,19 +252,44 @@ pub fn delete_by_name(host: &str) -> io::Result<()> {
 }
 
 /// The dataplane's sockets on the host end: one per worker, in a fanout
-/// group by flow hash (see [`pktport::open_group`]).
+/// group by flow hash (see [`pktport::open_group`]), each with a filter
+/// that keeps nothing until [`open_to_switch`] or the fast path's socket
+/// filter replaces it.
+///
+/// Why closed: a veth a restarted daemon finds again may still have the
+/// fast path's tc program of the daemon before, which redirects known
+/// unicast to its destination in the kernel. A packet socket sees every
+/// frame before tc does; only the fast path's socket filter hides the
+/// frames that program takes. Opened with the classic filter and given
+/// the fast path's a moment later, the socket would queue those frames in
+/// between, and the switch would forward them a second time (each one
+/// duplicated to its container). Opened closed, the socket queues nothing
+/// until the filter it keeps is in place; what arrives meanwhile takes
+/// the fast path, or is lost as on a port not yet attached.
 fn open_sockets(
     host: &str,
     index: u32,
     queues: usize,
 ) -> Result<(OwnedFd, Vec<OwnedFd>, bool), PortError> {
-    let mut all = pktport::open_group(index, &pktport::not_for_host(), false, queues)
+    let mut all = pktport::open_group(index, &[pktport::drop_all()], false, queues)
         .map_err(cfg(host, "open the packet sockets"))?
         .into_iter();
     let first = all.next().ok_or_else(|| {
         cfg(host, "open the packet sockets")(io::Error::from_raw_os_error(libc::EINVAL))
     })?;
     Ok((first.fd, all.map(|s| s.fd).collect(), first.vnet_hdr))
+}
+
+/// Opens a veth port's sockets (from [`create_veth`] or [`reattach_veth`],
+/// closed) to the switch: every frame but those for the host end itself
+/// ([`pktport::not_for_host`]). For a port off the fast path; one on it
+/// gets the fast path's socket filter instead.
+pub fn open_to_switch(host: &str, sockets: &[&OwnedFd]) -> Result<(), PortError> {
+    let filter = pktport::not_for_host();
+    sockets
+        .iter()
+        .try_for_each(|s| pktport::set_filter(s.as_fd(), &filter))
+        .map_err(cfg(host, "set the packet sockets' filter"))
 }
 
 /// Turns IPv6 off on `ifname` before it comes up, so the host stack sends

@@ -141,8 +141,10 @@ pub fn open_group(
     Ok(all)
 }
 
-/// A filter that keeps nothing.
-fn drop_all() -> BpfInsn {
+/// A filter that keeps nothing: a socket opened with it queues no frame
+/// until its real filter replaces it (`SO_ATTACH_FILTER` and
+/// `SO_ATTACH_BPF` swap a socket's filter in one step).
+pub fn drop_all() -> BpfInsn {
     BpfInsn {
         code: 0x06, // BPF_RET | BPF_K
         jt: 0,
@@ -195,6 +197,12 @@ fn open_filtered(ifindex: u32, filter: &[BpfInsn]) -> io::Result<PortSocket> {
     }
     packet::bind(b, ifindex, ETH_P_ALL)?;
     Ok(PortSocket { fd, vnet_hdr })
+}
+
+/// Replaces the filter of an open port socket with `filter`, in one step:
+/// each frame meets either the old filter or the new one.
+pub fn set_filter(fd: BorrowedFd<'_>, filter: &[BpfInsn]) -> io::Result<()> {
+    packet::attach_filter(fd, filter)
 }
 
 /// The frames the kernel dropped because the socket's receive queue was
