@@ -967,6 +967,7 @@ fn saved_veth_host(p: &SavedPort) -> String {
 /// Whether a TAP could not be re-attached because there is none.
 fn is_tap_missing(e: &ports::PortError) -> bool {
     matches!(e, ports::PortError::AttachTap { source, .. }
+        | ports::PortError::AttachVeth { source, .. }
         if source.kind() == std::io::ErrorKind::NotFound)
 }
 

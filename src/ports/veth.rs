@@ -189,7 +189,7 @@ pub fn reattach_veth(
     queues: usize,
 ) -> Result<(OwnedFd, Vec<OwnedFd>, bool, PersistGuard, u32), PortError> {
     validate_ifname(host)?;
-    let os = |source| PortError::AttachTap {
+    let os = |source| PortError::AttachVeth {
         name: host.to_string(),
         source,
     };
@@ -197,7 +197,8 @@ pub fn reattach_veth(
     let link = nl.link_by_name(host).map_err(os)?.ok_or_else(|| {
         os(io::Error::new(
             io::ErrorKind::NotFound,
-            "it no longer exists (its container's namespace went away?)",
+            "it no longer exists (its container's namespace went away, or someone deleted \
+             either end?)",
         ))
     })?;
     if link.kind.as_deref() != Some("veth") {

@@ -228,6 +228,29 @@ impl Drop for Daemon {
     }
 }
 
+/// Whether the suite runs on veth ports (`VXSWITCH_BACKEND=veth`, which
+/// the daemons it starts take as their `--backend`): assertions about a
+/// TAP device then check the veth's equivalent.
+pub fn veth_backend() -> bool {
+    std::env::var("VXSWITCH_BACKEND").is_ok_and(|b| b == "veth")
+}
+
+/// The packet sockets bound to interface `dev` of the test's namespace
+/// (`/proc/net/packet`): a veth port's host end has one per worker while
+/// a daemon reads it, as a TAP has queues. 0 when `dev` does not exist.
+pub fn packet_sockets_on(dev: &str) -> usize {
+    let Ok(index) = std::fs::read_to_string(format!("/sys/class/net/{dev}/ifindex")) else {
+        return 0;
+    };
+    let index = index.trim().to_string();
+    std::fs::read_to_string("/proc/net/packet")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter(|l| l.split_whitespace().nth(4) == Some(index.as_str()))
+        .count()
+}
+
 /// A `--veth-prefix` no other daemon of this machine's tests has: `v`,
 /// five base-36 digits of the process id and a counter, `-` (7 bytes, so
 /// port names up to 8 bytes keep their name after it).
