@@ -32,7 +32,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use super::netlink::{self, Rtnl};
 use super::tap::{configure, random_mac, validate_ifname};
 use super::{netns, Netns, PersistGuard, PortError, TapSpec};
-use crate::sys::pktport;
+use crate::sys::{ethtool, pktport};
 use crate::wire::MacAddr;
 
 /// Host ends of veth ports are called so, then the port's name, unless
@@ -165,8 +165,20 @@ pub fn create_veth(
     disable_ipv6(&host).map_err(cfg(&host, "disable IPv6 (sysctl disable_ipv6)"))?;
     nl.ack(netlink::set_link_up(index))
         .map_err(cfg(&host, "set link up"))?;
-    let link = netns::run_in(&spec.netns, || configure(&spec.ifname, spec, mac))??;
-    let (fd, extra_queues, vnet_hdr) = open_sockets(&host, index, spec.queues)?;
+    let link = netns::run_in(&spec.netns, || {
+        let link = configure(&spec.ifname, spec, mac)?;
+        if !spec.vnet_hdr {
+            // `--no-offload`: the container sends plain frames, and the
+            // sockets carry no vnet header (the switch cuts and completes
+            // what it hands this port).
+            ethtool::offloads_off(&link.name).map_err(cfg(
+                &link.name,
+                "turn offloads off (as 'ethtool -K IF tso off gso off tx off')",
+            ))?;
+        }
+        Ok::<_, PortError>(link)
+    })??;
+    let (fd, extra_queues, vnet_hdr) = open_sockets(&host, index, spec.queues, spec.vnet_hdr)?;
     Ok(Veth {
         fd,
         extra_queues,
@@ -181,12 +193,13 @@ pub fn create_veth(
 }
 
 /// Opens again, after a daemon restart, the host end `host` of port
-/// `port`'s veth, as it is (the container's end is not touched). `mac` and
-/// `mtu` are the container end's as recorded.
+/// `port`'s veth, as it is (the container's end is not touched). `vnet`:
+/// the port has offloads (the sockets carry the vnet header).
 pub fn reattach_veth(
     port: &str,
     host: &str,
     queues: usize,
+    vnet: bool,
 ) -> Result<(OwnedFd, Vec<OwnedFd>, bool, PersistGuard, u32), PortError> {
     validate_ifname(host)?;
     let os = |source| PortError::AttachVeth {
@@ -215,7 +228,7 @@ pub fn reattach_veth(
         nl.ack(netlink::set_link_up(link.index))
             .map_err(cfg(host, "set link up"))?;
     }
-    let (fd, extra, vnet_hdr) = open_sockets(host, link.index, queues)?;
+    let (fd, extra, vnet_hdr) = open_sockets(host, link.index, queues, vnet)?;
     Ok((fd, extra, vnet_hdr, guard, link.index))
 }
 
@@ -271,8 +284,9 @@ fn open_sockets(
     host: &str,
     index: u32,
     queues: usize,
+    vnet: bool,
 ) -> Result<(OwnedFd, Vec<OwnedFd>, bool), PortError> {
-    let mut all = pktport::open_group(index, &[pktport::drop_all()], false, queues)
+    let mut all = pktport::open_group_as(index, &[pktport::drop_all()], false, queues, vnet)
         .map_err(cfg(host, "open the packet sockets"))?
         .into_iter();
     let first = all.next().ok_or_else(|| {

@@ -89,16 +89,17 @@ pub struct PortSocket {
 
 /// Opens a port socket on interface `ifindex` (in the calling thread's
 /// network namespace) that keeps the frames `filter` keeps, non-blocking,
-/// the interface promiscuous if `promisc`. Needs `CAP_NET_RAW`.
-pub fn open(ifindex: u32, filter: &[BpfInsn], promisc: bool) -> io::Result<PortSocket> {
-    let s = open_filtered(ifindex, filter)?;
+/// the interface promiscuous if `promisc`, with the `virtio_net_hdr` if
+/// `vnet` (and the kernel has it). Needs `CAP_NET_RAW`.
+fn open_as(ifindex: u32, filter: &[BpfInsn], promisc: bool, vnet: bool) -> io::Result<PortSocket> {
+    let s = open_filtered(ifindex, filter, vnet)?;
     if promisc {
         set_promisc(s.fd.as_fd(), ifindex)?;
     }
     Ok(s)
 }
 
-/// [`open`] of `n` sockets (at least one) joined in a fanout group by
+/// [`open_as`] of `n` sockets (at least one) joined in a fanout group by
 /// flow hash; the interface is promiscuous (if asked) through the first.
 /// Where the kernel refuses the group, just the first.
 pub fn open_group(
@@ -107,7 +108,18 @@ pub fn open_group(
     promisc: bool,
     n: usize,
 ) -> io::Result<Vec<PortSocket>> {
-    let first = open(ifindex, filter, promisc)?;
+    open_group_as(ifindex, filter, promisc, n, true)
+}
+
+/// [`open_group`], the sockets with the `virtio_net_hdr` only if `vnet`.
+pub fn open_group_as(
+    ifindex: u32,
+    filter: &[BpfInsn],
+    promisc: bool,
+    n: usize,
+    vnet: bool,
+) -> io::Result<Vec<PortSocket>> {
+    let first = open_as(ifindex, filter, promisc, vnet)?;
     if n <= 1 {
         return Ok(vec![first]);
     }
@@ -128,7 +140,7 @@ pub fn open_group(
     let mut all = Vec::with_capacity(n);
     all.push(first);
     for _ in 1..n {
-        let s = open_filtered(ifindex, &[drop_all()])?;
+        let s = open_filtered(ifindex, &[drop_all()], vnet)?;
         set_int(
             s.fd.as_fd(),
             libc::SOL_PACKET,
@@ -171,7 +183,7 @@ fn get_int(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int) -> io::Res
 }
 
 /// A socket set up and bound as the module's text says, not promiscuous.
-fn open_filtered(ifindex: u32, filter: &[BpfInsn]) -> io::Result<PortSocket> {
+fn open_filtered(ifindex: u32, filter: &[BpfInsn], vnet: bool) -> io::Result<PortSocket> {
     // SAFETY: socket(2) with constant arguments; no pointers involved.
     let raw = cvt(unsafe {
         libc::socket(
@@ -183,13 +195,14 @@ fn open_filtered(ifindex: u32, filter: &[BpfInsn]) -> io::Result<PortSocket> {
     // SAFETY: socket succeeded, so `raw` is open and owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     let b = fd.as_fd();
-    let vnet_hdr = set_int(
-        b,
-        libc::SOL_PACKET,
-        PACKET_VNET_HDR_SZ,
-        VNET_HDR_SZ as libc::c_int,
-    )
-    .is_ok();
+    let vnet_hdr = vnet
+        && set_int(
+            b,
+            libc::SOL_PACKET,
+            PACKET_VNET_HDR_SZ,
+            VNET_HDR_SZ as libc::c_int,
+        )
+        .is_ok();
     packet::set_ignore_outgoing(b)?;
     packet::attach_filter(b, filter)?;
     if set_int(b, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, RCVBUF).is_err() {
