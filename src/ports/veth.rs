@@ -292,7 +292,14 @@ fn open_sockets(
     let first = all.next().ok_or_else(|| {
         cfg(host, "open the packet sockets")(io::Error::from_raw_os_error(libc::EINVAL))
     })?;
-    Ok((first.fd, all.map(|s| s.fd).collect(), first.vnet_hdr))
+    let extra: Vec<OwnedFd> = all.map(|s| s.fd).collect();
+    // A container's 802.1Q tags reach the switch as it sent them (the
+    // kernel hands them beside the frame; the dataplane puts them back).
+    std::iter::once(&first.fd)
+        .chain(&extra)
+        .try_for_each(|s| pktport::keep_vlan_tags(s.as_fd()))
+        .map_err(cfg(host, "ask for VLAN tags (PACKET_AUXDATA)"))?;
+    Ok((first.fd, extra, first.vnet_hdr))
 }
 
 /// Opens a veth port's sockets (from [`create_veth`] or [`reattach_veth`],

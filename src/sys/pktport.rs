@@ -258,3 +258,69 @@ pub fn not_for_host() -> Vec<BpfInsn> {
         i(BPF_RET_K, 0, 0, 0),
     ]
 }
+
+/// Asks the kernel to hand each frame's VLAN tag along (`PACKET_AUXDATA`).
+/// A packet socket never sees an 802.1Q tag in the frame: the receive
+/// path moves it into the packet's metadata before the socket's tap, so a
+/// port that must carry a container's tags (a veth's host end) reads them
+/// with [`recv_tagged`] and puts them back.
+pub fn keep_vlan_tags(fd: BorrowedFd<'_>) -> io::Result<()> {
+    set_int(fd, libc::SOL_PACKET, libc::PACKET_AUXDATA, 1)
+}
+
+/// Whether `fd` is a packet socket set up by [`keep_vlan_tags`] (false for
+/// anything else, a TAP's fd included).
+pub fn keeps_vlan_tags(fd: BorrowedFd<'_>) -> bool {
+    get_int(fd, libc::SOL_PACKET, libc::PACKET_AUXDATA).is_ok_and(|v| v != 0)
+}
+
+/// One frame into `buf` and, when the kernel took a VLAN tag off it, the
+/// tag as it stood in the frame (TPID and TCI, big-endian): one
+/// `recvmsg`, as a `read` would be.
+pub fn recv_tagged(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Option<[u8; 4]>)> {
+    // Room for one cmsghdr and a tpacket_auxdata (20 bytes), aligned.
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is plain data; all-zero is a valid (empty) value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: `msg` points at `iov` (which points at `buf`, writable for
+    // its length) and at `control`, writable for `msg_controllen`; all
+    // live for the call.
+    let n = cvt(unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, 0) } as libc::c_int)?;
+    let mut tag = None;
+    // SAFETY: `msg` was filled by recvmsg: its control pointer and length
+    // describe the part of `control` the kernel wrote, which the CMSG
+    // macros walk without leaving it.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_PACKET
+                && (*c).cmsg_type == libc::PACKET_AUXDATA
+                && (*c).cmsg_len as usize
+                    >= libc::CMSG_LEN(std::mem::size_of::<libc::tpacket_auxdata>() as u32) as usize
+            {
+                let aux: libc::tpacket_auxdata =
+                    std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                if aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0 {
+                    let tpid = if aux.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+                        aux.tp_vlan_tpid
+                    } else {
+                        0x8100
+                    };
+                    let [a, b] = tpid.to_be_bytes();
+                    let [c2, d] = aux.tp_vlan_tci.to_be_bytes();
+                    tag = Some([a, b, c2, d]);
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok((n as usize, tag))
+}
