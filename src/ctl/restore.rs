@@ -705,27 +705,27 @@ impl Daemon {
         self.fastpath_choose(&p.name, p.fastpath);
         let host = saved_veth_host(p);
         let label = netns.label();
-        let (fd, extra, vnet_hdr, guard, index) = ports::veth::reattach_veth(
-            &p.name,
-            &host,
+        // The sockets carry the vnet header unless the port has no offloads.
+        let (queues, vnet) = (
             self.engine.workers(),
             p.offload.unwrap_or(self.engine.offload()),
-        )
-        .map_err(|e| {
-            let errno = e.raw_os_error();
-            let error = with_fd_advice(strip_os_error(&e.to_string()), errno);
-            if is_tap_missing(&e) {
-                DropReason::TapGone {
-                    error,
-                    netns: label.clone(),
+        );
+        let (fd, extra, vnet_hdr, guard, index) =
+            ports::veth::reattach_veth(&p.name, &host, queues, vnet).map_err(|e| {
+                let errno = e.raw_os_error();
+                let error = with_fd_advice(strip_os_error(&e.to_string()), errno);
+                if is_tap_missing(&e) {
+                    DropReason::TapGone {
+                        error,
+                        netns: label.clone(),
+                    }
+                } else {
+                    DropReason::Tap {
+                        error,
+                        netns: label.clone(),
+                    }
                 }
-            } else {
-                DropReason::Tap {
-                    error,
-                    netns: label.clone(),
-                }
-            }
-        })?;
+            })?;
         let meta = PortMeta {
             kind: PortKind::Created,
             netns,
