@@ -625,6 +625,27 @@ fn offload_and_plain_ports_exchange_tcp_over_ipv6_untagged_and_in_802_1q_tags() 
     );
 }
 
+/// `tx-tcp-segmentation` (TSO for IPv4) of `eth0` in a namespace
+/// (`ethtool -k`): "on" or "off".
+fn tso(ns: &Netns) -> String {
+    let out = ns.exec("ethtool", &["-k", "eth0"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("tx-tcp-segmentation: "))
+        .map(|v| v.split_whitespace().next().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+/// A veth port's host end as `port ls` says.
+fn host_end(d: &Daemon, port: &str) -> String {
+    let ls = d.json(&["port", "ls"]);
+    ls.as_array()
+        .and_then(|a| a.iter().find(|p| p["name"] == port))
+        .and_then(|p| p["host_ifname"].as_str())
+        .unwrap_or_else(|| panic!("no host end for {port}: {ls}"))
+        .to_string()
+}
+
 /// `ip -d link show eth0` in a namespace, as one line.
 fn link_details(ns: &Netns) -> String {
     let out = ns.exec("ip", &["-d", "link", "show", "eth0"]);
@@ -633,7 +654,7 @@ fn link_details(ns: &Netns) -> String {
 
 #[test]
 fn taps_get_one_queue_per_worker_and_offloads_unless_refused() {
-    if !can_run(&["ip", "ping"]) {
+    if !can_run(&["ip", "ping", "ethtool"]) {
         return;
     }
     for workers in ["1", "3"] {
@@ -642,6 +663,25 @@ fn taps_get_one_queue_per_worker_and_offloads_unless_refused() {
         let (c0, c1) = (Netns::new("vxq"), Netns::new("vxq"));
         daemon.port_add("c0", "red", &c0, "10.77.10.11/24", &[]);
         daemon.port_add("c1", "red", &c1, "10.77.10.12/24", &["--no-offload"]);
+        if support::veth_backend() {
+            // On veth ports (VXSWITCH_BACKEND=veth) the same as the kernel
+            // has it: offloads on c0's eth0 and off on c1's, and one packet
+            // socket per worker on each host end.
+            assert_eq!(tso(&c0), "on");
+            assert_eq!(tso(&c1), "off");
+            for c in ["c0", "c1"] {
+                let host = host_end(&daemon, c);
+                assert_eq!(
+                    support::packet_sockets_on(&host),
+                    workers.parse::<usize>().unwrap(),
+                    "{host} with {workers} workers"
+                );
+            }
+            assert!(c0.ping_within("10.77.10.12", Duration::from_secs(5)));
+            support::exact_transfer(&c0, &c1, "10.77.10.12", 8 << 20);
+            support::exact_transfer(&c1, &c0, "10.77.10.11", 8 << 20);
+            continue;
+        }
         let (d0, d1) = (link_details(&c0), link_details(&c1));
         assert!(d0.contains("vnet_hdr on"), "{d0}");
         assert!(d1.contains("vnet_hdr off"), "{d1}");

@@ -995,3 +995,56 @@ fn pins_of_another_shape_are_replaced() {
     drop(fp);
     FastPath::unpin(&pins);
 }
+
+/// A daemon killed with the fast path on leaves its maps pinned for its
+/// next start; a daemon that starts removes the pins of daemons that are
+/// gone (nothing listens on their socket, or their namespace is gone),
+/// with one log line naming them, and never a live daemon's.
+#[test]
+fn a_start_removes_the_pins_of_daemons_that_are_gone_and_keeps_the_live_ones() {
+    if !can_run(&[]) {
+        return;
+    }
+    let pins_of = |d: &Daemon| vxswitch::ctl::fastpath::pin_dir_for(&d.socket);
+    let live = Daemon::start(&["--fastpath", "ebpf"]);
+    let mut dead = Daemon::start(&["--fastpath", "ebpf"]);
+    let (live_pins, dead_pins) = (pins_of(&live), pins_of(&dead));
+    assert!(
+        live_pins.join("fp_ports").exists() && dead_pins.join("fp_ports").exists(),
+        "no pins in {} / {}:\n{}",
+        live_pins.display(),
+        dead_pins.display(),
+        dead.log()
+    );
+    dead.child.kill().unwrap();
+    dead.child.wait().unwrap();
+    assert!(dead_pins.exists(), "a killed daemon leaves its pins");
+    // One of a namespace that is gone (no namespace has inode 1).
+    let ghost = live_pins
+        .parent()
+        .unwrap()
+        .join(format!("net1_{}", unique("vxsw-ghost-")));
+    std::fs::create_dir(&ghost).unwrap();
+
+    let third = Daemon::start(&["--fastpath", "ebpf"]);
+    let log = third.log();
+    assert!(!dead_pins.exists(), "the dead daemon's pins stayed:\n{log}");
+    assert!(!ghost.exists(), "the gone namespace's pins stayed:\n{log}");
+    assert!(
+        live_pins.join("fp_ports").exists(),
+        "a live daemon's pins went"
+    );
+    assert!(pins_of(&third).join("fp_ports").exists());
+    let line = log
+        .lines()
+        .find(|l| l.contains("removed the pinned maps of"))
+        .unwrap_or_else(|| panic!("no line about the removed pins:\n{log}"));
+    assert!(
+        line.contains(&dead_pins.display().to_string())
+            && line.contains(&ghost.display().to_string()),
+        "{line}"
+    );
+    assert!(!line.contains(&live_pins.display().to_string()), "{line}");
+    // The live daemon still answers and still has its fast path.
+    assert!(live.cli(&["stats"]).contains("active"), "{}", live.log());
+}

@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
-use support::{can_run, link_names, Daemon, Netns, TempDir};
+use support::{can_run, link_names, packet_sockets_on, Daemon, Netns, TempDir};
 use vxswitch::ports::{netns::run_in, Netns as Sandbox};
 
 fn state_file(dir: &Path) -> serde_json::Value {
@@ -45,6 +45,25 @@ fn tun_of(ns: &Netns) -> serde_json::Value {
         ns.name
     );
     info["info_data"].clone()
+}
+
+/// The kind of `eth0` in `ns` (`tun`, `veth`).
+fn link_kind(ns: &Netns) -> String {
+    let link = ns.ip_json(&["-d", "link", "show", "dev", "eth0"]);
+    link[0]["linkinfo"]["info_kind"]
+        .as_str()
+        .unwrap_or("-")
+        .to_string()
+}
+
+/// A veth port's host end as `port ls` says (empty for a TAP port).
+fn host_end(d: &Daemon, port: &str) -> String {
+    let ls = d.json(&["port", "ls"]);
+    ls.as_array()
+        .and_then(|a| a.iter().find(|p| p["name"] == port))
+        .and_then(|p| p["host_ifname"].as_str())
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn sandbox(ns: &Netns) -> Sandbox {
@@ -97,7 +116,15 @@ fn containers_keep_taps_macs_and_tcp_over_a_restart() {
     );
     // Two workers: each TAP has two queues, and is persistent (it must
     // outlive the daemon).
-    for c in [&c1, &c2] {
+    // On veth ports (VXSWITCH_BACKEND=veth): a veth, with one packet
+    // socket per worker on its host end.
+    let hosts = [host_end(&first, "c1"), host_end(&first, "c2")];
+    for (c, host) in [&c1, &c2].into_iter().zip(&hosts) {
+        if support::veth_backend() {
+            assert_eq!(link_kind(c), "veth", "eth0 in {}", c.name);
+            assert_eq!(packet_sockets_on(host), 2, "{host} with 2 workers");
+            continue;
+        }
         let t = tun_of(c);
         assert_eq!(
             (&t["multi_queue"], &t["numqueues"], &t["persist"]),
@@ -140,13 +167,19 @@ fn containers_keep_taps_macs_and_tcp_over_a_restart() {
         )),
         "{log}"
     );
-    for c in [&c1, &c2] {
+    for (c, host) in [&c1, &c2].into_iter().zip(&hosts) {
         let links = link_names(&c.name);
         assert!(
             links.iter().any(|n| n == "eth0"),
             "eth0 gone from {} after the stop: {links:?}",
             c.name
         );
+        if support::veth_backend() {
+            // The host end stays, with no socket on it.
+            assert!(Path::new("/sys/class/net").join(host).exists(), "{host}");
+            assert_eq!(packet_sockets_on(host), 0, "{host} after the stop");
+            continue;
+        }
         // Left with no queue open: nothing holds the old daemon's fds.
         assert_eq!(
             tun_of(c)["numqueues"],
@@ -168,7 +201,11 @@ fn containers_keep_taps_macs_and_tcp_over_a_restart() {
     );
     assert_eq!(ports(&second), before_ports, "{}", second.log());
     // One worker now: the same multi-queue TAPs, one queue each.
-    for c in [&c1, &c2] {
+    for (c, host) in [&c1, &c2].into_iter().zip(&hosts) {
+        if support::veth_backend() {
+            assert_eq!(packet_sockets_on(host), 1, "{host} with 1 worker");
+            continue;
+        }
         let t = tun_of(c);
         assert_eq!(
             (&t["multi_queue"], &t["numqueues"]),
@@ -235,6 +272,7 @@ fn a_port_whose_namespace_went_away_is_dropped_and_reported() {
     first.port_add("l", "blue", &lose, "10.79.2.12/24", &[]);
     first.port_add("o", "blue", &other, "10.79.2.13/24", &[]);
     first.port_add("u", "blue", &untapped, "10.79.2.14/24", &[]);
+    let u_host = host_end(&first, "u");
     assert!(first.terminate().success(), "{}", first.log());
     // ... and someone deletes another one's interface.
     support::run("ip", &["-n", &untapped.name, "link", "del", "eth0"]);
@@ -251,12 +289,17 @@ fn a_port_whose_namespace_went_away_is_dropped_and_reported() {
         )),
         "{log}"
     );
+    // A veth port's (VXSWITCH_BACKEND=veth) is its host end, which went
+    // with the container's.
+    let device = match u_host.as_str() {
+        "" => "TAP eth0".to_string(),
+        host => format!("veth {host}"),
+    };
     assert!(
         log.contains(&format!(
-            "restore: port u (network blue) dropped: cannot attach TAP eth0: it no longer \
-             exists (in {})",
-            untapped.path()
-        )),
+            "restore: port u (network blue) dropped: cannot attach {device}: it no longer \
+             exists"
+        )) && log.contains(&format!("(in {})", untapped.path())),
         "{log}"
     );
     assert!(log.contains("(2 dropped, see above)"), "{log}");

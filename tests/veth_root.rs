@@ -383,3 +383,134 @@ fn every_worker_reads_an_uplink_through_a_fanout_group() {
     read_once(&lan, "10.79.2.11");
     exact_transfer(&lan, &c1, "10.79.2.11", 4 << 20);
 }
+
+#[test]
+fn two_daemons_in_one_namespace_give_the_same_port_names_with_their_own_prefixes() {
+    if !can_run(&["ip", "ping", "kill"]) {
+        return;
+    }
+    let state = support::TempDir::new("vxsw-veth-state-");
+    let dir = state.0.to_str().unwrap().to_string();
+    let host = Netns::new("vxvh");
+    let a = Daemon::start_in(Some(&host), &[]);
+    let mut b = Daemon::start_in(Some(&host), &["--veth-prefix", "vxb-", "--state-dir", &dir]);
+    let (a1, a2, b1, b2) = (
+        Netns::new("vxvc"),
+        Netns::new("vxvc"),
+        Netns::new("vxvc"),
+        Netns::new("vxvc"),
+    );
+    a.cli(&["network", "create", "red", "--subnet", "10.79.5.0/24"]);
+    b.cli(&["network", "create", "red", "--subnet", "10.79.6.0/24"]);
+    // Both daemons have ports p1 and p2.
+    a.port_add("p1", "red", &a1, "10.79.5.11", &["--backend", "veth"]);
+    a.port_add("p2", "red", &a2, "10.79.5.12", &["--backend", "veth"]);
+    b.port_add("p1", "red", &b1, "10.79.6.11", &["--backend", "veth"]);
+    b.port_add("p2", "red", &b2, "10.79.6.12", &["--backend", "veth"]);
+    assert_eq!(port_json(&a, "p1")["host_ifname"], "vxv-p1");
+    assert_eq!(port_json(&b, "p1")["host_ifname"], "vxb-p1");
+    assert!(link_exists(&host, "vxv-p2") && link_exists(&host, "vxb-p2"));
+    assert!(a1.ping_within("10.79.5.12", LONG), "{}", a.log());
+    assert!(b1.ping_within("10.79.6.12", LONG), "{}", b.log());
+    assert!(counter(&a, "p1", "rx_frames") > 0 && counter(&b, "p1", "rx_frames") > 0);
+
+    // A third daemon with the default prefix collides with the first, and
+    // the error says what to do.
+    let c = Daemon::start_in(Some(&host), &[]);
+    c.cli(&["network", "create", "red", "--subnet", "10.79.7.0/24"]);
+    let c1 = Netns::new("vxvc");
+    let out = c.cli_raw(&[
+        "port",
+        "add",
+        "p1",
+        "--network",
+        "red",
+        "--netns",
+        &c1.path(),
+        "--backend",
+        "veth",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("vxv-p1") && err.contains("--veth-prefix"),
+        "{err}"
+    );
+    assert!(
+        a1.ping_within("10.79.5.12", LONG),
+        "the failed add broke a's port"
+    );
+
+    // A restart finds b's host ends under the names they were made with,
+    // whatever the new start's prefix.
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    let b = Daemon::start_in(Some(&host), &["--state-dir", &dir]);
+    assert_eq!(port_json(&b, "p1")["host_ifname"], "vxb-p1");
+    assert!(b2.ping_within("10.79.6.11", LONG), "{}", b.log());
+    b.cli(&["port", "rm", "p1"]);
+    assert!(!link_exists(&host, "vxb-p1") && link_exists(&host, "vxv-p1"));
+
+    // A prefix that cannot start an interface name stops the start.
+    let (status, stderr) = Daemon::start_failing(&["--veth-prefix", "much-too-long-"]);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("--veth-prefix") && stderr.contains("1 to 8"),
+        "{stderr}"
+    );
+}
+
+/// Reads what a non-blocking socket has queued: the frame's length, or
+/// None when nothing is there.
+fn read_one(fd: &std::os::fd::OwnedFd) -> Option<usize> {
+    use std::io::Read;
+    let mut f = std::fs::File::from(fd.try_clone().unwrap());
+    let mut buf = vec![0u8; 70_000];
+    match f.read(&mut buf) {
+        Ok(n) => Some(n),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+        Err(e) => panic!("read the packet socket: {e}"),
+    }
+}
+
+/// A restarted daemon re-opens a kept veth whose fast-path tc program
+/// still forwards: its sockets must queue nothing until they have the
+/// filter they keep (the fast path's hides the frames that program takes),
+/// or the switch would forward those frames a second time. The window
+/// itself is microseconds wide, so the test checks what closes it: a
+/// socket fresh from `create_veth` reads nothing, whatever arrives, until
+/// `open_to_switch` (or the fast path's filter) is set.
+#[test]
+fn a_veth_ports_sockets_read_nothing_until_their_filter_is_set() {
+    if !can_run(&["ip", "ping"]) {
+        return;
+    }
+    let host = Netns::new("vxvh");
+    let c = Netns::new("vxvc");
+    let spec = vxswitch::ports::TapSpec {
+        netns: c.handle(),
+        ifname: "eth0".into(),
+        mac: None,
+        mtu: None,
+        addrs: vec!["10.79.9.2/24".parse().unwrap()],
+        gateway: None,
+        vnet_hdr: true,
+        queues: 1,
+    };
+    let v = host
+        .enter(|| vxswitch::ports::veth::create_veth(&spec, "vxv-", "w1", false))
+        .unwrap_or_else(|e| panic!("create_veth: {e}"));
+    // Unanswered pings: ARP broadcasts out of the container's end.
+    assert!(!c.ping("10.79.9.3"));
+    assert_eq!(
+        read_one(&v.fd),
+        None,
+        "the socket read a frame before its filter"
+    );
+    vxswitch::ports::veth::open_to_switch(&v.host, &[&v.fd]).unwrap();
+    assert!(!c.ping("10.79.9.3"));
+    assert!(
+        wait_until(LONG, || read_one(&v.fd).is_some()),
+        "with the switch's filter the socket reads the container's frames"
+    );
+}

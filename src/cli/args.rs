@@ -200,6 +200,12 @@ pub struct DaemonArgs {
     /// environment's VXSWITCH_BACKEND says the same.
     #[arg(long, env = "VXSWITCH_BACKEND", value_name = "tap|veth")]
     pub backend: Option<vxswitch::ctl::proto::Backend>,
+    /// What the host ends of veth ports are called, then the port's name
+    /// (default vxv-: port c0's is vxv-c0). Daemons sharing a network
+    /// namespace need one each (docs/veth.md). The environment's
+    /// VXSWITCH_VETH_PREFIX says the same.
+    #[arg(long, env = "VXSWITCH_VETH_PREFIX", value_name = "PREFIX")]
+    pub veth_prefix: Option<String>,
     /// Dataplane threads; each TAP gets one queue per thread. Default: one
     /// per CPU.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=16))]

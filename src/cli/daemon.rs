@@ -28,6 +28,9 @@ pub fn run(socket: &Path, a: DaemonArgs) -> Result<(), String> {
         None => Config::default(),
     };
     let settings = settings::merge(&a, &config, a.config.as_deref())?;
+    if let Some(prefix) = &a.veth_prefix {
+        vxswitch::ports::veth::check_prefix(prefix)?;
+    }
     // Silent when it works: only a limit that stays low is worth a line.
     if let Err(e) = vxswitch::ctl::server::raise_open_file_limit() {
         eprintln!(
@@ -55,6 +58,9 @@ pub fn run(socket: &Path, a: DaemonArgs) -> Result<(), String> {
         eprintln!("{line}");
     }
     server.daemon_mut().set_default_backend(settings.backend);
+    if let Some(prefix) = &a.veth_prefix {
+        server.daemon_mut().set_veth_prefix(prefix)?;
+    }
     let mut restored = false;
     if let Some(dir) = &settings.state_dir {
         // Before the socket serves anyone; a corrupt file stops the start.

@@ -99,6 +99,9 @@ pub struct Daemon {
     /// `daemon --backend`: the backend of ports whose network and
     /// `port.add` name none.
     pub(super) default_backend: super::proto::Backend,
+    /// `daemon --veth-prefix`: what the host ends of veth ports are
+    /// called, then the port's name (docs/veth.md).
+    pub(super) veth_prefix: String,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -136,6 +139,7 @@ impl Daemon {
             mirrors: BTreeMap::new(),
             fastpath: Default::default(),
             default_backend: Default::default(),
+            veth_prefix: crate::ports::veth::HOST_PREFIX.to_string(),
         })
     }
 
@@ -143,6 +147,16 @@ impl Daemon {
     /// their `port.add` names a backend.
     pub fn set_default_backend(&mut self, b: super::proto::Backend) {
         self.default_backend = b;
+    }
+
+    /// `daemon --veth-prefix`: what new veth ports' host ends are called
+    /// (the port's name follows); checked by
+    /// [`crate::ports::veth::check_prefix`]. Ports a restart finds again
+    /// keep the names they were created with.
+    pub fn set_veth_prefix(&mut self, prefix: &str) -> Result<(), String> {
+        crate::ports::veth::check_prefix(prefix)?;
+        self.veth_prefix = prefix.to_string();
+        Ok(())
     }
 
     /// Whether a port that goes away is logged to stderr.

@@ -169,6 +169,18 @@ impl std::fmt::Display for GoneReason {
     }
 }
 
+/// Why veth port `p` is gone, if it is: its namespace first (which takes
+/// the pair with it, the cause a person looks for), else its host end.
+fn veth_gone_reason(p: &Port) -> Option<GoneReason> {
+    let h = p.host.as_ref()?;
+    match p.sandbox.map(|s| Sandbox::check(&p.netns, s)) {
+        Some(Sandbox::Gone) => Some(GoneReason::NamespaceGone),
+        Some(Sandbox::Replaced) => Some(GoneReason::NamespaceReplaced),
+        _ => (ports::veth::host_alive(h.index, &h.name) == Some(false))
+            .then_some(GoneReason::VethGone),
+    }
+}
+
 /// What a new port takes from its network and from the daemon.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct PortDefaults {
@@ -602,7 +614,7 @@ impl Daemon {
                 plan.what
             )));
         };
-        let v = ports::veth::create_veth(spec, &plan.name, *persistent)
+        let v = ports::veth::create_veth(spec, &self.veth_prefix, &plan.name, *persistent)
             .map_err(|e| port_error(&plan.what, e))?;
         let host = VethHost {
             name: v.host.clone(),
@@ -644,7 +656,8 @@ impl Daemon {
         host: VethHost,
     ) -> Result<PortInfo, CtlError> {
         let sockets: Vec<&OwnedFd> = std::iter::once(&fd).chain(&extra_queues).collect();
-        self.fastpath_prepare(name, &host, &sockets);
+        self.fastpath_prepare(name, &host, &sockets)
+            .map_err(|e| port_error(&format!("port {name:?}"), e))?;
         if let Err(e) = self.attach(name, network, fd, extra_queues, mtu, meta) {
             self.fastpath_forget(name);
             return Err(e);
@@ -744,10 +757,28 @@ impl Daemon {
         self.fastpath_forget(&name);
         let port = self.ports.remove(&name)?;
         let (network, gateway) = (port.network.clone(), port.gateway);
+        // A veth port's socket fails (ENXIO) once its pair is gone, which
+        // the container's namespace going takes with it: said as the
+        // reaper says it, not as a failed write.
+        let why = veth_gone_reason(&port);
+        let label = port.netns.label().unwrap_or_default();
         // A persistent TAP's guard goes with the record.
         drop(port);
         if gateway {
             self.gateway_gone(&network);
+        }
+        if let Some(cause) = why {
+            if self.log_events {
+                eprintln!(
+                    "vxswitch: port {name} (network {network}) removed: {cause} ({label}); \
+                     its veth and FDB entries are gone"
+                );
+            }
+            return Some(GonePort {
+                name,
+                network,
+                cause,
+            });
         }
         if self.log_events {
             eprintln!(
@@ -783,10 +814,8 @@ impl Daemon {
             .ports
             .iter()
             .filter_map(|(name, p)| {
-                if let Some(h) = &p.host {
-                    if ports::veth::host_alive(h.index, &h.name) == Some(false) {
-                        return Some((name.clone(), GoneReason::VethGone));
-                    }
+                if let Some(cause) = veth_gone_reason(p) {
+                    return Some((name.clone(), cause));
                 }
                 let cause = match Sandbox::check(&p.netns, p.sandbox?) {
                     Sandbox::Same => return None,

@@ -705,8 +705,13 @@ impl Daemon {
         self.fastpath_choose(&p.name, p.fastpath);
         let host = saved_veth_host(p);
         let label = netns.label();
+        // The sockets carry the vnet header unless the port has no offloads.
+        let (queues, vnet) = (
+            self.engine.workers(),
+            p.offload.unwrap_or(self.engine.offload()),
+        );
         let (fd, extra, vnet_hdr, guard, index) =
-            ports::veth::reattach_veth(&p.name, &host, self.engine.workers()).map_err(|e| {
+            ports::veth::reattach_veth(&p.name, &host, queues, vnet).map_err(|e| {
                 let errno = e.raw_os_error();
                 let error = with_fd_advice(strip_os_error(&e.to_string()), errno);
                 if is_tap_missing(&e) {
@@ -961,12 +966,13 @@ fn delete_left_tap(p: &SavedPort, offload: bool, queues: usize) {
 fn saved_veth_host(p: &SavedPort) -> String {
     p.host_ifname
         .clone()
-        .unwrap_or_else(|| ports::veth::host_name(&p.name))
+        .unwrap_or_else(|| ports::veth::host_name(ports::veth::HOST_PREFIX, &p.name))
 }
 
 /// Whether a TAP could not be re-attached because there is none.
 fn is_tap_missing(e: &ports::PortError) -> bool {
     matches!(e, ports::PortError::AttachTap { source, .. }
+        | ports::PortError::AttachVeth { source, .. }
         if source.kind() == std::io::ErrorKind::NotFound)
 }
 

@@ -284,6 +284,19 @@ impl VnetHdr {
         self.flags & F_NEEDS_CSUM != 0
     }
 
+    /// The header of the same frame once a 4-byte VLAN tag is put back
+    /// behind its MACs (a packet socket reads it aside): what it measures
+    /// from the frame's start starts 4 bytes later.
+    pub fn behind_tag(mut self) -> VnetHdr {
+        if self.needs_csum() {
+            self.csum_start = self.csum_start.saturating_add(4);
+        }
+        if self.hdr_len != 0 {
+            self.hdr_len = self.hdr_len.saturating_add(4);
+        }
+        self
+    }
+
     /// True when the ECN bit of gso_type is set.
     pub fn ecn(&self) -> bool {
         self.gso_type & GSO_ECN != 0

@@ -180,6 +180,13 @@ pub enum PortError {
         name: String,
         source: std::io::Error,
     },
+    /// Finding a veth port's host end again (a restart) failed; `name` is
+    /// the host end.
+    #[error("cannot attach veth {name}: {source}")]
+    AttachVeth {
+        name: String,
+        source: std::io::Error,
+    },
     /// `step` is the action ("add address"), `detail` its object
     /// ("10.77.0.11/24"), empty when the step says it all.
     #[error("configuring {ifname}: {step}{} failed: {source}", spaced(.detail))]
@@ -260,6 +267,7 @@ impl PortError {
             | PortError::CreateTap { source, .. }
             | PortError::CreateVeth { source, .. }
             | PortError::AttachTap { source, .. }
+            | PortError::AttachVeth { source, .. }
             | PortError::Configure { source, .. }
             | PortError::Inspect { source, .. }
             | PortError::Namespace { source, .. } => source.raw_os_error(),

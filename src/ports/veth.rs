@@ -27,22 +27,49 @@
 //! type reach the container whole.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use super::netlink::{self, Rtnl};
 use super::tap::{configure, random_mac, validate_ifname};
 use super::{netns, Netns, PersistGuard, PortError, TapSpec};
-use crate::sys::pktport;
+use crate::sys::{ethtool, pktport};
 use crate::wire::MacAddr;
 
-/// Host ends of veth ports are called so, then the port's name.
+/// Host ends of veth ports are called so, then the port's name, unless
+/// the daemon says otherwise (`daemon --veth-prefix`).
 pub const HOST_PREFIX: &str = "vxv-";
 
-/// The name of port `port`'s host end: `vxv-PORT` when that is a valid
-/// interface name, else `vxv-` and 11 hex digits of a hash of the name
-/// (stable across restarts, so a daemon finds its veths again).
-pub fn host_name(port: &str) -> String {
-    let plain = format!("{HOST_PREFIX}{port}");
+/// The longest prefix `daemon --veth-prefix` takes: 7 of the kernel's 15
+/// bytes stay for the port's name, or for a hash of it.
+pub const MAX_PREFIX: usize = 8;
+
+/// Checks a `daemon --veth-prefix`: 1 to [`MAX_PREFIX`] bytes that may
+/// start an interface name. The error says what is wrong and what to do.
+pub fn check_prefix(prefix: &str) -> Result<(), String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "--veth-prefix {prefix:?} {why}: give 1 to {MAX_PREFIX} letters, digits, '-' or              '_' (e.g. vxa-), different for each daemon sharing a namespace"
+        ))
+    };
+    if prefix.is_empty() || prefix.len() > MAX_PREFIX {
+        return bad(&format!("is {} bytes long", prefix.len()));
+    }
+    if !prefix
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        || prefix == "."
+    {
+        return bad("has a character an interface name may not have");
+    }
+    Ok(())
+}
+
+/// The name of port `port`'s host end: `PREFIX` then the port's name when
+/// that is a valid interface name, else `PREFIX` and hex digits of a hash
+/// of the name up to the kernel's 15 bytes (stable across restarts, so a
+/// daemon finds its veths again). `prefix` is [`check_prefix`]ed.
+pub fn host_name(prefix: &str, port: &str) -> String {
+    let plain = format!("{prefix}{port}");
     if validate_ifname(&plain).is_ok() && !plain.contains('%') {
         return plain;
     }
@@ -52,7 +79,9 @@ pub fn host_name(port: &str) -> String {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    format!("{HOST_PREFIX}{:011x}", h >> 20)
+    let digits = 15usize.saturating_sub(prefix.len()).clamp(1, 16);
+    let shift = 64 - 4 * digits as u32;
+    format!("{prefix}{:0digits$x}", h.checked_shr(shift).unwrap_or(h))
 }
 
 /// An open veth port.
@@ -83,18 +112,24 @@ fn cfg(ifname: &str, step: &'static str) -> impl FnOnce(io::Error) -> PortError 
 /// Creates port `port`'s veth pair: the peer `spec.ifname` in
 /// `spec.netns` configured as [`super::create_tap`] configures a TAP
 /// (MAC, MTU, addresses, up, `lo` up, default route), the host end
-/// [`host_name`]`(port)` up in the daemon's namespace (strictly: the
-/// calling thread's), opened for the dataplane with `spec.queues`
-/// sockets. `persistent`: the pair survives a clean daemon stop (a state
-/// directory is set). On error nothing is left behind.
-pub fn create_veth(spec: &TapSpec, port: &str, persistent: bool) -> Result<Veth, PortError> {
+/// [`host_name`]`(prefix, port)` up in the daemon's namespace (strictly: the
+/// calling thread's), with `spec.queues` sockets for the dataplane that
+/// read nothing until their filter is set ([`open_to_switch`]).
+/// `persistent`: the pair survives a clean daemon stop (a state directory
+/// is set). On error nothing is left behind.
+pub fn create_veth(
+    spec: &TapSpec,
+    prefix: &str,
+    port: &str,
+    persistent: bool,
+) -> Result<Veth, PortError> {
     validate_ifname(&spec.ifname)?;
     if spec.netns != Netns::Current && netns::is_own(&spec.netns)? {
         return Err(PortError::OwnNamespace {
             netns: spec.netns.to_string(),
         });
     }
-    let host = host_name(port);
+    let host = host_name(prefix, port);
     validate_ifname(&host)?;
     let mac = match spec.mac {
         Some(m) => m,
@@ -130,8 +165,20 @@ pub fn create_veth(spec: &TapSpec, port: &str, persistent: bool) -> Result<Veth,
     disable_ipv6(&host).map_err(cfg(&host, "disable IPv6 (sysctl disable_ipv6)"))?;
     nl.ack(netlink::set_link_up(index))
         .map_err(cfg(&host, "set link up"))?;
-    let link = netns::run_in(&spec.netns, || configure(&spec.ifname, spec, mac))??;
-    let (fd, extra_queues, vnet_hdr) = open_sockets(&host, index, spec.queues)?;
+    let link = netns::run_in(&spec.netns, || {
+        let link = configure(&spec.ifname, spec, mac)?;
+        if !spec.vnet_hdr {
+            // `--no-offload`: the container sends plain frames, and the
+            // sockets carry no vnet header (the switch cuts and completes
+            // what it hands this port).
+            ethtool::offloads_off(&link.name).map_err(cfg(
+                &link.name,
+                "turn offloads off (as 'ethtool -K IF tso off gso off tx off')",
+            ))?;
+        }
+        Ok::<_, PortError>(link)
+    })??;
+    let (fd, extra_queues, vnet_hdr) = open_sockets(&host, index, spec.queues, spec.vnet_hdr)?;
     Ok(Veth {
         fd,
         extra_queues,
@@ -146,15 +193,16 @@ pub fn create_veth(spec: &TapSpec, port: &str, persistent: bool) -> Result<Veth,
 }
 
 /// Opens again, after a daemon restart, the host end `host` of port
-/// `port`'s veth, as it is (the container's end is not touched). `mac` and
-/// `mtu` are the container end's as recorded.
+/// `port`'s veth, as it is (the container's end is not touched). `vnet`:
+/// the port has offloads (the sockets carry the vnet header).
 pub fn reattach_veth(
     port: &str,
     host: &str,
     queues: usize,
+    vnet: bool,
 ) -> Result<(OwnedFd, Vec<OwnedFd>, bool, PersistGuard, u32), PortError> {
     validate_ifname(host)?;
-    let os = |source| PortError::AttachTap {
+    let os = |source| PortError::AttachVeth {
         name: host.to_string(),
         source,
     };
@@ -162,7 +210,8 @@ pub fn reattach_veth(
     let link = nl.link_by_name(host).map_err(os)?.ok_or_else(|| {
         os(io::Error::new(
             io::ErrorKind::NotFound,
-            "it no longer exists (its container's namespace went away?)",
+            "it no longer exists (its container's namespace went away, or someone deleted \
+             either end?)",
         ))
     })?;
     if link.kind.as_deref() != Some("veth") {
@@ -179,7 +228,7 @@ pub fn reattach_veth(
         nl.ack(netlink::set_link_up(link.index))
             .map_err(cfg(host, "set link up"))?;
     }
-    let (fd, extra, vnet_hdr) = open_sockets(host, link.index, queues)?;
+    let (fd, extra, vnet_hdr) = open_sockets(host, link.index, queues, vnet)?;
     Ok((fd, extra, vnet_hdr, guard, link.index))
 }
 
@@ -217,19 +266,52 @@ pub fn delete_by_name(host: &str) -> io::Result<()> {
 }
 
 /// The dataplane's sockets on the host end: one per worker, in a fanout
-/// group by flow hash (see [`pktport::open_group`]).
+/// group by flow hash (see [`pktport::open_group`]), each with a filter
+/// that keeps nothing until [`open_to_switch`] or the fast path's socket
+/// filter replaces it.
+///
+/// Why closed: a veth a restarted daemon finds again may still have the
+/// fast path's tc program of the daemon before, which redirects known
+/// unicast to its destination in the kernel. A packet socket sees every
+/// frame before tc does; only the fast path's socket filter hides the
+/// frames that program takes. Opened with the classic filter and given
+/// the fast path's a moment later, the socket would queue those frames in
+/// between, and the switch would forward them a second time (each one
+/// duplicated to its container). Opened closed, the socket queues nothing
+/// until the filter it keeps is in place; what arrives meanwhile takes
+/// the fast path, or is lost as on a port not yet attached.
 fn open_sockets(
     host: &str,
     index: u32,
     queues: usize,
+    vnet: bool,
 ) -> Result<(OwnedFd, Vec<OwnedFd>, bool), PortError> {
-    let mut all = pktport::open_group(index, &pktport::not_for_host(), false, queues)
+    let mut all = pktport::open_group_as(index, &[pktport::drop_all()], false, queues, vnet)
         .map_err(cfg(host, "open the packet sockets"))?
         .into_iter();
     let first = all.next().ok_or_else(|| {
         cfg(host, "open the packet sockets")(io::Error::from_raw_os_error(libc::EINVAL))
     })?;
-    Ok((first.fd, all.map(|s| s.fd).collect(), first.vnet_hdr))
+    let extra: Vec<OwnedFd> = all.map(|s| s.fd).collect();
+    // A container's 802.1Q tags reach the switch as it sent them (the
+    // kernel hands them beside the frame; the dataplane puts them back).
+    std::iter::once(&first.fd)
+        .chain(&extra)
+        .try_for_each(|s| pktport::keep_vlan_tags(s.as_fd()))
+        .map_err(cfg(host, "ask for VLAN tags (PACKET_AUXDATA)"))?;
+    Ok((first.fd, extra, first.vnet_hdr))
+}
+
+/// Opens a veth port's sockets (from [`create_veth`] or [`reattach_veth`],
+/// closed) to the switch: every frame but those for the host end itself
+/// ([`pktport::not_for_host`]). For a port off the fast path; one on it
+/// gets the fast path's socket filter instead.
+pub fn open_to_switch(host: &str, sockets: &[&OwnedFd]) -> Result<(), PortError> {
+    let filter = pktport::not_for_host();
+    sockets
+        .iter()
+        .try_for_each(|s| pktport::set_filter(s.as_fd(), &filter))
+        .map_err(cfg(host, "set the packet sockets' filter"))
 }
 
 /// Turns IPv6 off on `ifname` before it comes up, so the host stack sends
@@ -249,8 +331,9 @@ fn explain_create(host: &str, peer: &str, e: io::Error) -> io::Error {
             io::ErrorKind::AlreadyExists,
             format!(
                 "an interface named {host} already exists in the daemon's namespace (left by \
-                 an earlier daemon? delete it with 'ip link del {host}'), or one named {peer} \
-                 in the container's"
+                 an earlier daemon? delete it with 'ip link del {host}'; another daemon's \
+                 port of the same name? start each daemon sharing a namespace with its own \
+                 --veth-prefix), or one named {peer} in the container's"
             ),
         ),
         Some(libc::EPERM) => io::Error::new(
@@ -271,15 +354,38 @@ mod tests {
 
     #[test]
     fn host_names_are_stable_valid_and_distinct() {
+        let host_name = |port| host_name(HOST_PREFIX, port);
         assert_eq!(host_name("c1"), "vxv-c1");
         assert_eq!(host_name("abcdefghijk"), "vxv-abcdefghijk");
         let long = host_name("a-much-longer-port-name");
         assert_eq!(long, host_name("a-much-longer-port-name"));
+        // The hash the names had before prefixes could change: a restart
+        // after an upgrade finds old veths whose state file lacks the name.
+        assert_eq!(long, "vxv-de4aa8086ca", "{long}");
         assert!(long.starts_with(HOST_PREFIX) && long.len() == 15, "{long}");
         assert!(validate_ifname(&long).is_ok());
         assert_ne!(long, host_name("a-much-longer-port-namf"));
         // Characters an interface name may not have are hashed away.
         assert!(validate_ifname(&host_name("a:b")).is_ok());
         assert_ne!(host_name("x%d"), "vxv-x%d");
+    }
+
+    #[test]
+    fn a_daemon_prefix_names_its_host_ends_and_is_checked() {
+        assert_eq!(super::host_name("vxa-", "c0"), "vxa-c0");
+        assert_ne!(
+            super::host_name("vxa-", "c0"),
+            super::host_name("vxb-", "c0")
+        );
+        let long = super::host_name("longpfx-", "a-much-longer-port-name");
+        assert!(long.starts_with("longpfx-") && long.len() == 15, "{long}");
+        assert!(validate_ifname(&long).is_ok());
+        for ok in ["vxa-", "v", "sw2_", "abcdefgh"] {
+            assert_eq!(check_prefix(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "abcdefghi", "vx/", "vx a", "vx:", "vx%d", "."] {
+            let e = check_prefix(bad).unwrap_err();
+            assert!(e.contains("--veth-prefix") && e.contains("1 to 8"), "{e}");
+        }
     }
 }

@@ -15,6 +15,7 @@
 //! the port or VTEP where it happened.
 
 use std::io::{self, Read};
+use std::os::fd::AsFd;
 
 use super::decide::{decide, Decision, Ingress, Verdict};
 use super::egress::{Egress, Frame};
@@ -59,7 +60,16 @@ impl Worker {
         let stats = &port.stats;
         let mut turn = Turn::More;
         for _ in 0..*budget {
-            let n = match (&port.file).read(&mut rx[at..]) {
+            let mut tag = None;
+            let read = if port.tags_aside {
+                crate::sys::pktport::recv_tagged(port.file.as_fd(), &mut rx[at..]).map(|(n, t)| {
+                    tag = t;
+                    n
+                })
+            } else {
+                (&port.file).read(&mut rx[at..])
+            };
+            let n = match read {
                 Ok(0) => {
                     turn = Turn::Dead(GoneCause::Eof);
                     break;
@@ -108,7 +118,22 @@ impl Worker {
             } else {
                 VnetHdr::default()
             };
-            let mut f = Frame::new(rx, HEADROOM, len, vnet, port.vnet);
+            let mut f = match tag {
+                None => Frame::new(rx, HEADROOM, len, vnet, port.vnet),
+                // The tag the kernel took off, back behind the MACs: the
+                // frame starts 4 bytes earlier (over the vnet header, read
+                // already) and is 4 longer, as it left the container.
+                Some(tag) if len >= 12 => {
+                    rx.copy_within(HEADROOM..HEADROOM + 12, HEADROOM - 4);
+                    rx[HEADROOM + 8..HEADROOM + 12].copy_from_slice(&tag);
+                    stats.rx_bytes.add(4);
+                    Frame::new(rx, HEADROOM - 4, len + 4, vnet.behind_tag(), false)
+                }
+                Some(_) => {
+                    stats.count_drop(DropReason::Runt);
+                    continue;
+                }
+            };
             let ingress = Ingress::port(id, port.net).with_policy(tables.policy(port));
             let mut verdict;
             if let Some(u) = &port.uplink {

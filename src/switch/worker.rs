@@ -102,6 +102,10 @@ pub(super) struct Port {
     gone: Arc<AtomicBool>,
     /// Reads and writes carry a `virtio_net_hdr` first.
     pub(super) vnet: bool,
+    /// A packet socket that hands VLAN tags beside the frame (a veth's
+    /// host end, `sys::pktport::keep_vlan_tags`): read with
+    /// `recv_tagged`, the tag put back in the frame.
+    pub(super) tags_aside: bool,
     pub(super) max_frame: usize,
     pub(super) stats: Arc<PortStats>,
     /// On the pending list: the last turn ended on the budget, not on WouldBlock.
@@ -120,7 +124,9 @@ impl Port {
     /// the caller.
     pub(super) fn new(p: PortQueue) -> Port {
         let mtu = usize::try_from(p.mtu).unwrap_or(usize::MAX);
+        let tags_aside = p.uplink.is_none() && sys::pktport::keeps_vlan_tags(p.fd.as_fd());
         Port {
+            tags_aside,
             id: p.id,
             net: p.net,
             file: File::from(p.fd),

@@ -5,6 +5,7 @@
 #![allow(unsafe_code)]
 
 pub mod bpf;
+pub mod ethtool;
 pub mod fd;
 pub mod fs;
 pub mod netlink;

@@ -89,16 +89,17 @@ pub struct PortSocket {
 
 /// Opens a port socket on interface `ifindex` (in the calling thread's
 /// network namespace) that keeps the frames `filter` keeps, non-blocking,
-/// the interface promiscuous if `promisc`. Needs `CAP_NET_RAW`.
-pub fn open(ifindex: u32, filter: &[BpfInsn], promisc: bool) -> io::Result<PortSocket> {
-    let s = open_filtered(ifindex, filter)?;
+/// the interface promiscuous if `promisc`, with the `virtio_net_hdr` if
+/// `vnet` (and the kernel has it). Needs `CAP_NET_RAW`.
+fn open_as(ifindex: u32, filter: &[BpfInsn], promisc: bool, vnet: bool) -> io::Result<PortSocket> {
+    let s = open_filtered(ifindex, filter, vnet)?;
     if promisc {
         set_promisc(s.fd.as_fd(), ifindex)?;
     }
     Ok(s)
 }
 
-/// [`open`] of `n` sockets (at least one) joined in a fanout group by
+/// [`open_as`] of `n` sockets (at least one) joined in a fanout group by
 /// flow hash; the interface is promiscuous (if asked) through the first.
 /// Where the kernel refuses the group, just the first.
 pub fn open_group(
@@ -107,7 +108,18 @@ pub fn open_group(
     promisc: bool,
     n: usize,
 ) -> io::Result<Vec<PortSocket>> {
-    let first = open(ifindex, filter, promisc)?;
+    open_group_as(ifindex, filter, promisc, n, true)
+}
+
+/// [`open_group`], the sockets with the `virtio_net_hdr` only if `vnet`.
+pub fn open_group_as(
+    ifindex: u32,
+    filter: &[BpfInsn],
+    promisc: bool,
+    n: usize,
+    vnet: bool,
+) -> io::Result<Vec<PortSocket>> {
+    let first = open_as(ifindex, filter, promisc, vnet)?;
     if n <= 1 {
         return Ok(vec![first]);
     }
@@ -128,7 +140,7 @@ pub fn open_group(
     let mut all = Vec::with_capacity(n);
     all.push(first);
     for _ in 1..n {
-        let s = open_filtered(ifindex, &[drop_all()])?;
+        let s = open_filtered(ifindex, &[drop_all()], vnet)?;
         set_int(
             s.fd.as_fd(),
             libc::SOL_PACKET,
@@ -141,8 +153,10 @@ pub fn open_group(
     Ok(all)
 }
 
-/// A filter that keeps nothing.
-fn drop_all() -> BpfInsn {
+/// A filter that keeps nothing: a socket opened with it queues no frame
+/// until its real filter replaces it (`SO_ATTACH_FILTER` and
+/// `SO_ATTACH_BPF` swap a socket's filter in one step).
+pub fn drop_all() -> BpfInsn {
     BpfInsn {
         code: 0x06, // BPF_RET | BPF_K
         jt: 0,
@@ -169,7 +183,7 @@ fn get_int(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int) -> io::Res
 }
 
 /// A socket set up and bound as the module's text says, not promiscuous.
-fn open_filtered(ifindex: u32, filter: &[BpfInsn]) -> io::Result<PortSocket> {
+fn open_filtered(ifindex: u32, filter: &[BpfInsn], vnet: bool) -> io::Result<PortSocket> {
     // SAFETY: socket(2) with constant arguments; no pointers involved.
     let raw = cvt(unsafe {
         libc::socket(
@@ -181,13 +195,14 @@ fn open_filtered(ifindex: u32, filter: &[BpfInsn]) -> io::Result<PortSocket> {
     // SAFETY: socket succeeded, so `raw` is open and owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     let b = fd.as_fd();
-    let vnet_hdr = set_int(
-        b,
-        libc::SOL_PACKET,
-        PACKET_VNET_HDR_SZ,
-        VNET_HDR_SZ as libc::c_int,
-    )
-    .is_ok();
+    let vnet_hdr = vnet
+        && set_int(
+            b,
+            libc::SOL_PACKET,
+            PACKET_VNET_HDR_SZ,
+            VNET_HDR_SZ as libc::c_int,
+        )
+        .is_ok();
     packet::set_ignore_outgoing(b)?;
     packet::attach_filter(b, filter)?;
     if set_int(b, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, RCVBUF).is_err() {
@@ -195,6 +210,12 @@ fn open_filtered(ifindex: u32, filter: &[BpfInsn]) -> io::Result<PortSocket> {
     }
     packet::bind(b, ifindex, ETH_P_ALL)?;
     Ok(PortSocket { fd, vnet_hdr })
+}
+
+/// Replaces the filter of an open port socket with `filter`, in one step:
+/// each frame meets either the old filter or the new one.
+pub fn set_filter(fd: BorrowedFd<'_>, filter: &[BpfInsn]) -> io::Result<()> {
+    packet::attach_filter(fd, filter)
 }
 
 /// The frames the kernel dropped because the socket's receive queue was
@@ -236,4 +257,70 @@ pub fn not_for_host() -> Vec<BpfInsn> {
         i(BPF_RET_K, 0, 0, u32::MAX),
         i(BPF_RET_K, 0, 0, 0),
     ]
+}
+
+/// Asks the kernel to hand each frame's VLAN tag along (`PACKET_AUXDATA`).
+/// A packet socket never sees an 802.1Q tag in the frame: the receive
+/// path moves it into the packet's metadata before the socket's tap, so a
+/// port that must carry a container's tags (a veth's host end) reads them
+/// with [`recv_tagged`] and puts them back.
+pub fn keep_vlan_tags(fd: BorrowedFd<'_>) -> io::Result<()> {
+    set_int(fd, libc::SOL_PACKET, libc::PACKET_AUXDATA, 1)
+}
+
+/// Whether `fd` is a packet socket set up by [`keep_vlan_tags`] (false for
+/// anything else, a TAP's fd included).
+pub fn keeps_vlan_tags(fd: BorrowedFd<'_>) -> bool {
+    get_int(fd, libc::SOL_PACKET, libc::PACKET_AUXDATA).is_ok_and(|v| v != 0)
+}
+
+/// One frame into `buf` and, when the kernel took a VLAN tag off it, the
+/// tag as it stood in the frame (TPID and TCI, big-endian): one
+/// `recvmsg`, as a `read` would be.
+pub fn recv_tagged(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Option<[u8; 4]>)> {
+    // Room for one cmsghdr and a tpacket_auxdata (20 bytes), aligned.
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is plain data; all-zero is a valid (empty) value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: `msg` points at `iov` (which points at `buf`, writable for
+    // its length) and at `control`, writable for `msg_controllen`; all
+    // live for the call.
+    let n = cvt(unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, 0) } as libc::c_int)?;
+    let mut tag = None;
+    // SAFETY: `msg` was filled by recvmsg: its control pointer and length
+    // describe the part of `control` the kernel wrote, which the CMSG
+    // macros walk without leaving it.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_PACKET
+                && (*c).cmsg_type == libc::PACKET_AUXDATA
+                && (*c).cmsg_len as usize
+                    >= libc::CMSG_LEN(std::mem::size_of::<libc::tpacket_auxdata>() as u32) as usize
+            {
+                let aux: libc::tpacket_auxdata =
+                    std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                if aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0 {
+                    let tpid = if aux.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+                        aux.tp_vlan_tpid
+                    } else {
+                        0x8100
+                    };
+                    let [a, b] = tpid.to_be_bytes();
+                    let [c2, d] = aux.tp_vlan_tci.to_be_bytes();
+                    tag = Some([a, b, c2, d]);
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok((n as usize, tag))
 }

@@ -41,7 +41,18 @@ impl Daemon {
         args.extend(extra.iter().map(|s| s.to_string()));
         let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let child = cmd(&prog, &argv)
+        let mut command = cmd(&prog, &argv);
+        // Daemons in the test's namespace run side by side (the test
+        // threads): each names its veth ports' host ends with a prefix of
+        // its own, or two ports c0 would both want vxv-c0 (docs/veth.md).
+        // Daemons in a namespace of their own keep the default, vxv-.
+        if netns.is_none()
+            && !extra.contains(&"--veth-prefix")
+            && std::env::var_os("VXSWITCH_VETH_PREFIX").is_none()
+        {
+            command.env("VXSWITCH_VETH_PREFIX", veth_prefix());
+        }
+        let child = command
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -215,6 +226,44 @@ impl Drop for Daemon {
             eprintln!("clean-up: remove {}: {e}", self.dir.display());
         }
     }
+}
+
+/// Whether the suite runs on veth ports (`VXSWITCH_BACKEND=veth`, which
+/// the daemons it starts take as their `--backend`): assertions about a
+/// TAP device then check the veth's equivalent.
+pub fn veth_backend() -> bool {
+    std::env::var("VXSWITCH_BACKEND").is_ok_and(|b| b == "veth")
+}
+
+/// The packet sockets bound to interface `dev` of the test's namespace
+/// (`/proc/net/packet`): a veth port's host end has one per worker while
+/// a daemon reads it, as a TAP has queues. 0 when `dev` does not exist.
+pub fn packet_sockets_on(dev: &str) -> usize {
+    let Ok(index) = std::fs::read_to_string(format!("/sys/class/net/{dev}/ifindex")) else {
+        return 0;
+    };
+    let index = index.trim().to_string();
+    std::fs::read_to_string("/proc/net/packet")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter(|l| l.split_whitespace().nth(4) == Some(index.as_str()))
+        .count()
+}
+
+/// A `--veth-prefix` no other daemon of this machine's tests has: `v`,
+/// five base-36 digits of the process id and a counter, `-` (7 bytes, so
+/// port names up to 8 bytes keep their name after it).
+pub fn veth_prefix() -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut x = (u64::from(std::process::id()) * 7919 + n) % 36u64.pow(5);
+    let mut digits = [b'0'; 5];
+    for d in digits.iter_mut().rev() {
+        *d = b"0123456789abcdefghijklmnopqrstuvwxyz"[(x % 36) as usize];
+        x /= 36;
+    }
+    format!("v{}-", std::str::from_utf8(&digits).unwrap_or("00000"))
 }
 
 /// The counters of port `name` in `vxswitch --json stats` output.
