@@ -172,6 +172,10 @@ fn metrics_move_with_traffic_pass_promtool_and_a_prometheus_server_scrapes_them(
 
     // The worker's busy time moves with traffic too (a flood of pings:
     // thousands of wake-ups that serve frames), and so does its idle time.
+    // Broadcast pings: the switch floods every one of them, also on veth
+    // ports with the eBPF fast path (which takes known unicast only, so a
+    // unicast flood would never wake a worker there).
+    l.containers[1].sysctl("net.ipv4.icmp_echo_ignore_broadcasts", "0");
     let busy = r#"vxswitch_worker_busy_seconds_total{worker="0"}"#;
     let idle = r#"vxswitch_worker_idle_seconds_total{worker="0"}"#;
     let page = l.scrape();
@@ -180,7 +184,11 @@ fn metrics_move_with_traffic_pass_promtool_and_a_prometheus_server_scrapes_them(
         busy0.is_some() && idle0.is_some(),
         "no {busy} or {idle} in\n{page}"
     );
-    let out = l.containers[0].exec("ping", &["-f", "-q", "-c", "5000", "-s", "1000", &l.ip(1)]);
+    let bcast = format!("10.79.{}.255", l.octet);
+    let out = l.containers[0].exec(
+        "ping",
+        &["-b", "-f", "-q", "-c", "2000", "-s", "1000", &bcast],
+    );
     assert!(out.status.success(), "ping -f: {out:?}");
     let page = l.scrape();
     let (busy1, idle1) = (value(&page, busy).unwrap(), value(&page, idle).unwrap());
