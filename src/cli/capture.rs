@@ -92,6 +92,8 @@ pub fn run(socket: &Path, a: CaptureArgs) -> Result<(), String> {
     let mut reader = pcapng::Reader::default();
     let mut names: Vec<String> = Vec::new();
     let (mut frames, mut lost) = (0u64, 0u64);
+    // The daemon ends a whole stream with its statistics (the lost count).
+    let mut ended = false;
     let mut buf = vec![0u8; 256 * 1024];
     let mut stdout = std::io::stdout().lock();
     loop {
@@ -113,6 +115,7 @@ pub fn run(socket: &Path, a: CaptureArgs) -> Result<(), String> {
                 names.push(name);
             } else if let Some(l) = blk.lost() {
                 lost += l;
+                ended = true;
             } else if let Some(p) = blk.packet() {
                 frames += 1;
                 if sink.is_none() {
@@ -128,7 +131,10 @@ pub fn run(socket: &Path, a: CaptureArgs) -> Result<(), String> {
     eprintln!(
         "{frames} frame{} captured, {lost} lost{}",
         if frames == 1 { "" } else { "s" },
-        if lost > 0 {
+        if !ended {
+            " (the stream ended without the daemon's statistics: the capture was cut short, \
+             and copies it lost are not counted)"
+        } else if lost > 0 {
             " (the capture's reader was too slow; the frames themselves were forwarded)"
         } else {
             ""

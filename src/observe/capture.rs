@@ -462,7 +462,14 @@ fn reader_done(s: &UnixStream) -> bool {
             Err(_) => break true,
         }
     };
-    done || s.set_nonblocking(false).is_err()
+    // Blocking again either way. After a half-close the queued copies and
+    // the statistics still go out, and a reader slower than this writer
+    // must make it wait: left non-blocking, the first full socket buffer
+    // failed the write and ended the stream there, the rest of the copies
+    // and the statistics block (with the count of lost copies) unwritten,
+    // so `vxswitch capture` reported "0 lost" for a cut capture.
+    let blocking = s.set_nonblocking(false).is_ok();
+    done || !blocking
 }
 
 impl Drop for Capture {
@@ -583,6 +590,54 @@ mod tests {
             ..VnetHdr::default()
         };
         (f, h)
+    }
+
+    #[test]
+    fn a_reader_that_half_closed_and_reads_slowly_still_gets_every_copy_and_the_statistics() {
+        let a = Arc::new(PortStats::default());
+        let cap = start(
+            "port slow",
+            &[("slow".into(), a.clone())],
+            Direction::In,
+            MAX_SNAPLEN,
+            false,
+        )
+        .unwrap();
+        // Copies queued before the reader's Ctrl-C: more bytes than a Unix
+        // socket's buffer holds, so the writer must wait for the reader.
+        let queued = QUEUE - 12;
+        for i in 0..queued {
+            tap(&a, Dir::In, &[i as u8; 1500], None, VnetHdr::default());
+        }
+        let (mut mine, theirs) = UnixStream::pair().unwrap();
+        mine.shutdown(std::net::Shutdown::Write).unwrap();
+        let writer = std::thread::spawn(move || cap.write_to(theirs, None, Duration::from_secs(5)));
+        // A slow reader (a capture piped into a busy tshark): it takes
+        // nothing until the writer has seen the half-close, then reads a
+        // little at a time.
+        std::thread::sleep(Duration::from_millis(300));
+        mine.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut all = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = mine.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+        }
+        let (written, lost) = writer.join().unwrap();
+        assert_eq!((written, lost), (queued as u64, 0));
+        let mut r = pcapng::Reader::default();
+        r.push(&all);
+        let (mut packets, mut stats) = (0, 0);
+        while let Some((kind, _)) = r.next_block().unwrap() {
+            packets += usize::from(kind == pcapng::EPB);
+            stats += usize::from(kind == pcapng::ISB);
+        }
+        assert_eq!(packets, queued, "copies missing from the stream");
+        assert_eq!(stats, 1, "no statistics block at the end");
     }
 
     /// The packets of a whole capture stream: (length kept, comment).
