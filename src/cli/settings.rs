@@ -8,7 +8,7 @@ use vxswitch::cluster::http::TlsFiles;
 use vxswitch::ctl::cluster::ClusterSettings;
 use vxswitch::ctl::config::check_vxlan;
 use vxswitch::ctl::Config;
-use vxswitch::switch::EngineConfig;
+use vxswitch::switch::{EngineConfig, UplinkRx};
 
 use super::args::DaemonArgs;
 
@@ -106,6 +106,10 @@ pub fn merge(
             no_offload: a.no_offload || dp.offload == Some(false),
             busy_poll: a.busy_poll.or(dp.busy_poll()).unwrap_or_default(),
             workers: usize::try_from(a.workers.or(dp.workers).unwrap_or(0)).unwrap_or(0),
+            uplink_rx: UplinkRx {
+                ring: a.uplink_rx.unwrap_or(UplinkRx::default().ring),
+                buffer_mib: a.uplink_buffer.unwrap_or(UplinkRx::DEFAULT_BUFFER_MIB),
+            },
             ..EngineConfig::default()
         },
         state_dir: a

@@ -14,7 +14,7 @@
 //! worker's, reused, and every outcome is a counter in the [`PortStats`] of
 //! the port or VTEP where it happened.
 
-use std::io::{self, Read};
+use std::io;
 
 use super::decide::{decide, Decision, Ingress, Verdict};
 use super::egress::{Egress, Frame};
@@ -59,7 +59,7 @@ impl Worker {
         let stats = &port.stats;
         let mut turn = Turn::More;
         for _ in 0..*budget {
-            let n = match (&port.file).read(&mut rx[at..]) {
+            let n = match port.read_frame(&mut rx[at..]) {
                 Ok(0) => {
                     turn = Turn::Dead(GoneCause::Eof);
                     break;
