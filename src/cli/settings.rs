@@ -175,6 +175,26 @@ mod tests {
     }
 
     #[test]
+    fn uplink_rx_comes_from_the_flags_and_defaults_to_a_socket_of_8_mib() {
+        let d = merge(&flags(&[]), &Config::default(), None).unwrap();
+        assert!(!d.engine.uplink_rx.ring);
+        assert_eq!(d.engine.uplink_rx.buffer_bytes(), 8 << 20);
+        let r = merge(
+            &flags(&["--uplink-rx", "ring", "--uplink-buffer", "32"]),
+            &Config::default(),
+            None,
+        )
+        .unwrap();
+        assert!(r.engine.uplink_rx.ring);
+        assert_eq!(r.engine.uplink_rx.buffer_bytes(), 32 << 20);
+        let argv = ["vxswitch", "daemon", "--uplink-rx", "mmap"];
+        let err = Cli::try_parse_from(argv).unwrap_err().to_string();
+        assert!(err.contains("use ring or socket"), "{err}");
+        let argv = ["vxswitch", "daemon", "--uplink-buffer", "0"];
+        assert!(Cli::try_parse_from(argv).is_err());
+    }
+
+    #[test]
     fn the_file_beats_the_defaults() {
         let s = merge(&flags(&[]), &config(FILE), Some(Path::new("vx.toml"))).unwrap();
         assert_eq!(

@@ -111,7 +111,11 @@ pub struct RxSpec {
 /// socket's receive queue instead.
 pub fn ring_slot(mtu: u32) -> u32 {
     const RING_HEADERS: u32 = 96;
-    (mtu.saturating_add(18 + RING_HEADERS).div_ceil(16) * 16).clamp(2048, 1 << 16)
+    (mtu.min(1 << 16)
+        .saturating_add(18 + RING_HEADERS)
+        .div_ceil(16)
+        * 16)
+        .clamp(2048, 1 << 16)
 }
 
 /// Opens the uplink sockets of interface `index` (called `ifname`) for the
@@ -192,5 +196,19 @@ impl UplinkDrops {
             .iter()
             .map(|fd| uplink::take_drops(fd.as_fd()).map_or(0, u64::from))
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ring_slot_holds_a_frame_of_the_mtu_with_its_headers() {
+        assert_eq!(ring_slot(1500), 2048);
+        assert_eq!(ring_slot(0), 2048);
+        // 9000 + Ethernet and VLAN headers + the ring's, to 16 bytes.
+        assert_eq!(ring_slot(9000), 9120);
+        assert_eq!(ring_slot(u32::MAX), 1 << 16);
     }
 }
