@@ -633,3 +633,77 @@ fn network_ls_and_create_show_each_networks_uplink_and_vlan() {
     assert!(net("lan").get("vlan").is_none(), "{nets}");
     assert!(net("local").get("uplink").is_none(), "{nets}");
 }
+
+/// `--uplink-rx ring`: the uplink's sockets are read through receive
+/// rings. Frames up to the MTU come from the ring, GRO'd super-frames
+/// (longer than a slot) whole through the socket's queue, a VLAN's frames
+/// only to its network, and `port ls` says which way frames come in.
+/// (`VXSWITCH_UPLINK_RX=ring cargo test --test uplink_root` runs every test
+/// of this file that way.)
+#[test]
+fn an_uplink_read_through_rings_takes_super_frames_and_vlans() {
+    if !can_run(&["ip", "ethtool", "ping", "python3", "timeout"]) {
+        return;
+    }
+    let lan = Lan::new();
+    let h1 = lan.host_at("lh1", "192.0.2.101/24", "fd00::101/64");
+    let h10 = lan.host_at("lh10", "10.10.0.100/24", "fd10::100/64");
+    if !h10.vlan_tag("eth0", 10) {
+        return;
+    }
+    let d = Daemon::start_in(
+        Some(&lan.host),
+        &["--uplink-rx", "ring", "--uplink-buffer", "2"],
+    );
+    d.cli(&[
+        "network",
+        "create",
+        "lan",
+        "--uplink",
+        "eth0",
+        "--subnet",
+        "192.0.2.0/24",
+    ]);
+    d.cli(&[
+        "network",
+        "create",
+        "v10",
+        "--uplink",
+        "eth0",
+        "--vlan",
+        "10",
+        "--subnet",
+        "10.10.0.0/24",
+    ]);
+    let (c1, c10) = (Netns::new("vxc"), Netns::new("vxc"));
+    d.port_add("c1", "lan", &c1, "192.0.2.11/24", &[]);
+    d.port_add("c10", "v10", &c10, "10.10.0.11/24", &[]);
+    let up = uplink_row(&d, "lan.uplink");
+    // 2 MiB of 2 KiB slots per socket.
+    assert_eq!(
+        up["rx"], "ring (1024 slots of 2048 bytes per socket)",
+        "{up}"
+    );
+
+    assert!(h1.ping_within("192.0.2.11", LONG), "LAN host -> c1");
+    assert!(
+        c10.ping_within("10.10.0.100", LONG),
+        "c10 -> VLAN 10's host"
+    );
+    support::exact_transfer(&h1, &c1, "192.0.2.11", 16 << 20);
+    support::exact_transfer(&h10, &c10, "10.10.0.11", 8 << 20);
+    support::exact_transfer(&c1, &h1, "192.0.2.101", 8 << 20);
+
+    let st = uplink_stats(&d, "lan.uplink");
+    let avg = st["rx_bytes"].as_u64().unwrap() / st["rx_frames"].as_u64().unwrap();
+    assert!(
+        avg > 3000,
+        "GRO'd super-frames from the LAN came whole through the ring's socket: {st}"
+    );
+    for why in ["bad_offload", "rx_error"] {
+        assert_eq!(st["drops"][why], 0, "uplink drops {why}: {st}");
+    }
+    let v10 = uplink_stats(&d, "v10.uplink");
+    assert!(v10["rx_frames"].as_u64().unwrap() > 100, "{v10}");
+    assert_eq!(v10["drops"]["rx_error"], 0, "{v10}");
+}

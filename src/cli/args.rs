@@ -180,6 +180,19 @@ pub struct DaemonArgs {
     /// (each worker; 0 to 1000000). Default 0 (off).
     #[arg(long, value_name = "auto|USECS", value_parser = BusyPoll::parse)]
     pub busy_poll: Option<BusyPoll>,
+    /// How uplinks (`network create --uplink`) take frames in from their
+    /// interface: `ring`, a TPACKET_V2 receive ring per worker (frames up
+    /// to the MTU without a system call, GRO'd super-frames with one
+    /// `read`), or `socket`, one `read` per frame. Default: socket
+    /// (docs/uplink.md, "How it works").
+    #[arg(long, env = "VXSWITCH_UPLINK_RX", value_name = "ring|socket", value_parser = vxswitch::switch::UplinkRx::parse_mode)]
+    pub uplink_rx: Option<bool>,
+    /// MiB of frames from the LAN not read yet that each uplink socket
+    /// (one per worker) may hold before the kernel drops them: its receive
+    /// buffer, and with `--uplink-rx ring` also the ring's size (allocated
+    /// up front). 1 to 256; default 8.
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub uplink_buffer: Option<u32>,
     /// `ebpf`: known unicast between veth ports goes straight from one
     /// container to the other in the kernel (a tc program the switch keeps
     /// in step with its FDB); everything else still passes the switch.

@@ -570,7 +570,7 @@ pub fn stats(s: &StatsReply) -> String {
         let _ = writeln!(
             out,
             "uplink {} (network {}): {} {}, storm control {}, attached again {} time(s), \
-             {} dropped by the kernel (socket queue full)",
+             {} dropped by the kernel (socket queue full){}",
             p.name,
             p.network,
             u.ifname,
@@ -581,7 +581,9 @@ pub fn stats(s: &StatsReply) -> String {
                 format!("{} pps", u.storm_pps)
             },
             u.reattached,
-            u.rx_queue_drops
+            u.rx_queue_drops,
+            u.rx.as_deref()
+                .map_or(String::new(), |rx| format!(", receive: {rx}"))
         );
     }
     if let Some(x) = &s.vxlan {

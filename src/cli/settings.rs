@@ -8,7 +8,7 @@ use vxswitch::cluster::http::TlsFiles;
 use vxswitch::ctl::cluster::ClusterSettings;
 use vxswitch::ctl::config::check_vxlan;
 use vxswitch::ctl::Config;
-use vxswitch::switch::EngineConfig;
+use vxswitch::switch::{EngineConfig, UplinkRx};
 
 use super::args::DaemonArgs;
 
@@ -106,6 +106,10 @@ pub fn merge(
             no_offload: a.no_offload || dp.offload == Some(false),
             busy_poll: a.busy_poll.or(dp.busy_poll()).unwrap_or_default(),
             workers: usize::try_from(a.workers.or(dp.workers).unwrap_or(0)).unwrap_or(0),
+            uplink_rx: UplinkRx {
+                ring: a.uplink_rx.unwrap_or(UplinkRx::default().ring),
+                buffer_mib: a.uplink_buffer.unwrap_or(UplinkRx::DEFAULT_BUFFER_MIB),
+            },
             ..EngineConfig::default()
         },
         state_dir: a
@@ -168,6 +172,26 @@ mod tests {
         assert_eq!(s.engine.busy_poll, BusyPoll::Off);
         assert_eq!(s.engine.workers, 0, "0: one worker per CPU");
         assert_eq!(s.state_dir, None);
+    }
+
+    #[test]
+    fn uplink_rx_comes_from_the_flags_and_defaults_to_a_socket_of_8_mib() {
+        let d = merge(&flags(&[]), &Config::default(), None).unwrap();
+        assert!(!d.engine.uplink_rx.ring);
+        assert_eq!(d.engine.uplink_rx.buffer_bytes(), 8 << 20);
+        let r = merge(
+            &flags(&["--uplink-rx", "ring", "--uplink-buffer", "32"]),
+            &Config::default(),
+            None,
+        )
+        .unwrap();
+        assert!(r.engine.uplink_rx.ring);
+        assert_eq!(r.engine.uplink_rx.buffer_bytes(), 32 << 20);
+        let argv = ["vxswitch", "daemon", "--uplink-rx", "mmap"];
+        let err = Cli::try_parse_from(argv).unwrap_err().to_string();
+        assert!(err.contains("use ring or socket"), "{err}");
+        let argv = ["vxswitch", "daemon", "--uplink-buffer", "0"];
+        assert!(Cli::try_parse_from(argv).is_err());
     }
 
     #[test]

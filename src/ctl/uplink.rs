@@ -19,7 +19,7 @@ use super::ports::{Port, PortMeta, Security};
 use super::proto::{CtlError, NetworkCreate, PortKind, UplinkInfo};
 use super::validate::{check_ifname, engine_error};
 use crate::fdb::PortId;
-use crate::ports::uplink::{self as link, LinkState, Probe, UplinkDrops};
+use crate::ports::uplink::{self as link, LinkState, Probe, RxGeometry, UplinkDrops};
 use crate::ports::Netns;
 use crate::switch::{GoneCause, PortAttach, PortStats, UplinkConfig};
 
@@ -43,6 +43,8 @@ pub(super) struct Uplink {
     /// The attached socket's kernel drop counter, and what it counted so far.
     pub(super) drops: Option<UplinkDrops>,
     pub(super) rx_queue_drops: AtomicU64,
+    /// The receive ring on each attached socket, if read through rings.
+    pub(super) ring: Option<RxGeometry>,
 }
 
 impl Uplink {
@@ -50,6 +52,7 @@ impl Uplink {
         UplinkConfig {
             vlan: self.vlan,
             storm_pps: self.storm_pps,
+            ring: self.ring,
         }
     }
 
@@ -67,11 +70,30 @@ impl Uplink {
             storm_pps: self.storm_pps,
             reattached: self.reattached,
             rx_queue_drops: self.take_drops(),
+            rx: self.attached.map(|_| match self.ring {
+                Some(g) => format!(
+                    "ring ({} slots of {} bytes per socket)",
+                    g.frames, g.frame_size
+                ),
+                None => "socket".to_string(),
+            }),
         }
     }
 }
 
 /// The uplink port's name in network `network`.
+impl Daemon {
+    /// How the daemon's uplinks take frames in (`--uplink-rx`,
+    /// `--uplink-buffer`).
+    fn rx_spec(&self) -> link::RxSpec {
+        let rx = self.engine.uplink_rx();
+        link::RxSpec {
+            ring: rx.ring,
+            buffer: rx.buffer_bytes(),
+        }
+    }
+}
+
 fn port_name(network: &str) -> String {
     format!("{network}.uplink")
 }
@@ -143,6 +165,7 @@ impl Daemon {
             reattached: 0,
             drops: None,
             rx_queue_drops: AtomicU64::new(0),
+            ring: None,
         }))
     }
 
@@ -174,8 +197,15 @@ impl Daemon {
                  ('vxswitch port rm {port}')"
             )));
         }
-        let opened = link::open(&ifname, index, probe.mtu, vlan, self.engine.workers())
-            .map_err(|e| CtlError::internal(format!("{what}: {e}")))?;
+        let opened = link::open(
+            &ifname,
+            index,
+            probe.mtu,
+            vlan,
+            self.engine.workers(),
+            self.rx_spec(),
+        )
+        .map_err(|e| CtlError::internal(format!("{what}: {e}")))?;
         let meta = PortMeta {
             kind: PortKind::Uplink,
             netns: Netns::Current,
@@ -193,6 +223,14 @@ impl Daemon {
                 ip_guard: false,
             },
         };
+        // The engine maps each socket's ring as it attaches the port.
+        if let Some(u) = self
+            .networks
+            .get_mut(network)
+            .and_then(|n| n.uplink.as_mut())
+        {
+            u.ring = opened.ring;
+        }
         self.attach(
             &port,
             network,
@@ -418,8 +456,15 @@ impl Daemon {
             return Ok(());
         };
         let what = format!("uplink {}", u.ifname);
-        let opened = link::open(&u.ifname, index, mtu, u.vlan, self.engine.workers())
-            .map_err(|e| CtlError::internal(format!("{what}: {e}")))?;
+        let opened = link::open(
+            &u.ifname,
+            index,
+            mtu,
+            u.vlan,
+            self.engine.workers(),
+            self.rx_spec(),
+        )
+        .map_err(|e| CtlError::internal(format!("{what}: {e}")))?;
         let attach = PortAttach {
             id: p.id,
             net: net.id,
@@ -432,7 +477,13 @@ impl Daemon {
             policy: p.policy,
         };
         self.engine
-            .add_uplink(attach, u.config())
+            .add_uplink(
+                attach,
+                UplinkConfig {
+                    ring: opened.ring,
+                    ..u.config()
+                },
+            )
             .map_err(|e| engine_error(&what, e))?;
         if let Some(p) = self.ports.get_mut(port) {
             p.mtu = mtu;
@@ -445,6 +496,7 @@ impl Daemon {
         {
             u.attached = Some(index);
             u.reattached += 1;
+            u.ring = opened.ring;
             u.take_drops();
             u.drops = Some(opened.drops);
         }

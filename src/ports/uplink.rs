@@ -19,6 +19,8 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use super::link::link_info;
 use super::{Netns, PortError};
+pub use crate::sys::ring::RxGeometry;
+use crate::sys::uplink;
 pub use crate::sys::uplink::VlanMatch;
 
 const IFF_UP: u32 = 0x1;
@@ -86,6 +88,34 @@ pub struct OpenedUplink {
     pub vnet_hdr: bool,
     pub index: u32,
     pub mtu: u32,
+    /// Read through a receive ring of this shape on each socket (the
+    /// worker maps its socket's ring), else with one `read` per frame.
+    pub ring: Option<RxGeometry>,
+}
+
+/// How an uplink's sockets take frames in from the interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RxSpec {
+    /// Through a `TPACKET_V2` receive ring (small frames without a system
+    /// call), else one `read` per frame.
+    pub ring: bool,
+    /// Bytes of frames not read yet that each socket may hold: its
+    /// receive buffer, and with `ring` also the ring's size (allocated up
+    /// front, one slot of [`ring_slot`] bytes per frame).
+    pub buffer: usize,
+}
+
+/// The ring slot for an interface of `mtu`: a frame of that MTU with its
+/// Ethernet and VLAN headers and the ring's own (at least 2 KiB, a
+/// multiple of 16). Longer frames (GRO'd super-frames) come through the
+/// socket's receive queue instead.
+pub fn ring_slot(mtu: u32) -> u32 {
+    const RING_HEADERS: u32 = 96;
+    (mtu.min(1 << 16)
+        .saturating_add(18 + RING_HEADERS)
+        .div_ceil(16)
+        * 16)
+        .clamp(2048, 1 << 16)
 }
 
 /// Opens the uplink sockets of interface `index` (called `ifname`) for the
@@ -97,6 +127,7 @@ pub fn open(
     mtu: u32,
     vlan: Option<u16>,
     queues: usize,
+    rx: RxSpec,
 ) -> Result<OpenedUplink, PortError> {
     let m = match vlan {
         Some(v) => VlanMatch::Tag(v),
@@ -110,26 +141,45 @@ pub fn open(
             source,
         }
     };
-    let mut all = crate::sys::uplink::open_group(index, m, queues)
-        .map_err(fail("open the uplink's packet sockets"))?
-        .into_iter();
-    let first = all.next().ok_or_else(|| {
-        fail("open the uplink's packet sockets")(io::Error::from_raw_os_error(libc::EINVAL))
-    })?;
-    let extra_queues: Vec<OwnedFd> = all.map(|s| s.fd).collect();
-    let drops = std::iter::once(&first.fd)
+    let rcvbuf = libc::c_int::try_from(rx.buffer).unwrap_or(libc::c_int::MAX);
+    let (first, extra_queues, vnet_hdr, ring) = if rx.ring {
+        let slot = ring_slot(mtu);
+        let slots = u32::try_from(rx.buffer / slot as usize).unwrap_or(u32::MAX);
+        let mut all = uplink::open_ring_group(index, m, queues, slot, slots, rcvbuf)
+            .map_err(fail("open the uplink's packet sockets with receive rings"))?
+            .into_iter();
+        let first = all.next().ok_or_else(|| {
+            fail("open the uplink's packet sockets")(io::Error::from_raw_os_error(libc::EINVAL))
+        })?;
+        let (vnet, ring) = (first.vnet_hdr, first.ring);
+        (first.fd, all.map(|s| s.fd).collect(), vnet, Some(ring))
+    } else {
+        let mut all = uplink::open_group(index, m, queues)
+            .map_err(fail("open the uplink's packet sockets"))?
+            .into_iter();
+        let first = all.next().ok_or_else(|| {
+            fail("open the uplink's packet sockets")(io::Error::from_raw_os_error(libc::EINVAL))
+        })?;
+        let extra: Vec<OwnedFd> = all.map(|s| s.fd).collect();
+        for fd in std::iter::once(&first.fd).chain(&extra) {
+            uplink::set_rcvbuf(fd.as_fd(), rcvbuf).map_err(fail("set the receive buffer"))?;
+        }
+        (first.fd, extra, first.vnet_hdr, None)
+    };
+    let drops = std::iter::once(&first)
         .chain(&extra_queues)
         .map(OwnedFd::try_clone)
         .collect::<io::Result<Vec<_>>>()
         .map(UplinkDrops)
         .map_err(fail("duplicate the uplink's packet sockets"))?;
     Ok(OpenedUplink {
-        fd: first.fd,
+        fd: first,
         extra_queues,
         drops,
-        vnet_hdr: first.vnet_hdr,
+        vnet_hdr,
         index,
         mtu,
+        ring,
     })
 }
 
@@ -144,7 +194,21 @@ impl UplinkDrops {
     pub fn take(&self) -> u64 {
         self.0
             .iter()
-            .map(|fd| crate::sys::uplink::take_drops(fd.as_fd()).map_or(0, u64::from))
+            .map(|fd| uplink::take_drops(fd.as_fd()).map_or(0, u64::from))
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ring_slot_holds_a_frame_of_the_mtu_with_its_headers() {
+        assert_eq!(ring_slot(1500), 2048);
+        assert_eq!(ring_slot(0), 2048);
+        // 9000 + Ethernet and VLAN headers + the ring's, to 16 bytes.
+        assert_eq!(ring_slot(9000), 9120);
+        assert_eq!(ring_slot(u32::MAX), 1 << 16);
     }
 }

@@ -30,7 +30,7 @@ use super::command::{ask_all, Command, Mailbox, PortQueue};
 use super::fatal;
 use super::policy::SourcePolicy;
 use super::poll::{BusyPoll, SpinBudget};
-use super::uplink::UplinkConfig;
+use super::uplink::{UplinkConfig, UplinkRx};
 use super::worker::{Shared, Worker, WorkerTime, WAKER};
 use crate::fdb::{Fdb, FdbConfig, NetId, PortId, VtepId};
 use crate::gateway::NeighTable;
@@ -57,6 +57,8 @@ pub struct EngineConfig {
     /// ([`BusyPoll`]). Trades CPU for latency (no wake-up on the next
     /// frame). Default: off.
     pub busy_poll: BusyPoll,
+    /// How uplinks take frames in (`--uplink-rx`, `--uplink-buffer`).
+    pub uplink_rx: UplinkRx,
     /// Dataplane threads (0: one per CPU). Each reads its own queue of
     /// every multi-queue TAP and its own VXLAN socket (`SO_REUSEPORT`),
     /// so the kernel's flow hash keeps every flow on one worker.
@@ -235,6 +237,7 @@ pub struct Engine {
     tunnel: Mutex<Option<Vec<u16>>>,
     has_ipv6: AtomicBool,
     no_offload: bool,
+    uplink_rx: UplinkRx,
     /// Each worker's busy and idle time.
     time: Vec<Arc<WorkerTime>>,
 }
@@ -327,8 +330,14 @@ impl Engine {
             tunnel: Mutex::new(None),
             has_ipv6: AtomicBool::new(false),
             no_offload: cfg.no_offload,
+            uplink_rx: cfg.uplink_rx,
             time,
         })
+    }
+
+    /// How uplinks take frames in.
+    pub fn uplink_rx(&self) -> UplinkRx {
+        self.uplink_rx
     }
 
     /// Number of dataplane threads: a TAP port should bring this many queues.

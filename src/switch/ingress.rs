@@ -14,7 +14,7 @@
 //! worker's, reused, and every outcome is a counter in the [`PortStats`] of
 //! the port or VTEP where it happened.
 
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::AsFd;
 
 use super::decide::{decide, Decision, Ingress, Verdict};
@@ -67,7 +67,7 @@ impl Worker {
                     n
                 })
             } else {
-                (&port.file).read(&mut rx[at..])
+                port.read_frame(&mut rx[at..])
             };
             let n = match read {
                 Ok(0) => {

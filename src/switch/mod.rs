@@ -49,7 +49,7 @@ pub use handle::{
 };
 pub use policy::{IpGuard, OwnedMacs, Policy, SourcePolicy};
 pub use poll::BusyPoll;
-pub use uplink::UplinkConfig;
+pub use uplink::{UplinkConfig, UplinkRx};
 pub use worker::WorkerTime;
 
 /// Room in front of every received frame, so a `virtio_net_hdr` or a VXLAN

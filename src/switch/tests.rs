@@ -159,20 +159,23 @@ impl Desk {
     fn port(&mut self, id: u32, net: NetId, vnet_hdr: bool) -> End {
         let (ours, theirs) = crate::seqpacket_pair().unwrap();
         let stats = Arc::new(PortStats::default());
-        self.tables.insert(Port::new(PortQueue {
-            id: PortId(id),
-            net,
-            fd: ours,
-            read: true,
-            mtu: 1500,
-            stats: stats.clone(),
-            vnet_hdr,
-            gone: Arc::new(AtomicBool::new(false)),
-            mac: None,
-            policy: Default::default(),
-            uplink: None,
-            storm: None,
-        }));
+        self.tables.insert(Port::new(
+            PortQueue {
+                id: PortId(id),
+                net,
+                fd: ours,
+                read: true,
+                mtu: 1500,
+                stats: stats.clone(),
+                vnet_hdr,
+                gone: Arc::new(AtomicBool::new(false)),
+                mac: None,
+                policy: Default::default(),
+                uplink: None,
+                storm: None,
+            },
+            None,
+        ));
         End {
             sock: UnixDatagram::from(theirs),
             stats,

@@ -21,14 +21,18 @@
 //! worker a frame lands on.
 
 use std::fs::File;
-use std::io::{self, IoSlice, Write};
+use std::io::{self, IoSlice, Read, Write};
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use super::decide::{Decision, Verdict};
 use super::policy::OwnedMacs;
 use crate::fdb::NetId;
-use crate::metrics::DropReason;
+use crate::metrics::{DropReason, PortStats};
+use crate::offload::VNET_HDR_LEN;
+pub use crate::sys::ring::RxGeometry;
+use crate::sys::ring::{self, RxRing};
 use crate::time::Millis;
 use crate::wire::MacAddr;
 
@@ -41,6 +45,117 @@ pub struct UplinkConfig {
     /// Broadcast and multicast frames per second taken in from the LAN
     /// (bursts of one second's worth); 0: no limit.
     pub storm_pps: u32,
+    /// Each socket has a receive ring of this shape
+    /// (`sys::uplink::open_ring_group`): its worker maps it and reads the
+    /// frames from it ([`RingRx`]).
+    pub ring: Option<RxGeometry>,
+}
+
+/// How uplinks take frames in (`daemon --uplink-rx`, `--uplink-buffer`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UplinkRx {
+    /// Through a `TPACKET_V2` receive ring per socket, else one `read`
+    /// per frame.
+    pub ring: bool,
+    /// MiB of frames not read yet that each socket (one per worker) may
+    /// hold: its receive buffer, and with `ring` also the ring's size.
+    pub buffer_mib: u32,
+}
+
+impl UplinkRx {
+    /// `--uplink-buffer`'s default.
+    pub const DEFAULT_BUFFER_MIB: u32 = 8;
+    /// The most `--uplink-buffer` takes.
+    pub const MAX_BUFFER_MIB: u32 = 256;
+
+    /// The buffer in bytes.
+    pub fn buffer_bytes(&self) -> usize {
+        self.buffer_mib.clamp(1, Self::MAX_BUFFER_MIB) as usize * (1 << 20)
+    }
+
+    /// `--uplink-rx`'s value: `ring` or `socket`.
+    pub fn parse_mode(s: &str) -> Result<bool, String> {
+        match s {
+            "ring" => Ok(true),
+            "socket" => Ok(false),
+            _ => Err(format!(
+                "{s:?} is no uplink receive mode: use ring or socket"
+            )),
+        }
+    }
+}
+
+impl Default for UplinkRx {
+    fn default() -> Self {
+        UplinkRx {
+            ring: false,
+            buffer_mib: Self::DEFAULT_BUFFER_MIB,
+        }
+    }
+}
+
+/// A worker's receive ring of an uplink socket: frames read from it as
+/// a `read` of the socket would give them.
+pub(super) struct RingRx {
+    ring: RxRing,
+}
+
+impl RingRx {
+    /// Maps the ring `g` of socket `fd` (a duplicate is kept with the
+    /// mapping).
+    pub(super) fn map(fd: BorrowedFd<'_>, g: RxGeometry) -> io::Result<RingRx> {
+        let own = fd.try_clone_to_owned()?;
+        Ok(RingRx {
+            ring: ring::map_rx(own, g)?,
+        })
+    }
+
+    /// The next frame into `buf` as a `read` of `file` (the ring's socket)
+    /// gives it: the 12-byte `virtio_net_hdr` (the ring's 10 bytes and a
+    /// zero `num_buffers`), then the frame. The VLAN tag the kernel took
+    /// off is not put back: the socket's filter took only the network's
+    /// VLAN, as on a plain socket. A frame longer than a slot waits whole
+    /// on the socket's queue (`TP_STATUS_COPY`) and is read from there. A
+    /// frame cut short (the queue was full too) is counted as `rx_error`
+    /// and skipped. `WouldBlock` when the ring is empty.
+    #[inline]
+    pub(super) fn read(&self, file: &File, stats: &PortStats, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let got = self.ring.with_next(|f| {
+                if f.status & libc::TP_STATUS_COPY != 0 {
+                    return Slot::Copied;
+                }
+                let hdr = VNET_HDR_LEN;
+                let n = hdr + f.data.len();
+                if f.malformed
+                    || f.data.len() < f.wire_len as usize
+                    || f.vnet.len() + 2 != hdr
+                    || buf.len() < n
+                {
+                    return Slot::Cut;
+                }
+                buf[..hdr - 2].copy_from_slice(f.vnet);
+                buf[hdr - 2..hdr].fill(0);
+                buf[hdr..n].copy_from_slice(f.data);
+                Slot::Frame(n)
+            });
+            match got {
+                None => return Err(io::ErrorKind::WouldBlock.into()),
+                Some(Slot::Frame(n)) => return Ok(n),
+                Some(Slot::Copied) => match (&*file).read(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    r => return r,
+                },
+                Some(Slot::Cut) => stats.count_drop(DropReason::RxError),
+            }
+        }
+    }
+}
+
+enum Slot {
+    Frame(usize),
+    Copied,
+    Cut,
 }
 
 /// Storm control of one uplink: a token bucket in thousandths of a
@@ -203,6 +318,7 @@ mod tests {
         let c = UplinkConfig {
             vlan: None,
             storm_pps: 10,
+            ring: None,
         };
         let u = UplinkPort::new(c, Storm::new(c.storm_pps));
         let bcast = [0xffu8; 14];
@@ -293,6 +409,7 @@ mod tests {
         let c = UplinkConfig {
             vlan: Some(10),
             storm_pps: 0,
+            ring: None,
         };
         let tag = UplinkPort::new(c, None).tag().unwrap();
         assert_eq!(write_tagged(&a, &msg, 12, tag).unwrap(), msg.len());

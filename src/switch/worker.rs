@@ -16,7 +16,7 @@
 
 use std::cell::Cell;
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -31,7 +31,7 @@ use super::egress::Egress;
 use super::handle::{EngineConfig, EngineError, Event, GoneCause, NetworkSpec, DEFAULT_BUDGET};
 use super::policy::{OwnedMacs, Policy, SourcePolicy};
 use super::poll::{SpinBudget, Spinner};
-use super::uplink::UplinkPort;
+use super::uplink::{RingRx, UplinkPort};
 use super::{HEADROOM, L2_OVERHEAD, MAX_FRAME};
 use crate::fdb::{Dest, Fdb, NetId, PortId, VtepId};
 use crate::gateway::NeighTable;
@@ -117,12 +117,14 @@ pub(super) struct Port {
     pub(super) policy: SourcePolicy,
     /// An uplink port's own rules (`switch::uplink`).
     pub(super) uplink: Option<UplinkPort>,
+    /// An uplink socket's receive ring, which this worker reads.
+    pub(super) ring: Option<RingRx>,
 }
 
 impl Port {
     /// The worker's share of a port, made non-blocking and registered by
     /// the caller.
-    pub(super) fn new(p: PortQueue) -> Port {
+    pub(super) fn new(p: PortQueue, ring: Option<RingRx>) -> Port {
         let mtu = usize::try_from(p.mtu).unwrap_or(usize::MAX);
         let tags_aside = p.uplink.is_none() && sys::pktport::keeps_vlan_tags(p.fd.as_fd());
         Port {
@@ -142,6 +144,17 @@ impl Port {
             mac: p.mac,
             policy: p.policy,
             uplink: p.uplink.map(|c| UplinkPort::new(c, p.storm)),
+            ring,
+        }
+    }
+
+    /// The next frame (behind its `virtio_net_hdr` on an offload port)
+    /// into `buf`: one `read`, or from the port's receive ring.
+    #[inline]
+    pub(super) fn read_frame(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match &self.ring {
+            None => (&self.file).read(buf),
+            Some(r) => r.read(&self.file, &self.stats, buf),
         }
     }
 }
@@ -494,9 +507,13 @@ impl Worker {
                     owner: owner.0,
                 })?;
         }
+        let mut ring = None;
         let registered = sys::fd::set_nonblocking(p.fd.as_fd(), true).and_then(|()| {
             if !p.read {
                 return Ok(());
+            }
+            if let Some(g) = p.uplink.and_then(|u| u.ring) {
+                ring = Some(RingRx::map(p.fd.as_fd(), g)?);
             }
             let raw = p.fd.as_raw_fd();
             self.poll.registry().register(
@@ -512,7 +529,7 @@ impl Worker {
             return Err(EngineError::Register(e));
         }
         let (id, read) = (p.id, p.read);
-        self.tables.insert(Port::new(p));
+        self.tables.insert(Port::new(p, ring));
         if read {
             self.pending.push(Source::Port(id));
         }

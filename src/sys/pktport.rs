@@ -56,7 +56,7 @@ const PACKET_FANOUT_FLAG_UNIQUEID: u32 = 0x2000;
 
 /// Puts the interface the socket is bound to into promiscuous mode for as
 /// long as the socket lives.
-fn set_promisc(fd: BorrowedFd<'_>, ifindex: u32) -> io::Result<()> {
+pub(super) fn set_promisc(fd: BorrowedFd<'_>, ifindex: u32) -> io::Result<()> {
     let mr = libc::packet_mreq {
         mr_ifindex: libc::c_int::try_from(ifindex).map_err(|_| {
             io::Error::new(io::ErrorKind::InvalidInput, "interface index out of range")
@@ -165,7 +165,11 @@ pub fn drop_all() -> BpfInsn {
     }
 }
 
-fn get_int(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+pub(super) fn get_int(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<libc::c_int> {
     let mut value: libc::c_int = 0;
     let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4);
     // SAFETY: `value` is a live, writable c_int and `len` its size; the

@@ -326,6 +326,118 @@ pub fn open(ifindex: u32, opts: &RingOptions) -> io::Result<(RxRing, TxRing)> {
     Ok((rx, tx))
 }
 
+/// A receive ring set on a socket by [`set_rx_ring`]: what [`map_rx`]
+/// needs to map it (in another thread, e.g. the worker that reads it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxGeometry {
+    pub frame_size: u32,
+    pub block_size: u32,
+    pub blocks: u32,
+    pub frames: u32,
+    /// Bytes of `virtio_net_hdr` the kernel writes in front of each frame
+    /// (0 or [`VNET_HDR_LEN`]).
+    pub vnet_len: u8,
+}
+
+impl RxGeometry {
+    /// The ring's memory: what the kernel allocates for it.
+    pub fn bytes(&self) -> usize {
+        self.block_size as usize * self.blocks as usize
+    }
+}
+
+/// Puts a `TPACKET_V2` receive ring of (at least) `frames` slots of
+/// `frame_size` bytes on packet socket `fd`, with `PACKET_COPY_THRESH`: a
+/// frame longer than a slot is queued whole on the socket's ordinary
+/// receive queue (within its `SO_RCVBUF`) and its slot says
+/// `TP_STATUS_COPY`, so small slots serve small frames and a super-frame
+/// is read with one `read`. Call it before `bind` (nothing reaches the
+/// socket's queue but those copies) and after any `PACKET_VNET_HDR*`
+/// option: with one, the kernel writes the 10-byte header right in front
+/// of each frame in the ring (`vnet_len` 10), whatever the socket's
+/// header length for `read` and `write`.
+pub fn set_rx_ring(
+    fd: BorrowedFd<'_>,
+    frame_size: u32,
+    frames: u32,
+    vnet: bool,
+) -> io::Result<RxGeometry> {
+    set_int(
+        fd,
+        libc::PACKET_VERSION,
+        libc::tpacket_versions::TPACKET_V2 as libc::c_int,
+    )?;
+    set_int(fd, libc::PACKET_COPY_THRESH, 1)?;
+    let (block_size, blocks, frames) = geometry(frame_size, frames.max(1))?;
+    let req = libc::tpacket_req {
+        tp_block_size: block_size,
+        tp_block_nr: blocks,
+        tp_frame_size: frame_size,
+        tp_frame_nr: frames,
+    };
+    // SAFETY: `req` is a live tpacket_req and the length passed is its
+    // size; the kernel copies it.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_RX_RING,
+            std::ptr::from_ref(&req).cast(),
+            socklen::<libc::tpacket_req>(),
+        )
+    })?;
+    Ok(RxGeometry {
+        frame_size,
+        block_size,
+        blocks,
+        frames,
+        vnet_len: if vnet { VNET_HDR_LEN as u8 } else { 0 },
+    })
+}
+
+/// Maps the receive ring `g` that [`set_rx_ring`] put on socket `fd` (a
+/// duplicate of it: the mapping and this fd go with the returned ring).
+pub fn map_rx(fd: OwnedFd, g: RxGeometry) -> io::Result<RxRing> {
+    let l = Layout {
+        start: 0,
+        block_size: g.block_size as usize,
+        per_block: (g.block_size / g.frame_size.max(1)) as usize,
+        frame_size: g.frame_size as usize,
+        frames: g.frames as usize,
+    };
+    if l.frames == 0 || l.per_block == 0 || l.bytes() != g.bytes() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "receive ring geometry does not add up",
+        ));
+    }
+    let map_len = g.bytes();
+    // SAFETY: a fresh shared mapping of the receive ring the kernel made on
+    // this socket (`set_rx_ring`, `map_len` its exact size), at an address
+    // of the kernel's choosing; nothing in this process aliases it.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            map_len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_POPULATE,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    let map = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+    Ok(RxRing {
+        shared: Arc::new(Shared { fd, map, map_len }),
+        l,
+        vnet_len: usize::from(g.vnet_len),
+        head: Cell::new(0),
+        taken: Cell::new(0),
+    })
+}
+
 /// The receive ring of a socket made by [`open`].
 pub struct RxRing {
     shared: Arc<Shared>,
@@ -459,6 +571,45 @@ impl RxRing {
         self.head.set((i + 1) % self.l.frames);
         self.taken.set(self.taken.get() + 1);
         Some(parse_rx_slot(slot, status, self.vnet_len))
+    }
+
+    /// Hands the next received frame to `f` and gives its slot back to
+    /// the kernel as soon as `f` returns (the frame cannot outlive `f`).
+    /// `None` when no frame waits, or when frames taken with
+    /// [`next`](Self::next) are not released yet; while `f` runs, the
+    /// ring hands out nothing else.
+    pub fn with_next<R>(&self, f: impl FnOnce(RawRxFrame<'_>) -> R) -> Option<R> {
+        let frames = self.l.frames;
+        if frames == 0 || self.taken.get() != 0 {
+            return None;
+        }
+        let i = self.head.get();
+        let off = self.l.slot(i);
+        let status = self.shared.status(off).load(Ordering::Acquire);
+        if status & libc::TP_STATUS_USER == 0 {
+            return None;
+        }
+        // SAFETY: as in `next`: slot `i` lies inside the mapping, the slice
+        // skips its status word, and the kernel handed it to user space
+        // (Acquire above) and does not write it before the Release store
+        // below, which happens after `f` returned; the frame's borrow
+        // cannot escape `f` (its lifetime is `f`'s own), and with `taken`
+        // at `frames` neither `next` nor `with_next` hands out another
+        // frame meanwhile.
+        let slot = unsafe {
+            std::slice::from_raw_parts(
+                self.shared.map.as_ptr().add(off + 4).cast_const(),
+                self.l.frame_size - 4,
+            )
+        };
+        self.taken.set(frames);
+        let r = f(parse_rx_slot(slot, status, self.vnet_len));
+        self.taken.set(0);
+        self.head.set((i + 1) % frames);
+        self.shared
+            .status(off)
+            .store(libc::TP_STATUS_KERNEL, Ordering::Release);
+        Some(r)
     }
 
     /// Whether the kernel has filled the next slot (without taking it).

@@ -30,10 +30,12 @@
 //!   when the socket closes), so frames for the containers' MACs come in.
 
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use super::packet::BpfInsn;
+use super::packet::{self, BpfInsn, ETH_P_ALL};
 use super::pktport;
 pub use super::pktport::{take_drops, PortSocket as UplinkSocket};
+use super::ring::{self, RxGeometry};
 
 /// Which frames of the interface a socket takes, by VLAN tag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,6 +115,95 @@ pub fn vlan_filter(m: VlanMatch) -> Vec<BpfInsn> {
 /// group by flow hash. Needs `CAP_NET_RAW`.
 pub fn open_group(ifindex: u32, m: VlanMatch, n: usize) -> io::Result<Vec<UplinkSocket>> {
     pktport::open_group(ifindex, &vlan_filter(m), true, n)
+}
+
+/// One socket of an uplink read through a receive ring
+/// ([`open_ring_group`]).
+#[derive(Debug)]
+pub struct RingSocket {
+    pub fd: OwnedFd,
+    /// The receive ring on it, for [`ring::map_rx`].
+    pub ring: RxGeometry,
+    /// `read` and `write` carry the 12-byte `virtio_net_hdr` (and the ring
+    /// the 10-byte one).
+    pub vnet_hdr: bool,
+}
+
+/// `PACKET_VNET_HDR_SZ` (Linux 6.2+), not in `libc`.
+const PACKET_VNET_HDR_SZ: libc::c_int = 24;
+const PACKET_FANOUT_HASH: u32 = 0;
+const PACKET_FANOUT_FLAG_UNIQUEID: u32 = 0x2000;
+
+/// [`open_group`] with a `TPACKET_V2` receive ring of `slots` slots of
+/// `slot_size` bytes on each socket ([`ring::set_rx_ring`]): frames that
+/// fit a slot are read without a system call, longer ones (GRO'd
+/// super-frames) through the socket's receive queue, `SO_RCVBUF` bytes at
+/// most. Writes go through the socket as with [`open_group`]. Needs
+/// `CAP_NET_RAW` and Linux 6.2+ (`PACKET_VNET_HDR_SZ`: the engine's
+/// writes carry a 12-byte header).
+pub fn open_ring_group(
+    ifindex: u32,
+    m: VlanMatch,
+    n: usize,
+    slot_size: u32,
+    slots: u32,
+    rcvbuf: libc::c_int,
+) -> io::Result<Vec<RingSocket>> {
+    let filter = vlan_filter(m);
+    let mut all: Vec<RingSocket> = Vec::with_capacity(n.max(1));
+    let mut join = None;
+    for _ in 0..n.max(1) {
+        let fd = packet::packet_socket()?;
+        let b = fd.as_fd();
+        packet::set_int(
+            b,
+            libc::SOL_PACKET,
+            PACKET_VNET_HDR_SZ,
+            pktport::VNET_HDR_SZ as libc::c_int,
+        )?;
+        packet::set_ignore_outgoing(b)?;
+        // Nothing comes in until the socket is in the group with its
+        // real filter: no frame is read twice.
+        packet::attach_filter(b, &[pktport::drop_all()])?;
+        if packet::set_int(b, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, rcvbuf).is_err() {
+            packet::set_int(b, libc::SOL_SOCKET, libc::SO_RCVBUF, rcvbuf)?;
+        }
+        let ring = ring::set_rx_ring(b, slot_size, slots, true)?;
+        packet::bind(b, ifindex, ETH_P_ALL)?;
+        if n > 1 {
+            let arg = match join {
+                None => (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_UNIQUEID) << 16,
+                Some(id) => (PACKET_FANOUT_HASH << 16) | id,
+            };
+            packet::set_int(b, libc::SOL_PACKET, PACKET_FANOUT_ARG, arg as libc::c_int)?;
+            if join.is_none() {
+                join =
+                    Some(pktport::get_int(b, libc::SOL_PACKET, PACKET_FANOUT_ARG)? as u32 & 0xffff);
+            }
+        }
+        packet::attach_filter(b, &filter)?;
+        if all.is_empty() {
+            pktport::set_promisc(b, ifindex)?;
+        }
+        all.push(RingSocket {
+            fd,
+            ring,
+            vnet_hdr: true,
+        });
+    }
+    Ok(all)
+}
+
+/// `PACKET_FANOUT`.
+const PACKET_FANOUT_ARG: libc::c_int = 18;
+
+/// Sets the receive buffer of an uplink socket (`SO_RCVBUFFORCE`, else as
+/// much of it as `net.core.rmem_max` allows).
+pub fn set_rcvbuf(fd: BorrowedFd<'_>, bytes: libc::c_int) -> io::Result<()> {
+    if packet::set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, bytes).is_err() {
+        packet::set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, bytes)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -150,6 +150,10 @@ pub struct UplinkInfo {
     /// queue was full (the dataplane fell behind), never seen by the switch.
     #[serde(default)]
     pub rx_queue_drops: u64,
+    /// How its sockets take frames in (`daemon --uplink-rx`): `socket`, or
+    /// `ring` with the ring's slots per socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rx: Option<String>,
 }
 
 /// Result of `port.rm`.
