@@ -595,6 +595,16 @@ class VxswitchUplink(Vxswitch):
             raise BenchError(f"eth0 in {self.ns2} has no vnet_hdr (ip -d link: {info})")
 
 
+class VxswitchUplinkRing(VxswitchUplink):
+    name = "uplink-vxswitch-ring"
+    title = "LAN host <-> container through vxswitch's uplink read through receive rings (--uplink-rx ring)"
+    daemon_args = ["--uplink-rx", "ring", "--uplink-buffer", "32"]
+    topology = (
+        "as `uplink-vxswitch`, with `daemon --uplink-rx ring --uplink-buffer 32`: each worker's uplink "
+        "socket has a 32 MiB TPACKET_V2 receive ring (docs/uplink.md, \"The receive ring\")"
+    )
+
+
 class KernelMacvlan(Contender):
     name = "uplink-macvlan"
     title = "LAN host <-> container through kernel macvlan (bridge mode) on eth0"
@@ -693,11 +703,11 @@ class VxswitchVxlanBase(VxswitchVxlan):
 
 
 ALL = [Vxswitch, VxswitchNoOffload, VxswitchBusyPoll, VxswitchBusyPollAuto, VxswitchVeth, VxswitchEbpf, TapFloor, KernelBridge, Ovs, OvsTso, Vde,
-       Veth, VxswitchVxlan, KernelVxlan, VxswitchUplink, KernelMacvlan, UnderlayBridge, UplinkOvs]
+       Veth, VxswitchVxlan, KernelVxlan, VxswitchUplink, VxswitchUplinkRing, KernelMacvlan, UnderlayBridge, UplinkOvs]
 # Measured only when asked for with --only: the uplink scenario (issue 15), a
 # comparison of its own, LAN host <-> container, not run by default (`--busy-poll
 # auto`, once optional, landed with issue 13's item 1).
-UPLINK = ["uplink-vxswitch", "uplink-macvlan", "uplink-bridge", "uplink-ovs"]
+UPLINK = ["uplink-vxswitch", "uplink-vxswitch-ring", "uplink-macvlan", "uplink-bridge", "uplink-ovs"]
 # vxswitch-veth (issue 17): veth ports, measured when asked for until a run
 # puts it in docs/benchmarks-system.md.
 OPTIONAL: set[str] = {*UPLINK, "vxswitch-veth", "vxswitch-ebpf"}

@@ -46,6 +46,7 @@ COLORS = {
     "vxswitch-busypoll-auto": "#8c1c1c",
     "vxswitch-veth": "#e377c2",
     "vxswitch-ebpf": "#7b4173",
+    "uplink-vxswitch-ring": "#c49c94",
     "bridge": "#1f77b4",
     "ovs": "#2ca02c",
     "ovs-tso": "#98df8a",
@@ -376,8 +377,14 @@ UPLINK_TARGETS = [
     ("uplink TCP 4 streams ≥ 0.8× macvlan", "uplink-vxswitch", "tcp4_gbps", "uplink-macvlan", 0.8, "min"),
     ("uplink 64 B frames/s ≥ OVS with an AF_PACKET port", "uplink-vxswitch", "fps_64", "uplink-ovs", 1.0, "min"),
     ("uplink 64 B frames: nothing lost (< 0.1%)", "uplink-vxswitch", "loss_64", None, 0.001, "below"),
+    # The same targets for the uplink read through receive rings (--uplink-rx ring).
+    ("uplink, rings: TCP 1 stream ≥ 0.8× macvlan", "uplink-vxswitch-ring", "tcp1_gbps", "uplink-macvlan", 0.8, "min"),
+    ("uplink, rings: TCP 4 streams ≥ 0.8× macvlan", "uplink-vxswitch-ring", "tcp4_gbps", "uplink-macvlan", 0.8, "min"),
+    ("uplink, rings: 64 B frames/s ≥ OVS with an AF_PACKET port", "uplink-vxswitch-ring", "fps_64", "uplink-ovs", 1.0,
+     "min"),
+    ("uplink, rings: 64 B frames: nothing lost (< 0.1%)", "uplink-vxswitch-ring", "loss_64", None, 0.001, "below"),
 ]
-UPLINK_CONTENDERS = {"uplink-vxswitch", "uplink-macvlan", "uplink-bridge", "uplink-ovs"}
+UPLINK_CONTENDERS = {"uplink-vxswitch", "uplink-vxswitch-ring", "uplink-macvlan", "uplink-bridge", "uplink-ovs"}
 
 
 def how_to_measure(name: str) -> str:
@@ -390,6 +397,8 @@ def targets(v: View) -> list[dict]:
     """Every target of TARGETS with its figures, ratio and verdict (met: True/False/None for no figure)."""
     rows = []
     uplink = UPLINK_TARGETS if any(v.has(n) for n in UPLINK_CONTENDERS) else []
+    # The rings' rows only in a run that measured them (an option, not the default).
+    uplink = [t for t in uplink if t[1] != "uplink-vxswitch-ring" or v.has(t[1])]
     for what, name, key, ref, bound, kind in TARGETS + uplink:
         row = {"target": what, "contender": name, "metric": key, "reference": ref, "bound": bound, "kind": kind,
                "value": None, "n": None, "reference_value": None, "reference_n": None, "ratio": None,
