@@ -359,24 +359,7 @@ impl RxRing {
         let map_len = block_size
             .checked_mul(block_nr)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "ring too large"))?;
-        // SAFETY: a fresh shared mapping of the ring the kernel just created
-        // on this socket, at an address of the kernel's choosing; nothing in
-        // this process aliases it.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let map =
-            NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        let map = map_ring(fd.as_fd(), map_len)?;
         Ok(RxRing {
             fd,
             map,
@@ -477,6 +460,30 @@ impl RxRing {
         })?;
         Ok((st.tp_packets, st.tp_drops))
     }
+}
+
+/// Maps the `len` bytes of the packet ring(s) the kernel made on socket
+/// `fd` (`PACKET_RX_RING`/`PACKET_TX_RING`): shared with the kernel,
+/// populated up front. The caller unmaps it (`munmap`) when done.
+pub fn map_ring(fd: BorrowedFd<'_>, len: usize) -> io::Result<NonNull<u8>> {
+    // SAFETY: mmap of a file descriptor at an address of the kernel's
+    // choosing: a fresh mapping that aliases nothing in this process; the
+    // length is the caller's ring size, which the kernel checks against
+    // the rings it made (EINVAL otherwise).
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_POPULATE,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))
 }
 
 impl Drop for RxRing {

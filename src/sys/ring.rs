@@ -278,24 +278,9 @@ pub fn open(ifindex: u32, opts: &RingOptions) -> io::Result<(RxRing, TxRing)> {
             "a packet ring socket needs a receive or a transmit ring",
         ));
     }
-    // SAFETY: a fresh shared mapping of the rings the kernel just created
-    // on this socket (receive ring first, then transmit ring, as the kernel
-    // lays them out), at an address of the kernel's choosing; nothing in
-    // this process aliases it.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            map_len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_POPULATE,
-            bfd.as_raw_fd(),
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    let map = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+    // The receive ring first, then the transmit ring, as the kernel lays
+    // them out.
+    let map = packet::map_ring(bfd, map_len)?;
     let shared = Arc::new(Shared { fd, map, map_len });
     packet::bind(shared.fd.as_fd(), ifindex, ETH_P_ALL)?;
     if let Some(group) = opts.fanout {
@@ -412,23 +397,7 @@ pub fn map_rx(fd: OwnedFd, g: RxGeometry) -> io::Result<RxRing> {
         ));
     }
     let map_len = g.bytes();
-    // SAFETY: a fresh shared mapping of the receive ring the kernel made on
-    // this socket (`set_rx_ring`, `map_len` its exact size), at an address
-    // of the kernel's choosing; nothing in this process aliases it.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            map_len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_POPULATE,
-            fd.as_raw_fd(),
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    let map = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+    let map = packet::map_ring(fd.as_fd(), map_len)?;
     Ok(RxRing {
         shared: Arc::new(Shared { fd, map, map_len }),
         l,
