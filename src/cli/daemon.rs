@@ -29,7 +29,7 @@ pub fn run(socket: &Path, a: DaemonArgs) -> Result<(), String> {
     };
     let settings = settings::merge(&a, &config, a.config.as_deref())?;
     if let Some(prefix) = &a.veth_prefix {
-        vxswitch::ports::veth::check_prefix(prefix)?;
+        vxswitch::ports::veth::check_prefix(prefix).map_err(|e| format!("--veth-prefix: {e}"))?;
     }
     // Silent when it works: only a limit that stays low is worth a line.
     if let Err(e) = vxswitch::ctl::server::raise_open_file_limit() {
@@ -58,7 +58,7 @@ pub fn run(socket: &Path, a: DaemonArgs) -> Result<(), String> {
         eprintln!("{line}");
     }
     server.daemon_mut().set_default_backend(settings.backend);
-    if let Some(prefix) = &a.veth_prefix {
+    if let Some(prefix) = &settings.veth_prefix {
         server.daemon_mut().set_veth_prefix(prefix)?;
     }
     let mut restored = false;

@@ -26,6 +26,8 @@ pub struct DaemonSettings {
     pub fastpath: vxswitch::fastpath::Mode,
     /// `--backend`, else `[dataplane] backend`, else tap.
     pub backend: vxswitch::ctl::proto::Backend,
+    /// `--veth-prefix`, else `[dataplane] veth_prefix`, else the default.
+    pub veth_prefix: Option<String>,
 }
 
 /// Merges the flags `a` over `config` (read from `config_path`, if any) over
@@ -61,7 +63,7 @@ pub fn merge(
         vxlan.underlay_mtu = mtu;
     }
     check_vxlan(&vxlan).map_err(in_config)?;
-    let dp = config.dataplane.unwrap_or_default();
+    let dp = config.dataplane.clone().unwrap_or_default();
     dp.check().map_err(in_config)?;
     let cc = config.cluster.clone().unwrap_or_default();
     let endpoints = a
@@ -107,8 +109,14 @@ pub fn merge(
             busy_poll: a.busy_poll.or(dp.busy_poll()).unwrap_or_default(),
             workers: usize::try_from(a.workers.or(dp.workers).unwrap_or(0)).unwrap_or(0),
             uplink_rx: UplinkRx {
-                ring: a.uplink_rx.unwrap_or(UplinkRx::default().ring),
-                buffer_mib: a.uplink_buffer.unwrap_or(UplinkRx::DEFAULT_BUFFER_MIB),
+                ring: a
+                    .uplink_rx
+                    .or(dp.uplink_rx)
+                    .unwrap_or(UplinkRx::default().ring),
+                buffer_mib: a
+                    .uplink_buffer
+                    .or(dp.uplink_buffer)
+                    .unwrap_or(UplinkRx::DEFAULT_BUFFER_MIB),
             },
             ..EngineConfig::default()
         },
@@ -119,6 +127,7 @@ pub fn merge(
         cluster,
         fastpath: a.fastpath.or(dp.fastpath).unwrap_or_default(),
         backend: a.backend.or(dp.backend).unwrap_or_default(),
+        veth_prefix: a.veth_prefix.clone().or(dp.veth_prefix),
     })
 }
 
@@ -307,6 +316,54 @@ mod tests {
         let bad: Result<Config, _> = toml::from_str("[dataplane]\nbackend = \"macvtap\"\n");
         let e = bad.unwrap_err().to_string();
         assert!(e.contains("tap") && e.contains("veth"), "{e}");
+    }
+
+    #[test]
+    fn veth_prefix_and_uplink_receive_come_from_the_flag_or_the_file() {
+        let s = merge(&flags(&[]), &config(""), None).unwrap();
+        assert_eq!(s.veth_prefix, None);
+        assert!(!s.engine.uplink_rx.ring);
+        assert_eq!(s.engine.uplink_rx.buffer_mib, UplinkRx::DEFAULT_BUFFER_MIB);
+        let file = config(
+            "[dataplane]\nveth_prefix = \"vxb-\"\nuplink_rx = \"ring\"\nuplink_buffer = 32\n",
+        );
+        let s = merge(&flags(&[]), &file, None).unwrap();
+        assert_eq!(s.veth_prefix.as_deref(), Some("vxb-"));
+        assert!(s.engine.uplink_rx.ring);
+        assert_eq!(s.engine.uplink_rx.buffer_mib, 32);
+        let argv = [
+            "--veth-prefix",
+            "vxc-",
+            "--uplink-rx",
+            "socket",
+            "--uplink-buffer",
+            "4",
+        ];
+        let s = merge(&flags(&argv), &file, None).unwrap();
+        assert_eq!(
+            s.veth_prefix.as_deref(),
+            Some("vxc-"),
+            "the flag beats the file"
+        );
+        assert!(!s.engine.uplink_rx.ring);
+        assert_eq!(s.engine.uplink_rx.buffer_mib, 4);
+        // What the flags refuse, the file does too, naming the key.
+        for (text, key) in [
+            ("veth_prefix = \"much-too-long\"", "veth_prefix"),
+            ("uplink_buffer = 0", "uplink_buffer"),
+            ("uplink_buffer = 257", "uplink_buffer"),
+        ] {
+            let e = merge(
+                &flags(&[]),
+                &config(&format!("[dataplane]\n{text}\n")),
+                None,
+            )
+            .unwrap_err();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+        let bad: Result<Config, _> = toml::from_str("[dataplane]\nuplink_rx = \"mmap\"\n");
+        let e = bad.unwrap_err().to_string();
+        assert!(e.contains("ring") && e.contains("socket"), "{e}");
     }
 
     #[test]

@@ -73,7 +73,7 @@ use crate::vxlan::{VxlanConfig, OVERHEAD_V6};
 
 /// `[dataplane]`: the engine's threads and offloads; the daemon's
 /// `--workers`, `--busy-poll` and `--no-offload` override it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataplaneConfig {
     /// Worker threads, 1 to 16; absent: one per CPU.
@@ -95,6 +95,24 @@ pub struct DataplaneConfig {
     /// `"tap"` or `"veth"`, as `daemon --backend` takes (docs/veth.md).
     #[serde(default)]
     pub backend: Option<super::proto::Backend>,
+    /// The veth host ends' prefix, as `daemon --veth-prefix` takes.
+    #[serde(default)]
+    pub veth_prefix: Option<String>,
+    /// `"ring"` or `"socket"`, as `daemon --uplink-rx` takes
+    /// (docs/uplink.md).
+    #[serde(default, deserialize_with = "uplink_rx_value")]
+    pub uplink_rx: Option<bool>,
+    /// MiB per uplink socket, as `daemon --uplink-buffer` takes.
+    #[serde(default)]
+    pub uplink_buffer: Option<u32>,
+}
+
+/// `uplink_rx = "ring"` or `"socket"`: true for the ring.
+fn uplink_rx_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    let s = String::deserialize(d)?;
+    crate::switch::UplinkRx::parse_mode(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// `fastpath = "ebpf"` or `"off"`.
@@ -117,6 +135,19 @@ impl DataplaneConfig {
             return Err(format!(
                 "[dataplane] busy_poll_us = {b} is out of range: use 0 (off) to 1000000"
             ));
+        }
+        if let Some(b) = self
+            .uplink_buffer
+            .filter(|b| !(1..=crate::switch::UplinkRx::MAX_BUFFER_MIB).contains(b))
+        {
+            return Err(format!(
+                "[dataplane] uplink_buffer = {b} is out of range: use 1 to {} (MiB per uplink socket)",
+                crate::switch::UplinkRx::MAX_BUFFER_MIB
+            ));
+        }
+        if let Some(p) = &self.veth_prefix {
+            crate::ports::veth::check_prefix(p)
+                .map_err(|e| format!("[dataplane] veth_prefix: {e}"))?;
         }
         if self.busy_poll.is_some() && self.busy_poll_us.is_some() {
             return Err(

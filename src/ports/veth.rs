@@ -48,7 +48,8 @@ pub const MAX_PREFIX: usize = 8;
 pub fn check_prefix(prefix: &str) -> Result<(), String> {
     let bad = |why: &str| {
         Err(format!(
-            "--veth-prefix {prefix:?} {why}: give 1 to {MAX_PREFIX} letters, digits, '-' or              '_' (e.g. vxa-), different for each daemon sharing a namespace"
+            "veth prefix {prefix:?} {why}: give 1 to {MAX_PREFIX} letters, digits, '-', '_' or \
+             '.' (e.g. vxa-), different for each daemon sharing a namespace"
         ))
     };
     if prefix.is_empty() || prefix.len() > MAX_PREFIX {
@@ -385,7 +386,7 @@ mod tests {
         }
         for bad in ["", "abcdefghi", "vx/", "vx a", "vx:", "vx%d", "."] {
             let e = check_prefix(bad).unwrap_err();
-            assert!(e.contains("--veth-prefix") && e.contains("1 to 8"), "{e}");
+            assert!(e.contains("veth prefix") && e.contains("1 to 8"), "{e}");
         }
     }
 }
