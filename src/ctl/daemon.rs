@@ -13,7 +13,7 @@
 //! The methods live beside their resource: networks (`networks.rs`), their
 //! gateway ports (`gateway.rs`), ports (`ports.rs`), VTEPs (`vteps.rs`), the
 //! FDB (`fdb.rs`), counters (`stats.rs`) and the state directory
-//! (`restore.rs`); the checks of names, addresses and numbers, and the
+//! (`restore/`); the checks of names, addresses and numbers, and the
 //! wording of errors, are in `validate.rs`.
 //!
 //! Ids: networks and ports get the lowest free [`NetId`]/[`PortId`],
@@ -78,7 +78,7 @@ pub struct Daemon {
     /// The control socket's counters, kept by the server (`stats` shows them).
     pub(super) control: ControlStats,
     /// What the state file records that a transient failure kept from
-    /// being restored yet (see `restore.rs`).
+    /// being restored yet (see `restore/`).
     pub(super) pending: Pending,
     /// `daemon --cluster`: the agent's link, and what it made this daemon
     /// apply (see [`super::cluster`]).

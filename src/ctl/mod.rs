@@ -8,7 +8,7 @@
 //!   every request is a method, testable without a socket, and
 //!   [`Daemon::handle`] is the one dispatch. The methods live with their
 //!   resource: `networks.rs`, `gateway.rs` (a network's gateway port),
-//!   `ports.rs`, `vteps.rs`, `fdb.rs`, `stats.rs`, `restore.rs` (the state
+//!   `ports.rs`, `vteps.rs`, `fdb.rs`, `stats.rs`, `restore/` (the state
 //!   directory); `validate.rs` checks what requests carry and words the
 //!   errors. [`state`] names them all under the former path.
 //! - [`server`]: the non-blocking, single-threaded socket server with line
