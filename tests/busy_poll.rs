@@ -99,6 +99,15 @@ fn auto_sleeps_once_traffic_stops() {
     let busy_ms = dataplane_cpu_ms() - cpu0;
     let busy_wall = t0.elapsed().as_millis() as u64;
     assert!(rounds > 10, "only {rounds} round trips");
+    // What `stats` and the metrics report: windows started (the first ones
+    // come before any preemption could pause it), of which some ran out
+    // without a frame and some were cut short by a preemption.
+    let (windows, misses, preempted) = engine.worker_spin()[0];
+    assert!(windows > 0, "no spin window in {rounds} round trips");
+    assert!(
+        misses <= windows && preempted <= windows,
+        "{windows} {misses} {preempted}"
+    );
 
     // Silence: the worker spins at most one window (≤ 2.5 ms), then blocks.
     let cpu1 = dataplane_cpu_ms();
@@ -162,6 +171,11 @@ fn off_never_spins() {
     let busy_ms = dataplane_cpu_ms() - cpu0;
     let wall = t0.elapsed().as_millis() as u64;
     eprintln!("off: {busy_ms} ms CPU in {wall} ms ({rounds} round trips)");
+    assert_eq!(
+        engine.worker_spin(),
+        vec![(0, 0, 0)],
+        "off reports no spin window"
+    );
     // Each round trip costs two wake-ups, not a spinning core.
     assert!(busy_ms * 4 < wall, "{busy_ms} ms of CPU in {wall} ms");
 }

@@ -640,9 +640,17 @@ pub fn stats(s: &StatsReply) -> String {
     );
     for w in &s.workers {
         let total = w.busy_ms.saturating_add(w.idle_ms).max(1);
+        let spin = if w.spin_windows > 0 {
+            format!(
+                ", spun {} windows ({} without a frame, {} preempted)",
+                w.spin_windows, w.spin_misses, w.spin_preempted
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "worker {}: busy {:.1}s, idle {:.1}s ({}% busy)",
+            "worker {}: busy {:.1}s, idle {:.1}s ({}% busy){spin}",
             w.worker,
             w.busy_ms as f64 / 1000.0,
             w.idle_ms as f64 / 1000.0,

@@ -336,6 +336,30 @@ impl Daemon {
         for (w, i) in st.workers.iter().zip(&workers) {
             e.sample(&[("worker", i)], w.idle_ms as f64 / 1000.0);
         }
+        type SpinGet = fn(&crate::ctl::proto::WorkerRow) -> u64;
+        let spin: [(&str, &str, SpinGet); 3] = [
+            (
+                "vxswitch_worker_spin_windows_total",
+                "Busy-poll spin windows each dataplane worker started (daemon --busy-poll).",
+                |w| w.spin_windows,
+            ),
+            (
+                "vxswitch_worker_spin_misses_total",
+                "Busy-poll spin windows that ended without a frame.",
+                |w| w.spin_misses,
+            ),
+            (
+                "vxswitch_worker_spin_preemptions_total",
+                "Busy-poll spin windows cut short because the worker was preempted.",
+                |w| w.spin_preempted,
+            ),
+        ];
+        for (name, help, get) in spin {
+            e.family(name, Kind::Counter, help);
+            for (w, i) in st.workers.iter().zip(&workers) {
+                e.sample(&[("worker", i)], get(w) as f64);
+            }
+        }
 
         // The control socket.
         e.family(

@@ -100,12 +100,23 @@ impl Daemon {
                     .engine
                     .worker_time()
                     .into_iter()
+                    .zip(self.engine.worker_spin())
                     .enumerate()
-                    .map(|(worker, (busy_ms, idle_ms))| WorkerRow {
-                        worker,
-                        busy_ms,
-                        idle_ms,
-                    })
+                    .map(
+                        |(
+                            worker,
+                            ((busy_ms, idle_ms), (spin_windows, spin_misses, spin_preempted)),
+                        )| {
+                            WorkerRow {
+                                worker,
+                                busy_ms,
+                                idle_ms,
+                                spin_windows,
+                                spin_misses,
+                                spin_preempted,
+                            }
+                        },
+                    )
                     .collect(),
             },
             fastpath: Some(self.fastpath_status()),

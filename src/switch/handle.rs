@@ -363,6 +363,21 @@ impl Engine {
             .collect()
     }
 
+    /// Each worker's `--busy-poll` spin windows since it started, by index:
+    /// (started, ended without a frame, cut short by a preemption).
+    pub fn worker_spin(&self) -> Vec<(u64, u64, u64)> {
+        self.time
+            .iter()
+            .map(|t| {
+                (
+                    t.spin_windows.load(Ordering::Relaxed),
+                    t.spin_misses.load(Ordering::Relaxed),
+                    t.spin_preempted.load(Ordering::Relaxed),
+                )
+            })
+            .collect()
+    }
+
     /// Events the dataplane raised; drain with `try_recv`.
     pub fn events(&self) -> &Receiver<Event> {
         &self.events

@@ -60,9 +60,24 @@ const HOUSEKEEPING: Duration = Duration::from_millis(500);
 pub struct WorkerTime {
     pub busy_ms: AtomicU64,
     pub idle_ms: AtomicU64,
+    /// `--busy-poll`: spin windows started; of them, those that ended
+    /// without a frame and those in which the worker was preempted (the
+    /// [`Spinner`]'s own counts, copied after each wake-up).
+    pub spin_windows: AtomicU64,
+    pub spin_misses: AtomicU64,
+    pub spin_preempted: AtomicU64,
 }
 
 impl WorkerTime {
+    /// Copies the spinner's counts (plain stores: only this worker writes
+    /// them, and only when busy polling is on).
+    #[inline]
+    fn publish_spin(&self, s: &Spinner) {
+        self.spin_windows.store(s.windows, Ordering::Relaxed);
+        self.spin_misses.store(s.misses, Ordering::Relaxed);
+        self.spin_preempted.store(s.preempted, Ordering::Relaxed);
+    }
+
     /// Adds `ms` to a counter only this worker writes: no read-modify-write
     /// instruction, and none at all for the usual 0.
     #[inline]
@@ -386,6 +401,9 @@ impl Worker {
                 None => WorkerTime::add(&self.time.idle_ms, now.saturating_sub(last)),
             }
             last = now;
+            if spinning {
+                self.time.publish_spin(&self.spinner);
+            }
             if now >= self.next_housekeeping {
                 self.housekeeping(now);
                 self.next_housekeeping = now.add_ms(HOUSEKEEPING.as_millis() as u64);

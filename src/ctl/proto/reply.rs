@@ -303,6 +303,15 @@ pub struct WorkerRow {
     pub worker: usize,
     pub busy_ms: u64,
     pub idle_ms: u64,
+    /// `daemon --busy-poll`: spin windows started; of them, those that
+    /// ended without a frame, and those in which the worker was preempted
+    /// (`auto` then pauses spinning for a while; a window can be both).
+    #[serde(default)]
+    pub spin_windows: u64,
+    #[serde(default)]
+    pub spin_misses: u64,
+    #[serde(default)]
+    pub spin_preempted: u64,
 }
 
 /// A network's ARP/ND suppression, as `stats` reports it.
