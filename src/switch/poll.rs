@@ -107,8 +107,14 @@ pub const SLACK: u64 = 20_000;
 pub const PREEMPTED: u64 = 200_000;
 /// How long `Auto` does not spin after it was preempted.
 pub const BACKOFF: u64 = 100_000_000;
-/// The longest pause after preemptions in a row.
-pub const MAX_BACKOFF: u64 = 12_800_000_000;
+/// The longest pause after preemptions in a row: 1.6 s. A worker under
+/// load that preempts it at every try spins one window (at most
+/// [`MAX_SPIN`] plus slack) per pause, about 0.1% of a CPU; the pause is
+/// short enough that, once the load is gone (a flood of frames, say),
+/// spinning comes back within seconds. At 12.8 s a benchmark's ping right
+/// after its flood tests found `auto` still paused (harness RTT 21, 71
+/// and 121 µs in three runs).
+pub const MAX_BACKOFF: u64 = 1_600_000_000;
 /// Windows without a preemption that reset the pause to [`BACKOFF`]: 100,
 /// a tenth of a second of 1 kHz traffic. A machine that preempts the
 /// spinner now and then (a few times in 2,000 windows, measured on the
