@@ -753,7 +753,7 @@ fn mirror_copies_of_a_port_reach_the_monitoring_port() {
     support::wait_for(Duration::from_secs(30), "tshark to listen", || {
         std::fs::read_to_string(&err).is_ok_and(|s| s.contains("Capturing on"))
     });
-    l.ping(0, 1, 3);
+    l.ping(0, 1, 4);
     let done = support::wait_until(Duration::from_secs(20), || {
         tshark.try_wait().ok().flatten().is_some()
     });
@@ -779,16 +779,22 @@ fn mirror_copies_of_a_port_reach_the_monitoring_port() {
             "ip.src",
         ],
     );
-    let requests = rows.lines().filter(|r| r.starts_with("8\t")).count();
-    let replies = rows.lines().filter(|r| r.starts_with("0\t")).count();
-    // tshark may go live after the first echo's copies (its "Capturing
-    // on" comes a moment before the socket sees frames): the first four
-    // copies it sees are two requests and their replies, in both
-    // directions; the counter below shows all six were written.
-    assert_eq!((requests, replies), (2, 2), "{rows}");
+    let (c0, c1) = (l.ip(0), l.ip(1));
+    let requests = rows.lines().filter(|r| **r == format!("8\t{c0}")).count();
+    let replies = rows.lines().filter(|r| **r == format!("0\t{c1}")).count();
+    // Both directions reach the monitoring port, and nothing else does.
+    // Not an exact 2 + 2: tshark may go live after the first echo's
+    // copies (its "Capturing on" comes a moment before the socket sees
+    // frames), and a request's copy and its reply's are written by the
+    // two workers, so c2's kernel (one backlog per CPU) may pass them to
+    // tshark in either order. Any four in a row of the eight hold both.
+    assert!(
+        requests >= 1 && replies >= 1 && requests + replies == 4,
+        "want requests from {c0} and replies from {c1}:\n{rows}"
+    );
     // Written like any egress: counted on the monitoring port.
     let (_, tx_after) = port_counters(&l.daemon, "c2");
-    assert!(tx_after >= tx_before + 6, "c2 tx {tx_before} -> {tx_after}");
+    assert!(tx_after >= tx_before + 8, "c2 tx {tx_before} -> {tx_after}");
 
     // Removed: no more copies.
     l.daemon.cli(&["port", "mirror", "rm", "c0"]);
