@@ -153,6 +153,20 @@ class Targets(unittest.TestCase):
         self.assertIsNone(ovs["met"])
         self.assertIn("add uplink-ovs with --only", ovs["why"])
 
+    def test_port_type_targets_and_the_ceiling_appear_only_when_measured(self):
+        plain = self.verdicts(doc_with({"vxswitch": {"fps_64": [280e3]}, "vde": {"fps_64": [230e3]}}))
+        self.assertFalse([t for t in plain if t.startswith("veth ports") or t.startswith("the generator")])
+        doc = doc_with({"vxswitch-ebpf": {"fps_64": [310e3], "tcp4_gbps": [28.0]}, "vde": {"fps_64": [230e3]},
+                        "tap-floor": {"fps_64": [276e3]}, "bridge": {"tcp4_gbps": [31.0]}, "veth": {"fps_64": [300e3]}})
+        t = self.verdicts(doc)
+        self.assertTrue(t["veth ports + fast path: 64 B frames/s ≥ 1.3× VDE"]["met"])
+        self.assertFalse(t["veth ports + fast path: 64 B frames/s ≥ 1.2× tap-floor"]["met"])
+        self.assertTrue(t["veth ports + fast path: TCP 4 streams ≥ 0.7× the bridge"]["met"])
+        ceiling = [line for line in R.table_targets(R.View(doc)) if line.startswith("- **reference**")]
+        self.assertEqual(len(ceiling), 1)
+        self.assertIn("veth 0.300 Mfps n=1 against tap-floor 0.276 Mfps n=1 = 1.09×", ceiling[0])
+        self.assertIn("lies beyond it", ceiling[0])
+
     def test_peers_table_has_a_column_per_peer_and_floor(self):
         v = R.View(doc_with({n: {"fps_64": [x]} for n, x in
                              (("vxswitch", 3.0), ("ovs", 2.0), ("vde", 3.1), ("tap-floor", 2.9), ("bridge", 3.0))}))

@@ -369,6 +369,18 @@ TARGETS = [
      "noworse"),
 ]
 
+# Item 2's port type (veth ports with the eBPF fast path, issue 17) on the same
+# three figures, and the figure no switch can pass: a veth pair without a switch
+# ("reference": a ratio shown, no verdict). Listed only in a run that measured
+# vxswitch-ebpf (resp. veth): both are options of the harness, not the default set.
+PORT_TYPE_TARGETS = [
+    ("veth ports + fast path: 64 B frames/s ≥ 1.3× VDE", "vxswitch-ebpf", "fps_64", "vde", 1.3, "min"),
+    ("veth ports + fast path: 64 B frames/s ≥ 1.2× tap-floor", "vxswitch-ebpf", "fps_64", "tap-floor", 1.2, "min"),
+    ("veth ports + fast path: TCP 4 streams ≥ 0.7× the bridge", "vxswitch-ebpf", "tcp4_gbps", "bridge", 0.7, "min"),
+    ("the generator's ceiling: a veth pair without a switch, 64 B frames/s against tap-floor", "veth", "fps_64",
+     "tap-floor", 1.2, "reference"),
+]
+
 
 # Issue 15's targets for the uplink (LAN host <-> container), listed only in a
 # run that measured one of its contenders (they are not in the default set).
@@ -399,7 +411,8 @@ def targets(v: View) -> list[dict]:
     uplink = UPLINK_TARGETS if any(v.has(n) for n in UPLINK_CONTENDERS) else []
     # The rings' rows only in a run that measured them (an option, not the default).
     uplink = [t for t in uplink if t[1] != "uplink-vxswitch-ring" or v.has(t[1])]
-    for what, name, key, ref, bound, kind in TARGETS + uplink:
+    port_type = [t for t in PORT_TYPE_TARGETS if v.has(t[1])]
+    for what, name, key, ref, bound, kind in TARGETS + port_type + uplink:
         row = {"target": what, "contender": name, "metric": key, "reference": ref, "bound": bound, "kind": kind,
                "value": None, "n": None, "reference_value": None, "reference_n": None, "ratio": None,
                "overlap": None, "met": None, "why": ""}
@@ -425,6 +438,8 @@ def targets(v: View) -> list[dict]:
         ratio = a["median"] / b["median"]
         row["ratio"] = ratio
         row["overlap"] = overlap(a, b)
+        if kind == "reference":
+            continue
         if kind == "min":
             row["met"] = ratio >= bound
         elif kind == "max":
@@ -439,6 +454,13 @@ def table_targets(v: View) -> list[str]:
     """Issue 13's targets, one line each, computed from the run."""
     out = []
     for t in targets(v):
+        if t["kind"] == "reference" and t["ratio"] is not None:
+            unit = METRICS[base(t["metric"])][1]
+            out.append(f"- **reference**: {t['target']}: {t['contender']} {fmt_value(t['metric'], t['value'])} {unit} "
+                       f"n={t['n']} against {t['reference']} {fmt_value(t['metric'], t['reference_value'])} {unit} "
+                       f"n={t['reference_n']} = {t['ratio']:.2f}× (a target of {t['bound']}× {t['reference']} lies "
+                       f"{'within' if t['ratio'] >= t['bound'] else 'beyond'} it)")
+            continue
         if t["met"] is None:
             out.append(f"- **no figure**: {t['target']}: {t['why']}")
             continue
