@@ -829,6 +829,31 @@ fn containers_on_veth_reach_the_lan_through_the_fast_path() {
         assert_eq!(st["drops"][why], 0, "uplink drops {why}: {st}");
     }
 
+    // A mirror of the uplink: its frames all pass the switch (and reach
+    // the mirror's port); fast again once it is gone.
+    let c2 = Netns::new("vxc");
+    d.port_add("c2", "lan", &c2, "192.0.2.12/24", &[]);
+    d.cli(&["port", "mirror", "add", "lan.uplink", "--to", "c2"]);
+    let (_, mrx, mtx, _) = fast_counts(&d, "lan.uplink");
+    let c2_tx0 = find_port(&d.json(&["stats"]), "c2")["tx_frames"]
+        .as_u64()
+        .unwrap();
+    for _ in 0..3 {
+        assert!(c1.ping("192.0.2.101"), "c1 -> h1 while mirrored");
+    }
+    assert_eq!(fast_counts(&d, "lan.uplink").1, mrx, "fast while mirrored");
+    assert_eq!(fast_counts(&d, "lan.uplink").2, mtx, "fast while mirrored");
+    let c2_tx = find_port(&d.json(&["stats"]), "c2")["tx_frames"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        c2_tx >= c2_tx0 + 6,
+        "the mirror got {} frames",
+        c2_tx - c2_tx0
+    );
+    d.cli(&["port", "mirror", "rm", "lan.uplink"]);
+    ping_until_fast(&d, &c1, "192.0.2.101", "lan.uplink");
+
     // Down: nothing goes fast to a dead link, the switch counts it.
     lan.host.ip_ok(&["link", "set", "eth0", "down"]);
     wait_state(&d, "lan.uplink", "down");
