@@ -6,7 +6,7 @@
  * keeps in step with its own ports and FDB (src/fastpath/):
  *
  * - `fp_tc`, a tc ingress classifier (direct action) on the host end of each
- *   fast-path veth port and on each fast uplink's interface, hands a known
+ *   fast-path veth port (`fp_tc_up` on each fast uplink's interface), hands a known
  *   unicast frame straight to the destination: a container
  *   (bpf_redirect_peer, a LAN frame's VLAN tag popped first) or the LAN
  *   (bpf_redirect to the uplink's egress, the network's tag pushed first),
@@ -144,7 +144,7 @@ struct fp_out {
  * program, which may also forget a source that moved (the socket filter,
  * which runs first, only looks). */
 static __always_inline int fp_decide(struct __sk_buff *skb, struct fp_fdb_val **src,
-				     struct fp_out *o, int tc)
+				     struct fp_out *o, int tc, int uplink)
 {
 	struct ethhdr eth;
 	struct fp_fdb_key key = {};
@@ -162,7 +162,8 @@ static __always_inline int fp_decide(struct __sk_buff *skb, struct fp_fdb_val **
 	/* A tag left in the frame: QinQ (the outer one is in vlan_tci). */
 	if (eth.h_proto == bpf_htons(ETH_P_8021Q) || eth.h_proto == bpf_htons(ETH_P_8021AD))
 		return 0;
-	sp = bpf_map_lookup_elem(&fp_ports, &in);
+	/* An uplink's socket filter knows it is one: no port lookup. */
+	sp = uplink ? 0 : bpf_map_lookup_elem(&fp_ports, &in);
 	if (sp) {
 		if (skb->vlan_present)
 			return 0;
@@ -228,15 +229,13 @@ static __always_inline int fp_decide(struct __sk_buff *skb, struct fp_fdb_val **
 			return 0;
 		o->out_stats = o->ifindex;
 	}
-	if (!bpf_map_lookup_elem(&fp_stats, &o->in_stats) ||
-	    !bpf_map_lookup_elem(&fp_stats, &o->out_stats))
-		return 0;
+	/* The counters need no look here: the switch puts a port's (an
+	 * uplink's) counter in before its entry and takes it out after. */
 	*src = s;
 	return 1;
 }
 
-SEC("classifier")
-int fp_tc(struct __sk_buff *skb)
+static __always_inline int fp_tc_run(struct __sk_buff *skb, int uplink)
 {
 	struct fp_fdb_val *s = 0;
 	struct fp_out o = {};
@@ -244,7 +243,7 @@ int fp_tc(struct __sk_buff *skb)
 	__u32 len = skb->len;
 	__u64 now;
 
-	if (!fp_decide(skb, &s, &o, 1) || !s)
+	if (!fp_decide(skb, &s, &o, 1, uplink) || !s)
 		return TC_ACT_OK;
 	now = bpf_ktime_get_ns();
 	if (now - s->seen_ns > FP_SEEN_GRAIN_NS)
@@ -269,6 +268,20 @@ int fp_tc(struct __sk_buff *skb)
 	return bpf_redirect_peer(o.ifindex, 0);
 }
 
+/* On a veth port's host end. */
+SEC("classifier")
+int fp_tc(struct __sk_buff *skb)
+{
+	return fp_tc_run(skb, 0);
+}
+
+/* On an uplink's interface: the same, without the port lookup. */
+SEC("classifier")
+int fp_tc_up(struct __sk_buff *skb)
+{
+	return fp_tc_run(skb, 1);
+}
+
 SEC("socket")
 int fp_sock(struct __sk_buff *skb)
 {
@@ -285,7 +298,7 @@ int fp_sock(struct __sk_buff *skb)
 		vid = skb->vlan_present ? (skb->vlan_tci & 0x0fff) : 0;
 		if (vid != (fp_sock_uplink & 0x0fff))
 			return 0;
-		return fp_decide(skb, &s, &o, 0) ? 0 : skb->len;
+		return fp_decide(skb, &s, &o, 0, 1) ? 0 : skb->len;
 	}
 	/* As the port socket's classic filter did: nothing the host sends,
 	 * nothing addressed to the host end itself. */
@@ -293,7 +306,7 @@ int fp_sock(struct __sk_buff *skb)
 		return skb->len;
 	if (skb->pkt_type == PACKET_HOST)
 		return 0;
-	return fp_decide(skb, &s, &o, 0) ? 0 : skb->len;
+	return fp_decide(skb, &s, &o, 0, 0) ? 0 : skb->len;
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -125,7 +125,7 @@ impl FastPathCtl {
             fp.remove_uplink(u.ifindex, u.vlan);
         }
         if !self.uplinks.values().any(|o| o.ifindex == u.ifindex) {
-            if let Err(e) = FastPath::detach_tc(&u.ifname) {
+            if let Err(e) = FastPath::detach_uplink_tc(&u.ifname) {
                 eprintln!("vxswitch: uplink {}: {e}", u.ifname);
             }
         }
@@ -480,7 +480,7 @@ impl Daemon {
         let r = sockets
             .iter()
             .try_for_each(|s| fp.attach_uplink_socket(s.as_fd(), vlan))
-            .and_then(|()| fp.attach_tc(ifname));
+            .and_then(|()| fp.attach_uplink_tc(ifname));
         match r {
             Ok(()) => {
                 self.fastpath.uplinks.insert(

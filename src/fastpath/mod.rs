@@ -49,6 +49,8 @@ pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf";
 const TC_PRIORITY: u16 = 0x7f5c;
 const TC_HANDLE: u32 = 0x7f5c;
 const TC_PROGRAM: &str = "fp_tc";
+/// The same on an uplink's interface (no port lookup: it is no port).
+const TC_UPLINK_PROGRAM: &str = "fp_tc_up";
 const SOCKET_PROGRAM: &str = "fp_sock";
 /// The pinned maps.
 const MAPS: [&str; 4] = ["fp_ports", "fp_fdb", "fp_stats", "fp_uplinks"];
@@ -236,7 +238,7 @@ impl FastPath {
             .map_pin_path(pin_dir)
             .load(OBJECT)
             .map_err(|e| Refused::of(&e))?;
-        for name in [TC_PROGRAM, SOCKET_PROGRAM] {
+        for name in [TC_PROGRAM, TC_UPLINK_PROGRAM, SOCKET_PROGRAM] {
             let r = match ebpf.program_mut(name) {
                 Some(aya::programs::Program::SchedClassifier(p)) => p.load(),
                 Some(aya::programs::Program::SocketFilter(p)) => p.load(),
@@ -292,6 +294,15 @@ impl FastPath {
     /// filter outlives this process: it goes with the interface or with
     /// [`FastPath::detach_tc`].
     pub fn attach_tc(&mut self, ifname: &str) -> Result<(), FastPathError> {
+        self.attach_tc_program(ifname, TC_PROGRAM)
+    }
+
+    /// [`FastPath::attach_tc`] for an uplink's interface.
+    pub fn attach_uplink_tc(&mut self, ifname: &str) -> Result<(), FastPathError> {
+        self.attach_tc_program(ifname, TC_UPLINK_PROGRAM)
+    }
+
+    fn attach_tc_program(&mut self, ifname: &str, program: &str) -> Result<(), FastPathError> {
         let err = |what: &str, e: &dyn StdError| {
             FastPathError(format!("fast path on {ifname}: {what}: {}", chain(e)))
         };
@@ -302,9 +313,9 @@ impl FastPath {
         }
         let prog: &mut SchedClassifier = self
             .ebpf
-            .program_mut(TC_PROGRAM)
+            .program_mut(program)
             .and_then(|p| p.try_into().ok())
-            .ok_or_else(|| FastPathError(format!("{TC_PROGRAM} is not loaded")))?;
+            .ok_or_else(|| FastPathError(format!("{program} is not loaded")))?;
         let opts = || {
             TcAttachOptions::Netlink(NlOptions {
                 priority: TC_PRIORITY,
@@ -340,7 +351,16 @@ impl FastPath {
     /// Removes this daemon's tc filter from `ifname`; an interface without
     /// it (or gone) is fine.
     pub fn detach_tc(ifname: &str) -> Result<(), FastPathError> {
-        match tc::qdisc_detach_program(ifname, TcAttachType::Ingress, TC_PROGRAM) {
+        Self::detach_tc_program(ifname, TC_PROGRAM)
+    }
+
+    /// [`FastPath::detach_tc`] for an uplink's interface.
+    pub fn detach_uplink_tc(ifname: &str) -> Result<(), FastPathError> {
+        Self::detach_tc_program(ifname, TC_UPLINK_PROGRAM)
+    }
+
+    fn detach_tc_program(ifname: &str, program: &str) -> Result<(), FastPathError> {
+        match tc::qdisc_detach_program(ifname, TcAttachType::Ingress, program) {
             Ok(()) => Ok(()),
             Err(e)
                 if e.kind() == io::ErrorKind::NotFound
