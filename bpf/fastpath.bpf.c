@@ -6,17 +6,23 @@
  * keeps in step with its own ports and FDB (src/fastpath/):
  *
  * - `fp_tc`, a tc ingress classifier (direct action) on the host end of each
- *   fast-path veth port, hands a known unicast frame straight to the
- *   destination container with bpf_redirect_peer, counting it per CPU;
- * - `fp_sock`, a socket filter on the same port's packet socket, hides the
+ *   fast-path veth port (`fp_tc_up` on each fast uplink's interface), hands a known
+ *   unicast frame straight to the destination: a container
+ *   (bpf_redirect_peer, a LAN frame's VLAN tag popped first) or the LAN
+ *   (bpf_redirect to the uplink's egress, the network's tag pushed first),
+ *   counting it per CPU;
+ * - `fp_sock`, a socket filter on the same port's packet sockets, hides the
  *   frames `fp_tc` will redirect from the userspace switch (packet sockets
  *   see a frame in __netif_receive_skb_core's taps, before tc ingress). It
  *   replaces the socket's classic filter, so it also drops what that one
- *   did: frames for the host end itself (PACKET_HOST).
+ *   did: frames for the host end itself (PACKET_HOST), and on an uplink's
+ *   sockets frames of another VLAN and the host's own (`fp_sock_uplink`,
+ *   set per load: one load per uplink VLAN).
  *
- * Anything else -- broadcast, multicast, unknown unicast, a VLAN tag, a
- * source the switch has not learned at this port, a port without the fast
- * path -- goes to the userspace switch unchanged.
+ * Anything else -- broadcast, multicast, unknown unicast, a VLAN tag on a
+ * veth port, a VLAN no uplink network has, QinQ, a priority tag, a source
+ * the switch has not learned at this port, a port without the fast path --
+ * goes to the userspace switch unchanged.
  *
  * The structs below are mirrored, field for field, in src/fastpath/maps.rs.
  */
@@ -45,10 +51,29 @@ struct fp_fdb_key {
 	__u16 pad;
 };
 
+/* fp_fdb_val.flags: the MAC is behind an uplink (`ifindex` is its interface). */
+#define FP_FDB_UPLINK 1u
+
 struct fp_fdb_val {
-	__u32 ifindex; /* the host end of the port the MAC is behind */
-	__u32 pad;
+	__u32 ifindex; /* the host end of the port (or the uplink) the MAC is behind */
+	__u16 vlan;    /* behind an uplink: the network's VLAN id, 0 untagged */
+	__u16 flags;
 	__u64 seen_ns; /* CLOCK_MONOTONIC of the last fast frame from this MAC */
+};
+
+/* An uplink network: (interface, VLAN id or 0 for the untagged LAN). */
+struct fp_uplink_key {
+	__u32 ifindex;
+	__u32 vlan;
+};
+
+struct fp_uplink {
+	__u32 net;
+	__u32 port;  /* the switch's port id of the network's uplink port */
+	__u32 stats; /* its key in fp_stats (not an ifindex: VLANs share one) */
+	__u32 mtu;
+	__u16 flags; /* FP_PORT_FAST */
+	__u16 pad;
 };
 
 struct fp_stats {
@@ -82,6 +107,19 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } fp_stats SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct fp_uplink_key);
+	__type(value, struct fp_uplink);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} fp_uplinks SEC(".maps");
+
+/* The socket filter's setting, fixed per load: 0 on a veth port's
+ * sockets; FP_SOCK_UPLINK | VLAN id (0: untagged) on an uplink network's. */
+#define FP_SOCK_UPLINK 0x10000u
+volatile const __u32 fp_sock_uplink = 0;
+
 /* Refresh a source's last-seen time at most this often (one write, not one
  * per frame, on the hot cache line). */
 #define FP_SEEN_GRAIN_NS 250000000ull
@@ -92,31 +130,71 @@ static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
 	       a[4] == b[4] && a[5] == b[5];
 }
 
-/* The host-end ifindex to redirect to, or 0 for "the userspace switch".
- * `tc`: the caller is the tc program, which may also forget a source that
- * moved (the socket filter, which runs first, only looks). */
-static __always_inline __u32 fp_decide(struct __sk_buff *skb, struct fp_fdb_val **src, int tc)
+/* Where a frame goes fast. */
+struct fp_out {
+	__u32 ifindex;  /* the destination's host end, or the uplink's interface */
+	__u32 in_stats; /* fp_stats keys of the source and destination ports */
+	__u32 out_stats;
+	__u16 push;     /* to a tagged uplink: the tag to push */
+	__u8 egress;    /* to an uplink: its egress (bpf_redirect), not a peer */
+	__u8 pop;       /* from a tagged uplink: pop the tag first */
+};
+
+/* Whether the frame goes fast, and where (`o`). `tc`: the caller is the tc
+ * program, which may also forget a source that moved (the socket filter,
+ * which runs first, only looks). */
+static __always_inline int fp_decide(struct __sk_buff *skb, struct fp_fdb_val **src,
+				     struct fp_out *o, int tc, int uplink)
 {
 	struct ethhdr eth;
 	struct fp_fdb_key key = {};
+	struct fp_uplink_key ukey = {};
 	struct fp_port *sp, *dp;
+	struct fp_uplink *up;
 	struct fp_fdb_val *s, *d;
-	__u32 in = skb->ifindex, out;
+	__u32 in = skb->ifindex, net, mtu;
+	int from_uplink = 0;
 
-	if (skb->vlan_present)
-		return 0;
 	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)) < 0)
 		return 0;
 	if (eth.h_dest[0] & 1) /* broadcast, multicast */
 		return 0;
+	/* A tag left in the frame: QinQ (the outer one is in vlan_tci). */
 	if (eth.h_proto == bpf_htons(ETH_P_8021Q) || eth.h_proto == bpf_htons(ETH_P_8021AD))
 		return 0;
-	sp = bpf_map_lookup_elem(&fp_ports, &in);
-	if (!sp || !(sp->flags & FP_PORT_FAST))
-		return 0;
-	if ((sp->flags & FP_PORT_MAC_LOCK) && !mac_eq(sp->mac, eth.h_source))
-		return 0;
-	key.net = sp->net;
+	/* An uplink's socket filter knows it is one: no port lookup. */
+	sp = uplink ? 0 : bpf_map_lookup_elem(&fp_ports, &in);
+	if (sp) {
+		if (skb->vlan_present)
+			return 0;
+		if (!(sp->flags & FP_PORT_FAST))
+			return 0;
+		if ((sp->flags & FP_PORT_MAC_LOCK) && !mac_eq(sp->mac, eth.h_source))
+			return 0;
+		net = sp->net;
+		mtu = sp->mtu;
+		o->in_stats = in;
+	} else {
+		/* An uplink: the kernel moved the frame's 802.1Q tag, if any,
+		 * into vlan_tci before the taps and tc saw it. */
+		ukey.ifindex = in;
+		if (skb->vlan_present) {
+			ukey.vlan = skb->vlan_tci & 0x0fff;
+			if (!ukey.vlan) /* a priority tag: the switch's */
+				return 0;
+			if (skb->vlan_proto != bpf_htons(ETH_P_8021Q))
+				return 0;
+		}
+		up = bpf_map_lookup_elem(&fp_uplinks, &ukey);
+		if (!up || !(up->flags & FP_PORT_FAST))
+			return 0;
+		net = up->net;
+		mtu = up->mtu;
+		o->in_stats = up->stats;
+		o->pop = skb->vlan_present ? 1 : 0;
+		from_uplink = 1;
+	}
+	key.net = net;
 	__builtin_memcpy(key.mac, eth.h_source, 6);
 	s = bpf_map_lookup_elem(&fp_fdb, &key);
 	if (!s) /* not learned yet: the switch learns it */
@@ -132,55 +210,103 @@ static __always_inline __u32 fp_decide(struct __sk_buff *skb, struct fp_fdb_val 
 	d = bpf_map_lookup_elem(&fp_fdb, &key);
 	if (!d || d->ifindex == in)
 		return 0;
-	out = d->ifindex;
-	dp = bpf_map_lookup_elem(&fp_ports, &out);
-	if (!dp || !(dp->flags & FP_PORT_FAST) || dp->net != sp->net || dp->mtu < sp->mtu)
-		return 0;
-	if (!bpf_map_lookup_elem(&fp_stats, &in) || !bpf_map_lookup_elem(&fp_stats, &out))
-		return 0;
+	o->ifindex = d->ifindex;
+	if (d->flags & FP_FDB_UPLINK) {
+		/* To the LAN: only from a container. */
+		if (from_uplink)
+			return 0;
+		ukey.ifindex = d->ifindex;
+		ukey.vlan = d->vlan;
+		up = bpf_map_lookup_elem(&fp_uplinks, &ukey);
+		if (!up || !(up->flags & FP_PORT_FAST) || up->net != net || up->mtu < mtu)
+			return 0;
+		o->out_stats = up->stats;
+		o->push = d->vlan;
+		o->egress = 1;
+	} else {
+		dp = bpf_map_lookup_elem(&fp_ports, &o->ifindex);
+		if (!dp || !(dp->flags & FP_PORT_FAST) || dp->net != net || dp->mtu < mtu)
+			return 0;
+		o->out_stats = o->ifindex;
+	}
+	/* The counters need no look here: the switch puts a port's (an
+	 * uplink's) counter in before its entry and takes it out after. */
 	*src = s;
-	return out;
+	return 1;
 }
 
-SEC("classifier")
-int fp_tc(struct __sk_buff *skb)
+static __always_inline int fp_tc_run(struct __sk_buff *skb, int uplink)
 {
 	struct fp_fdb_val *s = 0;
+	struct fp_out o = {};
 	struct fp_stats *st;
-	__u32 in = skb->ifindex, out;
+	__u32 len = skb->len;
 	__u64 now;
 
-	out = fp_decide(skb, &s, 1);
-	if (!out || !s)
+	if (!fp_decide(skb, &s, &o, 1, uplink) || !s)
 		return TC_ACT_OK;
 	now = bpf_ktime_get_ns();
 	if (now - s->seen_ns > FP_SEEN_GRAIN_NS)
 		s->seen_ns = now;
-	st = bpf_map_lookup_elem(&fp_stats, &in);
+	/* The socket filter hid the frame: from here it goes fast or nowhere. */
+	if (o.pop && bpf_skb_vlan_pop(skb))
+		return TC_ACT_SHOT;
+	if (o.push && bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q), o.push))
+		return TC_ACT_SHOT;
+	st = bpf_map_lookup_elem(&fp_stats, &o.in_stats);
 	if (st) {
 		st->rx_frames++;
-		st->rx_bytes += skb->len;
+		st->rx_bytes += len;
 	}
-	st = bpf_map_lookup_elem(&fp_stats, &out);
+	st = bpf_map_lookup_elem(&fp_stats, &o.out_stats);
 	if (st) {
 		st->tx_frames++;
-		st->tx_bytes += skb->len;
+		st->tx_bytes += len;
 	}
-	return bpf_redirect_peer(out, 0);
+	if (o.egress)
+		return bpf_redirect(o.ifindex, 0);
+	return bpf_redirect_peer(o.ifindex, 0);
+}
+
+/* On a veth port's host end. */
+SEC("classifier")
+int fp_tc(struct __sk_buff *skb)
+{
+	return fp_tc_run(skb, 0);
+}
+
+/* On an uplink's interface: the same, without the port lookup. */
+SEC("classifier")
+int fp_tc_up(struct __sk_buff *skb)
+{
+	return fp_tc_run(skb, 1);
 }
 
 SEC("socket")
 int fp_sock(struct __sk_buff *skb)
 {
 	struct fp_fdb_val *s = 0;
+	struct fp_out o = {};
+	__u32 vid;
 
+	if (fp_sock_uplink) {
+		/* As an uplink socket's classic filter did (sys/uplink.rs):
+		 * nothing the host sends or is addressed to, and only this
+		 * network's VLAN (untagged: no tag or a priority tag). */
+		if (skb->pkt_type == PACKET_OUTGOING || skb->pkt_type == PACKET_HOST)
+			return 0;
+		vid = skb->vlan_present ? (skb->vlan_tci & 0x0fff) : 0;
+		if (vid != (fp_sock_uplink & 0x0fff))
+			return 0;
+		return fp_decide(skb, &s, &o, 0, 1) ? 0 : skb->len;
+	}
 	/* As the port socket's classic filter did: nothing the host sends,
 	 * nothing addressed to the host end itself. */
 	if (skb->pkt_type == PACKET_OUTGOING)
 		return skb->len;
 	if (skb->pkt_type == PACKET_HOST)
 		return 0;
-	return fp_decide(skb, &s, 0) ? 0 : skb->len;
+	return fp_decide(skb, &s, &o, 0, 0) ? 0 : skb->len;
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -258,7 +258,9 @@ fn known_unicast_goes_fast_and_the_socket_filter_hides_it() {
         "the removed port's last counters: {last:?}"
     );
     assert!(
-        fp.fdb_entries().iter().all(|(_, _, v)| v.ifindex != ib),
+        fp.fdb_entries()
+            .iter()
+            .all(|(_, _, v)| v.target.ifindex() != ib),
         "an FDB entry still points at the removed port: {:?}",
         fp.fdb_entries()
     );

@@ -205,11 +205,14 @@ class UplinkScenario(unittest.TestCase):
         class Done:
             returncode = 0
             stdout = json.dumps([{"address": "02:00:00:00:00:12", "mtu": 1500,
-                                  "linkinfo": {"info_data": {"vnet_hdr": True}}}])
+                                  "linkinfo": {"info_kind": "veth", "info_data": {"vnet_hdr": True}}}])
+
+        class Stats(Done):
+            stdout = json.dumps({"fastpath": {"active": True}})
 
         def fake_run(argv, **_kw):
             cmds.append([str(a) for a in argv])
-            return Done()
+            return Stats() if [str(a) for a in argv[-2:]] == ["--json", "stats"] else Done()
 
         saved = C.run, C.wait_for, C.OVS_SCHEMA
         # Nothing runs, so nothing is waited for; OVS's schema is not needed either.
@@ -263,6 +266,10 @@ class UplinkScenario(unittest.TestCase):
         self.assertIn("network create lan --uplink eth0 --subnet 10.250.7.0/24", create)
         self.assertTrue(any(f"port add c2 --network lan --netns /run/netns/{c.ns2} --ip 10.250.7.12/24" in x
                             for x in cmds), cmds)
+        c, lab, cmds = self.commands("uplink-vxswitch-ebpf")
+        self.assertIn("--fastpath", lab.spawned[0])
+        self.assertTrue(any(f"port add c2 --network lan --netns /run/netns/{c.ns2} --ip 10.250.7.12/24 --backend veth"
+                            in x for x in cmds), cmds)
         c, _lab, cmds = self.commands("uplink-macvlan")
         host = "vxb-1-uplink-macvlan-host"
         self.assertIn(f"ip -n {host} link add mv0 link eth0 type macvlan mode bridge", cmds)

@@ -18,13 +18,26 @@
 //!
 //! A port is fast unless something in userspace must see its frames: the
 //! IP guard (the program checks MACs only), a mirror, or any capture.
+//!
+//! A network's uplink goes on the fast path too ([`Daemon::fastpath_uplink_prepare`],
+//! from `ctl::uplink` whenever it opens the uplink's sockets): its sockets get
+//! the socket filter loaded for its VLAN, its interface the tc program, and
+//! each round puts its (interface, VLAN) entry in while the interface is up
+//! and no mirror or capture wants its frames; MACs learned behind it go in
+//! as `FdbTarget::Uplink`. Its entries and (when no other network's uplink
+//! uses the interface) the tc filter leave when the interface goes away,
+//! the network is deleted or the daemon stops: the host's interface is not
+//! the daemon's, so it is left as it was found, and LAN traffic waits for
+//! the next daemon (veth ports, the daemon's own, stay fast meanwhile).
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::fastpath::{FastPath, FastStats, Mode, PortEntry, Unavailable};
+use crate::fastpath::{
+    uplink_stats_key, FastPath, FastStats, FdbTarget, Mode, PortEntry, Unavailable, UplinkEntry,
+};
 use crate::fdb::{Dest, Filter, NetId};
 use crate::observe::capture;
 use crate::switch::SourcePolicy;
@@ -32,7 +45,8 @@ use crate::wire::MacAddr;
 
 use super::daemon::Daemon;
 use super::ports::VethHost;
-use super::proto::FastPathStatus;
+use super::proto::{FastPathStatus, PortKind};
+use crate::ports::uplink::LinkState;
 
 /// The fast path's state in the daemon.
 #[derive(Default)]
@@ -50,6 +64,19 @@ pub(super) struct FastPathCtl {
     warned: bool,
     /// Ports added with `fastpath: false`: never on the fast path.
     opted_out: std::collections::BTreeSet<String>,
+    /// Uplinks whose sockets have the socket filter and whose interface
+    /// has the tc program, by uplink port name.
+    uplinks: BTreeMap<String, FastUplink>,
+}
+
+/// An uplink on the fast path.
+#[derive(Clone, Debug)]
+struct FastUplink {
+    network: String,
+    ifname: String,
+    ifindex: u32,
+    /// The network's VLAN id, 0: untagged.
+    vlan: u16,
 }
 
 impl std::fmt::Debug for FastPathCtl {
@@ -66,6 +93,11 @@ impl FastPathCtl {
     /// stay for the next start with a state directory (their entries stay
     /// too, so known flows keep forwarding while no daemon runs).
     pub(super) fn on_stop(&mut self, veths_stay: bool) {
+        // The uplinks' interfaces are the host's: left as they were found.
+        let names: Vec<String> = self.uplinks.keys().cloned().collect();
+        for name in names {
+            self.uplink_off(&name);
+        }
         if veths_stay {
             return;
         }
@@ -76,6 +108,25 @@ impl FastPathCtl {
             // Nothing left to forward for: no pins left behind either.
             if fp.ports().is_empty() {
                 FastPath::unpin(fp.pin_dir());
+            }
+        }
+    }
+}
+
+impl FastPathCtl {
+    /// Takes the uplink `name` off the fast path: its entries first, then
+    /// the tc filter on its interface unless another network's uplink
+    /// still uses it.
+    fn uplink_off(&mut self, name: &str) {
+        let Some(u) = self.uplinks.remove(name) else {
+            return;
+        };
+        if let Some(fp) = self.fp.as_mut() {
+            fp.remove_uplink(u.ifindex, u.vlan);
+        }
+        if !self.uplinks.values().any(|o| o.ifindex == u.ifindex) {
+            if let Err(e) = FastPath::detach_uplink_tc(&u.ifname) {
+                eprintln!("vxswitch: uplink {}: {e}", u.ifname);
             }
         }
     }
@@ -264,35 +315,45 @@ impl Daemon {
         if !fp.reused() {
             return;
         }
-        let ours: HashMap<u32, (NetId, crate::fdb::PortId)> = self
+        let ours: HashMap<FdbTarget, (NetId, crate::fdb::PortId)> = self
             .fastpath
             .attached
             .iter()
             .filter_map(|(name, &ifindex)| {
                 let p = self.ports.get(name)?;
-                Some((ifindex, (p.net, p.id)))
+                Some((FdbTarget::Port(ifindex), (p.net, p.id)))
             })
+            .chain(self.fastpath.uplinks.iter().filter_map(|(name, u)| {
+                let p = self.ports.get(name)?;
+                let t = FdbTarget::Uplink {
+                    ifindex: u.ifindex,
+                    vlan: u.vlan,
+                };
+                Some((t, (p.net, p.id)))
+            }))
             .collect();
         let stale: Vec<u32> = fp
             .ports()
             .keys()
             .copied()
-            .filter(|i| !ours.contains_key(i))
+            .filter(|i| !ours.contains_key(&FdbTarget::Port(*i)))
             .collect();
         for ifindex in stale {
             fp.remove_port(ifindex);
         }
-        let known: Vec<(MacAddr, u32)> = fp
+        let known: Vec<(MacAddr, FdbTarget)> = fp
             .fdb_entries()
             .into_iter()
-            .map(|(_, mac, v)| (mac, v.ifindex))
+            .map(|(_, mac, v)| (mac, v.target))
             .collect();
-        for &ifindex in ours.keys() {
-            let _ = fp.reset_stats(ifindex);
+        for t in ours.keys() {
+            if let FdbTarget::Port(ifindex) = t {
+                let _ = fp.reset_stats(*ifindex);
+            }
         }
         let (fdb, now) = (self.fdb().clone(), self.clock.now());
-        for (mac, ifindex) in known {
-            if let Some(&(net, port)) = ours.get(&ifindex) {
+        for (mac, target) in known {
+            if let Some(&(net, port)) = ours.get(&target) {
                 fdb.learn(net, mac, Dest::Local(port), now);
             }
         }
@@ -319,7 +380,7 @@ impl Daemon {
             mode: self.fastpath.mode.to_string(),
             active: self.fastpath.fp.is_some(),
             reason: self.fastpath.why_not.as_ref().map(|w| w.to_string()),
-            ports: self.fastpath.attached.len(),
+            ports: self.fastpath.attached.len() + self.fastpath.uplinks.len(),
         }
     }
 
@@ -380,8 +441,76 @@ impl Daemon {
 
     /// Keeps the fast path's counters of port `name` (zero when not fast).
     pub(super) fn fast_stats(&self, name: &str) -> Option<FastStats> {
-        let ifindex = self.fastpath.attached.get(name)?;
-        Some(self.fastpath.fp.as_ref()?.stats(*ifindex))
+        let fp = self.fastpath.fp.as_ref()?;
+        if let Some(ifindex) = self.fastpath.attached.get(name) {
+            return Some(fp.stats(*ifindex));
+        }
+        // An uplink's counter outlives its interface (re-attached under
+        // the same port): kept until its network goes.
+        let p = self
+            .ports
+            .get(name)
+            .filter(|p| p.kind == PortKind::Uplink)?;
+        Some(fp.stats(uplink_stats_key(p.id)))
+    }
+
+    /// Puts the sockets of network `network`'s uplink port `port`, just
+    /// opened on interface `ifname` (`ifindex`), on the fast path, before
+    /// the dataplane has them: the socket filter for the network's VLAN
+    /// on each (in place of their classic filter, whose work it does), then
+    /// the tc program on the interface. No frame goes fast before the next
+    /// round puts the uplink's entry in, so there is no window in which a
+    /// frame is hidden from the switch and not redirected. Failures are
+    /// logged and leave the uplink in userspace (a socket that has the
+    /// socket filter behaves as with the classic one while no entry is in).
+    pub(super) fn fastpath_uplink_prepare(
+        &mut self,
+        network: &str,
+        port: &str,
+        ifname: &str,
+        ifindex: u32,
+        vlan: Option<u16>,
+        sockets: &[&OwnedFd],
+    ) {
+        self.fastpath_uplink_forget(port);
+        let Some(fp) = self.fastpath.fp.as_mut() else {
+            return;
+        };
+        let vlan = vlan.unwrap_or(0);
+        let r = sockets
+            .iter()
+            .try_for_each(|s| fp.attach_uplink_socket(s.as_fd(), vlan))
+            .and_then(|()| fp.attach_uplink_tc(ifname));
+        match r {
+            Ok(()) => {
+                self.fastpath.uplinks.insert(
+                    port.to_string(),
+                    FastUplink {
+                        network: network.to_string(),
+                        ifname: ifname.to_string(),
+                        ifindex,
+                        vlan,
+                    },
+                );
+            }
+            Err(e) => eprintln!("vxswitch: uplink {port} stays off the fast path: {e}"),
+        }
+    }
+
+    /// Takes uplink port `port` off the fast path (its interface went, or
+    /// its network is going): entries first, then the interface's tc filter
+    /// if no other network's uplink uses it.
+    pub(super) fn fastpath_uplink_forget(&mut self, port: &str) {
+        self.fastpath.uplink_off(port);
+    }
+
+    /// The network of uplink port `port` is deleted: its counter goes too.
+    pub(super) fn fastpath_uplink_remove(&mut self, port: &str) {
+        self.fastpath_uplink_forget(port);
+        let id = self.ports.get(port).map(|p| p.id);
+        if let (Some(fp), Some(id)) = (self.fastpath.fp.as_mut(), id) {
+            fp.remove_stats(uplink_stats_key(id));
+        }
     }
 
     /// Keeps the ports off the fast path for a moment (a capture starting:
@@ -434,23 +563,67 @@ impl Daemon {
                 }
             }
         }
+        // Uplinks: fast while their interface is up and attached, and
+        // nothing in userspace must see their frames. Entries of no uplink
+        // of ours (an earlier daemon's) go.
+        let mut wanted = std::collections::HashSet::new();
+        for (name, u) in &self.fastpath.uplinks {
+            let Some(p) = self.ports.get(name) else {
+                continue;
+            };
+            let up = self
+                .networks
+                .get(&u.network)
+                .and_then(|n| n.uplink.as_ref())
+                .is_some_and(|l| l.state == LinkState::Up && l.attached == Some(u.ifindex));
+            let want = UplinkEntry {
+                net: p.net,
+                port: p.id,
+                stats: uplink_stats_key(p.id),
+                mtu: p.mtu,
+                fast: up && !paused && !self.mirrors.contains_key(name),
+            };
+            wanted.insert((u.ifindex, u.vlan));
+            if fp.uplinks().get(&(u.ifindex, u.vlan)) != Some(&want) {
+                if let Err(e) = fp.set_uplink(u.ifindex, u.vlan, &want) {
+                    eprintln!("vxswitch: uplink {name}: {e}");
+                }
+            }
+        }
+        let stale: Vec<(u32, u16)> = fp
+            .uplinks()
+            .into_keys()
+            .filter(|k| !wanted.contains(k))
+            .collect();
+        for (ifindex, vlan) in stale {
+            fp.remove_uplink(ifindex, vlan);
+        }
     }
 
     /// The FDB map as the switch's FDB says, for MACs behind fast ports;
     /// entries the program used refresh the switch's.
     fn fastpath_sync_fdb(&mut self) {
         let now = self.clock.now();
-        let by_port: HashMap<crate::fdb::PortId, u32> = self
+        let by_port: HashMap<crate::fdb::PortId, FdbTarget> = self
             .fastpath
             .attached
             .iter()
-            .filter_map(|(name, &ifindex)| Some((self.ports.get(name)?.id, ifindex)))
+            .filter_map(|(name, &ifindex)| {
+                Some((self.ports.get(name)?.id, FdbTarget::Port(ifindex)))
+            })
+            .chain(self.fastpath.uplinks.iter().filter_map(|(name, u)| {
+                let t = FdbTarget::Uplink {
+                    ifindex: u.ifindex,
+                    vlan: u.vlan,
+                };
+                Some((self.ports.get(name)?.id, t))
+            }))
             .collect();
-        let mut want: HashMap<(NetId, MacAddr), (u32, crate::fdb::PortId)> = HashMap::new();
+        let mut want: HashMap<(NetId, MacAddr), (FdbTarget, crate::fdb::PortId)> = HashMap::new();
         for e in self.fdb().entries(Filter::default(), now) {
             if let Dest::Local(p) = e.dest {
-                if let Some(&ifindex) = by_port.get(&p) {
-                    want.insert((e.net, e.mac), (ifindex, p));
+                if let Some(&target) = by_port.get(&p) {
+                    want.insert((e.net, e.mac), (target, p));
                 }
             }
         }
@@ -461,7 +634,7 @@ impl Daemon {
         let mut refresh = Vec::new();
         for (net, mac, v) in fp.fdb_entries() {
             match want.get(&(net, mac)) {
-                Some(&(ifindex, port)) if ifindex == v.ifindex => {
+                Some(&(target, port)) if target == v.target => {
                     if v.seen_ns != 0 && self.fastpath.seen.get(&(net, mac)) != Some(&v.seen_ns) {
                         refresh.push((net, mac, port));
                     }
@@ -472,9 +645,9 @@ impl Daemon {
                 }
             }
         }
-        for (&(net, mac), &(ifindex, _)) in &want {
+        for (&(net, mac), &(target, _)) in &want {
             if let std::collections::hash_map::Entry::Vacant(v) = seen.entry((net, mac)) {
-                if let Err(e) = fp.set_fdb(net, mac, ifindex) {
+                if let Err(e) = fp.set_fdb_target(net, mac, target) {
                     if !std::mem::replace(&mut self.fastpath.warned, true) {
                         eprintln!(
                             "vxswitch: fast path: {e}; MACs that do not fit take the \

@@ -264,6 +264,7 @@ impl Daemon {
             self.gateway_gone(&a.name);
         }
         if let Some(p) = uplink_port.filter(|p| self.ports.contains_key(p)) {
+            self.fastpath_uplink_remove(&p);
             self.detach(&p)?;
         }
         let removed_vteps = self

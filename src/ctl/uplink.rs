@@ -11,6 +11,7 @@
 //! reappears (a new socket on the new interface, attached under the same
 //! port). `port ls` and `stats` show the state.
 
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -206,6 +207,10 @@ impl Daemon {
             self.rx_spec(),
         )
         .map_err(|e| CtlError::internal(format!("{what}: {e}")))?;
+        let sockets: Vec<&OwnedFd> = std::iter::once(&opened.fd)
+            .chain(&opened.extra_queues)
+            .collect();
+        self.fastpath_uplink_prepare(network, &port, &ifname, index, vlan, &sockets);
         let meta = PortMeta {
             kind: PortKind::Uplink,
             netns: Netns::Current,
@@ -231,14 +236,17 @@ impl Daemon {
         {
             u.ring = opened.ring;
         }
-        self.attach(
+        if let Err(e) = self.attach(
             &port,
             network,
             opened.fd,
             opened.extra_queues,
             opened.mtu,
             meta,
-        )?;
+        ) {
+            self.fastpath_uplink_forget(&port);
+            return Err(e);
+        }
         if let Some(u) = self
             .networks
             .get_mut(network)
@@ -248,6 +256,7 @@ impl Daemon {
             u.attached = Some(index);
             u.drops = Some(opened.drops);
         }
+        self.fastpath_sync_ports();
         Ok(())
     }
 
@@ -323,6 +332,14 @@ impl Daemon {
         else {
             return false;
         };
+        if let Some(port) = self
+            .networks
+            .get(&network)
+            .and_then(|n| n.uplink.as_ref())
+            .map(|u| u.port.clone())
+        {
+            self.fastpath_uplink_forget(&port);
+        }
         let log = self.log_events;
         if let Some(u) = self
             .networks
@@ -405,6 +422,15 @@ impl Daemon {
             return;
         }
         u.state = probe.state;
+        // Down: no frame goes fast to a dead link (the switch counts them).
+        self.fastpath_sync_ports();
+        let Some(u) = self
+            .networks
+            .get_mut(network)
+            .and_then(|n| n.uplink.as_mut())
+        else {
+            return;
+        };
         if log {
             let what = match (probe.state, note) {
                 (LinkState::Missing, _) => "is gone; the network keeps working locally, and \
@@ -424,6 +450,7 @@ impl Daemon {
 
     /// Takes the uplink port out of the dataplane, keeping its record.
     fn detach_uplink(&mut self, network: &str, port: &str) {
+        self.fastpath_uplink_forget(port);
         if let Some(id) = self.ports.get(port).map(|p| p.id) {
             if self.engine.remove_port(id).is_ok_and(|attached| !attached) {
                 self.process_events();
@@ -449,7 +476,7 @@ impl Daemon {
         index: u32,
         mtu: u32,
     ) -> Result<(), CtlError> {
-        let (Some(net), Some(p)) = (self.networks.get(network), self.ports.get(port)) else {
+        let (Some(net), true) = (self.networks.get(network), self.ports.contains_key(port)) else {
             return Ok(());
         };
         let Some(u) = net.uplink.as_ref() else {
@@ -465,6 +492,17 @@ impl Daemon {
             self.rx_spec(),
         )
         .map_err(|e| CtlError::internal(format!("{what}: {e}")))?;
+        let (ifname, vlan) = (u.ifname.clone(), u.vlan);
+        let sockets: Vec<&OwnedFd> = std::iter::once(&opened.fd)
+            .chain(&opened.extra_queues)
+            .collect();
+        self.fastpath_uplink_prepare(network, port, &ifname, index, vlan, &sockets);
+        let (Some(net), Some(p)) = (self.networks.get(network), self.ports.get(port)) else {
+            return Ok(());
+        };
+        let Some(u) = net.uplink.as_ref() else {
+            return Ok(());
+        };
         let attach = PortAttach {
             id: p.id,
             net: net.id,
@@ -476,15 +514,16 @@ impl Daemon {
             mac: None,
             policy: p.policy,
         };
-        self.engine
-            .add_uplink(
-                attach,
-                UplinkConfig {
-                    ring: opened.ring,
-                    ..u.config()
-                },
-            )
-            .map_err(|e| engine_error(&what, e))?;
+        if let Err(e) = self.engine.add_uplink(
+            attach,
+            UplinkConfig {
+                ring: opened.ring,
+                ..u.config()
+            },
+        ) {
+            self.fastpath_uplink_forget(port);
+            return Err(engine_error(&what, e));
+        }
         if let Some(p) = self.ports.get_mut(port) {
             p.mtu = mtu;
             p.offload = opened.vnet_hdr;
@@ -500,6 +539,7 @@ impl Daemon {
             u.take_drops();
             u.drops = Some(opened.drops);
         }
+        self.fastpath_sync_ports();
         Ok(())
     }
 }

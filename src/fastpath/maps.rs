@@ -30,6 +30,75 @@ pub type PortBytes = [u8; 20];
 pub type FdbKeyBytes = [u8; 12];
 pub type FdbValBytes = [u8; 16];
 pub type StatsBytes = [u8; 32];
+pub type UplinkKeyBytes = [u8; 8];
+pub type UplinkBytes = [u8; 20];
+
+/// `fp_fdb_val.flags`: the MAC is behind an uplink.
+pub const FDB_UPLINK: u16 = 1;
+
+/// `fp_stats` keys of uplinks have this bit (those of veth ports are
+/// ifindexes, far below it): one key per uplink port, as the networks on
+/// VLANs of one interface share its ifindex.
+pub const UPLINK_STATS: u32 = 0x8000_0000;
+
+/// The `fp_stats` key of uplink port `port`.
+pub fn uplink_stats_key(port: PortId) -> u32 {
+    UPLINK_STATS | port.0
+}
+
+/// `struct fp_uplink_key`: an uplink network, by its interface and VLAN id
+/// (0: the untagged LAN).
+pub fn uplink_key(ifindex: u32, vlan: u16) -> UplinkKeyBytes {
+    let mut b = [0u8; 8];
+    b[0..4].copy_from_slice(&ifindex.to_ne_bytes());
+    b[4..8].copy_from_slice(&u32::from(vlan).to_ne_bytes());
+    b
+}
+
+/// The (ifindex, VLAN id) of an `fp_uplink_key`.
+pub fn decode_uplink_key(b: &UplinkKeyBytes) -> (u32, u16) {
+    (
+        u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+        u32::from_ne_bytes([b[4], b[5], b[6], b[7]]) as u16,
+    )
+}
+
+/// `struct fp_uplink`: a network's uplink on the fast path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UplinkEntry {
+    pub net: NetId,
+    pub port: PortId,
+    /// Its key in `fp_stats` ([`uplink_stats_key`]).
+    pub stats: u32,
+    /// A frame goes fast to the LAN only from a port whose MTU is at most this.
+    pub mtu: u32,
+    /// Frames may go fast (off: down, mirrored, captured).
+    pub fast: bool,
+}
+
+impl UplinkEntry {
+    pub fn encode(&self) -> UplinkBytes {
+        let mut b = [0u8; 20];
+        b[0..4].copy_from_slice(&self.net.0.to_ne_bytes());
+        b[4..8].copy_from_slice(&self.port.0.to_ne_bytes());
+        b[8..12].copy_from_slice(&self.stats.to_ne_bytes());
+        b[12..16].copy_from_slice(&self.mtu.to_ne_bytes());
+        let flags = if self.fast { PORT_FAST } else { 0 };
+        b[16..18].copy_from_slice(&flags.to_ne_bytes());
+        b
+    }
+
+    pub fn decode(b: &UplinkBytes) -> UplinkEntry {
+        let u32_at = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        UplinkEntry {
+            net: NetId(u32_at(0)),
+            port: PortId(u32_at(4)),
+            stats: u32_at(8),
+            mtu: u32_at(12),
+            fast: u16::from_ne_bytes([b[16], b[17]]) & PORT_FAST != 0,
+        }
+    }
+}
 
 impl PortEntry {
     pub fn encode(&self) -> PortBytes {
@@ -83,18 +152,38 @@ pub fn decode_fdb_key(b: &FdbKeyBytes) -> (NetId, MacAddr) {
     )
 }
 
-/// `struct fp_fdb_val`: the host-end ifindex the MAC is behind, and when
-/// the program last forwarded a frame from it (`CLOCK_MONOTONIC` ns, 0: never).
+/// Where an `fp_fdb_val` points: a veth port's host end, or an uplink
+/// network (its interface and VLAN id, 0 untagged).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FdbTarget {
+    Port(u32),
+    Uplink { ifindex: u32, vlan: u16 },
+}
+
+impl FdbTarget {
+    pub fn ifindex(self) -> u32 {
+        match self {
+            FdbTarget::Port(i) | FdbTarget::Uplink { ifindex: i, .. } => i,
+        }
+    }
+}
+
+/// `struct fp_fdb_val`: what the MAC is behind, and when the program last
+/// forwarded a frame from it (`CLOCK_MONOTONIC` ns, 0: never).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FdbVal {
-    pub ifindex: u32,
+    pub target: FdbTarget,
     pub seen_ns: u64,
 }
 
 impl FdbVal {
     pub fn encode(&self) -> FdbValBytes {
         let mut b = [0u8; 16];
-        b[0..4].copy_from_slice(&self.ifindex.to_ne_bytes());
+        b[0..4].copy_from_slice(&self.target.ifindex().to_ne_bytes());
+        if let FdbTarget::Uplink { vlan, .. } = self.target {
+            b[4..6].copy_from_slice(&vlan.to_ne_bytes());
+            b[6..8].copy_from_slice(&FDB_UPLINK.to_ne_bytes());
+        }
         b[8..16].copy_from_slice(&self.seen_ns.to_ne_bytes());
         b
     }
@@ -102,8 +191,17 @@ impl FdbVal {
     pub fn decode(b: &FdbValBytes) -> FdbVal {
         let mut s = [0u8; 8];
         s.copy_from_slice(&b[8..16]);
+        let ifindex = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+        let target = if u16::from_ne_bytes([b[6], b[7]]) & FDB_UPLINK != 0 {
+            FdbTarget::Uplink {
+                ifindex,
+                vlan: u16::from_ne_bytes([b[4], b[5]]),
+            }
+        } else {
+            FdbTarget::Port(ifindex)
+        };
         FdbVal {
-            ifindex: u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+            target,
             seen_ns: u64::from_ne_bytes(s),
         }
     }
@@ -167,9 +265,39 @@ mod tests {
         assert_eq!(decode_fdb_key(&k), (NetId(3), MacAddr([2, 1, 2, 3, 4, 5])));
         assert_eq!(&k[10..], &[0, 0], "the key's padding is zero");
         let v = FdbVal {
-            ifindex: 12,
+            target: FdbTarget::Port(12),
             seen_ns: 1 << 40,
         };
         assert_eq!(FdbVal::decode(&v.encode()), v);
+        let u = FdbVal {
+            target: FdbTarget::Uplink {
+                ifindex: 3,
+                vlan: 20,
+            },
+            seen_ns: 5,
+        };
+        let b = u.encode();
+        assert_eq!(FdbVal::decode(&b), u);
+        // ifindex, vlan, flags, seen_ns: as struct fp_fdb_val lays them out.
+        assert_eq!(
+            &b[4..8],
+            &[20u16.to_ne_bytes(), FDB_UPLINK.to_ne_bytes()].concat()[..]
+        );
+    }
+
+    #[test]
+    fn uplink_entries_and_keys_survive_encoding() {
+        let e = UplinkEntry {
+            net: NetId(2),
+            port: PortId(9),
+            stats: uplink_stats_key(PortId(9)),
+            mtu: 1500,
+            fast: true,
+        };
+        assert_eq!(UplinkEntry::decode(&e.encode()), e);
+        let off = UplinkEntry { fast: false, ..e };
+        assert_eq!(UplinkEntry::decode(&off.encode()), off);
+        assert_eq!(decode_uplink_key(&uplink_key(7, 10)), (7, 10));
+        assert_eq!(uplink_stats_key(PortId(9)), 0x8000_0009);
     }
 }

@@ -28,7 +28,7 @@ use crate::fdb::NetId;
 use crate::sys::bpf::{is_bpffs, mount_bpffs};
 use crate::wire::MacAddr;
 
-pub use maps::{FastStats, FdbVal, PortEntry};
+pub use maps::{uplink_stats_key, FastStats, FdbTarget, FdbVal, PortEntry, UplinkEntry};
 
 /// The compiled program, when clang was there at build time.
 #[cfg(vxswitch_bpf)]
@@ -49,7 +49,14 @@ pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf";
 const TC_PRIORITY: u16 = 0x7f5c;
 const TC_HANDLE: u32 = 0x7f5c;
 const TC_PROGRAM: &str = "fp_tc";
+/// The same on an uplink's interface (no port lookup: it is no port).
+const TC_UPLINK_PROGRAM: &str = "fp_tc_up";
 const SOCKET_PROGRAM: &str = "fp_sock";
+/// The pinned maps.
+const MAPS: [&str; 4] = ["fp_ports", "fp_fdb", "fp_stats", "fp_uplinks"];
+/// The socket filter's setting on an uplink's sockets (bpf/fastpath.bpf.c).
+const SOCK_UPLINK_GLOBAL: &str = "fp_sock_uplink";
+const SOCK_UPLINK: u32 = 0x1_0000;
 /// The map update flag "only if absent".
 const BPF_NOEXIST: u64 = 1;
 
@@ -180,6 +187,10 @@ pub struct FastPath {
     ports: HashMap<MapData, u32, maps::PortBytes>,
     fdb: HashMap<MapData, maps::FdbKeyBytes, maps::FdbValBytes>,
     stats: PerCpuHashMap<MapData, u32, maps::StatsBytes>,
+    uplinks: HashMap<MapData, maps::UplinkKeyBytes, maps::UplinkBytes>,
+    /// The socket filter loaded once per uplink VLAN (`fp_sock_uplink`),
+    /// on the same pinned maps, by its setting.
+    uplink_sock: StdHashMap<u32, Ebpf>,
     pin_dir: PathBuf,
     /// Whether the maps came from earlier pins (a restart) rather than new.
     reused: bool,
@@ -213,7 +224,7 @@ impl FastPath {
                 // Pins of another build, with other shapes: start afresh
                 // (filters still on interfaces keep their maps until the
                 // ports are attached again and their filters replaced).
-                for m in ["fp_ports", "fp_fdb", "fp_stats"] {
+                for m in MAPS {
                     let _ = std::fs::remove_file(pin_dir.join(m));
                 }
                 Self::load_once(pin_dir, false).map_err(Refused::into_unavailable)
@@ -227,7 +238,7 @@ impl FastPath {
             .map_pin_path(pin_dir)
             .load(OBJECT)
             .map_err(|e| Refused::of(&e))?;
-        for name in [TC_PROGRAM, SOCKET_PROGRAM] {
+        for name in [TC_PROGRAM, TC_UPLINK_PROGRAM, SOCKET_PROGRAM] {
             let r = match ebpf.program_mut(name) {
                 Some(aya::programs::Program::SchedClassifier(p)) => p.load(),
                 Some(aya::programs::Program::SocketFilter(p)) => p.load(),
@@ -242,11 +253,14 @@ impl FastPath {
         let ports = HashMap::try_from(take("fp_ports")?).map_err(|e| Refused::of(&e))?;
         let fdb = HashMap::try_from(take("fp_fdb")?).map_err(|e| Refused::of(&e))?;
         let stats = PerCpuHashMap::try_from(take("fp_stats")?).map_err(|e| Refused::of(&e))?;
+        let uplinks = HashMap::try_from(take("fp_uplinks")?).map_err(|e| Refused::of(&e))?;
         Ok(FastPath {
             ebpf,
             ports,
             fdb,
             stats,
+            uplinks,
+            uplink_sock: StdHashMap::new(),
             pin_dir: pin_dir.to_path_buf(),
             reused,
         })
@@ -265,7 +279,7 @@ impl FastPath {
     /// Removes the pinned maps (the daemon shut down for good, or a test
     /// cleaning up). Filters still attached keep their maps until detached.
     pub fn unpin(pin_dir: &Path) {
-        for m in ["fp_ports", "fp_fdb", "fp_stats"] {
+        for m in MAPS {
             let _ = std::fs::remove_file(pin_dir.join(m));
         }
         let _ = std::fs::remove_dir(pin_dir);
@@ -280,6 +294,15 @@ impl FastPath {
     /// filter outlives this process: it goes with the interface or with
     /// [`FastPath::detach_tc`].
     pub fn attach_tc(&mut self, ifname: &str) -> Result<(), FastPathError> {
+        self.attach_tc_program(ifname, TC_PROGRAM)
+    }
+
+    /// [`FastPath::attach_tc`] for an uplink's interface.
+    pub fn attach_uplink_tc(&mut self, ifname: &str) -> Result<(), FastPathError> {
+        self.attach_tc_program(ifname, TC_UPLINK_PROGRAM)
+    }
+
+    fn attach_tc_program(&mut self, ifname: &str, program: &str) -> Result<(), FastPathError> {
         let err = |what: &str, e: &dyn StdError| {
             FastPathError(format!("fast path on {ifname}: {what}: {}", chain(e)))
         };
@@ -290,9 +313,9 @@ impl FastPath {
         }
         let prog: &mut SchedClassifier = self
             .ebpf
-            .program_mut(TC_PROGRAM)
+            .program_mut(program)
             .and_then(|p| p.try_into().ok())
-            .ok_or_else(|| FastPathError(format!("{TC_PROGRAM} is not loaded")))?;
+            .ok_or_else(|| FastPathError(format!("{program} is not loaded")))?;
         let opts = || {
             TcAttachOptions::Netlink(NlOptions {
                 priority: TC_PRIORITY,
@@ -328,7 +351,16 @@ impl FastPath {
     /// Removes this daemon's tc filter from `ifname`; an interface without
     /// it (or gone) is fine.
     pub fn detach_tc(ifname: &str) -> Result<(), FastPathError> {
-        match tc::qdisc_detach_program(ifname, TcAttachType::Ingress, TC_PROGRAM) {
+        Self::detach_tc_program(ifname, TC_PROGRAM)
+    }
+
+    /// [`FastPath::detach_tc`] for an uplink's interface.
+    pub fn detach_uplink_tc(ifname: &str) -> Result<(), FastPathError> {
+        Self::detach_tc_program(ifname, TC_UPLINK_PROGRAM)
+    }
+
+    fn detach_tc_program(ifname: &str, program: &str) -> Result<(), FastPathError> {
+        match tc::qdisc_detach_program(ifname, TcAttachType::Ingress, program) {
             Ok(()) => Ok(()),
             Err(e)
                 if e.kind() == io::ErrorKind::NotFound
@@ -346,41 +378,54 @@ impl FastPath {
     /// program will redirect never reach the userspace switch. The filter
     /// lives as long as the socket.
     pub fn attach_socket<S: AsFd>(&mut self, socket: S) -> Result<(), FastPathError> {
-        let prog: &mut SocketFilter = self
-            .ebpf
-            .program_mut(SOCKET_PROGRAM)
-            .and_then(|p| p.try_into().ok())
-            .ok_or_else(|| FastPathError(format!("{SOCKET_PROGRAM} is not loaded")))?;
-        let id = prog.attach(socket).map_err(|e| {
-            FastPathError(format!(
-                "fast path: cannot filter the port's socket: {}",
-                chain(&e)
-            ))
-        })?;
-        // Taken out of the program's list, so that nothing detaches it by
-        // the socket's raw fd later (another socket by then): the filter
-        // goes with its socket. The link itself detaches nothing on drop.
-        let _link = prog.take_link(id).map_err(|e| {
-            FastPathError(format!(
-                "fast path: cannot take the socket link: {}",
-                chain(&e)
-            ))
-        })?;
-        Ok(())
+        attach_sock_prog(&mut self.ebpf, socket)
+    }
+
+    /// Attaches the socket filter to an uplink network's packet socket,
+    /// in place of its classic filter (`sys::uplink::vlan_filter`), whose
+    /// work it does too: only the frames of VLAN `vlan` (0: untagged or
+    /// priority-tagged), never the host's own. Loaded once per VLAN, on
+    /// the same maps.
+    pub fn attach_uplink_socket<S: AsFd>(
+        &mut self,
+        socket: S,
+        vlan: u16,
+    ) -> Result<(), FastPathError> {
+        let setting = SOCK_UPLINK | u32::from(vlan & 0x0fff);
+        if !self.uplink_sock.contains_key(&setting) {
+            let mut ebpf = EbpfLoader::new()
+                .map_pin_path(&self.pin_dir)
+                .set_global(SOCK_UPLINK_GLOBAL, &setting, true)
+                .load(OBJECT)
+                .map_err(|e| {
+                    FastPathError(format!(
+                        "fast path: cannot load the uplink's socket filter: {}",
+                        chain(&e)
+                    ))
+                })?;
+            match ebpf.program_mut(SOCKET_PROGRAM) {
+                Some(aya::programs::Program::SocketFilter(p)) => p.load().map_err(|e| {
+                    FastPathError(format!(
+                        "fast path: the kernel refused the uplink's socket filter: {}",
+                        chain(&e)
+                    ))
+                })?,
+                _ => return Err(FastPathError(format!("the object lacks {SOCKET_PROGRAM}"))),
+            }
+            self.uplink_sock.insert(setting, ebpf);
+        }
+        let ebpf = self
+            .uplink_sock
+            .get_mut(&setting)
+            .ok_or_else(|| FastPathError("fast path: the uplink's socket filter".into()))?;
+        attach_sock_prog(ebpf, socket)
     }
 
     /// Puts (or updates) the port whose host end is `ifindex`, with a zero
     /// counter if it had none.
     pub fn set_port(&mut self, ifindex: u32, port: &PortEntry) -> Result<(), FastPathError> {
-        // BPF_NOEXIST: a counter already there (a restart) keeps counting.
-        let zeros = PerCpuValues::try_from(vec![[0u8; 32]; nr_cpus()])
-            .map_err(|e| FastPathError(format!("fast path counters: {e}")))?;
-        match self.stats.insert(ifindex, zeros, BPF_NOEXIST) {
-            Ok(()) => {}
-            Err(aya::maps::MapError::SyscallError(e))
-                if e.io_error.raw_os_error() == Some(libc::EEXIST) => {}
-            Err(e) => return Err(FastPathError(format!("fast path counters: {}", chain(&e)))),
-        }
+        // A counter already there (a restart) keeps counting.
+        self.ensure_stats(ifindex)?;
         self.ports
             .insert(ifindex, port.encode(), 0)
             .map_err(|e| FastPathError(format!("fast path port map: {}", chain(&e))))
@@ -412,7 +457,7 @@ impl FastPath {
             .fdb
             .iter()
             .filter_map(Result::ok)
-            .filter(|(_, v)| FdbVal::decode(v).ifindex == ifindex)
+            .filter(|(_, v)| FdbVal::decode(v).target == FdbTarget::Port(ifindex))
             .map(|(k, _)| k)
             .collect();
         for k in stale {
@@ -426,19 +471,90 @@ impl FastPath {
     /// Puts `mac` in network `net` behind the port of `ifindex`; an entry
     /// already there keeps its last-seen time.
     pub fn set_fdb(&mut self, net: NetId, mac: MacAddr, ifindex: u32) -> Result<(), FastPathError> {
+        self.set_fdb_target(net, mac, FdbTarget::Port(ifindex))
+    }
+
+    /// Puts `mac` in network `net` behind `target` (a port or an uplink);
+    /// an entry already there keeps its last-seen time.
+    pub fn set_fdb_target(
+        &mut self,
+        net: NetId,
+        mac: MacAddr,
+        target: FdbTarget,
+    ) -> Result<(), FastPathError> {
         let key = maps::fdb_key(net, mac);
         if let Ok(v) = self.fdb.get(&key, 0) {
-            if FdbVal::decode(&v).ifindex == ifindex {
+            if FdbVal::decode(&v).target == target {
                 return Ok(());
             }
         }
-        let v = FdbVal {
-            ifindex,
-            seen_ns: 0,
-        };
+        let v = FdbVal { target, seen_ns: 0 };
         self.fdb
             .insert(key, v.encode(), 0)
             .map_err(|e| FastPathError(format!("fast path FDB map: {}", chain(&e))))
+    }
+
+    /// Puts (or updates) an uplink network (`ifindex`, `vlan`, 0:
+    /// untagged), with a zero counter under `entry.stats` if it had none.
+    pub fn set_uplink(
+        &mut self,
+        ifindex: u32,
+        vlan: u16,
+        entry: &UplinkEntry,
+    ) -> Result<(), FastPathError> {
+        self.ensure_stats(entry.stats)?;
+        self.uplinks
+            .insert(maps::uplink_key(ifindex, vlan), entry.encode(), 0)
+            .map_err(|e| FastPathError(format!("fast path uplink map: {}", chain(&e))))
+    }
+
+    /// Every uplink network in the map: ((ifindex, VLAN id), entry).
+    pub fn uplinks(&self) -> StdHashMap<(u32, u16), UplinkEntry> {
+        self.uplinks
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(k, v)| (maps::decode_uplink_key(&k), UplinkEntry::decode(&v)))
+            .collect()
+    }
+
+    /// Takes an uplink network off the fast path: first its entry (from
+    /// then on no frame goes fast to or from it), then the FDB entries
+    /// behind it. Its counter stays (the port keeps its counts across a
+    /// re-attachment); [`FastPath::remove_stats`] removes it.
+    pub fn remove_uplink(&mut self, ifindex: u32, vlan: u16) {
+        let _ = self.uplinks.remove(&maps::uplink_key(ifindex, vlan));
+        let target = FdbTarget::Uplink { ifindex, vlan };
+        let stale: Vec<maps::FdbKeyBytes> = self
+            .fdb
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, v)| FdbVal::decode(v).target == target)
+            .map(|(k, _)| k)
+            .collect();
+        for k in stale {
+            let _ = self.fdb.remove(&k);
+        }
+    }
+
+    /// Removes the counter under `key`.
+    pub fn remove_stats(&mut self, key: u32) {
+        let _ = self.stats.remove(&key);
+    }
+
+    /// A zero counter under `key` unless there is one (a restart's keeps
+    /// counting).
+    fn ensure_stats(&mut self, key: u32) -> Result<(), FastPathError> {
+        let zeros = PerCpuValues::try_from(vec![[0u8; 32]; nr_cpus()])
+            .map_err(|e| FastPathError(format!("fast path counters: {e}")))?;
+        match self.stats.insert(key, zeros, BPF_NOEXIST) {
+            Ok(()) => Ok(()),
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::EEXIST) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(FastPathError(format!("fast path counters: {}", chain(&e)))),
+        }
     }
 
     /// Removes `mac` of network `net`; true if it was there.
@@ -478,6 +594,31 @@ impl FastPath {
             .insert(ifindex, zeros, 0)
             .map_err(|e| FastPathError(format!("fast path counters: {}", chain(&e))))
     }
+}
+
+/// Attaches `ebpf`'s socket filter to `socket` (see
+/// [`FastPath::attach_socket`]).
+fn attach_sock_prog<S: AsFd>(ebpf: &mut Ebpf, socket: S) -> Result<(), FastPathError> {
+    let prog: &mut SocketFilter = ebpf
+        .program_mut(SOCKET_PROGRAM)
+        .and_then(|p| p.try_into().ok())
+        .ok_or_else(|| FastPathError(format!("{SOCKET_PROGRAM} is not loaded")))?;
+    let id = prog.attach(socket).map_err(|e| {
+        FastPathError(format!(
+            "fast path: cannot filter the port's socket: {}",
+            chain(&e)
+        ))
+    })?;
+    // Taken out of the program's list, so that nothing detaches it by
+    // the socket's raw fd later (another socket by then): the filter
+    // goes with its socket. The link itself detaches nothing on drop.
+    let _link = prog.take_link(id).map_err(|e| {
+        FastPathError(format!(
+            "fast path: cannot take the socket link: {}",
+            chain(&e)
+        ))
+    })?;
+    Ok(())
 }
 
 fn nr_cpus() -> usize {

@@ -605,6 +605,42 @@ class VxswitchUplinkRing(VxswitchUplink):
     )
 
 
+class VxswitchUplinkEbpf(VxswitchUplink):
+    name = "uplink-vxswitch-ebpf"
+    title = "LAN host <-> container through vxswitch's uplink with the eBPF fast path (--fastpath ebpf)"
+    daemon_args = ["--fastpath", "ebpf"]
+    topology = (
+        "as `uplink-vxswitch`, with `daemon --fastpath ebpf` and container c2 on a veth port "
+        "(`port add --backend veth`): known unicast between the LAN host and c2 goes through the kernel "
+        "(the tc program on eth0 and on c2's host end: bpf_redirect_peer in, bpf_redirect to eth0 out); "
+        "docs/fastpath.md, \"Uplinks\""
+    )
+
+    def setup(self) -> None:
+        host = simulated_lan(self)
+        sock = self.lab.path(f"{self.name}.sock")
+        self.start_daemon(host, sock, self.daemon_args)
+        self.cli(sock, "network", "create", "lan", "--uplink", "eth0", "--subnet", f"{self.subnet}.0/24")
+        self.cli(sock, "port", "add", "c2", "--network", "lan", "--netns", f"/run/netns/{self.ns2}",
+                 "--ip", f"{self.ip2}/24", "--backend", "veth")
+        self.finish_setup()
+
+    def finish_setup(self) -> None:
+        Contender.finish_setup(self)
+        kind = link_info(self.ns2, details=True).get("linkinfo", {}).get("info_kind")
+        if kind != "veth":
+            raise BenchError(f"eth0 in {self.ns2} is a {kind}, expected a veth for {self.name}")
+        sock = self.lab.path(f"{self.name}.sock")
+        fp = json.loads(self.cli(sock, "--json", "stats")).get("fastpath") or {}
+        if not fp.get("active"):
+            raise BenchError(f"{self.name}: the fast path is not active: {fp.get('reason')}")
+        # The switch learns both MACs from a first exchange; a sync round
+        # (once a second) then puts them in the maps.
+        run(["ip", "netns", "exec", self.ns1, "ping", "-c", "2", "-i", "0.2", "-W", "1", self.ip2],
+            check=False, timeout=10)
+        time.sleep(1.5)
+
+
 class KernelMacvlan(Contender):
     name = "uplink-macvlan"
     title = "LAN host <-> container through kernel macvlan (bridge mode) on eth0"
@@ -703,11 +739,13 @@ class VxswitchVxlanBase(VxswitchVxlan):
 
 
 ALL = [Vxswitch, VxswitchNoOffload, VxswitchBusyPoll, VxswitchBusyPollAuto, VxswitchVeth, VxswitchEbpf, TapFloor, KernelBridge, Ovs, OvsTso, Vde,
-       Veth, VxswitchVxlan, KernelVxlan, VxswitchUplink, VxswitchUplinkRing, KernelMacvlan, UnderlayBridge, UplinkOvs]
+       Veth, VxswitchVxlan, KernelVxlan, VxswitchUplink, VxswitchUplinkRing, VxswitchUplinkEbpf, KernelMacvlan,
+       UnderlayBridge, UplinkOvs]
 # Measured only when asked for with --only: the uplink scenario (issue 15), a
 # comparison of its own, LAN host <-> container, not run by default (`--busy-poll
 # auto`, once optional, landed with issue 13's item 1).
-UPLINK = ["uplink-vxswitch", "uplink-vxswitch-ring", "uplink-macvlan", "uplink-bridge", "uplink-ovs"]
+UPLINK = ["uplink-vxswitch", "uplink-vxswitch-ring", "uplink-vxswitch-ebpf", "uplink-macvlan", "uplink-bridge",
+          "uplink-ovs"]
 # vxswitch-veth (issue 17): veth ports, measured when asked for until a run
 # puts it in docs/benchmarks-system.md.
 OPTIONAL: set[str] = {*UPLINK, "vxswitch-veth", "vxswitch-ebpf"}

@@ -395,8 +395,17 @@ UPLINK_TARGETS = [
     ("uplink, rings: 64 B frames/s ≥ OVS with an AF_PACKET port", "uplink-vxswitch-ring", "fps_64", "uplink-ovs", 1.0,
      "min"),
     ("uplink, rings: 64 B frames: nothing lost (< 0.1%)", "uplink-vxswitch-ring", "loss_64", None, 0.001, "below"),
+    # The same targets with the eBPF fast path (a veth port, --fastpath ebpf).
+    ("uplink, fast path: TCP 1 stream ≥ 0.8× macvlan", "uplink-vxswitch-ebpf", "tcp1_gbps", "uplink-macvlan", 0.8,
+     "min"),
+    ("uplink, fast path: TCP 4 streams ≥ 0.8× macvlan", "uplink-vxswitch-ebpf", "tcp4_gbps", "uplink-macvlan", 0.8,
+     "min"),
+    ("uplink, fast path: 64 B frames/s ≥ OVS with an AF_PACKET port", "uplink-vxswitch-ebpf", "fps_64", "uplink-ovs",
+     1.0, "min"),
+    ("uplink, fast path: 64 B frames: nothing lost (< 0.1%)", "uplink-vxswitch-ebpf", "loss_64", None, 0.001, "below"),
 ]
-UPLINK_CONTENDERS = {"uplink-vxswitch", "uplink-vxswitch-ring", "uplink-macvlan", "uplink-bridge", "uplink-ovs"}
+UPLINK_CONTENDERS = {"uplink-vxswitch", "uplink-vxswitch-ring", "uplink-vxswitch-ebpf", "uplink-macvlan",
+                     "uplink-bridge", "uplink-ovs"}
 
 
 def how_to_measure(name: str) -> str:
