@@ -418,8 +418,8 @@ def targets(v: View) -> list[dict]:
     """Every target of TARGETS with its figures, ratio and verdict (met: True/False/None for no figure)."""
     rows = []
     uplink = UPLINK_TARGETS if any(v.has(n) for n in UPLINK_CONTENDERS) else []
-    # The rings' rows only in a run that measured them (an option, not the default).
-    uplink = [t for t in uplink if t[1] != "uplink-vxswitch-ring" or v.has(t[1])]
+    # The rings' and the fast path's rows only in a run that measured them (options, not the default).
+    uplink = [t for t in uplink if t[1] not in ("uplink-vxswitch-ring", "uplink-vxswitch-ebpf") or v.has(t[1])]
     port_type = [t for t in PORT_TYPE_TARGETS if v.has(t[1])]
     for what, name, key, ref, bound, kind in TARGETS + port_type + uplink:
         row = {"target": what, "contender": name, "metric": key, "reference": ref, "bound": bound, "kind": kind,
