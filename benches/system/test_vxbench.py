@@ -165,7 +165,14 @@ class Targets(unittest.TestCase):
         ceiling = [line for line in R.table_targets(R.View(doc)) if line.startswith("- **reference**")]
         self.assertEqual(len(ceiling), 1)
         self.assertIn("veth 0.300 Mfps n=1 against tap-floor 0.276 Mfps n=1 = 1.09×", ceiling[0])
-        self.assertIn("lies beyond it", ceiling[0])
+        self.assertIn("the target's 1.2× lies beyond it", ceiling[0])
+
+    def test_the_cpu_ceiling_of_tap_ports_is_the_bridges_cpu_per_gb_over_the_floors(self):
+        doc = doc_with({"bridge": {"machine_s_per_gb": [0.48]}, "tap-floor": {"machine_s_per_gb": [0.79]},
+                        "vxswitch": {"tcp4_gbps": [18.0]}})
+        rows = [line for line in R.table_targets(R.View(doc)) if "CPU ceiling" in line]
+        self.assertEqual(len(rows), 1)
+        self.assertIn("= 0.61× (the target's 0.7× lies beyond it)", rows[0])
 
     def test_peers_table_has_a_column_per_peer_and_floor(self):
         v = R.View(doc_with({n: {"fps_64": [x]} for n, x in
