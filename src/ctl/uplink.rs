@@ -100,6 +100,17 @@ fn port_name(network: &str) -> String {
 }
 
 impl Daemon {
+    /// The uplink of `network`, if it has one.
+    fn uplink_of(&self, network: &str) -> Option<&Uplink> {
+        self.networks.get(network).and_then(|n| n.uplink.as_ref())
+    }
+
+    fn uplink_mut(&mut self, network: &str) -> Option<&mut Uplink> {
+        self.networks
+            .get_mut(network)
+            .and_then(|n| n.uplink.as_mut())
+    }
+
     /// Checks `network.create`'s uplink fields against each other and the
     /// other networks; `None` when the network has no uplink.
     pub(super) fn plan_uplink(
@@ -173,7 +184,7 @@ impl Daemon {
     /// Attaches the uplink port of a network just created: the interface
     /// must be there now.
     pub(super) fn add_uplink_port(&mut self, network: &str) -> Result<(), CtlError> {
-        let Some(u) = self.networks.get(network).and_then(|n| n.uplink.as_ref()) else {
+        let Some(u) = self.uplink_of(network) else {
             return Ok(());
         };
         let (ifname, vlan, port) = (u.ifname.clone(), u.vlan, u.port.clone());
@@ -229,11 +240,7 @@ impl Daemon {
             },
         };
         // The engine maps each socket's ring as it attaches the port.
-        if let Some(u) = self
-            .networks
-            .get_mut(network)
-            .and_then(|n| n.uplink.as_mut())
-        {
+        if let Some(u) = self.uplink_mut(network) {
             u.ring = opened.ring;
         }
         if let Err(e) = self.attach(
@@ -247,11 +254,7 @@ impl Daemon {
             self.fastpath_uplink_forget(&port);
             return Err(e);
         }
-        if let Some(u) = self
-            .networks
-            .get_mut(network)
-            .and_then(|n| n.uplink.as_mut())
-        {
+        if let Some(u) = self.uplink_mut(network) {
             u.state = probe.state;
             u.attached = Some(index);
             u.drops = Some(opened.drops);
@@ -304,17 +307,12 @@ impl Daemon {
 
     /// The engine's settings of the uplink port of `network`, if it has one.
     pub(super) fn uplink_config(&self, network: &str) -> Option<UplinkConfig> {
-        self.networks
-            .get(network)
-            .and_then(|n| n.uplink.as_ref())
-            .map(Uplink::config)
+        self.uplink_of(network).map(Uplink::config)
     }
 
     /// What `port.ls` shows of port `port` of `network` if it is the uplink.
     pub(super) fn uplink_info(&self, network: &str, port: &str) -> Option<UplinkInfo> {
-        self.networks
-            .get(network)
-            .and_then(|n| n.uplink.as_ref())
+        self.uplink_of(network)
             .filter(|u| u.port == port)
             .map(Uplink::info)
     }
@@ -332,20 +330,11 @@ impl Daemon {
         else {
             return false;
         };
-        if let Some(port) = self
-            .networks
-            .get(&network)
-            .and_then(|n| n.uplink.as_ref())
-            .map(|u| u.port.clone())
-        {
+        if let Some(port) = self.uplink_of(&network).map(|u| u.port.clone()) {
             self.fastpath_uplink_forget(&port);
         }
         let log = self.log_events;
-        if let Some(u) = self
-            .networks
-            .get_mut(&network)
-            .and_then(|n| n.uplink.as_mut())
-        {
+        if let Some(u) = self.uplink_mut(&network) {
             u.attached = None;
             if u.state != LinkState::Missing {
                 u.state = LinkState::Missing;
@@ -380,7 +369,7 @@ impl Daemon {
     }
 
     fn follow_uplink(&mut self, network: &str, probe: Probe) {
-        let Some(u) = self.networks.get(network).and_then(|n| n.uplink.as_ref()) else {
+        let Some(u) = self.uplink_of(network) else {
             return;
         };
         // Read the kernel's drop counter often enough that it cannot wrap.
@@ -395,11 +384,7 @@ impl Daemon {
                 note = Some("was replaced");
             }
         }
-        let attached = self
-            .networks
-            .get(network)
-            .and_then(|n| n.uplink.as_ref())
-            .and_then(|u| u.attached);
+        let attached = self.uplink_of(network).and_then(|u| u.attached);
         if let (None, Some(index)) = (attached, probe.index) {
             match self.reattach_uplink(network, &port, index, probe.mtu) {
                 Ok(()) => note = note.or(Some("is back")),
@@ -411,11 +396,7 @@ impl Daemon {
             }
         }
         let log = self.log_events;
-        let Some(u) = self
-            .networks
-            .get_mut(network)
-            .and_then(|n| n.uplink.as_mut())
-        else {
+        let Some(u) = self.uplink_mut(network) else {
             return;
         };
         if was == probe.state && note.is_none() {
@@ -424,11 +405,7 @@ impl Daemon {
         u.state = probe.state;
         // Down: no frame goes fast to a dead link (the switch counts them).
         self.fastpath_sync_ports();
-        let Some(u) = self
-            .networks
-            .get_mut(network)
-            .and_then(|n| n.uplink.as_mut())
-        else {
+        let Some(u) = self.uplink_mut(network) else {
             return;
         };
         if log {
@@ -456,11 +433,7 @@ impl Daemon {
                 self.process_events();
             }
         }
-        if let Some(u) = self
-            .networks
-            .get_mut(network)
-            .and_then(|n| n.uplink.as_mut())
-        {
+        if let Some(u) = self.uplink_mut(network) {
             u.attached = None;
             u.take_drops();
             u.drops = None;
@@ -528,11 +501,7 @@ impl Daemon {
             p.mtu = mtu;
             p.offload = opened.vnet_hdr;
         }
-        if let Some(u) = self
-            .networks
-            .get_mut(network)
-            .and_then(|n| n.uplink.as_mut())
-        {
+        if let Some(u) = self.uplink_mut(network) {
             u.attached = Some(index);
             u.reattached += 1;
             u.ring = opened.ring;
