@@ -346,11 +346,7 @@ fn quiet_pair(d: &Daemon, tag: &str, net: &str, ports: [&str; 2]) -> (Netns, Net
 /// (all rx frames, fast rx frames, fast rx bytes) of `port` in `stats`.
 fn rx(d: &Daemon, port: &str) -> (u64, u64, u64) {
     let s = d.json(&["stats"]);
-    let row = s["ports"]
-        .as_array()
-        .and_then(|a| a.iter().find(|p| p["name"] == port))
-        .cloned()
-        .unwrap_or_else(|| panic!("no port {port} in {s}"));
+    let row = support::port_row(&s, port);
     (
         row["stats"]["rx_frames"].as_u64().unwrap(),
         row["fast"]["rx_frames"].as_u64().unwrap_or(0),

@@ -266,15 +266,21 @@ pub fn veth_prefix() -> String {
     format!("v{}-", std::str::from_utf8(&digits).unwrap_or("00000"))
 }
 
-/// The counters of port `name` in `vxswitch --json stats` output.
-pub fn find_port<'a>(stats: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+/// Port `name`'s whole row in `vxswitch --json stats` output (its
+/// counters, and `fast` for a port on the fast path).
+pub fn port_row<'a>(stats: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     let ports = stats["ports"]
         .as_array()
         .unwrap_or_else(|| panic!("stats --json has no ports list: {stats}"));
-    let p = ports
+    ports
         .iter()
         .find(|p| p["name"] == name)
-        .unwrap_or_else(|| panic!("no port {name} in {stats}"));
+        .unwrap_or_else(|| panic!("no port {name} in {stats}"))
+}
+
+/// The counters of port `name` in `vxswitch --json stats` output.
+pub fn find_port<'a>(stats: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    let p = port_row(stats, name);
     if p.get("stats").is_some() {
         &p["stats"]
     } else {

@@ -31,7 +31,9 @@ mod traffic;
 // The fixtures by name, as `support::Daemon`; each test binary uses its
 // own subset of them.
 #[allow(unused_imports)]
-pub use daemon::{cni_exec, find_port, packet_sockets_on, veth_backend, CniOutcome, Daemon};
+pub use daemon::{
+    cni_exec, find_port, packet_sockets_on, port_row, veth_backend, CniOutcome, Daemon,
+};
 #[allow(unused_imports)]
 pub use netns::Netns;
 #[allow(unused_imports)]

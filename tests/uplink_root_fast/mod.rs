@@ -27,11 +27,7 @@ fn fast_daemon(lan: &Lan, extra: &[&str]) -> Option<Daemon> {
 /// tx, fast bytes rx + tx).
 fn fast_counts(d: &Daemon, port: &str) -> (u64, u64, u64, u64) {
     let s = d.json(&["stats"]);
-    let row = s["ports"]
-        .as_array()
-        .and_then(|a| a.iter().find(|p| p["name"] == port))
-        .cloned()
-        .unwrap_or_else(|| panic!("no port {port} in {s}"));
+    let row = support::port_row(&s, port);
     let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
     (
         n(&row["stats"]["rx_frames"]) + n(&row["stats"]["tx_frames"]),

@@ -568,6 +568,8 @@ def simulated_lan(contender: Contender) -> str:
 
 
 class VxswitchUplink(Vxswitch):
+    # Options of c2's `port add` (the TAP backend unless a variant says).
+    port_args: list[str] = []
     name = "uplink-vxswitch"
     title = "LAN host <-> container through vxswitch's uplink (--uplink eth0)"
     kind = "uplink"
@@ -584,7 +586,7 @@ class VxswitchUplink(Vxswitch):
         self.start_daemon(host, sock, self.daemon_args)
         self.cli(sock, "network", "create", "lan", "--uplink", "eth0", "--subnet", f"{self.subnet}.0/24")
         self.cli(sock, "port", "add", "c2", "--network", "lan", "--netns", f"/run/netns/{self.ns2}",
-                 "--ip", f"{self.ip2}/24")
+                 "--ip", f"{self.ip2}/24", *self.port_args)
         self.finish_setup()
 
     def finish_setup(self) -> None:
@@ -616,14 +618,7 @@ class VxswitchUplinkEbpf(VxswitchUplink):
         "docs/fastpath.md, \"Uplinks\""
     )
 
-    def setup(self) -> None:
-        host = simulated_lan(self)
-        sock = self.lab.path(f"{self.name}.sock")
-        self.start_daemon(host, sock, self.daemon_args)
-        self.cli(sock, "network", "create", "lan", "--uplink", "eth0", "--subnet", f"{self.subnet}.0/24")
-        self.cli(sock, "port", "add", "c2", "--network", "lan", "--netns", f"/run/netns/{self.ns2}",
-                 "--ip", f"{self.ip2}/24", "--backend", "veth")
-        self.finish_setup()
+    port_args = ["--backend", "veth"]
 
     def finish_setup(self) -> None:
         Contender.finish_setup(self)
