@@ -625,11 +625,23 @@ fn a_read_shorter_than_its_virtio_net_hdr_is_refused() {
     ok.extend_from_slice(&[0xff; 6]);
     ok.extend_from_slice(&STATION);
     ok.extend_from_slice(&[0x88, 0xb5, 1, 2, 3]);
-    // The rig's own check expects one rx frame per send; the short read is
-    // none, so its verdict is read from the counters instead.
+    // The rig's own check expects one rx frame per send and gives up as
+    // soon as the short read's outcome outruns the reads, which can be
+    // before the worker has read the next frame; so the verdict is awaited
+    // on the counters here, with a deadline.
     let _ = rig.send_all(&[vec![0u8; 5], ok]);
-    let bad = rig.a_stats.drops(DropReason::BadOffload);
-    let (rx, delivered) = (rig.a_stats.rx_frames.get(), rig.b_stats.tx_frames.get());
+    let seen = || {
+        (
+            rig.a_stats.drops(DropReason::BadOffload),
+            rig.a_stats.rx_frames.get(),
+            rig.b_stats.tx_frames.get(),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while seen() != (1, 1, 1) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (bad, rx, delivered) = seen();
     rig.engine.stop();
     assert_eq!(bad, 1, "the short read is counted as bad_offload");
     assert_eq!(
