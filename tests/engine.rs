@@ -69,6 +69,32 @@ impl Rig {
         Rig { engine, clock }
     }
 
+    /// An engine of `cfg` on a manual clock at 1 ms.
+    fn with_config(cfg: EngineConfig) -> Rig {
+        let clock = ManualClock::new(Millis(1));
+        let engine = Engine::start(cfg, Arc::new(clock.clone()), None).unwrap();
+        Rig { engine, clock }
+    }
+
+    /// An engine of `workers` with VXLAN on `vxlan` and network 0 on `vni`,
+    /// learning VTEPs from what arrives.
+    fn vxlan(workers: usize, vxlan: vxswitch::vxlan::VxlanConfig, vni: u32) -> Rig {
+        let rig = Rig::with_config(EngineConfig {
+            workers,
+            vxlan,
+            ..EngineConfig::default()
+        });
+        rig.engine
+            .set_network(vxswitch::switch::NetworkSpec {
+                id: NetId(0),
+                vni: Some(vni),
+                learn_vteps: true,
+                ..vxswitch::switch::NetworkSpec::default()
+            })
+            .unwrap();
+        rig
+    }
+
     fn port(&self, id: u32, net: u32, mtu: u32) -> TestPort {
         self.port_with(id, net, mtu, false)
     }
@@ -492,12 +518,8 @@ fn any_number_of_workers_forwards_and_counts_the_same() {
             workers,
             ..EngineConfig::default()
         };
-        let engine = Engine::start(cfg, Arc::new(ManualClock::new(Millis(1))), None).unwrap();
-        assert_eq!(engine.workers(), workers);
-        let rig = Rig {
-            engine,
-            clock: ManualClock::new(Millis(1)),
-        };
+        let rig = Rig::with_config(cfg);
+        assert_eq!(rig.engine.workers(), workers);
         let (a, b, c) = (
             rig.port(0, 0, 1500),
             rig.port(1, 0, 1500),
@@ -582,11 +604,7 @@ fn a_worker_other_than_the_first_reads_its_queue_and_writes_its_own() {
         workers: 3,
         ..EngineConfig::default()
     };
-    let clock = ManualClock::new(Millis(1));
-    let rig = Rig {
-        engine: Engine::start(cfg, Arc::new(clock.clone()), None).unwrap(),
-        clock,
-    };
+    let rig = Rig::with_config(cfg);
     let (a, b) = (rig.queued_port(0, 0), rig.queued_port(1, 0));
     // A single-fd port: read by worker 0 only, written by all.
     let c = rig.port(2, 0, 1500);
@@ -682,34 +700,17 @@ fn queued(s: &std::net::UdpSocket) -> usize {
 fn two_workers_that_see_a_new_sender_at_once_learn_one_vtep() {
     use std::collections::BTreeMap;
     use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-    use vxswitch::switch::NetworkSpec;
     use vxswitch::vxlan::VxlanConfig;
 
     let port = free_udp_port();
-    let cfg = EngineConfig {
-        workers: 2,
-        vxlan: VxlanConfig {
-            port,
-            src_port_min: port,
-            src_port_max: port,
-            ..VxlanConfig::default()
-        },
-        ..EngineConfig::default()
-    };
-    let clock = ManualClock::new(Millis(1));
-    let rig = Rig {
-        engine: Engine::start(cfg, Arc::new(clock.clone()), None).unwrap(),
-        clock,
+    let vxlan = VxlanConfig {
+        port,
+        src_port_min: port,
+        src_port_max: port,
+        ..VxlanConfig::default()
     };
     let vni = 4242;
-    rig.engine
-        .set_network(NetworkSpec {
-            id: NetId(0),
-            vni: Some(vni),
-            learn_vteps: true,
-            ..NetworkSpec::default()
-        })
-        .unwrap();
+    let rig = Rig::vxlan(2, vxlan, vni);
     let local = rig.port(0, 0, 1400);
     // Keep both workers busy with a queue each of frames they drop
     // (hairpin), so that datagrams pile up on both workers' sockets and
@@ -969,35 +970,18 @@ fn the_ip_guard_drops_frames_that_claim_another_address() {
 #[test]
 fn a_vtep_cannot_take_a_local_mac_and_idle_learned_vteps_are_reported() {
     use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-    use vxswitch::switch::NetworkSpec;
     use vxswitch::vxlan::VxlanConfig;
 
     let port = free_udp_port();
-    let cfg = EngineConfig {
-        workers: 1,
-        vxlan: VxlanConfig {
-            port,
-            src_port_min: port,
-            src_port_max: port,
-            learned_vtep_ageing_ms: 10_000,
-            ..VxlanConfig::default()
-        },
-        ..EngineConfig::default()
-    };
-    let clock = ManualClock::new(Millis(1));
-    let rig = Rig {
-        engine: Engine::start(cfg, Arc::new(clock.clone()), None).unwrap(),
-        clock,
+    let vxlan = VxlanConfig {
+        port,
+        src_port_min: port,
+        src_port_max: port,
+        learned_vtep_ageing_ms: 10_000,
+        ..VxlanConfig::default()
     };
     let vni = 99;
-    rig.engine
-        .set_network(NetworkSpec {
-            id: NetId(0),
-            vni: Some(vni),
-            learn_vteps: true,
-            ..NetworkSpec::default()
-        })
-        .unwrap();
+    let rig = Rig::vxlan(1, vxlan, vni);
     let a = mac(0xa);
     let local = rig.secured_port(0, 0, a, SourcePolicy::Mac(a));
     local.barrier(a, &[]);
