@@ -52,11 +52,10 @@ const TC_PROGRAM: &str = "fp_tc";
 /// The same on an uplink's interface (no port lookup: it is no port).
 const TC_UPLINK_PROGRAM: &str = "fp_tc_up";
 const SOCKET_PROGRAM: &str = "fp_sock";
+/// On an uplink's steering interface: drops what its sockets have seen.
+const TC_STEER_PROGRAM: &str = "fp_steer_in";
 /// The pinned maps.
-const MAPS: [&str; 4] = ["fp_ports", "fp_fdb", "fp_stats", "fp_uplinks"];
-/// The socket filter's setting on an uplink's sockets (bpf/fastpath.bpf.c).
-const SOCK_UPLINK_GLOBAL: &str = "fp_sock_uplink";
-const SOCK_UPLINK: u32 = 0x1_0000;
+const MAPS: [&str; 5] = ["fp_ports", "fp_fdb", "fp_stats", "fp_uplinks", "fp_steer"];
 /// The map update flag "only if absent".
 const BPF_NOEXIST: u64 = 1;
 
@@ -188,9 +187,8 @@ pub struct FastPath {
     fdb: HashMap<MapData, maps::FdbKeyBytes, maps::FdbValBytes>,
     stats: PerCpuHashMap<MapData, u32, maps::StatsBytes>,
     uplinks: HashMap<MapData, maps::UplinkKeyBytes, maps::UplinkBytes>,
-    /// The socket filter loaded once per uplink VLAN (`fp_sock_uplink`),
-    /// on the same pinned maps, by its setting.
-    uplink_sock: StdHashMap<u32, Ebpf>,
+    /// An uplink's ifindex -> its steering interface's.
+    steer: HashMap<MapData, u32, u32>,
     pin_dir: PathBuf,
     /// Whether the maps came from earlier pins (a restart) rather than new.
     reused: bool,
@@ -238,7 +236,12 @@ impl FastPath {
             .map_pin_path(pin_dir)
             .load(OBJECT)
             .map_err(|e| Refused::of(&e))?;
-        for name in [TC_PROGRAM, TC_UPLINK_PROGRAM, SOCKET_PROGRAM] {
+        for name in [
+            TC_PROGRAM,
+            TC_UPLINK_PROGRAM,
+            TC_STEER_PROGRAM,
+            SOCKET_PROGRAM,
+        ] {
             let r = match ebpf.program_mut(name) {
                 Some(aya::programs::Program::SchedClassifier(p)) => p.load(),
                 Some(aya::programs::Program::SocketFilter(p)) => p.load(),
@@ -254,13 +257,14 @@ impl FastPath {
         let fdb = HashMap::try_from(take("fp_fdb")?).map_err(|e| Refused::of(&e))?;
         let stats = PerCpuHashMap::try_from(take("fp_stats")?).map_err(|e| Refused::of(&e))?;
         let uplinks = HashMap::try_from(take("fp_uplinks")?).map_err(|e| Refused::of(&e))?;
+        let steer = HashMap::try_from(take("fp_steer")?).map_err(|e| Refused::of(&e))?;
         Ok(FastPath {
             ebpf,
             ports,
             fdb,
             stats,
             uplinks,
-            uplink_sock: StdHashMap::new(),
+            steer,
             pin_dir: pin_dir.to_path_buf(),
             reused,
         })
@@ -300,6 +304,31 @@ impl FastPath {
     /// [`FastPath::attach_tc`] for an uplink's interface.
     pub fn attach_uplink_tc(&mut self, ifname: &str) -> Result<(), FastPathError> {
         self.attach_tc_program(ifname, TC_UPLINK_PROGRAM)
+    }
+
+    /// The program that drops every frame at the ingress of an uplink's
+    /// steering interface `ifname`, once its packet sockets have seen it
+    /// (the host's stack saw it on the uplink).
+    pub fn attach_steer_tc(&mut self, ifname: &str) -> Result<(), FastPathError> {
+        self.attach_tc_program(ifname, TC_STEER_PROGRAM)
+    }
+
+    /// Frames the tc program on the uplink `uplink` does not take (and
+    /// that are not the host's own) are cloned to the ingress of `steer`.
+    pub fn set_steer(&mut self, uplink: u32, steer: u32) -> Result<(), FastPathError> {
+        self.steer
+            .insert(uplink, steer, 0)
+            .map_err(|e| FastPathError(format!("fast path steering map: {}", chain(&e))))
+    }
+
+    /// No more clones of `uplink`'s frames.
+    pub fn remove_steer(&mut self, uplink: u32) {
+        let _ = self.steer.remove(&uplink);
+    }
+
+    /// Every (uplink ifindex, steering ifindex) in the map.
+    pub fn steers(&self) -> StdHashMap<u32, u32> {
+        self.steer.iter().filter_map(Result::ok).collect()
     }
 
     fn attach_tc_program(&mut self, ifname: &str, program: &str) -> Result<(), FastPathError> {
@@ -379,46 +408,6 @@ impl FastPath {
     /// lives as long as the socket.
     pub fn attach_socket<S: AsFd>(&mut self, socket: S) -> Result<(), FastPathError> {
         attach_sock_prog(&mut self.ebpf, socket)
-    }
-
-    /// Attaches the socket filter to an uplink network's packet socket,
-    /// in place of its classic filter (`sys::uplink::vlan_filter`), whose
-    /// work it does too: only the frames of VLAN `vlan` (0: untagged or
-    /// priority-tagged), never the host's own. Loaded once per VLAN, on
-    /// the same maps.
-    pub fn attach_uplink_socket<S: AsFd>(
-        &mut self,
-        socket: S,
-        vlan: u16,
-    ) -> Result<(), FastPathError> {
-        let setting = SOCK_UPLINK | u32::from(vlan & 0x0fff);
-        if !self.uplink_sock.contains_key(&setting) {
-            let mut ebpf = EbpfLoader::new()
-                .map_pin_path(&self.pin_dir)
-                .set_global(SOCK_UPLINK_GLOBAL, &setting, true)
-                .load(OBJECT)
-                .map_err(|e| {
-                    FastPathError(format!(
-                        "fast path: cannot load the uplink's socket filter: {}",
-                        chain(&e)
-                    ))
-                })?;
-            match ebpf.program_mut(SOCKET_PROGRAM) {
-                Some(aya::programs::Program::SocketFilter(p)) => p.load().map_err(|e| {
-                    FastPathError(format!(
-                        "fast path: the kernel refused the uplink's socket filter: {}",
-                        chain(&e)
-                    ))
-                })?,
-                _ => return Err(FastPathError(format!("the object lacks {SOCKET_PROGRAM}"))),
-            }
-            self.uplink_sock.insert(setting, ebpf);
-        }
-        let ebpf = self
-            .uplink_sock
-            .get_mut(&setting)
-            .ok_or_else(|| FastPathError("fast path: the uplink's socket filter".into()))?;
-        attach_sock_prog(ebpf, socket)
     }
 
     /// Puts (or updates) the port whose host end is `ifindex`, with a zero
