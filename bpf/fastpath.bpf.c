@@ -47,6 +47,7 @@ struct fp_port {
 	__u8 mac[6]; /* the allowed source MAC under FP_PORT_MAC_LOCK */
 	__u16 flags;
 	__u32 mtu;   /* a frame goes fast only to a port with an MTU >= this */
+	__u32 slot;  /* its counters' index in fp_stats */
 };
 
 struct fp_fdb_key {
@@ -74,7 +75,7 @@ struct fp_uplink_key {
 struct fp_uplink {
 	__u32 net;
 	__u32 port;  /* the switch's port id of the network's uplink port */
-	__u32 stats; /* its key in fp_stats (not an ifindex: VLANs share one) */
+	__u32 stats; /* its counters' index in fp_stats (VLANs share an ifindex) */
 	__u32 mtu;
 	__u16 flags; /* FP_PORT_FAST */
 	__u16 pad;
@@ -103,10 +104,13 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } fp_fdb SEC(".maps");
 
+/* Counters per CPU, at the slot the switch gives each port (its port id):
+ * an array, whose lookup the verifier inlines, not a hash. */
+#define FP_SLOTS 4096
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u32); /* host-end ifindex */
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FP_SLOTS);
+	__type(key, __u32);
 	__type(value, struct fp_stats);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } fp_stats SEC(".maps");
@@ -141,7 +145,7 @@ static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
 /* Where a frame goes fast. */
 struct fp_out {
 	__u32 ifindex;  /* the destination's host end, or the uplink's interface */
-	__u32 in_stats; /* fp_stats keys of the source and destination ports */
+	__u32 in_stats; /* fp_stats slots of the source and destination ports */
 	__u32 out_stats;
 	__u16 push;     /* to a tagged uplink: the tag to push */
 	__u8 egress;    /* to an uplink: its egress (bpf_redirect), not a peer */
@@ -182,7 +186,7 @@ static __always_inline int fp_decide(struct __sk_buff *skb, struct fp_fdb_val **
 			return 0;
 		net = sp->net;
 		mtu = sp->mtu;
-		o->in_stats = in;
+		o->in_stats = sp->slot;
 	} else {
 		/* An uplink: the kernel moved the frame's 802.1Q tag, if any,
 		 * into vlan_tci before the taps and tc saw it. */
@@ -236,7 +240,7 @@ static __always_inline int fp_decide(struct __sk_buff *skb, struct fp_fdb_val **
 		dp = bpf_map_lookup_elem(&fp_ports, &o->ifindex);
 		if (!dp || !(dp->flags & FP_PORT_FAST) || dp->net != net || dp->mtu < mtu)
 			return 0;
-		o->out_stats = o->ifindex;
+		o->out_stats = dp->slot;
 	}
 	/* The counters need no look here: the switch puts a port's (an
 	 * uplink's) counter in before its entry and takes it out after. */

@@ -43,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::fastpath::{
-    uplink_stats_key, FastPath, FastStats, FdbTarget, Mode, PortEntry, Unavailable, UplinkEntry,
+    slot_of, FastPath, FastStats, FdbTarget, Mode, PortEntry, Unavailable, UplinkEntry,
 };
 use crate::fdb::{Dest, Filter, NetId};
 use crate::observe::capture;
@@ -78,6 +78,9 @@ pub(super) struct FastPathCtl {
     steers: BTreeMap<u32, Steer>,
     /// This daemon's part of their names (`link::steer_prefix`).
     steer_tag: u16,
+    /// The `fp_stats` slots this daemon counts in (set to zero when a
+    /// port first takes one, and when it leaves).
+    counting: std::collections::HashSet<u32>,
 }
 
 /// An uplink on the fast path.
@@ -413,9 +416,10 @@ impl Daemon {
             .into_iter()
             .map(|(_, mac, v)| (mac, v.target))
             .collect();
-        for t in ours.keys() {
-            if let FdbTarget::Port(ifindex) = t {
-                let _ = fp.reset_stats(*ifindex);
+        for (_, port) in ours.values() {
+            if let Some(slot) = slot_of(*port) {
+                let _ = fp.reset_stats(slot);
+                self.fastpath.counting.insert(slot);
             }
         }
         let (fdb, now) = (self.fdb().clone(), self.clock.now());
@@ -502,6 +506,9 @@ impl Daemon {
             return;
         };
         if let Some(fp) = self.fastpath.fp.as_mut() {
+            if let Some(p) = fp.port(ifindex) {
+                self.fastpath.counting.remove(&p.slot);
+            }
             fp.remove_port(ifindex);
         }
     }
@@ -509,16 +516,13 @@ impl Daemon {
     /// Keeps the fast path's counters of port `name` (zero when not fast).
     pub(super) fn fast_stats(&self, name: &str) -> Option<FastStats> {
         let fp = self.fastpath.fp.as_ref()?;
-        if let Some(ifindex) = self.fastpath.attached.get(name) {
-            return Some(fp.stats(*ifindex));
-        }
+        let p = self.ports.get(name)?;
         // An uplink's counter outlives its interface (re-attached under
         // the same port): kept until its network goes.
-        let p = self
-            .ports
-            .get(name)
-            .filter(|p| p.kind == PortKind::Uplink)?;
-        Some(fp.stats(uplink_stats_key(p.id)))
+        if !self.fastpath.attached.contains_key(name) && p.kind != PortKind::Uplink {
+            return None;
+        }
+        Some(slot_of(p.id).map_or_else(FastStats::default, |s| fp.stats(s)))
     }
 
     /// Readies uplink interface `ifname` (`ifindex`, `mtu`, `mac`) for the
@@ -631,9 +635,10 @@ impl Daemon {
     /// The network of uplink port `port` is deleted: its counter goes too.
     pub(super) fn fastpath_uplink_remove(&mut self, port: &str) {
         self.fastpath_uplink_forget(port);
-        let id = self.ports.get(port).map(|p| p.id);
-        if let (Some(fp), Some(id)) = (self.fastpath.fp.as_mut(), id) {
-            fp.remove_stats(uplink_stats_key(id));
+        let slot = self.ports.get(port).and_then(|p| slot_of(p.id));
+        if let (Some(fp), Some(slot)) = (self.fastpath.fp.as_mut(), slot) {
+            fp.remove_stats(slot);
+            self.fastpath.counting.remove(&slot);
         }
     }
 
@@ -673,13 +678,19 @@ impl Daemon {
                 SourcePolicy::Mac(m) => (*m, true, false),
                 SourcePolicy::Guarded(_) => (p.mac.unwrap_or(MacAddr([0; 6])), true, true),
             };
+            // Counted at its port id's slot, from zero; none left: slow.
+            let slot = slot_of(p.id);
+            if let Some(s) = slot.filter(|s| self.fastpath.counting.insert(*s)) {
+                let _ = fp.reset_stats(s);
+            }
             let want = PortEntry {
                 net: p.net,
                 port: p.id,
                 mac,
-                fast: !paused && !guarded && !self.mirrors.contains_key(name),
+                fast: slot.is_some() && !paused && !guarded && !self.mirrors.contains_key(name),
                 mac_lock,
                 mtu: p.mtu,
+                slot: slot.unwrap_or(0),
             };
             if fp.port(ifindex) != Some(want) {
                 if let Err(e) = fp.set_port(ifindex, &want) {
@@ -700,12 +711,16 @@ impl Daemon {
                 .get(&u.network)
                 .and_then(|n| n.uplink.as_ref())
                 .is_some_and(|l| l.state == LinkState::Up && l.attached == Some(u.ifindex));
+            let slot = slot_of(p.id);
+            if let Some(s) = slot.filter(|s| self.fastpath.counting.insert(*s)) {
+                let _ = fp.reset_stats(s);
+            }
             let want = UplinkEntry {
                 net: p.net,
                 port: p.id,
-                stats: uplink_stats_key(p.id),
+                stats: slot.unwrap_or(0),
                 mtu: p.mtu,
-                fast: up && !paused && !self.mirrors.contains_key(name),
+                fast: slot.is_some() && up && !paused && !self.mirrors.contains_key(name),
             };
             wanted.insert((u.ifindex, u.vlan));
             if fp.uplinks().get(&(u.ifindex, u.vlan)) != Some(&want) {
