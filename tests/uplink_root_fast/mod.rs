@@ -165,6 +165,14 @@ fn containers_on_veth_reach_the_lan_through_the_fast_path() {
         tc_program_on(&lan.host, "eth0"),
         "no tc program on the new eth0"
     );
+    // A new steering interface came with the new eth0; the old one went.
+    let steer = steering_links(&lan.host);
+    assert_eq!(steer.len(), 1, "{steer:?}");
+    let index = format!("{:x}", ifindex(&lan.host, "eth0").parse::<u32>().unwrap());
+    assert!(
+        steer[0].ends_with(&format!("-{index}")),
+        "{steer:?} for eth0 {index}"
+    );
     assert!(
         c1.ping_within("192.0.2.101", LONG),
         "c1 -> h1 after re-creation"
@@ -372,6 +380,14 @@ fn the_uplinks_taps_hold_no_socket_of_the_switch_and_the_lan_still_reaches_every
     assert!(
         neighbours.iter().any(|n| n == "192.0.2.11") && neighbours.iter().any(|n| n == "192.0.2.2"),
         "h1's neighbours: {arp}"
+    );
+
+    // It follows the uplink's MTU.
+    lan.host.ip_ok(&["link", "set", "eth0", "mtu", "1400"]);
+    support::wait_for(
+        LONG,
+        "the steering interface's MTU to follow eth0's",
+        || lan.host.ip_json(&["link", "show", "dev", &steer[0]])[0]["mtu"] == 1400,
     );
 
     // The steering interface goes with the network, and with the daemon.
