@@ -403,3 +403,63 @@ fn the_uplinks_taps_hold_no_socket_of_the_switch_and_the_lan_still_reaches_every
         packet_sockets(&lan.host)
     );
 }
+
+#[test]
+fn a_killed_daemons_steering_interface_goes_at_its_next_start() {
+    if !can_run(&["ip", "ethtool"]) {
+        return;
+    }
+    if !vxswitch::fastpath::built_in() {
+        support::cannot_run("the binary was built without clang: no fast path to test");
+        return;
+    }
+    let lan = Lan::new();
+    // Started by hand: the next start must have the same control socket
+    // (the steering interfaces' names carry the daemon's tag).
+    let dir = support::TempDir::new("vxsw-steer-");
+    let sock = dir.0.join("s.sock");
+    let sock = sock.to_str().unwrap();
+    let start = || {
+        let argv = [support::BIN, "--socket", sock, "daemon"];
+        let p = lan
+            .host
+            .spawn(&[&argv[..], &["--backend", "veth", "--fastpath", "ebpf"]].concat());
+        support::wait_for(LONG, "the daemon to answer", || {
+            support::cmd(support::BIN, &["--socket", sock, "ping"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+        p
+    };
+    let cli = |args: &[&str]| {
+        let out = support::cmd(support::BIN, &[&["--socket", sock][..], args].concat())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut first = start();
+    let st: serde_json::Value = serde_json::from_str(&cli(&["--json", "stats"])).unwrap();
+    if st["fastpath"]["active"] != true {
+        support::cannot_run(&format!("the fast path is not active: {}", st["fastpath"]));
+        return;
+    }
+    cli(&[
+        "network",
+        "create",
+        "lan",
+        "--uplink",
+        "eth0",
+        "--subnet",
+        "192.0.2.0/24",
+    ]);
+    assert_eq!(steering_links(&lan.host).len(), 1);
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+    let left = steering_links(&lan.host);
+    assert_eq!(left.len(), 1, "a killed daemon leaves it: {left:?}");
+    let _second = start();
+    support::wait_for(LONG, "the next start to remove it", || {
+        steering_links(&lan.host).is_empty()
+    });
+}
