@@ -302,11 +302,12 @@ pub fn create_steer(name: &str, mtu: u32, mac: Option<MacAddr>) -> Result<Steer,
             fail("look at the steering interface")(io::Error::from_raw_os_error(libc::ENODEV))
         })?;
     let r = (|| {
-        // Before it is up: no link-local address, nothing sent on it.
-        match std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1") {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
+        // Before it is up: no link-local address, nothing sent on it. Where
+        // /proc/sys is read-only (a container) it keeps one, harmlessly:
+        // what it would send is dropped by its kind (a dummy, an ifb, a
+        // veth whose peer is down), and what reaches it goes no further
+        // than the switch's sockets (`fp_steer_in`).
+        let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
         if let Some(mac) = mac {
             set_mac(&mut nl, link.index, mac)?;
         }
