@@ -173,7 +173,8 @@ impl FdbTarget {
 }
 
 /// `struct fp_fdb_val`: what the MAC is behind, and when the program last
-/// forwarded a frame from it (`CLOCK_MONOTONIC` ns, 0: never).
+/// forwarded a frame from it (`CLOCK_MONOTONIC_COARSE` ns, 0: never; the
+/// switch only looks whether it changed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FdbVal {
     pub target: FdbTarget,
