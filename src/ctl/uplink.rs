@@ -258,6 +258,10 @@ impl Daemon {
             opened.mtu,
             meta,
         ) {
+            // The sending socket too, if the dataplane did not take it.
+            if let Some(u) = self.uplink_mut(network) {
+                u.tx = None;
+            }
             self.fastpath_uplink_forget(&port);
             return Err(e);
         }
