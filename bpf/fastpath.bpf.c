@@ -11,13 +11,17 @@
  *   (bpf_redirect_peer, a LAN frame's VLAN tag popped first) or the LAN
  *   (bpf_redirect to the uplink's egress, the network's tag pushed first),
  *   counting it per CPU;
- * - `fp_sock`, a socket filter on the same port's packet sockets, hides the
+ * - `fp_sock`, a socket filter on a veth port's packet sockets, hides the
  *   frames `fp_tc` will redirect from the userspace switch (packet sockets
  *   see a frame in __netif_receive_skb_core's taps, before tc ingress). It
  *   replaces the socket's classic filter, so it also drops what that one
- *   did: frames for the host end itself (PACKET_HOST), and on an uplink's
- *   sockets frames of another VLAN and the host's own (`fp_sock_uplink`,
- *   set per load: one load per uplink VLAN).
+ *   did: frames for the host end itself (PACKET_HOST).
+ * - An uplink has no socket of the switch in its taps at all: `fp_tc_up`
+ *   clones every frame it does not take, and that is not the host's own,
+ *   to the ingress of the uplink's steering interface (`fp_steer`: uplink
+ *   ifindex -> steering ifindex), where the switch's sockets read it with
+ *   their classic VLAN filter and `fp_steer_in` then drops it, so the
+ *   host's stack sees it once, on the uplink. One decision per frame.
  *
  * Anything else -- broadcast, multicast, unknown unicast, a VLAN tag on a
  * veth port, a VLAN no uplink network has, QinQ, a priority tag, a source
@@ -43,6 +47,7 @@ struct fp_port {
 	__u8 mac[6]; /* the allowed source MAC under FP_PORT_MAC_LOCK */
 	__u16 flags;
 	__u32 mtu;   /* a frame goes fast only to a port with an MTU >= this */
+	__u32 slot;  /* its counters' index in fp_stats */
 };
 
 struct fp_fdb_key {
@@ -58,7 +63,7 @@ struct fp_fdb_val {
 	__u32 ifindex; /* the host end of the port (or the uplink) the MAC is behind */
 	__u16 vlan;    /* behind an uplink: the network's VLAN id, 0 untagged */
 	__u16 flags;
-	__u64 seen_ns; /* CLOCK_MONOTONIC of the last fast frame from this MAC */
+	__u64 seen_ns; /* CLOCK_MONOTONIC_COARSE of the last fast frame from this MAC */
 };
 
 /* An uplink network: (interface, VLAN id or 0 for the untagged LAN). */
@@ -70,7 +75,7 @@ struct fp_uplink_key {
 struct fp_uplink {
 	__u32 net;
 	__u32 port;  /* the switch's port id of the network's uplink port */
-	__u32 stats; /* its key in fp_stats (not an ifindex: VLANs share one) */
+	__u32 stats; /* its counters' index in fp_stats (VLANs share an ifindex) */
 	__u32 mtu;
 	__u16 flags; /* FP_PORT_FAST */
 	__u16 pad;
@@ -99,13 +104,25 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } fp_fdb SEC(".maps");
 
+/* Counters per CPU, at the slot the switch gives each port (its port id):
+ * an array, whose lookup the verifier inlines, not a hash. */
+#define FP_SLOTS 4096
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u32); /* host-end ifindex */
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FP_SLOTS);
+	__type(key, __u32);
 	__type(value, struct fp_stats);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } fp_stats SEC(".maps");
+
+/* An uplink's interface -> its steering interface (src/ports/uplink.rs). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} fp_steer SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -114,11 +131,6 @@ struct {
 	__type(value, struct fp_uplink);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } fp_uplinks SEC(".maps");
-
-/* The socket filter's setting, fixed per load: 0 on a veth port's
- * sockets; FP_SOCK_UPLINK | VLAN id (0: untagged) on an uplink network's. */
-#define FP_SOCK_UPLINK 0x10000u
-volatile const __u32 fp_sock_uplink = 0;
 
 /* Refresh a source's last-seen time at most this often (one write, not one
  * per frame, on the hot cache line). */
@@ -133,7 +145,7 @@ static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
 /* Where a frame goes fast. */
 struct fp_out {
 	__u32 ifindex;  /* the destination's host end, or the uplink's interface */
-	__u32 in_stats; /* fp_stats keys of the source and destination ports */
+	__u32 in_stats; /* fp_stats slots of the source and destination ports */
 	__u32 out_stats;
 	__u16 push;     /* to a tagged uplink: the tag to push */
 	__u8 egress;    /* to an uplink: its egress (bpf_redirect), not a peer */
@@ -142,7 +154,8 @@ struct fp_out {
 
 /* Whether the frame goes fast, and where (`o`). `tc`: the caller is the tc
  * program, which may also forget a source that moved (the socket filter,
- * which runs first, only looks). */
+ * which runs first, only looks); `uplink`: the frame came in on an uplink
+ * (no port lookup). */
 static __always_inline int fp_decide(struct __sk_buff *skb, struct fp_fdb_val **src,
 				     struct fp_out *o, int tc, int uplink)
 {
@@ -162,7 +175,7 @@ static __always_inline int fp_decide(struct __sk_buff *skb, struct fp_fdb_val **
 	/* A tag left in the frame: QinQ (the outer one is in vlan_tci). */
 	if (eth.h_proto == bpf_htons(ETH_P_8021Q) || eth.h_proto == bpf_htons(ETH_P_8021AD))
 		return 0;
-	/* An uplink's socket filter knows it is one: no port lookup. */
+	/* An uplink's program knows it is one: no port lookup. */
 	sp = uplink ? 0 : bpf_map_lookup_elem(&fp_ports, &in);
 	if (sp) {
 		if (skb->vlan_present)
@@ -173,7 +186,7 @@ static __always_inline int fp_decide(struct __sk_buff *skb, struct fp_fdb_val **
 			return 0;
 		net = sp->net;
 		mtu = sp->mtu;
-		o->in_stats = in;
+		o->in_stats = sp->slot;
 	} else {
 		/* An uplink: the kernel moved the frame's 802.1Q tag, if any,
 		 * into vlan_tci before the taps and tc saw it. */
@@ -227,7 +240,7 @@ static __always_inline int fp_decide(struct __sk_buff *skb, struct fp_fdb_val **
 		dp = bpf_map_lookup_elem(&fp_ports, &o->ifindex);
 		if (!dp || !(dp->flags & FP_PORT_FAST) || dp->net != net || dp->mtu < mtu)
 			return 0;
-		o->out_stats = o->ifindex;
+		o->out_stats = dp->slot;
 	}
 	/* The counters need no look here: the switch puts a port's (an
 	 * uplink's) counter in before its entry and takes it out after. */
@@ -245,10 +258,13 @@ static __always_inline int fp_tc_run(struct __sk_buff *skb, int uplink)
 
 	if (!fp_decide(skb, &s, &o, 1, uplink) || !s)
 		return TC_ACT_OK;
-	now = bpf_ktime_get_ns();
+	/* The coarse clock (the last tick's): no clock source read per
+	 * frame, and far finer than the grain. */
+	now = bpf_ktime_get_coarse_ns();
 	if (now - s->seen_ns > FP_SEEN_GRAIN_NS)
 		s->seen_ns = now;
-	/* The socket filter hid the frame: from here it goes fast or nowhere. */
+	/* The switch does not see the frame (the socket filter hid it; on an
+	 * uplink it is not cloned): from here it goes fast or nowhere. */
 	if (o.pop && bpf_skb_vlan_pop(skb))
 		return TC_ACT_SHOT;
 	if (o.push && bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q), o.push))
@@ -275,11 +291,33 @@ int fp_tc(struct __sk_buff *skb)
 	return fp_tc_run(skb, 0);
 }
 
-/* On an uplink's interface: the same, without the port lookup. */
+/* On an uplink's interface: the same, without the port lookup; a frame it
+ * does not take, and that is not addressed to the host itself (the host's
+ * frames go to the host only, as before), is also cloned to the ingress of
+ * the uplink's steering interface, whose packet sockets are the switch's.
+ * Either way the host's stack gets it as before (TC_ACT_OK). */
 SEC("classifier")
 int fp_tc_up(struct __sk_buff *skb)
 {
-	return fp_tc_run(skb, 1);
+	__u32 in = skb->ifindex, *steer;
+	int r = fp_tc_run(skb, 1);
+
+	if (r != TC_ACT_OK)
+		return r;
+	if (skb->pkt_type == PACKET_HOST)
+		return TC_ACT_OK;
+	steer = bpf_map_lookup_elem(&fp_steer, &in);
+	if (steer)
+		bpf_clone_redirect(skb, *steer, BPF_F_INGRESS);
+	return TC_ACT_OK;
+}
+
+/* On a steering interface's ingress: its packet sockets (the taps, before
+ * tc) have seen the frame; the host's stack saw it on the uplink already. */
+SEC("classifier")
+int fp_steer_in(struct __sk_buff *skb)
+{
+	return TC_ACT_SHOT;
 }
 
 SEC("socket")
@@ -287,19 +325,7 @@ int fp_sock(struct __sk_buff *skb)
 {
 	struct fp_fdb_val *s = 0;
 	struct fp_out o = {};
-	__u32 vid;
 
-	if (fp_sock_uplink) {
-		/* As an uplink socket's classic filter did (sys/uplink.rs):
-		 * nothing the host sends or is addressed to, and only this
-		 * network's VLAN (untagged: no tag or a priority tag). */
-		if (skb->pkt_type == PACKET_OUTGOING || skb->pkt_type == PACKET_HOST)
-			return 0;
-		vid = skb->vlan_present ? (skb->vlan_tci & 0x0fff) : 0;
-		if (vid != (fp_sock_uplink & 0x0fff))
-			return 0;
-		return fp_decide(skb, &s, &o, 0, 1) ? 0 : skb->len;
-	}
 	/* As the port socket's classic filter did: nothing the host sends,
 	 * nothing addressed to the host end itself. */
 	if (skb->pkt_type == PACKET_OUTGOING)

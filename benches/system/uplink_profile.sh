@@ -18,7 +18,11 @@
 # machine for 4 s in the middle of each variant's first flood and the
 # script prints the symbols of the path each variant adds (the tc and
 # socket programs, their map lookups, the packet socket's tap and fanout
-# hash, tc itself, macvlan's lookup) as shares of the machine's busy time.
+# hash, tc itself, macvlan's lookup) as shares of the machine's busy time
+# (perf samples the whole machine: other work running meanwhile shows up
+# in both variants). The daemon's packet
+# sockets on the uplink's interface (/proc/net/packet: a protocol other
+# than 0 there would put every frame through a tap) are printed too.
 #
 #   sudo ROUNDS=3 PERF=1 benches/system/uplink_profile.sh
 #
@@ -72,6 +76,11 @@ build() { # variant
         "$BIN" --socket "$OUT/sock" network create lan --uplink eth0 --subnet 10.66.0.0/24 >/dev/null
         "$BIN" --socket "$OUT/sock" port add c2 --network lan --netns /run/netns/$c2 \
             --ip 10.66.0.2/24 --backend veth >/dev/null
+    fi
+    if [ "$1" != macvlan ]; then
+        local idx
+        idx=$(ip -n $host -j link show eth0 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["ifindex"])')
+        echo "$1: packet sockets on eth0 (protocol): $(ip netns exec $host awk -v i="$idx" '$5 == i { printf "%s ", $4 }' /proc/net/packet)"
     fi
     ip netns exec $c1 ping -c 2 -i 0.2 -W 1 10.66.0.2 >/dev/null
     ip netns exec $c2 ping -c 2 -i 0.2 -W 1 10.66.0.1 >/dev/null

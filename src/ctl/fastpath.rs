@@ -19,16 +19,23 @@
 //! A port is fast unless something in userspace must see its frames: the
 //! IP guard (the program checks MACs only), a mirror, or any capture.
 //!
-//! A network's uplink goes on the fast path too ([`Daemon::fastpath_uplink_prepare`],
-//! from `ctl::uplink` whenever it opens the uplink's sockets): its sockets get
-//! the socket filter loaded for its VLAN, its interface the tc program, and
-//! each round puts its (interface, VLAN) entry in while the interface is up
-//! and no mirror or capture wants its frames; MACs learned behind it go in
-//! as `FdbTarget::Uplink`. Its entries and (when no other network's uplink
-//! uses the interface) the tc filter leave when the interface goes away,
-//! the network is deleted or the daemon stops: the host's interface is not
-//! the daemon's, so it is left as it was found, and LAN traffic waits for
-//! the next daemon (veth ports, the daemon's own, stay fast meanwhile).
+//! A network's uplink goes on the fast path too: before `ctl::uplink` opens
+//! the uplink's sockets, [`Daemon::fastpath_steer`] gives the interface a
+//! steering interface (`ports::uplink::create_steer`, one per interface,
+//! shared by its VLANs' networks) and the tc program, which clones to it
+//! what it does not send fast; the sockets are then bound to the steering
+//! interface with their classic VLAN filter, and the switch sends on the
+//! uplink through a socket that receives nothing. Each round puts the
+//! uplink's (interface, VLAN) entry in while the interface is up and no
+//! mirror or capture wants its frames; MACs learned behind it go in as
+//! `FdbTarget::Uplink`. Its entries and (when no other network's uplink
+//! uses the interface) the tc filter and the steering interface leave when
+//! the interface goes away, the network is deleted or the daemon stops:
+//! the host's interface is not the daemon's, so it is left as it was
+//! found, and LAN traffic waits for the next daemon (veth ports, the
+//! daemon's own, stay fast meanwhile). A daemon killed leaves an idle
+//! steering interface, which its next start removes (by the name prefix
+//! of its control socket and namespace).
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsFd, OwnedFd};
@@ -36,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::fastpath::{
-    uplink_stats_key, FastPath, FastStats, FdbTarget, Mode, PortEntry, Unavailable, UplinkEntry,
+    slot_of, FastPath, FastStats, FdbTarget, Mode, PortEntry, Unavailable, UplinkEntry,
 };
 use crate::fdb::{Dest, Filter, NetId};
 use crate::observe::capture;
@@ -46,7 +53,7 @@ use crate::wire::MacAddr;
 use super::daemon::Daemon;
 use super::ports::VethHost;
 use super::proto::{FastPathStatus, PortKind};
-use crate::ports::uplink::LinkState;
+use crate::ports::uplink::{self as link, LinkState, Steer};
 
 /// The fast path's state in the daemon.
 #[derive(Default)]
@@ -64,9 +71,16 @@ pub(super) struct FastPathCtl {
     warned: bool,
     /// Ports added with `fastpath: false`: never on the fast path.
     opted_out: std::collections::BTreeSet<String>,
-    /// Uplinks whose sockets have the socket filter and whose interface
-    /// has the tc program, by uplink port name.
+    /// Uplinks whose sockets are on their steering interface and whose
+    /// interface has the tc program, by uplink port name.
     uplinks: BTreeMap<String, FastUplink>,
+    /// The steering interfaces, by their uplink's ifindex.
+    steers: BTreeMap<u32, Steer>,
+    /// This daemon's part of their names (`link::steer_prefix`).
+    steer_tag: u16,
+    /// The `fp_stats` slots this daemon counts in (set to zero when a
+    /// port first takes one, and when it leaves).
+    counting: std::collections::HashSet<u32>,
 }
 
 /// An uplink on the fast path.
@@ -98,6 +112,7 @@ impl FastPathCtl {
         for name in names {
             self.uplink_off(&name);
         }
+        self.release_steers();
         if veths_stay {
             return;
         }
@@ -128,8 +143,49 @@ impl FastPathCtl {
             if let Err(e) = FastPath::detach_uplink_tc(&u.ifname) {
                 eprintln!("vxswitch: uplink {}: {e}", u.ifname);
             }
+            if let Some(fp) = self.fp.as_mut() {
+                fp.remove_steer(u.ifindex);
+            }
         }
     }
+
+    /// Removes the steering interfaces no uplink on the fast path uses
+    /// (call once the dataplane has let go of their sockets).
+    fn release_steers(&mut self) {
+        let unused: Vec<u32> = self
+            .steers
+            .keys()
+            .copied()
+            .filter(|i| !self.uplinks.values().any(|u| u.ifindex == *i))
+            .collect();
+        for i in unused {
+            if let Some(s) = self.steers.remove(&i) {
+                if let Some(fp) = self.fp.as_mut() {
+                    fp.remove_steer(i);
+                }
+                if let Err(e) = link::delete_steer(&s) {
+                    eprintln!(
+                        "vxswitch: cannot remove the steering interface {}: {e}",
+                        s.name
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A daemon's tag for its steering interfaces' names: a hash of its pin
+/// directory's name (its namespace and control socket).
+fn steer_tag(pin_dir: &Path) -> u16 {
+    let name = pin_dir.file_name().map_or_else(
+        || pin_dir.to_string_lossy().into_owned(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    // FNV-1a, folded to 16 bits.
+    let h = name.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    ((h >> 16) ^ (h & 0xffff)) as u16
 }
 
 /// Where a daemon on `socket` pins its maps: one directory per network
@@ -284,8 +340,22 @@ impl Daemon {
                 list.join(", ")
             );
         }
+        self.fastpath.steer_tag = steer_tag(pin_dir);
         match FastPath::load(pin_dir) {
             Ok(fp) => {
+                // Steering interfaces a killed run of this daemon left.
+                match link::sweep_steers(&link::steer_prefix(self.fastpath.steer_tag)) {
+                    Ok(gone) if !gone.is_empty() => eprintln!(
+                        "vxswitch: fast path: removed the steering interfaces an earlier run \
+                         left: {}",
+                        gone.join(", ")
+                    ),
+                    Ok(_) => {}
+                    Err(e) => eprintln!(
+                        "vxswitch: fast path: cannot look for the steering interfaces of an \
+                         earlier run: {e}"
+                    ),
+                }
                 // Maps a daemon before this one left keep forwarding its
                 // flows until the restore has found its ports again
                 // (`fastpath_after_restore`).
@@ -346,9 +416,10 @@ impl Daemon {
             .into_iter()
             .map(|(_, mac, v)| (mac, v.target))
             .collect();
-        for t in ours.keys() {
-            if let FdbTarget::Port(ifindex) = t {
-                let _ = fp.reset_stats(*ifindex);
+        for (_, port) in ours.values() {
+            if let Some(slot) = slot_of(*port) {
+                let _ = fp.reset_stats(slot);
+                self.fastpath.counting.insert(slot);
             }
         }
         let (fdb, now) = (self.fdb().clone(), self.clock.now());
@@ -435,6 +506,9 @@ impl Daemon {
             return;
         };
         if let Some(fp) = self.fastpath.fp.as_mut() {
+            if let Some(p) = fp.port(ifindex) {
+                self.fastpath.counting.remove(&p.slot);
+            }
             fp.remove_port(ifindex);
         }
     }
@@ -442,27 +516,64 @@ impl Daemon {
     /// Keeps the fast path's counters of port `name` (zero when not fast).
     pub(super) fn fast_stats(&self, name: &str) -> Option<FastStats> {
         let fp = self.fastpath.fp.as_ref()?;
-        if let Some(ifindex) = self.fastpath.attached.get(name) {
-            return Some(fp.stats(*ifindex));
-        }
+        let p = self.ports.get(name)?;
         // An uplink's counter outlives its interface (re-attached under
         // the same port): kept until its network goes.
-        let p = self
-            .ports
-            .get(name)
-            .filter(|p| p.kind == PortKind::Uplink)?;
-        Some(fp.stats(uplink_stats_key(p.id)))
+        if !self.fastpath.attached.contains_key(name) && p.kind != PortKind::Uplink {
+            return None;
+        }
+        Some(slot_of(p.id).map_or_else(FastStats::default, |s| fp.stats(s)))
     }
 
-    /// Puts the sockets of network `network`'s uplink port `port`, just
-    /// opened on interface `ifname` (`ifindex`), on the fast path, before
-    /// the dataplane has them: the socket filter for the network's VLAN
-    /// on each (in place of their classic filter, whose work it does), then
-    /// the tc program on the interface. No frame goes fast before the next
-    /// round puts the uplink's entry in, so there is no window in which a
-    /// frame is hidden from the switch and not redirected. Failures are
-    /// logged and leave the uplink in userspace (a socket that has the
-    /// socket filter behaves as with the classic one while no entry is in).
+    /// Readies uplink interface `ifname` (`ifindex`, `mtu`, `mac`) for the
+    /// fast path before its sockets are opened: its steering interface (made
+    /// now unless another network's uplink on the interface made it), with
+    /// the program that drops what reached it, its entry in the steering
+    /// map, then the tc program on the interface. Returns the steering
+    /// interface's index, to which the sockets must be bound; None when the
+    /// fast path is off or could not be readied (logged): the uplink's
+    /// sockets are then on the interface itself, as without the fast path.
+    /// No frame goes fast before the next round puts the uplink's entry in;
+    /// until then the tc program clones every frame to the switch.
+    pub(super) fn fastpath_steer(
+        &mut self,
+        ifname: &str,
+        ifindex: u32,
+        mtu: u32,
+        mac: Option<MacAddr>,
+    ) -> Option<u32> {
+        let tag = self.fastpath.steer_tag;
+        let fp = self.fastpath.fp.as_mut()?;
+        if let Some(s) = self.fastpath.steers.get(&ifindex) {
+            return Some(s.index);
+        }
+        let name = link::steer_name(tag, ifindex);
+        let steer = match link::create_steer(&name, mtu, mac) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("vxswitch: uplink {ifname} stays off the fast path: {e}");
+                return None;
+            }
+        };
+        let r = fp
+            .attach_steer_tc(&steer.name)
+            .and_then(|()| fp.set_steer(ifindex, steer.index))
+            .and_then(|()| fp.attach_uplink_tc(ifname));
+        if let Err(e) = r {
+            eprintln!("vxswitch: uplink {ifname} stays off the fast path: {e}");
+            fp.remove_steer(ifindex);
+            let _ = FastPath::detach_uplink_tc(ifname);
+            let _ = link::delete_steer(&steer);
+            return None;
+        }
+        let index = steer.index;
+        self.fastpath.steers.insert(ifindex, steer);
+        Some(index)
+    }
+
+    /// Records network `network`'s uplink port `port`, whose sockets were
+    /// just opened on the steering interface of `ifname` (`ifindex`), as
+    /// on the fast path; each round then keeps its entry.
     pub(super) fn fastpath_uplink_prepare(
         &mut self,
         network: &str,
@@ -470,31 +581,48 @@ impl Daemon {
         ifname: &str,
         ifindex: u32,
         vlan: Option<u16>,
-        sockets: &[&OwnedFd],
     ) {
-        self.fastpath_uplink_forget(port);
-        let Some(fp) = self.fastpath.fp.as_mut() else {
+        if self
+            .fastpath
+            .uplinks
+            .get(port)
+            .is_some_and(|u| u.ifindex != ifindex)
+        {
+            self.fastpath_uplink_forget(port);
+        }
+        self.fastpath.uplinks.insert(
+            port.to_string(),
+            FastUplink {
+                network: network.to_string(),
+                ifname: ifname.to_string(),
+                ifindex,
+                vlan: vlan.unwrap_or(0),
+            },
+        );
+    }
+
+    /// The uplink's interface `ifindex` has a new `mtu` or `mac`: its
+    /// steering interface follows (so frames of that size still pass to
+    /// it, with the same `pkt_type`).
+    pub(super) fn fastpath_steer_follow(&mut self, ifindex: u32, mtu: u32, mac: Option<MacAddr>) {
+        let Some(s) = self.fastpath.steers.get_mut(&ifindex) else {
             return;
         };
-        let vlan = vlan.unwrap_or(0);
-        let r = sockets
-            .iter()
-            .try_for_each(|s| fp.attach_uplink_socket(s.as_fd(), vlan))
-            .and_then(|()| fp.attach_uplink_tc(ifname));
-        match r {
-            Ok(()) => {
-                self.fastpath.uplinks.insert(
-                    port.to_string(),
-                    FastUplink {
-                        network: network.to_string(),
-                        ifname: ifname.to_string(),
-                        ifindex,
-                        vlan,
-                    },
-                );
-            }
-            Err(e) => eprintln!("vxswitch: uplink {port} stays off the fast path: {e}"),
+        if s.mtu == mtu && s.mac == mac {
+            return;
         }
+        if let Err(e) = link::follow_steer(s, mtu, mac) {
+            eprintln!(
+                "vxswitch: cannot give the steering interface {} the uplink's MTU and MAC: {e}",
+                s.name
+            );
+        }
+    }
+
+    /// Removes the steering interfaces no uplink uses any more; call once
+    /// the dataplane has let go of their sockets.
+    pub(super) fn fastpath_release_steers(&mut self) {
+        self.fastpath.release_steers();
     }
 
     /// Takes uplink port `port` off the fast path (its interface went, or
@@ -507,9 +635,10 @@ impl Daemon {
     /// The network of uplink port `port` is deleted: its counter goes too.
     pub(super) fn fastpath_uplink_remove(&mut self, port: &str) {
         self.fastpath_uplink_forget(port);
-        let id = self.ports.get(port).map(|p| p.id);
-        if let (Some(fp), Some(id)) = (self.fastpath.fp.as_mut(), id) {
-            fp.remove_stats(uplink_stats_key(id));
+        let slot = self.ports.get(port).and_then(|p| slot_of(p.id));
+        if let (Some(fp), Some(slot)) = (self.fastpath.fp.as_mut(), slot) {
+            fp.remove_stats(slot);
+            self.fastpath.counting.remove(&slot);
         }
     }
 
@@ -549,13 +678,19 @@ impl Daemon {
                 SourcePolicy::Mac(m) => (*m, true, false),
                 SourcePolicy::Guarded(_) => (p.mac.unwrap_or(MacAddr([0; 6])), true, true),
             };
+            // Counted at its port id's slot, from zero; none left: slow.
+            let slot = slot_of(p.id);
+            if let Some(s) = slot.filter(|s| self.fastpath.counting.insert(*s)) {
+                let _ = fp.reset_stats(s);
+            }
             let want = PortEntry {
                 net: p.net,
                 port: p.id,
                 mac,
-                fast: !paused && !guarded && !self.mirrors.contains_key(name),
+                fast: slot.is_some() && !paused && !guarded && !self.mirrors.contains_key(name),
                 mac_lock,
                 mtu: p.mtu,
+                slot: slot.unwrap_or(0),
             };
             if fp.port(ifindex) != Some(want) {
                 if let Err(e) = fp.set_port(ifindex, &want) {
@@ -576,12 +711,16 @@ impl Daemon {
                 .get(&u.network)
                 .and_then(|n| n.uplink.as_ref())
                 .is_some_and(|l| l.state == LinkState::Up && l.attached == Some(u.ifindex));
+            let slot = slot_of(p.id);
+            if let Some(s) = slot.filter(|s| self.fastpath.counting.insert(*s)) {
+                let _ = fp.reset_stats(s);
+            }
             let want = UplinkEntry {
                 net: p.net,
                 port: p.id,
-                stats: uplink_stats_key(p.id),
+                stats: slot.unwrap_or(0),
                 mtu: p.mtu,
-                fast: up && !paused && !self.mirrors.contains_key(name),
+                fast: slot.is_some() && up && !paused && !self.mirrors.contains_key(name),
             };
             wanted.insert((u.ifindex, u.vlan));
             if fp.uplinks().get(&(u.ifindex, u.vlan)) != Some(&want) {
@@ -598,6 +737,18 @@ impl Daemon {
         for (ifindex, vlan) in stale {
             fp.remove_uplink(ifindex, vlan);
         }
+        // Steering entries of no steering interface of ours (an earlier
+        // daemon's) go; so do steering interfaces no uplink took.
+        let stale: Vec<u32> = fp
+            .steers()
+            .into_iter()
+            .filter(|(i, s)| self.fastpath.steers.get(i).map(|o| o.index) != Some(*s))
+            .map(|(i, _)| i)
+            .collect();
+        for i in stale {
+            fp.remove_steer(i);
+        }
+        self.fastpath.release_steers();
     }
 
     /// The FDB map as the switch's FDB says, for MACs behind fast ports;

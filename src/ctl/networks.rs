@@ -266,6 +266,7 @@ impl Daemon {
         if let Some(p) = uplink_port.filter(|p| self.ports.contains_key(p)) {
             self.fastpath_uplink_remove(&p);
             self.detach(&p)?;
+            self.fastpath_release_steers();
         }
         let removed_vteps = self
             .networks

@@ -566,7 +566,10 @@ impl Daemon {
             .uplink_config(network)
             .filter(|_| meta.kind == PortKind::Uplink)
         {
-            Some(uplink) => self.engine.add_uplink(pa, uplink),
+            Some(uplink) => {
+                let tx = self.take_uplink_tx(network);
+                self.engine.add_uplink_tx(pa, uplink, tx)
+            }
             None => self.engine.add_port(pa),
         }
         // On error `meta` is dropped, and with it a persistent TAP's

@@ -46,6 +46,9 @@ pub(super) struct Uplink {
     pub(super) rx_queue_drops: AtomicU64,
     /// The receive ring on each attached socket, if read through rings.
     pub(super) ring: Option<RxGeometry>,
+    /// The sending socket of sockets just opened on the steering interface
+    /// (the eBPF fast path), until the dataplane takes it with them.
+    pub(super) tx: Option<OwnedFd>,
 }
 
 impl Uplink {
@@ -178,6 +181,7 @@ impl Daemon {
             drops: None,
             rx_queue_drops: AtomicU64::new(0),
             ring: None,
+            tx: None,
         }))
     }
 
@@ -209,19 +213,20 @@ impl Daemon {
                  ('vxswitch port rm {port}')"
             )));
         }
-        let opened = link::open(
+        let steer = self.fastpath_steer(&ifname, index, probe.mtu, probe.mac);
+        let mut opened = link::open(
             &ifname,
             index,
             probe.mtu,
             vlan,
             self.engine.workers(),
             self.rx_spec(),
+            steer,
         )
         .map_err(|e| CtlError::internal(format!("{what}: {e}")))?;
-        let sockets: Vec<&OwnedFd> = std::iter::once(&opened.fd)
-            .chain(&opened.extra_queues)
-            .collect();
-        self.fastpath_uplink_prepare(network, &port, &ifname, index, vlan, &sockets);
+        if steer.is_some() {
+            self.fastpath_uplink_prepare(network, &port, &ifname, index, vlan);
+        }
         let meta = PortMeta {
             kind: PortKind::Uplink,
             netns: Netns::Current,
@@ -239,9 +244,11 @@ impl Daemon {
                 ip_guard: false,
             },
         };
-        // The engine maps each socket's ring as it attaches the port.
+        // The engine maps each socket's ring as it attaches the port, and
+        // takes the sending socket.
         if let Some(u) = self.uplink_mut(network) {
             u.ring = opened.ring;
+            u.tx = opened.tx.take();
         }
         if let Err(e) = self.attach(
             &port,
@@ -251,6 +258,10 @@ impl Daemon {
             opened.mtu,
             meta,
         ) {
+            // The sending socket too, if the dataplane did not take it.
+            if let Some(u) = self.uplink_mut(network) {
+                u.tx = None;
+            }
             self.fastpath_uplink_forget(&port);
             return Err(e);
         }
@@ -374,6 +385,12 @@ impl Daemon {
         };
         // Read the kernel's drop counter often enough that it cannot wrap.
         u.take_drops();
+        if let (Some(i), true) = (u.attached, u.attached == probe.index) {
+            self.fastpath_steer_follow(i, probe.mtu, probe.mac);
+        }
+        let Some(u) = self.uplink_of(network) else {
+            return;
+        };
         let (was, attached, port) = (u.state, u.attached, u.port.clone());
         let mut note = None;
         if attached.is_some() && attached != probe.index {
@@ -438,6 +455,14 @@ impl Daemon {
             u.take_drops();
             u.drops = None;
         }
+        // The dataplane let go of its sockets: the steering interface goes.
+        self.fastpath_release_steers();
+    }
+
+    /// The sending socket of the uplink of `network` just opened, for the
+    /// dataplane (`ctl::ports`'s attach).
+    pub(super) fn take_uplink_tx(&mut self, network: &str) -> Option<OwnedFd> {
+        self.uplink_mut(network).and_then(|u| u.tx.take())
     }
 
     /// Opens a new socket on interface `index` and attaches it under the
@@ -456,20 +481,22 @@ impl Daemon {
             return Ok(());
         };
         let what = format!("uplink {}", u.ifname);
+        let (ifname, vlan) = (u.ifname.clone(), u.vlan);
+        let mac = link::probe(&ifname).ok().and_then(|p| p.mac);
+        let steer = self.fastpath_steer(&ifname, index, mtu, mac);
         let opened = link::open(
-            &u.ifname,
+            &ifname,
             index,
             mtu,
-            u.vlan,
+            vlan,
             self.engine.workers(),
             self.rx_spec(),
+            steer,
         )
         .map_err(|e| CtlError::internal(format!("{what}: {e}")))?;
-        let (ifname, vlan) = (u.ifname.clone(), u.vlan);
-        let sockets: Vec<&OwnedFd> = std::iter::once(&opened.fd)
-            .chain(&opened.extra_queues)
-            .collect();
-        self.fastpath_uplink_prepare(network, port, &ifname, index, vlan, &sockets);
+        if steer.is_some() {
+            self.fastpath_uplink_prepare(network, port, &ifname, index, vlan);
+        }
         let (Some(net), Some(p)) = (self.networks.get(network), self.ports.get(port)) else {
             return Ok(());
         };
@@ -487,12 +514,13 @@ impl Daemon {
             mac: None,
             policy: p.policy,
         };
-        if let Err(e) = self.engine.add_uplink(
+        if let Err(e) = self.engine.add_uplink_tx(
             attach,
             UplinkConfig {
                 ring: opened.ring,
                 ..u.config()
             },
+            opened.tx,
         ) {
             self.fastpath_uplink_forget(port);
             return Err(engine_error(&what, e));

@@ -24,9 +24,11 @@ pub struct PortEntry {
     pub mac_lock: bool,
     /// A frame goes fast only to a port whose MTU is at least this port's.
     pub mtu: u32,
+    /// Its counters' index in `fp_stats` ([`slot_of`]).
+    pub slot: u32,
 }
 
-pub type PortBytes = [u8; 20];
+pub type PortBytes = [u8; 24];
 pub type FdbKeyBytes = [u8; 12];
 pub type FdbValBytes = [u8; 16];
 pub type StatsBytes = [u8; 32];
@@ -36,14 +38,14 @@ pub type UplinkBytes = [u8; 20];
 /// `fp_fdb_val.flags`: the MAC is behind an uplink.
 pub const FDB_UPLINK: u16 = 1;
 
-/// `fp_stats` keys of uplinks have this bit (those of veth ports are
-/// ifindexes, far below it): one key per uplink port, as the networks on
-/// VLANs of one interface share its ifindex.
-pub const UPLINK_STATS: u32 = 0x8000_0000;
+/// Slots of `fp_stats`, a per-CPU array (`FP_SLOTS`).
+pub const SLOTS: u32 = 4096;
 
-/// The `fp_stats` key of uplink port `port`.
-pub fn uplink_stats_key(port: PortId) -> u32 {
-    UPLINK_STATS | port.0
+/// The `fp_stats` slot of port `port` (a veth port or an uplink: its port
+/// id, which no other port of the daemon has); None beyond the array (the
+/// port then stays off the fast path, its counters being the switch's).
+pub fn slot_of(port: PortId) -> Option<u32> {
+    (port.0 < SLOTS).then_some(port.0)
 }
 
 /// `struct fp_uplink_key`: an uplink network, by its interface and VLAN id
@@ -68,7 +70,7 @@ pub fn decode_uplink_key(b: &UplinkKeyBytes) -> (u32, u16) {
 pub struct UplinkEntry {
     pub net: NetId,
     pub port: PortId,
-    /// Its key in `fp_stats` ([`uplink_stats_key`]).
+    /// Its counters' slot in `fp_stats` ([`slot_of`]).
     pub stats: u32,
     /// A frame goes fast to the LAN only from a port whose MTU is at most this.
     pub mtu: u32,
@@ -102,7 +104,7 @@ impl UplinkEntry {
 
 impl PortEntry {
     pub fn encode(&self) -> PortBytes {
-        let mut b = [0u8; 20];
+        let mut b = [0u8; 24];
         b[0..4].copy_from_slice(&self.net.0.to_ne_bytes());
         b[4..8].copy_from_slice(&self.port.0.to_ne_bytes());
         b[8..14].copy_from_slice(&self.mac.0);
@@ -115,6 +117,7 @@ impl PortEntry {
         }
         b[14..16].copy_from_slice(&flags.to_ne_bytes());
         b[16..20].copy_from_slice(&self.mtu.to_ne_bytes());
+        b[20..24].copy_from_slice(&self.slot.to_ne_bytes());
         b
     }
 
@@ -130,6 +133,7 @@ impl PortEntry {
             fast: flags & PORT_FAST != 0,
             mac_lock: flags & PORT_MAC_LOCK != 0,
             mtu: u32_at(16),
+            slot: u32_at(20),
         }
     }
 }
@@ -169,7 +173,8 @@ impl FdbTarget {
 }
 
 /// `struct fp_fdb_val`: what the MAC is behind, and when the program last
-/// forwarded a frame from it (`CLOCK_MONOTONIC` ns, 0: never).
+/// forwarded a frame from it (`CLOCK_MONOTONIC_COARSE` ns, 0: never; the
+/// switch only looks whether it changed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FdbVal {
     pub target: FdbTarget,
@@ -253,6 +258,7 @@ mod tests {
             fast: true,
             mac_lock: true,
             mtu: 1500,
+            slot: 42,
         };
         assert_eq!(PortEntry::decode(&p.encode()), p);
         let q = PortEntry { fast: false, ..p };
@@ -290,7 +296,7 @@ mod tests {
         let e = UplinkEntry {
             net: NetId(2),
             port: PortId(9),
-            stats: uplink_stats_key(PortId(9)),
+            stats: 9,
             mtu: 1500,
             fast: true,
         };
@@ -298,6 +304,7 @@ mod tests {
         let off = UplinkEntry { fast: false, ..e };
         assert_eq!(UplinkEntry::decode(&off.encode()), off);
         assert_eq!(decode_uplink_key(&uplink_key(7, 10)), (7, 10));
-        assert_eq!(uplink_stats_key(PortId(9)), 0x8000_0009);
+        assert_eq!(slot_of(PortId(9)), Some(9));
+        assert_eq!(slot_of(PortId(SLOTS)), None);
     }
 }

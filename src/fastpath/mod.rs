@@ -19,7 +19,7 @@ use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
-use aya::maps::{HashMap, MapData, PerCpuHashMap, PerCpuValues};
+use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuValues};
 use aya::programs::tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions};
 use aya::programs::{SchedClassifier, SocketFilter, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
@@ -28,7 +28,7 @@ use crate::fdb::NetId;
 use crate::sys::bpf::{is_bpffs, mount_bpffs};
 use crate::wire::MacAddr;
 
-pub use maps::{uplink_stats_key, FastStats, FdbTarget, FdbVal, PortEntry, UplinkEntry};
+pub use maps::{slot_of, FastStats, FdbTarget, FdbVal, PortEntry, UplinkEntry};
 
 /// The compiled program, when clang was there at build time.
 #[cfg(vxswitch_bpf)]
@@ -52,13 +52,10 @@ const TC_PROGRAM: &str = "fp_tc";
 /// The same on an uplink's interface (no port lookup: it is no port).
 const TC_UPLINK_PROGRAM: &str = "fp_tc_up";
 const SOCKET_PROGRAM: &str = "fp_sock";
+/// On an uplink's steering interface: drops what its sockets have seen.
+const TC_STEER_PROGRAM: &str = "fp_steer_in";
 /// The pinned maps.
-const MAPS: [&str; 4] = ["fp_ports", "fp_fdb", "fp_stats", "fp_uplinks"];
-/// The socket filter's setting on an uplink's sockets (bpf/fastpath.bpf.c).
-const SOCK_UPLINK_GLOBAL: &str = "fp_sock_uplink";
-const SOCK_UPLINK: u32 = 0x1_0000;
-/// The map update flag "only if absent".
-const BPF_NOEXIST: u64 = 1;
+const MAPS: [&str; 5] = ["fp_ports", "fp_fdb", "fp_stats", "fp_uplinks", "fp_steer"];
 
 /// `daemon --fastpath`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -186,11 +183,10 @@ pub struct FastPath {
     ebpf: Ebpf,
     ports: HashMap<MapData, u32, maps::PortBytes>,
     fdb: HashMap<MapData, maps::FdbKeyBytes, maps::FdbValBytes>,
-    stats: PerCpuHashMap<MapData, u32, maps::StatsBytes>,
+    stats: PerCpuArray<MapData, maps::StatsBytes>,
     uplinks: HashMap<MapData, maps::UplinkKeyBytes, maps::UplinkBytes>,
-    /// The socket filter loaded once per uplink VLAN (`fp_sock_uplink`),
-    /// on the same pinned maps, by its setting.
-    uplink_sock: StdHashMap<u32, Ebpf>,
+    /// An uplink's ifindex -> its steering interface's.
+    steer: HashMap<MapData, u32, u32>,
     pin_dir: PathBuf,
     /// Whether the maps came from earlier pins (a restart) rather than new.
     reused: bool,
@@ -238,7 +234,12 @@ impl FastPath {
             .map_pin_path(pin_dir)
             .load(OBJECT)
             .map_err(|e| Refused::of(&e))?;
-        for name in [TC_PROGRAM, TC_UPLINK_PROGRAM, SOCKET_PROGRAM] {
+        for name in [
+            TC_PROGRAM,
+            TC_UPLINK_PROGRAM,
+            TC_STEER_PROGRAM,
+            SOCKET_PROGRAM,
+        ] {
             let r = match ebpf.program_mut(name) {
                 Some(aya::programs::Program::SchedClassifier(p)) => p.load(),
                 Some(aya::programs::Program::SocketFilter(p)) => p.load(),
@@ -252,15 +253,16 @@ impl FastPath {
         };
         let ports = HashMap::try_from(take("fp_ports")?).map_err(|e| Refused::of(&e))?;
         let fdb = HashMap::try_from(take("fp_fdb")?).map_err(|e| Refused::of(&e))?;
-        let stats = PerCpuHashMap::try_from(take("fp_stats")?).map_err(|e| Refused::of(&e))?;
+        let stats = PerCpuArray::try_from(take("fp_stats")?).map_err(|e| Refused::of(&e))?;
         let uplinks = HashMap::try_from(take("fp_uplinks")?).map_err(|e| Refused::of(&e))?;
+        let steer = HashMap::try_from(take("fp_steer")?).map_err(|e| Refused::of(&e))?;
         Ok(FastPath {
             ebpf,
             ports,
             fdb,
             stats,
             uplinks,
-            uplink_sock: StdHashMap::new(),
+            steer,
             pin_dir: pin_dir.to_path_buf(),
             reused,
         })
@@ -300,6 +302,31 @@ impl FastPath {
     /// [`FastPath::attach_tc`] for an uplink's interface.
     pub fn attach_uplink_tc(&mut self, ifname: &str) -> Result<(), FastPathError> {
         self.attach_tc_program(ifname, TC_UPLINK_PROGRAM)
+    }
+
+    /// The program that drops every frame at the ingress of an uplink's
+    /// steering interface `ifname`, once its packet sockets have seen it
+    /// (the host's stack saw it on the uplink).
+    pub fn attach_steer_tc(&mut self, ifname: &str) -> Result<(), FastPathError> {
+        self.attach_tc_program(ifname, TC_STEER_PROGRAM)
+    }
+
+    /// Frames the tc program on the uplink `uplink` does not take (and
+    /// that are not the host's own) are cloned to the ingress of `steer`.
+    pub fn set_steer(&mut self, uplink: u32, steer: u32) -> Result<(), FastPathError> {
+        self.steer
+            .insert(uplink, steer, 0)
+            .map_err(|e| FastPathError(format!("fast path steering map: {}", chain(&e))))
+    }
+
+    /// No more clones of `uplink`'s frames.
+    pub fn remove_steer(&mut self, uplink: u32) {
+        let _ = self.steer.remove(&uplink);
+    }
+
+    /// Every (uplink ifindex, steering ifindex) in the map.
+    pub fn steers(&self) -> StdHashMap<u32, u32> {
+        self.steer.iter().filter_map(Result::ok).collect()
     }
 
     fn attach_tc_program(&mut self, ifname: &str, program: &str) -> Result<(), FastPathError> {
@@ -381,51 +408,9 @@ impl FastPath {
         attach_sock_prog(&mut self.ebpf, socket)
     }
 
-    /// Attaches the socket filter to an uplink network's packet socket,
-    /// in place of its classic filter (`sys::uplink::vlan_filter`), whose
-    /// work it does too: only the frames of VLAN `vlan` (0: untagged or
-    /// priority-tagged), never the host's own. Loaded once per VLAN, on
-    /// the same maps.
-    pub fn attach_uplink_socket<S: AsFd>(
-        &mut self,
-        socket: S,
-        vlan: u16,
-    ) -> Result<(), FastPathError> {
-        let setting = SOCK_UPLINK | u32::from(vlan & 0x0fff);
-        if !self.uplink_sock.contains_key(&setting) {
-            let mut ebpf = EbpfLoader::new()
-                .map_pin_path(&self.pin_dir)
-                .set_global(SOCK_UPLINK_GLOBAL, &setting, true)
-                .load(OBJECT)
-                .map_err(|e| {
-                    FastPathError(format!(
-                        "fast path: cannot load the uplink's socket filter: {}",
-                        chain(&e)
-                    ))
-                })?;
-            match ebpf.program_mut(SOCKET_PROGRAM) {
-                Some(aya::programs::Program::SocketFilter(p)) => p.load().map_err(|e| {
-                    FastPathError(format!(
-                        "fast path: the kernel refused the uplink's socket filter: {}",
-                        chain(&e)
-                    ))
-                })?,
-                _ => return Err(FastPathError(format!("the object lacks {SOCKET_PROGRAM}"))),
-            }
-            self.uplink_sock.insert(setting, ebpf);
-        }
-        let ebpf = self
-            .uplink_sock
-            .get_mut(&setting)
-            .ok_or_else(|| FastPathError("fast path: the uplink's socket filter".into()))?;
-        attach_sock_prog(ebpf, socket)
-    }
-
-    /// Puts (or updates) the port whose host end is `ifindex`, with a zero
-    /// counter if it had none.
+    /// Puts (or updates) the port whose host end is `ifindex` (its
+    /// counters at `port.slot`: see [`FastPath::reset_stats`]).
     pub fn set_port(&mut self, ifindex: u32, port: &PortEntry) -> Result<(), FastPathError> {
-        // A counter already there (a restart) keeps counting.
-        self.ensure_stats(ifindex)?;
         self.ports
             .insert(ifindex, port.encode(), 0)
             .map_err(|e| FastPathError(format!("fast path port map: {}", chain(&e))))
@@ -450,8 +435,10 @@ impl FastPath {
 
     /// Takes the port of `ifindex` off the fast path: first its port entry
     /// (from then on no frame is redirected to or from it), then every FDB
-    /// entry behind it, then its counter, whose last value is returned.
+    /// entry behind it, then its counter, whose last value is returned
+    /// (and which is set back to zero).
     pub fn remove_port(&mut self, ifindex: u32) -> FastStats {
+        let slot = self.port(ifindex).map(|p| p.slot);
         let _ = self.ports.remove(&ifindex);
         let stale: Vec<maps::FdbKeyBytes> = self
             .fdb
@@ -463,8 +450,11 @@ impl FastPath {
         for k in stale {
             let _ = self.fdb.remove(&k);
         }
-        let last = self.stats(ifindex);
-        let _ = self.stats.remove(&ifindex);
+        let Some(slot) = slot else {
+            return FastStats::default();
+        };
+        let last = self.stats(slot);
+        let _ = self.reset_stats(slot);
         last
     }
 
@@ -495,14 +485,13 @@ impl FastPath {
     }
 
     /// Puts (or updates) an uplink network (`ifindex`, `vlan`, 0:
-    /// untagged), with a zero counter under `entry.stats` if it had none.
+    /// untagged), its counters at slot `entry.stats`.
     pub fn set_uplink(
         &mut self,
         ifindex: u32,
         vlan: u16,
         entry: &UplinkEntry,
     ) -> Result<(), FastPathError> {
-        self.ensure_stats(entry.stats)?;
         self.uplinks
             .insert(maps::uplink_key(ifindex, vlan), entry.encode(), 0)
             .map_err(|e| FastPathError(format!("fast path uplink map: {}", chain(&e))))
@@ -536,25 +525,9 @@ impl FastPath {
         }
     }
 
-    /// Removes the counter under `key`.
-    pub fn remove_stats(&mut self, key: u32) {
-        let _ = self.stats.remove(&key);
-    }
-
-    /// A zero counter under `key` unless there is one (a restart's keeps
-    /// counting).
-    fn ensure_stats(&mut self, key: u32) -> Result<(), FastPathError> {
-        let zeros = PerCpuValues::try_from(vec![[0u8; 32]; nr_cpus()])
-            .map_err(|e| FastPathError(format!("fast path counters: {e}")))?;
-        match self.stats.insert(key, zeros, BPF_NOEXIST) {
-            Ok(()) => Ok(()),
-            Err(aya::maps::MapError::SyscallError(e))
-                if e.io_error.raw_os_error() == Some(libc::EEXIST) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(FastPathError(format!("fast path counters: {}", chain(&e)))),
-        }
+    /// Sets the counter at `slot` back to zero (its port left).
+    pub fn remove_stats(&mut self, slot: u32) {
+        let _ = self.reset_stats(slot);
     }
 
     /// Removes `mac` of network `net`; true if it was there.
@@ -574,10 +547,10 @@ impl FastPath {
             .collect()
     }
 
-    /// The fast path's counters of the port of `ifindex`, summed over CPUs.
-    pub fn stats(&self, ifindex: u32) -> FastStats {
+    /// The fast path's counters at `slot`, summed over CPUs.
+    pub fn stats(&self, slot: u32) -> FastStats {
         let mut sum = FastStats::default();
-        if let Ok(per_cpu) = self.stats.get(&ifindex, 0) {
+        if let Ok(per_cpu) = self.stats.get(&slot, 0) {
             for v in per_cpu.iter() {
                 sum.add(&FastStats::decode(v));
             }
@@ -585,13 +558,13 @@ impl FastPath {
         sum
     }
 
-    /// Sets the counters of `ifindex` back to zero (a restarted daemon
-    /// starts its own counters from zero too).
-    pub fn reset_stats(&mut self, ifindex: u32) -> Result<(), FastPathError> {
+    /// Sets the counters at `slot` back to zero (a port takes the slot,
+    /// or a restarted daemon starts its own counters from zero too).
+    pub fn reset_stats(&mut self, slot: u32) -> Result<(), FastPathError> {
         let zeros = PerCpuValues::try_from(vec![[0u8; 32]; nr_cpus()])
             .map_err(|e| FastPathError(format!("fast path counters: {e}")))?;
         self.stats
-            .insert(ifindex, zeros, 0)
+            .set(slot, zeros, 0)
             .map_err(|e| FastPathError(format!("fast path counters: {}", chain(&e))))
     }
 }

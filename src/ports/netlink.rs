@@ -279,6 +279,25 @@ pub(crate) fn new_veth(host: &str, peer: &str, mtu: u32, peer_netns: Option<i32>
     .attr(IFLA_LINKINFO, &info.buf)
 }
 
+/// `ip link add NAME mtu MTU type KIND` (a kind without settings:
+/// `dummy`, `ifb`), with `IFF_NOARP`, down.
+pub(crate) fn new_link_of_kind(name: &str, kind: &str, mtu: u32) -> Request {
+    let info = Request { buf: Vec::new() }.attr_str(IFLA_INFO_KIND, kind);
+    Request::new(
+        RTM_NEWLINK,
+        NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+    )
+    .family_header(&ifinfomsg(0, IFF_NOARP, IFF_NOARP))
+    .attr_str(IFLA_IFNAME, name)
+    .attr_u32(IFLA_MTU, mtu)
+    .attr(IFLA_LINKINFO, &info.buf)
+}
+
+/// `ip link show` of every interface.
+pub(crate) fn dump_links() -> Request {
+    Request::new(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP).family_header(&ifinfomsg(0, 0, 0))
+}
+
 /// `ip link del dev IDX` (a veth takes its peer with it).
 pub(crate) fn del_link(index: u32) -> Request {
     Request::new(RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK).family_header(&ifinfomsg(index, 0, 0))
@@ -584,6 +603,17 @@ impl Rtnl {
             Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Every interface of the namespace.
+    pub(crate) fn links(&mut self) -> io::Result<Vec<LinkInfo>> {
+        let mut out = Vec::new();
+        self.exchange(dump_links(), |m| {
+            if m.ty == RTM_NEWLINK {
+                out.extend(parse_link(m.payload));
+            }
+        })?;
+        Ok(out)
     }
 
     /// Addresses configured on interface `index`.

@@ -427,13 +427,19 @@ fn mirror_merged(
 /// transmissions are counted.
 #[inline]
 fn write_frame(port: &Port, bytes: &[u8], frame_len: usize, dead: &mut Vec<(PortId, GoneCause)>) {
+    // An uplink that receives on its steering interface sends apart.
+    let file = port
+        .uplink
+        .as_ref()
+        .and_then(|u| u.tx())
+        .unwrap_or(&port.file);
     let written = match port.uplink.as_ref().and_then(|u| u.tag()) {
         // A tagged uplink: the 802.1Q tag goes in on the way out.
         Some(tag) => {
             let hdr = if port.vnet { VNET_HDR_LEN } else { 0 };
-            super::uplink::write_tagged(&port.file, bytes, hdr, tag)
+            super::uplink::write_tagged(file, bytes, hdr, tag)
         }
-        None => (&port.file).write(bytes),
+        None => (&*file).write(bytes),
     };
     if crate::observe::capture::on() {
         let drop = match &written {

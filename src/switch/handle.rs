@@ -403,7 +403,7 @@ impl Engine {
 
     /// Attaches a port; returns once the workers poll its fd.
     pub fn add_port(&self, port: PortAttach) -> Result<(), EngineError> {
-        self.add_port_as(port, None)
+        self.add_port_as(port, None, None)
     }
 
     /// Attaches an uplink port (a host interface's packet socket,
@@ -411,15 +411,35 @@ impl Engine {
     /// what comes in from the LAN passes storm control and must be for a
     /// MAC of the network (`switch::uplink`).
     pub fn add_uplink(&self, port: PortAttach, uplink: UplinkConfig) -> Result<(), EngineError> {
-        self.add_port_as(port, Some(uplink))
+        self.add_port_as(port, Some(uplink), None)
+    }
+
+    /// [`Engine::add_uplink`] of an uplink whose sockets (`port.fd` and its
+    /// queues) only receive: frames to the LAN are written to `tx`.
+    pub fn add_uplink_tx(
+        &self,
+        port: PortAttach,
+        uplink: UplinkConfig,
+        tx: Option<OwnedFd>,
+    ) -> Result<(), EngineError> {
+        self.add_port_as(port, Some(uplink), tx)
     }
 
     fn add_port_as(
         &self,
         port: PortAttach,
         uplink: Option<UplinkConfig>,
+        tx: Option<OwnedFd>,
     ) -> Result<(), EngineError> {
         let n = self.workers();
+        let mut txs = Vec::with_capacity(n);
+        if let Some(tx) = tx {
+            for _ in 1..n {
+                txs.push(Some(tx.try_clone().map_err(EngineError::Register)?));
+            }
+            txs.insert(0, Some(tx));
+        }
+        txs.resize_with(n, || None);
         let per_queue = port.extra_queues.len() + 1 == n;
         let gone = Arc::new(AtomicBool::new(false));
         let mut fds = Vec::with_capacity(n);
@@ -435,7 +455,7 @@ impl Engine {
         }
         let storm = uplink.and_then(|u| super::uplink::Storm::new(u.storm_pps));
         let mut replies = Vec::with_capacity(n);
-        for (i, (m, fd)) in self.mailboxes.iter().zip(fds).enumerate() {
+        for (i, ((m, fd), send)) in self.mailboxes.iter().zip(fds).zip(txs).enumerate() {
             let (tx, rx) = crossbeam_channel::bounded(1);
             let q = PortQueue {
                 id: port.id,
@@ -450,6 +470,7 @@ impl Engine {
                 policy: port.policy,
                 uplink,
                 storm: storm.clone(),
+                tx: send,
             };
             m.post(Command::AddPort(q, tx))?;
             replies.push(rx);

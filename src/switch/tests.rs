@@ -173,6 +173,7 @@ impl Desk {
                 policy: Default::default(),
                 uplink: None,
                 storm: None,
+                tx: None,
             },
             None,
         ));

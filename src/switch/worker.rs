@@ -158,7 +158,7 @@ impl Port {
             rx_errors: Cell::new(0),
             mac: p.mac,
             policy: p.policy,
-            uplink: p.uplink.map(|c| UplinkPort::new(c, p.storm)),
+            uplink: p.uplink.map(|c| UplinkPort::new(c, p.storm, p.tx)),
             ring,
         }
     }

@@ -28,6 +28,12 @@
 //! - Bound to the interface for every protocol, then promiscuous
 //!   (`PACKET_ADD_MEMBERSHIP` `PACKET_MR_PROMISC`, which the kernel undoes
 //!   when the socket closes), so frames for the containers' MACs come in.
+//!
+//! On the eBPF fast path the receiving sockets are bound to the uplink's
+//! steering interface instead (`ports::uplink`, not promiscuous: the tc
+//! program clones the frames there), and the switch sends through
+//! [`open_tx`], a socket bound to the uplink for no protocol: the kernel
+//! shows it no frame, so the uplink's taps have no socket of the switch.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -111,10 +117,38 @@ pub fn vlan_filter(m: VlanMatch) -> Vec<BpfInsn> {
 
 /// Opens the uplink sockets of interface `ifindex` (in the calling
 /// thread's network namespace) for the frames `m` selects, non-blocking,
-/// the interface promiscuous: `n` of them (one per worker) in a fanout
-/// group by flow hash. Needs `CAP_NET_RAW`.
-pub fn open_group(ifindex: u32, m: VlanMatch, n: usize) -> io::Result<Vec<UplinkSocket>> {
-    pktport::open_group(ifindex, &vlan_filter(m), true, n)
+/// the interface promiscuous if `promisc`: `n` of them (one per worker) in
+/// a fanout group by flow hash. Needs `CAP_NET_RAW`.
+pub fn open_group(
+    ifindex: u32,
+    m: VlanMatch,
+    n: usize,
+    promisc: bool,
+) -> io::Result<Vec<UplinkSocket>> {
+    pktport::open_group(ifindex, &vlan_filter(m), promisc, n)
+}
+
+/// A socket that sends on interface `ifindex` and receives nothing: bound
+/// for protocol 0, which the kernel registers no tap for. Non-blocking,
+/// with the 12-byte `virtio_net_hdr` if `vnet`; it holds the interface in
+/// promiscuous mode for as long as it lives if `promisc`.
+pub fn open_tx(ifindex: u32, vnet: bool, promisc: bool) -> io::Result<OwnedFd> {
+    let fd = packet::packet_socket()?;
+    let b = fd.as_fd();
+    if vnet {
+        packet::set_int(
+            b,
+            libc::SOL_PACKET,
+            PACKET_VNET_HDR_SZ,
+            pktport::VNET_HDR_SZ as libc::c_int,
+        )?;
+    }
+    packet::bind(b, ifindex, 0)?;
+    super::fd::set_nonblocking(b, true)?;
+    if promisc {
+        pktport::set_promisc(b, ifindex)?;
+    }
+    Ok(fd)
 }
 
 /// One socket of an uplink read through a receive ring
@@ -140,7 +174,8 @@ const PACKET_FANOUT_FLAG_UNIQUEID: u32 = 0x2000;
 /// super-frames) through the socket's receive queue, `SO_RCVBUF` bytes at
 /// most. Writes go through the socket as with [`open_group`]. Needs
 /// `CAP_NET_RAW` and Linux 6.2+ (`PACKET_VNET_HDR_SZ`: the engine's
-/// writes carry a 12-byte header).
+/// writes carry a 12-byte header). The interface is promiscuous if
+/// `promisc`.
 pub fn open_ring_group(
     ifindex: u32,
     m: VlanMatch,
@@ -148,6 +183,7 @@ pub fn open_ring_group(
     slot_size: u32,
     slots: u32,
     rcvbuf: libc::c_int,
+    promisc: bool,
 ) -> io::Result<Vec<RingSocket>> {
     let filter = vlan_filter(m);
     let mut all: Vec<RingSocket> = Vec::with_capacity(n.max(1));
@@ -182,7 +218,7 @@ pub fn open_ring_group(
             }
         }
         packet::attach_filter(b, &filter)?;
-        if all.is_empty() {
+        if all.is_empty() && promisc {
             pktport::set_promisc(b, ifindex)?;
         }
         all.push(RingSocket {

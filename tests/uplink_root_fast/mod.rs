@@ -165,6 +165,14 @@ fn containers_on_veth_reach_the_lan_through_the_fast_path() {
         tc_program_on(&lan.host, "eth0"),
         "no tc program on the new eth0"
     );
+    // A new steering interface came with the new eth0; the old one went.
+    let steer = steering_links(&lan.host);
+    assert_eq!(steer.len(), 1, "{steer:?}");
+    let index = format!("{:x}", ifindex(&lan.host, "eth0").parse::<u32>().unwrap());
+    assert!(
+        steer[0].ends_with(&format!("-{index}")),
+        "{steer:?} for eth0 {index}"
+    );
     assert!(
         c1.ping_within("192.0.2.101", LONG),
         "c1 -> h1 after re-creation"
@@ -266,4 +274,192 @@ fn two_vlans_on_one_ring_uplink_stay_apart_on_the_fast_path() {
         st20["drops"]["uplink_unknown_dst"].as_u64().unwrap() > 0,
         "{st20}"
     );
+}
+
+/// The packet sockets of namespace `ns` (`/proc/net/packet`): (protocol
+/// as the kernel prints it, `0003` for every protocol, ifindex).
+fn packet_sockets(ns: &Netns) -> Vec<(String, String)> {
+    let out = ns.exec("cat", &["/proc/net/packet"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 4).then(|| (f[3].to_string(), f[4].to_string()))
+        })
+        .collect()
+}
+
+/// The index of `dev` in `ns`.
+fn ifindex(ns: &Netns, dev: &str) -> String {
+    let v = ns.ip_json(&["link", "show", "dev", dev]);
+    v[0]["ifindex"].to_string()
+}
+
+/// The steering interfaces in `ns` (docs/fastpath.md, "Uplinks").
+fn steering_links(ns: &Netns) -> Vec<String> {
+    support::link_names(&ns.name)
+        .into_iter()
+        .filter(|n| n.starts_with("vxs"))
+        .collect()
+}
+
+#[test]
+fn the_uplinks_taps_hold_no_socket_of_the_switch_and_the_lan_still_reaches_everyone() {
+    if !can_run(&["ip", "ethtool", "ping", "cat", "tc", "kill"]) {
+        return;
+    }
+    let lan = Lan::new();
+    let h1 = lan.host_at("lh1", "192.0.2.101/24", "fd00::101/64");
+    lan.host
+        .ip_ok(&["addr", "add", "192.0.2.2/24", "dev", "eth0"]);
+    let Some(mut d) = fast_daemon(&lan, &[]) else {
+        return;
+    };
+    let create = [
+        "network",
+        "create",
+        "lan",
+        "--uplink",
+        "eth0",
+        "--subnet",
+        "192.0.2.0/24",
+    ];
+    d.cli(&create);
+    let c1 = Netns::new("vxc");
+    d.port_add("c1", "lan", &c1, "192.0.2.11/24", &[]);
+
+    // The uplink's taps: only the sending socket, bound for no protocol;
+    // the receiving ones (one per worker) are on the steering interface.
+    let steer = steering_links(&lan.host);
+    assert_eq!(steer.len(), 1, "one steering interface: {steer:?}");
+    let (eth0, st) = (ifindex(&lan.host, "eth0"), ifindex(&lan.host, &steer[0]));
+    let socks = packet_sockets(&lan.host);
+    assert!(
+        !socks.iter().any(|(p, i)| *i == eth0 && p != "0000"),
+        "a packet socket with a protocol on eth0 ({eth0}): {socks:?}"
+    );
+    assert!(
+        socks.iter().any(|(p, i)| *i == eth0 && p == "0000"),
+        "no sending socket on eth0 ({eth0}): {socks:?}"
+    );
+    assert!(
+        socks.iter().any(|(p, i)| *i == st && p == "0003"),
+        "no receiving socket on {} ({st}): {socks:?}",
+        steer[0]
+    );
+    // Up, with no address of either family: the host sends nothing on it.
+    let a = lan.host.ip_json(&["addr", "show", "dev", &steer[0]]);
+    assert_eq!(a[0]["addr_info"], serde_json::json!([]), "{a}");
+    assert!(a[0]["flags"].to_string().contains("\"UP\""), "{a}");
+
+    // LAN broadcast while the fast path is on: h1's ARP for c1 reaches c1
+    // (through the switch), its ARP for the host reaches the host.
+    assert!(h1.ping_within("192.0.2.11", LONG), "h1 -> c1");
+    ping_until_fast(&d, &h1, "192.0.2.11", "lan.uplink");
+    let rx0 = find_port(&d.json(&["stats"]), "lan.uplink")["rx_frames"]
+        .as_u64()
+        .unwrap();
+    h1.ip_ok(&["neigh", "flush", "dev", "eth0"]);
+    assert!(h1.ping("192.0.2.11"), "h1 -> c1 after an ARP broadcast");
+    assert!(
+        h1.ping("192.0.2.2"),
+        "h1 -> the host after an ARP broadcast"
+    );
+    let rx1 = find_port(&d.json(&["stats"]), "lan.uplink")["rx_frames"]
+        .as_u64()
+        .unwrap();
+    assert!(rx1 > rx0, "the switch took no broadcast from the LAN");
+    let arp = h1.ip_json(&["neigh", "show", "dev", "eth0"]);
+    let neighbours: Vec<String> = arp
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["dst"].as_str().map(String::from))
+        .collect();
+    assert!(
+        neighbours.iter().any(|n| n == "192.0.2.11") && neighbours.iter().any(|n| n == "192.0.2.2"),
+        "h1's neighbours: {arp}"
+    );
+
+    // It follows the uplink's MTU.
+    lan.host.ip_ok(&["link", "set", "eth0", "mtu", "1400"]);
+    support::wait_for(
+        LONG,
+        "the steering interface's MTU to follow eth0's",
+        || lan.host.ip_json(&["link", "show", "dev", &steer[0]])[0]["mtu"] == 1400,
+    );
+
+    // The steering interface goes with the network, and with the daemon.
+    d.cli(&["network", "rm", "lan", "--force"]);
+    assert_eq!(steering_links(&lan.host), Vec::<String>::new());
+    d.cli(&create);
+    assert_eq!(steering_links(&lan.host).len(), 1);
+    d.terminate();
+    assert_eq!(steering_links(&lan.host), Vec::<String>::new());
+    assert!(
+        packet_sockets(&lan.host).is_empty(),
+        "{:?}",
+        packet_sockets(&lan.host)
+    );
+}
+
+#[test]
+fn a_killed_daemons_steering_interface_goes_at_its_next_start() {
+    if !can_run(&["ip", "ethtool"]) {
+        return;
+    }
+    if !vxswitch::fastpath::built_in() {
+        support::cannot_run("the binary was built without clang: no fast path to test");
+        return;
+    }
+    let lan = Lan::new();
+    // Started by hand: the next start must have the same control socket
+    // (the steering interfaces' names carry the daemon's tag).
+    let dir = support::TempDir::new("vxsw-steer-");
+    let sock = dir.0.join("s.sock");
+    let sock = sock.to_str().unwrap();
+    let start = || {
+        let argv = [support::BIN, "--socket", sock, "daemon"];
+        let p = lan
+            .host
+            .spawn(&[&argv[..], &["--backend", "veth", "--fastpath", "ebpf"]].concat());
+        support::wait_for(LONG, "the daemon to answer", || {
+            support::cmd(support::BIN, &["--socket", sock, "ping"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+        p
+    };
+    let cli = |args: &[&str]| {
+        let out = support::cmd(support::BIN, &[&["--socket", sock][..], args].concat())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut first = start();
+    let st: serde_json::Value = serde_json::from_str(&cli(&["--json", "stats"])).unwrap();
+    if st["fastpath"]["active"] != true {
+        support::cannot_run(&format!("the fast path is not active: {}", st["fastpath"]));
+        return;
+    }
+    cli(&[
+        "network",
+        "create",
+        "lan",
+        "--uplink",
+        "eth0",
+        "--subnet",
+        "192.0.2.0/24",
+    ]);
+    assert_eq!(steering_links(&lan.host).len(), 1);
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+    let left = steering_links(&lan.host);
+    assert_eq!(left.len(), 1, "a killed daemon leaves it: {left:?}");
+    let _second = start();
+    support::wait_for(LONG, "the next start to remove it", || {
+        steering_links(&lan.host).is_empty()
+    });
 }
