@@ -27,7 +27,9 @@
 //! polls was preempted: the CPU is shared with other runnable threads, and
 //! there a spinner that used up its slice waits behind them when its frame
 //! comes while a sleeper is woken ahead of them, so spinning makes latency
-//! worse. `Auto` then stops spinning for [`BACKOFF`] and tries again; each
+//! worse. An isolated preemption, the first in [`CLEAN_WINDOWS`] windows
+//! (a VM's vCPU taken by the hypervisor for a moment), only ends its
+//! window; at a second one `Auto` stops spinning for [`BACKOFF`] and tries again; each
 //! further preemption doubles the pause (up to [`MAX_BACKOFF`]), and
 //! [`CLEAN_WINDOWS`] windows in a row without one bring it back to
 //! [`BACKOFF`]: on a machine busy with other work `Auto` spins less than
@@ -359,14 +361,22 @@ impl Spinner {
         self.gaps.window()
     }
 
-    /// Under `Auto`, a spin poll that took too long ends spinning for
-    /// [`BACKOFF`].
+    /// Under `Auto`, a spin poll that took too long ends the window, and,
+    /// unless it is the first in [`CLEAN_WINDOWS`] windows, spinning for
+    /// [`BACKOFF`] or longer.
     fn check_preempted(&mut self, now: u64) -> bool {
         let late = self.mode == BusyPoll::Auto
             && self.last_poll != 0
             && now.saturating_sub(self.last_poll) > PREEMPTED;
         if late {
             self.preempted += 1;
+            if self.clean >= CLEAN_WINDOWS {
+                // An isolated preemption (a vCPU the hypervisor took for
+                // a moment, a kernel thread's turn): it ends this window,
+                // and only the next one within CLEAN_WINDOWS pauses.
+                self.clean = 0;
+                return late;
+            }
             if now.saturating_sub(self.backoff_until) > IN_A_ROW {
                 self.backoff = BACKOFF;
             }
@@ -564,7 +574,9 @@ mod tests {
             assert!(sp.spin(t + US), "spinning after {pause}");
         }
         assert_eq!(sp.preempted, 3);
-        // CLEAN_WINDOWS windows without a preemption: back to BACKOFF.
+        // CLEAN_WINDOWS windows without a preemption: one preemption is
+        // forgiven (it ends its window, no pause), a second soon after
+        // pauses BACKOFF, not the doubled pause before.
         for _ in 0..CLEAN_WINDOWS {
             t += 50 * US;
             sp.arrived(t);
@@ -572,11 +584,58 @@ mod tests {
         }
         assert!(sp.spin(t + US));
         assert!(!sp.spin(t + 3 * MS), "preempted");
+        t += 4 * MS;
+        sp.arrived(t);
+        sp.idle(t);
+        assert!(sp.spin(t + US), "an isolated preemption does not pause");
+        assert!(!sp.spin(t + 3 * MS), "preempted again");
         sp.arrived(t + 3 * MS + BACKOFF);
         sp.idle(t + 3 * MS + BACKOFF);
         assert!(
             sp.spin(t + 3 * MS + BACKOFF + US),
             "a pause of BACKOFF only"
+        );
+        assert_eq!(sp.preempted, 5);
+    }
+
+    /// 1 kHz traffic (`ping -i 0.001`) on a VM that takes the spinner's
+    /// vCPU now and then, a few hundred windows apart (measured: 6
+    /// preemptions in 2,900 windows on the quiet 2-vCPU test VM): each
+    /// used to pause spinning for 100 ms, a hundred pings paying the
+    /// wake-up, and the harness's ping figure came out at the default
+    /// mode's in some runs (67, 73 µs against 37 µs when spinning).
+    #[test]
+    fn isolated_preemptions_in_paced_traffic_do_not_pause_spinning() {
+        let (mut sp, _b) = auto();
+        let arrivals: Vec<u64> = (0..200).map(|i| i * MS).collect();
+        drive(&mut sp, &arrivals, 10 * US);
+        // The last frame came at 199 ms, served in 10 µs.
+        let mut idle_at = 199 * MS + 10 * US;
+        let mut woken = 0;
+        for i in 0..2_000u64 {
+            let next = (200 + i) * MS;
+            // Poll every STEP until the next frame; in every 300th gap the
+            // worker is off the CPU for 500 µs.
+            let mut p = idle_at + STEP;
+            while p < next {
+                if !sp.spin(p) {
+                    woken += 1;
+                    break;
+                }
+                p += if i % 300 == 150 && p < idle_at + 100 * US {
+                    500 * US
+                } else {
+                    STEP
+                };
+            }
+            sp.arrived(next);
+            idle_at = next + 10 * US;
+            sp.idle(idle_at);
+        }
+        assert_eq!(sp.preempted, 7);
+        assert_eq!(
+            woken, 7,
+            "only the frames after a preemption woke the worker"
         );
     }
 
