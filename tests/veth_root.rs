@@ -311,6 +311,16 @@ fn a_networks_backend_is_its_ports_default() {
 
 /// The packet sockets bound to interface `dev` in `ns` (/proc/net/packet).
 fn packet_sockets_on(ns: &Netns, dev: &str) -> usize {
+    packet_sockets_where(ns, dev, |_| true)
+}
+
+/// The packet sockets on `dev` that receive (bound to a protocol; a
+/// socket bound to protocol 0 only sends).
+fn receiving_sockets_on(ns: &Netns, dev: &str) -> usize {
+    packet_sockets_where(ns, dev, |proto| proto != "0000")
+}
+
+fn packet_sockets_where(ns: &Netns, dev: &str, proto: impl Fn(&str) -> bool) -> usize {
     let index = ns.ip_json(&["link", "show", "dev", dev])[0]["ifindex"]
         .as_u64()
         .unwrap();
@@ -318,7 +328,9 @@ fn packet_sockets_on(ns: &Netns, dev: &str) -> usize {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .skip(1)
-        .filter(|l| l.split_whitespace().nth(4) == Some(index.to_string().as_str()))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.get(4) == Some(&index.to_string().as_str()))
+        .filter(|f| f.get(3).is_some_and(|p| proto(p)))
         .count()
 }
 
@@ -378,7 +390,26 @@ fn every_worker_reads_an_uplink_through_a_fanout_group() {
     ]);
     let c1 = Netns::new("vxvc");
     d.port_add("u1", "lan", &c1, "10.79.2.11", &["--backend", "veth"]);
-    assert_eq!(packet_sockets_on(&host, "lan0"), 2, "one socket per worker");
+    // With the eBPF fast path the uplink's receiving sockets are on its
+    // steering interface (docs/uplink.md, "The fast path"), and on the
+    // uplink only the socket it sends through.
+    let steering: Vec<String> = support::link_names(&host.name)
+        .into_iter()
+        .filter(|n| n.starts_with("vxs"))
+        .collect();
+    let rx_dev = match steering.as_slice() {
+        [] => "lan0",
+        [one] => {
+            assert_eq!(receiving_sockets_on(&host, "lan0"), 0, "{steering:?}");
+            one.as_str()
+        }
+        more => panic!("one steering interface per uplink, found {more:?}"),
+    };
+    assert_eq!(
+        receiving_sockets_on(&host, rx_dev),
+        2,
+        "one receiving socket per worker on {rx_dev}"
+    );
     assert!(c1.ping_within("10.79.2.100", LONG), "{}", d.log());
     read_once(&lan, "10.79.2.11");
     exact_transfer(&lan, &c1, "10.79.2.11", 4 << 20);
