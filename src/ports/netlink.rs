@@ -269,20 +269,19 @@ pub(crate) fn new_veth(host: &str, peer: &str, mtu: u32, peer_netns: Option<i32>
     let info = Request { buf: Vec::new() }
         .attr_str(IFLA_INFO_KIND, "veth")
         .attr(IFLA_INFO_DATA, &data.buf);
-    Request::new(
-        RTM_NEWLINK,
-        NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-    )
-    .family_header(&ifinfomsg(0, IFF_NOARP, IFF_NOARP))
-    .attr_str(IFLA_IFNAME, host)
-    .attr_u32(IFLA_MTU, mtu)
-    .attr(IFLA_LINKINFO, &info.buf)
+    new_noarp_link(host, mtu, &info)
 }
 
 /// `ip link add NAME mtu MTU type KIND` (a kind without settings:
 /// `dummy`, `ifb`), with `IFF_NOARP`, down.
 pub(crate) fn new_link_of_kind(name: &str, kind: &str, mtu: u32) -> Request {
     let info = Request { buf: Vec::new() }.attr_str(IFLA_INFO_KIND, kind);
+    new_noarp_link(name, mtu, &info)
+}
+
+/// A new interface `name` with `IFF_NOARP`, down, of the kind (and
+/// settings) in `info` (`IFLA_LINKINFO`'s content).
+fn new_noarp_link(name: &str, mtu: u32, info: &Request) -> Request {
     Request::new(
         RTM_NEWLINK,
         NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,

@@ -5,6 +5,17 @@
 
 use super::*;
 
+/// The network every test here puts on the simulated LAN's uplink.
+const CREATE_LAN: [&str; 7] = [
+    "network",
+    "create",
+    "lan",
+    "--uplink",
+    "eth0",
+    "--subnet",
+    "192.0.2.0/24",
+];
+
 /// A daemon in the LAN's host namespace with veth ports and the fast path;
 /// None (after `cannot_run`) where the fast path cannot be active.
 fn fast_daemon(lan: &Lan, extra: &[&str]) -> Option<Daemon> {
@@ -68,15 +79,7 @@ fn containers_on_veth_reach_the_lan_through_the_fast_path() {
     let Some(mut d) = fast_daemon(&lan, &[]) else {
         return;
     };
-    d.cli(&[
-        "network",
-        "create",
-        "lan",
-        "--uplink",
-        "eth0",
-        "--subnet",
-        "192.0.2.0/24",
-    ]);
+    d.cli(&CREATE_LAN);
     let c1 = Netns::new("vxc");
     d.port_add("c1", "lan", &c1, "192.0.2.11/24", &[]);
     assert!(
@@ -316,16 +319,7 @@ fn the_uplinks_taps_hold_no_socket_of_the_switch_and_the_lan_still_reaches_every
     let Some(mut d) = fast_daemon(&lan, &[]) else {
         return;
     };
-    let create = [
-        "network",
-        "create",
-        "lan",
-        "--uplink",
-        "eth0",
-        "--subnet",
-        "192.0.2.0/24",
-    ];
-    d.cli(&create);
+    d.cli(&CREATE_LAN);
     let c1 = Netns::new("vxc");
     d.port_add("c1", "lan", &c1, "192.0.2.11/24", &[]);
 
@@ -393,7 +387,7 @@ fn the_uplinks_taps_hold_no_socket_of_the_switch_and_the_lan_still_reaches_every
     // The steering interface goes with the network, and with the daemon.
     d.cli(&["network", "rm", "lan", "--force"]);
     assert_eq!(steering_links(&lan.host), Vec::<String>::new());
-    d.cli(&create);
+    d.cli(&CREATE_LAN);
     assert_eq!(steering_links(&lan.host).len(), 1);
     d.terminate();
     assert_eq!(steering_links(&lan.host), Vec::<String>::new());
@@ -444,15 +438,7 @@ fn a_killed_daemons_steering_interface_goes_at_its_next_start() {
         support::cannot_run(&format!("the fast path is not active: {}", st["fastpath"]));
         return;
     }
-    cli(&[
-        "network",
-        "create",
-        "lan",
-        "--uplink",
-        "eth0",
-        "--subnet",
-        "192.0.2.0/24",
-    ]);
+    cli(&CREATE_LAN);
     assert_eq!(steering_links(&lan.host).len(), 1);
     first.0.kill().unwrap();
     first.0.wait().unwrap();
