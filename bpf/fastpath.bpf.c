@@ -11,9 +11,17 @@
  *   (bpf_redirect_peer, a LAN frame's VLAN tag popped first) or the LAN
  *   (bpf_redirect to the uplink's egress, the network's tag pushed first),
  *   counting it per CPU;
- * - `fp_sock`, a socket filter on a veth port's packet sockets, hides the
- *   frames `fp_tc` will redirect from the userspace switch (packet sockets
- *   see a frame in __netif_receive_skb_core's taps, before tc ingress). It
+ * - A veth port has no socket of the switch in its host end's taps either
+ *   (packet sockets see a frame in __netif_receive_skb_core's taps, before
+ *   tc ingress, so they would pay for every fast frame too): `fp_tc`
+ *   redirects what it does not take, except frames for the host end itself,
+ *   to the ingress of the port's steering interface (`fp_steer`: host-end
+ *   ifindex -> steering ifindex), where the switch's sockets read it and
+ *   `fp_steer_in` drops it. The switch sends to the port through a socket
+ *   on the host end that receives nothing.
+ * - `fp_sock`, a socket filter for a veth port whose steering interface
+ *   could not be made: its packet sockets stay on the host end, and the
+ *   filter hides the frames `fp_tc` will redirect from the switch. It
  *   replaces the socket's classic filter, so it also drops what that one
  *   did: frames for the host end itself (PACKET_HOST).
  * - An uplink has no socket of the switch in its taps at all: `fp_tc_up`
@@ -115,10 +123,11 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } fp_stats SEC(".maps");
 
-/* An uplink's interface -> its steering interface (src/ports/uplink.rs). */
+/* An uplink's interface, or a veth port's host end -> its steering
+ * interface (src/ports/uplink.rs). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 256);
+	__uint(max_entries, 8192);
 	__type(key, __u32);
 	__type(value, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -284,11 +293,23 @@ static __always_inline int fp_tc_run(struct __sk_buff *skb, int uplink)
 	return bpf_redirect_peer(o.ifindex, 0);
 }
 
-/* On a veth port's host end. */
+/* On a veth port's host end. A frame it does not take goes to the port's
+ * steering interface, whose packet sockets are the switch's (no steering
+ * interface: on, to the sockets on the host end, which `fp_sock` filters);
+ * one for the host end itself stays with the host's stack, as the
+ * switch's classic filter left it. */
 SEC("classifier")
 int fp_tc(struct __sk_buff *skb)
 {
-	return fp_tc_run(skb, 0);
+	__u32 in = skb->ifindex, *steer;
+	int r = fp_tc_run(skb, 0);
+
+	if (r != TC_ACT_OK || skb->pkt_type == PACKET_HOST)
+		return r;
+	steer = bpf_map_lookup_elem(&fp_steer, &in);
+	if (steer)
+		return bpf_redirect(*steer, BPF_F_INGRESS);
+	return TC_ACT_OK;
 }
 
 /* On an uplink's interface: the same, without the port lookup; a frame it
@@ -313,7 +334,8 @@ int fp_tc_up(struct __sk_buff *skb)
 }
 
 /* On a steering interface's ingress: its packet sockets (the taps, before
- * tc) have seen the frame; the host's stack saw it on the uplink already. */
+ * tc) have seen the frame; the host's stack saw it on the uplink already
+ * (a veth port's frames are for the switch alone). */
 SEC("classifier")
 int fp_steer_in(struct __sk_buff *skb)
 {

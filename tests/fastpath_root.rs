@@ -417,6 +417,108 @@ fn veth_ports_ping_and_iperf3_through_the_fast_path_each_frame_once() {
     );
 }
 
+/// `(protocol, ifindex)` of each packet socket in `ns` (`/proc/net/packet`;
+/// protocol `0003` is every protocol, `0000` a socket that only sends).
+fn packet_sockets(ns: &Netns) -> Vec<(String, String)> {
+    let out = ns.exec("cat", &["/proc/net/packet"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 4).then(|| (f[3].to_string(), f[4].to_string()))
+        })
+        .collect()
+}
+
+/// The steering interfaces in `ns`, by name.
+fn steering_links(ns: &Netns) -> Vec<String> {
+    support::link_names(&ns.name)
+        .into_iter()
+        .filter(|n| n.starts_with("vxs"))
+        .collect()
+}
+
+/// With the fast path a veth port's sockets receive on the port's steering
+/// interface, so no socket of the switch is in its host end's taps (which
+/// every frame passes before tc, the fast ones too); the host end holds
+/// only the socket the switch sends through. ARP and a flow's first frames
+/// still pass the switch. The steering interface goes with its port, and
+/// with the daemon.
+#[test]
+fn a_veth_port_is_read_on_its_steering_interface_not_in_its_host_ends_taps() {
+    if !can_run(&["ip", "ping", "cat", "kill"]) {
+        return;
+    }
+    let Some((host, mut d)) = daemon("ebpf") else {
+        return;
+    };
+    d.cli(&["network", "create", "red", "--subnet", "10.89.0.0/24"]);
+    let (c1, c2) = (Netns::new("fps"), Netns::new("fps"));
+    d.port_add("s1", "red", &c1, "10.89.0.11", &["--backend", "veth"]);
+    d.port_add("s2", "red", &c2, "10.89.0.12", &["--backend", "veth"]);
+    let workers = d.json(&["stats"])["workers"].as_array().map_or(0, Vec::len);
+    assert!(workers > 0, "{}", d.json(&["stats"]));
+    // Neighbours unknown: ARP (broadcast) must reach the switch.
+    assert!(c1.ping_within("10.89.0.12", LONG), "{}", d.log());
+    let steers = steering_links(&host);
+    assert_eq!(
+        steers.len(),
+        2,
+        "one steering interface per port: {steers:?}"
+    );
+    let socks = packet_sockets(&host);
+    for port in ["s1", "s2"] {
+        let end = ifindex(&host, &format!("vxv-{port}")).to_string();
+        let on_end: Vec<&String> = socks
+            .iter()
+            .filter(|(_, i)| *i == end)
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(
+            on_end,
+            ["0000"],
+            "the host end of {port} holds only the sending socket: {socks:?}"
+        );
+        let steer = steers
+            .iter()
+            .find(|n| n.ends_with(&format!("-{:x}", ifindex(&host, &format!("vxv-{port}")))))
+            .unwrap_or_else(|| panic!("no steering interface of {port} in {steers:?}"));
+        let si = ifindex(&host, steer).to_string();
+        let reading = socks
+            .iter()
+            .filter(|(p, i)| *i == si && p == "0003")
+            .count();
+        assert_eq!(
+            reading, workers,
+            "one receiving socket per worker on {steer}: {socks:?}"
+        );
+    }
+    // Once in the maps, pings go fast, each exactly once.
+    assert!(
+        wait_until(LONG, || {
+            ping(&c1, "10.89.0.12", 1);
+            rx(&d, "s1").1 > 0
+        }),
+        "no frame took the fast path: {}",
+        d.json(&["stats"])
+    );
+    let echoes = c2.snmp("Icmp", "InEchos");
+    assert!(ping(&c1, "10.89.0.12", 10), "pings over the fast path");
+    assert_eq!(c2.snmp("Icmp", "InEchos") - echoes, 10, "each once");
+
+    d.cli(&["port", "rm", "s2"]);
+    let left = steering_links(&host);
+    assert_eq!(
+        left.len(),
+        1,
+        "s2's steering interface went with it: {left:?}"
+    );
+    assert!(d.terminate().success(), "{}", d.log());
+    let left = steering_links(&host);
+    assert!(left.is_empty(), "the daemon's stop removes them: {left:?}");
+}
+
 /// Isolation, port security, a MAC move and port removal, as a container
 /// sees them: the same with the fast path on and off.
 #[test]

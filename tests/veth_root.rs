@@ -354,10 +354,28 @@ fn every_worker_reads_a_veth_port_through_a_fanout_group() {
     let (c1, c2) = (Netns::new("vxvc"), Netns::new("vxvc"));
     d.port_add("f1", "red", &c1, "10.79.0.51", &["--backend", "veth"]);
     d.port_add("f2", "red", &c2, "10.79.0.52", &["--backend", "veth"]);
+    // With the eBPF fast path they are on the port's steering interface,
+    // and on the host end only the socket it sends through.
+    let f1 = host.ip_json(&["link", "show", "dev", "vxv-f1"])[0]["ifindex"]
+        .as_u64()
+        .unwrap();
+    let steering: Vec<String> = support::link_names(&host.name)
+        .into_iter()
+        .filter(|n| n.starts_with("vxs") && n.ends_with(&format!("-{f1:x}")))
+        .collect();
+    let rx_dev = match steering.as_slice() {
+        [] => "vxv-f1",
+        [one] => {
+            assert_eq!(receiving_sockets_on(&host, "vxv-f1"), 0, "{steering:?}");
+            assert_eq!(packet_sockets_on(&host, "vxv-f1"), 1, "the sending socket");
+            one.as_str()
+        }
+        more => panic!("one steering interface per port, found {more:?}"),
+    };
     assert_eq!(
-        packet_sockets_on(&host, "vxv-f1"),
+        receiving_sockets_on(&host, rx_dev),
         2,
-        "one socket per worker"
+        "one socket per worker on {rx_dev}"
     );
     assert!(c1.ping_within("10.79.0.52", LONG), "{}", d.log());
     read_once(&c1, "10.79.0.52");
@@ -393,10 +411,7 @@ fn every_worker_reads_an_uplink_through_a_fanout_group() {
     // With the eBPF fast path the uplink's receiving sockets are on its
     // steering interface (docs/uplink.md, "The fast path"), and on the
     // uplink only the socket it sends through.
-    let steering: Vec<String> = support::link_names(&host.name)
-        .into_iter()
-        .filter(|n| n.starts_with("vxs"))
-        .collect();
+    let steering = support::uplink_steering_links(&host.name);
     let rx_dev = match steering.as_slice() {
         [] => "lan0",
         [one] => {

@@ -55,6 +55,10 @@ use super::ports::VethHost;
 use super::proto::{FastPathStatus, PortKind};
 use crate::ports::uplink::{self as link, LinkState, Steer};
 
+/// A port's sockets for the dataplane: the first receiving one, one per
+/// further worker, and the one it sends through if apart.
+pub(super) type PortSockets = (OwnedFd, Vec<OwnedFd>, Option<OwnedFd>);
+
 /// The fast path's state in the daemon.
 #[derive(Default)]
 pub(super) struct FastPathCtl {
@@ -112,7 +116,7 @@ impl FastPathCtl {
         for name in names {
             self.uplink_off(&name);
         }
-        self.release_steers();
+        self.release_steers(true);
         if veths_stay {
             return;
         }
@@ -149,14 +153,18 @@ impl FastPathCtl {
         }
     }
 
-    /// Removes the steering interfaces no uplink on the fast path uses
-    /// (call once the dataplane has let go of their sockets).
-    fn release_steers(&mut self) {
+    /// Removes the steering interfaces no uplink or veth port on the fast
+    /// path uses, or `all` of them (the daemon stops); call once the
+    /// dataplane has let go of their sockets.
+    fn release_steers(&mut self, all: bool) {
         let unused: Vec<u32> = self
             .steers
             .keys()
             .copied()
-            .filter(|i| !self.uplinks.values().any(|u| u.ifindex == *i))
+            .filter(|i| {
+                all || !(self.uplinks.values().any(|u| u.ifindex == *i)
+                    || self.attached.values().any(|a| a == i))
+            })
             .collect();
         for i in unused {
             if let Some(s) = self.steers.remove(&i) {
@@ -456,21 +464,46 @@ impl Daemon {
     }
 
     /// Puts a new veth port's sockets and host end on the fast path, before
-    /// the dataplane has the sockets: the socket filter on every socket
-    /// first, then the tc program (never the program without the filter:
-    /// the switch would forward its frames a second time). A port off the
-    /// fast path (or that cannot be put on it, logged) loses any tc
-    /// program an earlier daemon left on its veth first, then its sockets
-    /// get the switch's classic filter. The sockets come closed (a filter
-    /// that keeps nothing, `ports::veth`), so they queue no frame before
-    /// the filter they keep is in place. Fails only when no filter could
-    /// be set: the sockets would read nothing.
+    /// the dataplane has the sockets, and returns the sockets it is to have
+    /// (receiving, and sending apart when they receive elsewhere).
+    ///
+    /// Where it can, the port gets a steering interface: new sockets
+    /// receive there, with the switch's classic filter, what the tc program
+    /// on the host end does not send fast, and one on the host end sends;
+    /// `sockets` (on the host end, closed) are dropped. So no socket of the
+    /// switch is in the host end's taps, which every frame passes before
+    /// tc: a fast frame costs one decision, not a socket filter's and the
+    /// program's. Where it cannot (logged), `sockets` stay, with the fast
+    /// path's socket filter, then the tc program (never the program without
+    /// the filter: the switch would forward its frames a second time).
+    ///
+    /// A port off the fast path (or that cannot be put on it, logged) loses
+    /// any tc program an earlier daemon left on its veth first, then its
+    /// sockets get the switch's classic filter. The sockets come closed (a
+    /// filter that keeps nothing, `ports::veth`), so they queue no frame
+    /// before the filter they keep is in place. Fails only when no filter
+    /// could be set: the sockets would read nothing.
     pub(super) fn fastpath_prepare(
         &mut self,
         name: &str,
         host: &VethHost,
-        sockets: &[&OwnedFd],
-    ) -> Result<(), crate::ports::PortError> {
+        (fd, extra): (OwnedFd, Vec<OwnedFd>),
+        vnet: bool,
+        mtu: u32,
+    ) -> Result<PortSockets, crate::ports::PortError> {
+        if self.fastpath.fp.is_some() && !self.fastpath.opted_out.contains(name) {
+            match self.fastpath_port_steer(host, extra.len() + 1, vnet, mtu) {
+                Ok(s) => {
+                    self.fastpath.attached.insert(name.to_string(), host.index);
+                    return Ok((s.fd, s.extra_queues, Some(s.tx)));
+                }
+                Err(e) => eprintln!(
+                    "vxswitch: port {name}: no steering interface ({e}); its sockets stay on \
+                     its host end, behind the fast path's socket filter"
+                ),
+            }
+        }
+        let sockets: Vec<&OwnedFd> = std::iter::once(&fd).chain(&extra).collect();
         if let Some(fp) = self
             .fastpath
             .fp
@@ -484,7 +517,7 @@ impl Daemon {
             match r {
                 Ok(()) => {
                     self.fastpath.attached.insert(name.to_string(), host.index);
-                    return Ok(());
+                    return Ok((fd, extra, None));
                 }
                 Err(e) => eprintln!("vxswitch: port {name} stays off the fast path: {e}"),
             }
@@ -495,7 +528,60 @@ impl Daemon {
         if let Err(e) = FastPath::detach_tc(&host.name) {
             eprintln!("vxswitch: port {name}: {e}");
         }
-        crate::ports::veth::open_to_switch(&host.name, sockets)
+        crate::ports::veth::open_to_switch(&host.name, &sockets)?;
+        Ok((fd, extra, None))
+    }
+
+    /// The steering interface of the veth port whose host end is `host`
+    /// (made, with the program that drops what reached it), `queues`
+    /// sockets receiving on it and one sending on the host end, its entry
+    /// in the steering map, then the tc program on the host end. On error
+    /// what was made goes again.
+    fn fastpath_port_steer(
+        &mut self,
+        host: &VethHost,
+        queues: usize,
+        vnet: bool,
+        mtu: u32,
+    ) -> Result<crate::ports::veth::Steered, String> {
+        let tag = self.fastpath.steer_tag;
+        let fp = self.fastpath.fp.as_mut().ok_or("the fast path is off")?;
+        // The steering interface answers to the host end's MAC, so the
+        // kernel classes what it redirects there as on the host end.
+        let mac = link::probe(&host.name).ok().and_then(|p| p.mac);
+        let steer = link::create_steer(&link::steer_name(tag, host.index), mtu, mac)
+            .map_err(|e| e.to_string())?;
+        let r = fp
+            .attach_steer_tc(&steer.name)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                crate::ports::veth::open_steered(&host.name, host.index, steer.index, queues, vnet)
+                    .map_err(|e| e.to_string())
+            })
+            .and_then(|s| {
+                fp.set_steer(host.index, steer.index)
+                    .and_then(|()| fp.attach_tc(&host.name))
+                    .map_err(|e| e.to_string())
+                    .map(|()| s)
+            });
+        match r {
+            Ok(s) => {
+                if let Some(old) = self.fastpath.steers.insert(host.index, steer) {
+                    if let Err(e) = link::delete_steer(&old) {
+                        eprintln!(
+                            "vxswitch: cannot remove the steering interface {}: {e}",
+                            old.name
+                        );
+                    }
+                }
+                Ok(s)
+            }
+            Err(e) => {
+                fp.remove_steer(host.index);
+                let _ = link::delete_steer(&steer);
+                Err(e)
+            }
+        }
     }
 
     /// Takes port `name` off the fast path before its veth goes: its
@@ -622,7 +708,7 @@ impl Daemon {
     /// Removes the steering interfaces no uplink uses any more; call once
     /// the dataplane has let go of their sockets.
     pub(super) fn fastpath_release_steers(&mut self) {
-        self.fastpath.release_steers();
+        self.fastpath.release_steers(false);
     }
 
     /// Takes uplink port `port` off the fast path (its interface went, or
@@ -748,7 +834,7 @@ impl Daemon {
         for i in stale {
             fp.remove_steer(i);
         }
-        self.fastpath.release_steers();
+        self.fastpath.release_steers(false);
     }
 
     /// The FDB map as the switch's FDB says, for MACs behind fast ports;

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use super::daemon::Daemon;
+use super::fastpath::PortSockets;
 use super::proto::{
     strip_os_error, Backend, CtlError, ErrorKind, PortAdd, PortInfo, PortKind, PortRemoved, PortRm,
     PortSet,
@@ -536,6 +537,19 @@ impl Daemon {
         mtu: u32,
         meta: PortMeta,
     ) -> Result<PortInfo, CtlError> {
+        self.attach_tx(name, network, (fd, extra_queues, None), mtu, meta)
+    }
+
+    /// [`Daemon::attach`] of a port that may send through a socket of its
+    /// own (a veth port on its steering interface, `ctl::fastpath`).
+    fn attach_tx(
+        &mut self,
+        name: &str,
+        network: &str,
+        (fd, extra_queues, tx): PortSockets,
+        mtu: u32,
+        meta: PortMeta,
+    ) -> Result<PortInfo, CtlError> {
         let net = self.network(network)?.id;
         if let Some((other, _)) = meta.mac.and_then(|mac| {
             self.ports
@@ -570,7 +584,7 @@ impl Daemon {
                 let tx = self.take_uplink_tx(network);
                 self.engine.add_uplink_tx(pa, uplink, tx)
             }
-            None => self.engine.add_port(pa),
+            None => self.engine.add_port_tx(pa, tx),
         }
         // On error `meta` is dropped, and with it a persistent TAP's
         // guard: the TAP goes with its last fd.
@@ -658,10 +672,11 @@ impl Daemon {
         mtu: u32,
         host: VethHost,
     ) -> Result<PortInfo, CtlError> {
-        let sockets: Vec<&OwnedFd> = std::iter::once(&fd).chain(&extra_queues).collect();
-        self.fastpath_prepare(name, &host, &sockets)
+        let (fd, extra_queues, tx) = self
+            .fastpath_prepare(name, &host, (fd, extra_queues), meta.vnet_hdr, mtu)
             .map_err(|e| port_error(&format!("port {name:?}"), e))?;
-        if let Err(e) = self.attach(name, network, fd, extra_queues, mtu, meta) {
+        if let Err(e) = self.attach_tx(name, network, (fd, extra_queues, tx), mtu, meta) {
+            self.fastpath_release_steers();
             self.fastpath_forget(name);
             return Err(e);
         }
@@ -738,6 +753,8 @@ impl Daemon {
             // already queued. Consume it now, before the id can be reused.
             self.process_events();
         }
+        // Its steering interface, now that no socket reads it.
+        self.fastpath_release_steers();
         self.ports.remove(&a.name);
         Ok(PortRemoved {
             name: a.name.clone(),
@@ -758,6 +775,7 @@ impl Daemon {
             .find(|(_, p)| p.id == id)
             .map(|(n, _)| n.clone())?;
         self.fastpath_forget(&name);
+        self.fastpath_release_steers();
         let port = self.ports.remove(&name)?;
         let (network, gateway) = (port.network.clone(), port.gateway);
         // A veth port's socket fails (ENXIO) once its pair is gone, which

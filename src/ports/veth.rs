@@ -315,6 +315,67 @@ pub fn open_to_switch(host: &str, sockets: &[&OwnedFd]) -> Result<(), PortError>
         .map_err(cfg(host, "set the packet sockets' filter"))
 }
 
+/// A veth port's sockets on the eBPF fast path with a steering interface
+/// (`ctl::fastpath`): they receive on the steering interface, to which
+/// the fast path's tc program on the host end redirects what it does not
+/// take, and send on the host end through a socket that receives nothing,
+/// so that no socket of the switch sits in the host end's taps (which run
+/// before tc, for every frame, the fast ones too).
+#[derive(Debug)]
+pub struct Steered {
+    /// The first receiving socket, and one per further worker, in a
+    /// fanout group, with the switch's classic filter.
+    pub fd: OwnedFd,
+    pub extra_queues: Vec<OwnedFd>,
+    /// Bound to the host end for no protocol.
+    pub tx: OwnedFd,
+}
+
+/// Opens [`Steered`] sockets for the port whose host end is `host`
+/// (`index`): `queues` receiving on the steering interface `steer`, the
+/// `virtio_net_hdr` on all of them if `vnet` (as the port's sockets on the
+/// host end have it: the same frames, the same way).
+pub fn open_steered(
+    host: &str,
+    index: u32,
+    steer: u32,
+    queues: usize,
+    vnet: bool,
+) -> Result<Steered, PortError> {
+    let mut all = pktport::open_group_as(steer, &pktport::not_for_host(), false, queues, vnet)
+        .map_err(cfg(
+            host,
+            "open the packet sockets on its steering interface",
+        ))?
+        .into_iter();
+    let first = all.next().ok_or_else(|| {
+        cfg(host, "open the packet sockets on its steering interface")(
+            io::Error::from_raw_os_error(libc::EINVAL),
+        )
+    })?;
+    if first.vnet_hdr != vnet {
+        return Err(cfg(
+            host,
+            "open the packet sockets on its steering interface",
+        )(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the kernel refused PACKET_VNET_HDR there",
+        )));
+    }
+    let extra: Vec<OwnedFd> = all.map(|s| s.fd).collect();
+    std::iter::once(&first.fd)
+        .chain(&extra)
+        .try_for_each(|s| pktport::keep_vlan_tags(s.as_fd()))
+        .map_err(cfg(host, "ask for VLAN tags (PACKET_AUXDATA)"))?;
+    let tx = crate::sys::uplink::open_tx(index, vnet, false)
+        .map_err(cfg(host, "open its sending socket"))?;
+    Ok(Steered {
+        fd: first.fd,
+        extra_queues: extra,
+        tx,
+    })
+}
+
 /// Turns IPv6 off on `ifname` before it comes up, so the host stack sends
 /// no router solicitation, MLD report or DAD probe through it. A kernel
 /// without IPv6 has no such file, and nothing to turn off.

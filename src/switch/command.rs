@@ -37,8 +37,9 @@ pub(super) struct PortQueue {
     pub(super) uplink: Option<super::uplink::UplinkConfig>,
     /// The uplink's storm-control bucket, shared by its workers.
     pub(super) storm: Option<Arc<super::uplink::Storm>>,
-    /// An uplink whose `fd` only receives (bound to its steering
-    /// interface): this worker's duplicate of the socket it sends through.
+    /// A port whose `fd` only receives (bound to its steering interface,
+    /// the eBPF fast path): this worker's duplicate of the socket it sends
+    /// through.
     pub(super) tx: Option<OwnedFd>,
 }
 

@@ -427,12 +427,8 @@ fn mirror_merged(
 /// transmissions are counted.
 #[inline]
 fn write_frame(port: &Port, bytes: &[u8], frame_len: usize, dead: &mut Vec<(PortId, GoneCause)>) {
-    // An uplink that receives on its steering interface sends apart.
-    let file = port
-        .uplink
-        .as_ref()
-        .and_then(|u| u.tx())
-        .unwrap_or(&port.file);
+    // A port that receives on its steering interface sends apart.
+    let file = port.tx.as_ref().unwrap_or(&port.file);
     let written = match port.uplink.as_ref().and_then(|u| u.tag()) {
         // A tagged uplink: the 802.1Q tag goes in on the way out.
         Some(tag) => {

@@ -406,6 +406,13 @@ impl Engine {
         self.add_port_as(port, None, None)
     }
 
+    /// [`Engine::add_port`] of a port whose sockets (`port.fd` and its
+    /// queues) only receive: frames to it are written to `tx` when given
+    /// (a veth port reading its steering interface, `ctl::fastpath`).
+    pub fn add_port_tx(&self, port: PortAttach, tx: Option<OwnedFd>) -> Result<(), EngineError> {
+        self.add_port_as(port, None, tx)
+    }
+
     /// Attaches an uplink port (a host interface's packet socket,
     /// `ports::uplink`): frames out are tagged with `uplink.vlan`, and
     /// what comes in from the LAN passes storm control and must be for a

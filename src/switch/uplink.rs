@@ -212,34 +212,18 @@ pub(super) struct UplinkPort {
     /// The 4 bytes of the 802.1Q tag, for a tagged network.
     tag: Option<[u8; 4]>,
     storm: Option<Arc<Storm>>,
-    /// The socket frames to the LAN go through, when the port's own
-    /// sockets are on the uplink's steering interface (the eBPF fast
-    /// path, `ports::uplink`): bound to the uplink for no protocol.
-    tx: Option<File>,
 }
 
 impl UplinkPort {
-    /// The worker's share of uplink `c`, with the port's `storm` bucket
-    /// and its sending socket if apart.
-    pub(super) fn new(
-        c: UplinkConfig,
-        storm: Option<Arc<Storm>>,
-        tx: Option<std::os::fd::OwnedFd>,
-    ) -> UplinkPort {
+    /// The worker's share of uplink `c`, with the port's `storm` bucket.
+    pub(super) fn new(c: UplinkConfig, storm: Option<Arc<Storm>>) -> UplinkPort {
         UplinkPort {
             tag: c.vlan.map(|v| {
                 let tci = (v & 0x0fff).to_be_bytes();
                 [0x81, 0x00, tci[0], tci[1]]
             }),
             storm,
-            tx: tx.map(File::from),
         }
-    }
-
-    /// The socket to write to, if not the port's own.
-    #[inline]
-    pub(super) fn tx(&self) -> Option<&File> {
-        self.tx.as_ref()
     }
 
     #[inline]
@@ -336,7 +320,7 @@ mod tests {
             storm_pps: 10,
             ring: None,
         };
-        let u = UplinkPort::new(c, Storm::new(c.storm_pps), None);
+        let u = UplinkPort::new(c, Storm::new(c.storm_pps));
         let bcast = [0xffu8; 14];
         let unicast = [0x02u8; 14];
         let t0 = Millis(1_000);
@@ -347,14 +331,11 @@ mod tests {
         assert!(!u.admit(&bcast, t0.add_ms(50)));
         assert!(u.admit(&bcast, t0.add_ms(100)));
         assert!(!u.admit(&bcast, t0.add_ms(100)));
-        let off = UplinkPort::new(UplinkConfig::default(), None, None);
+        let off = UplinkPort::new(UplinkConfig::default(), None);
         assert!((0..10_000).all(|_| off.admit(&bcast, t0)));
         // Two workers share one bucket: together they let through no more.
         let storm = Storm::new(10);
-        let (a, b) = (
-            UplinkPort::new(c, storm.clone(), None),
-            UplinkPort::new(c, storm, None),
-        );
+        let (a, b) = (UplinkPort::new(c, storm.clone()), UplinkPort::new(c, storm));
         let through = (0..100)
             .filter(|i| {
                 if i % 2 == 0 {
@@ -430,7 +411,7 @@ mod tests {
             storm_pps: 0,
             ring: None,
         };
-        let tag = UplinkPort::new(c, None, None).tag().unwrap();
+        let tag = UplinkPort::new(c, None).tag().unwrap();
         assert_eq!(write_tagged(&a, &msg, 12, tag).unwrap(), msg.len());
         let mut got = [0u8; 200];
         let n = rustix_read(&b, &mut got);

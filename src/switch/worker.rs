@@ -134,6 +134,11 @@ pub(super) struct Port {
     pub(super) uplink: Option<UplinkPort>,
     /// An uplink socket's receive ring, which this worker reads.
     pub(super) ring: Option<RingRx>,
+    /// The socket frames to the port go through when `file` only
+    /// receives: a port on the eBPF fast path whose sockets are on its
+    /// steering interface (`ports::uplink::create_steer`), sending through
+    /// a socket bound to the uplink or host end for no protocol.
+    pub(super) tx: Option<File>,
 }
 
 impl Port {
@@ -158,8 +163,9 @@ impl Port {
             rx_errors: Cell::new(0),
             mac: p.mac,
             policy: p.policy,
-            uplink: p.uplink.map(|c| UplinkPort::new(c, p.storm, p.tx)),
+            uplink: p.uplink.map(|c| UplinkPort::new(c, p.storm)),
             ring,
+            tx: p.tx.map(File::from),
         }
     }
 

@@ -235,20 +235,48 @@ pub fn veth_backend() -> bool {
     std::env::var("VXSWITCH_BACKEND").is_ok_and(|b| b == "veth")
 }
 
-/// The packet sockets bound to interface `dev` of the test's namespace
-/// (`/proc/net/packet`): a veth port's host end has one per worker while
-/// a daemon reads it, as a TAP has queues. 0 when `dev` does not exist.
+/// The packet sockets that read the veth port whose host end is `dev`, in
+/// the test's namespace (`/proc/net/packet`): one per worker while a daemon
+/// reads it, as a TAP has queues. They are bound to the host end, or with
+/// the eBPF fast path to the port's steering interface (`vxs....-<host
+/// end's ifindex in hex>`, docs/fastpath.md), and the host end then holds
+/// only the socket the switch sends through, which receives nothing: that
+/// one is not counted, and no receiving socket may be left on the host end
+/// beside a steering interface. 0 when `dev` does not exist.
 pub fn packet_sockets_on(dev: &str) -> usize {
     let Ok(index) = std::fs::read_to_string(format!("/sys/class/net/{dev}/ifindex")) else {
         return 0;
     };
     let index = index.trim().to_string();
-    std::fs::read_to_string("/proc/net/packet")
-        .unwrap_or_default()
-        .lines()
-        .skip(1)
-        .filter(|l| l.split_whitespace().nth(4) == Some(index.as_str()))
-        .count()
+    let suffix = format!("-{:x}", index.parse::<u32>().unwrap_or(0));
+    let steer = std::fs::read_dir("/sys/class/net")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("vxs") && n.ends_with(&suffix))
+        .and_then(|n| std::fs::read_to_string(format!("/sys/class/net/{n}/ifindex")).ok())
+        .map(|i| i.trim().to_string());
+    let receiving = |on: &str| {
+        std::fs::read_to_string("/proc/net/packet")
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .filter(|f| f.get(4) == Some(&on) && f.get(3).is_some_and(|p| *p != "0000"))
+            .count()
+    };
+    match steer {
+        None => receiving(&index),
+        Some(s) => {
+            assert_eq!(
+                receiving(&index),
+                0,
+                "{dev} has a steering interface and still a receiving socket"
+            );
+            receiving(&s)
+        }
+    }
 }
 
 /// A `--veth-prefix` no other daemon of this machine's tests has: `v`,

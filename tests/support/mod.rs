@@ -272,6 +272,31 @@ pub fn wait_for(timeout: Duration, what: &str, f: impl FnMut() -> bool) {
     );
 }
 
+/// The uplinks' steering interfaces in namespace `netns` (docs/fastpath.md):
+/// the `vxs...` links but those of veth ports, whose names end in their host
+/// end's (`vxv...`) ifindex in hex. Runs: ip.
+pub fn uplink_steering_links(netns: &str) -> Vec<String> {
+    let out = run("ip", &["-n", netns, "-j", "link", "show"]);
+    let v: serde_json::Value = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("`ip -n {netns} -j link` printed non-JSON ({e}): {out}"));
+    let links: Vec<(String, u64)> = v
+        .as_array()
+        .unwrap_or_else(|| panic!("`ip -n {netns} -j link` is no list: {out}"))
+        .iter()
+        .filter_map(|l| Some((l["ifname"].as_str()?.to_string(), l["ifindex"].as_u64()?)))
+        .collect();
+    let of_ports: Vec<String> = links
+        .iter()
+        .filter(|(n, _)| n.starts_with("vxv"))
+        .map(|(_, i)| format!("-{i:x}"))
+        .collect();
+    links
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| n.starts_with("vxs") && !of_ports.iter().any(|s| n.ends_with(s.as_str())))
+        .collect()
+}
+
 /// The interface names in namespace `netns`, from `ip -j link`: for exact
 /// comparison (`ip -br link` prints veths as `NAME@PEER`). Runs: ip.
 pub fn link_names(netns: &str) -> Vec<String> {

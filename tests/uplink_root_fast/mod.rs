@@ -299,12 +299,10 @@ fn ifindex(ns: &Netns, dev: &str) -> String {
     v[0]["ifindex"].to_string()
 }
 
-/// The steering interfaces in `ns` (docs/fastpath.md, "Uplinks").
+/// The uplinks' steering interfaces in `ns` (docs/fastpath.md, "Uplinks"):
+/// not those of the containers' veth ports.
 fn steering_links(ns: &Netns) -> Vec<String> {
-    support::link_names(&ns.name)
-        .into_iter()
-        .filter(|n| n.starts_with("vxs"))
-        .collect()
+    support::uplink_steering_links(&ns.name)
 }
 
 #[test]
