@@ -86,8 +86,9 @@ def parse_args(argv=None):
                    help="the vxswitch binary (default: $VXSWITCH_BIN, else $CARGO_TARGET_DIR/release/vxswitch, "
                         "else target/release/vxswitch in the repo)")
     p.add_argument("--baseline", metavar="PATH",
-                   help="a second vxswitch binary (the 'before' of a change): `vxswitch` and `vxswitch-vxlan`, "
-                        "when selected, are also measured with it as vxswitch-base and vxswitch-vxlan-base, "
+                   help="a second vxswitch binary (the 'before' of a change): `vxswitch`, `vxswitch-vxlan` and "
+                        "`vxswitch-ebpf`, when selected, are also measured with it as vxswitch-base, "
+                        "vxswitch-vxlan-base and vxswitch-ebpf-base, "
                         "alternated with every other contender in the same run")
     p.add_argument("--build", action="store_true", help="run `cargo build --release` first")
     p.add_argument("--generator", default="trafgen", choices=sorted(M.GENERATORS), help="frame generator")

@@ -733,6 +733,18 @@ class VxswitchVxlanBase(VxswitchVxlan):
         return self.opts.baseline
 
 
+class VxswitchEbpfBase(VxswitchEbpf):
+    """`vxswitch-ebpf` run by the --baseline binary."""
+
+    name = "vxswitch-ebpf-base"
+    title = "vxswitch, veth ports with the eBPF fast path, the --baseline binary"
+    topology = "as `vxswitch-ebpf`, run by the binary given with --baseline (the 'before' of a change)"
+
+    @property
+    def exe(self) -> str:
+        return self.opts.baseline
+
+
 ALL = [Vxswitch, VxswitchNoOffload, VxswitchBusyPoll, VxswitchBusyPollAuto, VxswitchVeth, VxswitchEbpf, TapFloor, KernelBridge, Ovs, OvsTso, Vde,
        Veth, VxswitchVxlan, KernelVxlan, VxswitchUplink, VxswitchUplinkRing, VxswitchUplinkEbpf, KernelMacvlan,
        UnderlayBridge, UplinkOvs]
@@ -745,7 +757,7 @@ UPLINK = ["uplink-vxswitch", "uplink-vxswitch-ring", "uplink-vxswitch-ebpf", "up
 # puts it in docs/benchmarks-system.md.
 OPTIONAL: set[str] = {*UPLINK, "vxswitch-veth", "vxswitch-ebpf"}
 # Measured only with --baseline, beside the contender they repeat.
-BASE_OF = {"vxswitch": VxswitchBase, "vxswitch-vxlan": VxswitchVxlanBase}
+BASE_OF = {"vxswitch": VxswitchBase, "vxswitch-vxlan": VxswitchVxlanBase, "vxswitch-ebpf": VxswitchEbpfBase}
 BY_NAME = {c.name: c for c in ALL}
 BASELINE = "bridge"
 # Always measured, whatever --only says: the reference of the ratios and the

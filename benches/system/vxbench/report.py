@@ -46,6 +46,7 @@ COLORS = {
     "vxswitch-busypoll-auto": "#8c1c1c",
     "vxswitch-veth": "#e377c2",
     "vxswitch-ebpf": "#7b4173",
+    "vxswitch-ebpf-base": "#a55194",
     "uplink-vxswitch-ring": "#c49c94",
     "bridge": "#1f77b4",
     "ovs": "#2ca02c",
