@@ -417,20 +417,6 @@ fn veth_ports_ping_and_iperf3_through_the_fast_path_each_frame_once() {
     );
 }
 
-/// `(protocol, ifindex)` of each packet socket in `ns` (`/proc/net/packet`;
-/// protocol `0003` is every protocol, `0000` a socket that only sends).
-fn packet_sockets(ns: &Netns) -> Vec<(String, String)> {
-    let out = ns.exec("cat", &["/proc/net/packet"]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() > 4).then(|| (f[3].to_string(), f[4].to_string()))
-        })
-        .collect()
-}
-
 /// The steering interfaces in `ns`, by name.
 fn steering_links(ns: &Netns) -> Vec<String> {
     support::link_names(&ns.name)
@@ -467,7 +453,7 @@ fn a_veth_port_is_read_on_its_steering_interface_not_in_its_host_ends_taps() {
         2,
         "one steering interface per port: {steers:?}"
     );
-    let socks = packet_sockets(&host);
+    let socks = host.packet_sockets();
     for port in ["s1", "s2"] {
         let end = ifindex(&host, &format!("vxv-{port}")).to_string();
         let on_end: Vec<&String> = socks

@@ -11,18 +11,27 @@
 #   sudo A=/tmp/vxswitch-old B=target/release/vxswitch ROUNDS=5 benches/system/steer_ab.sh
 #
 # One line per run: round, binary, received frames/s, frames the fast path
-# forwarded (from stats). Needs root, trafgen (netsniff-ng), ping; uses
-# fixed names (never run two at once).
+# forwarded (from stats). With TCP=1, each run then also moves one iperf3
+# TCP stream c1 -> c2 for SECS and adds its Gbit/s. Needs root, trafgen
+# (netsniff-ng), ping (and iperf3 with TCP=1); uses fixed names (never run
+# two at once).
 set -u
 A=${A:?A=first binary}
 B=${B:?B=second binary}
 ROUNDS=${ROUNDS:-5}
 SECS=${SECS:-4}
+TCP=${TCP:-0}
 S=/tmp/stab.sock
 PID=/tmp/stab.pid
 CFG=/tmp/stab-trafgen.cfg
 TG=
+SRV=
 cleanup() {
+    if [ -n "$SRV" ]; then
+        kill "$SRV" 2>/dev/null
+        wait "$SRV" 2>/dev/null
+        SRV=
+    fi
     if [ -n "$TG" ]; then
         pkill -TERM -P "$TG" 2>/dev/null
         kill "$TG" 2>/dev/null
@@ -61,7 +70,21 @@ one() {
     local fast
     fast=$("$bin" --socket $S stats | grep -o 'fast path: .*forwarded' | grep -o '[0-9]* frames')
     python3 -c "print('%.0f' % (($b - $a) / ($t1 - $t0)), end='')"
-    echo " | $fast"
+    echo -n " | $fast"
+    pkill -TERM -P "$TG" 2>/dev/null
+    kill "$TG" 2>/dev/null
+    wait "$TG" 2>/dev/null
+    TG=
+    if [ "$TCP" = 1 ]; then
+        ip netns exec stab-c2 iperf3 -s -1 -B 10.86.0.2 >/dev/null 2>&1 &
+        SRV=$!
+        sleep 0.5
+        local gbps
+        gbps=$(ip netns exec stab-c1 iperf3 -c 10.86.0.2 -t "$SECS" -J 2>/dev/null |
+            python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 1e9))' 2>/dev/null)
+        echo -n " | TCP ${gbps:-failed} Gbit/s"
+    fi
+    echo
     cleanup
 }
 for r in $(seq "$ROUNDS"); do

@@ -165,6 +165,21 @@ impl Netns {
 }
 
 impl Netns {
+    /// `(protocol, ifindex)` of each packet socket in the namespace
+    /// (`/proc/net/packet`; protocol as the kernel prints it: `0003` for
+    /// every protocol, `0000` a socket that only sends). Runs: cat.
+    pub fn packet_sockets(&self) -> Vec<(String, String)> {
+        let out = self.exec("cat", &["/proc/net/packet"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() > 4).then(|| (f[3].to_string(), f[4].to_string()))
+            })
+            .collect()
+    }
+
     /// Tags every frame `dev` sends with 802.1Q VLAN `vid` and strips the
     /// tag from every frame it receives, below the namespace's stack, with
     /// the tc BPF programs of `tests/support/vlan_tag.py`: tagged traffic

@@ -279,20 +279,6 @@ fn two_vlans_on_one_ring_uplink_stay_apart_on_the_fast_path() {
     );
 }
 
-/// The packet sockets of namespace `ns` (`/proc/net/packet`): (protocol
-/// as the kernel prints it, `0003` for every protocol, ifindex).
-fn packet_sockets(ns: &Netns) -> Vec<(String, String)> {
-    let out = ns.exec("cat", &["/proc/net/packet"]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() > 4).then(|| (f[3].to_string(), f[4].to_string()))
-        })
-        .collect()
-}
-
 /// The index of `dev` in `ns`.
 fn ifindex(ns: &Netns, dev: &str) -> String {
     let v = ns.ip_json(&["link", "show", "dev", dev]);
@@ -326,7 +312,7 @@ fn the_uplinks_taps_hold_no_socket_of_the_switch_and_the_lan_still_reaches_every
     let steer = steering_links(&lan.host);
     assert_eq!(steer.len(), 1, "one steering interface: {steer:?}");
     let (eth0, st) = (ifindex(&lan.host, "eth0"), ifindex(&lan.host, &steer[0]));
-    let socks = packet_sockets(&lan.host);
+    let socks = lan.host.packet_sockets();
     assert!(
         !socks.iter().any(|(p, i)| *i == eth0 && p != "0000"),
         "a packet socket with a protocol on eth0 ({eth0}): {socks:?}"
@@ -390,9 +376,9 @@ fn the_uplinks_taps_hold_no_socket_of_the_switch_and_the_lan_still_reaches_every
     d.terminate();
     assert_eq!(steering_links(&lan.host), Vec::<String>::new());
     assert!(
-        packet_sockets(&lan.host).is_empty(),
+        lan.host.packet_sockets().is_empty(),
         "{:?}",
-        packet_sockets(&lan.host)
+        lan.host.packet_sockets()
     );
 }
 

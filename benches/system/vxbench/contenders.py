@@ -709,40 +709,15 @@ class UplinkOvs(Ovs):
         self.finish_setup()
 
 
-class VxswitchBase(Vxswitch):
-    """`vxswitch` run by the --baseline binary: a before/after in one run."""
-
-    name = "vxswitch-base"
-    title = "vxswitch (TAP ports), the --baseline binary"
-    topology = "as `vxswitch`, run by the binary given with --baseline (the 'before' of a change)"
-
-    @property
-    def exe(self) -> str:
-        return self.opts.baseline
-
-
-class VxswitchVxlanBase(VxswitchVxlan):
-    """`vxswitch-vxlan` run by the --baseline binary."""
-
-    name = "vxswitch-vxlan-base"
-    title = "vxswitch VXLAN overlay (2 hosts), the --baseline binary"
-    topology = "as `vxswitch-vxlan`, run by the binary given with --baseline (the 'before' of a change)"
-
-    @property
-    def exe(self) -> str:
-        return self.opts.baseline
-
-
-class VxswitchEbpfBase(VxswitchEbpf):
-    """`vxswitch-ebpf` run by the --baseline binary."""
-
-    name = "vxswitch-ebpf-base"
-    title = "vxswitch, veth ports with the eBPF fast path, the --baseline binary"
-    topology = "as `vxswitch-ebpf`, run by the binary given with --baseline (the 'before' of a change)"
-
-    @property
-    def exe(self) -> str:
-        return self.opts.baseline
+def baseline_twin(cls: type) -> type:
+    """`cls` run by the --baseline binary: a before/after in one run."""
+    return type(cls.__name__ + "Base", (cls,), {
+        "__doc__": f"`{cls.name}` run by the --baseline binary.",
+        "name": cls.name + "-base",
+        "title": f"{cls.title}, the --baseline binary",
+        "topology": f"as `{cls.name}`, run by the binary given with --baseline (the 'before' of a change)",
+        "exe": property(lambda self: self.opts.baseline),
+    })
 
 
 ALL = [Vxswitch, VxswitchNoOffload, VxswitchBusyPoll, VxswitchBusyPollAuto, VxswitchVeth, VxswitchEbpf, TapFloor, KernelBridge, Ovs, OvsTso, Vde,
@@ -757,7 +732,7 @@ UPLINK = ["uplink-vxswitch", "uplink-vxswitch-ring", "uplink-vxswitch-ebpf", "up
 # puts it in docs/benchmarks-system.md.
 OPTIONAL: set[str] = {*UPLINK, "vxswitch-veth", "vxswitch-ebpf"}
 # Measured only with --baseline, beside the contender they repeat.
-BASE_OF = {"vxswitch": VxswitchBase, "vxswitch-vxlan": VxswitchVxlanBase, "vxswitch-ebpf": VxswitchEbpfBase}
+BASE_OF = {c.name: baseline_twin(c) for c in (Vxswitch, VxswitchVxlan, VxswitchEbpf)}
 BY_NAME = {c.name: c for c in ALL}
 BASELINE = "bridge"
 # Always measured, whatever --only says: the reference of the ratios and the
