@@ -6,7 +6,8 @@
 # and a sync round put them in the maps, then floods 10.86.0.99 (nobody's
 # address, c2's MAC) from c1 and counts what c2's eth0 receives over SECS.
 # Made for the veth ports' steering interfaces (docs/fastpath.md): A the
-# build before, B the build after.
+# build before, B the build after. KIND=tap floods between TAP ports of a
+# daemon in its default mode instead (no --fastpath, no --backend veth).
 #
 #   sudo A=/tmp/vxswitch-old B=target/release/vxswitch ROUNDS=5 benches/system/steer_ab.sh
 #
@@ -21,6 +22,12 @@ B=${B:?B=second binary}
 ROUNDS=${ROUNDS:-5}
 SECS=${SECS:-4}
 TCP=${TCP:-0}
+KIND=${KIND:-ebpf}
+case $KIND in
+ebpf) DAEMON_ARGS="--fastpath ebpf" NET_ARGS="--backend veth" ;;
+tap) DAEMON_ARGS="" NET_ARGS="" ;;
+*) echo "KIND must be ebpf or tap" >&2; exit 2 ;;
+esac
 S=/tmp/stab.sock
 PID=/tmp/stab.pid
 CFG=/tmp/stab-trafgen.cfg
@@ -51,12 +58,12 @@ one() {
     local bin=$1
     for n in stab-sw stab-c1 stab-c2; do ip netns add $n; ip -n $n link set lo up; done
     ip netns exec stab-sw "$bin" --socket $S daemon --detach --pidfile $PID \
-        --log-file /tmp/stab.log --fastpath ebpf >/dev/null 2>&1
-    "$bin" --socket $S network create red --subnet 10.86.0.0/24 --backend veth >/dev/null
+        --log-file /tmp/stab.log $DAEMON_ARGS >/dev/null 2>&1
+    "$bin" --socket $S network create red --subnet 10.86.0.0/24 $NET_ARGS >/dev/null
     "$bin" --socket $S port add c1 --network red --netns /run/netns/stab-c1 --ip 10.86.0.1/24 >/dev/null
     "$bin" --socket $S port add c2 --network red --netns /run/netns/stab-c2 --ip 10.86.0.2/24 >/dev/null
     ip netns exec stab-c1 ping -c 2 -i 0.2 -W 1 10.86.0.2 >/dev/null
-    sleep 1.5 # a sync round puts both MACs in the maps
+    [ "$KIND" = ebpf ] && sleep 1.5 # a sync round puts both MACs in the maps
     local mac
     mac=$(ip -n stab-c2 -j link show eth0 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
     echo "{ eth(da=$mac, type=0x0800), ipv4(saddr=10.86.0.1, daddr=10.86.0.99, ttl=64, proto=17), udp(sp=9, dp=9), fill(0x00, 18) }" >$CFG
@@ -69,6 +76,7 @@ one() {
     b=$(rx); t1=$(date +%s.%N)
     local fast
     fast=$("$bin" --socket $S stats | grep -o 'fast path: .*forwarded' | grep -o '[0-9]* frames')
+    [ "$KIND" = tap ] && fast="no fast path"
     python3 -c "print('%.0f' % (($b - $a) / ($t1 - $t0)), end='')"
     echo -n " | $fast"
     pkill -TERM -P "$TG" 2>/dev/null
