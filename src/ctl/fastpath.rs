@@ -210,6 +210,14 @@ pub fn pin_dir_for(socket: &Path) -> PathBuf {
         .join(pin_name(netns, socket))
 }
 
+/// The name prefix of the steering interfaces a daemon on `socket` (with
+/// its maps pinned where [`pin_dir_for`] says) makes in the caller's
+/// namespace: what its next start sweeps after a kill, and what a test
+/// that killed it removes (`ports::uplink::sweep_steers`).
+pub fn steer_prefix_for(socket: &Path) -> String {
+    link::steer_prefix(steer_tag(&pin_dir_for(socket)))
+}
+
 fn pin_name(netns: u64, socket: &Path) -> String {
     format!("net{netns}_{}", pin_socket_part(&socket.to_string_lossy()))
 }

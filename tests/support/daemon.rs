@@ -214,6 +214,13 @@ impl Drop for Daemon {
         // Daemons in a namespace of their own pin under a private /sys,
         // which went with them.
         if self.netns.is_none() {
+            // The steering interfaces of its ports (`--fastpath ebpf`),
+            // which a killed daemon leaves for its next start: here there
+            // is none, and they are links of the test's namespace.
+            let prefix = vxswitch::ctl::fastpath::steer_prefix_for(&self.socket);
+            if let Err(e) = vxswitch::ports::uplink::sweep_steers(&prefix) {
+                eprintln!("clean-up: remove the steering interfaces {prefix}*: {e}");
+            }
             let pins = vxswitch::ctl::fastpath::pin_dir_for(&self.socket);
             match std::fs::remove_dir_all(&pins) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
