@@ -334,6 +334,20 @@ fn packet_sockets_where(ns: &Netns, dev: &str, proto: impl Fn(&str) -> bool) -> 
         .count()
 }
 
+/// Where the switch's sockets for `dev` receive: on `dev`, or on its one
+/// steering interface (`steering`, the eBPF fast path), and then none on
+/// `dev` itself.
+fn reading_dev<'a>(ns: &Netns, dev: &'a str, steering: &'a [String]) -> &'a str {
+    match steering {
+        [] => dev,
+        [one] => {
+            assert_eq!(receiving_sockets_on(ns, dev), 0, "{steering:?}");
+            one.as_str()
+        }
+        more => panic!("one steering interface per port or uplink, found {more:?}"),
+    }
+}
+
 /// Each frame is read once, by one socket of the group: three pings, three
 /// replies, no duplicates.
 fn read_once(from: &Netns, dst: &str) {
@@ -363,15 +377,10 @@ fn every_worker_reads_a_veth_port_through_a_fanout_group() {
         .into_iter()
         .filter(|n| n.starts_with("vxs") && n.ends_with(&format!("-{f1:x}")))
         .collect();
-    let rx_dev = match steering.as_slice() {
-        [] => "vxv-f1",
-        [one] => {
-            assert_eq!(receiving_sockets_on(&host, "vxv-f1"), 0, "{steering:?}");
-            assert_eq!(packet_sockets_on(&host, "vxv-f1"), 1, "the sending socket");
-            one.as_str()
-        }
-        more => panic!("one steering interface per port, found {more:?}"),
-    };
+    let rx_dev = reading_dev(&host, "vxv-f1", &steering);
+    if !steering.is_empty() {
+        assert_eq!(packet_sockets_on(&host, "vxv-f1"), 1, "the sending socket");
+    }
     assert_eq!(
         receiving_sockets_on(&host, rx_dev),
         2,
@@ -412,14 +421,7 @@ fn every_worker_reads_an_uplink_through_a_fanout_group() {
     // steering interface (docs/uplink.md, "The fast path"), and on the
     // uplink only the socket it sends through.
     let steering = support::uplink_steering_links(&host.name);
-    let rx_dev = match steering.as_slice() {
-        [] => "lan0",
-        [one] => {
-            assert_eq!(receiving_sockets_on(&host, "lan0"), 0, "{steering:?}");
-            one.as_str()
-        }
-        more => panic!("one steering interface per uplink, found {more:?}"),
-    };
+    let rx_dev = reading_dev(&host, "lan0", &steering);
     assert_eq!(
         receiving_sockets_on(&host, rx_dev),
         2,
