@@ -53,6 +53,7 @@ mod mirror;
 pub mod monitor;
 mod networks;
 pub mod persist;
+mod pins;
 mod ports;
 pub mod proto;
 mod restore;
